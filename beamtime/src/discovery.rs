@@ -1,0 +1,448 @@
+//! Finding the metadata file of a beamtime, and reading it.
+//!
+//! Three ways, see [`Discovery`]: an explicit file, a beamtime id looked up
+//! through a [`SearchPath`], or the beamtime folder around a working
+//! directory.
+//!
+//! [`SearchPath::from_environment`] is meant for user-side tools such as
+//! `bt-submit`: it trusts the environment and a user-chosen config file. A
+//! privileged caller builds its [`SearchPath`] from its own configuration with
+//! [`SearchPath::parse_list`] or [`SearchPath::new`].
+
+use std::env;
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::id::{shown, BeamtimeId};
+use crate::metadata::{
+    parse_metadata, Metadata, MetadataError, MetadataKind, MetadataProblem, MAX_METADATA_BYTES,
+};
+pub use crate::pattern::{expand_pattern, substitute_id, PatternError, SearchPattern};
+
+/// Environment variable with colon-separated search patterns; when set and
+/// not empty it replaces the config file and the defaults.
+pub const SEARCH_PATH_VAR: &str = "BEAMTIME_METADATA_PATH";
+
+/// Environment variable naming a config file to use instead of
+/// [`DEFAULT_CONFIG_FILE`]; unlike the default file it must exist.
+pub const CONFIG_FILE_VAR: &str = "BT_SUBMIT_CONFIG";
+
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/beamtime/bt-submit.conf";
+
+/// Where the facility puts metadata files, in search order: the beamline
+/// filesystem as reserved nodes see it, as beamline machines see it, the core
+/// filesystem, then the same for commissioning runs.
+pub const DEFAULT_PATTERNS: [&str; 5] = [
+    "/beamline/*/current/beamtime-metadata-{id}.json",
+    "/gpfs/current/beamtime-metadata-{id}.json",
+    "/asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json",
+    "/gpfs/commissioning/commissioning-metadata-{id}.json",
+    "/asap3/*/gpfs/*/*/commissioning/{id}/commissioning-metadata-{id}.json",
+];
+
+/// The key of search patterns in the config file.
+const CONFIG_KEY: &str = "metadata_path";
+
+/// An ordered list of search patterns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchPath {
+    patterns: Vec<SearchPattern>,
+}
+
+impl Default for SearchPath {
+    fn default() -> Self {
+        SearchPath {
+            patterns: DEFAULT_PATTERNS
+                .iter()
+                .filter_map(|pattern| SearchPattern::parse(pattern).ok())
+                .collect(),
+        }
+    }
+}
+
+impl SearchPath {
+    pub fn new(patterns: Vec<SearchPattern>) -> SearchPath {
+        SearchPath { patterns }
+    }
+
+    /// Parses colon-separated patterns; empty entries are skipped.
+    pub fn parse_list(list: &str) -> Result<SearchPath, PatternError> {
+        let patterns = list
+            .split(':')
+            .filter(|entry| !entry.is_empty())
+            .map(SearchPattern::parse)
+            .collect::<Result<_, _>>()?;
+        Ok(SearchPath { patterns })
+    }
+
+    pub fn patterns(&self) -> &[SearchPattern] {
+        &self.patterns
+    }
+
+    /// The search path for user-side tools: [`SEARCH_PATH_VAR`] if set, else
+    /// the `metadata_path` lines of the config file (see the crate docs), else
+    /// [`DEFAULT_PATTERNS`].
+    pub fn from_environment() -> Result<SearchPath, DiscoveryError> {
+        if let Some(list) = env::var_os(SEARCH_PATH_VAR).filter(|list| !list.is_empty()) {
+            let list = list
+                .into_string()
+                .map_err(|list| DiscoveryError::InvalidSearchPath {
+                    origin: SEARCH_PATH_VAR.to_owned(),
+                    problem: format!("{} is not valid UTF-8", shown(&list.to_string_lossy())),
+                })?;
+            return SearchPath::parse_list(&list).map_err(|error| {
+                DiscoveryError::InvalidSearchPath {
+                    origin: SEARCH_PATH_VAR.to_owned(),
+                    problem: error.to_string(),
+                }
+            });
+        }
+        let chosen = env::var_os(CONFIG_FILE_VAR).filter(|path| !path.is_empty());
+        let must_exist = chosen.is_some();
+        let config = PathBuf::from(chosen.unwrap_or_else(|| OsString::from(DEFAULT_CONFIG_FILE)));
+        let bytes = match read_capped(&config) {
+            Ok(bytes) => bytes,
+            Err(ReadFailure::Io(error)) if error.kind() == io::ErrorKind::NotFound && !must_exist => {
+                return Ok(SearchPath::default())
+            }
+            Err(failure) => {
+                return Err(DiscoveryError::ConfigUnreadable {
+                    path: config,
+                    problem: failure.to_string(),
+                })
+            }
+        };
+        let text = String::from_utf8(bytes).map_err(|_| DiscoveryError::InvalidSearchPath {
+            origin: config.display().to_string(),
+            problem: "the config file is not valid UTF-8".to_owned(),
+        })?;
+        Ok(parse_config(&text, &config)?.unwrap_or_default())
+    }
+}
+
+/// Parses a `bt-submit.conf`: lines `metadata_path = PATTERN`, blank lines
+/// and `#` comments. Returns `None` when the file names no pattern, so the
+/// defaults stay in force.
+pub fn parse_config(text: &str, origin: &Path) -> Result<Option<SearchPath>, DiscoveryError> {
+    let mut patterns = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let location = format!("{}:{}", origin.display(), index + 1);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(DiscoveryError::InvalidSearchPath {
+                origin: location,
+                problem: format!("expected \"{CONFIG_KEY} = PATTERN\", found {}", shown(line)),
+            });
+        };
+        if key.trim() != CONFIG_KEY {
+            return Err(DiscoveryError::InvalidSearchPath {
+                origin: location,
+                problem: format!(
+                    "unknown key {}, the only key is \"{CONFIG_KEY}\"",
+                    shown(key.trim())
+                ),
+            });
+        }
+        let pattern = SearchPattern::parse(value.trim()).map_err(|error| {
+            DiscoveryError::InvalidSearchPath {
+                origin: location,
+                problem: error.to_string(),
+            }
+        })?;
+        patterns.push(pattern);
+    }
+    Ok((!patterns.is_empty()).then_some(SearchPath { patterns }))
+}
+
+/// How to find the metadata file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// This file, as given.
+    File(PathBuf),
+    /// The file of this beamtime, through a [`SearchPath`].
+    Id(BeamtimeId),
+    /// The file of the beamtime folder that contains this directory.
+    FromDirectory(PathBuf),
+}
+
+impl Discovery {
+    pub fn locate(&self, search: &SearchPath) -> Result<PathBuf, DiscoveryError> {
+        match self {
+            Discovery::File(path) => Ok(path.clone()),
+            Discovery::Id(id) => find_by_id(search, id),
+            Discovery::FromDirectory(start) => find_from_dir(start),
+        }
+    }
+}
+
+/// A metadata file could not be found, or not uniquely.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// `origin` is the variable name or `file:line` the bad setting came from.
+    InvalidSearchPath { origin: String, problem: String },
+    ConfigUnreadable { path: PathBuf, problem: String },
+    NotFound { id: BeamtimeId, searched: Vec<String> },
+    Ambiguous { id: BeamtimeId, paths: Vec<PathBuf> },
+    NoBeamtimeFolder { start: PathBuf },
+    AmbiguousFolder { folder: PathBuf, paths: Vec<PathBuf> },
+}
+
+fn list_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+impl fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DiscoveryError::InvalidSearchPath { origin, problem } => write!(f, "{origin}: {problem}"),
+            DiscoveryError::ConfigUnreadable { path, problem } => write!(
+                f,
+                "cannot read the config file {}: {problem}; check {CONFIG_FILE_VAR}",
+                path.display()
+            ),
+            DiscoveryError::NotFound { id, searched } => {
+                write!(f, "no metadata file for beamtime {id}; searched ")?;
+                if searched.is_empty() {
+                    f.write_str("nothing, the search path is empty")?;
+                } else {
+                    f.write_str(&searched.join(", "))?;
+                }
+                f.write_str(
+                    "; check the id (the file appears when the beamtime starts and leaves \
+                     the beamline filesystem when it stops)",
+                )
+            }
+            DiscoveryError::Ambiguous { id, paths } => write!(
+                f,
+                "beamtime {id} has {} metadata files: {}; there must be only one, ask the \
+                 beamline staff which one is current and name it explicitly",
+                paths.len(),
+                list_paths(paths)
+            ),
+            DiscoveryError::NoBeamtimeFolder { start } => write!(
+                f,
+                "no beamtime-metadata-*.json or commissioning-metadata-*.json in {} or any \
+                 folder above it; work inside a beamtime folder or name the beamtime",
+                start.display()
+            ),
+            DiscoveryError::AmbiguousFolder { folder, paths } => write!(
+                f,
+                "{} holds {} metadata files: {}; there must be only one, name the beamtime \
+                 explicitly",
+                folder.display(),
+                paths.len(),
+                list_paths(paths)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DiscoveryError {}
+
+/// The metadata file of `id`: the first pattern of `search` that matches
+/// anything decides, so earlier patterns take precedence over later ones.
+/// Two different files from that pattern are an error listing both; the
+/// same file reached twice (through symlinks) counts once.
+pub fn find_by_id(search: &SearchPath, id: &BeamtimeId) -> Result<PathBuf, DiscoveryError> {
+    for pattern in search.patterns() {
+        let mut seen = Vec::new();
+        let mut found = Vec::new();
+        for path in pattern.expand(id) {
+            let identity = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if !seen.contains(&identity) {
+                seen.push(identity);
+                found.push(path);
+            }
+        }
+        match found.len() {
+            0 => continue,
+            1 => return Ok(found.remove(0)),
+            _ => {
+                return Err(DiscoveryError::Ambiguous {
+                    id: id.clone(),
+                    paths: found,
+                })
+            }
+        }
+    }
+    Err(DiscoveryError::NotFound {
+        id: id.clone(),
+        searched: search.patterns().iter().map(|p| p.substitute(id)).collect(),
+    })
+}
+
+/// The metadata file of the beamtime folder containing `start`: the nearest
+/// folder, from `start` upwards, that holds a `beamtime-metadata-*.json` or
+/// `commissioning-metadata-*.json`. Folders that cannot be listed are skipped.
+pub fn find_from_dir(start: &Path) -> Result<PathBuf, DiscoveryError> {
+    for folder in start.ancestors() {
+        let entries = match fs::read_dir(folder) {
+            Ok(entries) => entries,
+            Err(error) => {
+                log::debug!("skipping {}: {error}", folder.display());
+                continue;
+            }
+        };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_str()
+                    .and_then(MetadataKind::from_file_name)
+                    .is_some()
+            })
+            .map(|entry| entry.path())
+            .collect();
+        found.sort();
+        match found.len() {
+            0 => continue,
+            1 => return Ok(found.remove(0)),
+            _ => {
+                return Err(DiscoveryError::AmbiguousFolder {
+                    folder: folder.to_owned(),
+                    paths: found,
+                })
+            }
+        }
+    }
+    Err(DiscoveryError::NoBeamtimeFolder {
+        start: start.to_owned(),
+    })
+}
+
+/// Reads and parses a metadata file. The size cap is enforced before the
+/// content is read, and only regular files are read.
+pub fn read_metadata_file(path: &Path) -> Result<Metadata, MetadataError> {
+    let bytes = read_capped(path).map_err(|failure| {
+        MetadataError::new(
+            path,
+            match failure {
+                ReadFailure::Io(error) => MetadataProblem::Unreadable(error),
+                ReadFailure::NotAFile(found) => MetadataProblem::NotAFile { found },
+                ReadFailure::TooLarge(size) => MetadataProblem::TooLarge { size },
+            },
+        )
+    })?;
+    parse_metadata(&bytes, path)
+}
+
+enum ReadFailure {
+    Io(io::Error),
+    NotAFile(&'static str),
+    TooLarge(u64),
+}
+
+impl fmt::Display for ReadFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadFailure::Io(error) => write!(f, "{error}"),
+            ReadFailure::NotAFile(found) => write!(f, "it is {found}, not a regular file"),
+            ReadFailure::TooLarge(size) => {
+                write!(f, "it has {size} bytes, more than {MAX_METADATA_BYTES}")
+            }
+        }
+    }
+}
+
+impl From<io::Error> for ReadFailure {
+    fn from(error: io::Error) -> Self {
+        ReadFailure::Io(error)
+    }
+}
+
+fn describe_non_file(file_type: fs::FileType) -> &'static str {
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a named pipe"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads at most [`MAX_METADATA_BYTES`] from a regular file.
+fn read_capped(path: &Path) -> Result<Vec<u8>, ReadFailure> {
+    // Non-blocking, so that a named pipe in the path's place is reported
+    // instead of hanging the open until a writer appears.
+    let file: File = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let info = file.metadata()?;
+    if !info.is_file() {
+        return Err(ReadFailure::NotAFile(describe_non_file(info.file_type())));
+    }
+    if info.len() > MAX_METADATA_BYTES as u64 {
+        return Err(ReadFailure::TooLarge(info.len()));
+    }
+    let mut bytes = Vec::with_capacity(info.len() as usize);
+    // One byte over the cap tells a file that grew since the check.
+    file.take(MAX_METADATA_BYTES as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_METADATA_BYTES {
+        return Err(ReadFailure::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_all_valid() {
+        assert_eq!(SearchPath::default().patterns().len(), DEFAULT_PATTERNS.len());
+    }
+
+    #[test]
+    fn config_lines_replace_the_defaults() {
+        let text = "# site search path\n\nmetadata_path = /data/{id}/beamtime-metadata-{id}.json\n  metadata_path=/other/*/{id}.json  \n";
+        let parsed = match parse_config(text, Path::new("/etc/beamtime/bt-submit.conf")) {
+            Ok(Some(search)) => search,
+            other => panic!("{other:?}"),
+        };
+        let patterns: Vec<&str> = parsed.patterns().iter().map(SearchPattern::as_str).collect();
+        assert_eq!(patterns, ["/data/{id}/beamtime-metadata-{id}.json", "/other/*/{id}.json"]);
+        assert!(matches!(parse_config("# nothing\n", Path::new("x")), Ok(None)));
+    }
+
+    #[test]
+    fn config_errors_name_file_and_line() {
+        let cases = [
+            ("metadata_path = relative/{id}", "/c.conf:1: invalid metadata search pattern \"relative/{id}\": it is not an absolute path"),
+            ("\nsearch = /x/{id}", "/c.conf:2: unknown key \"search\""),
+            ("metadata_path /x/{id}", "/c.conf:1: expected \"metadata_path = PATTERN\""),
+        ];
+        for (text, expected) in cases {
+            match parse_config(text, Path::new("/c.conf")) {
+                Err(error) => assert!(error.to_string().starts_with(expected), "{error}"),
+                Ok(search) => panic!("{text:?} gave {search:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn colon_lists_skip_empty_entries_and_reject_bad_ones() {
+        match SearchPath::parse_list("/a/{id}::/b/*/{id}:") {
+            Ok(search) => assert_eq!(search.patterns().len(), 2),
+            Err(error) => panic!("{error}"),
+        }
+        assert!(SearchPath::parse_list("/a/{id}:b/{id}").is_err());
+    }
+}
