@@ -41,4 +41,7 @@ pub mod discovery;
 pub mod id;
 pub mod metadata;
 mod pattern;
+pub mod plugin_config;
+pub mod policy;
 pub mod shell;
+pub mod trust;

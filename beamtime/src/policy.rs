@@ -1,0 +1,470 @@
+//! Whether a job may run as a beamtime, decided from plain values.
+//!
+//! The plugin gathers the facts it can trust (the job's uid from slurmstepd,
+//! reservation and account from the controller, the node name slurmd gave
+//! slurmstepd, the metadata read by [`crate::trust`]) and hands them here. What
+//! comes back is a [`Grant`] saying exactly what to mount and export, or a
+//! [`Refusal`] naming the rule, the value seen, the value expected and the fix.
+//! Nothing here touches Slurm or the file system, so every rule has a unit test.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::id::{Beamline, BeamtimeId};
+use crate::metadata::{Metadata, Online, OnlineAnalysis};
+use crate::plugin_config::PluginConfig;
+
+/// The rule a refusal is about; its name goes into slurmd's log so admins can
+/// count refusals by cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    InvalidBeamtimeId,
+    MetadataNotFound,
+    MetadataAmbiguous,
+    MetadataUntrusted,
+    MetadataInvalid,
+    NoOnlineResources,
+    UnsafeAccount,
+    WrongUser,
+    NoReservation,
+    WrongReservation,
+    WrongNode,
+    WrongAccount,
+    ControllerUnavailable,
+    SiteConfiguration,
+    MountFailed,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::InvalidBeamtimeId => "invalid-beamtime-id",
+            Rule::MetadataNotFound => "metadata-not-found",
+            Rule::MetadataAmbiguous => "metadata-ambiguous",
+            Rule::MetadataUntrusted => "metadata-untrusted",
+            Rule::MetadataInvalid => "metadata-invalid",
+            Rule::NoOnlineResources => "no-online-resources",
+            Rule::UnsafeAccount => "unsafe-account",
+            Rule::WrongUser => "wrong-user",
+            Rule::NoReservation => "no-reservation",
+            Rule::WrongReservation => "wrong-reservation",
+            Rule::WrongNode => "wrong-node",
+            Rule::WrongAccount => "wrong-account",
+            Rule::ControllerUnavailable => "controller-unavailable",
+            Rule::SiteConfiguration => "site-configuration",
+            Rule::MountFailed => "mount-failed",
+        }
+    }
+}
+
+/// Why a job may not run as the beamtime it asked for, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub rule: Rule,
+    /// What was wrong, with the value seen and the value expected.
+    pub problem: String,
+    /// What the user (or, for site problems, the admin) should do.
+    pub fix: String,
+}
+
+impl Refusal {
+    pub fn new(rule: Rule, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Refusal { rule, problem: problem.into(), fix: fix.into() }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}. {}", self.problem, self.fix)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// What the controller says about the job; read through `slurm_load_job`,
+/// never from the step environment, which srun users can forge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControllerJob {
+    pub reservation: Option<String>,
+    pub account: Option<String>,
+}
+
+/// Facts about the job on this node that the plugin can trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFacts {
+    /// `S_JOB_UID`, set by slurmstepd from the signed credential.
+    pub uid: u32,
+    /// The uid NSS gives for the metadata's `userAccount`, if it exists.
+    pub account_uid: Option<u32>,
+    pub controller: ControllerJob,
+    /// `SLURMD_NODENAME` of slurmstepd's own environment (set by slurmd).
+    pub node: String,
+}
+
+/// What an accepted job gets: the mount to make and the variables to export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub beamtime: BeamtimeId,
+    pub beamline: Beamline,
+    pub reservation: String,
+    /// The beamline folder on the node, bound read-only at `target`.
+    pub source: PathBuf,
+    pub target: PathBuf,
+    /// The folder covered by a private tmpfs so that no other beamline shows.
+    pub hide_root: PathBuf,
+    /// Subfolders of `source` bound read-write on top.
+    pub writable: Vec<String>,
+    pub environment: Vec<(&'static str, String)>,
+}
+
+/// The checks that need nothing but the metadata and who submits: shared by
+/// the courtesy check in srun/sbatch/salloc and the node's decision.
+pub fn check_submitter<'m>(
+    config: &PluginConfig,
+    metadata: &'m Metadata,
+    uid: u32,
+    account_uid: Option<u32>,
+) -> Result<&'m OnlineAnalysis, Refusal> {
+    let id = &metadata.id;
+    let online = match &metadata.online {
+        Online::Ready(online) => online,
+        Online::NotYet => {
+            return Err(Refusal::new(
+                Rule::NoOnlineResources,
+                format!(
+                    "beamtime {id} has no online analysis resources yet ({} has no usable \
+                     onlineAnalysis block)",
+                    metadata.path.display()
+                ),
+                "Wait until the beamtime has started and its Slurm reservation exists, \
+                 or ask the beamline staff to request online resources",
+            ))
+        }
+    };
+    let account = &online.user_account;
+    let Some(account_uid) = account_uid else {
+        return Err(Refusal::new(
+            Rule::UnsafeAccount,
+            format!("the beamtime's account '{account}' (onlineAnalysis.userAccount) does not exist on this node"),
+            "Ask the facility to check that the beamtime was started on this node",
+        ));
+    };
+    if account_uid < config.min_uid {
+        return Err(Refusal::new(
+            Rule::UnsafeAccount,
+            format!(
+                "the beamtime's account '{account}' is a system account (uid {account_uid} < {})",
+                config.min_uid
+            ),
+            "Refusing to run a beamtime as a system account; ask the facility to fix the metadata",
+        ));
+    }
+    if uid != account_uid {
+        return Err(Refusal::new(
+            Rule::WrongUser,
+            format!(
+                "beamtime {id} runs as its account '{account}' (uid {account_uid}), but this job \
+                 belongs to uid {uid}"
+            ),
+            format!(
+                "Log in as the beamtime account ({}) and submit from there",
+                ssh_hint(online)
+            ),
+        ));
+    }
+    Ok(online)
+}
+
+fn ssh_hint(online: &OnlineAnalysis) -> String {
+    let node = online.reserved_nodes.first().map(String::as_str).unwrap_or("<node>");
+    match &online.ssh_private_key {
+        Some(key) => format!("ssh -i {} -l {} {node}", key.display(), online.user_account),
+        None => format!("ssh -l {} {node}", online.user_account),
+    }
+}
+
+/// The node's decision for a job that asked for `metadata.id`.
+pub fn decide(config: &PluginConfig, metadata: &Metadata, job: &JobFacts) -> Result<Grant, Refusal> {
+    let online = check_submitter(config, metadata, job.uid, job.account_uid)?;
+    let id = &metadata.id;
+    let valid = online.reservations.join(", ");
+
+    let reservation = match &job.controller.reservation {
+        None => {
+            return Err(Refusal::new(
+                Rule::NoReservation,
+                format!("the job runs outside a reservation; beamtime {id} jobs must run in one of its reservations ({valid})"),
+                format!(
+                    "Submit with --reservation={} (bt-submit adds it for you)",
+                    online.reservations[0]
+                ),
+            ))
+        }
+        Some(reservation) => reservation,
+    };
+    if !online.reservations.iter().any(|r| r == reservation) {
+        return Err(Refusal::new(
+            Rule::WrongReservation,
+            format!(
+                "the job runs in reservation '{reservation}', which is not one of beamtime {id}'s ({valid})"
+            ),
+            format!("Submit with --reservation={} (bt-submit adds it for you)", online.reservations[0]),
+        ));
+    }
+
+    if config.check_nodes && !online.reserved_nodes.iter().any(|n| n == &job.node) {
+        return Err(Refusal::new(
+            Rule::WrongNode,
+            format!(
+                "node {} is not one of beamtime {id}'s reserved nodes ({})",
+                job.node,
+                online.reserved_nodes.join(", ")
+            ),
+            "Ask the beamline staff to check the reservation: its nodes and the metadata's \
+             reservedNodes disagree",
+        ));
+    }
+
+    if let Some(expected) = config.expected_account(id, &online.user_account) {
+        let seen = job.controller.account.as_deref().unwrap_or("(none)");
+        if seen != expected {
+            return Err(Refusal::new(
+                Rule::WrongAccount,
+                format!("the job's Slurm account is '{seen}', beamtime {id} jobs must use '{expected}'"),
+                format!("Submit with --account={expected}, or leave --account out to use your default"),
+            ));
+        }
+    }
+
+    let Some(source) = &config.source else {
+        return Err(Refusal::new(
+            Rule::SiteConfiguration,
+            "the site has not configured where beamline data lives (source= in plugstack.conf)",
+            "Ask the cluster admins to set source= for spank-beamtime",
+        ));
+    };
+    let beamline = &metadata.beamline;
+    let target = config.target.expand(id, beamline);
+    let mut environment = vec![
+        ("BEAMTIME_ID", id.to_string()),
+        ("BEAMTIME_BEAMLINE", beamline.to_string()),
+        ("BEAMTIME_BEAMLINE_PATH", target.display().to_string()),
+    ];
+    if let Some(core) = &metadata.core_path {
+        environment.push(("BEAMTIME_CORE_PATH", core.display().to_string()));
+    }
+    Ok(Grant {
+        beamtime: id.clone(),
+        beamline: beamline.clone(),
+        reservation: reservation.clone(),
+        source: source.expand(id, beamline),
+        target,
+        hide_root: config.target.hide_root().to_path_buf(),
+        writable: config.writable.clone(),
+        environment,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::parse_metadata;
+    use std::path::Path;
+
+    const ACCOUNT_UID: u32 = 5005;
+
+    fn metadata(name: &str, bytes: &[u8]) -> Metadata {
+        parse_metadata(bytes, Path::new(&format!("/srv/p21/current/{name}"))).unwrap()
+    }
+
+    /// Dedicated beamtime 11099005: reservations 11099005 and 11099005_1,
+    /// nodes max-p3a931 … max-p3ag934, account bttest05.
+    fn dedicated() -> Metadata {
+        metadata(
+            "beamtime-metadata-11099005.json",
+            include_bytes!("../tests/fixtures/beamtime-metadata-11099005.json"),
+        )
+    }
+
+    fn config(extra: &str) -> PluginConfig {
+        let args = format!("source=/srv/{{beamline}}/current writable=processed {extra}");
+        PluginConfig::parse(args.split_whitespace()).unwrap()
+    }
+
+    fn job() -> JobFacts {
+        JobFacts {
+            uid: ACCOUNT_UID,
+            account_uid: Some(ACCOUNT_UID),
+            controller: ControllerJob {
+                reservation: Some("11099005".into()),
+                account: Some("11099005".into()),
+            },
+            node: "max-p3a931".into(),
+        }
+    }
+
+    fn refused(config: &PluginConfig, metadata: &Metadata, job: &JobFacts) -> Refusal {
+        decide(config, metadata, job).unwrap_err()
+    }
+
+    #[test]
+    fn the_beamtime_account_in_its_reservation_on_its_node_is_granted() {
+        let grant = decide(&config(""), &dedicated(), &job()).unwrap();
+        assert_eq!(grant.beamtime.as_str(), "11099005");
+        assert_eq!(grant.beamline.as_str(), "p21");
+        assert_eq!(grant.reservation, "11099005");
+        assert_eq!(grant.source, Path::new("/srv/p21/current"));
+        assert_eq!(grant.target, Path::new("/beamline/p21/current"));
+        assert_eq!(grant.hide_root, Path::new("/beamline"));
+        assert_eq!(grant.writable, ["processed"]);
+        assert_eq!(
+            grant.environment,
+            [
+                ("BEAMTIME_ID", "11099005".to_owned()),
+                ("BEAMTIME_BEAMLINE", "p21".to_owned()),
+                ("BEAMTIME_BEAMLINE_PATH", "/beamline/p21/current".to_owned()),
+                ("BEAMTIME_CORE_PATH", "/asap3/petra3/gpfs/p21/2024/data/11099005".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_second_reservation_of_a_beamtime_is_granted() {
+        let mut job = job();
+        job.controller.reservation = Some("11099005_1".into());
+        assert_eq!(decide(&config(""), &dedicated(), &job).unwrap().reservation, "11099005_1");
+    }
+
+    #[test]
+    fn another_user_is_refused_with_the_login_to_use() {
+        let mut job = job();
+        job.uid = 1000;
+        let refusal = refused(&config(""), &dedicated(), &job);
+        assert_eq!(refusal.rule, Rule::WrongUser);
+        assert!(refusal.problem.contains("'bttest05' (uid 5005)"), "{refusal}");
+        assert!(refusal.problem.contains("uid 1000"), "{refusal}");
+        assert!(
+            refusal.fix.contains("ssh -i /srv/p21/current/shared/id_rsa -l bttest05 max-p3a931"),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn an_account_missing_on_the_node_or_a_system_account_is_refused() {
+        let mut job = job();
+        job.account_uid = None;
+        let refusal = refused(&config(""), &dedicated(), &job);
+        assert_eq!(refusal.rule, Rule::UnsafeAccount);
+        assert!(refusal.problem.contains("does not exist on this node"), "{refusal}");
+
+        let mut job = self::job();
+        job.uid = 0;
+        job.account_uid = Some(0);
+        let refusal = refused(&config(""), &dedicated(), &job);
+        assert_eq!(refusal.rule, Rule::UnsafeAccount);
+        assert!(refusal.problem.contains("system account (uid 0 < 1000)"), "{refusal}");
+
+        job.uid = 700;
+        job.account_uid = Some(700);
+        assert!(decide(&config("min_uid=500"), &dedicated(), &job).is_ok());
+    }
+
+    #[test]
+    fn a_job_outside_any_reservation_is_refused_with_the_option_to_add() {
+        let mut job = job();
+        job.controller.reservation = None;
+        let refusal = refused(&config(""), &dedicated(), &job);
+        assert_eq!(refusal.rule, Rule::NoReservation);
+        assert!(refusal.problem.contains("(11099005, 11099005_1)"), "{refusal}");
+        assert!(refusal.fix.contains("--reservation=11099005"), "{refusal}");
+    }
+
+    #[test]
+    fn another_beamtimes_reservation_is_refused_naming_both() {
+        let mut job = job();
+        job.controller.reservation = Some("11099001".into());
+        let refusal = refused(&config(""), &dedicated(), &job);
+        assert_eq!(refusal.rule, Rule::WrongReservation);
+        assert!(refusal.problem.contains("reservation '11099001'"), "{refusal}");
+        assert!(refusal.problem.contains("(11099005, 11099005_1)"), "{refusal}");
+    }
+
+    #[test]
+    fn a_reservation_merely_starting_with_the_id_is_refused() {
+        let mut job = job();
+        job.controller.reservation = Some("11099005_9".into());
+        assert_eq!(refused(&config(""), &dedicated(), &job).rule, Rule::WrongReservation);
+    }
+
+    #[test]
+    fn a_node_outside_reserved_nodes_is_refused_unless_the_site_turns_the_check_off() {
+        let mut job = job();
+        job.node = "max-p3a999".into();
+        let refusal = refused(&config(""), &dedicated(), &job);
+        assert_eq!(refusal.rule, Rule::WrongNode);
+        assert!(refusal.problem.contains("node max-p3a999"), "{refusal}");
+        assert!(refusal.problem.contains("max-p3a931, max-p3a932"), "{refusal}");
+        assert!(decide(&config("check_nodes=no"), &dedicated(), &job).is_ok());
+    }
+
+    #[test]
+    fn the_slurm_account_is_checked_only_when_the_site_asks() {
+        let mut job = job();
+        job.controller.account = Some("other".into());
+        assert!(decide(&config(""), &dedicated(), &job).is_ok());
+        let refusal = refused(&config("account={id}"), &dedicated(), &job);
+        assert_eq!(refusal.rule, Rule::WrongAccount);
+        assert!(refusal.problem.contains("'other'"), "{refusal}");
+        assert!(refusal.problem.contains("'11099005'"), "{refusal}");
+        job.controller.account = None;
+        assert!(refused(&config("account={id}"), &dedicated(), &job).problem.contains("(none)"));
+        job.controller.account = Some("bttest05".into());
+        assert!(decide(&config("account={user}"), &dedicated(), &job).is_ok());
+    }
+
+    #[test]
+    fn a_beamtime_without_online_resources_is_refused_before_anything_else() {
+        let industrial = metadata(
+            "beamtime-metadata-11099003.json",
+            include_bytes!("../tests/fixtures/beamtime-metadata-11099003.json"),
+        );
+        let refusal = refused(&config(""), &industrial, &job());
+        assert_eq!(refusal.rule, Rule::NoOnlineResources);
+        assert!(refusal.problem.contains("beamtime 11099003"), "{refusal}");
+    }
+
+    #[test]
+    fn without_a_source_the_site_is_told_to_configure_one() {
+        let config = PluginConfig::parse(std::iter::empty()).unwrap();
+        let refusal = refused(&config, &dedicated(), &job());
+        assert_eq!(refusal.rule, Rule::SiteConfiguration);
+        assert!(refusal.problem.contains("source="), "{refusal}");
+    }
+
+    #[test]
+    fn a_commissioning_run_is_granted_under_its_lower_case_beamline() {
+        let commissioning = parse_metadata(
+            include_bytes!("../tests/fixtures/commissioning-metadata-c20240312_000_GPUTEST.json"),
+            Path::new("/gpfs/commissioning/commissioning-metadata-c20240312_000_GPUTEST.json"),
+        )
+        .unwrap();
+        let job = JobFacts {
+            controller: ControllerJob {
+                reservation: Some("c20240312_000_GPUTEST".into()),
+                account: None,
+            },
+            node: "max-p3ag901".into(),
+            ..job()
+        };
+        let grant = decide(&config(""), &commissioning, &job).unwrap();
+        assert_eq!(grant.target, Path::new("/beamline/p11/current"));
+        assert_eq!(grant.source, Path::new("/srv/p11/current"));
+    }
+
+    #[test]
+    fn refusals_print_problem_then_fix() {
+        let refusal = Refusal::new(Rule::WrongNode, "node x is wrong", "Do y");
+        assert_eq!(refusal.to_string(), "node x is wrong. Do y");
+        assert_eq!(refusal.rule.as_str(), "wrong-node");
+    }
+}

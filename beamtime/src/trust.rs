@@ -1,0 +1,311 @@
+//! Reading a metadata file the way a root process must: the file is opened
+//! without following a symlink, and the checks (regular file, trusted owner,
+//! not writable by group or others, size cap) are made on the open descriptor
+//! that is then read, so swapping the path between check and use gains nothing.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::discovery::{find_by_id, DiscoveryError, SearchPath};
+use crate::id::BeamtimeId;
+use crate::metadata::{parse_metadata, Metadata, MAX_METADATA_BYTES};
+use crate::policy::{Refusal, Rule};
+
+/// Who may own a metadata file: the facility's start script runs as one of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustPolicy {
+    pub owners: Vec<u32>,
+}
+
+/// What `fstat` says about an open file, as plain values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileFacts {
+    pub is_regular: bool,
+    pub owner: u32,
+    pub mode: u32,
+    pub size: u64,
+}
+
+/// Why an open file is not trusted, or `None` when it is.
+pub fn distrust(facts: &FileFacts, policy: &TrustPolicy) -> Option<String> {
+    if !facts.is_regular {
+        return Some("it is not a regular file".to_owned());
+    }
+    if !policy.owners.contains(&facts.owner) {
+        let trusted: Vec<String> = policy.owners.iter().map(u32::to_string).collect();
+        return Some(format!(
+            "it is owned by uid {}, not by a trusted owner (uid {})",
+            facts.owner,
+            trusted.join(", ")
+        ));
+    }
+    if facts.mode & 0o022 != 0 {
+        return Some(format!(
+            "it is writable by group or others (mode {:04o})",
+            facts.mode & 0o7777
+        ));
+    }
+    if facts.size > MAX_METADATA_BYTES as u64 {
+        return Some(format!(
+            "it is {} bytes, more than the {MAX_METADATA_BYTES}-byte limit",
+            facts.size
+        ));
+    }
+    None
+}
+
+/// Reads one metadata file if, and only if, it is trusted.
+pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<Vec<u8>, Refusal> {
+    let untrusted = |why: String| {
+        Refusal::new(
+            Rule::MetadataUntrusted,
+            format!("metadata file {} is not trusted: {why}", path.display()),
+            "Only the facility's start script may write metadata files; ask the beamline \
+             staff to restore it",
+        )
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        // O_NONBLOCK: a FIFO planted in place of the file must not hang slurmstepd.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => untrusted("it is a symbolic link".to_owned()),
+            _ if e.kind() == ErrorKind::NotFound => Refusal::new(
+                Rule::MetadataNotFound,
+                format!("metadata file {} disappeared while it was being read", path.display()),
+                "Try again; if it keeps happening, ask the beamline staff whether the beamtime was stopped",
+            ),
+            _ => Refusal::new(
+                Rule::MetadataUntrusted,
+                format!("metadata file {} cannot be opened: {e}", path.display()),
+                "Ask the beamline staff to check the file's permissions",
+            ),
+        })?;
+    let stat = file.metadata().map_err(|e| untrusted(format!("fstat failed: {e}")))?;
+    let facts = FileFacts {
+        is_regular: stat.file_type().is_file(),
+        owner: stat.uid(),
+        mode: stat.mode(),
+        size: stat.size(),
+    };
+    if let Some(why) = distrust(&facts, policy) {
+        return Err(untrusted(why));
+    }
+    read_capped(&mut file).map_err(|why| untrusted(why))
+}
+
+/// The size was checked on the descriptor, but the file may grow after: read
+/// at most one byte past the cap and refuse if it is there.
+fn read_capped(file: &mut File) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    file.take(MAX_METADATA_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading failed: {e}"))?;
+    if bytes.len() > MAX_METADATA_BYTES {
+        return Err(format!("it grew past the {MAX_METADATA_BYTES}-byte limit while being read"));
+    }
+    Ok(bytes)
+}
+
+/// Finds, reads, checks and parses the metadata of beamtime `id` in the
+/// admin's search path.
+pub fn load_trusted_metadata(
+    id: &BeamtimeId,
+    search: &SearchPath,
+    policy: &TrustPolicy,
+) -> Result<Metadata, Refusal> {
+    let path = find_by_id(search, id).map_err(|e| match e {
+        DiscoveryError::Ambiguous { .. } => Refusal::new(
+            Rule::MetadataAmbiguous,
+            e.to_string(),
+            "Ask the beamline staff to remove the stale one",
+        ),
+        _ => Refusal::new(
+            Rule::MetadataNotFound,
+            e.to_string(),
+            "Check the id against the beamtime's metadata file",
+        ),
+    })?;
+    let bytes = read_trusted(&path, policy)?;
+    let metadata = parse_metadata(&bytes, &path).map_err(|e| {
+        Refusal::new(Rule::MetadataInvalid, e.to_string(), "Ask the beamline staff to fix the metadata file")
+    })?;
+    if &metadata.id != id {
+        return Err(Refusal::new(
+            Rule::MetadataInvalid,
+            format!("{} describes beamtime {}, not {id}", path.display(), metadata.id),
+            "Ask the beamline staff to fix the metadata file",
+        ));
+    }
+    Ok(metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const GOOD: &[u8] = include_bytes!("../tests/fixtures/beamtime-metadata-11099001.json");
+
+    /// A scratch folder per test, removed when the test ends.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new() -> Scratch {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "beamtime-trust-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+            let path = self.0.join(name);
+            fs::write(&path, bytes).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+            path
+        }
+
+        fn search(&self) -> SearchPath {
+            let pattern = format!("{}/*/beamtime-metadata-{{id}}.json", self.0.display());
+            SearchPath::parse_list(&pattern).unwrap()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn owner_of(path: &Path) -> TrustPolicy {
+        TrustPolicy { owners: vec![fs::metadata(path).unwrap().uid()] }
+    }
+
+    fn stranger() -> TrustPolicy {
+        TrustPolicy { owners: vec![4_000_000] }
+    }
+
+    fn id(text: &str) -> BeamtimeId {
+        BeamtimeId::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_trusted_file_is_read_whole() {
+        let scratch = Scratch::new();
+        let path = scratch.write("m.json", GOOD);
+        assert_eq!(read_trusted(&path, &owner_of(&path)).unwrap(), GOOD);
+    }
+
+    #[test]
+    fn a_symlink_is_refused_even_to_a_trusted_file() {
+        let scratch = Scratch::new();
+        let real = scratch.write("real.json", GOOD);
+        let link = scratch.0.join("link.json");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let refusal = read_trusted(&link, &owner_of(&real)).unwrap_err();
+        assert_eq!(refusal.rule, Rule::MetadataUntrusted);
+        assert!(refusal.problem.contains("link.json is not trusted: it is a symbolic link"), "{refusal}");
+    }
+
+    #[test]
+    fn a_file_of_an_untrusted_owner_is_refused_naming_both_uids() {
+        let scratch = Scratch::new();
+        let path = scratch.write("m.json", GOOD);
+        let refusal = read_trusted(&path, &stranger()).unwrap_err();
+        assert_eq!(refusal.rule, Rule::MetadataUntrusted);
+        let owner = fs::metadata(&path).unwrap().uid();
+        assert!(refusal.problem.contains(&format!("owned by uid {owner}")), "{refusal}");
+        assert!(refusal.problem.contains("(uid 4000000)"), "{refusal}");
+    }
+
+    #[test]
+    fn a_group_or_world_writable_file_is_refused() {
+        let scratch = Scratch::new();
+        for mode in [0o664, 0o646] {
+            let path = scratch.write("m.json", GOOD);
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let refusal = read_trusted(&path, &owner_of(&path)).unwrap_err();
+            assert!(refusal.problem.contains(&format!("writable by group or others (mode 0{mode:o})")), "{refusal}");
+        }
+    }
+
+    #[test]
+    fn a_file_over_the_cap_is_refused_before_it_is_read() {
+        let scratch = Scratch::new();
+        let path = scratch.write("m.json", &vec![b' '; MAX_METADATA_BYTES + 1]);
+        let refusal = read_trusted(&path, &owner_of(&path)).unwrap_err();
+        assert!(refusal.problem.contains(&format!("{} bytes, more than", MAX_METADATA_BYTES + 1)), "{refusal}");
+    }
+
+    #[test]
+    fn a_directory_or_fifo_in_place_of_the_file_is_refused_without_blocking() {
+        let scratch = Scratch::new();
+        let dir = scratch.0.join("dir.json");
+        fs::create_dir(&dir).unwrap();
+        let refusal = read_trusted(&dir, &owner_of(&dir)).unwrap_err();
+        assert!(refusal.problem.contains("not a regular file"), "{refusal}");
+
+        let fifo = scratch.0.join("fifo.json");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+        let refusal = read_trusted(&fifo, &owner_of(&fifo)).unwrap_err();
+        assert!(refusal.problem.contains("not a regular file"), "{refusal}");
+    }
+
+    #[test]
+    fn lookup_by_id_finds_checks_and_parses() {
+        let scratch = Scratch::new();
+        fs::create_dir(scratch.0.join("p11")).unwrap();
+        let path = scratch.write("p11/beamtime-metadata-11099001.json", GOOD);
+        let metadata = load_trusted_metadata(&id("11099001"), &scratch.search(), &owner_of(&path)).unwrap();
+        assert_eq!(metadata.id.as_str(), "11099001");
+        assert_eq!(metadata.path, path);
+    }
+
+    #[test]
+    fn lookup_refuses_missing_ambiguous_untrusted_invalid_and_mislabelled_files() {
+        let scratch = Scratch::new();
+        let search = scratch.search();
+        let policy = TrustPolicy { owners: vec![0] };
+
+        let refusal = load_trusted_metadata(&id("11099001"), &search, &policy).unwrap_err();
+        assert_eq!(refusal.rule, Rule::MetadataNotFound);
+        assert!(refusal.problem.contains("no metadata file for beamtime 11099001"), "{refusal}");
+
+        fs::create_dir(scratch.0.join("p11")).unwrap();
+        fs::create_dir(scratch.0.join("p21")).unwrap();
+        let first = scratch.write("p11/beamtime-metadata-11099001.json", GOOD);
+        let second = scratch.write("p21/beamtime-metadata-11099001.json", GOOD);
+        let refusal = load_trusted_metadata(&id("11099001"), &search, &owner_of(&first)).unwrap_err();
+        assert_eq!(refusal.rule, Rule::MetadataAmbiguous);
+        assert!(refusal.problem.contains(&first.display().to_string()), "{refusal}");
+        assert!(refusal.problem.contains(&second.display().to_string()), "{refusal}");
+        fs::remove_file(&second).unwrap();
+
+        let refusal = load_trusted_metadata(&id("11099001"), &search, &stranger()).unwrap_err();
+        assert_eq!(refusal.rule, Rule::MetadataUntrusted);
+
+        scratch.write("p11/beamtime-metadata-11099001.json", b"{\"beamtimeId\": ");
+        let refusal = load_trusted_metadata(&id("11099001"), &search, &owner_of(&first)).unwrap_err();
+        assert_eq!(refusal.rule, Rule::MetadataInvalid);
+        assert!(refusal.problem.contains(&first.display().to_string()), "{refusal}");
+
+        // Another beamtime's file renamed into place: the name says 11099002, the content 11099001.
+        fs::remove_file(&first).unwrap();
+        let renamed = scratch.write("p11/beamtime-metadata-11099002.json", GOOD);
+        let refusal = load_trusted_metadata(&id("11099002"), &search, &owner_of(&renamed)).unwrap_err();
+        assert_eq!(refusal.rule, Rule::MetadataInvalid);
+        assert!(refusal.problem.contains("11099001"), "{refusal}");
+    }
+}
