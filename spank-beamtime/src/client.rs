@@ -1,0 +1,14 @@
+//! Local (srun) and allocator (sbatch, salloc) context: the submitting user's
+//! own process. These checks only spare users a job that the node would
+//! refuse anyway; a user can skip them (another SLURM_CONF, a forged option
+//! variable), so nothing here is enforcement — slurmstepd decides again.
+
+use beamtime::plugin_config::PluginConfig;
+use beamtime::policy::{self, Refusal};
+
+use crate::{ffi, load_beamtime};
+
+pub fn check_before_submit(config: &PluginConfig, requested: &str) -> Result<(), Refusal> {
+    let (metadata, account_uid) = load_beamtime(config, requested)?;
+    policy::check_submitter(config, &metadata, ffi::current_uid(), account_uid).map(|_| ())
+}

@@ -1,0 +1,241 @@
+//! Every `unsafe` call the plugin makes of its own (the SPANK API itself goes
+//! through the slurm-spank crate). Each function here is a safe wrapper whose
+//! errors are values; nothing here decides anything.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::ptr;
+
+use beamtime::policy::ControllerJob;
+
+#[allow(non_camel_case_types, non_snake_case, non_upper_case_globals, dead_code)]
+mod sys {
+    include!(concat!(env!("OUT_DIR"), "/slurm_job_query.rs"));
+}
+
+/// `S_JOB_STEPID` of the extern step, which holds no user task to guard.
+pub const EXTERN_STEP_ID: u32 = sys::SLURM_EXTERN_CONT;
+
+/// Asks slurmctld for the job's reservation and account.
+///
+/// Runs inside slurmstepd (root, libslurm loaded, munge credentials at hand);
+/// the answer is what the controller scheduled, whatever the user put in the
+/// step's environment.
+pub fn controller_job(job_id: u32) -> Result<ControllerJob, String> {
+    let mut response: *mut sys::job_info_msg_t = ptr::null_mut();
+    // SAFETY: slurm_load_job writes a pointer it allocated into `response`;
+    // the guard below frees it exactly once.
+    let rc = unsafe { sys::slurm_load_job(&mut response, job_id, 0) };
+    if rc != 0 || response.is_null() {
+        // SAFETY: both calls only read libslurm's thread-local errno and its static strings.
+        let why = unsafe {
+            let errno = sys::slurm_get_errno();
+            cstr_to_string(sys::slurm_strerror(errno)).unwrap_or_else(|| format!("error {errno}"))
+        };
+        return Err(format!("the controller did not answer for job {job_id}: {why}"));
+    }
+    struct Freed(*mut sys::job_info_msg_t);
+    impl Drop for Freed {
+        fn drop(&mut self) {
+            // SAFETY: the pointer came from slurm_load_job and is freed only here.
+            unsafe { sys::slurm_free_job_info_msg(self.0) }
+        }
+    }
+    let response = Freed(response);
+    // SAFETY: a successful slurm_load_job returns a message whose job_array
+    // holds record_count initialised records.
+    let jobs = unsafe {
+        let message = &*response.0;
+        if message.job_array.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(message.job_array, message.record_count as usize)
+        }
+    };
+    let job = jobs
+        .iter()
+        .find(|job| job.job_id == job_id)
+        .ok_or_else(|| format!("the controller does not know job {job_id}"))?;
+    // SAFETY: the strings belong to `response`, which outlives these copies.
+    let (reservation, account) = unsafe { (cstr_to_string(job.resv_name), cstr_to_string(job.account)) };
+    Ok(ControllerJob {
+        reservation: reservation.filter(|r| !r.is_empty()),
+        account: account.filter(|a| !a.is_empty()),
+    })
+}
+
+/// # Safety
+/// `text` is null or points to a NUL-terminated string that stays valid for the call.
+unsafe fn cstr_to_string(text: *const libc::c_char) -> Option<String> {
+    (!text.is_null()).then(|| CStr::from_ptr(text).to_string_lossy().into_owned())
+}
+
+/// The uid NSS gives for a user name, `None` when there is no such user.
+pub fn uid_of_user(name: &str) -> Result<Option<u32>, String> {
+    let c_name = CString::new(name).map_err(|_| format!("user name {name:?} contains NUL"))?;
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    loop {
+        // SAFETY: passwd is plain old data; getpwnam_r fills it and points its
+        // strings into `buffer`, which we only hold while reading pw_uid.
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = ptr::null_mut();
+        let rc = unsafe {
+            libc::getpwnam_r(c_name.as_ptr(), &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found)
+        };
+        match rc {
+            0 if found.is_null() => return Ok(None),
+            0 => return Ok(Some(entry.pw_uid)),
+            libc::ERANGE if buffer.len() < 1 << 20 => buffer.resize(buffer.len() * 4, 0),
+            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => return Ok(None),
+            errno => {
+                return Err(format!(
+                    "looking up user {name} failed: {}",
+                    io::Error::from_raw_os_error(errno)
+                ))
+            }
+        }
+    }
+}
+
+/// `SLURMD_NODENAME` as slurmstepd set it in its own environment from
+/// slurmd's configuration (the job's environment is a different, user-built one).
+pub fn slurmd_node_name() -> Option<String> {
+    std::env::var("SLURMD_NODENAME").ok().filter(|n| !n.is_empty())
+}
+
+fn path_to_cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Gives the calling process its own mount namespace, receiving the host's
+/// mount events but never sending any back.
+///
+/// Called in a task's freshly forked child, which is single-threaded, so the
+/// new namespace is the whole process's.
+pub fn enter_private_mount_namespace() -> io::Result<()> {
+    // SAFETY: plain syscalls with constant arguments.
+    unsafe {
+        check(libc::unshare(libc::CLONE_NEWNS))?;
+        check(libc::mount(
+            ptr::null(),
+            c"/".as_ptr(),
+            ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            ptr::null(),
+        ))
+    }
+}
+
+/// An `O_PATH` handle on `/`, where path walks start.
+pub fn open_root() -> io::Result<OwnedFd> {
+    open_path_handle(libc::AT_FDCWD, c"/")
+}
+
+/// Opens directory `name` (one path component) inside `at` as an `O_PATH`
+/// handle, refusing to follow it if it is a symlink.
+pub fn open_directory_no_follow(at: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
+    let c_name = CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))?;
+    open_path_handle(at.as_raw_fd(), &c_name)
+}
+
+fn open_path_handle(dir: libc::c_int, name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: openat with a valid dirfd (or AT_FDCWD) and a NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The real uid of the calling process (the submitting user, in srun/sbatch/salloc).
+pub fn current_uid() -> u32 {
+    // SAFETY: getuid cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// Whether `name` inside `at` is a symbolic link (for error messages only).
+pub fn is_symlink_at(at: BorrowedFd<'_>, name: &OsStr) -> bool {
+    let Ok(c_name) = CString::new(name.as_bytes()) else { return false };
+    // SAFETY: stat is plain old data filled by fstatat.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        libc::fstatat(at.as_raw_fd(), c_name.as_ptr(), &mut stat, libc::AT_SYMLINK_NOFOLLOW) == 0
+            && stat.st_mode & libc::S_IFMT == libc::S_IFLNK
+    }
+}
+
+/// The path through which the kernel reaches exactly the object behind `fd`,
+/// whatever happens to the name it was opened by.
+pub fn fd_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+pub fn mount_tmpfs(target: &Path, options: &str) -> io::Result<()> {
+    let target = path_to_cstring(target)?;
+    let options = CString::new(options)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "options contain NUL"))?;
+    // SAFETY: all pointers are NUL-terminated strings that live across the call.
+    check(unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            options.as_ptr().cast(),
+        )
+    })
+}
+
+/// Binds the directory behind `source` (not a path that could be swapped) onto `target`.
+pub fn bind(source: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+    let source = path_to_cstring(&fd_path(source))?;
+    let target = path_to_cstring(target)?;
+    // SAFETY: NUL-terminated strings that live across the call.
+    check(unsafe {
+        libc::mount(source.as_ptr(), target.as_ptr(), ptr::null(), libc::MS_BIND, ptr::null())
+    })
+}
+
+/// Sets a mount's flags: always nosuid and nodev, read-only when asked.
+/// `bind_mount` selects the bind-remount form, which changes only this mount.
+pub fn remount(target: &Path, read_only: bool, bind_mount: bool) -> io::Result<()> {
+    let target = path_to_cstring(target)?;
+    let mut flags = libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
+    if read_only {
+        flags |= libc::MS_RDONLY;
+    }
+    if bind_mount {
+        flags |= libc::MS_BIND;
+    } else {
+        flags |= libc::MS_NOEXEC;
+    }
+    // SAFETY: NUL-terminated target that lives across the call.
+    check(unsafe { libc::mount(ptr::null(), target.as_ptr(), ptr::null(), flags, ptr::null()) })
+}
+
+/// Ends a refused task before it can exec the user's program. `_exit` skips
+/// the atexit handlers and buffers the forked child shares with slurmstepd.
+pub fn exit_task(status: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(status) }
+}

@@ -1,0 +1,158 @@
+//! Remote context: slurmstepd on a compute node, once per job step.
+//!
+//! - `decide` runs in `init_post_opt`, as root, before any task forks. It only
+//!   records a verdict: an error returned here would make slurmd drain the node
+//!   for a batch step, and a user's mistake must never do that.
+//! - `prepare_task` runs in `task_init_privileged`, as root, in each task's
+//!   forked child after any job-container join; it builds the mount namespace.
+//! - `enforce` runs in `task_init`, as the job's user, with the task's stdio
+//!   wired to the user: a refused task says why there and exits before exec.
+
+use beamtime::plugin_config::PluginConfig;
+use beamtime::policy::{self, Grant, JobFacts, Refusal, Rule};
+use slurm_spank::{spank_log_error, spank_log_info, SpankHandle};
+
+use crate::{ffi, load_beamtime, namespace, EXIT_REFUSED, PLUGIN};
+
+/// What this step's tasks get.
+#[derive(Debug, Default)]
+pub enum Verdict {
+    /// No `--beamtime`, or the extern step: the plugin stays out of the way.
+    #[default]
+    Untouched,
+    Granted(Grant),
+    Refused(Refusal),
+}
+
+/// Who and where, for every log line about this step.
+struct Step {
+    job: u32,
+    step: u32,
+    uid: u32,
+}
+
+impl Step {
+    fn describe(&self, beamtime: &str) -> String {
+        format!(
+            "job={} step={} uid={} beamtime={}",
+            self.job,
+            step_name(self.step),
+            self.uid,
+            beamtime.escape_default()
+        )
+    }
+}
+
+fn step_name(step: u32) -> String {
+    match step {
+        0xffff_fffb => "batch".to_owned(),
+        0xffff_fffa => "interactive".to_owned(),
+        n => n.to_string(),
+    }
+}
+
+pub fn decide(spank: &mut SpankHandle, config: &PluginConfig, requested: &str) -> Verdict {
+    let (Ok(job), Ok(step), Ok(uid)) = (spank.job_id(), spank.job_stepid(), spank.job_uid()) else {
+        // Without the job's identity nothing can be checked; fail closed.
+        let refusal = Refusal::new(
+            Rule::SiteConfiguration,
+            "slurmstepd did not tell the plugin the job's id, step or user",
+            "Report this to the cluster admins",
+        );
+        spank_log_error!("{PLUGIN}: refused: {refusal}");
+        return Verdict::Refused(refusal);
+    };
+    if step == ffi::EXTERN_STEP_ID {
+        return Verdict::Untouched;
+    }
+    let step = Step { job, step, uid };
+    let verdict = match judge(config, requested, uid, job) {
+        Ok(grant) => match export_environment(spank, &grant) {
+            Ok(()) => Verdict::Granted(grant),
+            Err(refusal) => Verdict::Refused(refusal),
+        },
+        Err(refusal) => Verdict::Refused(refusal),
+    };
+    match &verdict {
+        Verdict::Granted(grant) => spank_log_info!(
+            "{PLUGIN}: {} node={} decision=accepted reservation={} source={} target={}",
+            step.describe(requested),
+            ffi::slurmd_node_name().unwrap_or_default(),
+            grant.reservation,
+            grant.source.display(),
+            grant.target.display()
+        ),
+        Verdict::Refused(refusal) => spank_log_info!(
+            "{PLUGIN}: {} node={} decision=refused rule={} reason=\"{}\"",
+            step.describe(requested),
+            ffi::slurmd_node_name().unwrap_or_default(),
+            refusal.rule.as_str(),
+            refusal.problem.escape_default()
+        ),
+        Verdict::Untouched => {}
+    }
+    verdict
+}
+
+/// Gathers the trusted facts in order of cost, stopping at the first refusal:
+/// a wrong user never costs a controller query.
+fn judge(config: &PluginConfig, requested: &str, uid: u32, job: u32) -> Result<Grant, Refusal> {
+    let (metadata, account_uid) = load_beamtime(config, requested)?;
+    policy::check_submitter(config, &metadata, uid, account_uid)?;
+    let node = ffi::slurmd_node_name().ok_or_else(|| {
+        Refusal::new(
+            Rule::SiteConfiguration,
+            "slurmstepd's environment has no SLURMD_NODENAME",
+            "Report this to the cluster admins",
+        )
+    })?;
+    let controller = ffi::controller_job(job).map_err(|why| {
+        Refusal::new(
+            Rule::ControllerUnavailable,
+            why,
+            "The plugin cannot check the job's reservation without the controller; \
+             resubmit in a minute, and tell the cluster admins if it keeps happening",
+        )
+    })?;
+    policy::decide(config, &metadata, &JobFacts { uid, account_uid, controller, node })
+}
+
+fn export_environment(spank: &mut SpankHandle, grant: &Grant) -> Result<(), Refusal> {
+    for (name, value) in &grant.environment {
+        spank.setenv(name, value, true).map_err(|e| {
+            Refusal::new(
+                Rule::SiteConfiguration,
+                format!("cannot set {name} in the job's environment: {e}"),
+                "Report this to the cluster admins",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+pub fn prepare_task(verdict: &mut Verdict) {
+    if let Verdict::Granted(grant) = verdict {
+        if let Err(why) = namespace::show_beamline(grant) {
+            spank_log_error!(
+                "{PLUGIN}: beamtime={} mount failed: {why}",
+                grant.beamtime
+            );
+            *verdict = Verdict::Refused(Refusal::new(
+                Rule::MountFailed,
+                format!("the beamline folder could not be set up: {why}"),
+                "Report this to the cluster admins",
+            ));
+        }
+    }
+}
+
+pub fn enforce(spank: &mut SpankHandle, verdict: &Verdict) {
+    let Verdict::Refused(refusal) = verdict else { return };
+    // One message per node is enough; every task still stops.
+    if spank.task_id().map_or(true, |task| task == 0) {
+        let job = spank.job_id().map(|j| j.to_string()).unwrap_or_default();
+        let node = ffi::slurmd_node_name().unwrap_or_default();
+        eprintln!("{PLUGIN}: error: job {job} refused on {node}: {refusal}");
+    }
+    ffi::exit_task(EXIT_REFUSED);
+}
