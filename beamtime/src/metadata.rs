@@ -312,8 +312,8 @@ impl MetadataError {
     }
 }
 
-const REPORT_TO_STAFF: &str =
-    "the file is written by the facility: report it to the beamline staff";
+/// The facility writes these files, so users can only report problems.
+const REPORT_TO_STAFF: &str = "report the file to the beamline staff";
 
 impl fmt::Display for MetadataError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,0 +1,322 @@
+//! One test per class of bad input, each checking what the message tells.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use beamtime::discovery::read_metadata_file;
+use beamtime::metadata::{parse_metadata, MetadataProblem, Online, MAX_METADATA_BYTES};
+use common::{edited_fixture, fixture_bytes, parse_error, parsed, TempDir};
+use serde_json::{json, Value};
+
+const NORMAL: &str = "beamtime-metadata-11099001.json";
+const ORIGIN: &str = "/gpfs/current/beamtime-metadata-11099001.json";
+
+fn message_for(bytes: &[u8], origin: &str) -> String {
+    parse_error(bytes, origin).to_string()
+}
+
+fn edited_message(edit: impl FnOnce(&mut Value)) -> String {
+    message_for(&edited_fixture(NORMAL, edit), ORIGIN)
+}
+
+fn assert_contains(message: &str, expected: &str) {
+    assert!(message.contains(expected), "expected {expected:?} in:\n{message}");
+}
+
+#[test]
+fn truncated_json_reports_line_and_column() {
+    let bytes = fixture_bytes(NORMAL);
+    let cut = &bytes[..bytes.len() / 2];
+    let message = message_for(cut, ORIGIN);
+    let lines = cut.iter().filter(|&&b| b == b'\n').count() + 1;
+    assert!(message.starts_with(&format!("{ORIGIN}:{lines}:")), "{message}");
+    assert_contains(&message, "invalid JSON: EOF while parsing");
+    assert_contains(&message, "damaged or cut off");
+    assert_contains(&message, "report the file to the beamline staff");
+}
+
+#[test]
+fn syntax_error_in_the_middle_reports_its_position() {
+    let message = message_for(b"{\n    \"beamtimeId\": \"1\",,\n}", ORIGIN);
+    assert!(message.starts_with(&format!("{ORIGIN}:2:23: invalid JSON: ")), "{message}");
+}
+
+#[test]
+fn top_level_must_be_an_object() {
+    let message = message_for(b"[1, 2]", ORIGIN);
+    assert_contains(&message, "expected a JSON object at the top level, found a list");
+}
+
+#[test]
+fn wrong_types_name_the_key_path() {
+    let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+        (
+            Box::new(|d| d["onlineAnalysis"]["slurmReservation"] = json!(["11099001", 7])),
+            "onlineAnalysis.slurmReservation[1]: expected a string, found a number",
+        ),
+        (
+            Box::new(|d| d["onlineAnalysis"]["reservedNodes"] = json!({"a": 1})),
+            "onlineAnalysis.reservedNodes: expected a string or a list of strings, found an object",
+        ),
+        (
+            Box::new(|d| d["onlineAnalysis"]["slurmPartition"] = json!(true)),
+            "onlineAnalysis.slurmPartition: expected a string, found a boolean",
+        ),
+        (
+            Box::new(|d| d["onlineAnalysis"] = json!("ponline_p11")),
+            "onlineAnalysis: expected an object, found a string",
+        ),
+        (
+            Box::new(|d| d["users"]["doorDb"][1] = json!(null)),
+            "users.doorDb[1]: expected a string, found null",
+        ),
+        (
+            Box::new(|d| d["leader"]["email"] = json!(["x"])),
+            "leader.email: expected a string, found a list",
+        ),
+        (
+            Box::new(|d| d["beamtimeId"] = json!(11099001)),
+            "beamtimeId: expected a string, found a number",
+        ),
+        (
+            Box::new(|d| d["asapo"]["beamtimeTokenPath"] = json!(1.5)),
+            "asapo.beamtimeTokenPath: expected a string, found a number",
+        ),
+    ];
+    for (edit, expected) in cases {
+        let message = edited_message(edit);
+        assert!(message.starts_with(ORIGIN), "{message}");
+        assert_contains(&message, expected);
+        assert_contains(&message, "report the file to the beamline staff");
+    }
+}
+
+#[test]
+fn missing_keys_are_named() {
+    let message = edited_message(|d| {
+        d.as_object_mut().map(|o| o.remove("beamtimeId"));
+    });
+    assert_contains(&message, "beamtimeId: missing, expected the beamtime id");
+    let message = edited_message(|d| d["beamline"] = json!("None"));
+    assert_contains(&message, "beamline: missing, expected the beamline");
+    let message = message_for(b"{}", "/x/commissioning-metadata-c1.json");
+    assert_contains(&message, "/x/commissioning-metadata-c1.json: id: missing");
+}
+
+#[test]
+fn bad_values_name_the_key_and_the_expected_form() {
+    let message = edited_message(|d| d["eventStart"] = json!("5 March 2024"));
+    assert_contains(&message, "eventStart: expected a time like \"2024-03-05 09:00:00\", found \"5 March 2024\"");
+    let message = edited_message(|d| d["onlineAnalysis"]["sshPrivateKeyPath"] = json!("shared/id\u{0}rsa"));
+    assert_contains(&message, "onlineAnalysis.sshPrivateKeyPath: expected a path without control characters");
+}
+
+#[test]
+fn old_spelling_is_named_as_written() {
+    let bytes = edited_fixture("beamtime-metadata-11099002.json", |d| d["event-end"] = json!("soon"));
+    let message = message_for(&bytes, "/x/beamtime-metadata-11099002.json");
+    assert_contains(&message, "event-end: expected a time");
+}
+
+#[test]
+fn huge_input_is_refused_before_parsing() {
+    let mut bytes = fixture_bytes(NORMAL);
+    bytes.resize(MAX_METADATA_BYTES + 1, b' ');
+    let message = message_for(&bytes, ORIGIN);
+    assert_contains(&message, &format!("the file has {} bytes, more than the {MAX_METADATA_BYTES}", MAX_METADATA_BYTES + 1));
+    assert_contains(&message, "check the path");
+
+    let dir = TempDir::new("huge");
+    let path = dir.write("beamtime-metadata-11099001.json", &vec![b' '; 4 * MAX_METADATA_BYTES]);
+    let error = read_metadata_file(&path).err().unwrap_or_else(|| panic!("should fail"));
+    assert!(matches!(error.problem(), MetadataProblem::TooLarge { size } if *size == 4 * MAX_METADATA_BYTES as u64));
+
+    let mut exactly_at_cap = fixture_bytes(NORMAL);
+    exactly_at_cap.resize(MAX_METADATA_BYTES, b'\n');
+    parsed(&exactly_at_cap, ORIGIN);
+}
+
+#[test]
+fn non_utf8_reports_where() {
+    let message = message_for(b"{\n  \"title\": \"caf\xe9\"\n}", ORIGIN);
+    assert!(message.starts_with(&format!("{ORIGIN}:2:16: expected UTF-8 text")), "{message}");
+}
+
+#[test]
+fn hostile_ids_are_rejected_with_the_reason() {
+    let long = "1".repeat(65);
+    let cases = [
+        ("..", "invalid beamtime id \"..\": it must not start with '.'"),
+        ("../../etc", "'/' at position 3 is not allowed"),
+        ("1109/9001", "'/' at position 5 is not allowed"),
+        ("1109\u{0}9001", "'\\0' at position 5 is not allowed"),
+        ("1109\n9001", "'\\n' at position 5 is not allowed"),
+        (long.as_str(), "it is 65 characters long"),
+        ("11099001ä", "'ä' at position 9 is not allowed"),
+        ("-1", "must not start with '-'"),
+    ];
+    for (hostile, expected) in cases {
+        let bytes = edited_fixture(NORMAL, |d| d["beamtimeId"] = json!(hostile));
+        // A neutral file name, so the id check itself is what answers.
+        let message = message_for(&bytes, "/x/metadata.json");
+        assert_contains(&message, "/x/metadata.json: beamtimeId: invalid beamtime id");
+        assert_contains(&message, expected);
+        assert!(!message.contains('\n') && !message.contains('\0'), "{message:?}");
+    }
+}
+
+#[test]
+fn hostile_beamlines_are_rejected() {
+    for (hostile, expected) in [
+        ("p11/../p12", "'/' at position 4"),
+        ("..", "must not start with '.'"),
+        ("p1\u{0}", "'\\0' at position 3"),
+        ("p11\n", "'\\n' at position 4"),
+        ("ü", "'ü' at position 1"),
+    ] {
+        let message = edited_message(|d| d["beamline"] = json!(hostile));
+        assert_contains(&message, "beamline: invalid beamline");
+        assert_contains(&message, expected);
+    }
+}
+
+#[test]
+fn hostile_online_names_are_rejected() {
+    let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+        (
+            Box::new(|d| d["onlineAnalysis"]["userAccount"] = json!("root;rm")),
+            "onlineAnalysis.userAccount: invalid user account \"root;rm\": ';' at position 5",
+        ),
+        (
+            Box::new(|d| d["onlineAnalysis"]["userAccount"] = json!("Bttest01")),
+            "invalid user account \"Bttest01\": 'B' at position 1",
+        ),
+        (
+            Box::new(|d| d["onlineAnalysis"]["slurmPartition"] = json!("--partition=all")),
+            "onlineAnalysis.slurmPartition: invalid partition name",
+        ),
+        (
+            Box::new(|d| d["onlineAnalysis"]["slurmReservation"] = json!(["11099001", "x y"])),
+            "onlineAnalysis.slurmReservation[1]: invalid reservation name \"x y\": ' ' at position 2",
+        ),
+        (
+            Box::new(|d| d["onlineAnalysis"]["reservedNodes"] = json!(["../node"])),
+            "onlineAnalysis.reservedNodes[0]: invalid node name",
+        ),
+    ];
+    for (edit, expected) in cases {
+        assert_contains(&edited_message(edit), expected);
+    }
+}
+
+#[test]
+fn file_name_and_id_inside_must_agree() {
+    let message = message_for(&fixture_bytes(NORMAL), "/gpfs/current/beamtime-metadata-11099002.json");
+    assert_contains(
+        &message,
+        "the file name says \"11099002\" but beamtimeId is \"11099001\"; the file was renamed or copied",
+    );
+    let commissioning = fixture_bytes("commissioning-metadata-c20240312_000_GPUTEST.json");
+    let message = message_for(&commissioning, "/x/commissioning-metadata-c1.json");
+    assert_contains(&message, "but id is \"c20240312_000_GPUTEST\"");
+    // Other file names are not checked.
+    parsed(&fixture_bytes(NORMAL), "/tmp/copy.json");
+}
+
+#[test]
+fn unreadable_files_say_why() {
+    let dir = TempDir::new("unreadable");
+    let folder = dir.mkdir("beamtime-metadata-11099001.json");
+    let message = read_metadata_file(&folder).err().map(|e| e.to_string()).unwrap_or_default();
+    assert_contains(&message, "expected a metadata file, found a directory; give the path of the JSON file itself");
+
+    let dangling = dir.path().join("beamtime-metadata-11099009.json");
+    if let Err(error) = symlink(dir.path().join("gone"), &dangling) {
+        panic!("{error}");
+    }
+    let error = read_metadata_file(&dangling).err().unwrap_or_else(|| panic!("should fail"));
+    assert!(error.is_unreadable());
+    let message = error.to_string();
+    assert!(message.starts_with(&dangling.display().to_string()), "{message}");
+    assert_contains(&message, "cannot read the metadata file: No such file or directory (os error 2)");
+
+    let fifo = dir.path().join("pipe.json");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|status| status.success()) {
+        let message = read_metadata_file(&fifo).err().map(|e| e.to_string()).unwrap_or_default();
+        assert_contains(&message, "found a named pipe");
+    }
+}
+
+#[test]
+fn pre_start_blocks_are_not_yet_ready() {
+    let variants: Vec<Box<dyn FnOnce(&mut Value)>> = vec![
+        Box::new(|d| {
+            d.as_object_mut().map(|o| o.remove("onlineAnalysis"));
+        }),
+        Box::new(|d| d["onlineAnalysis"] = json!(null)),
+        Box::new(|d| d["onlineAnalysis"] = json!("None")),
+        Box::new(|d| d["onlineAnalysis"] = json!({})),
+        Box::new(|d| {
+            d["onlineAnalysis"] = json!({
+                "reservedNodes": [], "slurmPartition": null, "slurmReservation": [],
+                "sshPrivateKeyPath": null, "sshPublicKeyPath": null, "userAccount": null
+            })
+        }),
+        Box::new(|d| {
+            d["onlineAnalysis"] = json!({
+                "reservedNodes": null, "slurmPartition": "None", "slurmReservation": "None",
+                "userAccount": "None"
+            })
+        }),
+        Box::new(|d| d["onlineAnalysis"]["slurmReservation"] = json!([])),
+        Box::new(|d| d["onlineAnalysis"]["slurmReservation"] = json!("")),
+        Box::new(|d| d["onlineAnalysis"]["reservedNodes"] = json!([])),
+        Box::new(|d| d["onlineAnalysis"]["userAccount"] = json!(null)),
+        Box::new(|d| {
+            d["onlineAnalysis"].as_object_mut().map(|o| o.remove("slurmPartition"));
+        }),
+    ];
+    for (index, edit) in variants.into_iter().enumerate() {
+        let metadata = parsed(&edited_fixture(NORMAL, edit), ORIGIN);
+        assert_eq!(metadata.online, Online::NotYet, "variant {index}");
+    }
+}
+
+#[test]
+fn duplicate_reservations_collapse_keeping_order() {
+    let bytes = edited_fixture(NORMAL, |d| {
+        d["onlineAnalysis"]["slurmReservation"] = json!(["11099001_2", "11099001", "11099001_2"])
+    });
+    let metadata = parsed(&bytes, ORIGIN);
+    let reservations = metadata.online.ready().map(|o| o.reservations.clone());
+    assert_eq!(reservations, Some(vec!["11099001_2".to_owned(), "11099001".to_owned()]));
+}
+
+#[test]
+fn relative_paths_follow_the_origin_folder() {
+    let metadata = parsed(&fixture_bytes(NORMAL), "/asap3/x/beamtime-metadata-11099001.json");
+    let online = metadata.online.ready().cloned().unwrap_or_else(|| panic!("ready"));
+    assert_eq!(online.ssh_private_key.as_deref(), Some(Path::new("/asap3/x/shared/id_rsa")));
+    assert_eq!(online.ssh_public_key.as_deref(), Some(Path::new("/asap3/x/shared/id_rsa.pub")));
+}
+
+#[test]
+fn errors_never_carry_raw_control_characters() {
+    let bytes = edited_fixture(NORMAL, |d| d["onlineAnalysis"]["slurmPartition"] = json!("a\nFAKE: ok\r"));
+    let message = message_for(&bytes, ORIGIN);
+    assert!(!message.contains('\n') && !message.contains('\r'), "{message:?}");
+    assert!(parse_metadata(b"", Path::new(ORIGIN)).is_err());
+}
+
+#[test]
+fn read_file_stays_within_the_cap_for_real_files() {
+    let dir = TempDir::new("read");
+    let path = dir.write(NORMAL, &fixture_bytes(NORMAL));
+    let metadata = read_metadata_file(&path).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(metadata.path, path);
+    let _ = fs::remove_file(&path);
+}

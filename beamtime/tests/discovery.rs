@@ -1,0 +1,184 @@
+//! Finding metadata files by id, from a working directory, and through the
+//! environment.
+
+mod common;
+
+use std::env;
+use std::os::unix::fs::symlink;
+use std::path::PathBuf;
+
+use beamtime::discovery::{
+    find_by_id, find_from_dir, Discovery, DiscoveryError, SearchPath, SearchPattern,
+    CONFIG_FILE_VAR, DEFAULT_PATTERNS, SEARCH_PATH_VAR,
+};
+use common::{fixture_bytes, id, TempDir};
+
+const NORMAL: &str = "beamtime-metadata-11099001.json";
+
+fn search(dir: &TempDir, patterns: &[&str]) -> SearchPath {
+    SearchPath::new(
+        patterns
+            .iter()
+            .map(|p| {
+                let full = format!("{}{p}", dir.path().display());
+                SearchPattern::parse(&full).unwrap_or_else(|error| panic!("{error}"))
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn finds_the_file_through_wildcards() {
+    let dir = TempDir::new("by-id");
+    let file = dir.write(&format!("asap3/petra3/gpfs/p11/2024/data/11099001/{NORMAL}"), &fixture_bytes(NORMAL));
+    dir.mkdir("asap3/petra3/gpfs/p11/2023/data");
+    let search = search(&dir, &["/gpfs/current/beamtime-metadata-{id}.json", "/asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json"]);
+    assert_eq!(find_by_id(&search, &id("11099001")).ok(), Some(file.clone()));
+    assert_eq!(Discovery::Id(id("11099001")).locate(&search).ok(), Some(file));
+}
+
+#[test]
+fn earlier_patterns_take_precedence() {
+    let dir = TempDir::new("order");
+    let beamline = dir.write(&format!("gpfs/current/{NORMAL}"), &fixture_bytes(NORMAL));
+    dir.write(&format!("asap3/petra3/gpfs/p11/2024/data/11099001/{NORMAL}"), &fixture_bytes(NORMAL));
+    let search = search(&dir, &["/gpfs/current/beamtime-metadata-{id}.json", "/asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json"]);
+    assert_eq!(find_by_id(&search, &id("11099001")).ok(), Some(beamline));
+}
+
+#[test]
+fn two_matches_are_an_error_listing_both() {
+    let dir = TempDir::new("ambiguous");
+    let first = dir.write(&format!("asap3/petra3/gpfs/p11/2023/data/11099001/{NORMAL}"), &fixture_bytes(NORMAL));
+    let second = dir.write(&format!("asap3/petra3/gpfs/p11/2024/data/11099001/{NORMAL}"), &fixture_bytes(NORMAL));
+    let search = search(&dir, &["/asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json"]);
+    let error = find_by_id(&search, &id("11099001")).err().unwrap_or_else(|| panic!("should be ambiguous"));
+    assert!(matches!(error, DiscoveryError::Ambiguous { .. }));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "beamtime 11099001 has 2 metadata files: {} and {}; there must be only one, ask the \
+             beamline staff which one is current and name it explicitly",
+            first.display(),
+            second.display()
+        )
+    );
+}
+
+#[test]
+fn the_same_file_through_a_symlink_counts_once() {
+    let dir = TempDir::new("symlinked");
+    let data = dir.mkdir("asap3/petra3/gpfs/p11/2024/data/11099001");
+    dir.write(&format!("asap3/petra3/gpfs/p11/2024/data/11099001/{NORMAL}"), &fixture_bytes(NORMAL));
+    dir.mkdir("beamline/p11");
+    dir.mkdir("beamline/P11");
+    for alias in ["beamline/p11/current", "beamline/P11/current"] {
+        symlink(&data, dir.path().join(alias)).unwrap_or_else(|error| panic!("{error}"));
+    }
+    let search = search(&dir, &["/beamline/*/current/beamtime-metadata-{id}.json"]);
+    let found = find_by_id(&search, &id("11099001")).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(found, dir.path().join(format!("beamline/P11/current/{NORMAL}")));
+}
+
+#[test]
+fn not_found_lists_what_was_searched() {
+    let dir = TempDir::new("missing");
+    let search = search(&dir, &["/gpfs/current/beamtime-metadata-{id}.json", "/asap3/*/data/{id}/beamtime-metadata-{id}.json"]);
+    let message = find_by_id(&search, &id("11099009")).err().map(|e| e.to_string()).unwrap_or_default();
+    let root = dir.path().display();
+    assert_eq!(
+        message,
+        format!(
+            "no metadata file for beamtime 11099009; searched {root}/gpfs/current/beamtime-metadata-11099009.json, \
+             {root}/asap3/*/data/11099009/beamtime-metadata-11099009.json; check the id (the file appears \
+             when the beamtime starts and leaves the beamline filesystem when it stops)"
+        )
+    );
+}
+
+#[test]
+fn working_directory_walks_up_to_the_beamtime_folder() {
+    let dir = TempDir::new("walk");
+    let file = dir.write(&format!("data/11099001/{NORMAL}"), &fixture_bytes(NORMAL));
+    let deep = dir.mkdir("data/11099001/processed/run1/frames");
+    assert_eq!(find_from_dir(&deep).ok(), Some(file.clone()));
+    assert_eq!(Discovery::FromDirectory(deep).locate(&SearchPath::default()).ok(), Some(file));
+
+    let commissioning = dir.write(
+        "commissioning/c1/commissioning-metadata-c20240312_000_GPUTEST.json",
+        &fixture_bytes("commissioning-metadata-c20240312_000_GPUTEST.json"),
+    );
+    let raw = dir.mkdir("commissioning/c1/raw");
+    assert_eq!(find_from_dir(&raw).ok(), Some(commissioning));
+}
+
+#[test]
+fn working_directory_outside_any_beamtime_is_an_error() {
+    let dir = TempDir::new("outside");
+    let folder = dir.mkdir("home/user");
+    dir.write("home/user/beamtime-metadata-.json", b"{}");
+    dir.write("home/user/beamtime-metadata-1.json.bak", b"{}");
+    // The walk continues above the temporary folder; the machine running the
+    // tests has no metadata file at its root.
+    let message = find_from_dir(&folder).err().map(|e| e.to_string()).unwrap_or_default();
+    assert_eq!(
+        message,
+        format!(
+            "no beamtime-metadata-*.json or commissioning-metadata-*.json in {} or any folder above \
+             it; work inside a beamtime folder or name the beamtime",
+            folder.display()
+        )
+    );
+}
+
+#[test]
+fn two_metadata_files_in_one_folder_are_an_error() {
+    let dir = TempDir::new("two-in-folder");
+    let first = dir.write("bt/beamtime-metadata-11099001.json", b"{}");
+    let second = dir.write("bt/commissioning-metadata-c1.json", b"{}");
+    let start = dir.mkdir("bt/raw");
+    let message = find_from_dir(&start).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.starts_with(&format!("{} holds 2 metadata files: {} and {};", dir.path().join("bt").display(), first.display(), second.display())), "{message}");
+}
+
+#[test]
+fn an_explicit_file_is_taken_as_given() {
+    let path = PathBuf::from("/somewhere/meta.json");
+    assert_eq!(Discovery::File(path.clone()).locate(&SearchPath::default()).ok(), Some(path));
+}
+
+/// All environment cases in one test: the environment is shared by the test
+/// threads of this binary.
+#[test]
+fn environment_and_config_file_choose_the_search_path() {
+    let dir = TempDir::new("environment");
+    env::remove_var(SEARCH_PATH_VAR);
+
+    let config = dir.write("bt-submit.conf", b"# site\nmetadata_path = /site/{id}/beamtime-metadata-{id}.json\n");
+    env::set_var(CONFIG_FILE_VAR, &config);
+    let from_config = SearchPath::from_environment().unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(from_config.patterns().iter().map(SearchPattern::as_str).collect::<Vec<_>>(), ["/site/{id}/beamtime-metadata-{id}.json"]);
+
+    env::set_var(SEARCH_PATH_VAR, "/a/{id}.json:/b/*/{id}.json");
+    let from_variable = SearchPath::from_environment().unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(from_variable.patterns().len(), 2, "the variable wins over the config file");
+
+    env::set_var(SEARCH_PATH_VAR, "/a/{id}.json:relative/{id}");
+    let message = SearchPath::from_environment().err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.starts_with("BEAMTIME_METADATA_PATH: invalid metadata search pattern \"relative/{id}\": it is not an absolute path"), "{message}");
+    env::remove_var(SEARCH_PATH_VAR);
+
+    let bad = dir.write("bad.conf", b"metadata_path = /x/../{id}\n");
+    env::set_var(CONFIG_FILE_VAR, &bad);
+    let message = SearchPath::from_environment().err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.starts_with(&format!("{}:1: invalid metadata search pattern", bad.display())), "{message}");
+
+    env::set_var(CONFIG_FILE_VAR, dir.path().join("absent.conf"));
+    let message = SearchPath::from_environment().err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("cannot read the config file") && message.contains("No such file or directory"), "{message}");
+
+    env::set_var(CONFIG_FILE_VAR, dir.write("empty.conf", b"\n# no patterns\n"));
+    let defaults = SearchPath::from_environment().unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(defaults.patterns().iter().map(SearchPattern::as_str).collect::<Vec<_>>(), DEFAULT_PATTERNS);
+    env::remove_var(CONFIG_FILE_VAR);
+}
