@@ -1,0 +1,533 @@
+#!/bin/bash
+# A one-node Slurm 22.05 cluster with real, enforced accounting (MariaDB + slurmdbd),
+# for tests that must prove a SPANK plugin's behaviour on the real thing.
+#
+#   cluster.sh up [--job-container] [--plugin /path/lib.so] [--plugin-args "k=v k=v"]
+#   cluster.sh down | status | env
+#   cluster.sh plugstack [--plugin /path/lib.so] [--plugin-args "k=v …"]
+#
+# Everything (config, state, sockets, pid files, logs) lives under $BT_TEST_STATE
+# (default /var/lib/spank-beamtime-test). Not under /tmp: job_container/tmpfs gives every job
+# a private /tmp, so a spool or output folder there vanishes from the job's view.
+# Every daemon is started and stopped by the pid this script recorded, never by name.
+# See tests/cluster/README.md for the measurements behind the choices made here.
+set -Eeuo pipefail
+
+STATE=${BT_TEST_STATE:-/var/lib/spank-beamtime-test}
+# Non-default ports so that a distribution-configured Slurm or MariaDB on the same host
+# cannot collide with (or be mistaken for) the test cluster.
+CTLD_PORT=${BT_CTLD_PORT:-16817}
+SLURMD_PORT=${BT_SLURMD_PORT:-16818}
+DBD_PORT=${BT_DBD_PORT:-16819}
+MYSQL_PORT=${BT_MYSQL_PORT:-16306}
+SLURM_DEBUG=${BT_SLURM_DEBUG:-info}
+
+CLUSTER_NAME=btcluster
+NODE=btnode1
+NODE_CPUS=16
+PARTITIONS=(ponline_p11 ponline_p21 ponline_p07)
+DEFAULT_ACCOUNT=btusers
+TEST_USER=btalice
+PACKAGES=(slurm-wlm slurmctld slurmd slurm-client libslurm-dev munge libclang-dev
+    mariadb-server slurmdbd python3 util-linux passwd)
+
+ETC=$STATE/etc
+RUN=$STATE/run
+LOG=$STATE/log
+SLURM_CONF_PATH=$ETC/slurm.conf
+MUNGE_SOCKET=$RUN/munge/munge.socket
+MYSQL_SOCKET=$RUN/mysqld/mysqld.sock
+# Stop order: consumers before the services they depend on.
+DAEMONS=(slurmd slurmctld slurmdbd mariadbd munged)
+# Daemons get a minimal, known environment: slurmstepd inherits slurmd's, and the test
+# runner's (CARGO_*, RUST_*, pyenv shims …) must not leak into jobs or plugins.
+CLEAN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+T0=$(date +%s.%N)
+die() { echo "cluster.sh: error: $*" >&2; exit 1; }
+
+elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}'; }
+say() { printf '[cluster %6ss] %s\n' "$(elapsed)" "$*" >&2; }
+
+need_root() { [[ $(id -u) == 0 ]] || die "must run as root (it starts daemons and creates users)"; }
+
+# rm -rf on a path from the environment: refuse anything that is not clearly ours.
+check_state_path() {
+    [[ $STATE == /* && $STATE != *..* && $(tr -cd / <<<"$STATE" | wc -c) -ge 2 ]] ||
+        die "BT_TEST_STATE=$STATE: want an absolute path at least two levels deep"
+    case $STATE in /tmp/* | /dev/shm/*)
+        die "BT_TEST_STATE=$STATE is under /tmp or /dev/shm: job_container/tmpfs hides those from jobs" ;;
+    esac
+}
+
+ensure_packages() {
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    say "installing ${missing[*]}"
+    # policy-rc.d keeps package scripts from starting distribution-configured daemons,
+    # which would hold the default sockets and ports behind our back.
+    local policy=/usr/sbin/policy-rc.d created_policy=
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && created_policy=1
+    fi
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    [[ -n $created_policy ]] && rm -f "$policy"
+    return 0
+}
+
+pid_of() { [[ -s $RUN/$1.pid ]] && cat "$RUN/$1.pid" || true; }
+
+# A pid counts as ours only while it still runs the program we started under it: pids
+# are reused, and a stale pid file must never make us signal a stranger.
+alive() {
+    local name=$1 pid
+    pid=$(pid_of "$name")
+    [[ -n $pid && -d /proc/$pid && -s $RUN/$name.exe ]] || return 1
+    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(cat "$RUN/$name.exe")" ]]
+}
+
+log_tail() {
+    local f
+    for f in "$@"; do
+        [[ -f $f ]] || continue
+        echo "---- last lines of $f ----" >&2
+        tail -n 30 "$f" >&2
+    done
+}
+
+# wait_for SECONDS WHAT LOGFILE -- command…: poll until the command succeeds.
+wait_for() {
+    local secs=$1 what=$2 logf=$3 deadline
+    shift 4
+    deadline=$(($(date +%s) + secs))
+    until "$@" >/dev/null 2>&1; do
+        if (($(date +%s) >= deadline)); then
+            echo "cluster.sh: error: $what not ready after ${secs}s" >&2
+            log_tail "$logf" "$LOG/$(basename "$logf" .log).stdout"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# start_daemon NAME BINARY -- argv…: run in its own session (so the caller's process group
+# can be killed without taking the daemon along), in foreground mode, pid recorded by us.
+# BINARY is what the pid must be running for alive() (Debian's daemons are symlinks).
+start_daemon() {
+    local name=$1 binary
+    binary=$(readlink -f "$(command -v "$2")")
+    shift 3
+    echo "$binary" >"$RUN/$name.exe"
+    setsid env -i PATH=$CLEAN_PATH SLURM_CONF="$SLURM_CONF_PATH" LANG=C.UTF-8 "$@" \
+        </dev/null >>"$LOG/$name.stdout" 2>&1 &
+    # setsid and env exec in place (we are not a process group leader), so $! is the daemon.
+    echo $! >"$RUN/$name.pid"
+    sleep 0.1
+    alive "$name" || { log_tail "$LOG/$name.log" "$LOG/$name.stdout"; die "$name exited at once"; }
+}
+
+stop_pid() {
+    local name=$1 pid=$2 secs=$3 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < secs * 10; i++)); do
+        [[ -d /proc/$pid ]] || return 0
+        sleep 0.1
+    done
+    echo "cluster.sh: $name (pid $pid) ignored TERM for ${secs}s, sending KILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do [[ -d /proc/$pid ]] || return 0; sleep 0.1; done
+    echo "cluster.sh: warning: $name (pid $pid) still present after KILL" >&2
+}
+
+stop_daemon() {
+    local name=$1 secs=$2
+    if alive "$name"; then
+        say "stopping $name (pid $(pid_of "$name"))"
+        stop_pid "$name" "$(pid_of "$name")" "$secs"
+    fi
+    rm -f "$RUN/$name.pid" "$RUN/$name.exe"
+}
+
+# slurmstepd outlives slurmd by design. Ours are recognised by the SLURM_CONF that
+# slurmd passed down to them (start_daemon sets it), so other clusters' steps are safe.
+our_stepds() {
+    local d pid stepd
+    stepd=$(readlink -f "$(command -v slurmstepd)")
+    for d in /proc/[0-9]*; do
+        pid=${d#/proc/}
+        [[ $(readlink "$d/exe" 2>/dev/null) == "$stepd" ]] || continue
+        tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$SLURM_CONF_PATH" && echo "$pid"
+    done
+    return 0
+}
+
+unmount_leftovers() {
+    local mp
+    # Deepest first, so nested mounts come off before their parents.
+    awk -v s="$STATE/" 'index($5, s) == 1 {print $5}' /proc/self/mountinfo | sort -r |
+        while read -r mp; do umount -l "$mp" 2>/dev/null || true; done
+}
+
+# ---------------------------------------------------------------- configuration files
+
+write_plugstack() {
+    local plugin=$1 args=$2 f=$ETC/plugstack.conf
+    if [[ -z $plugin ]]; then
+        echo "# no SPANK plugin configured (tests/cluster/cluster.sh)" >"$f.new"
+    else
+        echo "required $plugin${args:+ $args}" >"$f.new"
+    fi
+    chmod 644 "$f.new"
+    mv -f "$f.new" "$f"
+}
+
+# The plugin is copied into the state folder: slurmstepd maps it while jobs run (a cargo
+# rebuild rewriting it in place would pull it from under them), and the users' own
+# sbatch/srun load it too, so it must be readable by them wherever the build put it.
+install_plugin() {
+    local src=$1 dst
+    [[ -f $src ]] || die "plugin $src: no such file"
+    mkdir -p "$STATE/plugins"
+    chmod 755 "$STATE/plugins"
+    dst=$STATE/plugins/$(basename "$src")
+    install -m 755 -o root -g root "$src" "$dst.new"
+    mv -f "$dst.new" "$dst"
+    echo "$dst"
+}
+
+write_configs() {
+    local job_container=$1 p
+    cat >"$SLURM_CONF_PATH" <<EOF
+# Generated by tests/cluster/cluster.sh — the spank-beamtime test cluster.
+ClusterName=$CLUSTER_NAME
+SlurmctldHost=localhost(127.0.0.1)
+SlurmctldPort=$CTLD_PORT
+# slurmctld binds to SlurmctldHost's loopback address instead of all interfaces.
+# (NoInAddrAny, the same for slurmd/srun, made the node never register here.)
+CommunicationParameters=NoCtldInAddrAny
+SlurmdPort=$SLURMD_PORT
+AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCKET
+CredType=cred/munge
+SlurmUser=slurm
+SlurmdUser=root
+StateSaveLocation=$STATE/ctld
+SlurmdSpoolDir=$STATE/spool/slurmd
+SlurmctldPidFile=$RUN/slurmctld.daemon.pid
+SlurmdPidFile=$RUN/slurmd.daemon.pid
+SlurmctldLogFile=$LOG/slurmctld.log
+SlurmdLogFile=$LOG/slurmd.log
+SlurmctldDebug=$SLURM_DEBUG
+SlurmdDebug=$SLURM_DEBUG
+# Explicit, so that the clients (sbatch/srun/salloc) and slurmstepd never fall back to
+# the distribution's /etc/slurm/plugstack.conf and its plugstack.conf.d/ include.
+PlugStackConfig=$ETC/plugstack.conf
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SwitchType=switch/none
+MpiDefault=none
+MailProg=/bin/true
+ReturnToService=2
+# The node advertises more CPUs than the machine has: tests run several one-CPU jobs and
+# core-based reservations side by side.
+SlurmdParameters=config_overrides
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStoragePort=$DBD_PORT
+# With slurmdbd this names the munge socket used towards it (AuthInfo does not cover that link).
+AccountingStoragePass=$MUNGE_SOCKET
+AccountingStorageEnforce=associations,limits,qos
+JobCompType=jobcomp/none
+# Finished jobs stay visible to scontrol for this long; test helpers fall back to sacct.
+MinJobAge=600
+KillWait=5
+EOF
+    if [[ $job_container == 1 ]]; then
+        cat >>"$SLURM_CONF_PATH" <<EOF
+JobContainerType=job_container/tmpfs
+PrologFlags=Contain
+EOF
+        cat >"$ETC/job_container.conf" <<EOF
+AutoBasePath=true
+BasePath=$STATE/jobcontainer
+EOF
+        chmod 644 "$ETC/job_container.conf"
+    else
+        rm -f "$ETC/job_container.conf"
+    fi
+    cat >>"$SLURM_CONF_PATH" <<EOF
+NodeName=$NODE NodeHostname=127.0.0.1 NodeAddr=127.0.0.1 Sockets=1 CoresPerSocket=$NODE_CPUS ThreadsPerCore=1 RealMemory=8192 State=UNKNOWN
+PartitionName=all Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+EOF
+    for p in "${PARTITIONS[@]}"; do
+        echo "PartitionName=$p Nodes=$NODE MaxTime=INFINITE State=UP" >>"$SLURM_CONF_PATH"
+    done
+    chmod 644 "$SLURM_CONF_PATH"
+
+    # slurmdbd refuses a config readable by others (it holds the database password).
+    cat >"$ETC/slurmdbd.conf" <<EOF
+AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCKET
+DbdHost=localhost
+DbdAddr=127.0.0.1
+DbdPort=$DBD_PORT
+SlurmUser=slurm
+DebugLevel=$SLURM_DEBUG
+LogFile=$LOG/slurmdbd.log
+PidFile=$RUN/slurmdbd.daemon.pid
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort=$MYSQL_PORT
+StorageUser=slurm
+StoragePass=$DB_PASS
+StorageLoc=slurm_acct_db
+EOF
+    chown slurm:slurm "$ETC/slurmdbd.conf"
+    chmod 600 "$ETC/slurmdbd.conf"
+}
+
+# ---------------------------------------------------------------- the daemons
+
+start_munged() {
+    install -d -o munge -g munge -m 755 "$RUN/munge"
+    install -d -o munge -g munge -m 700 "$STATE/munge"
+    start_daemon munged munged -- setpriv --reuid=munge --regid=munge --init-groups \
+        munged --foreground --socket="$MUNGE_SOCKET" --key-file=/etc/munge/munge.key \
+        --log-file="$LOG/munged.log" --pid-file="$RUN/munge/munged.pid" \
+        --seed-file="$STATE/munge/munged.seed"
+    wait_for 15 munged "$LOG/munged.log" -- \
+        bash -c "munge -n -S '$MUNGE_SOCKET' | unmunge -S '$MUNGE_SOCKET'"
+}
+
+sql() { mariadb --no-defaults --socket="$MYSQL_SOCKET" -uroot -N -B -e "$1"; }
+
+start_mariadb() {
+    install -d -o mysql -g mysql -m 750 "$STATE/mysql"
+    install -d -o mysql -g mysql -m 755 "$RUN/mysqld"
+    say "initialising MariaDB data folder"
+    mariadb-install-db --no-defaults --user=mysql --datadir="$STATE/mysql" \
+        --auth-root-authentication-method=socket --skip-test-db \
+        >"$LOG/mariadb-install-db.log" 2>&1 ||
+        { log_tail "$LOG/mariadb-install-db.log"; die "mariadb-install-db failed"; }
+    # --user makes mariadbd drop to mysql itself; the socket and TCP port are ours alone.
+    start_daemon mariadbd mariadbd -- mariadbd --no-defaults --user=mysql --datadir="$STATE/mysql" \
+        --socket="$MYSQL_SOCKET" --pid-file="$RUN/mysqld/mariadbd.pid" \
+        --bind-address=127.0.0.1 --port="$MYSQL_PORT" --skip-name-resolve \
+        --log-error="$LOG/mariadbd.log" \
+        --innodb-buffer-pool-size=256M --innodb-log-file-size=64M --innodb-lock-wait-timeout=900
+    wait_for 60 mariadbd "$LOG/mariadbd.log" -- \
+        mariadb-admin --no-defaults --socket="$MYSQL_SOCKET" -uroot ping
+    sql "CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
+         GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
+}
+
+sacctmgr_t() { timeout 20 sacctmgr -i "$@"; }
+
+start_slurmdbd() {
+    start_daemon slurmdbd slurmdbd -- slurmdbd -D
+    wait_for 60 slurmdbd "$LOG/slurmdbd.log" -- timeout 5 sacctmgr -n list cluster
+}
+
+start_slurmctld() {
+    start_daemon slurmctld slurmctld -- slurmctld -D
+    wait_for 60 slurmctld "$LOG/slurmctld.log" -- timeout 5 sinfo -h
+}
+
+start_slurmd() {
+    start_daemon slurmd slurmd -- slurmd -D -N "$NODE"
+    wait_for 60 "slurmd (node $NODE idle)" "$LOG/slurmd.log" -- \
+        bash -c "[[ \$(timeout 5 sinfo -h -N -n '$NODE' -o '%T' | sort -u) == idle ]]"
+}
+
+# slurmctld learns about new associations from slurmdbd asynchronously; a job submitted
+# before that is rejected as "Invalid account". Wait until the controller has it.
+wait_assoc() {
+    local user=$1 account=$2
+    wait_for 30 "association $user/$account in slurmctld" "$LOG/slurmctld.log" -- \
+        bash -c "scontrol show assoc_mgr users='$user' accounts='$account' flags=assoc |
+                 grep -q 'UserName=$user('"
+}
+
+ensure_user() {
+    local user=$1
+    id -u "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
+}
+
+accounting_base() {
+    sacctmgr_t add account "$DEFAULT_ACCOUNT" Cluster="$CLUSTER_NAME" \
+        Description="ordinary users" Organization=facility >/dev/null
+    ensure_user "$TEST_USER"
+    sacctmgr_t add user "$TEST_USER" DefaultAccount="$DEFAULT_ACCOUNT" Cluster="$CLUSTER_NAME" >/dev/null
+    wait_assoc "$TEST_USER" "$DEFAULT_ACCOUNT"
+}
+
+# ---------------------------------------------------------------- commands
+
+cmd_up() {
+    local job_container=0 plugin= plugin_args=
+    while (($#)); do
+        case $1 in
+        --job-container) job_container=1 ;;
+        --plugin) plugin=${2:?--plugin needs a path}; shift ;;
+        --plugin-args) plugin_args=${2?--plugin-args needs a value}; shift ;;
+        *) die "up: unknown option $1" ;;
+        esac
+        shift
+    done
+    need_root
+    check_state_path
+    local d running=()
+    for d in "${DAEMONS[@]}"; do alive "$d" && running+=("$d($(pid_of "$d"))"); done
+    ((${#running[@]} == 0)) ||
+        die "already up: ${running[*]} running; run '$0 down' first (up always starts from empty state)"
+    ensure_packages
+    export SLURM_CONF=$SLURM_CONF_PATH
+
+    # Every up starts from empty state, so runs cannot leak reservations, accounts or jobs
+    # into each other. Logs of the previous run move to log.prev/ for post-mortems.
+    unmount_leftovers
+    mkdir -p "$STATE"
+    chmod 755 "$STATE"
+    rm -rf --one-file-system "$STATE/log.prev"
+    [[ -d $LOG ]] && mv "$LOG" "$STATE/log.prev"
+    rm -rf --one-file-system "$RUN" "$STATE/ctld" "$STATE/spool" "$STATE/mysql" "$STATE/munge" \
+        "$STATE/jobcontainer" "$STATE/beamline-src" "$STATE/work" "$STATE/plugins" "$ETC"
+    install -d -m 755 "$ETC" "$RUN" "$LOG" "$STATE/spool" "$STATE/spool/slurmd" "$STATE/beamline-src" "$STATE/work"
+    install -d -o slurm -g slurm -m 755 "$STATE/ctld"
+    [[ $job_container == 1 ]] && install -d -m 700 "$STATE/jobcontainer"
+    # Slurm daemons that drop to the slurm user must be able to append to their logs.
+    install -o slurm -g slurm -m 644 /dev/null "$LOG/slurmctld.log"
+    install -o slurm -g slurm -m 644 /dev/null "$LOG/slurmdbd.log"
+    # The plugin mounts a private tmpfs over /beamline inside jobs; the host keeps it empty.
+    install -d -o root -g root -m 755 /beamline
+
+    DB_PASS=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+    if [[ -n $plugin ]]; then
+        plugin=$(install_plugin "$(realpath "$plugin")")
+    fi
+    write_configs "$job_container"
+    write_plugstack "$plugin" "$plugin_args"
+    printf 'job_container=%s\nplugin=%s\nplugin_args=%s\n' "$job_container" "$plugin" "$plugin_args" \
+        >"$ETC/cluster.args"
+
+    UP_DONE=0
+    # BT_KEEP_ON_FAILURE=1 leaves a half-started cluster running, to inspect it.
+    trap 'if ((!UP_DONE)) && [[ -z ${BT_KEEP_ON_FAILURE:-} ]]; then echo "cluster.sh: up failed, stopping what was started (logs kept in $LOG)" >&2; cmd_down; fi' EXIT
+    say "starting munged"
+    start_munged
+    say "starting MariaDB on 127.0.0.1:$MYSQL_PORT"
+    start_mariadb
+    say "starting slurmdbd on 127.0.0.1:$DBD_PORT"
+    start_slurmdbd
+    # The cluster must exist in the database before slurmctld registers with slurmdbd.
+    sacctmgr_t add cluster "$CLUSTER_NAME" >/dev/null
+    say "starting slurmctld on 127.0.0.1:$CTLD_PORT"
+    start_slurmctld
+    say "starting slurmd as $NODE on 127.0.0.1:$SLURMD_PORT"
+    start_slurmd
+    say "accounting: account $DEFAULT_ACCOUNT, user $TEST_USER"
+    accounting_base
+    UP_DONE=1
+    say "up ($( ((job_container)) && echo 'job_container/tmpfs, ')plugin: ${plugin:-none})"
+    cat >&2 <<EOF
+  config:  $SLURM_CONF_PATH   (plugstack: $ETC/plugstack.conf)
+  logs:    $LOG/{slurmctld,slurmd,slurmdbd,mariadbd,munged}.log
+  use:     eval "\$($0 env)"
+EOF
+}
+
+cmd_down() {
+    check_state_path
+    export SLURM_CONF=$SLURM_CONF_PATH
+    local pid i
+    # Jobs first, while the controller can still tell slurmd to end them cleanly.
+    if alive slurmctld && alive slurmd; then
+        if [[ -n $(timeout 5 squeue -h -o %i 2>/dev/null) ]]; then
+            say "cancelling jobs"
+            timeout 10 scancel --full -u root --quiet 2>/dev/null || true
+            timeout 10 scancel --full $(timeout 5 squeue -h -o %i 2>/dev/null) 2>/dev/null || true
+            for ((i = 0; i < 150; i++)); do
+                [[ -z $(timeout 5 squeue -h -o %i 2>/dev/null) ]] && break
+                sleep 0.1
+            done
+        fi
+    fi
+    stop_daemon slurmd 20
+    for pid in $(our_stepds); do
+        say "stopping leftover slurmstepd (pid $pid)"
+        stop_pid slurmstepd "$pid" 10
+    done
+    stop_daemon slurmctld 20
+    stop_daemon slurmdbd 20
+    stop_daemon mariadbd 60
+    stop_daemon munged 10
+    unmount_leftovers
+    # Runtime state only; logs and the generated configuration stay for post-mortems.
+    rm -rf --one-file-system "$RUN"
+    say "down (logs kept in $LOG)"
+}
+
+cmd_status() {
+    check_state_path
+    export SLURM_CONF=$SLURM_CONF_PATH
+    local d all=0
+    for d in "${DAEMONS[@]}"; do
+        if alive "$d"; then
+            printf '%-10s pid %-7s alive\n' "$d" "$(pid_of "$d")"
+        else
+            printf '%-10s %-11s down\n' "$d" "${RUN:+$(pid_of "$d")}"
+            all=3
+        fi
+    done
+    [[ -f $ETC/cluster.args ]] && sed 's/^/  /' "$ETC/cluster.args"
+    if alive slurmctld; then
+        timeout 5 sinfo -N -o '%N %T' || true
+    fi
+    return $all
+}
+
+cmd_env() {
+    check_state_path
+    [[ -f $SLURM_CONF_PATH ]] || die "no test cluster configuration in $STATE (run '$0 up')"
+    echo "export SLURM_CONF=$SLURM_CONF_PATH"
+    echo "export BT_TEST_STATE=$STATE"
+}
+
+cmd_plugstack() {
+    local plugin= plugin_args=
+    while (($#)); do
+        case $1 in
+        --plugin) plugin=${2:?--plugin needs a path}; shift ;;
+        --plugin-args) plugin_args=${2?--plugin-args needs a value}; shift ;;
+        *) die "plugstack: unknown option $1" ;;
+        esac
+        shift
+    done
+    need_root
+    check_state_path
+    [[ -f $SLURM_CONF_PATH ]] || die "no test cluster in $STATE (run '$0 up')"
+    [[ -n $plugin ]] && plugin=$(install_plugin "$(realpath "$plugin")")
+    write_plugstack "$plugin" "$plugin_args"
+    sed -i -e "s|^plugin=.*|plugin=$plugin|" -e "s|^plugin_args=.*|plugin_args=$plugin_args|" \
+        "$ETC/cluster.args"
+    say "plugstack.conf: $(cat "$ETC/plugstack.conf")"
+}
+
+case ${1:-} in
+up | down | status | env | plugstack)
+    c=$1
+    shift
+    "cmd_$c" "$@"
+    ;;
+*)
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
