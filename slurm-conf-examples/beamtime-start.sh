@@ -1,0 +1,239 @@
+#!/bin/bash
+# What the facility's start script does when a beamtime with online-analysis resources
+# begins, on a test cluster (tests/cluster/cluster.sh) or as a model for a real one:
+#
+#   beamtime-start.sh --id 11099001 --beamline p11 --account bttest01
+#       [--partition ponline_p11] [--nodes btnode1] [--reservation NAME]…  [--cores N]
+#       [--source-root DIR] [--metadata-dir DIR] [--title TEXT] [--proposal-type I]
+#       [--beamline-alias P11] [--no-online]
+#
+#  1. the beamtime's own Unix account (--account, SSH-key login only: no password);
+#  2. the Slurm account named after the beamtime id, and the account's association with
+#     it as DefaultAccount;
+#  3. the reservation(s), Users=<account>, one named after the id unless --reservation is
+#     given (repeatable: <id>, <id>_1, …). Whole nodes, as the facility does, unless
+#     --cores N asks for N cores per node: a whole-node reservation on a one-node test
+#     cluster would keep every other job off it;
+#  4. the beamline folder <source-root>/<beamline>/current/{raw,processed,shared,scratch_bl};
+#  5. beamtime-metadata-<id>.json in current/ (or --metadata-dir), root-owned 0644.
+# --no-online: an ordinary beamtime without online resources: no reservation and no
+# onlineAnalysis block (accounts and folders are still made).
+#
+# Permissions of the beamline folder (what the plugin's bind mount will show to jobs):
+#   current/             root:<account> 0750  only the beamtime's members (and root) enter
+#   current/raw          root:<account> 0750  written by the detector (root here), read-only to users
+#   current/processed    <account>:<account> 2770  results of the online analysis
+#   current/shared       <account>:<account> 2770  holds the account's SSH key pair (id_rsa)
+#   current/scratch_bl   <account>:<account> 2770  beamline scratch
+#   current/beamtime-metadata-<id>.json  root:root 0644  written only by this script
+#
+# Running it again for the same beamtime refreshes what exists and adds what is missing.
+# A different beamtime already "current" on the beamline is refused unless --replace,
+# which moves the old folder aside to <beamline>/previous-<old id> (reservations of the
+# old beamtime stay; delete them with scontrol if needed).
+# Prints the metadata file's path on stdout; everything else goes to stderr.
+set -Eeuo pipefail
+
+die() { echo "beamtime-start.sh: error: $*" >&2; exit 1; }
+note() { echo "beamtime-start.sh: $*" >&2; }
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+ID= BEAMLINE= ACCOUNT= PARTITION= NODES=btnode1 CORES= TITLE= ALIAS= PROPOSAL_TYPE=I
+SOURCE_ROOT=${BT_TEST_STATE:-/var/lib/spank-beamtime-test}/beamline-src
+METADATA_DIR= ONLINE=1 REPLACE=0
+RESERVATIONS=()
+while (($#)); do
+    case $1 in
+    --id) ID=${2:?}; shift ;;
+    --beamline) BEAMLINE=${2:?}; shift ;;
+    --account) ACCOUNT=${2:?}; shift ;;
+    --partition) PARTITION=${2:?}; shift ;;
+    --nodes) NODES=${2:?}; shift ;;
+    --reservation) RESERVATIONS+=("${2:?}"); shift ;;
+    --cores) CORES=${2:?}; shift ;;
+    --source-root) SOURCE_ROOT=${2:?}; shift ;;
+    --metadata-dir) METADATA_DIR=${2:?}; shift ;;
+    --title) TITLE=${2:?}; shift ;;
+    --beamline-alias) ALIAS=${2:?}; shift ;;
+    --proposal-type) PROPOSAL_TYPE=${2:?}; shift ;;
+    --no-online) ONLINE=0 ;;
+    --replace) REPLACE=1 ;;
+    -h | --help) usage ;;
+    *) die "unknown option $1 (see --help)" ;;
+    esac
+    shift
+done
+
+[[ $(id -u) == 0 ]] || die "must run as root"
+[[ $ID =~ ^[A-Za-z0-9_]+$ ]] || die "--id: want letters, digits, _ (got '$ID')"
+[[ $BEAMLINE =~ ^[a-z][a-z0-9]*$ ]] || die "--beamline: want e.g. p11 (got '$BEAMLINE')"
+[[ $ACCOUNT =~ ^[a-z][a-z0-9_-]*$ ]] || die "--account: want a Unix user name (got '$ACCOUNT')"
+[[ -z $CORES || $CORES =~ ^[1-9][0-9]*$ ]] || die "--cores: want a positive number"
+[[ $SOURCE_ROOT == /* ]] || die "--source-root must be absolute"
+PARTITION=${PARTITION:-ponline_$BEAMLINE}
+ALIAS=${ALIAS:-${BEAMLINE^^}}
+TITLE=${TITLE:-Online analysis test beamtime $ID}
+((${#RESERVATIONS[@]})) || RESERVATIONS=("$ID")
+((ONLINE)) || RESERVATIONS=()
+for r in "${RESERVATIONS[@]}"; do
+    [[ $r =~ ^[A-Za-z0-9_]+$ ]] || die "--reservation: want letters, digits, _ (got '$r')"
+done
+command -v python3 >/dev/null || die "python3 is needed to write the metadata file"
+
+# sacctmgr hangs for ~30 s when slurmdbd is unreachable: never wait on it unbounded.
+sacctmgr_t() { timeout 30 sacctmgr "$@"; }
+
+mkdir -p "$SOURCE_ROOT"
+# Serialise concurrent starts (tests start beamtimes from parallel threads): useradd
+# fails on a locked /etc/passwd, and the OVERLAP decision must see the other reservations.
+exec 9>"$SOURCE_ROOT/.beamtime-start.lock"
+flock -w 120 9 || die "another beamtime-start.sh holds $SOURCE_ROOT/.beamtime-start.lock"
+
+CURRENT=$SOURCE_ROOT/$BEAMLINE/current
+# Checked before anything is created, so a refused start leaves nothing behind.
+OTHER=
+if [[ -d $CURRENT ]]; then
+    OTHER=$(find "$CURRENT" -maxdepth 1 -name 'beamtime-metadata-*.json' -printf '%f\n' |
+        sed 's/^beamtime-metadata-\(.*\)\.json$/\1/' | grep -vxF "$ID" | head -1 || true)
+    [[ -z $OTHER ]] || ((REPLACE)) || die "$CURRENT belongs to beamtime $OTHER (use --replace)"
+fi
+
+# ---- 1. Unix account
+if ! id -u "$ACCOUNT" >/dev/null 2>&1; then
+    useradd -m -s /bin/bash -c "beamtime $ID" "$ACCOUNT"
+    note "created Unix account $ACCOUNT"
+fi
+GROUP=$(id -gn "$ACCOUNT")
+
+# ---- 2. Slurm account and association
+scontrol ping >/dev/null 2>&1 || die "slurmctld not reachable (SLURM_CONF=${SLURM_CONF:-unset})"
+if [[ -z $(sacctmgr_t -n -P show account "$ID" format=Account) ]]; then
+    sacctmgr_t -i add account "$ID" Description="beamtime $ID" Organization="$BEAMLINE" >/dev/null
+    note "created Slurm account $ID"
+fi
+if [[ -z $(sacctmgr_t -n -P show assoc where user="$ACCOUNT" account="$ID" format=User) ]]; then
+    sacctmgr_t -i add user "$ACCOUNT" Account="$ID" DefaultAccount="$ID" >/dev/null
+fi
+if [[ $(sacctmgr_t -n -P show user "$ACCOUNT" format=DefaultAccount) != "$ID" ]]; then
+    sacctmgr_t -i modify user where name="$ACCOUNT" set DefaultAccount="$ID" >/dev/null
+fi
+# slurmctld receives new associations from slurmdbd asynchronously; a reservation or job
+# for the account before that is refused. Bounded wait until the controller has it.
+for ((i = 0; ; i++)); do
+    scontrol show assoc_mgr users="$ACCOUNT" accounts="$ID" flags=assoc 2>/dev/null |
+        grep -q "UserName=$ACCOUNT(" && break
+    ((i < 150)) || die "slurmctld did not learn association $ACCOUNT/$ID within 30 s"
+    sleep 0.2
+done
+
+# ---- 3. reservations
+scontrol show partition "$PARTITION" >/dev/null 2>&1 || die "no partition $PARTITION"
+want_nodes=$(scontrol show hostnames "$NODES")
+reserved_nodes() { # nodes of all existing reservations but $1
+    scontrol show res -o 2>/dev/null | grep -v "^ReservationName=$1 " |
+        grep -o 'Nodes=[^ ]*' | cut -d= -f2 | grep -v '^(null)$' |
+        while read -r hl; do scontrol show hostnames "$hl"; done
+}
+for r in "${RESERVATIONS[@]}"; do
+    if scontrol show res "$r" >/dev/null 2>&1; then
+        scontrol update ReservationName="$r" Users="$ACCOUNT" >/dev/null
+        note "reservation $r exists, Users=$ACCOUNT"
+        continue
+    fi
+    flags=IGNORE_JOBS
+    # Slurm refuses a reservation on nodes another one holds unless it may overlap.
+    if grep -qxF -f <(echo "$want_nodes") <(reserved_nodes "$r"); then flags+=,OVERLAP; fi
+    scontrol create reservation ReservationName="$r" Users="$ACCOUNT" Nodes="$NODES" \
+        PartitionName="$PARTITION" StartTime=now Duration=infinite Flags="$flags" \
+        ${CORES:+CoreCnt=$CORES} >/dev/null
+    note "created reservation $r (Nodes=$NODES${CORES:+ CoreCnt=$CORES} Flags=$flags)"
+done
+
+# ---- 4. the beamline folder
+install -d -o root -g root -m 755 /beamline "$SOURCE_ROOT" "$SOURCE_ROOT/$BEAMLINE"
+if [[ -n $OTHER ]]; then
+    rm -rf --one-file-system "$SOURCE_ROOT/$BEAMLINE/previous-$OTHER"
+    mv "$CURRENT" "$SOURCE_ROOT/$BEAMLINE/previous-$OTHER"
+    note "moved beamtime $OTHER's folder to $SOURCE_ROOT/$BEAMLINE/previous-$OTHER"
+fi
+# chown/chmod after mkdir (not install -d -m): they must also correct a folder that exists.
+mkdir -p "$CURRENT"/{raw,processed,shared,scratch_bl}
+chown root:"$GROUP" "$CURRENT" "$CURRENT/raw"
+chmod 750 "$CURRENT" "$CURRENT/raw"
+chown "$ACCOUNT:$GROUP" "$CURRENT"/{processed,shared,scratch_bl}
+chmod 2770 "$CURRENT"/{processed,shared,scratch_bl}
+if [[ ! -f $CURRENT/shared/id_rsa ]] && command -v ssh-keygen >/dev/null; then
+    runuser -u "$ACCOUNT" -- ssh-keygen -q -t rsa -b 2048 -N '' -C "$ACCOUNT@beamtime-$ID" \
+        -f "$CURRENT/shared/id_rsa"
+    home=$(getent passwd "$ACCOUNT" | cut -d: -f6)
+    install -d -o "$ACCOUNT" -g "$GROUP" -m 700 "$home/.ssh"
+    cat "$CURRENT/shared/id_rsa.pub" >>"$home/.ssh/authorized_keys"
+    chown "$ACCOUNT:$GROUP" "$home/.ssh/authorized_keys"
+    chmod 600 "$home/.ssh/authorized_keys"
+elif [[ ! -f $CURRENT/shared/id_rsa ]]; then
+    note "ssh-keygen not installed: no key pair in shared/ (the metadata still names it)"
+fi
+
+# ---- 5. the metadata file
+METADATA_DIR=${METADATA_DIR:-$CURRENT}
+[[ -d $METADATA_DIR ]] || install -d -m 755 "$METADATA_DIR"
+META=$METADATA_DIR/beamtime-metadata-$ID.json
+BT_ID=$ID BT_BEAMLINE=$BEAMLINE BT_ALIAS=$ALIAS BT_ACCOUNT=$ACCOUNT BT_PARTITION=$PARTITION \
+    BT_NODES="$want_nodes" BT_RESERVATIONS="${RESERVATIONS[*]}" BT_ONLINE=$ONLINE \
+    BT_TITLE=$TITLE BT_PROPOSAL_TYPE=$PROPOSAL_TYPE BT_OUT=$META.new \
+    python3 - <<'EOF'
+import datetime, json, os
+
+e = os.environ
+now = datetime.datetime.now().replace(microsecond=0)
+fmt = "%Y-%m-%d %H:%M:%S"
+bid, bl = e["BT_ID"], e["BT_BEAMLINE"]
+# Made-up people, as in the project's fixtures: no real names in test data.
+pi = {"email": "erika.beispiel@example.org", "institute": "Example University",
+      "lastname": "Beispiel", "userId": "90001", "username": "beispiee"}
+leader = {"email": "max.muster@example.org", "institute": "Example University",
+          "lastname": "Muster", "userId": "90002", "username": "musterma"}
+meta = {
+    "applicant": pi,
+    "asapo": {"beamtimeClbtTokenPath": "shared/asapo-token-clbt.txt",
+              "beamtimeTokenPath": "shared/asapo-token.txt",
+              "endpoint": "asapo-ps-0.example.org:8400"},
+    "beamline": bl,
+    "beamlineAlias": e["BT_ALIAS"],
+    "beamlineSetup": "Online analysis test setup",
+    "beamtimeId": bid,
+    "contact": "Jan Probe",
+    "corePath": f"/asap3/petra3/gpfs/{bl}/{now.year}/data/{bid}",
+    "eventEnd": (now + datetime.timedelta(days=3)).strftime(fmt),
+    "eventStart": now.strftime(fmt),
+    "facility": "PETRA III",
+    "generated": now.strftime(fmt),
+    "leader": leader,
+    "pi": pi,
+    "proposalId": f"{now.year - 1}{bid[-4:]}",
+    "proposalType": e["BT_PROPOSAL_TYPE"],
+    "retentionPeriod": "default",
+    "title": e["BT_TITLE"],
+    "unixId": "None",
+    "users": {"doorDb": ["beispiee", "musterma", "probej"], "special": [], "unknown": []},
+}
+if e["BT_ONLINE"] == "1":
+    res = e["BT_RESERVATIONS"].split()
+    meta["onlineAnalysis"] = {
+        "reservedNodes": e["BT_NODES"].split(),
+        "slurmPartition": e["BT_PARTITION"],
+        # One reservation is a string in every file seen; several are a list.
+        "slurmReservation": res[0] if len(res) == 1 else res,
+        "sshPrivateKeyPath": "shared/id_rsa",
+        "sshPublicKeyPath": "shared/id_rsa.pub",
+        "userAccount": e["BT_ACCOUNT"],
+    }
+with open(e["BT_OUT"], "w") as f:
+    json.dump(meta, f, sort_keys=True, indent=4)
+    f.write("\n")
+EOF
+chown root:root "$META.new"
+chmod 644 "$META.new"
+mv -f "$META.new" "$META"
+note "beamtime $ID started: $CURRENT"
+echo "$META"
