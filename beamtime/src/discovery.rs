@@ -106,7 +106,9 @@ impl SearchPath {
         let config = PathBuf::from(chosen.unwrap_or_else(|| OsString::from(DEFAULT_CONFIG_FILE)));
         let bytes = match read_capped(&config) {
             Ok(bytes) => bytes,
-            Err(ReadFailure::Io(error)) if error.kind() == io::ErrorKind::NotFound && !must_exist => {
+            Err(ReadFailure::Io(error))
+                if error.kind() == io::ErrorKind::NotFound && !must_exist =>
+            {
                 return Ok(SearchPath::default())
             }
             Err(failure) => {
@@ -187,12 +189,29 @@ impl Discovery {
 #[non_exhaustive]
 pub enum DiscoveryError {
     /// `origin` is the variable name or `file:line` the bad setting came from.
-    InvalidSearchPath { origin: String, problem: String },
-    ConfigUnreadable { path: PathBuf, problem: String },
-    NotFound { id: BeamtimeId, searched: Vec<String> },
-    Ambiguous { id: BeamtimeId, paths: Vec<PathBuf> },
-    NoBeamtimeFolder { start: PathBuf },
-    AmbiguousFolder { folder: PathBuf, paths: Vec<PathBuf> },
+    InvalidSearchPath {
+        origin: String,
+        problem: String,
+    },
+    ConfigUnreadable {
+        path: PathBuf,
+        problem: String,
+    },
+    NotFound {
+        id: BeamtimeId,
+        searched: Vec<String>,
+    },
+    Ambiguous {
+        id: BeamtimeId,
+        paths: Vec<PathBuf>,
+    },
+    NoBeamtimeFolder {
+        start: PathBuf,
+    },
+    AmbiguousFolder {
+        folder: PathBuf,
+        paths: Vec<PathBuf>,
+    },
 }
 
 fn list_paths(paths: &[PathBuf]) -> String {
@@ -200,13 +219,15 @@ fn list_paths(paths: &[PathBuf]) -> String {
         .iter()
         .map(|path| path.display().to_string())
         .collect::<Vec<_>>()
-        .join(" and ")
+        .join(", ")
 }
 
 impl fmt::Display for DiscoveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DiscoveryError::InvalidSearchPath { origin, problem } => write!(f, "{origin}: {problem}"),
+            DiscoveryError::InvalidSearchPath { origin, problem } => {
+                write!(f, "{origin}: {problem}")
+            }
             DiscoveryError::ConfigUnreadable { path, problem } => write!(
                 f,
                 "cannot read the config file {}: {problem}; check {CONFIG_FILE_VAR}",
@@ -394,7 +415,8 @@ fn read_capped(path: &Path) -> Result<Vec<u8>, ReadFailure> {
     }
     let mut bytes = Vec::with_capacity(info.len() as usize);
     // One byte over the cap tells a file that grew since the check.
-    file.take(MAX_METADATA_BYTES as u64 + 1).read_to_end(&mut bytes)?;
+    file.take(MAX_METADATA_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
     if bytes.len() > MAX_METADATA_BYTES {
         return Err(ReadFailure::TooLarge(bytes.len() as u64));
     }
@@ -407,7 +429,10 @@ mod tests {
 
     #[test]
     fn defaults_are_all_valid() {
-        assert_eq!(SearchPath::default().patterns().len(), DEFAULT_PATTERNS.len());
+        assert_eq!(
+            SearchPath::default().patterns().len(),
+            DEFAULT_PATTERNS.len()
+        );
     }
 
     #[test]
@@ -417,9 +442,22 @@ mod tests {
             Ok(Some(search)) => search,
             other => panic!("{other:?}"),
         };
-        let patterns: Vec<&str> = parsed.patterns().iter().map(SearchPattern::as_str).collect();
-        assert_eq!(patterns, ["/data/{id}/beamtime-metadata-{id}.json", "/other/*/{id}.json"]);
-        assert!(matches!(parse_config("# nothing\n", Path::new("x")), Ok(None)));
+        let patterns: Vec<&str> = parsed
+            .patterns()
+            .iter()
+            .map(SearchPattern::as_str)
+            .collect();
+        assert_eq!(
+            patterns,
+            [
+                "/data/{id}/beamtime-metadata-{id}.json",
+                "/other/*/{id}.json"
+            ]
+        );
+        assert!(matches!(
+            parse_config("# nothing\n", Path::new("x")),
+            Ok(None)
+        ));
     }
 
     #[test]

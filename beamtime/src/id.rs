@@ -86,10 +86,17 @@ impl fmt::Display for NameKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameProblem {
     Empty,
-    TooLong { length: usize },
+    TooLong {
+        length: usize,
+    },
     /// `position` counts characters from 1.
-    ForbiddenChar { ch: char, position: usize },
-    BadStart { ch: char },
+    ForbiddenChar {
+        ch: char,
+        position: usize,
+    },
+    BadStart {
+        ch: char,
+    },
     DotDot,
 }
 
@@ -117,9 +124,7 @@ impl fmt::Display for IdError {
         write!(f, "invalid {} {}: ", self.kind.noun(), self.shown_value)?;
         match &self.problem {
             NameProblem::Empty => f.write_str("it is empty")?,
-            NameProblem::TooLong { length } => {
-                write!(f, "it is {length} characters long")?
-            }
+            NameProblem::TooLong { length } => write!(f, "it is {length} characters long")?,
             NameProblem::ForbiddenChar { ch, position } => {
                 write!(f, "{ch:?} at position {position} is not allowed")?
             }
@@ -316,7 +321,10 @@ mod tests {
     fn very_long_names_are_rejected_and_shortened_in_the_message() {
         let long = "1".repeat(100_000);
         let message = rejection(NameKind::BeamtimeId, &long);
-        assert!(message.contains("it is 100000 characters long"), "{message}");
+        assert!(
+            message.contains("it is 100000 characters long"),
+            "{message}"
+        );
         assert!(message.len() < 400, "{message}");
         assert!(check_name(NameKind::BeamtimeId, &"1".repeat(MAX_NAME_LEN)).is_ok());
     }
@@ -347,7 +355,15 @@ mod tests {
         for owned in ["11099005", "11099005_1", "11099005_12"] {
             assert!(beamtime.owns_reservation(owned), "{owned}");
         }
-        for foreign in ["1109900", "110990051", "11099005_", "11099005_a", "11099005_1_2", "x11099005", ""] {
+        for foreign in [
+            "1109900",
+            "110990051",
+            "11099005_",
+            "11099005_a",
+            "11099005_1_2",
+            "x11099005",
+            "",
+        ] {
             assert!(!beamtime.owns_reservation(foreign), "{foreign}");
         }
     }

@@ -55,7 +55,9 @@ impl MetadataKind {
         [MetadataKind::Beamtime, MetadataKind::Commissioning]
             .into_iter()
             .find_map(|kind| {
-                let id = name.strip_prefix(kind.file_prefix())?.strip_suffix(".json")?;
+                let id = name
+                    .strip_prefix(kind.file_prefix())?
+                    .strip_suffix(".json")?;
                 (!id.is_empty()).then_some((kind, id))
             })
     }
@@ -257,7 +259,9 @@ impl Metadata {
     /// Where reserved compute nodes see the beamline filesystem of this
     /// beamtime: `/beamline/<beamline>/current`.
     pub fn beamline_current_path(&self) -> PathBuf {
-        Path::new("/beamline").join(self.beamline.as_str()).join("current")
+        Path::new("/beamline")
+            .join(self.beamline.as_str())
+            .join("current")
     }
 }
 
@@ -267,16 +271,47 @@ impl Metadata {
 #[non_exhaustive]
 pub enum MetadataProblem {
     Unreadable(io::Error),
-    NotAFile { found: &'static str },
-    TooLarge { size: u64 },
-    NotUtf8 { line: usize, column: usize },
-    Syntax { line: usize, column: usize, message: String },
-    NotAnObject { found: &'static str },
-    Missing { key: String, expected: &'static str },
-    WrongType { key: String, expected: &'static str, found: &'static str },
-    InvalidName { key: String, error: IdError },
-    InvalidValue { key: String, expected: &'static str, value: String },
-    IdMismatch { file_id: String, key: &'static str, content_id: String },
+    NotAFile {
+        found: &'static str,
+    },
+    TooLarge {
+        size: u64,
+    },
+    NotUtf8 {
+        line: usize,
+        column: usize,
+    },
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    NotAnObject {
+        found: &'static str,
+    },
+    Missing {
+        key: String,
+        expected: &'static str,
+    },
+    WrongType {
+        key: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    InvalidName {
+        key: String,
+        error: IdError,
+    },
+    InvalidValue {
+        key: String,
+        expected: &'static str,
+        value: String,
+    },
+    IdMismatch {
+        file_id: String,
+        key: &'static str,
+        content_id: String,
+    },
 }
 
 /// A metadata file that could not be read or understood, with the file's path.
@@ -416,7 +451,10 @@ fn parse_document(bytes: &[u8], origin: &Path) -> Result<Metadata, MetadataProbl
         let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         MetadataProblem::NotUtf8 {
             line: valid.iter().filter(|&&b| b == b'\n').count() + 1,
-            column: String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1,
+            column: String::from_utf8_lossy(&valid[line_start..])
+                .chars()
+                .count()
+                + 1,
         }
     })?;
     let document: Value = serde_json::from_str(text).map_err(|error| {
@@ -652,10 +690,11 @@ impl<'a> Fields<'a> {
         spellings: &[&str],
         expected: &'static str,
     ) -> Result<&'a str, MetadataProblem> {
-        self.text(spellings)?.ok_or_else(|| MetadataProblem::Missing {
-            key: self.key(spellings[0]),
-            expected,
-        })
+        self.text(spellings)?
+            .ok_or_else(|| MetadataProblem::Missing {
+                key: self.key(spellings[0]),
+                expected,
+            })
     }
 
     fn object(&self, spellings: &[&str]) -> Result<Option<Fields<'a>>, MetadataProblem> {
@@ -789,9 +828,18 @@ mod tests {
     #[test]
     fn timestamps_parse_and_print_in_the_facility_format() {
         let parsed = Timestamp::parse("2024-03-05 09:00:00");
-        assert_eq!(parsed.map(|t| t.to_string()).as_deref(), Some("2024-03-05 09:00:00"));
+        assert_eq!(
+            parsed.map(|t| t.to_string()).as_deref(),
+            Some("2024-03-05 09:00:00")
+        );
         assert_eq!(Timestamp::parse("2024-03-05T09:00:00"), parsed);
-        for bad in ["2024-13-05 09:00:00", "2024-03-05 24:00:00", "2024-03-05", "2024-03-05 9:00:000", "２０２４-03-05 09:00"] {
+        for bad in [
+            "2024-13-05 09:00:00",
+            "2024-03-05 24:00:00",
+            "2024-03-05",
+            "2024-03-05 9:00:000",
+            "２０２４-03-05 09:00",
+        ] {
             assert_eq!(Timestamp::parse(bad), None, "{bad}");
         }
         assert!(Timestamp::parse("2024-03-05 09:00:00") < Timestamp::parse("2024-03-08 08:00:00"));
@@ -807,8 +855,14 @@ mod tests {
             MetadataKind::from_file_name("commissioning-metadata-c1.json"),
             Some((MetadataKind::Commissioning, "c1"))
         );
-        assert_eq!(MetadataKind::from_file_name("beamtime-metadata-.json"), None);
-        assert_eq!(MetadataKind::from_file_name("beamtime-metadata-1.json~"), None);
+        assert_eq!(
+            MetadataKind::from_file_name("beamtime-metadata-.json"),
+            None
+        );
+        assert_eq!(
+            MetadataKind::from_file_name("beamtime-metadata-1.json~"),
+            None
+        );
         assert_eq!(MetadataKind::from_file_name("metadata.json"), None);
     }
 }

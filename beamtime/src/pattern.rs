@@ -88,7 +88,9 @@ impl SearchPattern {
                     .flat_map(|folder| matching_entries(folder, component))
                     .collect();
             } else {
-                candidates.iter_mut().for_each(|candidate| candidate.push(component));
+                candidates
+                    .iter_mut()
+                    .for_each(|candidate| candidate.push(component));
             }
             if candidates.is_empty() {
                 break;
@@ -187,7 +189,9 @@ mod tests {
 
     #[test]
     fn patterns_must_be_absolute_with_id_and_without_dotdot() {
-        assert!(rejection("gpfs/current/beamtime-metadata-{id}.json").contains("not an absolute path"));
+        assert!(
+            rejection("gpfs/current/beamtime-metadata-{id}.json").contains("not an absolute path")
+        );
         assert!(rejection("/gpfs/current/beamtime-metadata.json").contains("does not contain {id}"));
         assert!(rejection("/gpfs/../etc/{id}").contains("\"..\" component"));
         assert!(rejection("/asap3/**/{id}.json").contains("** is not supported"));
@@ -210,7 +214,10 @@ mod tests {
         assert!(wildcard_matches("*", "p11"));
         assert!(wildcard_matches("p*", "p11"));
         assert!(wildcard_matches("*1", "p11"));
-        assert!(wildcard_matches("beamtime-metadata-*.json", "beamtime-metadata-1.json"));
+        assert!(wildcard_matches(
+            "beamtime-metadata-*.json",
+            "beamtime-metadata-1.json"
+        ));
         assert!(wildcard_matches("a*b*c", "abbbc"));
         assert!(wildcard_matches("a*a", "aa"));
         assert!(!wildcard_matches("a*a", "a"));
@@ -240,16 +247,22 @@ mod tests {
         }
         let root_text = root.to_string_lossy();
 
-        let core = pattern(&format!("{root_text}/asap3/*/gpfs/*/*/data/{{id}}/beamtime-metadata-{{id}}.json"));
+        let core = pattern(&format!(
+            "{root_text}/asap3/*/gpfs/*/*/data/{{id}}/beamtime-metadata-{{id}}.json"
+        ));
         assert_eq!(core.expand(&id("11099001")), vec![file.clone()]);
         assert!(core.expand(&id("11099002")).is_empty());
 
-        let beamline = pattern(&format!("{root_text}/beamline/*/current/beamtime-metadata-{{id}}.json"));
+        let beamline = pattern(&format!(
+            "{root_text}/beamline/*/current/beamtime-metadata-{{id}}.json"
+        ));
         assert_eq!(
             beamline.expand(&id("11099001")),
             vec![root.join("beamline/p21/current/beamtime-metadata-11099001.json")]
         );
-        assert!(pattern(&format!("{root_text}/missing/*/{{id}}")).expand(&id("1")).is_empty());
+        assert!(pattern(&format!("{root_text}/missing/*/{{id}}"))
+            .expand(&id("1"))
+            .is_empty());
         let _ = fs::remove_dir_all(&root);
     }
 }

@@ -42,10 +42,7 @@ pub fn quote(arg: &str) -> Cow<'_, str> {
 
 /// Joins quoted arguments with spaces into one command line.
 pub fn join<'a>(args: impl IntoIterator<Item = &'a str>) -> String {
-    args.into_iter()
-        .map(quote)
-        .collect::<Vec<_>>()
-        .join(" ")
+    args.into_iter().map(quote).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -56,7 +53,10 @@ mod tests {
     #[test]
     fn plain_words_stay_unquoted() {
         assert_eq!(quote("--partition=ponline_p11"), "--partition=ponline_p11");
-        assert_eq!(quote("/asap3/p11/shared/id_rsa"), "/asap3/p11/shared/id_rsa");
+        assert_eq!(
+            quote("/asap3/p11/shared/id_rsa"),
+            "/asap3/p11/shared/id_rsa"
+        );
     }
 
     #[test]
@@ -93,7 +93,10 @@ mod tests {
             Ok(output) => output,
             Err(error) => panic!("cannot run sh: {error}"),
         };
-        let expected: Vec<u8> = tricky.iter().flat_map(|arg| [arg.as_bytes(), b"\0"].concat()).collect();
+        let expected: Vec<u8> = tricky
+            .iter()
+            .flat_map(|arg| [arg.as_bytes(), b"\0"].concat())
+            .collect();
         assert_eq!(output.stdout, expected, "{script}");
     }
 

@@ -11,6 +11,9 @@ use beamtime::metadata::{parse_metadata, MetadataProblem, Online, MAX_METADATA_B
 use common::{edited_fixture, fixture_bytes, parse_error, parsed, TempDir};
 use serde_json::{json, Value};
 
+/// One change to a fixture document.
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
 const NORMAL: &str = "beamtime-metadata-11099001.json";
 const ORIGIN: &str = "/gpfs/current/beamtime-metadata-11099001.json";
 
@@ -23,7 +26,10 @@ fn edited_message(edit: impl FnOnce(&mut Value)) -> String {
 }
 
 fn assert_contains(message: &str, expected: &str) {
-    assert!(message.contains(expected), "expected {expected:?} in:\n{message}");
+    assert!(
+        message.contains(expected),
+        "expected {expected:?} in:\n{message}"
+    );
 }
 
 #[test]
@@ -32,7 +38,10 @@ fn truncated_json_reports_line_and_column() {
     let cut = &bytes[..bytes.len() / 2];
     let message = message_for(cut, ORIGIN);
     let lines = cut.iter().filter(|&&b| b == b'\n').count() + 1;
-    assert!(message.starts_with(&format!("{ORIGIN}:{lines}:")), "{message}");
+    assert!(
+        message.starts_with(&format!("{ORIGIN}:{lines}:")),
+        "{message}"
+    );
     assert_contains(&message, "invalid JSON: EOF while parsing");
     assert_contains(&message, "damaged or cut off");
     assert_contains(&message, "report the file to the beamline staff");
@@ -41,18 +50,24 @@ fn truncated_json_reports_line_and_column() {
 #[test]
 fn syntax_error_in_the_middle_reports_its_position() {
     let message = message_for(b"{\n    \"beamtimeId\": \"1\",,\n}", ORIGIN);
-    assert!(message.starts_with(&format!("{ORIGIN}:2:23: invalid JSON: ")), "{message}");
+    assert!(
+        message.starts_with(&format!("{ORIGIN}:2:23: invalid JSON: ")),
+        "{message}"
+    );
 }
 
 #[test]
 fn top_level_must_be_an_object() {
     let message = message_for(b"[1, 2]", ORIGIN);
-    assert_contains(&message, "expected a JSON object at the top level, found a list");
+    assert_contains(
+        &message,
+        "expected a JSON object at the top level, found a list",
+    );
 }
 
 #[test]
 fn wrong_types_name_the_key_path() {
-    let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|d| d["onlineAnalysis"]["slurmReservation"] = json!(["11099001", 7])),
             "onlineAnalysis.slurmReservation[1]: expected a string, found a number",
@@ -109,14 +124,23 @@ fn missing_keys_are_named() {
 #[test]
 fn bad_values_name_the_key_and_the_expected_form() {
     let message = edited_message(|d| d["eventStart"] = json!("5 March 2024"));
-    assert_contains(&message, "eventStart: expected a time like \"2024-03-05 09:00:00\", found \"5 March 2024\"");
-    let message = edited_message(|d| d["onlineAnalysis"]["sshPrivateKeyPath"] = json!("shared/id\u{0}rsa"));
-    assert_contains(&message, "onlineAnalysis.sshPrivateKeyPath: expected a path without control characters");
+    assert_contains(
+        &message,
+        "eventStart: expected a time like \"2024-03-05 09:00:00\", found \"5 March 2024\"",
+    );
+    let message =
+        edited_message(|d| d["onlineAnalysis"]["sshPrivateKeyPath"] = json!("shared/id\u{0}rsa"));
+    assert_contains(
+        &message,
+        "onlineAnalysis.sshPrivateKeyPath: expected a path without control characters",
+    );
 }
 
 #[test]
 fn old_spelling_is_named_as_written() {
-    let bytes = edited_fixture("beamtime-metadata-11099002.json", |d| d["event-end"] = json!("soon"));
+    let bytes = edited_fixture("beamtime-metadata-11099002.json", |d| {
+        d["event-end"] = json!("soon")
+    });
     let message = message_for(&bytes, "/x/beamtime-metadata-11099002.json");
     assert_contains(&message, "event-end: expected a time");
 }
@@ -126,13 +150,26 @@ fn huge_input_is_refused_before_parsing() {
     let mut bytes = fixture_bytes(NORMAL);
     bytes.resize(MAX_METADATA_BYTES + 1, b' ');
     let message = message_for(&bytes, ORIGIN);
-    assert_contains(&message, &format!("the file has {} bytes, more than the {MAX_METADATA_BYTES}", MAX_METADATA_BYTES + 1));
+    assert_contains(
+        &message,
+        &format!(
+            "the file has {} bytes, more than the {MAX_METADATA_BYTES}",
+            MAX_METADATA_BYTES + 1
+        ),
+    );
     assert_contains(&message, "check the path");
 
     let dir = TempDir::new("huge");
-    let path = dir.write("beamtime-metadata-11099001.json", &vec![b' '; 4 * MAX_METADATA_BYTES]);
-    let error = read_metadata_file(&path).err().unwrap_or_else(|| panic!("should fail"));
-    assert!(matches!(error.problem(), MetadataProblem::TooLarge { size } if *size == 4 * MAX_METADATA_BYTES as u64));
+    let path = dir.write(
+        "beamtime-metadata-11099001.json",
+        &vec![b' '; 4 * MAX_METADATA_BYTES],
+    );
+    let error = read_metadata_file(&path)
+        .err()
+        .unwrap_or_else(|| panic!("should fail"));
+    assert!(
+        matches!(error.problem(), MetadataProblem::TooLarge { size } if *size == 4 * MAX_METADATA_BYTES as u64)
+    );
 
     let mut exactly_at_cap = fixture_bytes(NORMAL);
     exactly_at_cap.resize(MAX_METADATA_BYTES, b'\n');
@@ -142,14 +179,20 @@ fn huge_input_is_refused_before_parsing() {
 #[test]
 fn non_utf8_reports_where() {
     let message = message_for(b"{\n  \"title\": \"caf\xe9\"\n}", ORIGIN);
-    assert!(message.starts_with(&format!("{ORIGIN}:2:16: expected UTF-8 text")), "{message}");
+    assert!(
+        message.starts_with(&format!("{ORIGIN}:2:16: expected UTF-8 text")),
+        "{message}"
+    );
 }
 
 #[test]
 fn hostile_ids_are_rejected_with_the_reason() {
     let long = "1".repeat(65);
     let cases = [
-        ("..", "invalid beamtime id \"..\": it must not start with '.'"),
+        (
+            "..",
+            "invalid beamtime id \"..\": it must not start with '.'",
+        ),
         ("../../etc", "'/' at position 3 is not allowed"),
         ("1109/9001", "'/' at position 5 is not allowed"),
         ("1109\u{0}9001", "'\\0' at position 5 is not allowed"),
@@ -162,9 +205,15 @@ fn hostile_ids_are_rejected_with_the_reason() {
         let bytes = edited_fixture(NORMAL, |d| d["beamtimeId"] = json!(hostile));
         // A neutral file name, so the id check itself is what answers.
         let message = message_for(&bytes, "/x/metadata.json");
-        assert_contains(&message, "/x/metadata.json: beamtimeId: invalid beamtime id");
+        assert_contains(
+            &message,
+            "/x/metadata.json: beamtimeId: invalid beamtime id",
+        );
         assert_contains(&message, expected);
-        assert!(!message.contains('\n') && !message.contains('\0'), "{message:?}");
+        assert!(
+            !message.contains('\n') && !message.contains('\0'),
+            "{message:?}"
+        );
     }
 }
 
@@ -185,7 +234,7 @@ fn hostile_beamlines_are_rejected() {
 
 #[test]
 fn hostile_online_names_are_rejected() {
-    let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|d| d["onlineAnalysis"]["userAccount"] = json!("root;rm")),
             "onlineAnalysis.userAccount: invalid user account \"root;rm\": ';' at position 5",
@@ -214,7 +263,10 @@ fn hostile_online_names_are_rejected() {
 
 #[test]
 fn file_name_and_id_inside_must_agree() {
-    let message = message_for(&fixture_bytes(NORMAL), "/gpfs/current/beamtime-metadata-11099002.json");
+    let message = message_for(
+        &fixture_bytes(NORMAL),
+        "/gpfs/current/beamtime-metadata-11099002.json",
+    );
     assert_contains(
         &message,
         "the file name says \"11099002\" but beamtimeId is \"11099001\"; the file was renamed or copied",
@@ -230,30 +282,47 @@ fn file_name_and_id_inside_must_agree() {
 fn unreadable_files_say_why() {
     let dir = TempDir::new("unreadable");
     let folder = dir.mkdir("beamtime-metadata-11099001.json");
-    let message = read_metadata_file(&folder).err().map(|e| e.to_string()).unwrap_or_default();
-    assert_contains(&message, "expected a metadata file, found a directory; give the path of the JSON file itself");
+    let message = read_metadata_file(&folder)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_contains(
+        &message,
+        "expected a metadata file, found a directory; give the path of the JSON file itself",
+    );
 
     let dangling = dir.path().join("beamtime-metadata-11099009.json");
     if let Err(error) = symlink(dir.path().join("gone"), &dangling) {
         panic!("{error}");
     }
-    let error = read_metadata_file(&dangling).err().unwrap_or_else(|| panic!("should fail"));
+    let error = read_metadata_file(&dangling)
+        .err()
+        .unwrap_or_else(|| panic!("should fail"));
     assert!(error.is_unreadable());
     let message = error.to_string();
-    assert!(message.starts_with(&dangling.display().to_string()), "{message}");
-    assert_contains(&message, "cannot read the metadata file: No such file or directory (os error 2)");
+    assert!(
+        message.starts_with(&dangling.display().to_string()),
+        "{message}"
+    );
+    assert_contains(
+        &message,
+        "cannot read the metadata file: No such file or directory (os error 2)",
+    );
 
     let fifo = dir.path().join("pipe.json");
     let made = std::process::Command::new("mkfifo").arg(&fifo).status();
     if made.is_ok_and(|status| status.success()) {
-        let message = read_metadata_file(&fifo).err().map(|e| e.to_string()).unwrap_or_default();
+        let message = read_metadata_file(&fifo)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert_contains(&message, "found a named pipe");
     }
 }
 
 #[test]
 fn pre_start_blocks_are_not_yet_ready() {
-    let variants: Vec<Box<dyn FnOnce(&mut Value)>> = vec![
+    let variants: Vec<Edit> = vec![
         Box::new(|d| {
             d.as_object_mut().map(|o| o.remove("onlineAnalysis"));
         }),
@@ -277,7 +346,9 @@ fn pre_start_blocks_are_not_yet_ready() {
         Box::new(|d| d["onlineAnalysis"]["reservedNodes"] = json!([])),
         Box::new(|d| d["onlineAnalysis"]["userAccount"] = json!(null)),
         Box::new(|d| {
-            d["onlineAnalysis"].as_object_mut().map(|o| o.remove("slurmPartition"));
+            d["onlineAnalysis"]
+                .as_object_mut()
+                .map(|o| o.remove("slurmPartition"));
         }),
     ];
     for (index, edit) in variants.into_iter().enumerate() {
@@ -293,22 +364,43 @@ fn duplicate_reservations_collapse_keeping_order() {
     });
     let metadata = parsed(&bytes, ORIGIN);
     let reservations = metadata.online.ready().map(|o| o.reservations.clone());
-    assert_eq!(reservations, Some(vec!["11099001_2".to_owned(), "11099001".to_owned()]));
+    assert_eq!(
+        reservations,
+        Some(vec!["11099001_2".to_owned(), "11099001".to_owned()])
+    );
 }
 
 #[test]
 fn relative_paths_follow_the_origin_folder() {
-    let metadata = parsed(&fixture_bytes(NORMAL), "/asap3/x/beamtime-metadata-11099001.json");
-    let online = metadata.online.ready().cloned().unwrap_or_else(|| panic!("ready"));
-    assert_eq!(online.ssh_private_key.as_deref(), Some(Path::new("/asap3/x/shared/id_rsa")));
-    assert_eq!(online.ssh_public_key.as_deref(), Some(Path::new("/asap3/x/shared/id_rsa.pub")));
+    let metadata = parsed(
+        &fixture_bytes(NORMAL),
+        "/asap3/x/beamtime-metadata-11099001.json",
+    );
+    let online = metadata
+        .online
+        .ready()
+        .cloned()
+        .unwrap_or_else(|| panic!("ready"));
+    assert_eq!(
+        online.ssh_private_key.as_deref(),
+        Some(Path::new("/asap3/x/shared/id_rsa"))
+    );
+    assert_eq!(
+        online.ssh_public_key.as_deref(),
+        Some(Path::new("/asap3/x/shared/id_rsa.pub"))
+    );
 }
 
 #[test]
 fn errors_never_carry_raw_control_characters() {
-    let bytes = edited_fixture(NORMAL, |d| d["onlineAnalysis"]["slurmPartition"] = json!("a\nFAKE: ok\r"));
+    let bytes = edited_fixture(NORMAL, |d| {
+        d["onlineAnalysis"]["slurmPartition"] = json!("a\nFAKE: ok\r")
+    });
     let message = message_for(&bytes, ORIGIN);
-    assert!(!message.contains('\n') && !message.contains('\r'), "{message:?}");
+    assert!(
+        !message.contains('\n') && !message.contains('\r'),
+        "{message:?}"
+    );
     assert!(parse_metadata(b"", Path::new(ORIGIN)).is_err());
 }
 

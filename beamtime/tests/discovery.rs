@@ -30,34 +30,69 @@ fn search(dir: &TempDir, patterns: &[&str]) -> SearchPath {
 #[test]
 fn finds_the_file_through_wildcards() {
     let dir = TempDir::new("by-id");
-    let file = dir.write(&format!("asap3/petra3/gpfs/p11/2024/data/11099001/{NORMAL}"), &fixture_bytes(NORMAL));
+    let file = dir.write(
+        &format!("asap3/petra3/gpfs/p11/2024/data/11099001/{NORMAL}"),
+        &fixture_bytes(NORMAL),
+    );
     dir.mkdir("asap3/petra3/gpfs/p11/2023/data");
-    let search = search(&dir, &["/gpfs/current/beamtime-metadata-{id}.json", "/asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json"]);
-    assert_eq!(find_by_id(&search, &id("11099001")).ok(), Some(file.clone()));
-    assert_eq!(Discovery::Id(id("11099001")).locate(&search).ok(), Some(file));
+    let search = search(
+        &dir,
+        &[
+            "/gpfs/current/beamtime-metadata-{id}.json",
+            "/asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json",
+        ],
+    );
+    assert_eq!(
+        find_by_id(&search, &id("11099001")).ok(),
+        Some(file.clone())
+    );
+    assert_eq!(
+        Discovery::Id(id("11099001")).locate(&search).ok(),
+        Some(file)
+    );
 }
 
 #[test]
 fn earlier_patterns_take_precedence() {
     let dir = TempDir::new("order");
     let beamline = dir.write(&format!("gpfs/current/{NORMAL}"), &fixture_bytes(NORMAL));
-    dir.write(&format!("asap3/petra3/gpfs/p11/2024/data/11099001/{NORMAL}"), &fixture_bytes(NORMAL));
-    let search = search(&dir, &["/gpfs/current/beamtime-metadata-{id}.json", "/asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json"]);
+    dir.write(
+        &format!("asap3/petra3/gpfs/p11/2024/data/11099001/{NORMAL}"),
+        &fixture_bytes(NORMAL),
+    );
+    let search = search(
+        &dir,
+        &[
+            "/gpfs/current/beamtime-metadata-{id}.json",
+            "/asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json",
+        ],
+    );
     assert_eq!(find_by_id(&search, &id("11099001")).ok(), Some(beamline));
 }
 
 #[test]
 fn two_matches_are_an_error_listing_both() {
     let dir = TempDir::new("ambiguous");
-    let first = dir.write(&format!("asap3/petra3/gpfs/p11/2023/data/11099001/{NORMAL}"), &fixture_bytes(NORMAL));
-    let second = dir.write(&format!("asap3/petra3/gpfs/p11/2024/data/11099001/{NORMAL}"), &fixture_bytes(NORMAL));
-    let search = search(&dir, &["/asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json"]);
-    let error = find_by_id(&search, &id("11099001")).err().unwrap_or_else(|| panic!("should be ambiguous"));
+    let first = dir.write(
+        &format!("asap3/petra3/gpfs/p11/2023/data/11099001/{NORMAL}"),
+        &fixture_bytes(NORMAL),
+    );
+    let second = dir.write(
+        &format!("asap3/petra3/gpfs/p11/2024/data/11099001/{NORMAL}"),
+        &fixture_bytes(NORMAL),
+    );
+    let search = search(
+        &dir,
+        &["/asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json"],
+    );
+    let error = find_by_id(&search, &id("11099001"))
+        .err()
+        .unwrap_or_else(|| panic!("should be ambiguous"));
     assert!(matches!(error, DiscoveryError::Ambiguous { .. }));
     assert_eq!(
         error.to_string(),
         format!(
-            "beamtime 11099001 has 2 metadata files: {} and {}; there must be only one, ask the \
+            "beamtime 11099001 has 2 metadata files: {}, {}; there must be only one, ask the \
              beamline staff which one is current and name it explicitly",
             first.display(),
             second.display()
@@ -69,7 +104,10 @@ fn two_matches_are_an_error_listing_both() {
 fn the_same_file_through_a_symlink_counts_once() {
     let dir = TempDir::new("symlinked");
     let data = dir.mkdir("asap3/petra3/gpfs/p11/2024/data/11099001");
-    dir.write(&format!("asap3/petra3/gpfs/p11/2024/data/11099001/{NORMAL}"), &fixture_bytes(NORMAL));
+    dir.write(
+        &format!("asap3/petra3/gpfs/p11/2024/data/11099001/{NORMAL}"),
+        &fixture_bytes(NORMAL),
+    );
     dir.mkdir("beamline/p11");
     dir.mkdir("beamline/P11");
     for alias in ["beamline/p11/current", "beamline/P11/current"] {
@@ -77,14 +115,26 @@ fn the_same_file_through_a_symlink_counts_once() {
     }
     let search = search(&dir, &["/beamline/*/current/beamtime-metadata-{id}.json"]);
     let found = find_by_id(&search, &id("11099001")).unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(found, dir.path().join(format!("beamline/P11/current/{NORMAL}")));
+    assert_eq!(
+        found,
+        dir.path().join(format!("beamline/P11/current/{NORMAL}"))
+    );
 }
 
 #[test]
 fn not_found_lists_what_was_searched() {
     let dir = TempDir::new("missing");
-    let search = search(&dir, &["/gpfs/current/beamtime-metadata-{id}.json", "/asap3/*/data/{id}/beamtime-metadata-{id}.json"]);
-    let message = find_by_id(&search, &id("11099009")).err().map(|e| e.to_string()).unwrap_or_default();
+    let search = search(
+        &dir,
+        &[
+            "/gpfs/current/beamtime-metadata-{id}.json",
+            "/asap3/*/data/{id}/beamtime-metadata-{id}.json",
+        ],
+    );
+    let message = find_by_id(&search, &id("11099009"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     let root = dir.path().display();
     assert_eq!(
         message,
@@ -102,7 +152,12 @@ fn working_directory_walks_up_to_the_beamtime_folder() {
     let file = dir.write(&format!("data/11099001/{NORMAL}"), &fixture_bytes(NORMAL));
     let deep = dir.mkdir("data/11099001/processed/run1/frames");
     assert_eq!(find_from_dir(&deep).ok(), Some(file.clone()));
-    assert_eq!(Discovery::FromDirectory(deep).locate(&SearchPath::default()).ok(), Some(file));
+    assert_eq!(
+        Discovery::FromDirectory(deep)
+            .locate(&SearchPath::default())
+            .ok(),
+        Some(file)
+    );
 
     let commissioning = dir.write(
         "commissioning/c1/commissioning-metadata-c20240312_000_GPUTEST.json",
@@ -120,7 +175,10 @@ fn working_directory_outside_any_beamtime_is_an_error() {
     dir.write("home/user/beamtime-metadata-1.json.bak", b"{}");
     // The walk continues above the temporary folder; the machine running the
     // tests has no metadata file at its root.
-    let message = find_from_dir(&folder).err().map(|e| e.to_string()).unwrap_or_default();
+    let message = find_from_dir(&folder)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert_eq!(
         message,
         format!(
@@ -137,14 +195,30 @@ fn two_metadata_files_in_one_folder_are_an_error() {
     let first = dir.write("bt/beamtime-metadata-11099001.json", b"{}");
     let second = dir.write("bt/commissioning-metadata-c1.json", b"{}");
     let start = dir.mkdir("bt/raw");
-    let message = find_from_dir(&start).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.starts_with(&format!("{} holds 2 metadata files: {} and {};", dir.path().join("bt").display(), first.display(), second.display())), "{message}");
+    let message = find_from_dir(&start)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        message.starts_with(&format!(
+            "{} holds 2 metadata files: {}, {};",
+            dir.path().join("bt").display(),
+            first.display(),
+            second.display()
+        )),
+        "{message}"
+    );
 }
 
 #[test]
 fn an_explicit_file_is_taken_as_given() {
     let path = PathBuf::from("/somewhere/meta.json");
-    assert_eq!(Discovery::File(path.clone()).locate(&SearchPath::default()).ok(), Some(path));
+    assert_eq!(
+        Discovery::File(path.clone())
+            .locate(&SearchPath::default())
+            .ok(),
+        Some(path)
+    );
 }
 
 /// All environment cases in one test: the environment is shared by the test
@@ -154,31 +228,74 @@ fn environment_and_config_file_choose_the_search_path() {
     let dir = TempDir::new("environment");
     env::remove_var(SEARCH_PATH_VAR);
 
-    let config = dir.write("bt-submit.conf", b"# site\nmetadata_path = /site/{id}/beamtime-metadata-{id}.json\n");
+    let config = dir.write(
+        "bt-submit.conf",
+        b"# site\nmetadata_path = /site/{id}/beamtime-metadata-{id}.json\n",
+    );
     env::set_var(CONFIG_FILE_VAR, &config);
     let from_config = SearchPath::from_environment().unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(from_config.patterns().iter().map(SearchPattern::as_str).collect::<Vec<_>>(), ["/site/{id}/beamtime-metadata-{id}.json"]);
+    assert_eq!(
+        from_config
+            .patterns()
+            .iter()
+            .map(SearchPattern::as_str)
+            .collect::<Vec<_>>(),
+        ["/site/{id}/beamtime-metadata-{id}.json"]
+    );
 
     env::set_var(SEARCH_PATH_VAR, "/a/{id}.json:/b/*/{id}.json");
     let from_variable = SearchPath::from_environment().unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(from_variable.patterns().len(), 2, "the variable wins over the config file");
+    assert_eq!(
+        from_variable.patterns().len(),
+        2,
+        "the variable wins over the config file"
+    );
 
     env::set_var(SEARCH_PATH_VAR, "/a/{id}.json:relative/{id}");
-    let message = SearchPath::from_environment().err().map(|e| e.to_string()).unwrap_or_default();
+    let message = SearchPath::from_environment()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(message.starts_with("BEAMTIME_METADATA_PATH: invalid metadata search pattern \"relative/{id}\": it is not an absolute path"), "{message}");
     env::remove_var(SEARCH_PATH_VAR);
 
     let bad = dir.write("bad.conf", b"metadata_path = /x/../{id}\n");
     env::set_var(CONFIG_FILE_VAR, &bad);
-    let message = SearchPath::from_environment().err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.starts_with(&format!("{}:1: invalid metadata search pattern", bad.display())), "{message}");
+    let message = SearchPath::from_environment()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        message.starts_with(&format!(
+            "{}:1: invalid metadata search pattern",
+            bad.display()
+        )),
+        "{message}"
+    );
 
     env::set_var(CONFIG_FILE_VAR, dir.path().join("absent.conf"));
-    let message = SearchPath::from_environment().err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.contains("cannot read the config file") && message.contains("No such file or directory"), "{message}");
+    let message = SearchPath::from_environment()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains("cannot read the config file")
+            && message.contains("No such file or directory"),
+        "{message}"
+    );
 
-    env::set_var(CONFIG_FILE_VAR, dir.write("empty.conf", b"\n# no patterns\n"));
+    env::set_var(
+        CONFIG_FILE_VAR,
+        dir.write("empty.conf", b"\n# no patterns\n"),
+    );
     let defaults = SearchPath::from_environment().unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(defaults.patterns().iter().map(SearchPattern::as_str).collect::<Vec<_>>(), DEFAULT_PATTERNS);
+    assert_eq!(
+        defaults
+            .patterns()
+            .iter()
+            .map(SearchPattern::as_str)
+            .collect::<Vec<_>>(),
+        DEFAULT_PATTERNS
+    );
     env::remove_var(CONFIG_FILE_VAR);
 }

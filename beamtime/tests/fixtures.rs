@@ -50,12 +50,18 @@ fn normal_beamtime() {
     assert_eq!(metadata.kind, MetadataKind::Beamtime);
     assert_eq!(metadata.beamline.as_str(), "p11");
     assert_eq!(metadata.beamline_alias.as_deref(), Some("P11"));
-    assert_eq!(metadata.title.as_deref(), Some("Ligand soaking series on a model protein"));
+    assert_eq!(
+        metadata.title.as_deref(),
+        Some("Ligand soaking series on a model protein")
+    );
     assert_eq!(metadata.facility.as_deref(), Some("PETRA III"));
     assert_eq!(metadata.event_start, time("2024-03-05 09:00:00"));
     assert_eq!(metadata.event_end, time("2024-03-08 09:00:00"));
     assert_eq!(metadata.generated, time("2024-03-05 08:41:17"));
-    assert_eq!(metadata.core_path, Some(PathBuf::from("/asap3/petra3/gpfs/p11/2024/data/11099001")));
+    assert_eq!(
+        metadata.core_path,
+        Some(PathBuf::from("/asap3/petra3/gpfs/p11/2024/data/11099001"))
+    );
     assert_eq!(metadata.proposal_id.as_deref(), Some("20239001"));
     assert_eq!(metadata.proposal_type.as_deref(), Some("I"));
     assert_eq!(metadata.retention_period.as_deref(), Some("default"));
@@ -66,13 +72,25 @@ fn normal_beamtime() {
     let leader = metadata.leader.as_ref().unwrap_or_else(|| panic!("leader"));
     assert_eq!(leader.username.as_deref(), Some("musterma"));
     assert_eq!(leader.user_id.as_deref(), Some("90002"));
-    assert_eq!(metadata.pi.as_ref().and_then(|pi| pi.lastname.as_deref()), Some("Beispiel"));
-    assert_eq!(metadata.beamline_current_path(), PathBuf::from("/beamline/p11/current"));
+    assert_eq!(
+        metadata.pi.as_ref().and_then(|pi| pi.lastname.as_deref()),
+        Some("Beispiel")
+    );
+    assert_eq!(
+        metadata.beamline_current_path(),
+        PathBuf::from("/beamline/p11/current")
+    );
 
     let asapo = metadata.asapo.as_ref().unwrap_or_else(|| panic!("asapo"));
     assert_eq!(asapo.endpoint.as_deref(), Some("asapo-ps-0.desy.de:8400"));
-    assert_eq!(asapo.beamtime_token_path, Some(fixture("shared/asapo-token.txt")));
-    assert_eq!(asapo.beamtime_clbt_token_path, Some(fixture("shared/asapo-token-clbt.txt")));
+    assert_eq!(
+        asapo.beamtime_token_path,
+        Some(fixture("shared/asapo-token.txt"))
+    );
+    assert_eq!(
+        asapo.beamtime_clbt_token_path,
+        Some(fixture("shared/asapo-token-clbt.txt"))
+    );
 
     let online = ready(&metadata);
     assert_eq!(online.reserved_nodes, ["max-p3a901"]);
@@ -83,7 +101,10 @@ fn normal_beamtime() {
     assert_eq!(online.ssh_public_key, Some(fixture("shared/id_rsa.pub")));
     assert_eq!(
         online.ssh_command(),
-        format!("ssh -i {} -l bttest01 max-p3a901", fixture("shared/id_rsa").display())
+        format!(
+            "ssh -i {} -l bttest01 max-p3a901",
+            fixture("shared/id_rsa").display()
+        )
     );
 }
 
@@ -104,7 +125,10 @@ fn dedicated_beamtime_has_two_reservations_in_file_order() {
     let online = ready(&metadata);
     assert_eq!(online.reservations, ["11099005", "11099005_1"]);
     assert_eq!(online.reserved_nodes.len(), 4);
-    assert!(online.reservations.iter().all(|r| metadata.id.owns_reservation(r)));
+    assert!(online
+        .reservations
+        .iter()
+        .all(|r| metadata.id.owns_reservation(r)));
 }
 
 #[test]
@@ -128,16 +152,36 @@ fn old_spellings_of_2020_are_understood() {
     assert_eq!(metadata.beamline_alias.as_deref(), Some("P09"));
     assert_eq!(metadata.event_start, time("2020-02-11 09:00:00"));
     assert_eq!(metadata.event_end, time("2020-02-14 09:00:00"));
-    assert_eq!(metadata.core_path, Some(PathBuf::from("/asap3/petra3/gpfs/p09/2020/data/11099002")));
+    assert_eq!(
+        metadata.core_path,
+        Some(PathBuf::from("/asap3/petra3/gpfs/p09/2020/data/11099002"))
+    );
     assert_eq!(metadata.users.door_db, ["beispiee", "musterma"]);
     assert_eq!(metadata.retention_period, None);
-    assert_eq!(metadata.leader.as_ref().and_then(|l| l.email.clone()), None, "empty means absent");
-    let asapo = metadata.asapo.as_ref().unwrap_or_else(|| panic!("token paths moved into asapo"));
+    assert_eq!(
+        metadata.leader.as_ref().and_then(|l| l.email.clone()),
+        None,
+        "empty means absent"
+    );
+    let asapo = metadata
+        .asapo
+        .as_ref()
+        .unwrap_or_else(|| panic!("token paths moved into asapo"));
     assert_eq!(asapo.endpoint, None);
-    assert_eq!(asapo.beamtime_token_path, Some(fixture("shared/asapo-token.txt")));
-    assert_eq!(asapo.beamtime_clbt_token_path, Some(fixture("shared/asapo-token-clbt.txt")));
+    assert_eq!(
+        asapo.beamtime_token_path,
+        Some(fixture("shared/asapo-token.txt"))
+    );
+    assert_eq!(
+        asapo.beamtime_clbt_token_path,
+        Some(fixture("shared/asapo-token-clbt.txt"))
+    );
     let online = ready(&metadata);
-    assert_eq!(online.reservations, ["11099002"], "a single string is one reservation");
+    assert_eq!(
+        online.reservations,
+        ["11099002"],
+        "a single string is one reservation"
+    );
     assert_eq!(online.reserved_nodes, ["max-p3a011", "max-p3a012"]);
 }
 
@@ -157,7 +201,9 @@ fn only_the_second_reservation_and_unknown_keys() {
     let asapo = metadata.asapo.as_ref().unwrap_or_else(|| panic!("asapo"));
     assert_eq!(
         asapo.beamtime_token_path,
-        Some(PathBuf::from("/asap3/petra3/gpfs/p06/2025/data/11099006/shared/asapo-token.txt")),
+        Some(PathBuf::from(
+            "/asap3/petra3/gpfs/p06/2025/data/11099006/shared/asapo-token.txt"
+        )),
         "absolute paths stay as they are"
     );
 }

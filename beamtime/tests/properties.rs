@@ -40,12 +40,28 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 const KEYS: [&str; 12] = [
-    "beamtimeId", "beamline", "onlineAnalysis", "users", "asapo", "leader",
-    "eventStart", "corePath", "beamline_alias", "event-end", "title", "id",
+    "beamtimeId",
+    "beamline",
+    "onlineAnalysis",
+    "users",
+    "asapo",
+    "leader",
+    "eventStart",
+    "corePath",
+    "beamline_alias",
+    "event-end",
+    "title",
+    "id",
 ];
 const ONLINE_KEYS: [&str; 8] = [
-    "reservedNodes", "slurmPartition", "slurmReservation", "userAccount",
-    "sshPrivateKeyPath", "sshPublicKeyPath", "asapoBeamtimeTokenPath", "asapoBeamtimeClbtTokenPath",
+    "reservedNodes",
+    "slurmPartition",
+    "slurmReservation",
+    "userAccount",
+    "sshPrivateKeyPath",
+    "sshPublicKeyPath",
+    "asapoBeamtimeTokenPath",
+    "asapoBeamtimeClbtTokenPath",
 ];
 
 proptest! {
