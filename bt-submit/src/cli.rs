@@ -1,0 +1,137 @@
+//! The command line.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use beamtime::id::BeamtimeId;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Submit Slurm jobs to a beamtime's online analysis resources";
+
+const LONG_ABOUT: &str = "\
+Submit Slurm jobs to a beamtime's online analysis resources.
+
+bt-submit reads the beamtime metadata file and runs sbatch (or srun, salloc)
+with --partition, --reservation and --beamtime taken from it, followed by
+your own options and script. It replaces itself with that program, so its
+output and exit status are yours.
+
+The first word chooses what to do:
+  bt-submit [OPTIONS] [--] [SBATCH_OPTIONS...] SCRIPT [ARGS...]
+  bt-submit sbatch [OPTIONS] [--] [SBATCH_OPTIONS...] SCRIPT [ARGS...]
+  bt-submit srun   [OPTIONS] [--] [SRUN_OPTIONS...] COMMAND [ARGS...]
+  bt-submit salloc [OPTIONS] [--] [SALLOC_OPTIONS...] [COMMAND [ARGS...]]
+  bt-submit show   [--beamtime ID | --metadata FILE] [--format json]
+bt-submit's own options come right after that word; the first argument that
+is not one of them starts the options for sbatch/srun/salloc, and so does --.
+(A batch script called sbatch, srun, salloc or show is given as ./NAME.)
+
+The metadata file is the one named by --metadata, or the one of the beamtime
+named by --beamtime, or else the one in the current folder or the nearest
+folder above it. Beamtime ids are searched through BEAMTIME_METADATA_PATH
+(colon-separated patterns such as /gpfs/current/beamtime-metadata-{id}.json,
+where * matches within one path component), else the metadata_path lines of
+$BT_SUBMIT_CONFIG or /etc/beamtime/bt-submit.conf, else the facility's usual
+places.
+
+Your own --partition/-p, --reservation and --beamtime options must agree with
+the metadata file; if they do not, nothing is submitted.";
+
+const EXIT_STATUS: &str = "\
+Exit status:
+  sbatch's, srun's or salloc's own status once it runs
+  0    --dry-run or show succeeded
+  64   wrong command line
+  65   invalid or ambiguous metadata, or your options contradict it
+  66   metadata file not found or not readable
+  69   the beamtime has no online analysis resources yet
+  74   output could not be written
+  78   invalid search path (BEAMTIME_METADATA_PATH or the config file)
+  126  sbatch/srun/salloc could not be run
+  127  sbatch/srun/salloc is not on PATH";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bt-submit",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXIT_STATUS,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub mode: Option<Mode>,
+    #[command(flatten)]
+    pub submit: SubmitArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Mode {
+    /// Submit a batch script with sbatch (the default)
+    #[command(after_help = EXIT_STATUS)]
+    Sbatch(SubmitArgs),
+    /// Run a command, or an interactive shell with --pty, with srun
+    #[command(after_help = EXIT_STATUS)]
+    Srun(SubmitArgs),
+    /// Get an interactive allocation with salloc
+    #[command(after_help = EXIT_STATUS)]
+    Salloc(SubmitArgs),
+    /// Show the beamtime: window, nodes, partition, reservations, how to log in
+    #[command(after_help = EXIT_STATUS)]
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct Source {
+    /// The beamtime (or commissioning) id whose metadata file to use
+    #[arg(long, value_name = "ID", value_parser = BeamtimeId::parse)]
+    pub beamtime: Option<BeamtimeId>,
+
+    /// The metadata file to use
+    #[arg(long, value_name = "FILE", conflicts_with = "beamtime")]
+    pub metadata: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub source: Source,
+
+    /// Use this one of the beamtime's reservations [default: the first]
+    #[arg(long, value_name = "NAME")]
+    pub reservation: Option<String>,
+
+    /// Print the command, shell-quoted on one line, instead of running it
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output format of --dry-run
+    #[arg(long, value_enum, default_value_t = Format::Text, requires = "dry_run")]
+    pub format: Format,
+
+    /// Options for sbatch/srun/salloc, then the script or command and its arguments
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub source: Source,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}

@@ -1,0 +1,56 @@
+//! Why bt-submit stops, as one error line, one hint line and an exit status.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// Exit statuses, from sysexits.h where one fits and from the shell's
+/// conventions for a program that cannot be run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// 64: the command line is wrong.
+    Usage = 64,
+    /// 65: the metadata is invalid or ambiguous, or the user's options
+    /// contradict it.
+    DataError = 65,
+    /// 66: no metadata file found, or it cannot be read.
+    NoInput = 66,
+    /// 69: the beamtime has no online analysis resources yet.
+    Unavailable = 69,
+    /// 74: the output could not be written.
+    IoError = 74,
+    /// 78: the search path configuration is invalid.
+    Config = 78,
+    /// 126: sbatch/srun/salloc was found but could not be run.
+    CannotExecute = 126,
+    /// 127: sbatch/srun/salloc is not on PATH.
+    NotFound = 127,
+}
+
+impl From<Status> for ExitCode {
+    fn from(status: Status) -> ExitCode {
+        ExitCode::from(status as u8)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub status: Status,
+    pub message: String,
+    pub hint: String,
+}
+
+impl Failure {
+    pub fn new(status: Status, message: impl Into<String>, hint: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bt-submit: error: {}\nhint: {}", self.message, self.hint)
+    }
+}

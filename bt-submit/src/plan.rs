@@ -1,0 +1,409 @@
+//! From the command line and the metadata to the exact command to run. Pure:
+//! every input is an argument, so every decision is unit-testable.
+
+use std::ffi::OsString;
+
+use beamtime::id::BeamtimeId;
+use beamtime::metadata::{Metadata, OnlineAnalysis};
+
+use crate::failure::{Failure, Status};
+use crate::slurm_options::{scan, Program};
+
+/// What the user asked bt-submit to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub program: Program,
+    /// bt-submit's own `--reservation`.
+    pub reservation: Option<String>,
+    /// The user's options for the program, then the script or command.
+    pub user_args: Vec<OsString>,
+}
+
+/// Something the user should know that does not stop the submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub message: String,
+    pub hint: String,
+}
+
+/// The command to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub program: Program,
+    pub args: Vec<OsString>,
+    pub reservation: String,
+    pub warnings: Vec<Warning>,
+}
+
+pub fn not_ready(metadata: &Metadata) -> Failure {
+    Failure::new(
+        Status::Unavailable,
+        format!(
+            "beamtime {} has no online analysis resources yet: {} has no complete \
+             onlineAnalysis block (reserved nodes, partition, reservation and account)",
+            metadata.id,
+            metadata.path.display()
+        ),
+        "the facility adds them to the metadata file when the beamtime starts; if online \
+         analysis was not requested for this beamtime, ask the beamline staff",
+    )
+}
+
+pub fn plan(
+    request: &Request,
+    metadata: &Metadata,
+    current_user: Option<&str>,
+) -> Result<Invocation, Failure> {
+    let online = metadata.online.ready().ok_or_else(|| not_ready(metadata))?;
+    let program = request.program;
+    let user = scan(program, &request.user_args);
+
+    if !user.has_operand {
+        match program {
+            Program::Sbatch if !user.has_wrap => {
+                return Err(Failure::new(
+                    Status::Usage,
+                    "no batch script given",
+                    "name the script after the sbatch options, e.g. 'bt-submit -N 1 job.sh', \
+                     or use --wrap=COMMAND",
+                ))
+            }
+            Program::Srun => return Err(Failure::new(
+                Status::Usage,
+                "no command given for srun",
+                "name the command after the srun options, e.g. 'bt-submit srun -N 1 --pty bash'",
+            )),
+            _ => {}
+        }
+    }
+
+    for partition in &user.partitions {
+        if partition != &online.partition {
+            return Err(contradiction(
+                "partition",
+                partition,
+                &online.partition,
+                &metadata.id,
+            ));
+        }
+    }
+    for beamtime in &user.beamtimes {
+        if beamtime != metadata.id.as_str() {
+            return Err(contradiction(
+                "beamtime",
+                beamtime,
+                metadata.id.as_str(),
+                &metadata.id,
+            ));
+        }
+    }
+    let reservation = choose_reservation(request, &user.reservations, online, metadata)?;
+
+    let mut args: Vec<OsString> = Vec::new();
+    if user.partitions.is_empty() {
+        args.push(format!("--partition={}", online.partition).into());
+    }
+    if user.reservations.is_empty() {
+        args.push(format!("--reservation={reservation}").into());
+    }
+    if user.beamtimes.is_empty() {
+        args.push(format!("--beamtime={}", metadata.id).into());
+    }
+    args.extend(request.user_args.iter().cloned());
+
+    let warnings = match current_user {
+        Some(user) if user != online.user_account => vec![Warning {
+            message: format!(
+                "you are {user}, but jobs of beamtime {} must be submitted as {}; Slurm will \
+                 refuse this one",
+                metadata.id, online.user_account
+            ),
+            hint: format!(
+                "log in as the beamtime account first: {}",
+                online.ssh_command()
+            ),
+        }],
+        _ => Vec::new(),
+    };
+
+    Ok(Invocation {
+        program,
+        args,
+        reservation,
+        warnings,
+    })
+}
+
+fn contradiction(what: &str, yours: &str, beamtimes: &str, id: &BeamtimeId) -> Failure {
+    Failure::new(
+        Status::DataError,
+        format!(
+            "your option asks for {what} {} but beamtime {id} uses {what} {}; nothing was submitted",
+            beamtime::shell::quote(yours),
+            beamtime::shell::quote(beamtimes)
+        ),
+        format!("leave the --{what} option out: bt-submit sets it from the metadata file"),
+    )
+}
+
+/// bt-submit's `--reservation` if given, else the one among the user's own
+/// program options, else the beamtime's first. Every name must be one of the
+/// beamtime's, and they must agree.
+fn choose_reservation(
+    request: &Request,
+    from_user_options: &[String],
+    online: &OnlineAnalysis,
+    metadata: &Metadata,
+) -> Result<String, Failure> {
+    let valid = online.reservations.join(", ");
+    let Some(first) = online.reservations.first() else {
+        return Err(not_ready(metadata));
+    };
+    let named = request.reservation.iter().chain(from_user_options);
+    let mut chosen: Option<&String> = None;
+    for name in named {
+        if !online.reservations.contains(name) {
+            return Err(Failure::new(
+                Status::DataError,
+                format!(
+                    "reservation {} is not one of beamtime {}'s reservations: {valid}; nothing \
+                     was submitted",
+                    beamtime::shell::quote(name),
+                    metadata.id
+                ),
+                format!(
+                    "choose one of them with --reservation NAME, or leave it out to use {first}"
+                ),
+            ));
+        }
+        match chosen {
+            Some(earlier) if earlier != name => {
+                return Err(Failure::new(
+                    Status::DataError,
+                    format!("two different reservations asked for: {earlier} and {name}; nothing was submitted"),
+                    "give the reservation once, with bt-submit's --reservation NAME",
+                ))
+            }
+            _ => chosen = Some(name),
+        }
+    }
+    Ok(chosen.unwrap_or(first).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    use beamtime::metadata::{parse_metadata, Online};
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../beamtime/tests/fixtures");
+
+    fn metadata(name: &str) -> Metadata {
+        let path = Path::new(FIXTURES).join(name);
+        let bytes = std::fs::read(&path).unwrap_or_else(|error| panic!("{error}"));
+        parse_metadata(&bytes, &path).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    fn request(program: Program, reservation: Option<&str>, args: &[&str]) -> Request {
+        Request {
+            program,
+            reservation: reservation.map(str::to_owned),
+            user_args: args.iter().map(OsString::from).collect(),
+        }
+    }
+
+    fn planned_args(request: &Request, metadata: &Metadata) -> Vec<String> {
+        match plan(request, metadata, Some("bttest05")) {
+            Ok(invocation) => invocation
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            Err(failure) => panic!("{failure}"),
+        }
+    }
+
+    fn failure(request: &Request, metadata: &Metadata) -> Failure {
+        match plan(request, metadata, None) {
+            Ok(invocation) => panic!("should fail, planned {invocation:?}"),
+            Err(failure) => failure,
+        }
+    }
+
+    const DEDICATED: &str = "beamtime-metadata-11099005.json";
+
+    #[test]
+    fn metadata_options_come_first_then_the_users() {
+        let args = planned_args(
+            &request(Program::Sbatch, None, &["-N", "2", "job.sh", "-p", "x"]),
+            &metadata(DEDICATED),
+        );
+        assert_eq!(
+            args,
+            [
+                "--partition=ponline_p21",
+                "--reservation=11099005",
+                "--beamtime=11099005",
+                "-N",
+                "2",
+                "job.sh",
+                "-p",
+                "x"
+            ]
+        );
+    }
+
+    #[test]
+    fn reservation_can_be_chosen_among_the_beamtimes() {
+        let dedicated = metadata(DEDICATED);
+        let args = planned_args(
+            &request(Program::Sbatch, Some("11099005_1"), &["job.sh"]),
+            &dedicated,
+        );
+        assert_eq!(args[1], "--reservation=11099005_1");
+        let args = planned_args(
+            &request(
+                Program::Sbatch,
+                None,
+                &["--reservation=11099005_1", "job.sh"],
+            ),
+            &dedicated,
+        );
+        assert_eq!(
+            args,
+            [
+                "--partition=ponline_p21",
+                "--beamtime=11099005",
+                "--reservation=11099005_1",
+                "job.sh"
+            ]
+        );
+    }
+
+    #[test]
+    fn foreign_reservation_lists_the_valid_ones() {
+        let failed = failure(
+            &request(Program::Sbatch, Some("other"), &["job.sh"]),
+            &metadata(DEDICATED),
+        );
+        assert_eq!(failed.status, Status::DataError);
+        assert_eq!(failed.message, "reservation other is not one of beamtime 11099005's reservations: 11099005, 11099005_1; nothing was submitted");
+        assert!(failed.hint.contains("leave it out to use 11099005"));
+        let failed = failure(
+            &request(
+                Program::Sbatch,
+                Some("11099005"),
+                &["--reservation=11099005_1", "job.sh"],
+            ),
+            &metadata(DEDICATED),
+        );
+        assert!(failed
+            .message
+            .contains("two different reservations asked for: 11099005 and 11099005_1"));
+    }
+
+    #[test]
+    fn contradicting_options_name_both_values() {
+        let dedicated = metadata(DEDICATED);
+        for args in [
+            &["-p", "all", "j"][..],
+            &["-pall", "j"],
+            &["--partition", "all", "j"],
+            &["--partition=all", "j"],
+        ] {
+            let failed = failure(&request(Program::Sbatch, None, args), &dedicated);
+            assert_eq!(failed.status, Status::DataError);
+            assert_eq!(failed.message, "your option asks for partition all but beamtime 11099005 uses partition ponline_p21; nothing was submitted");
+        }
+        let failed = failure(
+            &request(Program::Srun, None, &["--beamtime=11099001", "hostname"]),
+            &dedicated,
+        );
+        assert!(failed
+            .message
+            .contains("asks for beamtime 11099001 but beamtime 11099005 uses beamtime 11099005"));
+        let failed = failure(
+            &request(Program::Sbatch, None, &["-p", "a b", "j"]),
+            &dedicated,
+        );
+        assert!(
+            failed.message.contains("asks for partition 'a b'"),
+            "{}",
+            failed.message
+        );
+    }
+
+    #[test]
+    fn agreeing_options_are_not_duplicated() {
+        let args = planned_args(
+            &request(
+                Program::Salloc,
+                None,
+                &["-p", "ponline_p21", "--beamtime=11099005"],
+            ),
+            &metadata(DEDICATED),
+        );
+        assert_eq!(
+            args,
+            [
+                "--reservation=11099005",
+                "-p",
+                "ponline_p21",
+                "--beamtime=11099005"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_script_or_command_is_required_where_the_program_needs_one() {
+        let dedicated = metadata(DEDICATED);
+        assert_eq!(
+            failure(&request(Program::Sbatch, None, &["-N", "1"]), &dedicated).message,
+            "no batch script given"
+        );
+        assert_eq!(
+            failure(&request(Program::Srun, None, &[]), &dedicated).message,
+            "no command given for srun"
+        );
+        planned_args(&request(Program::Salloc, None, &[]), &dedicated);
+        planned_args(
+            &request(Program::Sbatch, None, &["--wrap=hostname"]),
+            &dedicated,
+        );
+    }
+
+    #[test]
+    fn no_online_resources_is_unavailable() {
+        let industrial = metadata("beamtime-metadata-11099003.json");
+        assert_eq!(industrial.online, Online::NotYet);
+        let failed = failure(&request(Program::Sbatch, None, &["job.sh"]), &industrial);
+        assert_eq!(failed.status, Status::Unavailable);
+        assert!(failed
+            .message
+            .starts_with("beamtime 11099003 has no online analysis resources yet"));
+    }
+
+    #[test]
+    fn another_user_is_warned_with_the_ssh_command() {
+        let normal = metadata("beamtime-metadata-11099001.json");
+        let job = request(Program::Sbatch, None, &["job.sh"]);
+        let warned =
+            plan(&job, &normal, Some("alice")).unwrap_or_else(|failure| panic!("{failure}"));
+        assert_eq!(warned.warnings.len(), 1);
+        assert!(warned.warnings[0].message.contains(
+            "you are alice, but jobs of beamtime 11099001 must be submitted as bttest01"
+        ));
+        let key = Path::new(FIXTURES).join("shared/id_rsa");
+        assert_eq!(
+            warned.warnings[0].hint,
+            format!(
+                "log in as the beamtime account first: ssh -i {} -l bttest01 max-p3a901",
+                key.display()
+            )
+        );
+        let owner =
+            plan(&job, &normal, Some("bttest01")).unwrap_or_else(|failure| panic!("{failure}"));
+        assert!(owner.warnings.is_empty());
+    }
+}

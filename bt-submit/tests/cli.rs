@@ -1,0 +1,771 @@
+//! Runs the built bt-submit binary: the command it plans for every fixture,
+//! the argv it hands to sbatch/srun/salloc, and one case per class of bad
+//! input with its message and exit status.
+//!
+//! The sbatch, srun and salloc found on PATH here are shell scripts that print
+//! their own argv: they check what bt-submit passes, not Slurm's behaviour.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+const BT_SUBMIT: &str = env!("CARGO_BIN_EXE_bt-submit");
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../beamtime/tests/fixtures")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    let path = fixtures().join(name);
+    fs::canonicalize(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// A scratch folder with fake Slurm commands, removed when dropped.
+struct Scratch {
+    root: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "bt-submit-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&root);
+        let bin = root.join("bin");
+        fs::create_dir_all(&bin).unwrap_or_else(|error| panic!("{error}"));
+        for program in ["sbatch", "srun", "salloc"] {
+            let script = bin.join(program);
+            fs::write(
+                &script,
+                "#!/bin/sh\nprintf 'argv:%s\\n' \"$0\" \"$@\"\nexit 3\n",
+            )
+            .unwrap_or_else(|error| panic!("{error}"));
+            fs::set_permissions(&script, fs::Permissions::from_mode(0o755))
+                .unwrap_or_else(|error| panic!("{error}"));
+        }
+        Scratch { root }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    fn copy_fixture(&self, name: &str, to_folder: &str) -> PathBuf {
+        let folder = self.path(to_folder);
+        fs::create_dir_all(&folder).unwrap_or_else(|error| panic!("{error}"));
+        let target = folder.join(name);
+        fs::copy(fixture(name), &target).unwrap_or_else(|error| panic!("{error}"));
+        target
+    }
+
+    fn write(&self, relative: &str, contents: &[u8]) -> PathBuf {
+        let path = self.path(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).unwrap_or_else(|error| panic!("{error}"));
+        }
+        fs::write(&path, contents).unwrap_or_else(|error| panic!("{error}"));
+        path
+    }
+
+    /// bt-submit run in `cwd` with the fake Slurm commands first on PATH and
+    /// a search path inside the scratch folder.
+    fn run_in<I, S>(&self, cwd: &Path, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let path = format!("{}:/usr/bin:/bin", self.path("bin").display());
+        let search = format!(
+            "{}:{}",
+            self.path("gpfs/current/beamtime-metadata-{id}.json")
+                .display(),
+            self.path("asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json")
+                .display()
+        );
+        Command::new(BT_SUBMIT)
+            .args(args)
+            .current_dir(cwd)
+            .env("PATH", path)
+            .env("BEAMTIME_METADATA_PATH", search)
+            .env_remove("BT_SUBMIT_CONFIG")
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run bt-submit: {error}"))
+    }
+
+    fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.run_in(&self.root, args)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Checks the exit status and the two-line error shape, and returns stderr.
+fn failed(output: &Output, status: i32) -> String {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(status), "stderr:\n{err}");
+    assert!(
+        output.stdout.is_empty(),
+        "nothing may be printed or submitted: {}",
+        stdout(output)
+    );
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|line| !line.starts_with("bt-submit: warning") && !line.starts_with("hint: log in"))
+        .collect();
+    assert_eq!(lines.len(), 2, "one error line and one hint line:\n{err}");
+    assert!(lines[0].starts_with("bt-submit: error: "), "{err}");
+    assert!(lines[1].starts_with("hint: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn assert_contains(text: &str, expected: &str) {
+    assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
+}
+
+/// The dry-run line for every fixture; `None` where the beamtime has no
+/// online resources. Every fixture must be listed.
+const EXPECTED: &[(&str, Option<&str>)] = &[
+    ("beamtime-metadata-11099001.json", Some("sbatch --partition=ponline_p11 --reservation=11099001 --beamtime=11099001 job.sh")),
+    ("beamtime-metadata-11099002.json", Some("sbatch --partition=ponline_p09 --reservation=11099002 --beamtime=11099002 job.sh")),
+    ("beamtime-metadata-11099003.json", None),
+    ("beamtime-metadata-11099004.json", None),
+    ("beamtime-metadata-11099005.json", Some("sbatch --partition=ponline_p21 --reservation=11099005 --beamtime=11099005 job.sh")),
+    ("beamtime-metadata-11099006.json", Some("sbatch --partition=ponline_p06 --reservation=11099006_1 --beamtime=11099006 job.sh")),
+    (
+        "commissioning-metadata-c20240312_000_GPUTEST.json",
+        Some("sbatch --partition=ponline_p11 --reservation=c20240312_000_GPUTEST --beamtime=c20240312_000_GPUTEST job.sh"),
+    ),
+];
+
+#[test]
+fn dry_run_for_every_fixture() {
+    let scratch = Scratch::new();
+    let mut names: Vec<String> = fs::read_dir(fixtures())
+        .unwrap_or_else(|error| panic!("{error}"))
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".json"))
+        .collect();
+    names.sort();
+    let listed: Vec<&str> = EXPECTED.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, listed, "every fixture needs an expected command");
+
+    for (name, expected) in EXPECTED {
+        let output = scratch.run([
+            OsStr::new("--metadata"),
+            fixture(name).as_os_str(),
+            OsStr::new("--dry-run"),
+            OsStr::new("job.sh"),
+        ]);
+        match expected {
+            Some(line) => {
+                assert_eq!(output.status.code(), Some(0), "{name}: {}", stderr(&output));
+                assert_eq!(stdout(&output), format!("{line}\n"), "{name}");
+            }
+            None => {
+                let err = failed(&output, 69);
+                assert_contains(&err, "has no online analysis resources yet");
+                assert_contains(
+                    &err,
+                    "hint: the facility adds them to the metadata file when the beamtime starts",
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn submission_hands_sbatch_the_planned_argv_and_its_status_is_ours() {
+    let scratch = Scratch::new();
+    let metadata = fixture("beamtime-metadata-11099005.json");
+    let output = scratch.run([
+        OsStr::new("--metadata"),
+        metadata.as_os_str(),
+        OsStr::new("--reservation=11099005_1"),
+        OsStr::new("-N"),
+        OsStr::new("2"),
+        OsStr::new("--job-name=two words"),
+        OsStr::new("job.sh"),
+        OsStr::new("-p"),
+        OsStr::new("script's own -p"),
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let expected = [
+        format!("argv:{}", scratch.path("bin/sbatch").display()),
+        "argv:--partition=ponline_p21".to_owned(),
+        "argv:--reservation=11099005_1".to_owned(),
+        "argv:--beamtime=11099005".to_owned(),
+        "argv:-N".to_owned(),
+        "argv:2".to_owned(),
+        "argv:--job-name=two words".to_owned(),
+        "argv:job.sh".to_owned(),
+        "argv:-p".to_owned(),
+        "argv:script's own -p".to_owned(),
+    ];
+    assert_eq!(stdout(&output).lines().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn srun_and_salloc_modes() {
+    let scratch = Scratch::new();
+    let metadata = fixture("beamtime-metadata-11099001.json");
+    let output = scratch.run([
+        OsStr::new("srun"),
+        OsStr::new("--metadata"),
+        metadata.as_os_str(),
+        OsStr::new("-N1"),
+        OsStr::new("--pty"),
+        OsStr::new("bash"),
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output).lines().skip(1).collect::<Vec<_>>(),
+        [
+            "argv:--partition=ponline_p11",
+            "argv:--reservation=11099001",
+            "argv:--beamtime=11099001",
+            "argv:-N1",
+            "argv:--pty",
+            "argv:bash"
+        ]
+    );
+    let output = scratch.run([
+        OsStr::new("salloc"),
+        OsStr::new("--dry-run"),
+        OsStr::new("--metadata"),
+        metadata.as_os_str(),
+        OsStr::new("-t"),
+        OsStr::new("1:00:00"),
+    ]);
+    assert_eq!(
+        stdout(&output),
+        "salloc --partition=ponline_p11 --reservation=11099001 --beamtime=11099001 -t 1:00:00\n"
+    );
+    let output = scratch.run([
+        OsStr::new("sbatch"),
+        OsStr::new("--dry-run"),
+        OsStr::new("--metadata"),
+        metadata.as_os_str(),
+        OsStr::new("show"),
+    ]);
+    assert_eq!(
+        stdout(&output),
+        "sbatch --partition=ponline_p11 --reservation=11099001 --beamtime=11099001 show\n"
+    );
+}
+
+#[test]
+fn dry_run_quotes_for_the_shell() {
+    let scratch = Scratch::new();
+    let metadata = fixture("beamtime-metadata-11099001.json");
+    let output = scratch.run([
+        OsStr::new("--metadata"),
+        metadata.as_os_str(),
+        OsStr::new("--dry-run"),
+        OsStr::new("--wrap=echo \"$HOME\" it's"),
+    ]);
+    let line = stdout(&output);
+    assert_eq!(line, "sbatch --partition=ponline_p11 --reservation=11099001 --beamtime=11099001 '--wrap=echo \"$HOME\" it'\\''s'\n");
+    let echoed = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf '%s\\n' {}",
+            line.trim_end().trim_start_matches("sbatch ")
+        ))
+        .output()
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        stdout(&echoed).lines().last(),
+        Some("--wrap=echo \"$HOME\" it's")
+    );
+}
+
+#[test]
+fn dry_run_json_parses_back() {
+    let scratch = Scratch::new();
+    let metadata = fixture("beamtime-metadata-11099005.json");
+    let output = scratch.run([
+        OsStr::new("--dry-run"),
+        OsStr::new("--format"),
+        OsStr::new("json"),
+        OsStr::new("--metadata"),
+        metadata.as_os_str(),
+        OsStr::new("--reservation"),
+        OsStr::new("11099005_1"),
+        OsStr::new("job.sh"),
+        OsStr::new("a b"),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let value: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}", stdout(&output)));
+    assert_eq!(value["program"], "sbatch");
+    assert_eq!(
+        value["args"],
+        serde_json::json!([
+            "--partition=ponline_p21",
+            "--reservation=11099005_1",
+            "--beamtime=11099005",
+            "job.sh",
+            "a b"
+        ])
+    );
+    assert_eq!(value["reservation"], "11099005_1");
+    let beamtime = &value["beamtime"];
+    assert_eq!(beamtime["id"], "11099005");
+    assert_eq!(beamtime["kind"], "beamtime");
+    assert_eq!(beamtime["beamline"], "p21");
+    assert_eq!(beamtime["beamlineAlias"], "P21.1");
+    assert_eq!(beamtime["eventStart"], "2024-09-02 09:00:00");
+    assert_eq!(beamtime["beamlinePath"], "/beamline/p21/current");
+    assert_eq!(
+        beamtime["online"]["reservations"],
+        serde_json::json!(["11099005", "11099005_1"])
+    );
+    assert_eq!(beamtime["online"]["userAccount"], "bttest05");
+    let key = metadata
+        .parent()
+        .map(|folder| folder.join("shared/id_rsa"))
+        .unwrap_or_default();
+    assert_eq!(
+        beamtime["online"]["sshPrivateKeyPath"],
+        key.to_string_lossy().as_ref()
+    );
+}
+
+#[test]
+fn show_summarises_the_beamtime() {
+    let scratch = Scratch::new();
+    let copied = scratch.copy_fixture("beamtime-metadata-11099001.json", "gpfs/current");
+    let output = scratch.run(["show", "--beamtime", "11099001"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    let key = scratch.path("gpfs/current/shared/id_rsa");
+    for expected in [
+        "beamtime       11099001\n".to_owned(),
+        "title          Ligand soaking series on a model protein\n".to_owned(),
+        "beamline       p11 (P11)\n".to_owned(),
+        "window         2024-03-05 09:00:00 to 2024-03-08 09:00:00\n".to_owned(),
+        format!("metadata file  {}\n", copied.display()),
+        "core path      /asap3/petra3/gpfs/p11/2024/data/11099001\n".to_owned(),
+        "beamline path  /beamline/p11/current\n".to_owned(),
+        "nodes          max-p3a901\n".to_owned(),
+        "partition      ponline_p11\n".to_owned(),
+        "reservations   11099001\n".to_owned(),
+        "account        bttest01\n".to_owned(),
+        format!(
+            "log in with    ssh -i {} -l bttest01 max-p3a901\n",
+            key.display()
+        ),
+    ] {
+        assert_contains(&text, &expected);
+    }
+
+    let output = scratch.run(["show", "--beamtime", "11099001", "--format", "json"]);
+    let value: Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        value["online"]["sshCommand"],
+        format!("ssh -i {} -l bttest01 max-p3a901", key.display())
+    );
+    assert_eq!(value["metadataPath"], copied.to_string_lossy().as_ref());
+}
+
+#[test]
+fn show_works_before_start() {
+    let scratch = Scratch::new();
+    let metadata = fixture("beamtime-metadata-11099004.json");
+    let output = scratch.run([
+        OsStr::new("show"),
+        OsStr::new("--metadata"),
+        metadata.as_os_str(),
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_contains(&stdout(&output), "online         no resources yet");
+    let output = scratch.run([
+        OsStr::new("show"),
+        OsStr::new("--format=json"),
+        OsStr::new("--metadata"),
+        metadata.as_os_str(),
+    ]);
+    let value: Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(value["online"], Value::Null);
+}
+
+#[test]
+fn discovery_from_the_working_directory() {
+    let scratch = Scratch::new();
+    scratch.copy_fixture(
+        "beamtime-metadata-11099001.json",
+        "asap3/petra3/gpfs/p11/2024/data/11099001",
+    );
+    let deep = scratch.path("asap3/petra3/gpfs/p11/2024/data/11099001/processed/run1");
+    fs::create_dir_all(&deep).unwrap_or_else(|error| panic!("{error}"));
+    let output = scratch.run_in(&deep, ["--dry-run", "job.sh"]);
+    assert_eq!(
+        stdout(&output),
+        "sbatch --partition=ponline_p11 --reservation=11099001 --beamtime=11099001 job.sh\n"
+    );
+    let output = scratch.run(["--dry-run", "--beamtime", "11099001", "job.sh"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn another_user_gets_a_warning_but_the_command_runs() {
+    let scratch = Scratch::new();
+    let metadata = fixture("beamtime-metadata-11099001.json");
+    let output = scratch.run([
+        OsStr::new("--dry-run"),
+        OsStr::new("--metadata"),
+        metadata.as_os_str(),
+        OsStr::new("job.sh"),
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let err = stderr(&output);
+    // The tests run as some user other than the beamtime account.
+    assert_contains(&err, "bt-submit: warning: you are ");
+    assert_contains(
+        &err,
+        "but jobs of beamtime 11099001 must be submitted as bttest01; Slurm will refuse this one",
+    );
+    let key = metadata
+        .parent()
+        .map(|folder| folder.join("shared/id_rsa"))
+        .unwrap_or_default();
+    assert_contains(
+        &err,
+        &format!(
+            "hint: log in as the beamtime account first: ssh -i {} -l bttest01 max-p3a901",
+            key.display()
+        ),
+    );
+}
+
+#[test]
+fn missing_sbatch_is_127() {
+    let scratch = Scratch::new();
+    let metadata = fixture("beamtime-metadata-11099001.json");
+    let output = Command::new(BT_SUBMIT)
+        .arg("--metadata")
+        .arg(&metadata)
+        .arg("job.sh")
+        .env("PATH", scratch.path("empty"))
+        .output()
+        .unwrap_or_else(|error| panic!("{error}"));
+    let err = failed(&output, 127);
+    assert_contains(
+        &err,
+        "bt-submit: error: sbatch not found on PATH; nothing was submitted",
+    );
+}
+
+#[test]
+fn contradicting_options_stop_everything() {
+    let scratch = Scratch::new();
+    let metadata = fixture("beamtime-metadata-11099005.json");
+    let cases: [(&[&str], &str); 6] = [
+        (&["-p", "all", "job.sh"], "your option asks for partition all but beamtime 11099005 uses partition ponline_p21"),
+        (&["-pall", "job.sh"], "asks for partition all"),
+        (&["--partition", "all", "job.sh"], "asks for partition all"),
+        (&["--partition=all", "job.sh"], "asks for partition all"),
+        (&["-N", "1", "--beamtime=11099001", "job.sh"], "asks for beamtime 11099001 but beamtime 11099005 uses beamtime 11099005"),
+        (&["-N", "1", "--reservation=other", "job.sh"], "reservation other is not one of beamtime 11099005's reservations: 11099005, 11099005_1"),
+    ];
+    for (args, expected) in cases {
+        let mut full = vec![OsStr::new("--metadata"), metadata.as_os_str()];
+        full.extend(args.iter().map(OsStr::new));
+        let err = failed(&scratch.run(full), 65);
+        assert_contains(&err, expected);
+        assert_contains(&err, "nothing was submitted");
+    }
+}
+
+#[test]
+fn foreign_reservation_lists_the_valid_ones() {
+    let scratch = Scratch::new();
+    let metadata = fixture("beamtime-metadata-11099005.json");
+    let err = failed(
+        &scratch.run([
+            OsStr::new("--metadata"),
+            metadata.as_os_str(),
+            OsStr::new("--reservation"),
+            OsStr::new("11099001"),
+            OsStr::new("job.sh"),
+        ]),
+        65,
+    );
+    assert_contains(
+        &err,
+        "reservation 11099001 is not one of beamtime 11099005's reservations: 11099005, 11099005_1",
+    );
+    assert_contains(
+        &err,
+        "hint: choose one of them with --reservation NAME, or leave it out to use 11099005",
+    );
+}
+
+#[test]
+fn usage_errors_are_64() {
+    let scratch = Scratch::new();
+    let metadata = fixture("beamtime-metadata-11099001.json");
+    let metadata = metadata.to_string_lossy();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--format", "json", "job.sh"],
+            "the following required arguments were not provided: --dry-run",
+        ),
+        (
+            &["--beamtime", "11099001", "--metadata", &metadata, "job.sh"],
+            "the argument '--beamtime <ID>' cannot be used with '--metadata <FILE>'",
+        ),
+        (
+            &[
+                "--metadata",
+                &metadata,
+                "--dry-run",
+                "--format",
+                "yaml",
+                "job.sh",
+            ],
+            "invalid value 'yaml' for '--format <FORMAT>'",
+        ),
+        (
+            &["--metadata", &metadata, "-N", "1"],
+            "no batch script given",
+        ),
+        (
+            &["srun", "--metadata", &metadata],
+            "no command given for srun",
+        ),
+        (&["show", "job.sh"], "unexpected argument 'job.sh' found"),
+    ];
+    for (args, expected) in cases {
+        let err = failed(&scratch.run(args), 64);
+        assert_contains(&err, expected);
+    }
+}
+
+#[test]
+fn hostile_beamtime_ids_on_the_command_line_are_64() {
+    let scratch = Scratch::new();
+    let long = "1".repeat(200);
+    for (id, expected) in [
+        (
+            "..",
+            "invalid beamtime id \"..\": it must not start with '.'",
+        ),
+        ("../../etc/passwd", "'/' at position 3 is not allowed"),
+        ("1109\n9001", "'\\n' at position 5 is not allowed"),
+        (long.as_str(), "it is 200 characters long"),
+        ("110990ü1", "'ü' at position 7 is not allowed"),
+    ] {
+        let err = failed(&scratch.run(["--beamtime", id, "job.sh"]), 64);
+        assert_contains(&err, expected);
+    }
+}
+
+#[test]
+fn bad_metadata_is_65_with_the_place() {
+    let scratch = Scratch::new();
+    let bytes = fs::read(fixture("beamtime-metadata-11099001.json"))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let truncated = scratch.write(
+        "gpfs/current/beamtime-metadata-11099001.json",
+        &bytes[..300],
+    );
+    let err = failed(&scratch.run(["--beamtime", "11099001", "job.sh"]), 65);
+    assert_contains(
+        &err,
+        &format!("bt-submit: error: {}:11:13: ", truncated.display()),
+    );
+    assert_contains(&err, "invalid JSON: EOF while parsing");
+
+    let wrong_type = String::from_utf8_lossy(&bytes).replace(
+        "\"slurmPartition\": \"ponline_p11\"",
+        "\"slurmPartition\": 11",
+    );
+    let path = scratch.write("bad/beamtime-metadata-11099001.json", wrong_type.as_bytes());
+    let err = failed(
+        &scratch.run([
+            OsStr::new("--metadata"),
+            path.as_os_str(),
+            OsStr::new("job.sh"),
+        ]),
+        65,
+    );
+    assert_contains(
+        &err,
+        "onlineAnalysis.slurmPartition: expected a string, found a number",
+    );
+
+    let mismatch = scratch.write("other/beamtime-metadata-11099007.json", &bytes);
+    let err = failed(
+        &scratch.run([
+            OsStr::new("--metadata"),
+            mismatch.as_os_str(),
+            OsStr::new("job.sh"),
+        ]),
+        65,
+    );
+    assert_contains(
+        &err,
+        "the file name says \"11099007\" but beamtimeId is \"11099001\"",
+    );
+
+    let huge = scratch.write("huge/beamtime-metadata-11099001.json", &vec![b' '; 2 << 20]);
+    let err = failed(
+        &scratch.run([
+            OsStr::new("--metadata"),
+            huge.as_os_str(),
+            OsStr::new("job.sh"),
+        ]),
+        65,
+    );
+    assert_contains(&err, "the file has 2097152 bytes, more than the 1048576");
+
+    let latin1 = scratch.write(
+        "latin1/beamtime-metadata-11099001.json",
+        b"{\"title\": \"caf\xe9\"}",
+    );
+    let err = failed(
+        &scratch.run([
+            OsStr::new("--metadata"),
+            latin1.as_os_str(),
+            OsStr::new("job.sh"),
+        ]),
+        65,
+    );
+    assert_contains(&err, "1:15: expected UTF-8 text");
+}
+
+#[test]
+fn missing_or_unreadable_metadata_is_66() {
+    let scratch = Scratch::new();
+    let err = failed(&scratch.run(["--beamtime", "11099009", "job.sh"]), 66);
+    assert_contains(&err, "no metadata file for beamtime 11099009; searched ");
+    assert_contains(&err, "hint: name the file with --metadata FILE");
+
+    let folder = scratch.path("folder.json");
+    fs::create_dir_all(&folder).unwrap_or_else(|error| panic!("{error}"));
+    let err = failed(
+        &scratch.run([
+            OsStr::new("--metadata"),
+            folder.as_os_str(),
+            OsStr::new("job.sh"),
+        ]),
+        66,
+    );
+    assert_contains(&err, "expected a metadata file, found a directory");
+
+    let err = failed(
+        &scratch.run(["--metadata", "does-not-exist.json", "job.sh"]),
+        66,
+    );
+    assert_contains(
+        &err,
+        &format!(
+            "{}: cannot read the metadata file: No such file or directory",
+            scratch.path("does-not-exist.json").display()
+        ),
+    );
+
+    let err = failed(&scratch.run(["--dry-run", "job.sh"]), 66);
+    assert_contains(
+        &err,
+        "no beamtime-metadata-*.json or commissioning-metadata-*.json in ",
+    );
+    assert_contains(&err, "hint: run bt-submit inside the beamtime folder");
+}
+
+#[test]
+fn two_files_for_one_beamtime_are_65_listing_both() {
+    let scratch = Scratch::new();
+    let first = scratch.copy_fixture(
+        "beamtime-metadata-11099001.json",
+        "asap3/petra3/gpfs/p11/2023/data/11099001",
+    );
+    let second = scratch.copy_fixture(
+        "beamtime-metadata-11099001.json",
+        "asap3/petra3/gpfs/p11/2024/data/11099001",
+    );
+    let err = failed(&scratch.run(["--beamtime", "11099001", "job.sh"]), 65);
+    assert_contains(
+        &err,
+        &format!(
+            "beamtime 11099001 has 2 metadata files: {}, {}",
+            first.display(),
+            second.display()
+        ),
+    );
+}
+
+#[test]
+fn invalid_search_path_is_78() {
+    let scratch = Scratch::new();
+    let output = Command::new(BT_SUBMIT)
+        .args(["--beamtime", "11099001", "job.sh"])
+        .env(
+            "BEAMTIME_METADATA_PATH",
+            "gpfs/current/beamtime-metadata-{id}.json",
+        )
+        .output()
+        .unwrap_or_else(|error| panic!("{error}"));
+    let err = failed(&output, 78);
+    assert_contains(&err, "BEAMTIME_METADATA_PATH: invalid metadata search pattern \"gpfs/current/beamtime-metadata-{id}.json\": it is not an absolute path");
+
+    let config = scratch.write("bt-submit.conf", b"metadata_path = /x/{id}/../y\n");
+    let output = Command::new(BT_SUBMIT)
+        .args(["--beamtime", "11099001", "job.sh"])
+        .env_remove("BEAMTIME_METADATA_PATH")
+        .env("BT_SUBMIT_CONFIG", &config)
+        .output()
+        .unwrap_or_else(|error| panic!("{error}"));
+    let err = failed(&output, 78);
+    assert_contains(
+        &err,
+        &format!("{}:1: invalid metadata search pattern", config.display()),
+    );
+}
+
+#[test]
+fn help_documents_modes_and_exit_statuses() {
+    let scratch = Scratch::new();
+    let output = scratch.run(["--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    let help = stdout(&output);
+    for expected in [
+        "bt-submit srun",
+        "bt-submit salloc",
+        "bt-submit show",
+        "--dry-run",
+        "64   wrong command line",
+        "69   the beamtime has no online analysis resources yet",
+        "127  sbatch/srun/salloc is not on PATH",
+    ] {
+        assert_contains(&help, expected);
+    }
+}
