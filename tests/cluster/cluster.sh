@@ -4,7 +4,7 @@
 #
 #   cluster.sh up [--job-container] [--plugin /path/lib.so] [--plugin-args "k=v k=v"]
 #   cluster.sh down | status | env
-#   cluster.sh plugstack [--plugin /path/lib.so] [--plugin-args "k=v …"]
+#   cluster.sh plugstack [--plugin /path/lib.so] [--plugin-args "k=v …"] [--no-restart]
 #
 # Everything (config, state, sockets, pid files, logs) lives under $BT_TEST_STATE
 # (default /var/lib/spank-beamtime-test). Not under /tmp: job_container/tmpfs gives every job
@@ -191,6 +191,7 @@ write_plugstack() {
 install_plugin() {
     local src=$1 dst
     [[ -f $src ]] || die "plugin $src: no such file"
+    src=$(realpath "$src")
     mkdir -p "$STATE/plugins"
     chmod 755 "$STATE/plugins"
     dst=$STATE/plugins/$(basename "$src")
@@ -340,10 +341,36 @@ start_slurmctld() {
     wait_for 60 slurmctld "$LOG/slurmctld.log" -- timeout 5 sinfo -h
 }
 
+# Usable = registered and responding; "reserved"/"mixed" count once beamtimes exist.
+node_usable() {
+    [[ $(timeout 5 sinfo -h -N -n "$NODE" -o '%T' | sort -u) =~ ^(idle|mixed|allocated|reserved|completing)$ ]]
+}
+slurmd_start_time() {
+    timeout 5 scontrol show node "$NODE" -o 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' || true
+}
+export -f node_usable slurmd_start_time
+export NODE
+
 start_slurmd() {
+    local before
+    before=$(slurmd_start_time)
     start_daemon slurmd slurmd -- slurmd -D -N "$NODE"
-    wait_for 60 "slurmd (node $NODE idle)" "$LOG/slurmd.log" -- \
-        bash -c "[[ \$(timeout 5 sinfo -h -N -n '$NODE' -o '%T' | sort -u) == idle ]]"
+    # A restarted slurmd must have re-registered: the controller's start time changes.
+    wait_for 60 "slurmd (node $NODE registered and usable)" "$LOG/slurmd.log" -- \
+        bash -c "[[ \$(slurmd_start_time) != '$before' ]] && node_usable"
+}
+
+# slurmd loads plugstack.conf once, at start: it decides there whether any plugin has
+# job_prolog/job_epilog hooks (and runs slurmd_init). `scontrol reconfigure` does not
+# reload it (measured), so a plugstack change restarts slurmd. Running steps survive
+# a slurmd restart (slurmstepd is a separate process).
+restart_slurmd() {
+    alive slurmd || return 0
+    # SlurmdStartTime has one-second resolution: make the restart visible in it.
+    sleep 1
+    stop_daemon slurmd 20
+    say "starting slurmd as $NODE"
+    start_slurmd
 }
 
 # slurmctld learns about new associations from slurmdbd asynchronously; a job submitted
@@ -410,7 +437,7 @@ cmd_up() {
 
     DB_PASS=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
     if [[ -n $plugin ]]; then
-        plugin=$(install_plugin "$(realpath "$plugin")")
+        plugin=$(install_plugin "$plugin")
     fi
     write_configs "$job_container"
     write_plugstack "$plugin" "$plugin_args"
@@ -488,7 +515,8 @@ cmd_status() {
     done
     [[ -f $ETC/cluster.args ]] && sed 's/^/  /' "$ETC/cluster.args"
     if alive slurmctld; then
-        timeout 5 sinfo -N -o '%N %T' || true
+        # One line per node (sinfo -N repeats a node for each of its partitions).
+        timeout 5 sinfo -N -o '%N %T %E' | awk '!seen[$0]++' || true
     fi
     return $all
 }
@@ -501,11 +529,12 @@ cmd_env() {
 }
 
 cmd_plugstack() {
-    local plugin= plugin_args=
+    local plugin= plugin_args= restart=1
     while (($#)); do
         case $1 in
         --plugin) plugin=${2:?--plugin needs a path}; shift ;;
         --plugin-args) plugin_args=${2?--plugin-args needs a value}; shift ;;
+        --no-restart) restart=0 ;;
         *) die "plugstack: unknown option $1" ;;
         esac
         shift
@@ -513,11 +542,16 @@ cmd_plugstack() {
     need_root
     check_state_path
     [[ -f $SLURM_CONF_PATH ]] || die "no test cluster in $STATE (run '$0 up')"
-    [[ -n $plugin ]] && plugin=$(install_plugin "$(realpath "$plugin")")
+    export SLURM_CONF=$SLURM_CONF_PATH
+    [[ -n $plugin ]] && plugin=$(install_plugin "$plugin")
     write_plugstack "$plugin" "$plugin_args"
     sed -i -e "s|^plugin=.*|plugin=$plugin|" -e "s|^plugin_args=.*|plugin_args=$plugin_args|" \
         "$ETC/cluster.args"
     say "plugstack.conf: $(cat "$ETC/plugstack.conf")"
+    # Clients and slurmstepd read the file afresh for every command and step; only
+    # slurmd holds it from its start (see restart_slurmd).
+    ((restart)) && restart_slurmd
+    return 0
 }
 
 case ${1:-} in

@@ -1,0 +1,62 @@
+/*
+ * btprobe: a SPANK plugin that only records which of its hooks ran, where and as whom.
+ * The harness uses it to measure when slurmd, slurmstepd and the clients (re)read
+ * plugstack.conf, independently of the plugin under test.
+ *
+ * plugstack.conf:  optional /path/btprobe.so dir=/some/world-writable/dir
+ * Each hook appends "<hook> ctx=<context> pid=<pid> uid=<uid> job=<id>" to <dir>/<hook-ctx>.log;
+ * one file per hook and context, so concurrent appends from several processes don't mix.
+ */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <slurm/spank.h>
+
+SPANK_PLUGIN(btprobe, 1);
+
+static const char *ctx_name(void)
+{
+    switch (spank_context()) {
+    case S_CTX_LOCAL: return "local";
+    case S_CTX_REMOTE: return "remote";
+    case S_CTX_ALLOCATOR: return "allocator";
+    case S_CTX_SLURMD: return "slurmd";
+    case S_CTX_JOB_SCRIPT: return "job_script";
+    default: return "error";
+    }
+}
+
+static void record(const char *hook, spank_t sp, int ac, char **av)
+{
+    const char *dir = NULL;
+    char path[4096], line[512];
+    uint32_t job = 0;
+    int fd, n;
+
+    for (int i = 0; i < ac; i++)
+        if (strncmp(av[i], "dir=", 4) == 0)
+            dir = av[i] + 4;
+    if (!dir)
+        return;
+    /* spank_get_item fails outside remote context: the job id simply stays 0 there. */
+    if (sp)
+        (void) spank_get_item(sp, S_JOB_ID, &job);
+    snprintf(path, sizeof(path), "%s/%s-%s.log", dir, hook, ctx_name());
+    n = snprintf(line, sizeof(line), "%s ctx=%s pid=%d uid=%d job=%u\n", hook, ctx_name(),
+                 (int) getpid(), (int) getuid(), job);
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return;
+    (void) fchmod(fd, 0666);
+    (void) !write(fd, line, (size_t) n);
+    close(fd);
+}
+
+int slurm_spank_init(spank_t sp, int ac, char **av) { record("init", sp, ac, av); return 0; }
+int slurm_spank_init_post_opt(spank_t sp, int ac, char **av) { record("init_post_opt", sp, ac, av); return 0; }
+int slurm_spank_task_init(spank_t sp, int ac, char **av) { record("task_init", sp, ac, av); return 0; }
+int slurm_spank_job_prolog(spank_t sp, int ac, char **av) { record("job_prolog", sp, ac, av); return 0; }
+int slurm_spank_job_epilog(spank_t sp, int ac, char **av) { record("job_epilog", sp, ac, av); return 0; }
