@@ -58,7 +58,8 @@ Exit status:
     long_about = LONG_ABOUT,
     after_help = EXIT_STATUS,
     args_conflicts_with_subcommands = true,
-    disable_help_subcommand = true
+    disable_help_subcommand = true,
+    arg_required_else_help = true
 )]
 pub struct Cli {
     #[command(subcommand)]

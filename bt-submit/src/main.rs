@@ -76,6 +76,10 @@ fn parse_command_line() -> Result<Cli, Failure> {
             write_stdout(error.render().to_string().as_bytes())?;
             std::process::exit(0);
         }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprint!("{}", error.render());
+            std::process::exit(Status::Usage as i32);
+        }
         _ => {
             // clap explains over several lines; keep its first paragraph on
             // one line so every failure has the same two-line shape.

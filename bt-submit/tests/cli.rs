@@ -752,6 +752,14 @@ fn invalid_search_path_is_78() {
 }
 
 #[test]
+fn no_arguments_at_all_shows_the_help_as_a_usage_error() {
+    let output = Scratch::new().run(Vec::<&str>::new());
+    assert_eq!(output.status.code(), Some(64));
+    assert!(output.stdout.is_empty());
+    assert_contains(&stderr(&output), "Usage: bt-submit [OPTIONS] [ARGS]...");
+}
+
+#[test]
 fn help_documents_modes_and_exit_statuses() {
     let scratch = Scratch::new();
     let output = scratch.run(["--help"]);
