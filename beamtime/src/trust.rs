@@ -94,7 +94,7 @@ pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<Vec<u8>, Refusa
     if let Some(why) = distrust(&facts, policy) {
         return Err(untrusted(why));
     }
-    read_capped(&mut file).map_err(|why| untrusted(why))
+    read_capped(&mut file).map_err(untrusted)
 }
 
 /// The size was checked on the descriptor, but the file may grow after: read

@@ -1,0 +1,52 @@
+# Shared by demo.sh and test-all.sh: what both need before anything runs.
+# shellcheck shell=bash
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export BT_TEST_STATE=${BT_TEST_STATE:-/var/lib/spank-beamtime-test}
+# slurmstepd loads the plugin as root: build it against the headers of the Slurm on this host.
+BUILD_PACKAGES=(libslurm-dev libclang-dev pkg-config)
+
+say() { printf '\n== %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+need_root() {
+    [[ $(id -u) == 0 ]] || die "run as root: the tests start Slurm daemons, create users and mount file systems"
+}
+
+ensure_build_packages() {
+    local missing=() p
+    for p in "${BUILD_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+ensure_cargo() {
+    if ! command -v cargo >/dev/null && [[ -x $HOME/.cargo/bin/cargo ]]; then
+        export PATH=$HOME/.cargo/bin:$PATH
+    fi
+    command -v cargo >/dev/null ||
+        die "cargo not found: install a Rust toolchain (1.77 or newer) with rustup, then run this again"
+}
+
+# Builds the plugin and bt-submit in release mode; sets PLUGIN_SO and BT_SUBMIT.
+build_release() {
+    say "building spank-beamtime and bt-submit (release)"
+    (cd "$REPO" && cargo build --release --locked -p spank-beamtime -p bt-submit)
+    PLUGIN_SO=$REPO/target/release/libspank_beamtime.so
+    BT_SUBMIT=$REPO/target/release/bt-submit
+}
+
+# The plugstack arguments the local cluster uses: metadata and beamline data live
+# in the harness's beamline folder, as they would on a facility's GPFS.
+plugin_args() {
+    local src=$BT_TEST_STATE/beamline-src
+    printf '%s ' \
+        "metadata=$src/*/current/beamtime-metadata-{id}.json" \
+        "source=$src/{beamline}/current" \
+        "writable=processed,shared" \
+        "$@"
+}

@@ -1,0 +1,32 @@
+#!/bin/bash
+# Every test: the unit tests, then the real-Slurm scenarios on a local cluster
+# (munged, MariaDB, slurmdbd, slurmctld, slurmd) started and stopped here, once
+# plainly and once with job_container/tmpfs. Run as root on Debian 12.
+set -Eeuo pipefail
+source "$(dirname "$0")/lib.sh"
+
+need_root
+ensure_cargo
+ensure_build_packages
+cd "$REPO"
+
+say "unit tests"
+# default-members: the scenarios crate needs the cluster and runs below.
+cargo test --locked
+
+build_release
+"$REPO/tests/cluster/cluster.sh" down >/dev/null 2>&1 || true
+trap '"$REPO/tests/cluster/cluster.sh" down >&2 || true' EXIT
+
+run_scenarios() {
+    local label=$1; shift
+    say "real-Slurm scenarios: $label"
+    "$REPO/tests/cluster/cluster.sh" up --plugin "$PLUGIN_SO" --plugin-args "$(plugin_args)" "$@"
+    eval "$("$REPO/tests/cluster/cluster.sh" env)"
+    export BT_SUBMIT
+    cargo test --locked -p scenarios -- --test-threads=4
+    "$REPO/tests/cluster/cluster.sh" down
+}
+
+run_scenarios "plain slurmd"
+run_scenarios "job_container/tmpfs" --job-container
