@@ -79,6 +79,14 @@ ensure_packages() {
     return 0
 }
 
+# A zombie has exited: it only waits for init to reap it, which takes a second or more
+# here (the sandbox's pid 1 reaps slowly), and it must not count as running.
+running() {
+    local st
+    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n $st && $st != Z && $st != X ]]
+}
+
 pid_of() { [[ -s $RUN/$1.pid ]] && cat "$RUN/$1.pid" || true; }
 
 # A pid counts as ours only while it still runs the program we started under it: pids
@@ -86,7 +94,7 @@ pid_of() { [[ -s $RUN/$1.pid ]] && cat "$RUN/$1.pid" || true; }
 alive() {
     local name=$1 pid
     pid=$(pid_of "$name")
-    [[ -n $pid && -d /proc/$pid && -s $RUN/$name.exe ]] || return 1
+    [[ -n $pid && -s $RUN/$name.exe ]] && running "$pid" || return 1
     [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(cat "$RUN/$name.exe")" ]]
 }
 
@@ -134,12 +142,12 @@ stop_pid() {
     local name=$1 pid=$2 secs=$3 i
     kill -TERM "$pid" 2>/dev/null || return 0
     for ((i = 0; i < secs * 10; i++)); do
-        [[ -d /proc/$pid ]] || return 0
+        running "$pid" || return 0
         sleep 0.1
     done
     echo "cluster.sh: $name (pid $pid) ignored TERM for ${secs}s, sending KILL" >&2
     kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do [[ -d /proc/$pid ]] || return 0; sleep 0.1; done
+    for ((i = 0; i < 50; i++)); do running "$pid" || return 0; sleep 0.1; done
     echo "cluster.sh: warning: $name (pid $pid) still present after KILL" >&2
 }
 
@@ -429,9 +437,13 @@ cmd_up() {
     install -d -m 755 "$ETC" "$RUN" "$LOG" "$STATE/spool" "$STATE/spool/slurmd" "$STATE/beamline-src" "$STATE/work"
     install -d -o slurm -g slurm -m 755 "$STATE/ctld"
     [[ $job_container == 1 ]] && install -d -m 700 "$STATE/jobcontainer"
-    # Slurm daemons that drop to the slurm user must be able to append to their logs.
+    # Daemons that drop privileges cannot create files in the root-owned log folder, and
+    # mariadbd then logs to stderr instead: each log exists beforehand, owned by its writer.
     install -o slurm -g slurm -m 644 /dev/null "$LOG/slurmctld.log"
     install -o slurm -g slurm -m 644 /dev/null "$LOG/slurmdbd.log"
+    install -o root -g root -m 644 /dev/null "$LOG/slurmd.log"
+    install -o mysql -g mysql -m 644 /dev/null "$LOG/mariadbd.log"
+    install -o munge -g munge -m 644 /dev/null "$LOG/munged.log"
     # The plugin mounts a private tmpfs over /beamline inside jobs; the host keeps it empty.
     install -d -o root -g root -m 755 /beamline
 

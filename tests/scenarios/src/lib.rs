@@ -413,7 +413,7 @@ impl JobEnd {
     /// Slurm gave up launching the job and held it (what a failing node-side plugin
     /// init or prolog causes for batch jobs, together with a drained node).
     pub fn requeued_held(&self) -> bool {
-        self.state != "COMPLETED" && self.reason.as_deref().is_some_and(is_held_reason)
+        REQUEUED_STATES.contains(&self.state.as_str()) && self.reason.as_deref().is_some_and(is_held_reason)
     }
 
     #[track_caller]
@@ -428,8 +428,12 @@ const FINAL_STATES: &[&str] = &[
     "DEADLINE", "OUT_OF_MEMORY",
 ];
 
+/// States of a job that Slurm put back into the queue. (`Reason=Prolog` on a RUNNING job
+/// only means the prolog is still running, which job_container/tmpfs's Contain makes common.)
+const REQUEUED_STATES: &[&str] = &["PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SPECIAL_EXIT"];
+
 fn is_held_reason(reason: &str) -> bool {
-    reason.contains("launch_failed") || reason.contains("JobHeld") || reason.contains("Prolog")
+    reason.contains("launch_failed") || reason.to_ascii_lowercase().contains("held")
 }
 
 /// Splits an `-o` (one line) record of scontrol into its `Key=Value` fields. Values may hold
@@ -826,7 +830,7 @@ impl Cluster {
                 Some(rec) => {
                     let state = rec.get("JobState").cloned().unwrap_or_default();
                     let reason = rec.get("Reason").filter(|r| r.as_str() != "None").cloned();
-                    let held = reason.as_deref().is_some_and(is_held_reason) && !FINAL_STATES.contains(&state.as_str());
+                    let held = REQUEUED_STATES.contains(&state.as_str()) && reason.as_deref().is_some_and(is_held_reason);
                     if FINAL_STATES.contains(&state.as_str()) || held {
                         let (exit_code, signal) = parse_exit_code(rec.get("ExitCode").map_or("", |s| s));
                         return JobEnd { id, state, reason, exit_code, signal, record: rec };
