@@ -29,7 +29,7 @@ PARTITIONS=(ponline_p11 ponline_p21 ponline_p07)
 DEFAULT_ACCOUNT=btusers
 TEST_USER=btalice
 PACKAGES=(slurm-wlm slurmctld slurmd slurm-client libslurm-dev munge libclang-dev
-    mariadb-server slurmdbd python3 util-linux passwd)
+    mariadb-server slurmdbd python3 util-linux passwd openssh-client gcc libc6-dev)
 
 ETC=$STATE/etc
 RUN=$STATE/run

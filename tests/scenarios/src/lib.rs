@@ -898,12 +898,23 @@ impl Cluster {
         );
     }
 
-    /// Puts a drained node back into service, for tests that drain it on purpose.
+    /// Puts a drained node back into service, for tests that drain it on purpose, and
+    /// waits (30 s at most) until it takes jobs again: right after RESUME it can show as
+    /// `idle*` (not responding) until slurmd answers the controller's next ping.
     #[track_caller]
     pub fn resume_node(&self) {
         let state = self.node_state();
         if state.state.contains("drain") || state.state.starts_with("down") {
             self.cmd("scontrol").args(["update", &format!("NodeName={NODE}"), "State=RESUME"]).run().assert_success();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = self.node_state();
+            if state.is_usable() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {NODE} still {state:?} 30 s after RESUME");
+            thread::sleep(POLL * 2);
         }
     }
 

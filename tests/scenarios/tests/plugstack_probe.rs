@@ -1,0 +1,166 @@
+//! The harness's own claims about plugstack.conf, proven with the btprobe plugin
+//! (tests/cluster/probe/btprobe.c, which only records which hooks ran where):
+//! - after `cluster.sh plugstack`, every context loads the new stack, the spank
+//!   job_prolog/job_epilog included (those need the slurmd restart that it does);
+//! - the helpers report the two ways a node-side plugin failure looks on a batch job:
+//!   held after a prolog error, and "COMPLETED" after a remote init error — both with a
+//!   drained node, which `assert_node_not_drained` must catch.
+//!
+//! It rewrites plugstack.conf and drains the node on purpose, so it is the only test in
+//! this file (cargo runs test files one after another); the original plugstack and the
+//! node's state are restored even when it fails.
+
+use scenarios::{Cluster, TEST_USER};
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Puts back the plugstack the cluster was started with, and the node into service.
+struct Restore<'a> {
+    c: &'a Cluster,
+    plugin: Option<PathBuf>,
+    args: String,
+}
+
+impl Restore<'_> {
+    fn new(c: &Cluster) -> Restore<'_> {
+        let recorded = std::fs::read_to_string(c.state_dir().join("etc/cluster.args")).unwrap_or_default();
+        let field = |k: &str| {
+            recorded
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or("")
+                .to_string()
+        };
+        let plugin = Some(field("plugin")).filter(|p| !p.is_empty()).map(PathBuf::from);
+        Restore { c, plugin, args: field("plugin_args") }
+    }
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        // No panicking here: this also runs while a failed test unwinds.
+        let script = Cluster::repo_root().join("tests/cluster/cluster.sh");
+        let mut cmd = self.c.cmd(&script).arg("plugstack").timeout(Duration::from_secs(120));
+        if let Some(p) = &self.plugin {
+            cmd = cmd.arg("--plugin").arg(p).args(["--plugin-args", &self.args]);
+        }
+        let out = cmd.run();
+        if !out.success() {
+            eprintln!("could not restore plugstack.conf:\n{out}");
+        }
+        let _ = self.c.cmd("scancel").args(["-u", TEST_USER]).run();
+        self.c.resume_node();
+    }
+}
+
+fn build_probe(c: &Cluster, dir: &Path) -> PathBuf {
+    let so = dir.join("btprobe.so");
+    let src = Cluster::repo_root().join("tests/cluster/probe/btprobe.c");
+    c.cmd("gcc")
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .run()
+        .assert_success();
+    so
+}
+
+/// The "<hook>-<ctx>" names of the records in `out`, waiting up to 10 s for `want` (the
+/// epilog runs after the job is reported complete).
+fn records(out: &Path, want: &[&str]) -> BTreeSet<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got: BTreeSet<String> = std::fs::read_dir(out)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".log").map(String::from))
+            .collect();
+        if want.iter().all(|w| got.contains(*w)) || Instant::now() >= deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn record_line(out: &Path, name: &str) -> String {
+    std::fs::read_to_string(out.join(format!("{name}.log"))).unwrap_or_default()
+}
+
+fn fresh_out_dir(base: &Path, name: &str) -> PathBuf {
+    let d = base.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    // Hooks run as root and as the user: both append here.
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    d
+}
+
+#[test]
+fn plugstack_changes_reach_every_context_and_failures_are_reported() {
+    let c = Cluster::from_env();
+    c.assert_node_not_drained();
+    let base = c.state_dir().join(format!("probe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let so = build_probe(&c, &base);
+    let _restore = Restore::new(&c);
+    let user = scenarios::UnixUser::get(TEST_USER);
+    let wd = c.workdir(TEST_USER, "probe");
+
+    // 1. Every context loads the new stack.
+    let out = fresh_out_dir(&base, "ok");
+    c.set_plugstack(Some(&so), &format!("dir={}", out.display()));
+    c.run_as(TEST_USER, &wd, &["srun", "-n1", "-t", "1", "true"]).assert_success();
+    let (job, end) = c.submit_and_wait(TEST_USER, &wd, &[], "#!/bin/bash\ntrue\n");
+    end.assert_completed_ok();
+    let want = [
+        "init-slurmd",
+        "init-local",
+        "init_post_opt-local",
+        "init-allocator",
+        "init_post_opt-allocator",
+        "init-remote",
+        "init_post_opt-remote",
+        "task_init-remote",
+        "job_prolog-job_script",
+        "job_epilog-job_script",
+    ];
+    let got = records(&out, &want);
+    for w in want {
+        assert!(got.contains(w), "hook {w} did not run after `cluster.sh plugstack`; ran: {got:?}");
+    }
+    // Who runs what, as spank-semantics.md says: the client and the task as the user,
+    // slurmstepd's init and the prolog as root.
+    assert!(record_line(&out, "init-local").contains(&format!("uid={}", user.uid)));
+    assert!(record_line(&out, "task_init-remote").contains(&format!("uid={} job={}", user.uid, job.id)));
+    assert!(record_line(&out, "init-remote").contains(&format!("uid=0 job={}", job.id)));
+    assert!(record_line(&out, "job_prolog-job_script").contains(&format!("uid=0 job={}", job.id)));
+    c.assert_node_not_drained();
+
+    // 2. A failing spank prolog: the batch job is requeued and held, the node drained.
+    let out = fresh_out_dir(&base, "prolog");
+    c.set_plugstack(Some(&so), &format!("dir={} fail=job_prolog:job_script", out.display()));
+    let job = c.submit(TEST_USER, &wd, &[], "#!/bin/bash\ntrue\n");
+    let end = c.wait_job(job.id, Duration::from_secs(60));
+    assert!(end.requeued_held(), "expected a held job: {end:#?}");
+    let node = c.node_state();
+    assert!(node.state.starts_with("drain") && node.reason.contains("Prolog"), "{node:?}");
+    let caught = std::panic::catch_unwind(|| c.assert_node_not_drained());
+    assert!(caught.is_err(), "assert_node_not_drained accepted a drained node");
+    c.cmd("scancel").arg(job.id.to_string()).run().assert_success();
+    c.resume_node();
+    c.assert_node_not_drained();
+
+    // 3. A failing remote init in a batch step: Slurm reports the job COMPLETED 0:0 without
+    //    output, and drains the node — the reason a plugin must never fail there.
+    let out = fresh_out_dir(&base, "init");
+    c.set_plugstack(Some(&so), &format!("dir={} fail=init:remote", out.display()));
+    let (job, end) = c.submit_and_wait(TEST_USER, &wd, &[], "#!/bin/bash\necho ran\n");
+    assert_eq!(end.state, "COMPLETED", "{end:#?}");
+    assert!(!job.stdout_path.exists(), "the batch script ran despite the failed init");
+    let node = c.node_state();
+    assert!(node.state.starts_with("drain"), "{node:?}");
+    c.resume_node();
+    c.assert_node_not_drained();
+}
