@@ -65,7 +65,13 @@ impl UnixUser {
         let mut result: *mut libc::passwd = std::ptr::null_mut();
         // SAFETY: all pointers are valid for the call; buf outlives every use of pw's fields.
         let rc = unsafe {
-            libc::getpwnam_r(cname.as_ptr(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut result)
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pw,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
         };
         if rc != 0 || result.is_null() {
             return None;
@@ -73,8 +79,12 @@ impl UnixUser {
         // SAFETY: getpwnam_r succeeded, so these are NUL-terminated strings inside buf.
         let (home, shell) = unsafe {
             (
-                PathBuf::from(OsStr::from_bytes(std::ffi::CStr::from_ptr(pw.pw_dir).to_bytes())),
-                std::ffi::CStr::from_ptr(pw.pw_shell).to_string_lossy().into_owned(),
+                PathBuf::from(OsStr::from_bytes(
+                    std::ffi::CStr::from_ptr(pw.pw_dir).to_bytes(),
+                )),
+                std::ffi::CStr::from_ptr(pw.pw_shell)
+                    .to_string_lossy()
+                    .into_owned(),
             )
         };
         let (uid, gid) = (pw.pw_uid, pw.pw_gid);
@@ -82,14 +92,22 @@ impl UnixUser {
         loop {
             let mut n = groups.len() as libc::c_int;
             // SAFETY: groups has room for n entries; getgrouplist updates n.
-            let rc = unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
+            let rc =
+                unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
             if rc >= 0 {
                 groups.truncate(n as usize);
                 break;
             }
             groups.resize((n as usize).max(groups.len() * 2), 0);
         }
-        Some(UnixUser { name: name.to_string(), uid, gid, groups, home, shell })
+        Some(UnixUser {
+            name: name.to_string(),
+            uid,
+            gid,
+            groups,
+            home,
+            shell,
+        })
     }
 
     /// Like [`UnixUser::lookup`], but a missing user is a test failure.
@@ -127,13 +145,15 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
     /// Sets (or overrides) one variable of the command's environment.
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.env.insert(key.as_ref().to_owned(), value.as_ref().to_owned());
+        self.env
+            .insert(key.as_ref().to_owned(), value.as_ref().to_owned());
         self
     }
 
@@ -175,7 +195,11 @@ impl Cmd {
         cmd.args(&self.args)
             .env_clear()
             .envs(&self.env)
-            .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group, so a timeout can end srun and whatever it started.
@@ -202,7 +226,10 @@ impl Cmd {
                 });
             }
         }
-        let user = self.user.as_ref().map_or("root".to_string(), |u| u.name.clone());
+        let user = self
+            .user
+            .as_ref()
+            .map_or("root".to_string(), |u| u.name.clone());
         let started = Instant::now();
         let mut child = cmd
             .spawn()
@@ -264,7 +291,10 @@ impl Cmd {
 }
 
 fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -302,20 +332,32 @@ impl Output {
 
     #[track_caller]
     pub fn assert_failure(&self) -> &Self {
-        assert!(!self.timed_out, "command timed out instead of failing:\n{self}");
-        assert!(!self.status.success(), "command succeeded, expected a failure:\n{self}");
+        assert!(
+            !self.timed_out,
+            "command timed out instead of failing:\n{self}"
+        );
+        assert!(
+            !self.status.success(),
+            "command succeeded, expected a failure:\n{self}"
+        );
         self
     }
 
     #[track_caller]
     pub fn assert_stdout_contains(&self, needle: &str) -> &Self {
-        assert!(self.stdout.contains(needle), "stdout lacks {needle:?}:\n{self}");
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}:\n{self}"
+        );
         self
     }
 
     #[track_caller]
     pub fn assert_stderr_contains(&self, needle: &str) -> &Self {
-        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}:\n{self}");
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{self}"
+        );
         self
     }
 
@@ -323,7 +365,11 @@ impl Output {
     #[track_caller]
     pub fn job_id(&self) -> u32 {
         self.assert_success();
-        let first = self.stdout.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let first = self
+            .stdout
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         first
             .split(';')
             .next()
@@ -413,24 +459,42 @@ impl JobEnd {
     /// Slurm gave up launching the job and held it (what a failing node-side plugin
     /// init or prolog causes for batch jobs, together with a drained node).
     pub fn requeued_held(&self) -> bool {
-        REQUEUED_STATES.contains(&self.state.as_str()) && self.reason.as_deref().is_some_and(is_held_reason)
+        REQUEUED_STATES.contains(&self.state.as_str())
+            && self.reason.as_deref().is_some_and(is_held_reason)
     }
 
     #[track_caller]
     pub fn assert_completed_ok(&self) -> &Self {
-        assert!(self.completed_ok(), "job {} did not complete with 0:0: {self:#?}", self.id);
+        assert!(
+            self.completed_ok(),
+            "job {} did not complete with 0:0: {self:#?}",
+            self.id
+        );
         self
     }
 }
 
 const FINAL_STATES: &[&str] = &[
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
-    "DEADLINE", "OUT_OF_MEMORY",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "OUT_OF_MEMORY",
 ];
 
 /// States of a job that Slurm put back into the queue. (`Reason=Prolog` on a RUNNING job
 /// only means the prolog is still running, which job_container/tmpfs's Contain makes common.)
-const REQUEUED_STATES: &[&str] = &["PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SPECIAL_EXIT"];
+const REQUEUED_STATES: &[&str] = &[
+    "PENDING",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "SPECIAL_EXIT",
+];
 
 fn is_held_reason(reason: &str) -> bool {
     reason.contains("launch_failed") || reason.to_ascii_lowercase().contains("held")
@@ -444,7 +508,11 @@ pub fn parse_record(line: &str) -> BTreeMap<String, String> {
     let mut last: Option<String> = None;
     for word in line.split(' ').filter(|w| !w.is_empty()) {
         match word.split_once('=') {
-            Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '/' || c == ':') => {
+            Some((k, v))
+                if !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '/' || c == ':') =>
+            {
                 map.insert(k.to_string(), v.to_string());
                 last = Some(k.to_string());
             }
@@ -462,7 +530,10 @@ pub fn parse_record(line: &str) -> BTreeMap<String, String> {
 
 fn parse_exit_code(s: &str) -> (i32, i32) {
     let (code, sig) = s.split_once(':').unwrap_or((s, "0"));
-    (code.trim().parse().unwrap_or(-1), sig.trim().parse().unwrap_or(-1))
+    (
+        code.trim().parse().unwrap_or(-1),
+        sig.trim().parse().unwrap_or(-1),
+    )
 }
 
 // ------------------------------------------------------------------------------------------
@@ -480,7 +551,10 @@ impl NodeState {
     /// Able to take jobs: not drained, draining, down, failing or unresponsive (`*`).
     /// `reserved` is normal once beamtimes exist; `completing` passes in a moment.
     pub fn is_usable(&self) -> bool {
-        matches!(self.state.as_str(), "idle" | "mixed" | "allocated" | "reserved" | "completing")
+        matches!(
+            self.state.as_str(),
+            "idle" | "mixed" | "allocated" | "reserved" | "completing"
+        )
     }
 }
 
@@ -573,7 +647,8 @@ impl Beamtime {
     pub fn metadata(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(&self.metadata_path)
             .unwrap_or_else(|e| panic!("{}: {e}", self.metadata_path.display()));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", self.metadata_path.display()))
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.metadata_path.display()))
     }
 }
 
@@ -601,7 +676,9 @@ impl LogCursor {
     }
 
     pub fn read_new(&self) -> String {
-        let Ok(mut f) = std::fs::File::open(&self.path) else { return String::new() };
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return String::new();
+        };
         let mut buf = Vec::new();
         if f.seek(SeekFrom::Start(self.offset)).is_ok() {
             let _ = f.read_to_end(&mut buf);
@@ -634,7 +711,10 @@ impl Cluster {
         let (Some(conf), Some(state)) = (var("SLURM_CONF"), var("BT_TEST_STATE")) else {
             panic!("{HOW} (SLURM_CONF or BT_TEST_STATE is not set)");
         };
-        let cluster = Cluster { slurm_conf: conf.into(), state: state.into() };
+        let cluster = Cluster {
+            slurm_conf: conf.into(),
+            state: state.into(),
+        };
         assert!(
             cluster.slurm_conf.is_file(),
             "{HOW} ({} does not exist)",
@@ -646,8 +726,15 @@ impl Cluster {
             0,
             "the real-cluster tests run as root: they act as several Unix users and create beamtimes"
         );
-        let out = cluster.cmd("sinfo").args(["-h", "-o", "%P"]).timeout(Duration::from_secs(15)).run();
-        assert!(out.success(), "{HOW} (sinfo cannot reach slurmctld):\n{out}");
+        let out = cluster
+            .cmd("sinfo")
+            .args(["-h", "-o", "%P"])
+            .timeout(Duration::from_secs(15))
+            .run();
+        assert!(
+            out.success(),
+            "{HOW} (sinfo cannot reach slurmctld):\n{out}"
+        );
         cluster
     }
 
@@ -677,11 +764,16 @@ impl Cluster {
 
     /// The repository's root (for scripts such as slurm-conf-examples/beamtime-start.sh).
     pub fn repo_root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .canonicalize()
+            .expect("repository root")
     }
 
     fn base_env(&self, cmd: Cmd) -> Cmd {
-        cmd.env("PATH", CLEAN_PATH).env("LANG", "C.UTF-8").env("SLURM_CONF", &self.slurm_conf)
+        cmd.env("PATH", CLEAN_PATH)
+            .env("LANG", "C.UTF-8")
+            .env("SLURM_CONF", &self.slurm_conf)
     }
 
     /// A command run as root, with `SLURM_CONF` and `BT_TEST_STATE` set and nothing else
@@ -696,7 +788,9 @@ impl Cluster {
             timeout: DEFAULT_TIMEOUT,
             stdin: None,
         };
-        self.base_env(cmd).env("HOME", "/root").env("BT_TEST_STATE", &self.state)
+        self.base_env(cmd)
+            .env("HOME", "/root")
+            .env("BT_TEST_STATE", &self.state)
     }
 
     /// A command run as `user` (real uid/gid and supplementary groups, no PAM session) with
@@ -753,7 +847,8 @@ impl Cluster {
         let file = workdir.join(format!("job-{n}.sh"));
         std::fs::write(&file, script).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         std::os::unix::fs::chown(&file, Some(u.uid), Some(u.gid)).expect("chown job script");
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).expect("chmod job script");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod job script");
         let timeout = if args.contains(&"--wait") || args.contains(&"-W") {
             Duration::from_secs(300)
         } else {
@@ -788,7 +883,13 @@ impl Cluster {
 
     /// Submits and waits until the job has settled (see [`Cluster::wait_job`]).
     #[track_caller]
-    pub fn submit_and_wait(&self, user: &str, workdir: &Path, args: &[&str], script: &str) -> (Job, JobEnd) {
+    pub fn submit_and_wait(
+        &self,
+        user: &str,
+        workdir: &Path,
+        args: &[&str],
+        script: &str,
+    ) -> (Job, JobEnd) {
         let job = self.submit(user, workdir, args, script);
         let end = self.wait_job(job.id, DEFAULT_TIMEOUT);
         (job, end)
@@ -796,7 +897,10 @@ impl Cluster {
 
     /// The controller's record of a job (`scontrol show job -o`), `None` once it forgot it.
     pub fn job_record(&self, id: u32) -> Option<BTreeMap<String, String>> {
-        let out = self.cmd("scontrol").args(["show", "job", "-o", &id.to_string()]).run();
+        let out = self
+            .cmd("scontrol")
+            .args(["show", "job", "-o", &id.to_string()])
+            .run();
         if !out.success() {
             return None;
         }
@@ -808,7 +912,15 @@ impl Cluster {
     pub fn sacct(&self, id: u32) -> Option<(String, String)> {
         let out = self
             .cmd("sacct")
-            .args(["-n", "-P", "-X", "-j", &id.to_string(), "-o", "State,ExitCode"])
+            .args([
+                "-n",
+                "-P",
+                "-X",
+                "-j",
+                &id.to_string(),
+                "-o",
+                "State,ExitCode",
+            ])
             .timeout(Duration::from_secs(20))
             .run();
         let line = out.stdout.lines().next()?.trim().to_string();
@@ -830,10 +942,19 @@ impl Cluster {
                 Some(rec) => {
                     let state = rec.get("JobState").cloned().unwrap_or_default();
                     let reason = rec.get("Reason").filter(|r| r.as_str() != "None").cloned();
-                    let held = REQUEUED_STATES.contains(&state.as_str()) && reason.as_deref().is_some_and(is_held_reason);
+                    let held = REQUEUED_STATES.contains(&state.as_str())
+                        && reason.as_deref().is_some_and(is_held_reason);
                     if FINAL_STATES.contains(&state.as_str()) || held {
-                        let (exit_code, signal) = parse_exit_code(rec.get("ExitCode").map_or("", |s| s));
-                        return JobEnd { id, state, reason, exit_code, signal, record: rec };
+                        let (exit_code, signal) =
+                            parse_exit_code(rec.get("ExitCode").map_or("", |s| s));
+                        return JobEnd {
+                            id,
+                            state,
+                            reason,
+                            exit_code,
+                            signal,
+                            record: rec,
+                        };
                     }
                     last = Some(rec);
                 }
@@ -842,7 +963,14 @@ impl Cluster {
                     if let Some((state, exit)) = self.sacct(id) {
                         if FINAL_STATES.contains(&state.as_str()) {
                             let (exit_code, signal) = parse_exit_code(&exit);
-                            return JobEnd { id, state, reason: None, exit_code, signal, record: BTreeMap::new() };
+                            return JobEnd {
+                                id,
+                                state,
+                                reason: None,
+                                exit_code,
+                                signal,
+                                record: BTreeMap::new(),
+                            };
                         }
                     }
                 }
@@ -869,7 +997,10 @@ impl Cluster {
                     return (state.clone(), exit.clone());
                 }
             }
-            assert!(Instant::now() < deadline, "sacct has no final state for job {id} after {timeout:?} (last: {got:?})");
+            assert!(
+                Instant::now() < deadline,
+                "sacct has no final state for job {id} after {timeout:?} (last: {got:?})"
+            );
             thread::sleep(POLL * 2);
         }
     }
@@ -877,11 +1008,22 @@ impl Cluster {
     /// The node's state and reason from `sinfo -N`.
     #[track_caller]
     pub fn node_state(&self) -> NodeState {
-        let out = self.cmd("sinfo").args(["-h", "-N", "-n", NODE, "-o", "%T|%E"]).timeout(Duration::from_secs(20)).run();
+        let out = self
+            .cmd("sinfo")
+            .args(["-h", "-N", "-n", NODE, "-o", "%T|%E"])
+            .timeout(Duration::from_secs(20))
+            .run();
         out.assert_success();
-        let line = out.stdout.lines().next().unwrap_or_else(|| panic!("sinfo does not list {NODE}:\n{out}"));
+        let line = out
+            .stdout
+            .lines()
+            .next()
+            .unwrap_or_else(|| panic!("sinfo does not list {NODE}:\n{out}"));
         let (state, reason) = line.split_once('|').unwrap_or((line, ""));
-        NodeState { state: state.trim().into(), reason: reason.trim().into() }
+        NodeState {
+            state: state.trim().into(),
+            reason: reason.trim().into(),
+        }
     }
 
     /// Fails the test when the node is drained, draining, down or not responding, showing
@@ -905,7 +1047,10 @@ impl Cluster {
     pub fn resume_node(&self) {
         let state = self.node_state();
         if state.state.contains("drain") || state.state.starts_with("down") {
-            self.cmd("scontrol").args(["update", &format!("NodeName={NODE}"), "State=RESUME"]).run().assert_success();
+            self.cmd("scontrol")
+                .args(["update", &format!("NodeName={NODE}"), "State=RESUME"])
+                .run()
+                .assert_success();
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -913,7 +1058,10 @@ impl Cluster {
             if state.is_usable() {
                 return;
             }
-            assert!(Instant::now() < deadline, "node {NODE} still {state:?} 30 s after RESUME");
+            assert!(
+                Instant::now() < deadline,
+                "node {NODE} still {state:?} 30 s after RESUME"
+            );
             thread::sleep(POLL * 2);
         }
     }
@@ -931,7 +1079,10 @@ impl Cluster {
              timeout 30 sacctmgr -i add user {name} DefaultAccount={DEFAULT_ACCOUNT} >/dev/null",
             lock = lock.display()
         );
-        self.cmd("bash").args(["-c", &script]).run().assert_success();
+        self.cmd("bash")
+            .args(["-c", &script])
+            .run()
+            .assert_success();
         self.wait_association(name, DEFAULT_ACCOUNT);
         UnixUser::get(name)
     }
@@ -945,12 +1096,21 @@ impl Cluster {
         loop {
             let out = self
                 .cmd("scontrol")
-                .args(["show", "assoc_mgr", &format!("users={user}"), &format!("accounts={account}"), "flags=assoc"])
+                .args([
+                    "show",
+                    "assoc_mgr",
+                    &format!("users={user}"),
+                    &format!("accounts={account}"),
+                    "flags=assoc",
+                ])
                 .run();
             if out.stdout.contains(&needle) {
                 return;
             }
-            assert!(Instant::now() < deadline, "slurmctld does not know {user}/{account} after 30 s:\n{out}");
+            assert!(
+                Instant::now() < deadline,
+                "slurmctld does not know {user}/{account} after 30 s:\n{out}"
+            );
             thread::sleep(POLL * 2);
         }
     }
@@ -961,7 +1121,10 @@ impl Cluster {
         if !out.success() {
             return None;
         }
-        out.stdout.lines().find(|l| l.starts_with("ReservationName=")).map(parse_record)
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with("ReservationName="))
+            .map(parse_record)
     }
 
     /// Runs slurm-conf-examples/beamtime-start.sh for `spec` and returns what it made.
@@ -986,7 +1149,15 @@ impl Cluster {
         let script = Cluster::repo_root().join("slurm-conf-examples/beamtime-start.sh");
         let mut cmd = self
             .cmd(&script)
-            .args(["--id", &spec.id, "--beamline", &spec.beamline, "--account", &spec.account, "--replace"])
+            .args([
+                "--id",
+                &spec.id,
+                "--beamline",
+                &spec.beamline,
+                "--account",
+                &spec.account,
+                "--replace",
+            ])
             .args(["--nodes", NODE])
             .timeout(Duration::from_secs(180));
         if let Some(p) = &spec.partition {
@@ -1015,7 +1186,10 @@ impl Cluster {
             beamline: spec.beamline.clone(),
             account: spec.account.clone(),
             slurm_account: spec.id.clone(),
-            partition: spec.partition.clone().unwrap_or_else(|| format!("ponline_{}", spec.beamline)),
+            partition: spec
+                .partition
+                .clone()
+                .unwrap_or_else(|| format!("ponline_{}", spec.beamline)),
             reservations,
             current_dir: src.join(&spec.beamline).join("current"),
             metadata_path,
@@ -1028,9 +1202,15 @@ impl Cluster {
     #[track_caller]
     pub fn set_plugstack(&self, plugin: Option<&Path>, plugin_args: &str) -> Output {
         let script = Cluster::repo_root().join("tests/cluster/cluster.sh");
-        let mut cmd = self.cmd(&script).arg("plugstack").timeout(Duration::from_secs(120));
+        let mut cmd = self
+            .cmd(&script)
+            .arg("plugstack")
+            .timeout(Duration::from_secs(120));
         if let Some(p) = plugin {
-            cmd = cmd.arg("--plugin").arg(p).args(["--plugin-args", plugin_args]);
+            cmd = cmd
+                .arg("--plugin")
+                .arg(p)
+                .args(["--plugin-args", plugin_args]);
         }
         let out = cmd.run();
         out.assert_success();

@@ -31,7 +31,15 @@ fn ordinary_users_batch_job_completes_with_its_output() {
     assert_eq!((state.as_str(), exit.as_str()), ("COMPLETED", "0:0"));
     let acct = c
         .cmd("sacct")
-        .args(["-n", "-P", "-X", "-j", &job.id.to_string(), "-o", "Account,User"])
+        .args([
+            "-n",
+            "-P",
+            "-X",
+            "-j",
+            &job.id.to_string(),
+            "-o",
+            "Account,User",
+        ])
         .run();
     acct.assert_success();
     assert_eq!(acct.stdout.trim(), format!("{DEFAULT_ACCOUNT}|{TEST_USER}"));
@@ -43,7 +51,11 @@ fn failing_batch_script_is_failed_with_its_exit_code() {
     let c = Cluster::from_env();
     let wd = c.workdir(TEST_USER, "fail");
     let (_, end) = c.submit_and_wait(TEST_USER, &wd, &[], "#!/bin/bash\nexit 3\n");
-    assert_eq!((end.state.as_str(), end.exit_code), ("FAILED", 3), "{end:#?}");
+    assert_eq!(
+        (end.state.as_str(), end.exit_code),
+        ("FAILED", 3),
+        "{end:#?}"
+    );
     c.assert_node_not_drained();
 }
 
@@ -51,7 +63,11 @@ fn failing_batch_script_is_failed_with_its_exit_code() {
 fn srun_runs_a_one_task_job() {
     let c = Cluster::from_env();
     let wd = c.workdir(TEST_USER, "srun");
-    let out = c.run_as(TEST_USER, &wd, &["srun", "-n1", "-t", "1", "printenv", "SLURMD_NODENAME"]);
+    let out = c.run_as(
+        TEST_USER,
+        &wd,
+        &["srun", "-n1", "-t", "1", "printenv", "SLURMD_NODENAME"],
+    );
     out.assert_success();
     assert_eq!(out.stdout.trim(), NODE, "{out}");
     c.assert_node_not_drained();
@@ -64,10 +80,23 @@ fn salloc_then_srun_runs_steps_in_the_allocation() {
     let out = c.run_as(
         TEST_USER,
         &wd,
-        &["salloc", "-N1", "-t", "1", "srun", "-n1", "bash", "-c", "echo step $SLURM_JOB_ID.$SLURM_STEP_ID"],
+        &[
+            "salloc",
+            "-N1",
+            "-t",
+            "1",
+            "srun",
+            "-n1",
+            "bash",
+            "-c",
+            "echo step $SLURM_JOB_ID.$SLURM_STEP_ID",
+        ],
     );
     out.assert_success();
-    assert!(out.stdout.trim().starts_with("step ") && out.stdout.trim().ends_with(".0"), "{out}");
+    assert!(
+        out.stdout.trim().starts_with("step ") && out.stdout.trim().ends_with(".0"),
+        "{out}"
+    );
     c.assert_node_not_drained();
 }
 
@@ -75,7 +104,12 @@ fn salloc_then_srun_runs_steps_in_the_allocation() {
 fn accounting_is_enforced_for_unknown_accounts() {
     let c = Cluster::from_env();
     let wd = c.workdir(TEST_USER, "badacct");
-    let out = c.sbatch(TEST_USER, &wd, &["--account=nosuchaccount"], "#!/bin/bash\ntrue\n");
+    let out = c.sbatch(
+        TEST_USER,
+        &wd,
+        &["--account=nosuchaccount"],
+        "#!/bin/bash\ntrue\n",
+    );
     out.assert_failure();
     out.assert_stderr_contains("Invalid account");
 }
@@ -86,18 +120,27 @@ fn beamtime_reservation_admits_its_account_and_refuses_others() {
     let bt = c.start_beamtime(&BeamtimeSpec::new("11099101", "p11", "bttest11"));
     assert_eq!(bt.partition, "ponline_p11");
 
-    let res = c.reservation("11099101").expect("reservation 11099101 exists");
+    let res = c
+        .reservation("11099101")
+        .expect("reservation 11099101 exists");
     assert_eq!(res["Users"], "bttest11");
     assert_eq!(res["Nodes"], NODE);
     assert!(res["Flags"].contains("IGNORE_JOBS"), "{res:?}");
     let shown = c.cmd("scontrol").args(["show", "res"]).run();
-    shown.assert_success().assert_stdout_contains("ReservationName=11099101");
+    shown
+        .assert_success()
+        .assert_stdout_contains("ReservationName=11099101");
 
     // The beamtime's account submits into its reservation and partition, under the
     // Slurm account named after the beamtime.
     let wd = c.workdir(&bt.account, "bt");
     let args = ["--reservation=11099101", "--partition=ponline_p11"];
-    let (job, end) = c.submit_and_wait(&bt.account, &wd, &args, "#!/bin/bash\necho $SLURM_JOB_RESERVATION $SLURM_JOB_ACCOUNT\n");
+    let (job, end) = c.submit_and_wait(
+        &bt.account,
+        &wd,
+        &args,
+        "#!/bin/bash\necho $SLURM_JOB_RESERVATION $SLURM_JOB_ACCOUNT\n",
+    );
     end.assert_completed_ok();
     assert_eq!(job.stdout().trim(), "11099101 11099101");
 
@@ -105,7 +148,11 @@ fn beamtime_reservation_admits_its_account_and_refuses_others() {
     let wd = c.workdir(TEST_USER, "bt-denied");
     let out = c.sbatch(TEST_USER, &wd, &args, "#!/bin/bash\ntrue\n");
     out.assert_failure().assert_stderr_contains("Access denied");
-    let out = c.run_as(TEST_USER, &wd, &["srun", "-n1", "-t", "1", "--reservation=11099101", "true"]);
+    let out = c.run_as(
+        TEST_USER,
+        &wd,
+        &["srun", "-n1", "-t", "1", "--reservation=11099101", "true"],
+    );
     out.assert_failure().assert_stderr_contains("Access denied");
 
     // A core reservation leaves the rest of the node to ordinary jobs.
@@ -117,7 +164,9 @@ fn beamtime_reservation_admits_its_account_and_refuses_others() {
 #[test]
 fn beamtime_folder_and_metadata_look_like_the_facilitys() {
     let c = Cluster::from_env();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099105", "p21", "bttest15").reservations(&["11099105", "11099105_1"]));
+    let bt = c.start_beamtime(
+        &BeamtimeSpec::new("11099105", "p21", "bttest15").reservations(&["11099105", "11099105_1"]),
+    );
 
     // Keys sorted, 4-space indent, as the facility writes it: re-serialising the parsed
     // file that way (serde_json's map is sorted) must give the same text.
@@ -125,14 +174,21 @@ fn beamtime_folder_and_metadata_look_like_the_facilitys() {
     let meta = bt.metadata();
     let mut canonical = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    serde::Serialize::serialize(&meta, &mut serde_json::Serializer::with_formatter(&mut canonical, fmt)).unwrap();
+    serde::Serialize::serialize(
+        &meta,
+        &mut serde_json::Serializer::with_formatter(&mut canonical, fmt),
+    )
+    .unwrap();
     assert_eq!(text.trim_end(), String::from_utf8(canonical).unwrap());
     assert_eq!(meta["beamtimeId"], "11099105");
     assert_eq!(meta["beamline"], "p21");
     let oa = &meta["onlineAnalysis"];
     assert_eq!(oa["userAccount"], "bttest15");
     assert_eq!(oa["slurmPartition"], "ponline_p21");
-    assert_eq!(oa["slurmReservation"], serde_json::json!(["11099105", "11099105_1"]));
+    assert_eq!(
+        oa["slurmReservation"],
+        serde_json::json!(["11099105", "11099105_1"])
+    );
     assert_eq!(oa["reservedNodes"], serde_json::json!([NODE]));
     assert_eq!(oa["sshPrivateKeyPath"], "shared/id_rsa");
 
@@ -141,16 +197,36 @@ fn beamtime_folder_and_metadata_look_like_the_facilitys() {
     assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o644));
     assert_eq!(bt.metadata_path.parent().unwrap(), bt.current_dir);
     let user = scenarios::UnixUser::get("bttest15");
-    for (sub, uid, mode) in [("", 0, 0o750), ("raw", 0, 0o750), ("processed", user.uid, 0o2770), ("shared", user.uid, 0o2770), ("scratch_bl", user.uid, 0o2770)] {
+    for (sub, uid, mode) in [
+        ("", 0, 0o750),
+        ("raw", 0, 0o750),
+        ("processed", user.uid, 0o2770),
+        ("shared", user.uid, 0o2770),
+        ("scratch_bl", user.uid, 0o2770),
+    ] {
         let m = std::fs::metadata(bt.current_dir.join(sub)).unwrap();
-        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (uid, user.gid, mode), "current/{sub}");
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o7777),
+            (uid, user.gid, mode),
+            "current/{sub}"
+        );
     }
     // Both reservations work for the account; an ordinary user cannot even read the folder.
     let wd = c.workdir("bttest15", "bt2");
-    let (_, end) = c.submit_and_wait("bttest15", &wd, &["--reservation=11099105_1", "-p", "ponline_p21"], "#!/bin/bash\ntrue\n");
+    let (_, end) = c.submit_and_wait(
+        "bttest15",
+        &wd,
+        &["--reservation=11099105_1", "-p", "ponline_p21"],
+        "#!/bin/bash\ntrue\n",
+    );
     end.assert_completed_ok();
-    let out = c.run_as(TEST_USER, &c.workdir(TEST_USER, "peek"), &["ls", bt.current_dir.to_str().unwrap()]);
-    out.assert_failure().assert_stderr_contains("Permission denied");
+    let out = c.run_as(
+        TEST_USER,
+        &c.workdir(TEST_USER, "peek"),
+        &["ls", bt.current_dir.to_str().unwrap()],
+    );
+    out.assert_failure()
+        .assert_stderr_contains("Permission denied");
     c.assert_node_not_drained();
 }
 
@@ -163,7 +239,11 @@ fn beamtime_without_online_resources_has_no_reservation() {
     assert!(bt.metadata().get("onlineAnalysis").is_none());
     // The account still exists in Slurm and may run ordinary jobs.
     let wd = c.workdir("bttest13", "noonline");
-    let out = c.run_as("bttest13", &wd, &["srun", "-n1", "-t", "1", "-p", "ponline_p07", "true"]);
+    let out = c.run_as(
+        "bttest13",
+        &wd,
+        &["srun", "-n1", "-t", "1", "-p", "ponline_p07", "true"],
+    );
     out.assert_success();
 }
 
@@ -178,10 +258,22 @@ fn job_tmp_matches_the_job_container_configuration() {
         .lines()
         .any(|l| l.starts_with("JobContainerType") && l.contains("job_container/tmpfs"));
     let wd = c.workdir(TEST_USER, "jobtmp");
-    let marker = format!("/tmp/bt-harness-{}-{}", std::process::id(), wd.file_name().unwrap().to_string_lossy());
-    let (_, end) = c.submit_and_wait(TEST_USER, &wd, &[], &format!("#!/bin/bash\ntouch {marker}\n"));
+    let marker = format!(
+        "/tmp/bt-harness-{}-{}",
+        std::process::id(),
+        wd.file_name().unwrap().to_string_lossy()
+    );
+    let (_, end) = c.submit_and_wait(
+        TEST_USER,
+        &wd,
+        &[],
+        &format!("#!/bin/bash\ntouch {marker}\n"),
+    );
     end.assert_completed_ok();
     let on_host = std::path::Path::new(&marker).exists();
     let _ = std::fs::remove_file(&marker);
-    assert_eq!(on_host, !tmpfs, "job_container/tmpfs configured: {tmpfs}; job's /tmp file visible on the host: {on_host}");
+    assert_eq!(
+        on_host, !tmpfs,
+        "job_container/tmpfs configured: {tmpfs}; job's /tmp file visible on the host: {on_host}"
+    );
 }

@@ -25,7 +25,8 @@ struct Restore<'a> {
 
 impl Restore<'_> {
     fn new(c: &Cluster) -> Restore<'_> {
-        let recorded = std::fs::read_to_string(c.state_dir().join("etc/cluster.args")).unwrap_or_default();
+        let recorded =
+            std::fs::read_to_string(c.state_dir().join("etc/cluster.args")).unwrap_or_default();
         let field = |k: &str| {
             recorded
                 .lines()
@@ -33,8 +34,14 @@ impl Restore<'_> {
                 .unwrap_or("")
                 .to_string()
         };
-        let plugin = Some(field("plugin")).filter(|p| !p.is_empty()).map(PathBuf::from);
-        Restore { c, plugin, args: field("plugin_args") }
+        let plugin = Some(field("plugin"))
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        Restore {
+            c,
+            plugin,
+            args: field("plugin_args"),
+        }
     }
 }
 
@@ -42,9 +49,16 @@ impl Drop for Restore<'_> {
     fn drop(&mut self) {
         // No panicking here: this also runs while a failed test unwinds.
         let script = Cluster::repo_root().join("tests/cluster/cluster.sh");
-        let mut cmd = self.c.cmd(&script).arg("plugstack").timeout(Duration::from_secs(120));
+        let mut cmd = self
+            .c
+            .cmd(&script)
+            .arg("plugstack")
+            .timeout(Duration::from_secs(120));
         if let Some(p) = &self.plugin {
-            cmd = cmd.arg("--plugin").arg(p).args(["--plugin-args", &self.args]);
+            cmd = cmd
+                .arg("--plugin")
+                .arg(p)
+                .args(["--plugin-args", &self.args]);
         }
         let out = cmd.run();
         if !out.success() {
@@ -74,7 +88,13 @@ fn records(out: &Path, want: &[&str]) -> BTreeSet<String> {
     loop {
         let got: BTreeSet<String> = std::fs::read_dir(out)
             .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".log").map(String::from))
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".log")
+                    .map(String::from)
+            })
             .collect();
         if want.iter().all(|w| got.contains(*w)) || Instant::now() >= deadline {
             return got;
@@ -111,7 +131,8 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
     // 1. Every context loads the new stack.
     let out = fresh_out_dir(&base, "ok");
     c.set_plugstack(Some(&so), &format!("dir={}", out.display()));
-    c.run_as(TEST_USER, &wd, &["srun", "-n1", "-t", "1", "true"]).assert_success();
+    c.run_as(TEST_USER, &wd, &["srun", "-n1", "-t", "1", "true"])
+        .assert_success();
     let (job, end) = c.submit_and_wait(TEST_USER, &wd, &[], "#!/bin/bash\ntrue\n");
     end.assert_completed_ok();
     let want = [
@@ -128,37 +149,60 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
     ];
     let got = records(&out, &want);
     for w in want {
-        assert!(got.contains(w), "hook {w} did not run after `cluster.sh plugstack`; ran: {got:?}");
+        assert!(
+            got.contains(w),
+            "hook {w} did not run after `cluster.sh plugstack`; ran: {got:?}"
+        );
     }
     // Who runs what, as spank-semantics.md says: the client and the task as the user,
     // slurmstepd's init and the prolog as root.
     assert!(record_line(&out, "init-local").contains(&format!("uid={}", user.uid)));
-    assert!(record_line(&out, "task_init-remote").contains(&format!("uid={} job={}", user.uid, job.id)));
+    assert!(
+        record_line(&out, "task_init-remote").contains(&format!("uid={} job={}", user.uid, job.id))
+    );
     assert!(record_line(&out, "init-remote").contains(&format!("uid=0 job={}", job.id)));
     assert!(record_line(&out, "job_prolog-job_script").contains(&format!("uid=0 job={}", job.id)));
     c.assert_node_not_drained();
 
     // 2. A failing spank prolog: the batch job is requeued and held, the node drained.
     let out = fresh_out_dir(&base, "prolog");
-    c.set_plugstack(Some(&so), &format!("dir={} fail=job_prolog:job_script", out.display()));
+    c.set_plugstack(
+        Some(&so),
+        &format!("dir={} fail=job_prolog:job_script", out.display()),
+    );
     let job = c.submit(TEST_USER, &wd, &[], "#!/bin/bash\ntrue\n");
     let end = c.wait_job(job.id, Duration::from_secs(60));
     assert!(end.requeued_held(), "expected a held job: {end:#?}");
     let node = c.node_state();
-    assert!(node.state.starts_with("drain") && node.reason.contains("Prolog"), "{node:?}");
+    assert!(
+        node.state.starts_with("drain") && node.reason.contains("Prolog"),
+        "{node:?}"
+    );
     let caught = std::panic::catch_unwind(|| c.assert_node_not_drained());
-    assert!(caught.is_err(), "assert_node_not_drained accepted a drained node");
-    c.cmd("scancel").arg(job.id.to_string()).run().assert_success();
+    assert!(
+        caught.is_err(),
+        "assert_node_not_drained accepted a drained node"
+    );
+    c.cmd("scancel")
+        .arg(job.id.to_string())
+        .run()
+        .assert_success();
     c.resume_node();
     c.assert_node_not_drained();
 
     // 3. A failing remote init in a batch step: Slurm reports the job COMPLETED 0:0 without
     //    output, and drains the node — the reason a plugin must never fail there.
     let out = fresh_out_dir(&base, "init");
-    c.set_plugstack(Some(&so), &format!("dir={} fail=init:remote", out.display()));
+    c.set_plugstack(
+        Some(&so),
+        &format!("dir={} fail=init:remote", out.display()),
+    );
     let (job, end) = c.submit_and_wait(TEST_USER, &wd, &[], "#!/bin/bash\necho ran\n");
     assert_eq!(end.state, "COMPLETED", "{end:#?}");
-    assert!(!job.stdout_path.exists(), "the batch script ran despite the failed init");
+    assert!(
+        !job.stdout_path.exists(),
+        "the batch script ran despite the failed init"
+    );
     let node = c.node_state();
     assert!(node.state.starts_with("drain"), "{node:?}");
     c.resume_node();
