@@ -173,6 +173,21 @@ our_stepds() {
     return 0
 }
 
+# All processes below pid, deepest first. Read from /proc/*/stat: the 4th field is the
+# parent (the 2nd, the command name, has no spaces for the programs that matter here,
+# and the parse skips past its closing parenthesis anyway).
+descendants() {
+    local parent=$1 d pid ppid
+    for d in /proc/[0-9]*; do
+        ppid=$(sed 's/^.*) [A-Za-z] \([0-9]*\).*$/\1/' "$d/stat" 2>/dev/null) || continue
+        if [[ $ppid == "$parent" ]]; then
+            pid=${d#/proc/}
+            descendants "$pid"
+            echo "$pid"
+        fi
+    done
+}
+
 unmount_leftovers() {
     local mp
     # Deepest first, so nested mounts come off before their parents.
@@ -499,9 +514,14 @@ cmd_down() {
         fi
     fi
     stop_daemon slurmd 20
+    # slurmstepd ignores SIGTERM, and killing it alone would orphan the job's processes:
+    # kill each leftover step's process tree, the tasks first.
+    local kids
     for pid in $(our_stepds); do
-        say "stopping leftover slurmstepd (pid $pid)"
-        stop_pid slurmstepd "$pid" 10
+        kids=$(descendants "$pid")
+        say "killing leftover slurmstepd (pid $pid) and its processes${kids:+ (}$(echo $kids)${kids:+)}"
+        for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
+        kill -KILL "$pid" 2>/dev/null || true
     done
     stop_daemon slurmctld 20
     stop_daemon slurmdbd 20
