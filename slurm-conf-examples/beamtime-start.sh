@@ -38,9 +38,9 @@ die() { echo "beamtime-start.sh: error: $*" >&2; exit 1; }
 note() { echo "beamtime-start.sh: $*" >&2; }
 usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-ID= BEAMLINE= ACCOUNT= PARTITION= NODES=btnode1 CORES= TITLE= ALIAS= PROPOSAL_TYPE=I
+ID='' BEAMLINE='' ACCOUNT='' PARTITION='' NODES=btnode1 CORES='' TITLE='' ALIAS='' PROPOSAL_TYPE=I
 SOURCE_ROOT=${BT_TEST_STATE:-/var/lib/spank-beamtime-test}/beamline-src
-METADATA_DIR= ONLINE=1 REPLACE=0
+METADATA_DIR='' ONLINE=1 REPLACE=0
 RESERVATIONS=()
 while (($#)); do
     case $1 in

@@ -87,7 +87,7 @@ running() {
     [[ -n $st && $st != Z && $st != X ]]
 }
 
-pid_of() { [[ -s $RUN/$1.pid ]] && cat "$RUN/$1.pid" || true; }
+pid_of() { if [[ -s $RUN/$1.pid ]]; then cat "$RUN/$1.pid"; fi; }
 
 # A pid counts as ours only while it still runs the program we started under it: pids
 # are reused, and a stale pid file must never make us signal a stranger.
@@ -421,7 +421,7 @@ accounting_base() {
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
-    local job_container=0 plugin= plugin_args=
+    local job_container=0 plugin='' plugin_args=''
     while (($#)); do
         case $1 in
         --job-container) job_container=1 ;;
@@ -471,6 +471,7 @@ cmd_up() {
     printf 'job_container=%s\nplugin=%s\nplugin_args=%s\n' "$job_container" "$plugin" "$plugin_args" \
         >"$ETC/cluster.args"
 
+    # shellcheck disable=SC2034 # read by the EXIT trap
     UP_DONE=0
     # BT_KEEP_ON_FAILURE=1 leaves a half-started cluster running, to inspect it.
     trap 'if ((!UP_DONE)) && [[ -z ${BT_KEEP_ON_FAILURE:-} ]]; then echo "cluster.sh: up failed, stopping what was started (logs kept in $LOG)" >&2; cmd_down; fi' EXIT
@@ -488,6 +489,7 @@ cmd_up() {
     start_slurmd
     say "accounting: account $DEFAULT_ACCOUNT, user $TEST_USER"
     accounting_base
+    # shellcheck disable=SC2034 # read by the EXIT trap
     UP_DONE=1
     say "up ($( ((job_container)) && echo 'job_container/tmpfs, ')plugin: ${plugin:-none})"
     cat >&2 <<EOF
@@ -505,8 +507,9 @@ cmd_down() {
     if alive slurmctld && alive slurmd; then
         if [[ -n $(timeout 5 squeue -h -o %i 2>/dev/null) ]]; then
             say "cancelling jobs"
-            timeout 10 scancel --full -u root --quiet 2>/dev/null || true
-            timeout 10 scancel --full $(timeout 5 squeue -h -o %i 2>/dev/null) 2>/dev/null || true
+            local jobs
+            mapfile -t jobs < <(timeout 5 squeue -h -o %i 2>/dev/null)
+            if ((${#jobs[@]})); then timeout 10 scancel --full "${jobs[@]}" 2>/dev/null || true; fi
             for ((i = 0; i < 150; i++)); do
                 [[ -z $(timeout 5 squeue -h -o %i 2>/dev/null) ]] && break
                 sleep 0.1
@@ -519,7 +522,7 @@ cmd_down() {
     local kids
     for pid in $(our_stepds); do
         kids=$(descendants "$pid")
-        say "killing leftover slurmstepd (pid $pid) and its processes${kids:+ (}$(echo $kids)${kids:+)}"
+        say "killing leftover slurmstepd (pid $pid) and its processes: ${kids//$'\n'/ }"
         for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
         kill -KILL "$pid" 2>/dev/null || true
     done
@@ -556,12 +559,12 @@ cmd_status() {
 cmd_env() {
     check_state_path
     [[ -f $SLURM_CONF_PATH ]] || die "no test cluster configuration in $STATE (run '$0 up')"
-    echo "export SLURM_CONF=$SLURM_CONF_PATH"
-    echo "export BT_TEST_STATE=$STATE"
+    printf 'export SLURM_CONF=%q\n' "$SLURM_CONF_PATH"
+    printf 'export BT_TEST_STATE=%q\n' "$STATE"
 }
 
 cmd_plugstack() {
-    local plugin= plugin_args= restart=1
+    local plugin='' plugin_args='' restart=1
     while (($#)); do
         case $1 in
         --plugin) plugin=${2:?--plugin needs a path}; shift ;;

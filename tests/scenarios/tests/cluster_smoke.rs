@@ -63,13 +63,21 @@ fn failing_batch_script_is_failed_with_its_exit_code() {
 fn srun_runs_a_one_task_job() {
     let c = Cluster::from_env();
     let wd = c.workdir(TEST_USER, "srun");
+    let out = c.run_as(TEST_USER, &wd, &["srun", "-n1", "-t", "1", "hostname"]);
+    out.assert_success();
+    // The node is this machine under another name.
+    let host = c.cmd("hostname").run();
+    assert_eq!(
+        out.stdout.trim(),
+        host.assert_success().stdout.trim(),
+        "{out}"
+    );
     let out = c.run_as(
         TEST_USER,
         &wd,
         &["srun", "-n1", "-t", "1", "printenv", "SLURMD_NODENAME"],
     );
-    out.assert_success();
-    assert_eq!(out.stdout.trim(), NODE, "{out}");
+    assert_eq!(out.assert_success().stdout.trim(), NODE, "{out}");
     c.assert_node_not_drained();
 }
 
