@@ -448,7 +448,8 @@ cmd_up() {
     rm -rf --one-file-system "$STATE/log.prev"
     [[ -d $LOG ]] && mv "$LOG" "$STATE/log.prev"
     rm -rf --one-file-system "$RUN" "$STATE/ctld" "$STATE/spool" "$STATE/mysql" "$STATE/munge" \
-        "$STATE/jobcontainer" "$STATE/beamline-src" "$STATE/work" "$STATE/plugins" "$ETC"
+        "$STATE/jobcontainer" "$STATE/beamline-src" "$STATE/work" "$STATE/plugins" "$ETC" \
+        "$STATE"/probe-*
     install -d -m 755 "$ETC" "$RUN" "$LOG" "$STATE/spool" "$STATE/spool/slurmd" "$STATE/beamline-src" "$STATE/work"
     install -d -o slurm -g slurm -m 755 "$STATE/ctld"
     [[ $job_container == 1 ]] && install -d -m 700 "$STATE/jobcontainer"
