@@ -21,7 +21,7 @@ use crate::id::{shown, BeamtimeId};
 use crate::metadata::{
     parse_metadata, Metadata, MetadataError, MetadataKind, MetadataProblem, MAX_METADATA_BYTES,
 };
-pub use crate::pattern::{expand_pattern, substitute_id, PatternError, SearchPattern};
+pub use crate::pattern::{expand_pattern, substitute_id, Expansion, PatternError, SearchPattern};
 
 /// Environment variable with colon-separated search patterns; when set and
 /// not empty it replaces the config file and the defaults.
@@ -200,6 +200,8 @@ pub enum DiscoveryError {
     NotFound {
         id: BeamtimeId,
         searched: Vec<String>,
+        /// Places the caller had no permission to look into.
+        denied: Vec<PathBuf>,
     },
     Ambiguous {
         id: BeamtimeId,
@@ -233,17 +235,28 @@ impl fmt::Display for DiscoveryError {
                 "cannot read the config file {}: {problem}; check {CONFIG_FILE_VAR}",
                 path.display()
             ),
-            DiscoveryError::NotFound { id, searched } => {
+            DiscoveryError::NotFound { id, searched, denied } => {
                 write!(f, "no metadata file for beamtime {id}; searched ")?;
                 if searched.is_empty() {
                     f.write_str("nothing, the search path is empty")?;
                 } else {
                     f.write_str(&searched.join(", "))?;
                 }
-                f.write_str(
-                    "; check the id (the file appears when the beamtime starts and leaves \
-                     the beamline filesystem when it stops)",
-                )
+                if let Some(first) = denied.first() {
+                    write!(f, "; you may not look into {}", first.display())?;
+                    if denied.len() > 1 {
+                        write!(f, " and {} more", denied.len() - 1)?;
+                    }
+                    f.write_str(
+                        ": a beamtime's folder is open only to its members, so if the \
+                         beamtime is yours, work as its account",
+                    )
+                } else {
+                    f.write_str(
+                        "; check the id (the file appears when the beamtime starts and \
+                         leaves the beamline filesystem when it stops)",
+                    )
+                }
             }
             DiscoveryError::Ambiguous { id, paths } => write!(
                 f,
@@ -277,10 +290,13 @@ impl std::error::Error for DiscoveryError {}
 /// Two different files from that pattern are an error listing both; the
 /// same file reached twice (through symlinks) counts once.
 pub fn find_by_id(search: &SearchPath, id: &BeamtimeId) -> Result<PathBuf, DiscoveryError> {
+    let mut denied = Vec::new();
     for pattern in search.patterns() {
         let mut seen = Vec::new();
         let mut found = Vec::new();
-        for path in pattern.expand(id) {
+        let expansion = pattern.search(id);
+        denied.extend(expansion.denied);
+        for path in expansion.found {
             let identity = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             if !seen.contains(&identity) {
                 seen.push(identity);
@@ -301,6 +317,7 @@ pub fn find_by_id(search: &SearchPath, id: &BeamtimeId) -> Result<PathBuf, Disco
     Err(DiscoveryError::NotFound {
         id: id.clone(),
         searched: search.patterns().iter().map(|p| p.substitute(id)).collect(),
+        denied,
     })
 }
 
@@ -458,6 +475,21 @@ mod tests {
             parse_config("# nothing\n", Path::new("x")),
             Ok(None)
         ));
+    }
+
+    #[test]
+    fn not_found_says_where_the_caller_may_not_look() {
+        let id = BeamtimeId::parse("11099001").unwrap();
+        let error = DiscoveryError::NotFound {
+            id: id.clone(),
+            searched: vec!["/b/*/current/beamtime-metadata-11099001.json".into()],
+            denied: vec![PathBuf::from("/b/p11/current"), PathBuf::from("/b/p21/current")],
+        };
+        let message = error.to_string();
+        assert!(message.contains("you may not look into /b/p11/current and 1 more"), "{message}");
+        assert!(message.contains("work as its account"), "{message}");
+        let plain = DiscoveryError::NotFound { id, searched: Vec::new(), denied: Vec::new() };
+        assert!(plain.to_string().contains("check the id"), "{plain}");
     }
 
     #[test]

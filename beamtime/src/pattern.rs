@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::id::{shown, BeamtimeId};
@@ -79,13 +80,21 @@ impl SearchPattern {
     /// `id`, sorted within each wildcard level. Directories that cannot be
     /// listed are skipped; wildcards never match names that are not UTF-8.
     pub fn expand(&self, id: &BeamtimeId) -> Vec<PathBuf> {
+        self.search(id).found
+    }
+
+    /// [`SearchPattern::expand`], also noting the places the caller may not
+    /// look into: a beamtime folder open only to its members hides the file
+    /// from everybody else, and "not found" alone would mislead them.
+    pub fn search(&self, id: &BeamtimeId) -> Expansion {
         let concrete = self.substitute(id);
+        let mut denied = Vec::new();
         let mut candidates = vec![PathBuf::from("/")];
         for component in concrete.split('/').filter(|c| !c.is_empty() && *c != ".") {
             if component.contains('*') {
                 candidates = candidates
                     .iter()
-                    .flat_map(|folder| matching_entries(folder, component))
+                    .flat_map(|folder| matching_entries(folder, component, &mut denied))
                     .collect();
             } else {
                 candidates
@@ -96,9 +105,25 @@ impl SearchPattern {
                 break;
             }
         }
-        candidates.retain(|candidate| candidate.exists());
-        candidates
+        let mut found = Vec::new();
+        for candidate in candidates {
+            match fs::metadata(&candidate) {
+                Ok(_) => found.push(candidate),
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => denied.push(candidate),
+                Err(_) => {}
+            }
+        }
+        Expansion { found, denied }
     }
+}
+
+/// What one pattern found, and where it could not look.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expansion {
+    pub found: Vec<PathBuf>,
+    /// Folders that could not be listed and paths that could not be checked,
+    /// for want of permission.
+    pub denied: Vec<PathBuf>,
 }
 
 impl fmt::Display for SearchPattern {
@@ -118,10 +143,13 @@ pub fn expand_pattern(pattern: &SearchPattern, id: &BeamtimeId) -> Vec<PathBuf> 
     pattern.expand(id)
 }
 
-fn matching_entries(folder: &Path, component: &str) -> Vec<PathBuf> {
+fn matching_entries(folder: &Path, component: &str, denied: &mut Vec<PathBuf>) -> Vec<PathBuf> {
     let entries = match fs::read_dir(folder) {
         Ok(entries) => entries,
         Err(error) => {
+            if error.kind() == io::ErrorKind::PermissionDenied {
+                denied.push(folder.to_path_buf());
+            }
             log::debug!("skipping {}: {error}", folder.display());
             return Vec::new();
         }

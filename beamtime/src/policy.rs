@@ -75,7 +75,11 @@ impl Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}. {}", self.problem, self.fix)
+        if self.fix.is_empty() {
+            f.write_str(&self.problem)
+        } else {
+            write!(f, "{}. {}", self.problem, self.fix)
+        }
     }
 }
 

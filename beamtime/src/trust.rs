@@ -123,11 +123,8 @@ pub fn load_trusted_metadata(
             e.to_string(),
             "Ask the beamline staff to remove the stale one",
         ),
-        _ => Refusal::new(
-            Rule::MetadataNotFound,
-            e.to_string(),
-            "Check the id against the beamtime's metadata file",
-        ),
+        // The message already says what to check.
+        _ => Refusal::new(Rule::MetadataNotFound, e.to_string(), ""),
     })?;
     let bytes = read_trusted(&path, policy)?;
     let metadata = parse_metadata(&bytes, &path).map_err(|e| {
