@@ -127,9 +127,9 @@ pub fn load_trusted_metadata(
         _ => Refusal::new(Rule::MetadataNotFound, e.to_string(), ""),
     })?;
     let bytes = read_trusted(&path, policy)?;
-    let metadata = parse_metadata(&bytes, &path).map_err(|e| {
-        Refusal::new(Rule::MetadataInvalid, e.to_string(), "Ask the beamline staff to fix the metadata file")
-    })?;
+    // The parser's message already names the place and what to do.
+    let metadata = parse_metadata(&bytes, &path)
+        .map_err(|e| Refusal::new(Rule::MetadataInvalid, e.to_string(), ""))?;
     if &metadata.id != id {
         return Err(Refusal::new(
             Rule::MetadataInvalid,

@@ -1,0 +1,536 @@
+//! spank-beamtime on the real cluster: every user-visible promise of the
+//! plugin, each checked for its message, exit status, job state, the node's
+//! state and what is left on the host.
+//!
+//! Run by scripts/test-all.sh with the freshly built plugin in plugstack.conf,
+//! once plainly and once with job_container/tmpfs.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use scenarios::{Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE, TEST_USER};
+
+/// A refused task's exit status (EX_NOPERM).
+const REFUSED: i32 = 77;
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(Cluster::from_env)
+}
+
+/// The beamtime most scenarios use: beamline p11, account bttest01, one reservation.
+fn good() -> &'static Beamtime {
+    static GOOD: OnceLock<Beamtime> = OnceLock::new();
+    GOOD.get_or_init(|| cluster().start_beamtime(&BeamtimeSpec::new("11099001", "p11", "bttest01")))
+}
+
+/// What a user passes by hand without bt-submit.
+fn submit_args(bt: &Beamtime) -> Vec<String> {
+    vec![
+        format!("--beamtime={}", bt.id),
+        format!("--partition={}", bt.partition),
+        format!("--reservation={}", bt.reservations[0]),
+    ]
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// The node's refusal as the user sees it on srun's stderr or in the job's .err file.
+fn node_refusal(job: impl std::fmt::Display) -> String {
+    format!("spank-beamtime: error: job {job} refused on {NODE}: ")
+}
+
+/// A copy of the cluster's slurm.conf whose plugstack is empty: what a user
+/// can do to run srun/sbatch without the plugin's client-side checks.
+fn bypass_conf(user: &str) -> PathBuf {
+    let c = cluster();
+    let dir = c.workdir(user, "bypass");
+    let plugstack = dir.join("plugstack.conf");
+    fs::write(&plugstack, "# nothing\n").unwrap();
+    let original = fs::read_to_string(c.slurm_conf()).unwrap();
+    let conf: String = original
+        .lines()
+        .filter(|line| !line.starts_with("PlugStackConfig"))
+        .map(|line| format!("{line}\n"))
+        .chain([format!("PlugStackConfig={}\n", plugstack.display())])
+        .collect();
+    let path = dir.join("slurm.conf");
+    fs::write(&path, conf).unwrap();
+    for file in [&plugstack, &path] {
+        fs::set_permissions(file, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    path
+}
+
+/// The option as srun/sbatch would pass it to the node, set by hand.
+const FORGED_OPTION: &str = "_SLURM_SPANK_OPTION_beamtime_beamtime";
+
+/// srun with the client plugin bypassed and the option forged into the step's environment.
+fn bypassed_srun(user: &str, beamtime: &str, extra: &[&str], command: &[&str]) -> Output {
+    let c = cluster();
+    c.as_user(user, "srun")
+        .env("SLURM_CONF", bypass_conf(user))
+        .env(FORGED_OPTION, beamtime)
+        .args(extra)
+        .args(command)
+        .run()
+}
+
+#[track_caller]
+fn assert_refused_by_node(out: &Output, expected: &str) {
+    assert_eq!(out.code(), Some(REFUSED), "srun must fail with {REFUSED}:\n{out}");
+    assert!(
+        out.stderr.contains("spank-beamtime: error: job ") && out.stderr.contains(&format!(" refused on {NODE}: ")),
+        "no refusal message:\n{out}"
+    );
+    assert!(out.stderr.contains(expected), "stderr lacks {expected:?}:\n{out}");
+    cluster().assert_node_not_drained();
+}
+
+#[track_caller]
+fn assert_refused_by_client(out: &Output, program: &str, expected: &str) {
+    out.assert_failure();
+    assert!(out.stdout.trim().is_empty(), "a job was submitted:\n{out}");
+    assert!(
+        out.stderr.contains(&format!("{program}: error: spank-beamtime: ")),
+        "no client-side refusal:\n{out}"
+    );
+    assert!(out.stderr.contains(expected), "stderr lacks {expected:?}:\n{out}");
+}
+
+/// Writes the beamtime's metadata file again, root-owned 0644 as the start script does.
+fn rewrite_metadata(bt: &Beamtime, change: impl FnOnce(&mut serde_json::Value)) {
+    let mut metadata = bt.metadata();
+    change(&mut metadata);
+    let text = serde_json::to_string_pretty(&metadata).unwrap();
+    let staging = bt.metadata_path.with_extension("new");
+    fs::write(&staging, text).unwrap();
+    fs::set_permissions(&staging, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::rename(&staging, &bt.metadata_path).unwrap();
+}
+
+/// Mount points at or below /beamline in the host's mount table.
+fn host_beamline_mounts() -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(str::to_owned))
+        .filter(|mount_point| mount_point == "/beamline" || mount_point.starts_with("/beamline/"))
+        .collect()
+}
+
+#[track_caller]
+fn assert_host_untouched() {
+    assert_eq!(host_beamline_mounts(), Vec::<String>::new(), "mounts left on the host");
+    let left: Vec<_> = fs::read_dir("/beamline").unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "/beamline on the host is not empty: {left:?}");
+}
+
+fn job_container_enabled() -> bool {
+    let args = fs::read_to_string(cluster().state_dir().join("etc/cluster.args")).unwrap();
+    args.lines().any(|line| line == "job_container=1")
+}
+
+/// What a job reports about its view of the beamline.
+const LOOK_AROUND: &str = r#"#!/bin/bash
+echo "user=$(id -un)"
+env | grep '^BEAMTIME_' | sort
+echo "beamlines=$(ls -A /beamline | tr '\n' ' ')"
+echo "current=$(ls -A "/beamline/$BEAMTIME_BEAMLINE/current" | sort | tr '\n' ' ')"
+cat "/beamline/$BEAMTIME_BEAMLINE/current/raw/detector.txt"
+touch "/beamline/$BEAMTIME_BEAMLINE/current/raw/mine" 2>/dev/null && echo raw=writable || echo raw=read-only
+touch "/beamline/$BEAMTIME_BEAMLINE/current/processed/job-$SLURM_JOB_ID" && echo processed=writable
+touch "/beamline/$BEAMTIME_BEAMLINE/current/new-file" 2>/dev/null && echo top=writable || echo top=read-only
+touch /beamline/intruder 2>/dev/null && echo hide-root=writable || echo hide-root=read-only
+echo "core=$BEAMTIME_CORE_PATH"
+"#;
+
+fn put_detector_file(bt: &Beamtime) {
+    let raw = bt.current_dir.join("raw/detector.txt");
+    fs::write(&raw, format!("frame data of {}\n", bt.id)).unwrap();
+    fs::set_permissions(&raw, fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+#[track_caller]
+fn assert_saw_its_beamline(bt: &Beamtime, output: &str) {
+    for expected in [
+        format!("user={}", bt.account),
+        format!("BEAMTIME_ID={}", bt.id),
+        format!("BEAMTIME_BEAMLINE={}", bt.beamline),
+        format!("BEAMTIME_BEAMLINE_PATH=/beamline/{}/current", bt.beamline),
+        format!("beamlines={} ", bt.beamline),
+        "current=beamtime-metadata-".to_owned(),
+        format!("frame data of {}", bt.id),
+        "raw=read-only".to_owned(),
+        "processed=writable".to_owned(),
+        "top=read-only".to_owned(),
+        "hide-root=read-only".to_owned(),
+        "BEAMTIME_CORE_PATH=/asap3/".to_owned(),
+    ] {
+        assert!(output.contains(&expected), "job output lacks {expected:?}:\n{output}");
+    }
+}
+
+#[test]
+fn sbatch_job_sees_only_its_own_beamline() {
+    let c = cluster();
+    let bt = good();
+    // Another beamtime on another beamline of the same node: the job must not see it.
+    let other = c.start_beamtime(&BeamtimeSpec::new("11099002", "p12", "bttest02").partition("all"));
+    put_detector_file(bt);
+    put_detector_file(&other);
+    let log = c.log_cursor("slurmd.log");
+
+    let wd = c.workdir(&bt.account, "sbatch");
+    let (job, end) = c.submit_and_wait(&bt.account, &wd, &strs(&submit_args(bt)), LOOK_AROUND);
+    end.assert_completed_ok();
+    let output = job.stdout();
+    assert_saw_its_beamline(bt, &output);
+    assert!(!output.contains("p12"), "the job saw the other beamline:\n{output}");
+    assert!(bt.current_dir.join(format!("processed/job-{}", job.id)).exists());
+    assert!(!bt.current_dir.join("raw/mine").exists());
+
+    let logged = log.read_new();
+    assert!(
+        logged.contains(&format!(
+            "spank-beamtime: job={} step=batch uid={} beamtime={} node={NODE} decision=accepted reservation={}",
+            job.id,
+            UnixUser::get(&bt.account).uid,
+            bt.id,
+            bt.reservations[0]
+        )),
+        "slurmd.log lacks the decision:\n{logged}"
+    );
+    c.assert_node_not_drained();
+    assert_host_untouched();
+}
+
+#[test]
+fn sbatch_directives_in_the_script_work() {
+    let c = cluster();
+    let bt = good();
+    put_detector_file(bt);
+    let script = format!(
+        "#!/bin/bash\n#SBATCH --beamtime={}\n#SBATCH --partition={}\n#SBATCH --reservation={}\n{}",
+        bt.id,
+        bt.partition,
+        bt.reservations[0],
+        LOOK_AROUND.trim_start_matches("#!/bin/bash\n")
+    );
+    let wd = c.workdir(&bt.account, "directives");
+    let (job, end) = c.submit_and_wait(&bt.account, &wd, &[], &script);
+    end.assert_completed_ok();
+    assert_saw_its_beamline(bt, &job.stdout());
+}
+
+#[test]
+fn srun_and_salloc_run_as_the_beamtime() {
+    let c = cluster();
+    let bt = good();
+    put_detector_file(bt);
+    let wd = c.workdir(&bt.account, "interactive");
+    let show = "echo $BEAMTIME_ID; ls -A /beamline; cat /beamline/p11/current/raw/detector.txt";
+
+    let out = c.as_user(&bt.account, "srun").cwd(&wd).args(submit_args(bt)).args(["bash", "-c", show]).run();
+    out.assert_success().assert_stdout_contains(&format!("{}\np11\nframe data of {}", bt.id, bt.id));
+
+    let out = c
+        .as_user(&bt.account, "salloc")
+        .cwd(&wd)
+        .args(submit_args(bt))
+        .args(["srun", "bash", "-c", show])
+        .run();
+    out.assert_success().assert_stdout_contains(&format!("{}\np11\nframe data of {}", bt.id, bt.id));
+    c.assert_node_not_drained();
+}
+
+#[test]
+fn srun_inside_a_beamtime_batch_job_inherits_the_beamtime() {
+    let c = cluster();
+    let bt = good();
+    let wd = c.workdir(&bt.account, "inherit");
+    let script = "#!/bin/bash\nsrun bash -c 'echo step=$BEAMTIME_ID; ls -A /beamline'\necho srun-status=$?\n";
+    let (job, end) = c.submit_and_wait(&bt.account, &wd, &strs(&submit_args(bt)), script);
+    end.assert_completed_ok();
+    let output = job.stdout();
+    assert!(output.contains(&format!("step={}\np11\nsrun-status=0", bt.id)), "{output}");
+}
+
+#[test]
+fn the_second_reservation_of_a_dedicated_beamtime_is_accepted() {
+    let c = cluster();
+    let bt = c.start_beamtime(
+        &BeamtimeSpec::new("11099005", "p21", "bttest05").reservations(&["11099005", "11099005_1"]),
+    );
+    let log = c.log_cursor("slurmd.log");
+    let out = c
+        .as_user(&bt.account, "srun")
+        .args([format!("--beamtime={}", bt.id), format!("--partition={}", bt.partition)])
+        .arg("--reservation=11099005_1")
+        .args(["bash", "-c", "echo $BEAMTIME_ID; ls -A /beamline"])
+        .run();
+    out.assert_success().assert_stdout_contains("11099005\np21");
+    assert!(log.read_new().contains("beamtime=11099005 node=btnode1 decision=accepted reservation=11099005_1"));
+}
+
+#[test]
+fn another_user_is_refused_before_submitting_and_on_the_node() {
+    let c = cluster();
+    let bt = good();
+    let wd = c.workdir(TEST_USER, "wrong-user");
+    // The beamtime folder is open to its members only, so the client cannot even read the file.
+    let out = c.sbatch(TEST_USER, &wd, &[&format!("--beamtime={}", bt.id)], "#!/bin/bash\ntrue\n");
+    assert_refused_by_client(&out, "sbatch", "you may not look into");
+    assert!(out.stderr.contains("work as its account"), "{out}");
+
+    // With the client's checks bypassed, the node refuses: srun …
+    let out = bypassed_srun(TEST_USER, &bt.id, &[], &["true"]);
+    assert_refused_by_node(&out, &format!("beamtime {} runs as its account '{}'", bt.id, bt.account));
+    assert!(out.stderr.contains(&format!("-l {} {NODE}", bt.account)), "no login hint:\n{out}");
+
+    // … and a batch job fails (not the node) with the message in its .err file.
+    let out = c
+        .as_user(TEST_USER, "sbatch")
+        .cwd(&wd)
+        .env("SLURM_CONF", bypass_conf(TEST_USER))
+        .env(FORGED_OPTION, &bt.id)
+        .args(["--parsable", "-o"])
+        .arg(wd.join("slurm-%j.out"))
+        .arg("-e")
+        .arg(wd.join("slurm-%j.err"))
+        .args(["--wrap", "echo the payload ran"])
+        .run();
+    let id = out.job_id();
+    let end = c.wait_job(id, scenarios::DEFAULT_TIMEOUT);
+    assert_eq!((end.state.as_str(), end.exit_code), ("FAILED", REFUSED), "{end:#?}");
+    let stderr = fs::read_to_string(wd.join(format!("slurm-{id}.err"))).unwrap();
+    assert!(stderr.contains(&node_refusal(id)), "{stderr}");
+    assert!(stderr.contains("runs as its account"), "{stderr}");
+    let stdout = fs::read_to_string(wd.join(format!("slurm-{id}.out"))).unwrap_or_default();
+    assert!(!stdout.contains("the payload ran"), "the refused job ran: {stdout}");
+    c.assert_node_not_drained();
+}
+
+#[test]
+fn a_job_outside_the_reservation_is_refused_even_with_a_forged_environment() {
+    let c = cluster();
+    let bt = good();
+    let wd = c.workdir(&bt.account, "no-reservation");
+    let out = c
+        .as_user(&bt.account, "srun")
+        .cwd(&wd)
+        .args([format!("--beamtime={}", bt.id), format!("--partition={}", bt.partition)])
+        .args(["echo", "the payload ran"])
+        .run();
+    assert_refused_by_node(&out, "the job runs outside a reservation");
+    assert!(out.stderr.contains(&format!("Submit with --reservation={}", bt.id)), "{out}");
+    assert!(!out.stdout.contains("the payload ran"), "{out}");
+
+    // The step environment is the user's: the plugin asks the controller instead.
+    // (SLURM_RESERVATION would be a real request for the reservation, read by srun.)
+    let out = c
+        .as_user(&bt.account, "srun")
+        .cwd(&wd)
+        .env("SLURM_JOB_RESERVATION", &bt.id)
+        .args([format!("--beamtime={}", bt.id), format!("--partition={}", bt.partition)])
+        .args(["echo", "the payload ran"])
+        .run();
+    assert_refused_by_node(&out, "the job runs outside a reservation");
+}
+
+#[test]
+fn a_reservation_that_is_not_the_beamtimes_is_refused() {
+    let c = cluster();
+    let bt = c.start_beamtime(&BeamtimeSpec::new("11099006", "p22", "bttest06").partition("all"));
+    // An admin's reservation that happens to admit the beamtime account.
+    // (Deleted first, so the test can run again on the same cluster.)
+    let _ = c.cmd("scontrol").args(["delete", "ReservationName=maintenance_p22"]).run();
+    c.cmd("scontrol")
+        .args(["create", "reservation", "ReservationName=maintenance_p22", "Users=bttest06"])
+        .args([&format!("Nodes={NODE}"), "CoreCnt=1", "StartTime=now", "Duration=infinite", "Flags=IGNORE_JOBS"])
+        .run()
+        .assert_success();
+    let out = c
+        .as_user(&bt.account, "srun")
+        .args([&format!("--beamtime={}", bt.id), "--partition=all", "--reservation=maintenance_p22", "true"])
+        .run();
+    assert_refused_by_node(&out, "the job runs in reservation 'maintenance_p22', which is not one of beamtime 11099006's (11099006)");
+}
+
+#[test]
+fn a_node_outside_reserved_nodes_is_refused() {
+    let c = cluster();
+    let bt = c.start_beamtime(&BeamtimeSpec::new("11099007", "p23", "bttest07").partition("all"));
+    rewrite_metadata(&bt, |m| m["onlineAnalysis"]["reservedNodes"] = serde_json::json!(["max-p3a999"]));
+    let out = c.as_user(&bt.account, "srun").args(submit_args(&bt)).arg("true").run();
+    assert_refused_by_node(&out, "node btnode1 is not one of beamtime 11099007's reserved nodes (max-p3a999)");
+}
+
+#[test]
+fn hostile_ids_are_refused_on_both_sides() {
+    let c = cluster();
+    let wd = c.workdir(TEST_USER, "hostile");
+    for id in ["../../etc", "11099001/..", "a\nb", "é", &"9".repeat(200), ".hidden", "-x"] {
+        let out = c.sbatch(TEST_USER, &wd, &[&format!("--beamtime={id}")], "#!/bin/bash\ntrue\n");
+        assert_refused_by_client(&out, "sbatch", "invalid beamtime id");
+        let out = bypassed_srun(TEST_USER, id, &[], &["true"]);
+        assert_refused_by_node(&out, "invalid beamtime id");
+        assert!(!out.stderr.contains("a\nb"), "a raw newline reached the message:\n{out}");
+    }
+}
+
+/// A beamtime without online resources whose metadata the test then damages.
+fn damaged_beamtime(id: &str, beamline: &str, account: &str) -> Beamtime {
+    cluster().start_beamtime(&BeamtimeSpec::new(id, beamline, account).partition("all").no_online())
+}
+
+/// Both sides refuse: sbatch before a job exists, and the node when the client is bypassed.
+#[track_caller]
+fn assert_refused_everywhere(bt: &Beamtime, expected: &str) {
+    let c = cluster();
+    let wd = c.workdir(&bt.account, "refused");
+    let out = c.sbatch(&bt.account, &wd, &[&format!("--beamtime={}", bt.id), "--partition=all"], "#!/bin/bash\ntrue\n");
+    assert_refused_by_client(&out, "sbatch", expected);
+    let out = bypassed_srun(&bt.account, &bt.id, &["--partition=all"], &["true"]);
+    assert_refused_by_node(&out, expected);
+}
+
+#[test]
+fn missing_metadata_is_refused() {
+    let bt = damaged_beamtime("11099010", "p30", "bttest10");
+    fs::remove_file(&bt.metadata_path).unwrap();
+    assert_refused_everywhere(&bt, "no metadata file for beamtime 11099010");
+}
+
+#[test]
+fn malformed_metadata_is_refused_with_file_and_position() {
+    let bt = damaged_beamtime("11099011", "p31", "bttest11");
+    fs::write(&bt.metadata_path, "{\n    \"beamtimeId\": \"11099011\",\n    \"beamline\": \n").unwrap();
+    assert_refused_everywhere(&bt, &format!("{}:4:", bt.metadata_path.display()));
+}
+
+#[test]
+fn symlinked_metadata_is_refused() {
+    let bt = damaged_beamtime("11099012", "p32", "bttest12");
+    let real = bt.current_dir.join("shared/real-metadata.json");
+    fs::rename(&bt.metadata_path, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &bt.metadata_path).unwrap();
+    assert_refused_everywhere(&bt, "is not trusted: it is a symbolic link");
+}
+
+#[test]
+fn metadata_of_an_untrusted_owner_is_refused() {
+    let bt = damaged_beamtime("11099013", "p33", "bttest13");
+    let account = UnixUser::get(&bt.account).uid;
+    std::os::unix::fs::chown(&bt.metadata_path, Some(account), None).unwrap();
+    assert_refused_everywhere(&bt, &format!("owned by uid {account}, not by a trusted owner (uid 0)"));
+}
+
+#[test]
+fn group_writable_metadata_is_refused() {
+    let bt = damaged_beamtime("11099014", "p34", "bttest14");
+    fs::set_permissions(&bt.metadata_path, fs::Permissions::from_mode(0o664)).unwrap();
+    assert_refused_everywhere(&bt, "writable by group or others (mode 0664)");
+}
+
+#[test]
+fn pre_start_metadata_is_refused_as_not_ready() {
+    let bt = damaged_beamtime("11099015", "p35", "bttest15");
+    rewrite_metadata(&bt, |m| {
+        m["onlineAnalysis"] = serde_json::json!({
+            "reservedNodes": [], "slurmPartition": null, "slurmReservation": null,
+            "userAccount": null, "sshPrivateKeyPath": null, "sshPublicKeyPath": null
+        })
+    });
+    assert_refused_everywhere(&bt, "beamtime 11099015 has no online analysis resources yet");
+}
+
+#[test]
+fn a_job_without_beamtime_is_untouched() {
+    let c = cluster();
+    let log = c.log_cursor("slurmd.log");
+    let wd = c.workdir(TEST_USER, "plain");
+    let script = "#!/bin/bash\nenv | grep -c '^BEAMTIME_' || true\nls -A /beamline | wc -l\ngrep -c ' /beamline' /proc/self/mountinfo || true\n";
+    let (job, end) = c.submit_and_wait(TEST_USER, &wd, &[], script);
+    end.assert_completed_ok();
+    assert_eq!(job.stdout(), "0\n0\n0\n", "the plain job saw something of the plugin");
+    let out = c.run_as(TEST_USER, &wd, &["srun", "bash", "-c", "ls -A /beamline | wc -l"]);
+    out.assert_success().assert_stdout_contains("0");
+    let logged = log.read_new();
+    assert!(
+        !logged.lines().any(|l| l.contains("spank-beamtime") && l.contains(&format!("job={} ", job.id))),
+        "the plugin logged about a plain job:\n{logged}"
+    );
+}
+
+#[test]
+fn bt_submit_submits_a_beamtime_job() {
+    let c = cluster();
+    let bt = good();
+    put_detector_file(bt);
+    let bt_submit = std::env::var_os("BT_SUBMIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Cluster::repo_root().join("target/release/bt-submit"));
+    assert!(bt_submit.exists(), "{} is missing: build bt-submit (scripts/test-all.sh does)", bt_submit.display());
+    let wd = c.workdir(&bt.account, "bt-submit");
+    let script = wd.join("look.sh");
+    fs::write(&script, LOOK_AROUND).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = c
+        .as_user(&bt.account, &bt_submit)
+        .cwd(&wd)
+        .arg("--metadata")
+        .arg(&bt.metadata_path)
+        .args(["--parsable", "-o"])
+        .arg(wd.join("out-%j.txt"))
+        .arg(&script)
+        .run();
+    let id = out.job_id();
+    c.wait_job(id, scenarios::DEFAULT_TIMEOUT).assert_completed_ok();
+    assert_saw_its_beamline(bt, &fs::read_to_string(wd.join(format!("out-{id}.txt"))).unwrap());
+}
+
+#[test]
+fn the_beamline_and_job_container_tmpfs_work_together() {
+    let c = cluster();
+    let bt = good();
+    let wd = c.workdir(&bt.account, "container");
+    let marker = format!("/tmp/spank-beamtime-marker-{}", std::process::id());
+    let script = format!("#!/bin/bash\ntouch {marker}\nls -A /beamline\n");
+    let (job, end) = c.submit_and_wait(&bt.account, &wd, &strs(&submit_args(bt)), &script);
+    end.assert_completed_ok();
+    assert_eq!(job.stdout(), "p11\n");
+    let visible_on_host = Path::new(&marker).exists();
+    let _ = fs::remove_file(&marker);
+    assert_eq!(
+        visible_on_host,
+        !job_container_enabled(),
+        "/tmp must be private to the job exactly when job_container/tmpfs is configured"
+    );
+}
+
+#[test]
+fn fifty_jobs_in_a_row_leave_nothing_behind() {
+    let c = cluster();
+    let bt = c.start_beamtime(&BeamtimeSpec::new("11099020", "p40", "bttest20").partition("all").cores(2));
+    let wd = c.workdir(&bt.account, "fifty");
+    let args = submit_args(&bt);
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        let script = format!("#!/bin/bash\ntouch /beamline/p40/current/processed/job-{n}\n");
+        ids.push(c.submit(&bt.account, &wd, &strs(&args), &script).id);
+    }
+    for id in ids {
+        c.wait_job(id, Duration::from_secs(300)).assert_completed_ok();
+    }
+    for n in 0..50 {
+        assert!(bt.current_dir.join(format!("processed/job-{n}")).exists(), "job {n} left no file");
+    }
+    c.assert_node_not_drained();
+    assert_host_untouched();
+}
