@@ -551,8 +551,10 @@ impl NodeState {
     /// Able to take jobs: not drained, draining, down, failing or unresponsive (`*`).
     /// `reserved` is normal once beamtimes exist; `completing` passes in a moment.
     pub fn is_usable(&self) -> bool {
+        // sinfo appends '+' while a job on the node is completing (node_state_string in
+        // Slurm's slurm_protocol_defs.c); the base state decides.
         matches!(
-            self.state.as_str(),
+            self.state.trim_end_matches('+'),
             "idle" | "mixed" | "allocated" | "reserved" | "completing"
         )
     }
