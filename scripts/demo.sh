@@ -45,7 +45,7 @@ echo "--- processed/ (writable):"
 wc -l "$BEAMTIME_BEAMLINE_PATH"/raw/*.txt >"$BEAMTIME_BEAMLINE_PATH/processed/summary.txt"
 cat "$BEAMTIME_BEAMLINE_PATH/processed/summary.txt"
 echo "--- the job's environment:"
-env | grep '^BEAMTIME_' | sort
+env | grep -E '^BEAMTIME_(ID|BEAMLINE|BEAMLINE_PATH|CORE_PATH)=' | sort
 JOB
 chown "$ACCOUNT:" "$home/analyse.sh"
 chmod 755 "$home/analyse.sh"

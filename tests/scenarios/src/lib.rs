@@ -1220,6 +1220,61 @@ impl Cluster {
     }
 }
 
+/// Puts back, when dropped, the plugstack the cluster was started with, cancels the test
+/// user's jobs and returns the node to service: for tests that change plugstack.conf.
+pub struct RestorePlugstack<'a> {
+    c: &'a Cluster,
+    plugin: Option<PathBuf>,
+    args: String,
+}
+
+impl RestorePlugstack<'_> {
+    pub fn new(c: &Cluster) -> RestorePlugstack<'_> {
+        let recorded =
+            std::fs::read_to_string(c.state_dir().join("etc/cluster.args")).unwrap_or_default();
+        let field = |k: &str| {
+            recorded
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or("")
+                .to_string()
+        };
+        let plugin = Some(field("plugin"))
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        RestorePlugstack {
+            c,
+            plugin,
+            args: field("plugin_args"),
+        }
+    }
+}
+
+impl Drop for RestorePlugstack<'_> {
+    fn drop(&mut self) {
+        // No panicking here: this also runs while a failed test unwinds.
+        let script = Cluster::repo_root().join("tests/cluster/cluster.sh");
+        let mut cmd = self
+            .c
+            .cmd(&script)
+            .arg("plugstack")
+            .timeout(Duration::from_secs(120));
+        if let Some(p) = &self.plugin {
+            cmd = cmd
+                .arg("--plugin")
+                .arg(p)
+                .args(["--plugin-args", &self.args]);
+        }
+        let out = cmd.run();
+        if !out.success() {
+            eprintln!("could not restore plugstack.conf:\n{out}");
+        }
+        let _ = self.c.cmd("scancel").args(["-u", TEST_USER]).run();
+        self.c.resume_node();
+    }
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;

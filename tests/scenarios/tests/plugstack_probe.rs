@@ -10,64 +10,11 @@
 //! this file (cargo runs test files one after another); the original plugstack and the
 //! node's state are restored even when it fails.
 
-use scenarios::{Cluster, TEST_USER};
+use scenarios::{Cluster, RestorePlugstack, TEST_USER};
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Puts back the plugstack the cluster was started with, and the node into service.
-struct Restore<'a> {
-    c: &'a Cluster,
-    plugin: Option<PathBuf>,
-    args: String,
-}
-
-impl Restore<'_> {
-    fn new(c: &Cluster) -> Restore<'_> {
-        let recorded =
-            std::fs::read_to_string(c.state_dir().join("etc/cluster.args")).unwrap_or_default();
-        let field = |k: &str| {
-            recorded
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap_or("")
-                .to_string()
-        };
-        let plugin = Some(field("plugin"))
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from);
-        Restore {
-            c,
-            plugin,
-            args: field("plugin_args"),
-        }
-    }
-}
-
-impl Drop for Restore<'_> {
-    fn drop(&mut self) {
-        // No panicking here: this also runs while a failed test unwinds.
-        let script = Cluster::repo_root().join("tests/cluster/cluster.sh");
-        let mut cmd = self
-            .c
-            .cmd(&script)
-            .arg("plugstack")
-            .timeout(Duration::from_secs(120));
-        if let Some(p) = &self.plugin {
-            cmd = cmd
-                .arg("--plugin")
-                .arg(p)
-                .args(["--plugin-args", &self.args]);
-        }
-        let out = cmd.run();
-        if !out.success() {
-            eprintln!("could not restore plugstack.conf:\n{out}");
-        }
-        let _ = self.c.cmd("scancel").args(["-u", TEST_USER]).run();
-        self.c.resume_node();
-    }
-}
 
 fn build_probe(c: &Cluster, dir: &Path) -> PathBuf {
     let so = dir.join("btprobe.so");
@@ -124,7 +71,7 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
     std::fs::create_dir_all(&base).unwrap();
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
     let so = build_probe(&c, &base);
-    let _restore = Restore::new(&c);
+    let _restore = RestorePlugstack::new(&c);
     let user = scenarios::UnixUser::get(TEST_USER);
     let wd = c.workdir(TEST_USER, "probe");
 
