@@ -14,6 +14,9 @@ say "unit tests"
 # default-members: the scenarios crate needs the cluster and runs below.
 cargo test --locked
 
+say "fuzzing the parsers (time-boxed)"
+bash "$REPO/scripts/fuzz.sh" 15
+
 build_release
 "$REPO/tests/cluster/cluster.sh" down >/dev/null 2>&1 || true
 trap '"$REPO/tests/cluster/cluster.sh" down >&2 || true' EXIT
