@@ -534,3 +534,29 @@ fn fifty_jobs_in_a_row_leave_nothing_behind() {
     c.assert_node_not_drained();
     assert_host_untouched();
 }
+
+#[test]
+fn a_writable_subfolder_swapped_for_a_symlink_is_refused() {
+    let c = cluster();
+    let bt = c.start_beamtime(&BeamtimeSpec::new("11099021", "p41", "bttest21").partition("all"));
+    let victim = c.start_beamtime(&BeamtimeSpec::new("11099022", "p42", "bttest22").partition("all").no_online());
+    // A site where members may write the top of the beamline folder: a participant
+    // swaps processed/ for a link to another beamtime's folder, hoping for it read-write.
+    std::os::unix::fs::chown(&bt.current_dir, Some(UnixUser::get(&bt.account).uid), None).unwrap();
+    let wd = c.workdir(&bt.account, "swap");
+    let current = bt.current_dir.display().to_string();
+    let swap = format!(
+        "mv {current}/processed {current}/processed.real && ln -s {}/processed {current}/processed",
+        victim.current_dir.display()
+    );
+    c.run_as(&bt.account, &wd, &["bash", "-c", &swap]).assert_success();
+
+    let (job, end) = c.submit_and_wait(&bt.account, &wd, &strs(&submit_args(&bt)), "#!/bin/bash\necho the payload ran\n");
+    assert_eq!((end.state.as_str(), end.exit_code), ("FAILED", REFUSED), "{end:#?}");
+    let stderr = job.stderr();
+    assert!(stderr.contains(&node_refusal(job.id)), "{stderr}");
+    assert!(stderr.contains(&format!("{current}/processed is a symbolic link")), "{stderr}");
+    assert!(!job.stdout().contains("the payload ran"));
+    c.assert_node_not_drained();
+    assert_host_untouched();
+}
