@@ -22,6 +22,7 @@ The first word chooses what to do:
   bt-submit srun   [OPTIONS] [--] [SRUN_OPTIONS...] COMMAND [ARGS...]
   bt-submit salloc [OPTIONS] [--] [SALLOC_OPTIONS...] [COMMAND [ARGS...]]
   bt-submit show   [--beamtime ID | --metadata FILE] [--format json]
+  bt-submit doctor [--beamtime ID | --metadata FILE] [--format json]
 bt-submit's own options come right after that word; the first argument that
 is not one of them starts the options for sbatch/srun/salloc, and so does --.
 (A batch script called sbatch, srun, salloc or show is given as ./NAME.)
@@ -40,7 +41,8 @@ the metadata file; if they do not, nothing is submitted.";
 const EXIT_STATUS: &str = "\
 Exit status:
   sbatch's, srun's or salloc's own status once it runs
-  0    --dry-run or show succeeded
+  0    --dry-run or show succeeded; doctor: every check passed
+  1    doctor: a check failed or could not be made (see its output)
   64   wrong command line
   65   invalid or ambiguous metadata, or your options contradict it
   66   metadata file not found or not readable
@@ -82,7 +84,31 @@ pub enum Mode {
     /// Show the beamtime: window, nodes, partition, reservations, how to log in
     #[command(after_help = EXIT_STATUS)]
     Show(ShowArgs),
+    /// Check, in order, everything that decides whether a beamtime job will run
+    #[command(long_about = DOCTOR_ABOUT, after_help = EXIT_STATUS)]
+    Doctor(ShowArgs),
 }
+
+const DOCTOR_ABOUT: &str = "\
+Check, in order, everything that decides whether a beamtime job will run,
+and print one line per check (ok, FAIL or skip) with a fix for each failure:
+
+  metadata            the metadata file is found where the plugin looks
+                      (its metadata= patterns) and is trusted (owned by one
+                      of its trusted_owners, not writable by others)
+  online-resources    the file has a complete onlineAnalysis block
+  user                you are the beamtime's account (userAccount)
+  reservations        its reservations exist and are ACTIVE
+  reservation-access  their Users=/Accounts= admit you
+  nodes               its reservedNodes are up and not drained
+  partition           its partition is UP
+  plugin              the spank_beamtime plugin is in Slurm's plugstack
+                      configuration (PlugStackConfig and its includes)
+  beamline-source     the beamline folder (the plugin's source=) exists
+
+A check that needs an earlier one that failed is skipped. The plugstack
+configuration must be readable, as it is for srun and sbatch; without it the
+metadata is searched as by 'bt-submit show' and trusted only if root owns it.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {

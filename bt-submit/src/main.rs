@@ -4,6 +4,7 @@
 //! bt-submit [OPTIONS] [--] [SBATCH_OPTIONS...] SCRIPT [ARGS...]
 //! bt-submit sbatch|srun|salloc [OPTIONS] [--] [PROGRAM_OPTIONS...] [SCRIPT|COMMAND [ARGS...]]
 //! bt-submit show [--beamtime ID | --metadata FILE] [--format json]
+//! bt-submit doctor [--beamtime ID | --metadata FILE] [--format json]
 //! ```
 //!
 //! The metadata file (from `--metadata`, `--beamtime` or the working
@@ -15,22 +16,26 @@
 //! `{"program", "args", "reservation", "beamtime"}`.
 //!
 //! Exit statuses (also in `--help`): the program's own once it runs; 0 for a
-//! successful `--dry-run` or `show`; 64 wrong command line; 65 invalid or
+//! successful `--dry-run` or `show`, or when every `doctor` check passed; 1
+//! when a `doctor` check failed; 64 wrong command line; 65 invalid or
 //! ambiguous metadata, or the user's options contradict it; 66 metadata not
 //! found or unreadable; 69 no online resources yet; 74 output failed; 78
 //! invalid search path configuration; 126 the program could not be run; 127
 //! the program is not on PATH.
 
 mod cli;
+mod doctor;
 mod failure;
 mod plan;
 mod report;
 mod slurm_options;
+mod slurm_text;
 mod user;
 
 use std::env;
 use std::io::{self, Write};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use beamtime::discovery::{read_metadata_file, Discovery, DiscoveryError, SearchPath};
@@ -67,7 +72,30 @@ fn run() -> Result<(), Failure> {
                 Format::Json => write_json(&report::beamtime_json(&metadata)),
             }
         }
+        Some(Mode::Doctor(args)) => run_doctor(&args.source, args.format),
     }
+}
+
+fn run_doctor(source: &Source, format: Format) -> Result<(), Failure> {
+    let target = match (&source.metadata, &source.beamtime) {
+        (Some(path), _) => doctor::Target::File(absolute(path)?),
+        (None, Some(id)) => doctor::Target::Id(id.clone()),
+        (None, None) => doctor::Target::FromDirectory(current_dir()?),
+    };
+    let caller = doctor::Caller {
+        name: user::current_user_name(),
+        uid_of: doctor::uid_of,
+    };
+    let report = doctor::examine(&target, &doctor::SlurmCommands, &caller);
+    match format {
+        Format::Text => write_stdout(report.text().as_bytes())?,
+        Format::Json => write_json(&report.json())?,
+    }
+    if !report.all_passed() {
+        // The report on stdout already says what failed and what to do.
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn parse_command_line() -> Result<Cli, Failure> {
@@ -141,23 +169,31 @@ fn submit(program: Program, args: SubmitArgs) -> Result<(), Failure> {
     })
 }
 
+fn current_dir() -> Result<PathBuf, Failure> {
+    env::current_dir().map_err(|error| {
+        Failure::new(
+            Status::NoInput,
+            format!("cannot tell the current folder: {error}"),
+            "use --beamtime ID, or --metadata with an absolute path",
+        )
+    })
+}
+
+// Relative key paths in a metadata file are resolved against the file's
+// folder, so the file's own path must be absolute for them to work elsewhere.
+fn absolute(path: &Path) -> Result<PathBuf, Failure> {
+    Ok(if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        current_dir()?.join(path)
+    })
+}
+
 fn load_metadata(source: &Source) -> Result<Metadata, Failure> {
-    // Relative key paths in the file are resolved against the file's folder,
-    // so the file's own path must be absolute for them to work elsewhere.
-    let here = || {
-        env::current_dir().map_err(|error| {
-            Failure::new(
-                Status::NoInput,
-                format!("cannot tell the current folder: {error}"),
-                "use --beamtime ID, or --metadata with an absolute path",
-            )
-        })
-    };
     let discovery = match (&source.metadata, &source.beamtime) {
-        (Some(path), _) if path.is_absolute() => Discovery::File(path.clone()),
-        (Some(path), _) => Discovery::File(here()?.join(path)),
+        (Some(path), _) => Discovery::File(absolute(path)?),
         (None, Some(id)) => Discovery::Id(id.clone()),
-        (None, None) => Discovery::FromDirectory(here()?),
+        (None, None) => Discovery::FromDirectory(current_dir()?),
     };
     let search = match discovery {
         Discovery::Id(_) => SearchPath::from_environment().map_err(|error| {
