@@ -93,9 +93,9 @@ const DOCTOR_ABOUT: &str = "\
 Check, in order, everything that decides whether a beamtime job will run,
 and print one line per check (ok, FAIL or skip) with a fix for each failure:
 
-  metadata            the metadata file is found where the plugin looks
-                      (its metadata= patterns) and is trusted (owned by one
-                      of its trusted_owners, not writable by others)
+  metadata            the metadata file is where the plugin looks (its
+                      metadata= patterns) and is trusted (owned by one of
+                      its trusted_owners, not writable by others)
   online-resources    the file has a complete onlineAnalysis block
   user                you are the beamtime's account (userAccount)
   reservations        its reservations exist and are ACTIVE

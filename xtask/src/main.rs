@@ -1,0 +1,220 @@
+//! `cargo run -p xtask -- assets DIR`: writes bt-submit's man pages and shell
+//! completions, generated from the clap definition `--help` is made of, so the
+//! packages cannot ship pages that disagree with the program.
+//!
+//! ```text
+//! DIR/man/bt-submit.1  DIR/man/bt-submit-<subcommand>.1  DIR/man/spank-beamtime.8
+//! DIR/completions/bt-submit.bash  DIR/completions/_bt-submit  DIR/completions/bt-submit.fish
+//! ```
+//!
+//! spank-beamtime(8) is written by hand (docs/man/spank-beamtime.8) and copied;
+//! the tests below hold its lists of plugstack arguments and log rules to the
+//! code's.
+
+// The very file bt-submit is built from, not a copy of it. Only its clap
+// definition is used here; the parsed fields are bt-submit's to read.
+#[path = "../../bt-submit/src/cli.rs"]
+#[allow(dead_code)]
+mod cli;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+const USAGE: &str = "usage: cargo run -p xtask -- assets DIR";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [command, dir] = args.as_slice() else {
+        eprintln!(
+            "xtask: error: expected two arguments, got {}\n{USAGE}",
+            args.len()
+        );
+        return ExitCode::from(64);
+    };
+    if command != "assets" {
+        eprintln!("xtask: error: unknown command '{command}'\n{USAGE}");
+        return ExitCode::from(64);
+    }
+    match write_assets(Path::new(dir)) {
+        Ok(written) => {
+            for path in written {
+                println!("{}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("xtask: error: writing into {dir}: {error}");
+            ExitCode::from(74)
+        }
+    }
+}
+
+fn write_assets(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let man = dir.join("man");
+    let completions = dir.join("completions");
+    fs::create_dir_all(&man)?;
+    fs::create_dir_all(&completions)?;
+    let mut written = Vec::new();
+
+    let command = cli::Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone()).render(&mut page)?;
+    written.push(write(&man.join("bt-submit.1"), &page)?);
+    for sub in command.get_subcommands() {
+        let name = format!("bt-submit-{}", sub.get_name());
+        let sub = sub
+            .clone()
+            .bin_name(format!("bt-submit {}", sub.get_name()));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(sub)
+            .title(name.clone())
+            .section("1")
+            .render(&mut page)?;
+        written.push(write(&man.join(format!("{name}.1")), &page)?);
+    }
+    let plugin_page = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/man/spank-beamtime.8");
+    written.push(write(
+        &man.join("spank-beamtime.8"),
+        &fs::read(plugin_page)?,
+    )?);
+
+    for (shell, file) in [
+        (Shell::Bash, "bt-submit.bash"),
+        (Shell::Zsh, "_bt-submit"),
+        (Shell::Fish, "bt-submit.fish"),
+    ] {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cli::Cli::command(), "bt-submit", &mut script);
+        written.push(write(&completions.join(file), &script)?);
+    }
+    Ok(written)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    fs::write(path, bytes)?;
+    Ok(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    use beamtime::plugin_config::PluginConfig;
+
+    fn repo_file(path: &str) -> String {
+        let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+        fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+    }
+
+    /// The tags (the line after each `.TP`) of the page's section `name`.
+    fn tags(page: &str, name: &str) -> Vec<String> {
+        let start = page
+            .find(&format!(".SH {name}\n"))
+            .unwrap_or_else(|| panic!("spank-beamtime.8 has no section {name}"));
+        let rest = &page[start + 4..];
+        let lines: Vec<&str> = rest[..rest.find("\n.SH").unwrap_or(rest.len())]
+            .lines()
+            .collect();
+        lines
+            .windows(2)
+            .filter(|pair| pair[0] == ".TP")
+            .map(|pair| pair[1].to_owned())
+            .collect()
+    }
+
+    /// The keys the plugin accepts, as its own error message lists them.
+    fn plugin_keys() -> BTreeSet<String> {
+        let error = PluginConfig::parse(["no_such_key=1"])
+            .unwrap_err()
+            .to_string();
+        let list = error
+            .split("known keys: ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{error}"));
+        let list = &list[..list.find(')').unwrap_or_else(|| panic!("{error}"))];
+        list.split(", ").map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_man_page_documents_exactly_the_plugstack_keys_the_plugin_accepts() {
+        let page = repo_file("docs/man/spank-beamtime.8");
+        let documented: BTreeSet<String> = tags(&page, "ARGUMENTS")
+            .iter()
+            .filter_map(|l| l.strip_prefix(".B "))
+            .filter_map(|l| l.split('=').next())
+            .map(|k| k.trim_matches('"').to_owned())
+            .collect();
+        assert_eq!(documented, plugin_keys());
+    }
+
+    #[test]
+    fn the_man_page_lists_exactly_the_rules_the_plugin_logs() {
+        // Rule::as_str's arms are the one list of rule names there is.
+        let policy = repo_file("beamtime/src/policy.rs");
+        let rules: BTreeSet<String> = policy
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Rule::"))
+            .filter_map(|l| l.split("=> \"").nth(1))
+            .map(|l| l.trim_end_matches("\",").to_owned())
+            .collect();
+        assert!(
+            rules.len() > 10,
+            "could not read the rule names from policy.rs: {rules:?}"
+        );
+        let page = repo_file("docs/man/spank-beamtime.8");
+        let documented: BTreeSet<String> = tags(&page, "LOG")
+            .iter()
+            .filter_map(|l| l.strip_prefix(".BR "))
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(documented, rules);
+    }
+
+    #[test]
+    fn the_example_drop_in_uses_only_keys_the_plugin_accepts() {
+        let conf = repo_file("slurm-conf-examples/plugstack.conf.d/beamtime.conf");
+        let line = conf
+            .lines()
+            .find(|l| l.starts_with("required "))
+            .expect("a required line");
+        let args: Vec<&str> = line.split_whitespace().skip(2).collect();
+        PluginConfig::parse(args).unwrap();
+    }
+
+    #[test]
+    fn assets_are_written_for_every_subcommand_and_shell() {
+        let dir = std::env::temp_dir().join(format!("xtask-assets-{}", std::process::id()));
+        let written = write_assets(&dir).unwrap();
+        let names: BTreeSet<String> = written
+            .iter()
+            .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
+            .collect();
+        for expected in [
+            "man/bt-submit.1",
+            "man/bt-submit-doctor.1",
+            "man/bt-submit-show.1",
+            "man/spank-beamtime.8",
+            "completions/bt-submit.bash",
+            "completions/_bt-submit",
+            "completions/bt-submit.fish",
+        ] {
+            assert!(
+                names.contains(expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+        let main_page = fs::read_to_string(dir.join("man/bt-submit.1")).unwrap();
+        assert!(main_page.contains("doctor"), "{main_page}");
+        let doctor = fs::read_to_string(dir.join("man/bt-submit-doctor.1")).unwrap();
+        assert!(doctor.contains("reservation\\-access"), "{doctor}");
+        let bash = fs::read_to_string(dir.join("completions/bt-submit.bash")).unwrap();
+        assert!(bash.contains("--beamtime"), "{bash}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
