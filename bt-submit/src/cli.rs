@@ -103,7 +103,9 @@ and print one line per check (ok, FAIL or skip) with a fix for each failure:
   nodes               its reservedNodes are up and not drained
   partition           its partition is UP
   plugin              the spank_beamtime plugin is in Slurm's plugstack
-                      configuration (PlugStackConfig and its includes)
+                      configuration (PlugStackConfig and its includes),
+                      its arguments are valid, and srun here offers
+                      --beamtime
   beamline-source     the beamline folder (the plugin's source=) exists
 
 A check that needs an earlier one that failed is skipped. The plugstack

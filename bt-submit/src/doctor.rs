@@ -245,7 +245,7 @@ pub fn examine(target: &Target, slurm: &dyn Slurm, caller: &Caller) -> Report {
         ] {
             checks.push(Check::skip(name, "online-resources"));
         }
-        checks.push(plugin_check(&plugin));
+        checks.push(plugin_check(&plugin, slurm));
         checks.push(Check::skip("beamline-source", "online-resources"));
         return Report {
             beamtime: metadata.map(|m| m.id.to_string()).or(match target {
@@ -366,7 +366,7 @@ pub fn examine(target: &Target, slurm: &dyn Slurm, caller: &Caller) -> Report {
         },
     );
 
-    checks.push(plugin_check(&plugin));
+    checks.push(plugin_check(&plugin, slurm));
 
     checks.push(match &plugin {
         Err(_) => Check::skip("beamline-source", "plugin"),
@@ -455,7 +455,10 @@ fn access_check(existing: &[&Reservation], user: &str, slurm: &dyn Slurm) -> Che
     }
 }
 
-fn plugin_check(plugin: &Result<PluginSetup, (String, String)>) -> Check {
+/// The configuration comes from the controller's PlugStackConfig; whether the
+/// plugin really loads into this host's srun (its own slurm.conf, its own
+/// copy of the files) only srun can tell: it lists plugin options in --help.
+fn plugin_check(plugin: &Result<PluginSetup, (String, String)>, slurm: &dyn Slurm) -> Check {
     match plugin {
         Err((detail, fix)) => Check::fail("plugin", detail.as_str(), fix.as_str()),
         Ok(p) => {
@@ -474,8 +477,22 @@ fn plugin_check(plugin: &Result<PluginSetup, (String, String)>) -> Check {
                     format!("{ASK_ADMIN}: install the spank-beamtime package"),
                 );
             }
+            match slurm.query("srun", &["--help"]) {
+                Ok(help) if help.contains("--beamtime=") => {}
+                Ok(_) => {
+                    return Check::fail(
+                        "plugin",
+                        format!("{conf} names {}, but srun here does not offer --beamtime: it does not load the plugin", p.path),
+                        format!("{ASK_ADMIN}: this host's slurm.conf (PlugStackConfig) must load the same plugstack configuration"),
+                    )
+                }
+                Err(e) => return Check::fail("plugin", e, format!("{ASK_ADMIN}: srun must work on this host")),
+            }
             let kind = if p.required { "required" } else { "optional" };
-            Check::pass("plugin", format!("{conf} loads {} ({kind})", p.path))
+            Check::pass(
+                "plugin",
+                format!("{conf} loads {} ({kind}); srun offers --beamtime", p.path),
+            )
         }
     }
 }
@@ -714,6 +731,7 @@ mod tests {
                 &world.dir.join("plugstack.conf").display().to_string(),
             );
             world.answer("scontrol show config", Ok(show_config));
+            world.answer("srun --help", Ok(fixture("srun-help.txt")));
             world.answer(
                 "scontrol show reservation -o",
                 Ok(fixture("reservations.txt")),
@@ -1014,7 +1032,7 @@ mod tests {
         let report = world.examine_as("bttest01");
         assert!(check(&report, "plugin")
             .detail
-            .ends_with("spank_beamtime.so (optional)"));
+            .ends_with("spank_beamtime.so (optional); srun offers --beamtime"));
         let source = check(&report, "beamline-source");
         assert_eq!(source.outcome, Outcome::Fail);
         assert!(
@@ -1035,6 +1053,36 @@ mod tests {
                 .starts_with("no spank_beamtime plugin in "),
             "{}",
             check(&report, "plugin").detail
+        );
+    }
+
+    #[test]
+    fn a_configured_plugin_that_srun_does_not_load_fails() {
+        let mut world = World::new().with_nodes(&fixture("node-idle.txt"));
+        let help = fixture("srun-help.txt");
+        let start = help.find("Options provided by plugins:").unwrap();
+        let end = help.find("GPU scheduling options:").unwrap();
+        world.answer(
+            "srun --help",
+            Ok(format!("{}{}", &help[..start], &help[end..])),
+        );
+        let plugin = check(&world.examine_as("bttest01"), "plugin").clone();
+        assert_eq!(plugin.outcome, Outcome::Fail);
+        assert!(
+            plugin
+                .detail
+                .ends_with("but srun here does not offer --beamtime: it does not load the plugin"),
+            "{}",
+            plugin.detail
+        );
+        world.answer(
+            "srun --help",
+            Err("cannot run 'srun --help': No such file or directory (os error 2)".into()),
+        );
+        let plugin = check(&world.examine_as("bttest01"), "plugin").clone();
+        assert_eq!(
+            plugin.detail,
+            "cannot run 'srun --help': No such file or directory (os error 2)"
         );
     }
 

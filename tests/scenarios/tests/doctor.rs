@@ -1,0 +1,156 @@
+//! `bt-submit doctor` against the real cluster: its scontrol, sacctmgr and
+//! plugstack reading, as the beamtime's account and as others. The parsing and
+//! every check's failure text are unit-tested in bt-submit (src/doctor.rs,
+//! src/slurm_text.rs); here each check meets the real Slurm.
+//!
+//! Nothing here drains the node, downs a partition or rewrites plugstack.conf:
+//! other scenarios share the cluster.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use scenarios::{Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE, TEST_USER};
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(Cluster::from_env)
+}
+
+fn bt_submit() -> PathBuf {
+    let path = std::env::var_os("BT_SUBMIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Cluster::repo_root().join("target/release/bt-submit"));
+    assert!(path.exists(), "{} is missing: build bt-submit (scripts/test-all.sh does)", path.display());
+    path
+}
+
+fn doctor(user: &str, args: &[&str]) -> Output {
+    cluster().as_user(user, bt_submit()).arg("doctor").args(args).run()
+}
+
+/// The line of one check in the text report.
+#[track_caller]
+fn line<'o>(out: &'o Output, check: &str) -> &'o str {
+    out.stdout
+        .lines()
+        .find(|l| l.get(5..).is_some_and(|rest| rest.starts_with(&format!("{check} "))))
+        .unwrap_or_else(|| panic!("no line for check {check}:\n{out}"))
+}
+
+#[test]
+fn a_started_beamtime_passes_every_check_for_its_account() {
+    let c = cluster();
+    let bt = c.start_beamtime(&BeamtimeSpec::new("11099101", "p11", "bttest101").reservations(&["11099101", "11099101_1"]));
+    let out = doctor(&bt.account, &["--beamtime", &bt.id]);
+    out.assert_success();
+    for check in [
+        "metadata",
+        "online-resources",
+        "user",
+        "reservations",
+        "reservation-access",
+        "nodes",
+        "partition",
+        "plugin",
+        "beamline-source",
+    ] {
+        assert!(line(&out, check).starts_with("ok   "), "{check} did not pass:\n{out}");
+    }
+    assert!(line(&out, "reservations").ends_with("11099101, 11099101_1 active"), "{out}");
+    assert!(line(&out, "nodes").ends_with(&format!("{NODE} up")), "{out}");
+    assert!(line(&out, "plugin").contains(&format!("{}/etc/plugstack.conf loads ", c.state_dir().display())), "{out}");
+    assert!(line(&out, "beamline-source").contains(&format!("{} is there", bt.current_dir.display())), "{out}");
+    out.assert_stdout_contains("all 9 checks passed");
+
+    let json = doctor(&bt.account, &["--beamtime", &bt.id, "--format", "json"]);
+    json.assert_success();
+    let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{json}");
+    assert_eq!(report["beamtime"], bt.id.as_str());
+    assert_eq!(report["checks"].as_array().unwrap().len(), 9);
+}
+
+#[test]
+fn another_user_is_told_the_beamtime_is_not_theirs_and_exits_1() {
+    let c = cluster();
+    let bt = c.start_beamtime(&BeamtimeSpec::new("11099102", "p82", "bttest102").partition("all"));
+    let out = doctor(TEST_USER, &["--beamtime", &bt.id]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    // The beamtime's folder is closed to others: the plugin would not find the file for them either.
+    let metadata = line(&out, "metadata");
+    assert!(metadata.starts_with("FAIL "), "{out}");
+    assert!(metadata.contains("you may not look into"), "{out}");
+    assert!(line(&out, "user").starts_with("skip "), "{out}");
+    assert!(line(&out, "plugin").starts_with("ok   "), "{out}");
+
+    // Given a root-owned copy of the file, the user and reservation checks speak.
+    let copy = c.workdir(TEST_USER, "doctor").join("metadata.json");
+    fs::copy(&bt.metadata_path, &copy).unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = doctor(TEST_USER, &["--metadata", copy.to_str().unwrap()]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(line(&out, "metadata").starts_with("ok   "), "{out}");
+    assert!(line(&out, "user").contains(&format!("you are {TEST_USER}, but beamtime {} runs as its account {}", bt.id, bt.account)), "{out}");
+    assert!(line(&out, "reservation-access").contains(&format!("user {TEST_USER} is not admitted by Users={}", bt.account)), "{out}");
+
+    // The user's own copy is exactly what the plugin refuses.
+    let me = UnixUser::get(TEST_USER);
+    std::os::unix::fs::chown(&copy, Some(me.uid), Some(me.gid)).unwrap();
+    let out = doctor(TEST_USER, &["--metadata", copy.to_str().unwrap()]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(line(&out, "metadata").contains("not by a trusted owner"), "{out}");
+}
+
+#[test]
+fn a_deleted_reservation_fails_the_reservation_check_with_its_name() {
+    let c = cluster();
+    let bt: Beamtime = c.start_beamtime(&BeamtimeSpec::new("11099103", "p83", "bttest103").partition("all"));
+    c.cmd("scontrol").args(["delete", &format!("reservation={}", bt.id)]).run().assert_success();
+    let out = doctor(&bt.account, &["--beamtime", &bt.id]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    let reservations = line(&out, "reservations");
+    assert!(reservations.starts_with("FAIL "), "{out}");
+    assert!(reservations.ends_with(&format!("reservation {} does not exist", bt.id)), "{out}");
+    assert!(line(&out, "reservation-access").starts_with("skip "), "{out}");
+    assert!(line(&out, "nodes").starts_with("ok   "), "{out}");
+    assert!(line(&out, "partition").starts_with("ok   "), "{out}");
+}
+
+/// `scontrol show config` reports the controller's PlugStackConfig; a host
+/// whose own slurm.conf loads another plugstack is caught through srun.
+#[test]
+fn a_host_whose_srun_does_not_load_the_plugin_fails_the_plugin_check() {
+    let c = cluster();
+    let bt = c.start_beamtime(&BeamtimeSpec::new("11099104", "p84", "bttest104").partition("all"));
+    // A slurm.conf with an empty plugstack: a login node without the package.
+    let dir = c.workdir(&bt.account, "no-plugin");
+    let plugstack = dir.join("plugstack.conf");
+    fs::write(&plugstack, "# nothing\n").unwrap();
+    let conf: String = fs::read_to_string(c.slurm_conf())
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("PlugStackConfig"))
+        .map(|l| format!("{l}\n"))
+        .chain([format!("PlugStackConfig={}\n", plugstack.display())])
+        .collect();
+    let slurm_conf = dir.join("slurm.conf");
+    fs::write(&slurm_conf, conf).unwrap();
+    for file in [&plugstack, &slurm_conf] {
+        fs::set_permissions(file, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let out = c
+        .as_user(&bt.account, bt_submit())
+        .env("SLURM_CONF", &slurm_conf)
+        .args(["doctor", "--metadata"])
+        .arg(&bt.metadata_path)
+        .run();
+    assert_eq!(out.code(), Some(1), "{out}");
+    let plugin = line(&out, "plugin");
+    assert!(plugin.starts_with("FAIL "), "{out}");
+    assert!(plugin.ends_with("but srun here does not offer --beamtime: it does not load the plugin"), "{out}");
+    for check in ["metadata", "user", "reservations", "nodes", "beamline-source"] {
+        assert!(line(&out, check).starts_with("ok   "), "{check}:\n{out}");
+    }
+}
