@@ -8,11 +8,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use beamtime::discovery::{Discovery, SearchPath};
+use beamtime::discovery::{find_from_dir, SearchPath, SearchPattern};
 use beamtime::id::BeamtimeId;
-use beamtime::metadata::{parse_metadata, Metadata};
+use beamtime::metadata::{Metadata, MetadataKind};
 use beamtime::plugin_config::{OwnerSpec, PluginConfig};
-use beamtime::trust::{read_trusted, TrustPolicy};
+use beamtime::trust::{load_trusted_metadata, TrustPolicy};
 use serde_json::{json, Value};
 
 use crate::slurm_text::{
@@ -530,7 +530,14 @@ fn find_plugin(slurm: &dyn Slurm) -> Result<PluginSetup, (String, String)> {
         })?;
         for line in parse_plugstack(&text) {
             match line {
-                PlugstackLine::Include(pattern) => files.extend(expand_include(&file, &pattern)),
+                PlugstackLine::Include(pattern) => {
+                    // A file that includes itself, directly or not, is read once.
+                    for included in expand_include(&file, &pattern) {
+                        if !files.contains(&included) {
+                            files.push(included);
+                        }
+                    }
+                }
                 PlugstackLine::Plugin {
                     required,
                     path,
@@ -616,47 +623,38 @@ fn load_metadata(
             OwnerSpec::Name(name) => name.clone(),
         })
         .collect();
-    let discovery = match target {
-        Target::File(path) => Discovery::File(path.clone()),
-        Target::Id(id) => Discovery::Id(id.clone()),
-        Target::FromDirectory(dir) => Discovery::FromDirectory(dir.clone()),
-    };
-    let search = match (config, target) {
-        (Some(config), _) => config.metadata.clone(),
-        (None, Target::Id(_)) => SearchPath::from_environment().map_err(|e| {
+    let (id, search) = match target {
+        Target::Id(id) => match config {
+            Some(config) => (id.clone(), config.metadata.clone()),
+            None => (
+                id.clone(),
+                SearchPath::from_environment().map_err(|e| {
+                    (
+                        e.to_string(),
+                        "fix BEAMTIME_METADATA_PATH or the config file, or use --metadata FILE"
+                            .to_owned(),
+                    )
+                })?,
+            ),
+        },
+        Target::File(path) => exactly(path)?,
+        Target::FromDirectory(dir) => exactly(&find_from_dir(dir).map_err(|e| {
             (
                 e.to_string(),
-                "fix BEAMTIME_METADATA_PATH or the config file, or use --metadata FILE".to_owned(),
+                "run doctor in the beamtime folder, or use --beamtime ID".to_owned(),
             )
-        })?,
-        (None, _) => SearchPath::default(),
+        })?)?,
     };
-    let path = discovery.locate(&search).map_err(|e| {
-        (
-            e.to_string(),
-            "name the file with --metadata FILE or the beamtime with --beamtime ID".to_owned(),
-        )
-    })?;
-    let bytes = read_trusted(&path, &TrustPolicy { owners: uids })
-        .map_err(|r| (r.problem, lowercase_first(&r.fix)))?;
-    let metadata = parse_metadata(&bytes, &path).map_err(|e| {
-        (
-            e.to_string(),
-            "ask the beamline staff to fix the metadata file".to_owned(),
-        )
-    })?;
-    if let Target::Id(id) = target {
-        if &metadata.id != id {
-            return Err((
-                format!(
-                    "{} describes beamtime {}, not {id}",
-                    path.display(),
-                    metadata.id
-                ),
-                "ask the beamline staff to fix the metadata file".to_owned(),
-            ));
-        }
-    }
+    let metadata =
+        load_trusted_metadata(&id, &search, &TrustPolicy { owners: uids }).map_err(|refusal| {
+            let fix = if refusal.fix.is_empty() {
+                "check the beamtime id (bt-submit show); its file appears when the beamtime starts"
+                    .to_owned()
+            } else {
+                lowercase_first(&refusal.fix)
+            };
+            (refusal.problem, fix)
+        })?;
     Ok((
         metadata,
         format!(
@@ -666,17 +664,48 @@ fn load_metadata(
     ))
 }
 
+/// A search path that finds just this file, so that a named file goes through
+/// the plugin's own lookup and trust checks; like the plugin, it needs the
+/// facility's file name to know the id.
+fn exactly(path: &Path) -> Result<(BeamtimeId, SearchPath), (String, String)> {
+    let unnamed = || {
+        (
+            format!(
+                "{}: the plugin only reads files named beamtime-metadata-<id>.json or \
+                 commissioning-metadata-<id>.json",
+                path.display()
+            ),
+            "name the beamtime with --beamtime ID".to_owned(),
+        )
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(unnamed)?;
+    let (kind, id) = MetadataKind::from_file_name(name).ok_or_else(unnamed)?;
+    let id = BeamtimeId::parse(id).map_err(|e| {
+        (
+            format!("{}: {e}", path.display()),
+            "name the beamtime with --beamtime ID".to_owned(),
+        )
+    })?;
+    let folder = path.parent().unwrap_or(Path::new("/"));
+    let pattern = format!("{}/{}{{id}}.json", folder.display(), kind.file_prefix());
+    let pattern = SearchPattern::parse(&pattern).map_err(|e| {
+        (
+            format!("{}: {e}", path.display()),
+            "copy the file to a folder without * { } in its path, or use --beamtime ID".to_owned(),
+        )
+    })?;
+    Ok((id, SearchPath::new(vec![pattern])))
+}
+
 fn lowercase_first(text: &str) -> String {
     let mut chars = text.chars();
     chars
         .next()
         .map(|c| c.to_lowercase().chain(chars).collect())
         .unwrap_or_default()
-}
-
-/// What `uid_of` is in production: NSS, like the plugin.
-pub fn uid_of(name: &str) -> Option<u32> {
-    crate::user::uid_of(name)
 }
 
 #[cfg(test)]
@@ -1054,6 +1083,40 @@ mod tests {
             "{}",
             check(&report, "plugin").detail
         );
+    }
+
+    #[test]
+    fn a_named_file_or_folder_goes_through_the_same_trust_checks() {
+        let world = World::new().with_nodes(&fixture("node-idle.txt"));
+        let caller = Caller {
+            name: Some("bttest01".into()),
+            uid_of: |_| None,
+        };
+        let file = world
+            .dir
+            .join("p11/current/beamtime-metadata-11099001.json");
+        for target in [
+            Target::File(file.clone()),
+            Target::FromDirectory(world.dir.join("p11/current")),
+        ] {
+            let report = examine(&target, &world, &caller);
+            assert!(report.all_passed(), "{}", report.text());
+        }
+        let renamed = world.dir.join("p11/current/my-copy.json");
+        fs::copy(&file, &renamed).unwrap();
+        let report = examine(&Target::File(renamed), &world, &caller);
+        let m = check(&report, "metadata");
+        assert_eq!(m.outcome, Outcome::Fail);
+        assert!(m.detail.ends_with("my-copy.json: the plugin only reads files named beamtime-metadata-<id>.json or commissioning-metadata-<id>.json"), "{}", m.detail);
+    }
+
+    #[test]
+    fn a_plugstack_that_includes_itself_is_read_once() {
+        let world = World::new().with_nodes(&fixture("node-idle.txt"));
+        let top = world.dir.join("plugstack.conf");
+        let text = fs::read_to_string(&top).unwrap();
+        fs::write(&top, format!("include {}\n{text}", top.display())).unwrap();
+        assert!(world.examine_as("bttest01").all_passed());
     }
 
     #[test]

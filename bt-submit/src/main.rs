@@ -84,7 +84,7 @@ fn run_doctor(source: &Source, format: Format) -> Result<(), Failure> {
     };
     let caller = doctor::Caller {
         name: user::current_user_name(),
-        uid_of: doctor::uid_of,
+        uid_of: user::uid_of,
     };
     let report = doctor::examine(&target, &doctor::SlurmCommands, &caller);
     match format {

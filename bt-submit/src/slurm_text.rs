@@ -173,9 +173,7 @@ pub fn node_unusable(line: &str) -> Option<String> {
         return Some("scontrol printed no State for it".to_owned());
     };
     let not_responding = state.ends_with('*');
-    let mut parts = state
-        .trim_end_matches(['*', '~', '#', '!', '%', '$', '@', '^', '-'])
-        .split('+');
+    let mut parts = state.trim_end_matches('*').split('+');
     let base = parts.next().unwrap_or_default();
     let flags: Vec<&str> = parts.collect();
     let bad_flag = flags.iter().find(|flag| {
