@@ -4,7 +4,8 @@
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export BT_TEST_STATE=${BT_TEST_STATE:-/var/lib/spank-beamtime-test}
 # slurmstepd loads the plugin as root: build it against the headers of the Slurm on this host.
-BUILD_PACKAGES=(libslurm-dev libclang-dev pkg-config)
+# slurm-wlm-basic-plugins: the package's dependency (dpkg -i does not fetch it).
+BUILD_PACKAGES=(libslurm-dev libclang-dev pkg-config slurm-wlm-basic-plugins)
 
 say() { printf '\n== %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -32,20 +33,39 @@ ensure_cargo() {
         die "cargo not found: install a Rust toolchain (1.77 or newer) with rustup, then run this again"
 }
 
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+
 # Builds the plugin and bt-submit in release mode; sets PLUGIN_SO and BT_SUBMIT.
 build_release() {
     say "building spank-beamtime and bt-submit (release)"
     (cd "$REPO" && cargo build --release --locked -p spank-beamtime -p bt-submit)
-    PLUGIN_SO=$REPO/target/release/libspank_beamtime.so
-    BT_SUBMIT=$REPO/target/release/bt-submit
+    PLUGIN_SO=$TARGET_DIR/release/libspank_beamtime.so
+    BT_SUBMIT=$TARGET_DIR/release/bt-submit
+}
+
+# Builds the .deb (scripts/package.sh) and installs it; sets PLUGIN_SO and BT_SUBMIT to the
+# installed files, so that the scenarios test what a site gets.
+install_package() {
+    local deb start
+    start=$(date +%s)
+    deb=$("$REPO/scripts/package.sh")
+    say "installing $deb (built in $(($(date +%s) - start)) s)"
+    dpkg -i --force-confnew "$deb" >&2
+    # shellcheck disable=SC2034 # read by the scripts that source this file
+    PLUGIN_SO=/usr/lib/x86_64-linux-gnu/slurm-wlm/spank_beamtime.so
+    # shellcheck disable=SC2034
+    BT_SUBMIT=/usr/bin/bt-submit
 }
 
 # The plugstack arguments the local cluster uses: metadata and beamline data live
-# in the harness's beamline folder, as they would on a facility's GPFS.
+# in the harness's beamline folder, as they would on a facility's GPFS; core/
+# stands for the core filesystem, where a beamtime's metadata outlives its turn
+# as the beamline's current one.
 plugin_args() {
     local src=$BT_TEST_STATE/beamline-src
     printf '%s ' \
         "metadata=$src/*/current/beamtime-metadata-{id}.json" \
+        "metadata=$BT_TEST_STATE/core/*/{id}/beamtime-metadata-{id}.json" \
         "source=$src/{beamline}/current" \
         "writable=processed,shared" \
         "$@"

@@ -118,6 +118,9 @@ pub struct Grant {
     pub hide_root: PathBuf,
     /// Subfolders of `source` bound read-write on top.
     pub writable: Vec<String>,
+    /// The metadata file's name, which `source` must hold while it is this
+    /// beamtime's (a beamline's `current` folder moves on to the next one).
+    pub metadata_file_name: String,
     pub environment: Vec<(&'static str, String)>,
 }
 
@@ -265,6 +268,7 @@ pub fn decide(config: &PluginConfig, metadata: &Metadata, job: &JobFacts) -> Res
         target,
         hide_root: config.target.hide_root().to_path_buf(),
         writable: config.writable.clone(),
+        metadata_file_name: metadata.kind.file_name(id),
         environment,
     })
 }
@@ -321,6 +325,7 @@ mod tests {
         assert_eq!(grant.target, Path::new("/beamline/p21/current"));
         assert_eq!(grant.hide_root, Path::new("/beamline"));
         assert_eq!(grant.writable, ["processed"]);
+        assert_eq!(grant.metadata_file_name, "beamtime-metadata-11099005.json");
         assert_eq!(
             grant.environment,
             [
@@ -463,6 +468,7 @@ mod tests {
         let grant = decide(&config(""), &commissioning, &job).unwrap();
         assert_eq!(grant.target, Path::new("/beamline/p11/current"));
         assert_eq!(grant.source, Path::new("/srv/p11/current"));
+        assert_eq!(grant.metadata_file_name, "commissioning-metadata-c20240312_000_GPUTEST.json");
     }
 
     #[test]

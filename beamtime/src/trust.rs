@@ -6,9 +6,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::discovery::{find_by_id, DiscoveryError, SearchPath};
+use crate::discovery::{DiscoveryError, SearchPath};
 use crate::id::BeamtimeId;
 use crate::metadata::{parse_metadata, Metadata, MAX_METADATA_BYTES};
 use crate::policy::{Refusal, Rule};
@@ -56,8 +56,24 @@ pub fn distrust(facts: &FileFacts, policy: &TrustPolicy) -> Option<String> {
     None
 }
 
+/// A metadata file's bytes, read from the descriptor that passed the checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedFile {
+    pub bytes: Vec<u8>,
+    device: u64,
+    inode: u64,
+}
+
+impl TrustedFile {
+    /// Whether two reads were of the same file (two patterns, or a symlinked
+    /// folder, can reach one file by two paths).
+    pub fn is_same_file(&self, other: &TrustedFile) -> bool {
+        (self.device, self.inode) == (other.device, other.inode)
+    }
+}
+
 /// Reads one metadata file if, and only if, it is trusted.
-pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<Vec<u8>, Refusal> {
+pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<TrustedFile, Refusal> {
     let untrusted = |why: String| {
         Refusal::new(
             Rule::MetadataUntrusted,
@@ -94,7 +110,8 @@ pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<Vec<u8>, Refusa
     if let Some(why) = distrust(&facts, policy) {
         return Err(untrusted(why));
     }
-    read_capped(&mut file).map_err(untrusted)
+    let bytes = read_capped(&mut file).map_err(untrusted)?;
+    Ok(TrustedFile { bytes, device: stat.dev(), inode: stat.ino() })
 }
 
 /// The size was checked on the descriptor, but the file may grow after: read
@@ -111,24 +128,61 @@ fn read_capped(file: &mut File) -> Result<Vec<u8>, String> {
 }
 
 /// Finds, reads, checks and parses the metadata of beamtime `id` in the
-/// admin's search path.
+/// admin's search path. Only trusted files count: the first pattern with one
+/// decides, two different trusted files are ambiguous, and a file anybody
+/// could plant (a symlink, a user's copy) neither shadows nor blocks the real
+/// one. With no trusted file at all, the first untrusted one says why.
 pub fn load_trusted_metadata(
     id: &BeamtimeId,
     search: &SearchPath,
     policy: &TrustPolicy,
 ) -> Result<Metadata, Refusal> {
-    let path = find_by_id(search, id).map_err(|e| match e {
-        DiscoveryError::Ambiguous { .. } => Refusal::new(
-            Rule::MetadataAmbiguous,
-            e.to_string(),
-            "Ask the beamline staff to remove the stale one",
-        ),
+    let mut denied = Vec::new();
+    let mut first_untrusted = None;
+    for pattern in search.patterns() {
+        let expansion = pattern.search(id);
+        denied.extend(expansion.denied);
+        let mut trusted: Vec<(PathBuf, TrustedFile)> = Vec::new();
+        for path in expansion.found {
+            match read_trusted(&path, policy) {
+                Ok(file) if trusted.iter().any(|(_, seen)| seen.is_same_file(&file)) => {}
+                Ok(file) => trusted.push((path, file)),
+                Err(refusal) => {
+                    first_untrusted.get_or_insert(refusal);
+                }
+            }
+        }
+        match trusted.len() {
+            0 => continue,
+            1 => {
+                let (path, file) = trusted.remove(0);
+                return parse_trusted(id, &path, &file.bytes);
+            }
+            _ => {
+                let paths = trusted.into_iter().map(|(path, _)| path).collect();
+                let error = DiscoveryError::Ambiguous { id: id.clone(), paths };
+                return Err(Refusal::new(
+                    Rule::MetadataAmbiguous,
+                    error.to_string(),
+                    "Ask the beamline staff to remove the stale one",
+                ));
+            }
+        }
+    }
+    Err(first_untrusted.unwrap_or_else(|| {
+        let searched = search.patterns().iter().map(|p| p.substitute(id)).collect();
         // The message already says what to check.
-        _ => Refusal::new(Rule::MetadataNotFound, e.to_string(), ""),
-    })?;
-    let bytes = read_trusted(&path, policy)?;
+        Refusal::new(
+            Rule::MetadataNotFound,
+            DiscoveryError::NotFound { id: id.clone(), searched, denied }.to_string(),
+            "",
+        )
+    }))
+}
+
+fn parse_trusted(id: &BeamtimeId, path: &Path, bytes: &[u8]) -> Result<Metadata, Refusal> {
     // The parser's message already names the place and what to do.
-    let metadata = parse_metadata(&bytes, &path)
+    let metadata = parse_metadata(bytes, path)
         .map_err(|e| Refusal::new(Rule::MetadataInvalid, e.to_string(), ""))?;
     if &metadata.id != id {
         return Err(Refusal::new(
@@ -145,7 +199,6 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const GOOD: &[u8] = include_bytes!("../tests/fixtures/beamtime-metadata-11099001.json");
@@ -200,7 +253,7 @@ mod tests {
     fn a_trusted_file_is_read_whole() {
         let scratch = Scratch::new();
         let path = scratch.write("m.json", GOOD);
-        assert_eq!(read_trusted(&path, &owner_of(&path)).unwrap(), GOOD);
+        assert_eq!(read_trusted(&path, &owner_of(&path)).unwrap().bytes, GOOD);
     }
 
     #[test]
@@ -304,5 +357,31 @@ mod tests {
         let refusal = load_trusted_metadata(&id("11099002"), &search, &owner_of(&renamed)).unwrap_err();
         assert_eq!(refusal.rule, Rule::MetadataInvalid);
         assert!(refusal.problem.contains("11099001"), "{refusal}");
+    }
+
+    #[test]
+    fn a_planted_file_neither_shadows_nor_blocks_the_real_one() {
+        let scratch = Scratch::new();
+        for folder in ["p11", "p12", "later"] {
+            fs::create_dir(scratch.0.join(folder)).unwrap();
+        }
+        let real = scratch.write("later/beamtime-metadata-11099001.json", GOOD);
+        // Next to the real file's pattern, and in an earlier pattern: a user's copy and a symlink.
+        let copy = scratch.write("p11/beamtime-metadata-11099001.json", GOOD);
+        std::os::unix::fs::chown(&copy, Some(4_000_001), None).unwrap();
+        std::os::unix::fs::symlink(&real, scratch.0.join("p12/beamtime-metadata-11099001.json")).unwrap();
+        let search = SearchPath::parse_list(&format!(
+            "{0}/*/beamtime-metadata-{{id}}.json:{0}/later/beamtime-metadata-{{id}}.json",
+            scratch.0.display()
+        ))
+        .unwrap();
+        let metadata = load_trusted_metadata(&id("11099001"), &search, &owner_of(&real)).unwrap();
+        assert_eq!(metadata.path, real);
+
+        // With the real file gone, the first planted one says why it is not taken.
+        fs::remove_file(&real).unwrap();
+        let refusal = load_trusted_metadata(&id("11099001"), &search, &owner_of(&scratch.0)).unwrap_err();
+        assert_eq!(refusal.rule, Rule::MetadataUntrusted);
+        assert!(refusal.problem.contains("p11/beamtime-metadata-11099001.json is not trusted: it is owned by uid 4000001"), "{refusal}");
     }
 }

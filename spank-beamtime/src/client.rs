@@ -9,6 +9,6 @@ use beamtime::policy::{self, Refusal};
 use crate::{ffi, load_beamtime};
 
 pub fn check_before_submit(config: &PluginConfig, requested: &str) -> Result<(), Refusal> {
-    let (metadata, account_uid) = load_beamtime(config, requested)?;
-    policy::check_submitter(config, &metadata, ffi::current_uid(), account_uid).map(|_| ())
+    let loaded = load_beamtime(config, requested)?;
+    policy::check_submitter(config, &loaded.metadata, ffi::current_uid(), loaded.account_uid).map(|_| ())
 }

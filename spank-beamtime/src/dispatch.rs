@@ -8,7 +8,7 @@ use beamtime::plugin_config::PluginConfig;
 use slurm_spank::{spank_log_error, Context, Plugin, SpankHandle, SpankOption};
 
 use crate::slurmstepd::{self, Verdict};
-use crate::{client, OPTION, PLUGIN};
+use crate::{client, INHERITED_OPTION, OPTION, PLUGIN};
 
 #[derive(Default)]
 pub struct Beamtime {
@@ -24,7 +24,17 @@ impl Beamtime {
     /// where the plugin is idle, so such jobs cost nothing beyond this lookup.
     fn requested(&self, spank: &SpankHandle) -> Option<String> {
         self.config.as_ref()?;
-        spank.get_option_value_os(OPTION).map(|v| v.to_string_lossy().into_owned())
+        if let Some(value) = spank.get_option_value_os(OPTION) {
+            return Some(value.to_string_lossy().into_owned());
+        }
+        // `sbatch --export=NONE` (or a list) drops the option's own variable
+        // from the batch step but keeps this one, as Slurm keeps SLURM* names:
+        // without it the batch script would run without its beamline while
+        // its srun steps got it. It is as untrusted as the option itself.
+        match spank.context() {
+            Ok(Context::Remote) => spank.getenv(INHERITED_OPTION).ok().flatten(),
+            _ => None,
+        }
     }
 }
 

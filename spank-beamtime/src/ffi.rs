@@ -206,31 +206,107 @@ pub fn mount_tmpfs(target: &Path, options: &str) -> io::Result<()> {
     })
 }
 
-/// Binds the directory behind `source` (not a path that could be swapped) onto `target`.
-pub fn bind(source: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
-    let source = path_to_cstring(&fd_path(source))?;
-    let target = path_to_cstring(target)?;
-    // SAFETY: NUL-terminated strings that live across the call.
-    check(unsafe {
-        libc::mount(source.as_ptr(), target.as_ptr(), ptr::null(), libc::MS_BIND, ptr::null())
-    })
+/// A detached copy of the mount at the directory behind `source` (that
+/// directory only, not the mounts below it), to be attached with [`attach`].
+/// Working on handles instead of paths leaves nothing for a user to swap.
+pub fn clone_mount(source: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: open_tree reads a NUL-terminated empty path and returns a new descriptor.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            source.as_raw_fd(),
+            c"".as_ptr(),
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open_tree returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
-/// Sets a mount's flags: always nosuid and nodev, read-only when asked.
-/// `bind_mount` selects the bind-remount form, which changes only this mount.
-pub fn remount(target: &Path, read_only: bool, bind_mount: bool) -> io::Result<()> {
-    let target = path_to_cstring(target)?;
-    let mut flags = libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
+/// Adds nosuid and nodev (and read-only, noexec when asked) to the mount
+/// behind `mount`, keeping every flag it already has (a source mounted
+/// noexec stays noexec).
+pub fn restrict_mount(mount: BorrowedFd<'_>, read_only: bool, no_exec: bool) -> io::Result<()> {
+    let mut set = libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV;
     if read_only {
-        flags |= libc::MS_RDONLY;
+        set |= libc::MOUNT_ATTR_RDONLY;
     }
-    if bind_mount {
-        flags |= libc::MS_BIND;
+    if no_exec {
+        set |= libc::MOUNT_ATTR_NOEXEC;
+    }
+    let attributes = libc::mount_attr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    // SAFETY: mount_setattr reads `attributes` (of the size passed) and an empty path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attributes as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
     } else {
-        flags |= libc::MS_NOEXEC;
+        Ok(())
     }
-    // SAFETY: NUL-terminated target that lives across the call.
-    check(unsafe { libc::mount(ptr::null(), target.as_ptr(), ptr::null(), flags, ptr::null()) })
+}
+
+/// Attaches the detached mount `mount` on the directory behind `onto`.
+pub fn attach(mount: BorrowedFd<'_>, onto: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: move_mount with two descriptors and empty NUL-terminated paths.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            onto.as_raw_fd(),
+            c"".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether two handles name the same file (device and inode).
+pub fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
+    let identity = |fd: BorrowedFd<'_>| -> io::Result<(u64, u64)> {
+        // SAFETY: stat is plain old data filled by fstat on a valid descriptor.
+        unsafe {
+            let mut stat: libc::stat = std::mem::zeroed();
+            check(libc::fstat(fd.as_raw_fd(), &mut stat))?;
+            Ok((stat.st_dev, stat.st_ino))
+        }
+    };
+    Ok(identity(a)? == identity(b)?)
+}
+
+/// Opens the regular file `name` inside `at` for reading, without following
+/// a symlink and without blocking on a FIFO.
+pub fn open_file_no_follow(at: BorrowedFd<'_>, name: &OsStr) -> io::Result<std::fs::File> {
+    let c_name = CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))?;
+    // SAFETY: openat with a valid dirfd and a NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            at.as_raw_fd(),
+            c_name.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// Ends a refused task before it can exec the user's program. `_exit` skips

@@ -26,6 +26,10 @@ const PLUGIN: &str = "spank-beamtime";
 /// The option users give: `--beamtime=<id>`.
 const OPTION: &str = "beamtime";
 
+/// How sbatch and salloc hand `--beamtime` on to the job's environment, where
+/// srun and slurmstepd read it (spank_process_env_options in Slurm's plugstack.c).
+const INHERITED_OPTION: &str = "SLURM_SPANK__SLURM_SPANK_OPTION_beamtime_beamtime";
+
 /// A refused task's exit status: sysexits' EX_NOPERM.
 const EXIT_REFUSED: i32 = 77;
 
@@ -73,9 +77,16 @@ export_hooks! {
     slurm_spank_task_init => task_init,
 }
 
-/// The requested beamtime's trusted metadata and the uid of its account:
-/// the same reading on both sides, so the courtesy check and the node agree.
-fn load_beamtime(config: &PluginConfig, requested: &str) -> Result<(Metadata, Option<u32>), Refusal> {
+/// What both sides read before deciding: the same reading, so the courtesy
+/// check and the node agree.
+struct Loaded {
+    metadata: Metadata,
+    /// The uid of the metadata's `userAccount`, `None` if it has none or NSS does not know it.
+    account_uid: Option<u32>,
+    trust: TrustPolicy,
+}
+
+fn load_beamtime(config: &PluginConfig, requested: &str) -> Result<Loaded, Refusal> {
     let id = BeamtimeId::parse(requested).map_err(|e| {
         Refusal::new(
             Rule::InvalidBeamtimeId,
@@ -83,13 +94,14 @@ fn load_beamtime(config: &PluginConfig, requested: &str) -> Result<(Metadata, Op
             "Give the beamtime id from the beamtime's metadata file, e.g. --beamtime=11099001",
         )
     })?;
-    let metadata = load_trusted_metadata(&id, &config.metadata, &trust_policy(config)?)?;
+    let trust = trust_policy(config)?;
+    let metadata = load_trusted_metadata(&id, &config.metadata, &trust)?;
     let account_uid = match &metadata.online {
         Online::Ready(online) => ffi::uid_of_user(&online.user_account)
             .map_err(|why| Refusal::new(Rule::SiteConfiguration, why, "Report this to the cluster admins"))?,
         Online::NotYet => None,
     };
-    Ok((metadata, account_uid))
+    Ok(Loaded { metadata, account_uid, trust })
 }
 
 /// Trusted owner names are resolved only when a beamtime job needs them, so

@@ -8,8 +8,11 @@
 //! - `enforce` runs in `task_init`, as the job's user, with the task's stdio
 //!   wired to the user: a refused task says why there and exits before exec.
 
+use std::io::Write;
+
 use beamtime::plugin_config::PluginConfig;
 use beamtime::policy::{self, Grant, JobFacts, Refusal, Rule};
+use beamtime::trust::TrustPolicy;
 use slurm_spank::{spank_log_error, spank_log_info, SpankHandle};
 
 use crate::{ffi, load_beamtime, namespace, EXIT_REFUSED, PLUGIN};
@@ -20,7 +23,9 @@ pub enum Verdict {
     /// No `--beamtime`, or the extern step: the plugin stays out of the way.
     #[default]
     Untouched,
-    Granted(Grant),
+    /// What to mount, and whom to trust for the check that the source
+    /// folder still belongs to the beamtime when the task mounts it.
+    Granted(Grant, TrustPolicy),
     Refused(Refusal),
 }
 
@@ -67,14 +72,14 @@ pub fn decide(spank: &mut SpankHandle, config: &PluginConfig, requested: &str) -
     }
     let step = Step { job, step, uid };
     let verdict = match judge(config, requested, uid, job) {
-        Ok(grant) => match export_environment(spank, &grant) {
-            Ok(()) => Verdict::Granted(grant),
+        Ok((grant, trust)) => match export_environment(spank, &grant) {
+            Ok(()) => Verdict::Granted(grant, trust),
             Err(refusal) => Verdict::Refused(refusal),
         },
         Err(refusal) => Verdict::Refused(refusal),
     };
     match &verdict {
-        Verdict::Granted(grant) => spank_log_info!(
+        Verdict::Granted(grant, _) => spank_log_info!(
             "{PLUGIN}: {} node={} decision=accepted reservation={} source={} target={}",
             step.describe(requested),
             ffi::slurmd_node_name().unwrap_or_default(),
@@ -91,14 +96,45 @@ pub fn decide(spank: &mut SpankHandle, config: &PluginConfig, requested: &str) -
         ),
         Verdict::Untouched => {}
     }
-    verdict
+    match verdict {
+        // Logged in full above; the user sees the short form.
+        Verdict::Refused(refusal) if refusal.rule == Rule::WrongUser => {
+            Verdict::Refused(without_account_details(requested))
+        }
+        other => other,
+    }
+}
+
+/// slurmstepd reads metadata as root, but the user who is refused may not be
+/// allowed to read it (a beamtime's folder is open to its members only): the
+/// account and how to log in as it stay in slurmd's log. Members learn them
+/// from `bt-submit show` or from the client-side check, which runs as them.
+fn without_account_details(requested: &str) -> Refusal {
+    Refusal::new(
+        Rule::WrongUser,
+        format!(
+            "beamtime {} jobs run only as the beamtime's own account, and this job's user is not it",
+            requested.escape_default()
+        ),
+        format!(
+            "Submit as the beamtime's account; its members see which one with \
+             `bt-submit show --beamtime {}`",
+            requested.escape_default()
+        ),
+    )
 }
 
 /// Gathers the trusted facts in order of cost, stopping at the first refusal:
 /// a wrong user never costs a controller query.
-fn judge(config: &PluginConfig, requested: &str, uid: u32, job: u32) -> Result<Grant, Refusal> {
-    let (metadata, account_uid) = load_beamtime(config, requested)?;
-    policy::check_submitter(config, &metadata, uid, account_uid)?;
+fn judge(
+    config: &PluginConfig,
+    requested: &str,
+    uid: u32,
+    job: u32,
+) -> Result<(Grant, TrustPolicy), Refusal> {
+    let loaded = load_beamtime(config, requested)?;
+    let (metadata, account_uid) = (&loaded.metadata, loaded.account_uid);
+    policy::check_submitter(config, metadata, uid, account_uid)?;
     let node = ffi::slurmd_node_name().ok_or_else(|| {
         Refusal::new(
             Rule::SiteConfiguration,
@@ -114,7 +150,8 @@ fn judge(config: &PluginConfig, requested: &str, uid: u32, job: u32) -> Result<G
              resubmit in a minute, and tell the cluster admins if it keeps happening",
         )
     })?;
-    policy::decide(config, &metadata, &JobFacts { uid, account_uid, controller, node })
+    let grant = policy::decide(config, metadata, &JobFacts { uid, account_uid, controller, node })?;
+    Ok((grant, loaded.trust))
 }
 
 fn export_environment(spank: &mut SpankHandle, grant: &Grant) -> Result<(), Refusal> {
@@ -131,8 +168,8 @@ fn export_environment(spank: &mut SpankHandle, grant: &Grant) -> Result<(), Refu
 }
 
 pub fn prepare_task(verdict: &mut Verdict) {
-    if let Verdict::Granted(grant) = verdict {
-        if let Err(why) = namespace::show_beamline(grant) {
+    if let Verdict::Granted(grant, trust) = verdict {
+        if let Err(why) = namespace::show_beamline(grant, trust) {
             spank_log_error!(
                 "{PLUGIN}: beamtime={} mount failed: {why}",
                 grant.beamtime
@@ -152,7 +189,8 @@ pub fn enforce(spank: &mut SpankHandle, verdict: &Verdict) {
     if spank.task_id().map_or(true, |task| task == 0) {
         let job = spank.job_id().map(|j| j.to_string()).unwrap_or_default();
         let node = ffi::slurmd_node_name().unwrap_or_default();
-        eprintln!("{PLUGIN}: error: job {job} refused on {node}: {refusal}");
+        // Nothing to do if stderr is gone (srun killed): the task exits all the same.
+        let _ = writeln!(std::io::stderr(), "{PLUGIN}: error: job {job} refused on {node}: {refusal}");
     }
     ffi::exit_task(EXIT_REFUSED);
 }

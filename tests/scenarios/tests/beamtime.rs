@@ -289,9 +289,18 @@ fn another_user_is_refused_before_submitting_and_on_the_node() {
     assert!(out.stderr.contains("work as its account"), "{out}");
 
     // With the client's checks bypassed, the node refuses: srun …
+    // The node read the metadata as root; the refused user may not read it, so
+    // the account's name stays in slurmd's log.
+    let log = c.log_cursor("slurmd.log");
     let out = bypassed_srun(TEST_USER, &bt.id, &[], &["true"]);
-    assert_refused_by_node(&out, &format!("beamtime {} runs as its account '{}'", bt.id, bt.account));
-    assert!(out.stderr.contains(&format!("-l {} {NODE}", bt.account)), "no login hint:\n{out}");
+    assert_refused_by_node(&out, &format!("beamtime {} jobs run only as the beamtime's own account", bt.id));
+    assert!(out.stderr.contains(&format!("bt-submit show --beamtime {}", bt.id)), "no hint:\n{out}");
+    assert!(!out.stderr.contains(&bt.account), "the account leaked to a stranger:\n{out}");
+    let logged = log.read_new();
+    assert!(
+        logged.lines().any(|l| l.contains("rule=wrong-user") && l.contains(&bt.account)),
+        "slurmd.log lacks the account for the admin:\n{logged}"
+    );
 
     // … and a batch job fails (not the node) with the message in its .err file.
     let out = c
@@ -310,7 +319,7 @@ fn another_user_is_refused_before_submitting_and_on_the_node() {
     assert_eq!((end.state.as_str(), end.exit_code), ("FAILED", REFUSED), "{end:#?}");
     let stderr = fs::read_to_string(wd.join(format!("slurm-{id}.err"))).unwrap();
     assert!(stderr.contains(&node_refusal(id)), "{stderr}");
-    assert!(stderr.contains("runs as its account"), "{stderr}");
+    assert!(stderr.contains("jobs run only as the beamtime's own account"), "{stderr}");
     let stdout = fs::read_to_string(wd.join(format!("slurm-{id}.out"))).unwrap_or_default();
     assert!(!stdout.contains("the payload ran"), "the refused job ran: {stdout}");
     c.assert_node_not_drained();
@@ -559,4 +568,42 @@ fn a_writable_subfolder_swapped_for_a_symlink_is_refused() {
     assert!(!job.stdout().contains("the payload ran"));
     c.assert_node_not_drained();
     assert_host_untouched();
+}
+
+#[test]
+fn a_beamline_that_moved_on_to_another_beamtime_is_not_mounted() {
+    let c = cluster();
+    let old = c.start_beamtime(&BeamtimeSpec::new("11099023", "p43", "bttest23").partition("all"));
+    // The old beamtime's metadata stays on the core filesystem …
+    let core = c.state_dir().join("core/p43/11099023");
+    fs::create_dir_all(&core).unwrap();
+    fs::copy(&old.metadata_path, core.join("beamtime-metadata-11099023.json")).unwrap();
+    // … while the beamline's current folder now belongs to the next beamtime;
+    // the old reservation is still there.
+    let next = BeamtimeSpec::new("11099024", "p43", "bttest24").partition("all").no_online();
+    c.cmd(Cluster::repo_root().join("slurm-conf-examples/beamtime-start.sh"))
+        .args(["--id", &next.id, "--beamline", "p43", "--account", &next.account, "--partition", "all", "--no-online", "--replace"])
+        .timeout(Duration::from_secs(180))
+        .run()
+        .assert_success();
+
+    let out = c.as_user(&old.account, "srun").args(submit_args(&old)).args(["echo", "the payload ran"]).run();
+    assert_refused_by_node(
+        &out,
+        &format!("{} is not beamtime 11099023's folder now", old.current_dir.display()),
+    );
+    assert!(!out.stdout.contains("the payload ran"), "{out}");
+    assert_host_untouched();
+}
+
+#[test]
+fn sbatch_export_none_still_gets_its_beamline() {
+    let c = cluster();
+    let bt = good();
+    let wd = c.workdir(&bt.account, "export-none");
+    let mut args = submit_args(bt);
+    args.push("--export=NONE".to_owned());
+    let (job, end) = c.submit_and_wait(&bt.account, &wd, &strs(&args), "#!/bin/bash\n/bin/ls -A /beamline\necho \"$BEAMTIME_ID\"\n");
+    end.assert_completed_ok();
+    assert_eq!(job.stdout(), format!("p11\n{}\n", bt.id));
 }
