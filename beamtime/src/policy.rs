@@ -219,6 +219,20 @@ pub fn decide(config: &PluginConfig, metadata: &Metadata, job: &JobFacts) -> Res
         ));
     }
 
+    // Listed is not enough: a file that names another beamtime's reservation
+    // (a copy-paste slip, a tampered file) must not open that reservation's jobs
+    // to this beamtime's data.
+    if !id.owns_reservation(reservation) {
+        return Err(Refusal::new(
+            Rule::WrongReservation,
+            format!(
+                "the job runs in reservation '{reservation}', which beamtime {id}'s metadata lists but \
+                 which is not named after it ({id} or {id}_<n>)"
+            ),
+            "Ask the beamline staff to fix onlineAnalysis.slurmReservation in the metadata file",
+        ));
+    }
+
     if config.check_nodes && !online.reserved_nodes.iter().any(|n| n == &job.node) {
         return Err(Refusal::new(
             Rule::WrongNode,
@@ -403,6 +417,19 @@ mod tests {
         let mut job = job();
         job.controller.reservation = Some("11099005_9".into());
         assert_eq!(refused(&config(""), &dedicated(), &job).rule, Rule::WrongReservation);
+    }
+
+    #[test]
+    fn a_listed_reservation_not_named_after_the_beamtime_is_refused() {
+        let mut tampered = dedicated();
+        if let Online::Ready(online) = &mut tampered.online {
+            online.reservations.push("11099001".into());
+        }
+        let mut job = job();
+        job.controller.reservation = Some("11099001".into());
+        let refusal = refused(&config(""), &tampered, &job);
+        assert_eq!(refusal.rule, Rule::WrongReservation);
+        assert!(refusal.problem.contains("lists but which is not named after it"), "{refusal}");
     }
 
     #[test]

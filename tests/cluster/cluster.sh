@@ -24,7 +24,7 @@ SLURM_DEBUG=${BT_SLURM_DEBUG:-info}
 
 CLUSTER_NAME=btcluster
 NODE=btnode1
-NODE_CPUS=16
+NODE_CPUS=64
 PARTITIONS=(ponline_p11 ponline_p21 ponline_p07)
 DEFAULT_ACCOUNT=btusers
 TEST_USER=btalice

@@ -607,3 +607,23 @@ fn sbatch_export_none_still_gets_its_beamline() {
     end.assert_completed_ok();
     assert_eq!(job.stdout(), format!("p11\n{}\n", bt.id));
 }
+
+#[test]
+fn metadata_listing_another_beamtimes_reservation_is_refused_there() {
+    let c = cluster();
+    let bt = c.start_beamtime(&BeamtimeSpec::new("11099025", "p44", "bttest25").partition("all"));
+    // Another beamtime's reservation that also admits this account, and a metadata
+    // file that lists it (a copy-paste slip at the facility, or a tampered file).
+    let _ = c.cmd("scontrol").args(["delete", "ReservationName=11099026"]).run();
+    c.cmd("scontrol")
+        .args(["create", "reservation", "ReservationName=11099026", "Users=bttest25"])
+        .args([&format!("Nodes={NODE}"), "CoreCnt=1", "StartTime=now", "Duration=infinite", "Flags=IGNORE_JOBS"])
+        .run()
+        .assert_success();
+    rewrite_metadata(&bt, |m| m["onlineAnalysis"]["slurmReservation"] = serde_json::json!(["11099025", "11099026"]));
+    let out = c
+        .as_user(&bt.account, "srun")
+        .args([&format!("--beamtime={}", bt.id), "--partition=all", "--reservation=11099026", "true"])
+        .run();
+    assert_refused_by_node(&out, "reservation '11099026', which beamtime 11099025's metadata lists but which is not named after it");
+}
