@@ -13,11 +13,9 @@ fn main() {
         .allowlist_function("slurm_free_job_info_msg")
         .allowlist_function("slurm_get_errno")
         .allowlist_function("slurm_strerror")
-        .allowlist_var("SHOW_DETAIL")
         .allowlist_var("SLURM_EXTERN_CONT")
         .allowlist_var("SLURM_BATCH_SCRIPT")
         .allowlist_var("SLURM_INTERACTIVE_STEP")
-        .allowlist_var("SLURM_VERSION_NUMBER")
         .layout_tests(false)
         .generate()
         .unwrap_or_else(|e| panic!("bindgen could not read <slurm/slurm.h> (install libslurm-dev): {e}"));

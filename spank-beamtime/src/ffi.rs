@@ -11,13 +11,16 @@ use std::ptr;
 
 use beamtime::policy::ControllerJob;
 
-#[allow(non_camel_case_types, non_snake_case, non_upper_case_globals, dead_code)]
+#[allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]
 mod sys {
     include!(concat!(env!("OUT_DIR"), "/slurm_job_query.rs"));
 }
 
 /// `S_JOB_STEPID` of the extern step, which holds no user task to guard.
 pub const EXTERN_STEP_ID: u32 = sys::SLURM_EXTERN_CONT;
+/// `S_JOB_STEPID` of a batch script and of salloc's interactive step, named in logs.
+pub const BATCH_STEP_ID: u32 = sys::SLURM_BATCH_SCRIPT;
+pub const INTERACTIVE_STEP_ID: u32 = sys::SLURM_INTERACTIVE_STEP;
 
 /// Asks slurmctld for the job's reservation and account.
 ///

@@ -50,8 +50,8 @@ impl Step {
 
 fn step_name(step: u32) -> String {
     match step {
-        0xffff_fffb => "batch".to_owned(),
-        0xffff_fffa => "interactive".to_owned(),
+        ffi::BATCH_STEP_ID => "batch".to_owned(),
+        ffi::INTERACTIVE_STEP_ID => "interactive".to_owned(),
         n => n.to_string(),
     }
 }
