@@ -86,7 +86,8 @@ fn another_user_is_told_the_beamtime_is_not_theirs_and_exits_1() {
     assert!(line(&out, "plugin").starts_with("ok   "), "{out}");
 
     // Given a root-owned copy of the file, the user and reservation checks speak.
-    let copy = c.workdir(TEST_USER, "doctor").join("metadata.json");
+    // Under the facility's name: the plugin, and so doctor, know the id from it.
+    let copy = c.workdir(TEST_USER, "doctor").join(format!("beamtime-metadata-{}.json", bt.id));
     fs::copy(&bt.metadata_path, &copy).unwrap();
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o644)).unwrap();
     let out = doctor(TEST_USER, &["--metadata", copy.to_str().unwrap()]);
