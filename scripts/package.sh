@@ -1,0 +1,93 @@
+#!/bin/bash
+# Builds the spank-beamtime packages from this tree, for the Slurm whose headers
+# are installed here, and prints their paths on stdout:
+#
+#   scripts/package.sh          the .deb (cargo-deb)
+#   scripts/package.sh --rpm    the .deb and the .rpm (cargo-generate-rpm)
+#
+# The plugin only loads into the Slurm major.minor release it was compiled for,
+# so the packages depend on exactly that release, read from slurm_version.h.
+# Needs a Rust toolchain; installs cargo-deb / cargo-generate-rpm (pinned) with
+# `cargo install --locked` when missing. Honours CARGO_TARGET_DIR.
+set -Eeuo pipefail
+source "$(dirname "$0")/lib.sh"
+
+CARGO_DEB_VERSION=3.8.0
+CARGO_GENERATE_RPM_VERSION=0.21.1
+SLURM_VERSION_H=${SLURM_VERSION_H:-/usr/include/slurm/slurm_version.h}
+
+rpm=0
+case ${1:-} in
+'') ;;
+--rpm) rpm=1 ;;
+*) die "unknown option '$1' (usage: scripts/package.sh [--rpm])" ;;
+esac
+
+# SLURM_VERSION_NUMBER is 0xMMmmuu: major, minor, micro.
+slurm_release() {
+    local number
+    [[ -r $SLURM_VERSION_H ]] ||
+        die "$SLURM_VERSION_H not found: install the Slurm development headers (libslurm-dev) of the Slurm the plugin will be loaded by"
+    number=$(awk '$1 == "#define" && $2 == "SLURM_VERSION_NUMBER" {print $3}' "$SLURM_VERSION_H")
+    [[ $number =~ ^0x[0-9a-fA-F]{6}$ ]] ||
+        die "$SLURM_VERSION_H: expected '#define SLURM_VERSION_NUMBER 0xMMmmuu', found '${number:-nothing}'"
+    printf '%d.%02d %d.%02d\n' $((number >> 16)) $(((number >> 8) & 0xff)) \
+        $((number >> 16)) $((((number >> 8) & 0xff) + 1))
+}
+
+ensure_tool() {
+    local command=$1 crate=$2 version=$3 start
+    command -v "$command" >/dev/null && return 0
+    say "installing $crate $version (cargo install --locked)"
+    start=$(date +%s)
+    cargo install --locked --quiet "$crate@$version"
+    say "$crate installed in $(($(date +%s) - start)) s"
+}
+
+need_command() {
+    command -v "$1" >/dev/null || die "$1 not found: $2"
+}
+
+ensure_cargo
+read -r release next < <(slurm_release)
+build_release
+say "man pages and completions (xtask)"
+assets=$TARGET_DIR/release/assets
+rm -rf "$assets"
+(cd "$REPO" && cargo run --release --locked --quiet -p xtask -- assets "$assets" >/dev/null)
+
+say "Debian package for Slurm $release"
+ensure_tool cargo-deb cargo-deb "$CARGO_DEB_VERSION"
+need_command dpkg-deb "run this on Debian or Ubuntu (dpkg-deb adds the Slurm dependency)"
+mkdir -p "$TARGET_DIR/debian"
+deb=$(cd "$REPO" && cargo deb --quiet --locked --no-build -p bt-submit -o "$TARGET_DIR/debian/")
+[[ -f $deb ]] || die "cargo deb did not report the package it wrote (got '$deb')"
+# cargo-deb takes Depends from Cargo.toml only, and the release is known only
+# now: unpack, add it, pack again.
+unpacked=$TARGET_DIR/debian/unpacked
+rm -rf "$unpacked"
+dpkg-deb --raw-extract "$deb" "$unpacked"
+depends="slurm-wlm-basic-plugins (>= $release), slurm-wlm-basic-plugins (<< $next)"
+if grep -q '^Depends:' "$unpacked/DEBIAN/control"; then
+    sed -i "s/^Depends: .*/&, $depends/" "$unpacked/DEBIAN/control"
+else
+    sed -i "/^Architecture:/a Depends: $depends" "$unpacked/DEBIAN/control"
+fi
+dpkg-deb --root-owner-group -Zxz --build "$unpacked" "$deb" >/dev/null
+rm -rf "$unpacked"
+echo "$deb"
+
+if ((rpm)); then
+    say "RPM package for Slurm $release"
+    ensure_tool cargo-generate-rpm cargo-generate-rpm "$CARGO_GENERATE_RPM_VERSION"
+    mkdir -p "$assets/rpm"
+    sed 's|/usr/lib/x86_64-linux-gnu/slurm-wlm/|/usr/lib64/slurm/|' \
+        "$REPO/slurm-conf-examples/plugstack.conf.d/beamtime.conf" >"$assets/rpm/beamtime.conf"
+    grep -q '^required /usr/lib64/slurm/spank_beamtime.so ' "$assets/rpm/beamtime.conf" ||
+        die "the RPM drop-in does not name /usr/lib64/slurm/spank_beamtime.so: check slurm-conf-examples/plugstack.conf.d/beamtime.conf"
+    rm -rf "$TARGET_DIR/generate-rpm"
+    mkdir -p "$TARGET_DIR/generate-rpm"
+    (cd "$REPO" && cargo generate-rpm -p bt-submit --target-dir "$TARGET_DIR" -o "$TARGET_DIR/generate-rpm/" \
+        -s "requires = { slurm = \">= $release\" }" -s "conflicts = { slurm = \">= $next\" }")
+    echo "$TARGET_DIR"/generate-rpm/spank-beamtime-*.rpm
+fi
