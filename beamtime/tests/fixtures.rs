@@ -207,3 +207,17 @@ fn only_the_second_reservation_and_unknown_keys() {
         "absolute paths stay as they are"
     );
 }
+
+/// The example an admin reads in slurm-conf-examples/ must stay a file the
+/// plugin accepts.
+#[test]
+fn the_example_metadata_for_admins_parses() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../slurm-conf-examples/beamtime-metadata-11099777.json");
+    let metadata = beamtime::discovery::read_metadata_file(&path).unwrap();
+    let online = ready(&metadata);
+    assert_eq!(metadata.id.as_str(), "11099777");
+    assert_eq!(online.reservations, ["11099777", "11099777_1"]);
+    assert!(online.reservations.iter().all(|r| metadata.id.owns_reservation(r)));
+    assert_eq!(online.user_account, "bt11099777");
+}
