@@ -2,7 +2,7 @@
 # A one-node Slurm 22.05 cluster with real, enforced accounting (MariaDB + slurmdbd),
 # for tests that must prove a SPANK plugin's behaviour on the real thing.
 #
-#   cluster.sh up [--job-container] [--plugin /path/lib.so] [--plugin-args "k=v k=v"]
+#   cluster.sh up [--nodes N] [--job-container] [--plugin /path/lib.so] [--plugin-args "k=v k=v"]
 #   cluster.sh down | status | env
 #   cluster.sh plugstack [--plugin /path/lib.so] [--plugin-args "k=v …"] [--no-restart]
 #
@@ -10,6 +10,9 @@
 # (default /var/lib/spank-beamtime-test). Not under /tmp: job_container/tmpfs gives every job
 # a private /tmp, so a spool or output folder there vanishes from the job's view.
 # Every daemon is started and stopped by the pid this script recorded, never by name.
+# --nodes N (N > 1): N hosts btnode1..N, one slurmd each in its own network and UTS
+# namespace (hostname btnodeI, address <net>.(10+I) on a bridge the script creates, see
+# net_up); the upper half of the nodes have Features=gpu, the others Features=cpu.
 # See tests/cluster/README.md for the measurements behind the choices made here.
 set -Eeuo pipefail
 
@@ -21,15 +24,23 @@ SLURMD_PORT=${BT_SLURMD_PORT:-16818}
 DBD_PORT=${BT_DBD_PORT:-16819}
 MYSQL_PORT=${BT_MYSQL_PORT:-16306}
 SLURM_DEBUG=${BT_SLURM_DEBUG:-info}
+# Multi-node network: names and the /24 derive from the controller port, so clusters with
+# their own ports never share a bridge, namespace or address. BT_NET overrides the /24
+# (three octets, 10.x.y); only addresses inside it and namespaces named here are touched.
+NET=${BT_NET:-10.$(((CTLD_PORT >> 8) & 255)).$((CTLD_PORT & 255))}
+NET_TAG=bt$CTLD_PORT
+BRIDGE=${NET_TAG}br
+CTLD_ADDR=127.0.0.1
+NODE_COUNT=1
+NODES=(btnode1)
 
 CLUSTER_NAME=btcluster
-NODE=btnode1
 NODE_CPUS=64
 PARTITIONS=(ponline_p11 ponline_p21 ponline_p07)
 DEFAULT_ACCOUNT=btusers
 TEST_USER=btalice
 PACKAGES=(slurm-wlm slurmctld slurmd slurm-client libslurm-dev munge libclang-dev
-    mariadb-server slurmdbd python3 util-linux passwd openssh-client gcc libc6-dev)
+    mariadb-server slurmdbd python3 util-linux passwd openssh-client gcc libc6-dev iproute2)
 
 ETC=$STATE/etc
 RUN=$STATE/run
@@ -37,7 +48,8 @@ LOG=$STATE/log
 SLURM_CONF_PATH=$ETC/slurm.conf
 MUNGE_SOCKET=$RUN/munge/munge.socket
 MYSQL_SOCKET=$RUN/mysqld/mysqld.sock
-# Stop order: consumers before the services they depend on.
+# Stop order: consumers before the services they depend on. set_nodes adds one slurmd
+# per node in multi-node mode (slurmd-<node>).
 DAEMONS=(slurmd slurmctld slurmdbd mariadbd munged)
 # Daemons get a minimal, known environment: slurmstepd inherits slurmd's, and the test
 # runner's (CARGO_*, RUST_*, pyenv shims …) must not leak into jobs or plugins.
@@ -134,8 +146,15 @@ start_daemon() {
         </dev/null >>"$LOG/$name.stdout" 2>&1 &
     # setsid and env exec in place (we are not a process group leader), so $! is the daemon.
     echo $! >"$RUN/$name.pid"
-    sleep 0.1
-    alive "$name" || { log_tail "$LOG/$name.log" "$LOG/$name.stdout"; die "$name exited at once"; }
+    # Through nsenter/unshare/sh the pid runs the daemon only after a few exec()s.
+    local i
+    for ((i = 0; i < 30; i++)); do
+        sleep 0.1
+        alive "$name" && return 0
+        running "$(pid_of "$name")" || break
+    done
+    log_tail "$LOG/$name.log" "$LOG/$name.stdout"
+    die "$name exited at once (or never became $binary)"
 }
 
 stop_pid() {
@@ -195,6 +214,80 @@ unmount_leftovers() {
         while read -r mp; do umount -l "$mp" 2>/dev/null || true; done
 }
 
+# ---------------------------------------------------------------- nodes and network
+
+# set_nodes N: node names, daemon list and controller address for a cluster of N nodes.
+# N = 1 is the fast default: btnode1 is slurmd on 127.0.0.1 in the host's namespaces.
+set_nodes() {
+    local i n
+    NODE_COUNT=$1
+    if ! [[ $NODE_COUNT =~ ^[1-9][0-9]?$ ]] || ((NODE_COUNT > 32)); then die "--nodes: want 1 to 32"; fi
+    NODES=()
+    for ((i = 1; i <= NODE_COUNT; i++)); do NODES+=("btnode$i"); done
+    if ((NODE_COUNT == 1)); then
+        CTLD_ADDR=127.0.0.1
+        DAEMONS=(slurmd slurmctld slurmdbd mariadbd munged)
+        return 0
+    fi
+    CTLD_ADDR=$NET.1
+    DAEMONS=()
+    for n in "${NODES[@]}"; do DAEMONS+=("slurmd-$n"); done
+    DAEMONS+=(slurmctld slurmdbd mariadbd munged)
+}
+# The configured cluster's node count (cluster.args), for down/status/plugstack.
+load_nodes() {
+    local n=''
+    [[ -f $ETC/cluster.args ]] && n=$(sed -n 's/^nodes=//p' "$ETC/cluster.args")
+    set_nodes "${n:-1}"
+}
+slurmd_name() { if ((NODE_COUNT == 1)); then echo slurmd; else echo "slurmd-$1"; fi; }
+node_index() { echo "${1#btnode}"; }
+node_addr() { if ((NODE_COUNT == 1)); then echo 127.0.0.1; else echo "$NET.$((10 + $(node_index "$1")))"; fi; }
+node_ns() { echo "${NET_TAG}n$(node_index "$1")"; }
+node_veth() { echo "${NET_TAG}v$(node_index "$1")"; }
+# The upper half of the nodes carry the facility's "gpu" feature, the others "cpu".
+node_features() { if (($(node_index "$1") > NODE_COUNT / 2)); then echo gpu; else echo cpu; fi; }
+
+# Only namespaces and the bridge named after this cluster's port are ever touched.
+our_netns() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${NET_TAG}n[0-9]+\$" || true; }
+net_down() {
+    local ns
+    for ns in $(our_netns); do
+        say "removing network namespace $ns"
+        ip netns del "$ns" 2>/dev/null || echo "cluster.sh: warning: ip netns del $ns failed" >&2
+    done
+    if ip link show "$BRIDGE" >/dev/null 2>&1; then
+        say "removing bridge $BRIDGE"
+        ip link del "$BRIDGE" 2>/dev/null || echo "cluster.sh: warning: ip link del $BRIDGE failed" >&2
+    fi
+    return 0
+}
+
+# One bridge in the host namespace holds the controller's address <net>.1; each node gets
+# a network namespace <tag>n<i> with a veth pair (host end <tag>v<i> on the bridge, eth0
+# inside with <net>.(10+i)/24). Traffic never leaves the bridge: no route, no forwarding.
+net_up() {
+    local n ns v
+    [[ $NET =~ ^10\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "BT_NET=$NET: want three octets, 10.x.y"
+    command -v ip >/dev/null || die "ip (iproute2) not found"
+    if ip -4 -o addr show | awk -v b="$BRIDGE" -v p="$NET." '$2 != b && index($4, p) == 1 {f=1} END {exit !f}'; then
+        die "$NET.0/24 is already used on this host (ip -4 addr); set BT_NET=10.x.y to a free /24"
+    fi
+    say "network: bridge $BRIDGE $NET.1/24, namespaces ${NET_TAG}n1..$NODE_COUNT"
+    ip link add "$BRIDGE" type bridge
+    ip addr add "$NET.1/24" dev "$BRIDGE"
+    ip link set "$BRIDGE" up
+    for n in "${NODES[@]}"; do
+        ns=$(node_ns "$n") v=$(node_veth "$n")
+        ip netns add "$ns"
+        ip link add "$v" type veth peer name eth0 netns "$ns"
+        ip link set "$v" master "$BRIDGE" up
+        ip -n "$ns" link set lo up
+        ip -n "$ns" addr add "$(node_addr "$n")/24" dev eth0
+        ip -n "$ns" link set eth0 up
+    done
+}
+
 # ---------------------------------------------------------------- configuration files
 
 write_plugstack() {
@@ -224,15 +317,23 @@ install_plugin() {
 }
 
 write_configs() {
-    local job_container=$1 p
+    local job_container=$1 p n node_list
+    local NODE_SUFFIX=''
+    ((NODE_COUNT > 1)) && NODE_SUFFIX=-%n
+    node_list=$(IFS=,; echo "${NODES[*]}")
+    # One node: slurmctld binds to the address of its host name (loopback) instead of all
+    # interfaces. (NoInAddrAny, the same for slurmd/srun, made the node never register.)
+    # Several: NoCtldInAddrAny would still bind to the host name's address (gethostname(),
+    # not SlurmctldHost's), which the namespaces cannot reach, so slurmctld listens on all
+    # addresses like slurmd and slurmdbd; the nodes reach it on the bridge's address.
+    local CTLD_BIND='# slurmctld listens on all addresses: the nodes reach it on the bridge.'
+    ((NODE_COUNT == 1)) && CTLD_BIND='CommunicationParameters=NoCtldInAddrAny'
     cat >"$SLURM_CONF_PATH" <<EOF
 # Generated by tests/cluster/cluster.sh — the spank-beamtime test cluster.
 ClusterName=$CLUSTER_NAME
-SlurmctldHost=localhost(127.0.0.1)
+SlurmctldHost=localhost($CTLD_ADDR)
 SlurmctldPort=$CTLD_PORT
-# slurmctld binds to SlurmctldHost's loopback address instead of all interfaces.
-# (NoInAddrAny, the same for slurmd/srun, made the node never register here.)
-CommunicationParameters=NoCtldInAddrAny
+$CTLD_BIND
 SlurmdPort=$SLURMD_PORT
 AuthType=auth/munge
 AuthInfo=socket=$MUNGE_SOCKET
@@ -240,11 +341,12 @@ CredType=cred/munge
 SlurmUser=slurm
 SlurmdUser=root
 StateSaveLocation=$STATE/ctld
-SlurmdSpoolDir=$STATE/spool/slurmd
+SlurmdSpoolDir=$STATE/spool/slurmd$NODE_SUFFIX
 SlurmctldPidFile=$RUN/slurmctld.daemon.pid
-SlurmdPidFile=$RUN/slurmd.daemon.pid
+# Per node with --nodes (%n): slurmd kills whatever pid its pid file names at start.
+SlurmdPidFile=$RUN/slurmd$NODE_SUFFIX.daemon.pid
 SlurmctldLogFile=$LOG/slurmctld.log
-SlurmdLogFile=$LOG/slurmd.log
+SlurmdLogFile=$LOG/slurmd$NODE_SUFFIX.log
 SlurmctldDebug=$SLURM_DEBUG
 SlurmdDebug=$SLURM_DEBUG
 # Explicit, so that the clients (sbatch/srun/salloc) and slurmstepd never fall back to
@@ -278,20 +380,31 @@ EOF
 JobContainerType=job_container/tmpfs
 PrologFlags=Contain
 EOF
-        cat >"$ETC/job_container.conf" <<EOF
-AutoBasePath=true
-BasePath=$STATE/jobcontainer
-EOF
+        if ((NODE_COUNT == 1)); then
+            printf 'AutoBasePath=true\nBasePath=%s\n' "$STATE/jobcontainer" >"$ETC/job_container.conf"
+        else
+            # The nodes share one file system: each needs its own BasePath.
+            echo "AutoBasePath=true" >"$ETC/job_container.conf"
+            for n in "${NODES[@]}"; do
+                echo "NodeName=$n BasePath=$STATE/jobcontainer/$n" >>"$ETC/job_container.conf"
+            done
+        fi
         chmod 644 "$ETC/job_container.conf"
     else
         rm -f "$ETC/job_container.conf"
     fi
     cat >>"$SLURM_CONF_PATH" <<EOF
-NodeName=$NODE NodeHostname=127.0.0.1 NodeAddr=127.0.0.1 Sockets=1 CoresPerSocket=$NODE_CPUS ThreadsPerCore=1 RealMemory=8192 State=UNKNOWN
-PartitionName=all Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
+    if ((NODE_COUNT == 1)); then
+        echo "NodeName=btnode1 NodeHostname=127.0.0.1 NodeAddr=127.0.0.1 Sockets=1 CoresPerSocket=$NODE_CPUS ThreadsPerCore=1 RealMemory=8192 State=UNKNOWN" >>"$SLURM_CONF_PATH"
+    else
+        for n in "${NODES[@]}"; do
+            echo "NodeName=$n NodeHostname=$n NodeAddr=$(node_addr "$n") Sockets=1 CoresPerSocket=$NODE_CPUS ThreadsPerCore=1 RealMemory=8192 Features=$(node_features "$n") State=UNKNOWN" >>"$SLURM_CONF_PATH"
+        done
+    fi
+    echo "PartitionName=all Nodes=$node_list Default=YES MaxTime=INFINITE State=UP" >>"$SLURM_CONF_PATH"
     for p in "${PARTITIONS[@]}"; do
-        echo "PartitionName=$p Nodes=$NODE MaxTime=INFINITE State=UP" >>"$SLURM_CONF_PATH"
+        echo "PartitionName=$p Nodes=$node_list MaxTime=INFINITE State=UP" >>"$SLURM_CONF_PATH"
     done
     chmod 644 "$SLURM_CONF_PATH"
 
@@ -366,21 +479,36 @@ start_slurmctld() {
 
 # Usable = registered and responding; "reserved"/"mixed" count once beamtimes exist.
 node_usable() {
-    [[ $(timeout 5 sinfo -h -N -n "$NODE" -o '%T' | sort -u) =~ ^(idle|mixed|allocated|reserved|completing)$ ]]
+    [[ $(timeout 5 sinfo -h -N -n "$1" -o '%T' | sort -u) =~ ^(idle|mixed|allocated|reserved|completing)$ ]]
 }
 slurmd_start_time() {
-    timeout 5 scontrol show node "$NODE" -o 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' || true
+    timeout 5 scontrol show node "$1" -o 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' || true
 }
 export -f node_usable slurmd_start_time
-export NODE
 
+# Starts every node's slurmd, then waits until each has (re-)registered and is usable.
+# With --nodes, slurmd runs in the node's network namespace and a UTS namespace of its
+# own whose hostname is the node name (both inherited by slurmstepd and the jobs).
 start_slurmd() {
-    local before
-    before=$(slurmd_start_time)
-    start_daemon slurmd slurmd -- slurmd -D -N "$NODE"
-    # A restarted slurmd must have re-registered: the controller's start time changes.
-    wait_for 60 "slurmd (node $NODE registered and usable)" "$LOG/slurmd.log" -- \
-        bash -c "[[ \$(slurmd_start_time) != '$before' ]] && node_usable"
+    local n name log
+    local -A before=()
+    for n in "${NODES[@]}"; do before[$n]=$(slurmd_start_time "$n"); done
+    for n in "${NODES[@]}"; do
+        name=$(slurmd_name "$n")
+        if ((NODE_COUNT == 1)); then
+            start_daemon "$name" slurmd -- slurmd -D -N "$n"
+        else
+            # shellcheck disable=SC2016 # $0/$@ belong to the inner sh
+            start_daemon "$name" slurmd -- nsenter --net="/run/netns/$(node_ns "$n")" -- \
+                unshare --uts -- sh -c 'hostname "$0" && exec "$@"' "$n" slurmd -D -N "$n"
+        fi
+    done
+    for n in "${NODES[@]}"; do
+        log=$LOG/$(slurmd_name "$n").log
+        # A restarted slurmd must have re-registered: the controller's start time changes.
+        wait_for 60 "slurmd (node $n registered and usable)" "$log" -- \
+            bash -c "[[ \$(slurmd_start_time $n) != '${before[$n]}' ]] && node_usable $n"
+    done
 }
 
 # slurmd loads plugstack.conf once, at start: it decides there whether any plugin has
@@ -388,11 +516,13 @@ start_slurmd() {
 # reload it (measured), so a plugstack change restarts slurmd. Running steps survive
 # a slurmd restart (slurmstepd is a separate process).
 restart_slurmd() {
-    alive slurmd || return 0
+    local n any=0
+    for n in "${NODES[@]}"; do alive "$(slurmd_name "$n")" && any=1; done
+    ((any)) || return 0
     # SlurmdStartTime has one-second resolution: make the restart visible in it.
     sleep 1
-    stop_daemon slurmd 20
-    say "starting slurmd as $NODE"
+    for n in "${NODES[@]}"; do stop_daemon "$(slurmd_name "$n")" 20; done
+    say "starting slurmd on ${NODES[*]}"
     start_slurmd
 }
 
@@ -421,9 +551,10 @@ accounting_base() {
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
-    local job_container=0 plugin='' plugin_args=''
+    local job_container=0 plugin='' plugin_args='' nodes=1
     while (($#)); do
         case $1 in
+        --nodes) nodes=${2:?--nodes needs a number}; shift ;;
         --job-container) job_container=1 ;;
         --plugin) plugin=${2:?--plugin needs a path}; shift ;;
         --plugin-args) plugin_args=${2?--plugin-args needs a value}; shift ;;
@@ -433,12 +564,16 @@ cmd_up() {
     done
     need_root
     check_state_path
-    local d running=()
+    local d running=() f
+    load_nodes
     for d in "${DAEMONS[@]}"; do alive "$d" && running+=("$d($(pid_of "$d"))"); done
     ((${#running[@]} == 0)) ||
         die "already up: ${running[*]} running; run '$0 down' first (up always starts from empty state)"
+    set_nodes "$nodes"
     ensure_packages
     export SLURM_CONF=$SLURM_CONF_PATH
+    # A previous multi-node run that died without 'down' may have left its network.
+    net_down
 
     # Every up starts from empty state, so runs cannot leak reservations, accounts or jobs
     # into each other. Logs of the previous run move to log.prev/ for post-mortems.
@@ -452,12 +587,15 @@ cmd_up() {
         "$STATE"/probe-*
     install -d -m 755 "$ETC" "$RUN" "$LOG" "$STATE/spool" "$STATE/spool/slurmd" "$STATE/beamline-src" "$STATE/work"
     install -d -o slurm -g slurm -m 755 "$STATE/ctld"
-    [[ $job_container == 1 ]] && install -d -m 700 "$STATE/jobcontainer"
+    if [[ $job_container == 1 ]]; then
+        install -d -m 700 "$STATE/jobcontainer"
+        if ((NODE_COUNT > 1)); then for n in "${NODES[@]}"; do install -d -m 700 "$STATE/jobcontainer/$n"; done; fi
+    fi
     # Daemons that drop privileges cannot create files in the root-owned log folder, and
     # mariadbd then logs to stderr instead: each log exists beforehand, owned by its writer.
     install -o slurm -g slurm -m 644 /dev/null "$LOG/slurmctld.log"
     install -o slurm -g slurm -m 644 /dev/null "$LOG/slurmdbd.log"
-    install -o root -g root -m 644 /dev/null "$LOG/slurmd.log"
+    for n in "${NODES[@]}"; do install -o root -g root -m 644 /dev/null "$LOG/$(slurmd_name "$n").log"; done
     install -o mysql -g mysql -m 644 /dev/null "$LOG/mariadbd.log"
     install -o munge -g munge -m 644 /dev/null "$LOG/munged.log"
     # The plugin mounts a private tmpfs over /beamline inside jobs; the host keeps it empty.
@@ -469,8 +607,8 @@ cmd_up() {
     fi
     write_configs "$job_container"
     write_plugstack "$plugin" "$plugin_args"
-    printf 'job_container=%s\nplugin=%s\nplugin_args=%s\n' "$job_container" "$plugin" "$plugin_args" \
-        >"$ETC/cluster.args"
+    printf 'nodes=%s\njob_container=%s\nplugin=%s\nplugin_args=%s\n' "$NODE_COUNT" "$job_container" \
+        "$plugin" "$plugin_args" >"$ETC/cluster.args"
 
     # shellcheck disable=SC2034 # read by the EXIT trap
     UP_DONE=0
@@ -484,18 +622,23 @@ cmd_up() {
     start_slurmdbd
     # The cluster must exist in the database before slurmctld registers with slurmdbd.
     sacctmgr_t add cluster "$CLUSTER_NAME" >/dev/null
-    say "starting slurmctld on 127.0.0.1:$CTLD_PORT"
+    ((NODE_COUNT > 1)) && net_up
+    say "starting slurmctld on $CTLD_ADDR:$CTLD_PORT"
     start_slurmctld
-    say "starting slurmd as $NODE on 127.0.0.1:$SLURMD_PORT"
+    if ((NODE_COUNT == 1)); then
+        say "starting slurmd as btnode1 on 127.0.0.1:$SLURMD_PORT"
+    else
+        say "starting slurmd on ${NODES[*]} ($NET.11..$((10 + NODE_COUNT)):$SLURMD_PORT, features: $(for n in "${NODES[@]}"; do printf '%s=%s ' "$n" "$(node_features "$n")"; done))"
+    fi
     start_slurmd
     say "accounting: account $DEFAULT_ACCOUNT, user $TEST_USER"
     accounting_base
     # shellcheck disable=SC2034 # read by the EXIT trap
     UP_DONE=1
-    say "up ($( ((job_container)) && echo 'job_container/tmpfs, ')plugin: ${plugin:-none})"
+    say "up ($NODE_COUNT node(s), $( ((job_container)) && echo 'job_container/tmpfs, ')plugin: ${plugin:-none})"
     cat >&2 <<EOF
   config:  $SLURM_CONF_PATH   (plugstack: $ETC/plugstack.conf)
-  logs:    $LOG/{slurmctld,slurmd,slurmdbd,mariadbd,munged}.log
+  logs:    $LOG/{slurmctld,slurmd$( ((NODE_COUNT > 1)) && echo '-<node>'),slurmdbd,mariadbd,munged}.log
   use:     eval "\$($0 env)"
 EOF
 }
@@ -503,9 +646,10 @@ EOF
 cmd_down() {
     check_state_path
     export SLURM_CONF=$SLURM_CONF_PATH
-    local pid i
+    local pid i f name
+    load_nodes
     # Jobs first, while the controller can still tell slurmd to end them cleanly.
-    if alive slurmctld && alive slurmd; then
+    if alive slurmctld && alive "$(slurmd_name btnode1)"; then
         if [[ -n $(timeout 5 squeue -h -o %i 2>/dev/null) ]]; then
             say "cancelling jobs"
             local jobs
@@ -517,7 +661,13 @@ cmd_down() {
             done
         fi
     fi
-    stop_daemon slurmd 20
+    for n in "${NODES[@]}"; do stop_daemon "$(slurmd_name "$n")" 20; done
+    # Also any slurmd whose pid file another configuration left (cluster.args rewritten).
+    for f in "$RUN"/slurmd.pid "$RUN"/slurmd-*.pid; do
+        [[ -f $f ]] || continue
+        name=$(basename "$f" .pid)
+        [[ $name == *.daemon ]] || stop_daemon "$name" 20
+    done
     # slurmstepd ignores SIGTERM, and killing it alone would orphan the job's processes:
     # kill each leftover step's process tree, the tasks first.
     local kids
@@ -532,6 +682,7 @@ cmd_down() {
     stop_daemon mariadbd 60
     stop_daemon munged 10
     unmount_leftovers
+    net_down
     # Runtime state only; logs and the generated configuration stay for post-mortems.
     rm -rf --one-file-system "$RUN"
     say "down (logs kept in $LOG)"
@@ -541,6 +692,7 @@ cmd_status() {
     check_state_path
     export SLURM_CONF=$SLURM_CONF_PATH
     local d all=0
+    load_nodes
     for d in "${DAEMONS[@]}"; do
         if alive "$d"; then
             printf '%-10s pid %-7s alive\n' "$d" "$(pid_of "$d")"
@@ -579,6 +731,7 @@ cmd_plugstack() {
     check_state_path
     [[ -f $SLURM_CONF_PATH ]] || die "no test cluster in $STATE (run '$0 up')"
     export SLURM_CONF=$SLURM_CONF_PATH
+    load_nodes
     [[ -n $plugin ]] && plugin=$(install_plugin "$plugin")
     write_plugstack "$plugin" "$plugin_args"
     sed -i -e "s|^plugin=.*|plugin=$plugin|" -e "s|^plugin_args=.*|plugin_args=$plugin_args|" \
@@ -597,7 +750,7 @@ up | down | status | env | plugstack)
     "cmd_$c" "$@"
     ;;
 *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
