@@ -3,7 +3,8 @@
 # begins, on a test cluster (tests/cluster/cluster.sh) or as a model for a real one:
 #
 #   beamtime-start.sh --id 11099001 --beamline p11 --account bttest01
-#       [--partition ponline_p11] [--nodes btnode1] [--reservation NAME]…  [--cores N]
+#       [--partition ponline_p11] [--nodes btnode1] [--reservation NAME[@NODES]]…  [--cores N]
+#       [--reserved-nodes NODES]
 #       [--source-root DIR] [--metadata-dir DIR] [--title TEXT] [--proposal-type I]
 #       [--beamline-alias P11] [--no-online]
 #
@@ -11,11 +12,14 @@
 #  2. the Slurm account named after the beamtime id, and the account's association with
 #     it as DefaultAccount;
 #  3. the reservation(s), Users=<account>, one named after the id unless --reservation is
-#     given (repeatable: <id>, <id>_1, …). Whole nodes, as the facility does, unless
-#     --cores N asks for N cores per node: a whole-node reservation on a one-node test
-#     cluster would keep every other job off it;
+#     given (repeatable: <id>, <id>_1, …), on --nodes or on the NODES after @ (a Slurm
+#     host list: dedicated resources split into reservations on disjoint nodes). Whole
+#     nodes, as the facility does, unless --cores N asks for N cores per node: a
+#     whole-node reservation on a one-node test cluster would keep every other job off it;
 #  4. the beamline folder <source-root>/<beamline>/current/{raw,processed,shared,scratch_bl};
-#  5. beamtime-metadata-<id>.json in current/ (or --metadata-dir), root-owned 0644.
+#  5. beamtime-metadata-<id>.json in current/ (or --metadata-dir), root-owned 0644;
+#     reservedNodes lists every reservation's nodes, or --reserved-nodes (tests use it to
+#     make the metadata disagree with the reservations).
 # --no-online: an ordinary beamtime without online resources: no reservation and no
 # onlineAnalysis block (accounts and folders are still made).
 #
@@ -36,9 +40,10 @@ set -Eeuo pipefail
 
 die() { echo "beamtime-start.sh: error: $*" >&2; exit 1; }
 note() { echo "beamtime-start.sh: $*" >&2; }
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 ID='' BEAMLINE='' ACCOUNT='' PARTITION='' NODES=btnode1 CORES='' TITLE='' ALIAS='' PROPOSAL_TYPE=I
+META_NODES=''
 SOURCE_ROOT=${BT_TEST_STATE:-/var/lib/spank-beamtime-test}/beamline-src
 METADATA_DIR='' ONLINE=1 REPLACE=0
 RESERVATIONS=()
@@ -51,6 +56,7 @@ while (($#)); do
     --nodes) NODES=${2:?}; shift ;;
     --reservation) RESERVATIONS+=("${2:?}"); shift ;;
     --cores) CORES=${2:?}; shift ;;
+    --reserved-nodes) META_NODES=${2:?}; shift ;;
     --source-root) SOURCE_ROOT=${2:?}; shift ;;
     --metadata-dir) METADATA_DIR=${2:?}; shift ;;
     --title) TITLE=${2:?}; shift ;;
@@ -75,8 +81,13 @@ ALIAS=${ALIAS:-${BEAMLINE^^}}
 TITLE=${TITLE:-Online analysis test beamtime $ID}
 ((${#RESERVATIONS[@]})) || RESERVATIONS=("$ID")
 ((ONLINE)) || RESERVATIONS=()
-for r in "${RESERVATIONS[@]}"; do
-    [[ $r =~ ^[A-Za-z0-9_]+$ ]] || die "--reservation: want letters, digits, _ (got '$r')"
+# NAME@NODES -> RESERVATIONS (names) and RES_NODES (each one's host list).
+RES_NODES=()
+for i in "${!RESERVATIONS[@]}"; do
+    r=${RESERVATIONS[$i]}
+    if [[ $r == *@* ]]; then RES_NODES+=("${r#*@}") RESERVATIONS[i]=${r%%@*}; else RES_NODES+=("$NODES"); fi
+    [[ ${RESERVATIONS[$i]} =~ ^[A-Za-z0-9_]+$ ]] || die "--reservation: want letters, digits, _ (got '$r')"
+    [[ ${RES_NODES[$i]} =~ ^[][A-Za-z0-9,_-]+$ ]] || die "--reservation: bad node list in '$r'"
 done
 command -v python3 >/dev/null || die "python3 is needed to write the metadata file"
 
@@ -128,13 +139,21 @@ done
 
 # ---- 3. reservations
 scontrol show partition "$PARTITION" >/dev/null 2>&1 || die "no partition $PARTITION"
-want_nodes=$(scontrol show hostnames "$NODES")
+# reservedNodes: every reservation's nodes, in order, once each (or --reserved-nodes).
+if [[ -n $META_NODES ]]; then
+    want_nodes=$(scontrol show hostnames "$META_NODES")
+elif ((${#RES_NODES[@]})); then
+    want_nodes=$(for n in "${RES_NODES[@]}"; do scontrol show hostnames "$n"; done | awk '!seen[$0]++')
+else
+    want_nodes=$(scontrol show hostnames "$NODES")
+fi
 reserved_nodes() { # nodes of all existing reservations but $1
     scontrol show res -o 2>/dev/null | grep -v "^ReservationName=$1 " |
         grep -o 'Nodes=[^ ]*' | cut -d= -f2 | grep -v '^(null)$' |
         while read -r hl; do scontrol show hostnames "$hl"; done
 }
-for r in "${RESERVATIONS[@]}"; do
+for i in "${!RESERVATIONS[@]}"; do
+    r=${RESERVATIONS[$i]} rnodes=${RES_NODES[$i]}
     if scontrol show res "$r" >/dev/null 2>&1; then
         scontrol update ReservationName="$r" Users="$ACCOUNT" >/dev/null
         note "reservation $r exists, Users=$ACCOUNT"
@@ -142,11 +161,14 @@ for r in "${RESERVATIONS[@]}"; do
     fi
     flags=IGNORE_JOBS
     # Slurm refuses a reservation on nodes another one holds unless it may overlap.
-    if grep -qxF -f <(echo "$want_nodes") <(reserved_nodes "$r"); then flags+=,OVERLAP; fi
-    scontrol create reservation ReservationName="$r" Users="$ACCOUNT" Nodes="$NODES" \
+    if grep -qxF -f <(scontrol show hostnames "$rnodes") <(reserved_nodes "$r"); then flags+=,OVERLAP; fi
+    # N cores on each node: 22.05 wants CoreCnt per node of the list (N,N,…).
+    cores=''
+    [[ -n $CORES ]] && cores=$(scontrol show hostnames "$rnodes" | sed "s/.*/$CORES/" | paste -sd,)
+    scontrol create reservation ReservationName="$r" Users="$ACCOUNT" Nodes="$rnodes" \
         PartitionName="$PARTITION" StartTime=now Duration=infinite Flags="$flags" \
-        ${CORES:+CoreCnt=$CORES} >/dev/null
-    note "created reservation $r (Nodes=$NODES${CORES:+ CoreCnt=$CORES} Flags=$flags)"
+        ${cores:+CoreCnt=$cores} >/dev/null
+    note "created reservation $r (Nodes=$rnodes${cores:+ CoreCnt=$cores} Flags=$flags)"
 done
 
 # ---- 4. the beamline folder
