@@ -23,6 +23,7 @@
 //! invalid search path configuration; 126 the program could not be run; 127
 //! the program is not on PATH.
 
+mod choose;
 mod cli;
 mod doctor;
 mod failure;
@@ -129,12 +130,19 @@ fn parse_command_line() -> Result<Cli, Failure> {
 
 fn submit(program: Program, args: SubmitArgs) -> Result<(), Failure> {
     let metadata = load_metadata(&args.source)?;
-    let request = Request {
+    let mut request = Request {
         program,
         reservation: args.reservation,
         user_args: args.args,
     };
-    let invocation = plan(&request, &metadata, user::current_user_name().as_deref())?;
+    let mut invocation = plan(&request, &metadata, user::current_user_name().as_deref())?;
+    // Only a request that is valid otherwise costs a controller query.
+    if request.reservation.is_none() {
+        if let Some(chosen) = reservation_for_resources(program, &request.user_args, &metadata)? {
+            request.reservation = Some(chosen);
+            invocation = plan(&request, &metadata, user::current_user_name().as_deref())?;
+        }
+    }
     for warning in &invocation.warnings {
         eprintln!(
             "bt-submit: warning: {}\nhint: {}",
@@ -187,6 +195,33 @@ fn absolute(path: &Path) -> Result<PathBuf, Failure> {
     } else {
         current_dir()?.join(path)
     })
+}
+
+/// With `-N`/`-C` among the user's options, no reservation named and several to choose
+/// from: the first one whose nodes can satisfy them (asks the controller, see choose.rs).
+fn reservation_for_resources(
+    program: Program,
+    user_args: &[std::ffi::OsString],
+    metadata: &Metadata,
+) -> Result<Option<String>, Failure> {
+    let user = slurm_options::scan(program, user_args);
+    let wants = choose::Wants {
+        nodes: user.nodes.last().cloned(),
+        constraint: user.constraints.last().cloned(),
+    };
+    let Some(online) = metadata.online.ready() else {
+        return Ok(None);
+    };
+    if wants.is_empty() || !user.reservations.is_empty() || online.reservations.len() < 2 {
+        return Ok(None);
+    }
+    let holdings = choose::ask_controller(&online.reservations)?;
+    let choice = choose::choose(&wants, &holdings, metadata.id.as_str())?;
+    eprintln!(
+        "bt-submit: using reservation {} {}",
+        choice.reservation, choice.why
+    );
+    Ok(Some(choice.reservation))
 }
 
 fn load_metadata(source: &Source) -> Result<Metadata, Failure> {

@@ -234,6 +234,9 @@ pub struct UserOptions {
     pub partitions: Vec<String>,
     pub reservations: Vec<String>,
     pub beamtimes: Vec<String>,
+    /// `-N`/`--nodes` and `-C`/`--constraint`, for choosing a reservation (choose.rs).
+    pub nodes: Vec<String>,
+    pub constraints: Vec<String>,
     /// A script (sbatch) or command (srun, salloc) follows the options.
     pub has_operand: bool,
     /// sbatch `--wrap`, which stands in for a script.
@@ -249,6 +252,8 @@ impl UserOptions {
             "partition" => self.partitions.push(value),
             "reservation" => self.reservations.push(value),
             "beamtime" => self.beamtimes.push(value),
+            "nodes" => self.nodes.push(value),
+            "constraint" => self.constraints.push(value),
             "wrap" => self.has_wrap = true,
             _ => {}
         }
@@ -288,8 +293,11 @@ pub fn scan(program: Program, args: &[OsString]) -> UserOptions {
                     } else {
                         Some(attached.to_owned())
                     };
-                    if short == 'p' {
-                        found.record("partition", value);
+                    match short {
+                        'p' => found.record("partition", value),
+                        'N' => found.record("nodes", value),
+                        'C' => found.record("constraint", value),
+                        _ => {}
                     }
                     break;
                 }
