@@ -1180,7 +1180,12 @@ impl Cluster {
         let reservations = match (spec.online, spec.reservations.is_empty()) {
             (false, _) => Vec::new(),
             (true, true) => vec![spec.id.clone()],
-            (true, false) => spec.reservations.clone(),
+            // `NAME@NODES` asks beamtime-start.sh for a reservation on those nodes.
+            (true, false) => spec
+                .reservations
+                .iter()
+                .map(|r| r.split('@').next().unwrap_or(r).to_owned())
+                .collect(),
         };
         let src = self.beamline_src();
         Beamtime {
@@ -1274,6 +1279,129 @@ impl Drop for RestorePlugstack<'_> {
     }
 }
 
+
+// ------------------------------------------------------------------------------------------
+// Several nodes (`cluster.sh up --nodes N`)
+
+/// The node count the multi-node scenarios need (`cluster.sh up --nodes 4`).
+pub const MULTI_NODES: usize = 4;
+
+impl Cluster {
+    /// The cluster's node names as sinfo lists them (`btnode1` … `btnodeN`), each once.
+    #[track_caller]
+    pub fn nodes(&self) -> Vec<String> {
+        let out = self
+            .cmd("sinfo")
+            .args(["-h", "-N", "-o", "%N"])
+            .timeout(Duration::from_secs(20))
+            .run();
+        out.assert_success();
+        let mut nodes: Vec<String> = Vec::new();
+        for n in out.stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if !nodes.iter().any(|m| m == n) {
+                nodes.push(n.to_owned());
+            }
+        }
+        nodes.sort_by_key(|n| n.trim_start_matches("btnode").parse::<u32>().unwrap_or(0));
+        nodes
+    }
+
+    /// Fails the test unless the cluster has at least `n` nodes: multi-node scenarios are
+    /// `#[ignore]`d by default and run with `--ignored` on `cluster.sh up --nodes 4`.
+    #[track_caller]
+    pub fn require_nodes(&self, n: usize) -> Vec<String> {
+        let nodes = self.nodes();
+        assert!(
+            nodes.len() >= n,
+            "this scenario needs a cluster of {n} nodes, this one has {nodes:?}: run \
+             tests/cluster/cluster.sh up --nodes {n}"
+        );
+        nodes
+    }
+
+    /// A node's state and reason from `sinfo -N`.
+    #[track_caller]
+    pub fn state_of(&self, node: &str) -> NodeState {
+        let out = self
+            .cmd("sinfo")
+            .args(["-h", "-N", "-n", node, "-o", "%T|%E"])
+            .timeout(Duration::from_secs(20))
+            .run();
+        out.assert_success();
+        let line = out.stdout.lines().next().unwrap_or_else(|| panic!("sinfo does not list {node}:\n{out}"));
+        let (state, reason) = line.split_once('|').unwrap_or((line, ""));
+        NodeState { state: state.trim().into(), reason: reason.trim().into() }
+    }
+
+    /// Fails the test when any node is drained, draining, down or not responding.
+    #[track_caller]
+    pub fn assert_nodes_not_drained(&self) {
+        for node in self.nodes() {
+            let st = self.state_of(&node);
+            assert!(st.is_usable(), "node {node} is {} (reason: {})", st.state, st.reason);
+        }
+    }
+
+    /// The slurmd log of `node`: `slurmd-<node>.log` on a multi-node cluster, `slurmd.log`
+    /// on the one-node cluster. slurmstepd of that node logs there too.
+    pub fn slurmd_log(&self, node: &str) -> PathBuf {
+        let per_node = self.log_dir().join(format!("slurmd-{node}.log"));
+        if per_node.exists() {
+            per_node
+        } else {
+            self.log_dir().join("slurmd.log")
+        }
+    }
+
+    /// Cursors at the end of every node's slurmd log.
+    pub fn slurmd_log_cursors(&self) -> Vec<(String, LogCursor)> {
+        self.nodes()
+            .into_iter()
+            .map(|n| {
+                let cursor = LogCursor::at_end(self.slurmd_log(&n));
+                (n, cursor)
+            })
+            .collect()
+    }
+
+    /// slurmctld's RPC counts by message type since the last reset (`sdiag`), e.g.
+    /// `REQUEST_JOB_INFO_SINGLE` -> 4.
+    #[track_caller]
+    pub fn rpc_counts(&self) -> BTreeMap<String, u64> {
+        let out = self.cmd("sdiag").timeout(Duration::from_secs(20)).run();
+        out.assert_success();
+        let mut counts = BTreeMap::new();
+        let mut in_types = false;
+        for line in out.stdout.lines() {
+            if line.starts_with("Remote Procedure Call statistics by message type") {
+                in_types = true;
+                continue;
+            }
+            if line.starts_with("Remote Procedure Call statistics by user") {
+                break;
+            }
+            if !in_types {
+                continue;
+            }
+            // "\tREQUEST_JOB_INFO_SINGLE   ( 2021) count:4   ave_time:224 total_time:899"
+            let mut words = line.split_whitespace();
+            let (Some(name), Some(count)) = (words.next(), line.split("count:").nth(1)) else {
+                continue;
+            };
+            let count = count.split_whitespace().next().and_then(|c| c.parse().ok());
+            if let Some(count) = count {
+                counts.insert(name.to_owned(), count);
+            }
+        }
+        counts
+    }
+
+    /// Resets slurmctld's RPC statistics (`sdiag --reset`).
+    #[track_caller]
+    pub fn reset_rpc_counts(&self) {
+        self.cmd("sdiag").arg("--reset").timeout(Duration::from_secs(20)).run().assert_success();
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,84 @@
+//! What the plugin costs slurmctld: RPCs per job, per node and per step, counted with
+//! `sdiag` on the 4-node cluster. Alone in its own test binary (cargo runs binaries one
+//! after another), so no other test's scontrol polling lands in the counts.
+//!
+//! `#[ignore]`d like multinode.rs; scripts/test-all.sh runs it with `--ignored`.
+
+use std::collections::BTreeMap;
+
+use scenarios::{BeamtimeSpec, Cluster, MULTI_NODES};
+
+/// RPC types whose counts change with the plugin (slurm_load_job asks for the
+/// federation first, then for the job).
+const QUERIES: [&str; 2] = ["REQUEST_JOB_INFO_SINGLE", "REQUEST_FED_INFO"];
+
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, name: &str) -> i64 {
+    *after.get(name).unwrap_or(&0) as i64 - *before.get(name).unwrap_or(&0) as i64
+}
+
+#[test]
+#[ignore = "needs tests/cluster/cluster.sh up --nodes 4"]
+fn controller_queries_per_job_node_and_step() {
+    let c = Cluster::from_env();
+    let nodes = c.require_nodes(MULTI_NODES).len();
+    let bt = c.start_beamtime(
+        &BeamtimeSpec::new("11099410", "p10", "bttest50")
+            .partition("all")
+            .reservations(&["11099410@btnode[1-4]"]),
+    );
+    let wd = c.workdir(&bt.account, "queries");
+    let n = nodes.to_string();
+    // salloc on the host runs the steps one after another; nothing in it polls the controller
+    // for job records (measured: the same workload without --beamtime makes none).
+    let measure = |beamtime: bool, steps: usize| -> BTreeMap<&'static str, i64> {
+        let steps_script = vec![format!("srun -N{n} true"); steps].join(" && ");
+        let mut cmd = c
+            .as_user(&bt.account, "salloc")
+            .cwd(&wd)
+            .args([
+                format!("--partition={}", bt.partition),
+                format!("--reservation={}", bt.id),
+            ])
+            .args(["-N", &n]);
+        if beamtime {
+            cmd = cmd.arg(format!("--beamtime={}", bt.id));
+        }
+        c.reset_rpc_counts();
+        let before = c.rpc_counts();
+        cmd.args(["bash", "-c", &steps_script])
+            .run()
+            .assert_success();
+        let after = c.rpc_counts();
+        QUERIES
+            .iter()
+            .map(|q| (*q, delta(&before, &after, q)))
+            .collect()
+    };
+    let plain = measure(false, 3);
+    assert!(
+        plain.values().all(|v| *v == 0),
+        "a job without --beamtime queried the controller: {plain:?}"
+    );
+    let mut per_step = Vec::new();
+    for steps in [1, 3] {
+        let got = measure(true, steps);
+        eprintln!("MEASURED: {steps} step(s) of a {nodes}-node beamtime job: {got:?}");
+        per_step.push((steps, got));
+    }
+    // Today every step on every node asks once (slurm_load_job: REQUEST_FED_INFO +
+    // REQUEST_JOB_INFO_SINGLE). Bounded per step and node; a per-job-per-node cache would
+    // make the 3-step count equal the 1-step count.
+    for (steps, got) in &per_step {
+        for q in QUERIES {
+            let count = got[q];
+            assert!(
+                count >= 1,
+                "{q}: no query at all for {steps} step(s): {got:?}"
+            );
+            assert!(
+                count <= (steps * nodes) as i64,
+                "{q}: {count} queries for {steps} step(s) on {nodes} nodes, more than one per step and node"
+            );
+        }
+    }
+}
