@@ -13,6 +13,7 @@ fn main() {
         .allowlist_function("slurm_free_job_info_msg")
         .allowlist_function("slurm_get_errno")
         .allowlist_function("slurm_strerror")
+        .allowlist_var("SHOW_LOCAL")
         .allowlist_var("SLURM_EXTERN_CONT")
         .allowlist_var("SLURM_BATCH_SCRIPT")
         .allowlist_var("SLURM_INTERACTIVE_STEP")

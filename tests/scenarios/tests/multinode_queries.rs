@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 
 use scenarios::{BeamtimeSpec, Cluster, MULTI_NODES};
 
-/// RPC types whose counts change with the plugin (slurm_load_job asks for the
-/// federation first, then for the job).
+/// RPC types slurm_load_job can send: the federation (unless SHOW_LOCAL), then the job.
 const QUERIES: [&str; 2] = ["REQUEST_JOB_INFO_SINGLE", "REQUEST_FED_INFO"];
 
 fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, name: &str) -> i64 {
@@ -65,20 +64,16 @@ fn controller_queries_per_job_node_and_step() {
         eprintln!("MEASURED: {steps} step(s) of a {nodes}-node beamtime job: {got:?}");
         per_step.push((steps, got));
     }
-    // Today every step on every node asks once (slurm_load_job: REQUEST_FED_INFO +
-    // REQUEST_JOB_INFO_SINGLE). Bounded per step and node; a per-job-per-node cache would
+    // Every step on every node asks once (slurm_load_job with SHOW_LOCAL: the job record
+    // only, no federation query). Bounded per step and node; a per-job-per-node cache would
     // make the 3-step count equal the 1-step count.
     for (steps, got) in &per_step {
-        for q in QUERIES {
-            let count = got[q];
-            assert!(
-                count >= 1,
-                "{q}: no query at all for {steps} step(s): {got:?}"
-            );
-            assert!(
-                count <= (steps * nodes) as i64,
-                "{q}: {count} queries for {steps} step(s) on {nodes} nodes, more than one per step and node"
-            );
-        }
+        let count = got["REQUEST_JOB_INFO_SINGLE"];
+        assert!(count >= 1, "no job query at all for {steps} step(s): {got:?}");
+        assert!(
+            count <= (steps * nodes) as i64,
+            "{count} job queries for {steps} step(s) on {nodes} nodes, more than one per step and node"
+        );
+        assert_eq!(got["REQUEST_FED_INFO"], 0, "the plugin asked about the federation: {got:?}");
     }
 }
