@@ -36,7 +36,12 @@ $BT_SUBMIT_CONFIG or /etc/beamtime/bt-submit.conf, else the facility's usual
 places.
 
 Your own --partition/-p, --reservation and --beamtime options must agree with
-the metadata file; if they do not, nothing is submitted.";
+the metadata file; if they do not, nothing is submitted.
+
+When the beamtime has several reservations and you give -N/--nodes or
+-C/--constraint but no --reservation, bt-submit asks the controller which
+nodes each reservation holds, takes the first one that can satisfy them, and
+says which it chose.";
 
 const EXIT_STATUS: &str = "\
 Exit status:
