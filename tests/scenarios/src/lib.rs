@@ -1203,6 +1203,39 @@ impl Cluster {
         }
     }
 
+    /// A copy of the cluster's slurm.conf, readable by `user`, whose plugstack is
+    /// empty: a host without the plugin, or a user skipping its client side.
+    #[track_caller]
+    pub fn slurm_conf_without_plugins(&self, user: &str) -> PathBuf {
+        let dir = self.workdir(user, "no-plugins");
+        let plugstack = dir.join("plugstack.conf");
+        std::fs::write(&plugstack, "# nothing\n").expect("write plugstack.conf");
+        let conf: String = std::fs::read_to_string(&self.slurm_conf)
+            .expect("read slurm.conf")
+            .lines()
+            .filter(|line| !line.starts_with("PlugStackConfig"))
+            .map(|line| format!("{line}\n"))
+            .chain([format!("PlugStackConfig={}\n", plugstack.display())])
+            .collect();
+        let path = dir.join("slurm.conf");
+        std::fs::write(&path, conf).expect("write slurm.conf");
+        for file in [&plugstack, &path] {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        path
+    }
+
+    /// Creates (again) a one-core reservation on the node that admits `user`.
+    #[track_caller]
+    pub fn create_reservation(&self, name: &str, user: &str) {
+        let _ = self.cmd("scontrol").args(["delete", &format!("ReservationName={name}")]).run();
+        self.cmd("scontrol")
+            .args(["create", "reservation", &format!("ReservationName={name}"), &format!("Users={user}")])
+            .args([&format!("Nodes={NODE}"), "CoreCnt=1", "StartTime=now", "Duration=infinite", "Flags=IGNORE_JOBS"])
+            .run()
+            .assert_success();
+    }
+
     /// Rewrites plugstack.conf through `cluster.sh plugstack` (which restarts slurmd, the only
     /// daemon that reads it once). This changes the cluster for every test running at the
     /// same time: only for tests that run alone (their own test binary, one test).

@@ -45,26 +45,9 @@ fn node_refusal(job: impl std::fmt::Display) -> String {
     format!("spank-beamtime: error: job {job} refused on {NODE}: ")
 }
 
-/// A copy of the cluster's slurm.conf whose plugstack is empty: what a user
-/// can do to run srun/sbatch without the plugin's client-side checks.
+/// What a user does to run srun/sbatch without the plugin's client-side checks.
 fn bypass_conf(user: &str) -> PathBuf {
-    let c = cluster();
-    let dir = c.workdir(user, "bypass");
-    let plugstack = dir.join("plugstack.conf");
-    fs::write(&plugstack, "# nothing\n").unwrap();
-    let original = fs::read_to_string(c.slurm_conf()).unwrap();
-    let conf: String = original
-        .lines()
-        .filter(|line| !line.starts_with("PlugStackConfig"))
-        .map(|line| format!("{line}\n"))
-        .chain([format!("PlugStackConfig={}\n", plugstack.display())])
-        .collect();
-    let path = dir.join("slurm.conf");
-    fs::write(&path, conf).unwrap();
-    for file in [&plugstack, &path] {
-        fs::set_permissions(file, fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    path
+    cluster().slurm_conf_without_plugins(user)
 }
 
 /// The option as srun/sbatch would pass it to the node, set by hand.
@@ -357,13 +340,7 @@ fn a_reservation_that_is_not_the_beamtimes_is_refused() {
     let c = cluster();
     let bt = c.start_beamtime(&BeamtimeSpec::new("11099006", "p22", "bttest06").partition("all"));
     // An admin's reservation that happens to admit the beamtime account.
-    // (Deleted first, so the test can run again on the same cluster.)
-    let _ = c.cmd("scontrol").args(["delete", "ReservationName=maintenance_p22"]).run();
-    c.cmd("scontrol")
-        .args(["create", "reservation", "ReservationName=maintenance_p22", "Users=bttest06"])
-        .args([&format!("Nodes={NODE}"), "CoreCnt=1", "StartTime=now", "Duration=infinite", "Flags=IGNORE_JOBS"])
-        .run()
-        .assert_success();
+    c.create_reservation("maintenance_p22", "bttest06");
     let out = c
         .as_user(&bt.account, "srun")
         .args([&format!("--beamtime={}", bt.id), "--partition=all", "--reservation=maintenance_p22", "true"])
@@ -614,12 +591,7 @@ fn metadata_listing_another_beamtimes_reservation_is_refused_there() {
     let bt = c.start_beamtime(&BeamtimeSpec::new("11099025", "p44", "bttest25").partition("all"));
     // Another beamtime's reservation that also admits this account, and a metadata
     // file that lists it (a copy-paste slip at the facility, or a tampered file).
-    let _ = c.cmd("scontrol").args(["delete", "ReservationName=11099026"]).run();
-    c.cmd("scontrol")
-        .args(["create", "reservation", "ReservationName=11099026", "Users=bttest25"])
-        .args([&format!("Nodes={NODE}"), "CoreCnt=1", "StartTime=now", "Duration=infinite", "Flags=IGNORE_JOBS"])
-        .run()
-        .assert_success();
+    c.create_reservation("11099026", "bttest25");
     rewrite_metadata(&bt, |m| m["onlineAnalysis"]["slurmReservation"] = serde_json::json!(["11099025", "11099026"]));
     let out = c
         .as_user(&bt.account, "srun")

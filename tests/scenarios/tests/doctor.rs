@@ -126,21 +126,7 @@ fn a_host_whose_srun_does_not_load_the_plugin_fails_the_plugin_check() {
     let c = cluster();
     let bt = c.start_beamtime(&BeamtimeSpec::new("11099104", "p84", "bttest104").partition("all"));
     // A slurm.conf with an empty plugstack: a login node without the package.
-    let dir = c.workdir(&bt.account, "no-plugin");
-    let plugstack = dir.join("plugstack.conf");
-    fs::write(&plugstack, "# nothing\n").unwrap();
-    let conf: String = fs::read_to_string(c.slurm_conf())
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("PlugStackConfig"))
-        .map(|l| format!("{l}\n"))
-        .chain([format!("PlugStackConfig={}\n", plugstack.display())])
-        .collect();
-    let slurm_conf = dir.join("slurm.conf");
-    fs::write(&slurm_conf, conf).unwrap();
-    for file in [&plugstack, &slurm_conf] {
-        fs::set_permissions(file, fs::Permissions::from_mode(0o644)).unwrap();
-    }
+    let slurm_conf = c.slurm_conf_without_plugins(&bt.account);
     let out = c
         .as_user(&bt.account, bt_submit())
         .env("SLURM_CONF", &slurm_conf)
