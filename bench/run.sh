@@ -11,16 +11,8 @@ ROUNDS=${1:-40}
 CLUSTER=$REPO/tests/cluster/cluster.sh
 OUT=$(mktemp -d /var/tmp/spank-beamtime-bench.XXXXXX)
 
-need_root
-ensure_cargo
-ensure_build_packages
-build_release
-
-say "starting the local cluster"
-"$CLUSTER" down >/dev/null 2>&1 || true
-"$CLUSTER" up --plugin "$PLUGIN_SO" --plugin-args "$(plugin_args)"
+start_cluster_with_fresh_plugin
 trap '"$CLUSTER" down >&2 || true' EXIT
-eval "$("$CLUSTER" env)"
 "$REPO/slurm-conf-examples/beamtime-start.sh" --id 11099001 --beamline p11 --account bttest01 \
     --partition ponline_p11 --cores 2 --replace >/dev/null
 

@@ -10,15 +10,7 @@ source "$(dirname "$0")/lib.sh"
 
 ID=11099001 BEAMLINE=p11 ACCOUNT=bttest01
 
-need_root
-ensure_cargo
-ensure_build_packages
-build_release
-
-say "starting the local Slurm cluster with the plugin"
-"$REPO/tests/cluster/cluster.sh" down >/dev/null 2>&1 || true
-"$REPO/tests/cluster/cluster.sh" up --plugin "$PLUGIN_SO" --plugin-args "$(plugin_args)"
-eval "$("$REPO/tests/cluster/cluster.sh" env)"
+start_cluster_with_fresh_plugin
 
 say "starting beamtime $ID on $BEAMLINE (account $ACCOUNT)"
 # One core of the single test node, so the node stays usable for other jobs.

@@ -70,3 +70,17 @@ plugin_args() {
         "writable=processed,shared" \
         "$@"
 }
+
+# Builds the plugin and bt-submit and (re)starts the local cluster with that plugin in
+# plugstack.conf; exports SLURM_CONF and BT_TEST_STATE for the caller. Used by demo.sh
+# and bench/run.sh.
+start_cluster_with_fresh_plugin() {
+    need_root
+    ensure_cargo
+    ensure_build_packages
+    build_release
+    say "starting the local Slurm cluster with the plugin"
+    "$REPO/tests/cluster/cluster.sh" down >/dev/null 2>&1 || true
+    "$REPO/tests/cluster/cluster.sh" up --plugin "$PLUGIN_SO" --plugin-args "$(plugin_args)"
+    eval "$("$REPO/tests/cluster/cluster.sh" env)"
+}
