@@ -60,7 +60,8 @@ install_package() {
 # The plugstack arguments the local cluster uses: metadata and beamline data live
 # in the harness's beamline folder, as they would on a facility's GPFS; core/
 # stands for the core filesystem, where a beamtime's metadata outlives its turn
-# as the beamline's current one.
+# as the beamline's current one. Each test cluster keeps its own job cache: two
+# clusters on one machine hand out the same job ids.
 plugin_args() {
     local src=$BT_TEST_STATE/beamline-src
     printf '%s ' \
@@ -68,6 +69,7 @@ plugin_args() {
         "metadata=$BT_TEST_STATE/core/*/{id}/beamtime-metadata-{id}.json" \
         "source=$src/{beamline}/current" \
         "writable=processed,shared" \
+        "state_dir=$BT_TEST_STATE/plugin-state" \
         "$@"
 }
 

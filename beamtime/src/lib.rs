@@ -39,6 +39,7 @@
 
 pub mod discovery;
 pub mod id;
+pub mod job_cache;
 pub mod metadata;
 mod pattern;
 pub mod plugin_config;

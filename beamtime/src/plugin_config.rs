@@ -14,6 +14,7 @@
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use crate::discovery::{SearchPath, SearchPattern};
 use crate::id::{Beamline, BeamtimeId};
@@ -24,6 +25,13 @@ pub const DEFAULT_TARGET: &str = "/beamline/{beamline}/current";
 /// Accounts below this uid are system accounts: metadata naming one is refused.
 pub const DEFAULT_MIN_UID: u32 = 1000;
 
+/// Where slurmstepd keeps the controller's answers for a job's later steps
+/// ([`crate::job_cache`]); /run is a tmpfs, emptied at boot.
+pub const DEFAULT_STATE_DIR: &str = "/run/spank-beamtime";
+
+/// How long a controller answer stands in for asking again.
+pub const DEFAULT_JOB_CACHE_SECONDS: u64 = 300;
+
 const KEYS: &[&str] = &[
     "metadata",
     "trusted_owners",
@@ -33,6 +41,8 @@ const KEYS: &[&str] = &[
     "check_nodes",
     "account",
     "min_uid",
+    "state_dir",
+    "job_cache_seconds",
 ];
 
 /// A path with `{id}` and `{beamline}` placeholders, checked once at load time.
@@ -148,6 +158,9 @@ pub struct PluginConfig {
     /// When set, the job's Slurm account must equal this template's expansion.
     pub account: Option<String>,
     pub min_uid: u32,
+    pub state_dir: PathBuf,
+    /// Zero: every step asks the controller.
+    pub job_cache: Duration,
 }
 
 impl PluginConfig {
@@ -163,13 +176,14 @@ impl PluginConfig {
         let mut check_nodes = None;
         let mut account = None;
         let mut min_uid = None;
+        let mut state_dir = None;
+        let mut job_cache_seconds = None;
 
         for argument in arguments {
             let Some((key, value)) = argument.split_once('=') else {
                 return Err(ConfigError::new(
                     argument,
-                    "expected key=value (known keys: metadata, trusted_owners, source, target, \
-                     writable, check_nodes, account, min_uid)",
+                    &format!("expected key=value (known keys: {})", KEYS.join(", ")),
                 ));
             };
             if value.is_empty() {
@@ -203,6 +217,17 @@ impl PluginConfig {
                         ConfigError::new(argument, "expected a number (a uid), e.g. min_uid=1000")
                     })?,
                 )?,
+                "state_dir" => set_once(&mut state_dir, argument, parse_state_dir(argument, value)?)?,
+                "job_cache_seconds" => set_once(
+                    &mut job_cache_seconds,
+                    argument,
+                    value.parse::<u64>().map_err(|_| {
+                        ConfigError::new(
+                            argument,
+                            "expected a number of seconds, e.g. job_cache_seconds=300 (0 turns the cache off)",
+                        )
+                    })?,
+                )?,
                 _ => {
                     return Err(ConfigError::new(
                         argument,
@@ -229,6 +254,8 @@ impl PluginConfig {
             check_nodes: check_nodes.unwrap_or(true),
             account,
             min_uid: min_uid.unwrap_or(DEFAULT_MIN_UID),
+            state_dir: state_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            job_cache: Duration::from_secs(job_cache_seconds.unwrap_or(DEFAULT_JOB_CACHE_SECONDS)),
         })
     }
 
@@ -272,6 +299,21 @@ fn parse_subfolder(argument: &str, name: &str) -> Result<String, ConfigError> {
                 "'{}' is not a plain subfolder name (one path component from A-Z a-z 0-9 . _ -)",
                 name.escape_default()
             ),
+        ))
+    }
+}
+
+fn parse_state_dir(argument: &str, value: &str) -> Result<PathBuf, ConfigError> {
+    let path = Path::new(value);
+    let plain = path.is_absolute()
+        && !value.contains(['{', '}', '*'])
+        && !path.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir));
+    if plain {
+        Ok(path.to_owned())
+    } else {
+        Err(ConfigError::new(
+            argument,
+            "expected an absolute folder without placeholders, '.' or '..', e.g. state_dir=/run/spank-beamtime",
         ))
     }
 }
@@ -347,6 +389,8 @@ mod tests {
         assert!(config.check_nodes);
         assert_eq!(config.account, None);
         assert_eq!(config.min_uid, DEFAULT_MIN_UID);
+        assert_eq!(config.state_dir, Path::new(DEFAULT_STATE_DIR));
+        assert_eq!(config.job_cache.as_secs(), DEFAULT_JOB_CACHE_SECONDS);
     }
 
     #[test]
@@ -354,7 +398,8 @@ mod tests {
         let config = parse(
             "metadata=/a/*/current/beamtime-metadata-{id}.json metadata=/b/{id}/beamtime-metadata-{id}.json \
              trusted_owners=root,4711 source=/gpfs/{beamline}/current target=/data/{beamline} \
-             writable=processed,shared writable=scratch_bl check_nodes=no account=bt_{id} min_uid=500",
+             writable=processed,shared writable=scratch_bl check_nodes=no account=bt_{id} min_uid=500 \
+             state_dir=/var/run/bt job_cache_seconds=0",
         )
         .unwrap();
         let patterns: Vec<&str> = config.metadata.patterns().iter().map(|p| p.as_str()).collect();
@@ -375,6 +420,8 @@ mod tests {
         assert!(!config.check_nodes);
         assert_eq!(config.expected_account(&id, "bttest01").as_deref(), Some("bt_11099001"));
         assert_eq!(config.min_uid, 500);
+        assert_eq!(config.state_dir, Path::new("/var/run/bt"));
+        assert_eq!(config.job_cache, std::time::Duration::ZERO);
     }
 
     fn error_of(args: &str) -> String {
@@ -411,6 +458,10 @@ mod tests {
             ("account=bt/{id}", "expected a Slurm account name"),
             ("metadata=relative/{id}.json", "metadata=relative/{id}.json"),
             ("check_nodes=yes check_nodes=no", "given twice"),
+            ("state_dir=run/bt", "expected an absolute folder"),
+            ("state_dir=/run/{id}", "without placeholders"),
+            ("state_dir=/run/../tmp", "'.' or '..'"),
+            ("job_cache_seconds=5m", "expected a number of seconds"),
         ];
         for (args, expected) in cases {
             let message = error_of(args);

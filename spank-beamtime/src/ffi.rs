@@ -179,6 +179,12 @@ pub fn current_uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
+/// The uid the plugin's files are created as (root, in slurmstepd).
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Whether `name` inside `at` is a symbolic link (for error messages only).
 pub fn is_symlink_at(at: BorrowedFd<'_>, name: &OsStr) -> bool {
     let Ok(c_name) = CString::new(name.as_bytes()) else { return false };

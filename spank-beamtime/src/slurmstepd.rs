@@ -9,11 +9,13 @@
 //!   wired to the user: a refused task says why there and exits before exec.
 
 use std::io::Write;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use beamtime::plugin_config::PluginConfig;
-use beamtime::policy::{self, Grant, JobFacts, Refusal, Rule};
+use beamtime::job_cache::{CachedAnswer, JobCache};
+use beamtime::policy::{self, ControllerJob, Grant, JobFacts, Refusal, Rule};
 use beamtime::trust::TrustPolicy;
-use slurm_spank::{spank_log_error, spank_log_info, SpankHandle};
+use slurm_spank::{spank_log_error, spank_log_info, spank_log_verbose, SpankHandle};
 
 use crate::{ffi, load_beamtime, namespace, EXIT_REFUSED, PLUGIN};
 
@@ -71,16 +73,20 @@ pub fn decide(spank: &mut SpankHandle, config: &PluginConfig, requested: &str) -
         return Verdict::Untouched;
     }
     let step = Step { job, step, uid };
+    let mut answered_by = "";
     let verdict = match judge(config, requested, uid, job) {
-        Ok((grant, trust)) => match export_environment(spank, &grant) {
-            Ok(()) => Verdict::Granted(grant, trust),
-            Err(refusal) => Verdict::Refused(refusal),
-        },
+        Ok(judged) => {
+            answered_by = judged.answered_by;
+            match export_environment(spank, &judged.grant) {
+                Ok(()) => Verdict::Granted(judged.grant, judged.trust),
+                Err(refusal) => Verdict::Refused(refusal),
+            }
+        }
         Err(refusal) => Verdict::Refused(refusal),
     };
     match &verdict {
         Verdict::Granted(grant, _) => spank_log_info!(
-            "{PLUGIN}: {} node={} decision=accepted reservation={} source={} target={}",
+            "{PLUGIN}: {} node={} decision=accepted reservation={} controller={answered_by} source={} target={}",
             step.describe(requested),
             ffi::slurmd_node_name().unwrap_or_default(),
             grant.reservation,
@@ -126,12 +132,7 @@ fn without_account_details(requested: &str) -> Refusal {
 
 /// Gathers the trusted facts in order of cost, stopping at the first refusal:
 /// a wrong user never costs a controller query.
-fn judge(
-    config: &PluginConfig,
-    requested: &str,
-    uid: u32,
-    job: u32,
-) -> Result<(Grant, TrustPolicy), Refusal> {
+fn judge(config: &PluginConfig, requested: &str, uid: u32, job: u32) -> Result<Judged, Refusal> {
     let loaded = load_beamtime(config, requested)?;
     let (metadata, account_uid) = (&loaded.metadata, loaded.account_uid);
     policy::check_submitter(config, metadata, uid, account_uid)?;
@@ -142,6 +143,41 @@ fn judge(
             "Report this to the cluster admins",
         )
     })?;
+    let (controller, answered_by) = controller_answer(config, job, uid)?;
+    let grant = policy::decide(config, metadata, &JobFacts { uid, account_uid, controller, node })?;
+    Ok(Judged { grant, trust: loaded.trust, answered_by })
+}
+
+struct Judged {
+    grant: Grant,
+    trust: TrustPolicy,
+    /// `asked` or `cached`: whether this step cost the controller a query.
+    answered_by: &'static str,
+}
+
+/// The job's reservation and account: from the node's job cache when an
+/// earlier step of the job stored them recently, else from the controller.
+/// A cache that cannot be used only costs the query.
+fn controller_answer(
+    config: &PluginConfig,
+    job: u32,
+    uid: u32,
+) -> Result<(ControllerJob, &'static str), Refusal> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let cache = if config.job_cache.is_zero() {
+        None
+    } else {
+        JobCache::open(&config.state_dir, config.job_cache, ffi::effective_uid())
+            .map_err(|why| spank_log_info!("{PLUGIN}: job={job} job cache not used: {why}"))
+            .ok()
+    };
+    if let Some(cache) = &cache {
+        match cache.lookup(job, uid, now) {
+            Ok(Some(controller)) => return Ok((controller, "cached")),
+            Ok(None) => {}
+            Err(why) => spank_log_info!("{PLUGIN}: job={job} cached answer not used: {why}"),
+        }
+    }
     let controller = ffi::controller_job(job).map_err(|why| {
         Refusal::new(
             Rule::ControllerUnavailable,
@@ -150,8 +186,13 @@ fn judge(
              resubmit in a minute, and tell the cluster admins if it keeps happening",
         )
     })?;
-    let grant = policy::decide(config, metadata, &JobFacts { uid, account_uid, controller, node })?;
-    Ok((grant, loaded.trust))
+    if let Some(cache) = &cache {
+        let answer = CachedAnswer { job, uid, fetched_at: now, controller: controller.clone() };
+        if let Err(why) = cache.store(&answer) {
+            spank_log_info!("{PLUGIN}: job={job} answer not cached: {why}");
+        }
+    }
+    Ok((controller, "asked"))
 }
 
 fn export_environment(spank: &mut SpankHandle, grant: &Grant) -> Result<(), Refusal> {
@@ -169,7 +210,15 @@ fn export_environment(spank: &mut SpankHandle, grant: &Grant) -> Result<(), Refu
 
 pub fn prepare_task(verdict: &mut Verdict) {
     if let Verdict::Granted(grant, trust) = verdict {
-        if let Err(why) = namespace::show_beamline(grant, trust) {
+        let started = Instant::now();
+        let shown = namespace::show_beamline(grant, trust);
+        // For admins weighing the cost on nodes with large mount tables (bench/ reads it too).
+        spank_log_verbose!(
+            "{PLUGIN}: beamtime={} mount namespace set up in {} us",
+            grant.beamtime,
+            started.elapsed().as_micros()
+        );
+        if let Err(why) = shown {
             spank_log_error!(
                 "{PLUGIN}: beamtime={} mount failed: {why}",
                 grant.beamtime

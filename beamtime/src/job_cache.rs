@@ -1,0 +1,423 @@
+//! What the controller said about a job, kept on the node for the job's later
+//! steps.
+//!
+//! Every beamtime step needs the job's reservation and Slurm account, which
+//! only the controller can be trusted to tell. A pipeline that runs thousands
+//! of short steps would otherwise ask it thousands of times per node. The
+//! answer hardly changes while the job lives: Slurm refuses to change the
+//! account of a job that is no longer pending, and only the reservation can
+//! be changed on a running job (by the job's owner or an operator). So an
+//! answer is reused for a bounded time (`job_cache_seconds`), which bounds the
+//! queries per job and node by the job's run time instead of its step count,
+//! and bounds how stale a reservation can be.
+//!
+//! Everything else (who runs the step, the metadata, the node) is checked
+//! afresh at every step, and the cached answer goes through the same decision
+//! as a fresh one. An entry is bound to the job id and the job's user, so a job
+//! id that Slurm hands out again (after a wrap-around or a wiped controller
+//! state) within the cache time reuses it only for the same user — the same
+//! beamtime account, in whose own reservation the old job ran.
+//!
+//! The folder is slurmstepd's (root's) alone: it and every folder above it
+//! must be owned by the plugin's user and writable by nobody else, so nobody
+//! can plant or swap an entry. The cache is an optimisation only: a folder
+//! that is missing is created, and one that cannot be used (unsafe, full,
+//! read-only) makes every step ask the controller, as without a cache.
+
+use std::fmt::Write as _;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use crate::policy::ControllerJob;
+
+/// Entries are a few lines; anything larger was not written by the plugin.
+const MAX_ENTRY_BYTES: u64 = 4096;
+
+/// A clock that went back by more than this makes an entry count as stale.
+const CLOCK_SKEW_SECONDS: u64 = 60;
+
+/// One job's controller answer as the plugin stored it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedAnswer {
+    pub job: u32,
+    pub uid: u32,
+    /// Seconds since the Unix epoch when the controller answered.
+    pub fetched_at: u64,
+    pub controller: ControllerJob,
+}
+
+impl CachedAnswer {
+    /// The file's text, or `None` for an answer the format cannot hold
+    /// (a value with a line break: then the job is simply not cached).
+    pub fn encode(&self) -> Option<String> {
+        let mut text = format!("job={}\nuid={}\nfetched_at={}\n", self.job, self.uid, self.fetched_at);
+        for (key, value) in [
+            ("reservation", &self.controller.reservation),
+            ("account", &self.controller.account),
+        ] {
+            if let Some(value) = value {
+                if value.contains(['\n', '\r']) {
+                    return None;
+                }
+                let _ = writeln!(text, "{key}={value}");
+            }
+        }
+        Some(text)
+    }
+
+    pub fn decode(text: &str) -> Result<CachedAnswer, String> {
+        let (mut job, mut uid, mut fetched_at) = (None, None, None);
+        let mut controller = ControllerJob::default();
+        for line in text.lines() {
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| format!("line {:?} is not key=value", line.escape_default().to_string()))?;
+            let number = || value.parse::<u64>().map_err(|_| format!("{key}={value:?} is not a number"));
+            let slot_taken = match key {
+                "job" => job.replace(number()?).is_some(),
+                "uid" => uid.replace(number()?).is_some(),
+                "fetched_at" => fetched_at.replace(number()?).is_some(),
+                "reservation" => controller.reservation.replace(value.to_owned()).is_some(),
+                "account" => controller.account.replace(value.to_owned()).is_some(),
+                _ => return Err(format!("unknown key {:?}", key.escape_default().to_string())),
+            };
+            if slot_taken {
+                return Err(format!("{key} is given twice"));
+            }
+        }
+        let missing = |key: &str| format!("{key} is missing");
+        let narrow = |key: &str, value: u64| u32::try_from(value).map_err(|_| format!("{key} is out of range"));
+        Ok(CachedAnswer {
+            job: narrow("job", job.ok_or_else(|| missing("job"))?)?,
+            uid: narrow("uid", uid.ok_or_else(|| missing("uid"))?)?,
+            fetched_at: fetched_at.ok_or_else(|| missing("fetched_at"))?,
+            controller,
+        })
+    }
+
+    /// Whether this answer may stand in for asking the controller about
+    /// `job` run by `uid` at time `now`.
+    pub fn answers(&self, job: u32, uid: u32, now: u64, lifetime: Duration) -> bool {
+        let age_ok = match now.checked_sub(self.fetched_at) {
+            Some(age) => age < lifetime.as_secs(),
+            None => self.fetched_at - now <= CLOCK_SKEW_SECONDS,
+        };
+        self.job == job && self.uid == uid && age_ok
+    }
+}
+
+/// The cache folder, checked and ready for one step's lookup and store.
+#[derive(Debug)]
+pub struct JobCache {
+    dir: PathBuf,
+    lifetime: Duration,
+    owner: u32,
+}
+
+impl JobCache {
+    /// Checks `dir` and every folder above it (owned by `owner`, the
+    /// plugin's own uid, and writable by nobody else), creating `dir` itself
+    /// if it is missing.
+    pub fn open(dir: &Path, lifetime: Duration, owner: u32) -> Result<JobCache, String> {
+        if !dir.is_absolute() || dir.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir)) {
+            return Err(format!("{} is not an absolute path without . or ..", dir.display()));
+        }
+        let mut walked = PathBuf::new();
+        for component in dir.components() {
+            walked.push(component);
+            let is_last = walked.as_path() == dir;
+            let stat = match fs::symlink_metadata(&walked) {
+                Err(e) if e.kind() == ErrorKind::NotFound && is_last => {
+                    DirBuilder::new().mode(0o700).create(&walked).or_else(|e| {
+                        // Another step of the same moment may have created it.
+                        if e.kind() == ErrorKind::AlreadyExists { Ok(()) } else { Err(e) }
+                    })
+                    .map_err(|e| format!("cannot create {}: {e}", walked.display()))?;
+                    fs::symlink_metadata(&walked).map_err(|e| format!("{}: {e}", walked.display()))?
+                }
+                Err(e) => return Err(format!("{}: {e}", walked.display())),
+                Ok(stat) => stat,
+            };
+            if !stat.file_type().is_dir() {
+                return Err(format!("{} is not a folder (a symbolic link or a file)", walked.display()));
+            }
+            // Above the folder, root's folders and sticky ones like /tmp are
+            // safe: nobody else can rename what is below them.
+            let owner_ok = stat.uid() == owner || (!is_last && stat.uid() == 0);
+            if !owner_ok {
+                return Err(format!("{} is owned by uid {}, not by uid {owner}", walked.display(), stat.uid()));
+            }
+            let open_to_others = if is_last {
+                stat.mode() & 0o077 != 0
+            } else {
+                stat.mode() & 0o022 != 0 && stat.mode() & libc::S_ISVTX == 0
+            };
+            if open_to_others {
+                return Err(format!(
+                    "{} is open to others (mode {:04o})",
+                    walked.display(),
+                    stat.mode() & 0o7777
+                ));
+            }
+        }
+        Ok(JobCache { dir: dir.to_owned(), lifetime, owner })
+    }
+
+    fn entry_path(&self, job: u32) -> PathBuf {
+        self.dir.join(format!("job-{job}"))
+    }
+
+    /// The stored answer for this job and user if it is still valid; `Err`
+    /// only says why an entry that exists was not used.
+    pub fn lookup(&self, job: u32, uid: u32, now: u64) -> Result<Option<ControllerJob>, String> {
+        let path = self.entry_path(job);
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Ok(file) => file,
+        };
+        let stat = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+        if !stat.file_type().is_file() || stat.uid() != self.owner || stat.size() > MAX_ENTRY_BYTES {
+            return Err(format!("{} is not an entry the plugin wrote", path.display()));
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let answer = CachedAnswer::decode(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(answer.answers(job, uid, now, self.lifetime).then_some(answer.controller))
+    }
+
+    /// Stores an answer (whole or not at all: written aside, then renamed
+    /// into place), and removes entries that have outlived the cache time.
+    pub fn store(&self, answer: &CachedAnswer) -> Result<(), String> {
+        let text = answer
+            .encode()
+            .ok_or_else(|| format!("job {}'s answer holds a line break and is not cached", answer.job))?;
+        let path = self.entry_path(answer.job);
+        let aside = self.dir.join(format!(".job-{}.{}", answer.job, std::process::id()));
+        let written = write_new(&aside, text.as_bytes()).and_then(|()| fs::rename(&aside, &path));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&aside);
+            return Err(format!("cannot write {}: {e}", path.display()));
+        }
+        self.remove_outlived(answer.fetched_at);
+        Ok(())
+    }
+
+    /// Entries of ended jobs: nothing else removes them, and a node runs
+    /// many jobs between reboots. Judged by the time the plugin wrote them.
+    fn remove_outlived(&self, now: u64) {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.starts_with("job-") && !name.starts_with(".job-") {
+                continue;
+            }
+            let Ok(stat) = entry.metadata() else { continue };
+            let written = u64::try_from(stat.mtime()).unwrap_or(0);
+            if now.saturating_sub(written) >= self.lifetime.as_secs() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file: File = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn answer() -> CachedAnswer {
+        CachedAnswer {
+            job: 42,
+            uid: 1234,
+            fetched_at: 1_000_000,
+            controller: ControllerJob {
+                reservation: Some("11099001_1".into()),
+                account: Some("bt11099001".into()),
+            },
+        }
+    }
+
+    fn me() -> u32 {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() }
+    }
+
+    fn private_dir() -> tempfile_dir::Dir {
+        tempfile_dir::Dir::new()
+    }
+
+    #[test]
+    fn an_answer_survives_encoding_with_and_without_values() {
+        let full = answer();
+        assert_eq!(CachedAnswer::decode(&full.encode().unwrap()).unwrap(), full);
+        let empty = CachedAnswer { controller: ControllerJob::default(), ..answer() };
+        assert_eq!(CachedAnswer::decode(&empty.encode().unwrap()).unwrap(), empty);
+    }
+
+    #[test]
+    fn values_with_line_breaks_are_not_cached() {
+        let mut odd = answer();
+        odd.controller.account = Some("a\nuid=0".into());
+        assert_eq!(odd.encode(), None);
+    }
+
+    #[test]
+    fn damaged_entries_say_what_is_wrong() {
+        let cases = [
+            ("job=1\nuid=2\n", "fetched_at is missing"),
+            ("job=1\njob=1\nuid=2\nfetched_at=3\n", "job is given twice"),
+            ("job=x\n", "is not a number"),
+            ("job=1\nuid=2\nfetched_at=3\nowner=root\n", "unknown key"),
+            ("garbage", "is not key=value"),
+            ("job=99999999999\nuid=2\nfetched_at=3\n", "job is out of range"),
+        ];
+        for (text, expected) in cases {
+            let error = CachedAnswer::decode(text).unwrap_err();
+            assert!(error.contains(expected), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn an_answer_stands_only_for_its_job_and_user_and_only_for_its_lifetime() {
+        let a = answer();
+        assert!(a.answers(42, 1234, a.fetched_at, MINUTE));
+        assert!(a.answers(42, 1234, a.fetched_at + 59, MINUTE));
+        assert!(!a.answers(42, 1234, a.fetched_at + 60, MINUTE), "expired");
+        assert!(!a.answers(43, 1234, a.fetched_at, MINUTE), "other job");
+        assert!(!a.answers(42, 1235, a.fetched_at, MINUTE), "other user");
+        assert!(a.answers(42, 1234, a.fetched_at - 30, MINUTE), "small clock step back");
+        assert!(!a.answers(42, 1234, a.fetched_at - 3600, MINUTE), "clock far behind");
+        assert!(!a.answers(42, 1234, a.fetched_at, Duration::ZERO), "cache time 0 disables");
+    }
+
+    #[test]
+    fn a_stored_answer_is_found_by_the_same_job_and_user_only() {
+        let dir = private_dir();
+        let cache = JobCache::open(&dir.path().join("state"), MINUTE, me()).unwrap();
+        let a = answer();
+        assert_eq!(cache.lookup(42, 1234, a.fetched_at).unwrap(), None);
+        cache.store(&a).unwrap();
+        assert_eq!(cache.lookup(42, 1234, a.fetched_at + 1).unwrap(), Some(a.controller.clone()));
+        assert_eq!(cache.lookup(42, 999, a.fetched_at + 1).unwrap(), None);
+        assert_eq!(cache.lookup(42, 1234, a.fetched_at + 61).unwrap(), None);
+        let mode = fs::metadata(dir.path().join("state/job-42")).unwrap().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("state"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn storing_removes_entries_older_than_the_cache_time() {
+        let dir = private_dir();
+        let state = dir.path().join("state");
+        let cache = JobCache::open(&state, MINUTE, me()).unwrap();
+        let now = std::time::SystemTime::now();
+        let hour_ago = now - Duration::from_secs(3600);
+        for name in ["job-7", "unrelated"] {
+            fs::write(state.join(name), "job=7\nuid=1\nfetched_at=1\n").unwrap();
+            File::options().write(true).open(state.join(name)).unwrap().set_modified(hour_ago).unwrap();
+        }
+        let now = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        cache.store(&CachedAnswer { fetched_at: now, ..answer() }).unwrap();
+        assert!(!state.join("job-7").exists(), "an outlived entry was kept");
+        assert!(state.join("job-42").exists());
+        assert!(state.join("unrelated").exists());
+    }
+
+    #[test]
+    fn entries_the_plugin_did_not_write_are_not_used() {
+        let dir = private_dir();
+        let state = dir.path().join("state");
+        let cache = JobCache::open(&state, MINUTE, me()).unwrap();
+        fs::write(state.join("job-1"), "not an entry").unwrap();
+        assert!(cache.lookup(1, 1, 0).unwrap_err().contains("is not key=value"));
+        std::os::unix::fs::symlink(state.join("job-42"), state.join("job-2")).unwrap();
+        assert!(cache.lookup(2, 1, 0).is_err(), "a symlink was followed");
+        fs::write(state.join("job-3"), vec![b'x'; 5000]).unwrap();
+        assert!(cache.lookup(3, 1, 0).unwrap_err().contains("not an entry the plugin wrote"));
+    }
+
+    #[test]
+    fn a_folder_others_could_write_to_is_not_used() {
+        let dir = private_dir();
+        let state = dir.path().join("state");
+        JobCache::open(&state, MINUTE, me()).unwrap();
+        fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let error = JobCache::open(&state, MINUTE, me()).unwrap_err();
+        assert!(error.contains("is open to others (mode 0755)"), "{error}");
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&state, &link).unwrap();
+        let error = JobCache::open(&link, MINUTE, me()).unwrap_err();
+        assert!(error.contains("is not a folder"), "{error}");
+
+        let error = JobCache::open(&state, MINUTE, me() + 1).unwrap_err();
+        assert!(error.contains("not by uid"), "{error}");
+
+        let error = JobCache::open(Path::new("state"), MINUTE, me()).unwrap_err();
+        assert!(error.contains("not an absolute path"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_parent_is_not_created() {
+        let dir = private_dir();
+        let error = JobCache::open(&dir.path().join("no/such/state"), MINUTE, me()).unwrap_err();
+        assert!(error.contains("No such file"), "{error}");
+    }
+
+    /// A private temporary folder.
+    mod tempfile_dir {
+        use std::os::unix::fs::DirBuilderExt;
+        use std::path::{Path, PathBuf};
+
+        pub struct Dir(PathBuf);
+
+        impl Dir {
+            pub fn new() -> Dir {
+                use std::sync::atomic::{AtomicUsize, Ordering};
+                static NEXT: AtomicUsize = AtomicUsize::new(0);
+                let path = std::env::temp_dir().join(format!(
+                    "job-cache-test-{}-{}",
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::DirBuilder::new().mode(0o700).create(&path).unwrap();
+                Dir(path)
+            }
+
+            pub fn path(&self) -> &Path {
+                &self.0
+            }
+        }
+
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+}
