@@ -40,4 +40,4 @@ run_scenarios() {
 run_scenarios "plain slurmd"
 run_scenarios "job_container/tmpfs" --job-container
 # The multi-node scenarios are #[ignore]d in the one-node passes above.
-run_scenarios "4 hosts" --nodes 4 -- --test multinode --test multinode_queries -- --ignored --test-threads=4
+run_scenarios "4 hosts" --nodes 4 -- --test multinode --test multinode_queries --test multinode_faults -- --ignored --test-threads=4

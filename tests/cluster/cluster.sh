@@ -229,7 +229,10 @@ set_nodes() {
         DAEMONS=(slurmd slurmctld slurmdbd mariadbd munged)
         return 0
     fi
-    CTLD_ADDR=$NET.1
+    # The controller's own address, beside the bridge's: a test can cut a node off from
+    # slurmctld (route to $NET.2 only) while srun and slurmctld still reach the node
+    # from $NET.1, the address the host's connections come from.
+    CTLD_ADDR=$NET.2
     DAEMONS=()
     for n in "${NODES[@]}"; do DAEMONS+=("slurmd-$n"); done
     DAEMONS+=(slurmctld slurmdbd mariadbd munged)
@@ -273,9 +276,10 @@ net_up() {
     if ip -4 -o addr show | awk -v b="$BRIDGE" -v p="$NET." '$2 != b && index($4, p) == 1 {f=1} END {exit !f}'; then
         die "$NET.0/24 is already used on this host (ip -4 addr); set BT_NET=10.x.y to a free /24"
     fi
-    say "network: bridge $BRIDGE $NET.1/24, namespaces ${NET_TAG}n1..$NODE_COUNT"
+    say "network: bridge $BRIDGE $NET.1/24 (slurmctld $CTLD_ADDR), namespaces ${NET_TAG}n1..$NODE_COUNT"
     ip link add "$BRIDGE" type bridge
     ip addr add "$NET.1/24" dev "$BRIDGE"
+    ip addr add "$CTLD_ADDR/24" dev "$BRIDGE"
     ip link set "$BRIDGE" up
     for n in "${NODES[@]}"; do
         ns=$(node_ns "$n") v=$(node_veth "$n")
@@ -582,9 +586,10 @@ cmd_up() {
     chmod 755 "$STATE"
     rm -rf --one-file-system "$STATE/log.prev"
     [[ -d $LOG ]] && mv "$LOG" "$STATE/log.prev"
+    # plugin-state: the plugin's job cache; a fresh controller hands out job ids from 1 again.
     rm -rf --one-file-system "$RUN" "$STATE/ctld" "$STATE/spool" "$STATE/mysql" "$STATE/munge" \
         "$STATE/jobcontainer" "$STATE/beamline-src" "$STATE/work" "$STATE/plugins" "$ETC" \
-        "$STATE"/probe-*
+        "$STATE/plugin-state" "$STATE"/probe-*
     install -d -m 755 "$ETC" "$RUN" "$LOG" "$STATE/spool" "$STATE/spool/slurmd" "$STATE/beamline-src" "$STATE/work"
     install -d -o slurm -g slurm -m 755 "$STATE/ctld"
     if [[ $job_container == 1 ]]; then
