@@ -28,7 +28,8 @@ use std::fmt::Write as _;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::policy::ControllerJob;
@@ -122,7 +123,8 @@ impl JobCache {
     /// plugin's own uid, and writable by nobody else), creating `dir` itself
     /// if it is missing.
     pub fn open(dir: &Path, lifetime: Duration, owner: u32) -> Result<JobCache, String> {
-        if !dir.is_absolute() || dir.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir)) {
+        let dot = dir.as_os_str().as_bytes().split(|b| *b == b'/').any(|c| c == b"." || c == b"..");
+        if !dir.is_absolute() || dot {
             return Err(format!("{} is not an absolute path without . or ..", dir.display()));
         }
         let mut walked = PathBuf::new();
@@ -378,8 +380,10 @@ mod tests {
         let error = JobCache::open(&state, MINUTE, me() + 1).unwrap_err();
         assert!(error.contains("not by uid"), "{error}");
 
-        let error = JobCache::open(Path::new("state"), MINUTE, me()).unwrap_err();
-        assert!(error.contains("not an absolute path"), "{error}");
+        for relative_or_dotted in ["state", "/tmp/./state", "/tmp/x/../state"] {
+            let error = JobCache::open(Path::new(relative_or_dotted), MINUTE, me()).unwrap_err();
+            assert!(error.contains("not an absolute path without . or .."), "{error}");
+        }
     }
 
     #[test]

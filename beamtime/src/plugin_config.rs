@@ -61,10 +61,7 @@ impl PathTemplate {
         if without_placeholders.contains(['{', '}']) {
             return Err(bad("only the placeholders {id} and {beamline} are known"));
         }
-        if Path::new(text)
-            .components()
-            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
-        {
+        if has_dot_component(text) {
             return Err(bad("the path may not contain '.' or '..' components"));
         }
         if text.contains('*') {
@@ -115,7 +112,7 @@ impl TargetTemplate {
             ));
         }
         let hide_root = PathBuf::from(fixed.trim_end_matches('/'));
-        if hide_root.as_os_str().is_empty() {
+        if !hide_root.components().any(|c| matches!(c, Component::Normal(_))) {
             return Err(ConfigError::new(
                 argument,
                 "the target needs a fixed folder before the first placeholder (covering / is not allowed)",
@@ -267,6 +264,13 @@ impl PluginConfig {
     }
 }
 
+/// Whether a path has a `.` or `..` component. Checked on the text: `Path::components`
+/// drops inner `.` components, which let `/./{beamline}` through as a target whose fixed
+/// part, `/.`, is `/` itself (found by fuzzing).
+fn has_dot_component(text: &str) -> bool {
+    text.split('/').any(|component| component == "." || component == "..")
+}
+
 fn set_once<T>(slot: &mut Option<T>, argument: &str, value: T) -> Result<(), ConfigError> {
     if slot.is_some() {
         return Err(ConfigError::new(argument, "this key is given twice"));
@@ -307,7 +311,7 @@ fn parse_state_dir(argument: &str, value: &str) -> Result<PathBuf, ConfigError> 
     let path = Path::new(value);
     let plain = path.is_absolute()
         && !value.contains(['{', '}', '*'])
-        && !path.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir));
+        && !has_dot_component(value);
     if plain {
         Ok(path.to_owned())
     } else {
@@ -445,6 +449,8 @@ mod tests {
             ("source=", "the value is empty"),
             ("source=relative/{beamline}", "must be absolute"),
             ("source=/a/../{beamline}", "'.' or '..'"),
+            ("target=/./{beamline}", "'.' or '..'"),
+            ("target=//{beamline}", "covering / is not allowed"),
             ("source=/a/{user}", "only the placeholders {id} and {beamline}"),
             ("source=/a/*/{beamline}", "wildcards are allowed in metadata= only"),
             ("target=/beamline/current", "must contain {beamline}"),
@@ -461,6 +467,7 @@ mod tests {
             ("state_dir=run/bt", "expected an absolute folder"),
             ("state_dir=/run/{id}", "without placeholders"),
             ("state_dir=/run/../tmp", "'.' or '..'"),
+            ("state_dir=/run/./bt", "'.' or '..'"),
             ("job_cache_seconds=5m", "expected a number of seconds"),
         ];
         for (args, expected) in cases {
