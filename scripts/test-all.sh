@@ -6,17 +6,25 @@
 set -Eeuo pipefail
 source "$(dirname "$0")/lib.sh"
 
+# What the tests print and measure goes to REPORT, and from there into reliability.md
+# (scripts/reliability_report.py; scripts/reliability.sh makes docs/reliability.md so).
+REPORT=${BT_REPORT_DIR:-$REPO/target/reliability}
+FUZZ_SECONDS=${BT_FUZZ_SECONDS:-15}
+
 need_root
 ensure_cargo
 ensure_build_packages
 cd "$REPO"
+rm -rf "$REPORT"
+mkdir -p "$REPORT"
+export BT_FIGURES=$REPORT/figures.jsonl
 
 say "unit tests"
 # default-members: the scenarios crate needs the cluster and runs below.
-cargo test --locked
+cargo test --locked 2>&1 | tee "$REPORT/unit.log"
 
 say "fuzzing the parsers (time-boxed)"
-bash "$REPO/scripts/fuzz.sh" 15
+bash "$REPO/scripts/fuzz.sh" "$FUZZ_SECONDS" | tee "$REPORT/fuzz.txt"
 
 # The scenarios run against the installed package, as a site has it.
 install_package
@@ -33,7 +41,7 @@ run_scenarios() {
     "$REPO/tests/cluster/cluster.sh" up --plugin "$PLUGIN_SO" --plugin-args "$(plugin_args)" "${up[@]}"
     eval "$("$REPO/tests/cluster/cluster.sh" env)"
     export BT_SUBMIT
-    cargo test --locked -p scenarios "${tests[@]}"
+    cargo test --locked -p scenarios "${tests[@]}" 2>&1 | tee "$REPORT/scenarios-${label//[^a-z0-9]/_}.log"
     "$REPO/tests/cluster/cluster.sh" down
 }
 
@@ -41,3 +49,14 @@ run_scenarios "plain slurmd"
 run_scenarios "job_container/tmpfs" --job-container
 # The multi-node scenarios are #[ignore]d in the one-node passes above.
 run_scenarios "4 hosts" --nodes 4 -- --test multinode --test multinode_queries --test multinode_faults -- --ignored --test-threads=4
+
+{
+    printf 'commit=%s\n' "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    printf 'slurm=%s\n' "$(sinfo -V)"
+    printf 'kernel=%s\n' "$(uname -r)"
+    printf 'cpus=%s\n' "$(nproc)"
+    printf 'fuzz_seconds=%s\n' "$FUZZ_SECONDS"
+    printf 'date=%s\n' "$(date -u +%Y-%m-%dT%H:%MZ)"
+} >"$REPORT/machine.txt"
+python3 "$REPO/scripts/reliability_report.py" "$REPORT" >"$REPORT/reliability.md"
+say "every test passed; figures in $REPORT/reliability.md"

@@ -9,6 +9,8 @@
 //! [`Cluster::start_beamtime`]). What is shared is the cluster itself: a test that drains the
 //! node, rewrites plugstack.conf or fills the node's CPUs affects its neighbours.
 
+pub mod figures;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;

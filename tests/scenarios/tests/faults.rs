@@ -1,11 +1,21 @@
-//! Faults while beamtime jobs run: slurmd restarted under them, and the
-//! metadata file deleted between two steps of one job. Alone in its file: it
-//! restarts slurmd for the whole cluster.
+//! Faults while beamtime jobs run: slurmd restarted under them, the metadata
+//! file deleted between two steps of one job, the mount source gone or
+//! unmounted. The tests take turns (`TURN`): one of them restarts slurmd for
+//! the whole cluster.
 
 use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use scenarios::{BeamtimeSpec, Cluster, RestorePlugstack};
+use scenarios::{Beamtime, BeamtimeSpec, Cluster, Output, RestorePlugstack};
+
+static TURN: Mutex<()> = Mutex::new(());
+
+fn take_turn() -> MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn installed_plugin(c: &Cluster) -> (String, String) {
     let recorded = fs::read_to_string(c.state_dir().join("etc/cluster.args")).unwrap();
@@ -23,6 +33,7 @@ fn installed_plugin(c: &Cluster) -> (String, String) {
 
 #[test]
 fn beamtime_jobs_survive_a_slurmd_restart_and_a_vanished_metadata_file_stops_only_new_steps() {
+    let _turn = take_turn();
     let c = Cluster::from_env();
     let (plugin, args) = installed_plugin(&c);
     let _restore = RestorePlugstack::new(&c);
@@ -80,4 +91,104 @@ fn beamtime_jobs_survive_a_slurmd_restart_and_a_vanished_metadata_file_stops_onl
     assert_eq!(end.state, "COMPLETED", "{end:#?}");
     c.assert_node_not_drained();
     assert!(!fs::read_to_string("/proc/self/mountinfo").unwrap().contains(" /beamline"));
+}
+
+/// A beamtime whose metadata also lies on the core file system, as the facility keeps
+/// it: the plugin still finds it when the beamline folder is gone.
+fn beamtime_with_core_metadata(c: &Cluster, id: &str, beamline: &str, account: &str) -> Beamtime {
+    let bt = c.start_beamtime(&BeamtimeSpec::new(id, beamline, account).partition("all").cores(1));
+    let core = c.state_dir().join(format!("core/{beamline}/{id}"));
+    fs::create_dir_all(&core).unwrap();
+    fs::copy(&bt.metadata_path, core.join(format!("beamtime-metadata-{id}.json"))).unwrap();
+    bt
+}
+
+fn beamtime_step(c: &Cluster, bt: &Beamtime) -> Output {
+    let wd = c.workdir(&bt.account, "source-fault");
+    c.as_user(&bt.account, "srun")
+        .cwd(&wd)
+        .args([format!("--beamtime={}", bt.id), "--partition=all".to_owned(), format!("--reservation={}", bt.id)])
+        .args(["bash", "-c", "echo payload-ran; ls -A /beamline/*/current"])
+        .run()
+}
+
+fn assert_refused_on_the_node(out: &Output, expected: &str) {
+    out.assert_failure();
+    assert_eq!(out.code(), Some(77), "a refused task exits 77:\n{out}");
+    assert!(!out.stdout.contains("payload-ran"), "the task ran:\n{out}");
+    assert!(out.stderr.contains("refused on btnode1"), "{out}");
+    assert!(out.stderr.contains(expected), "want {expected:?}:\n{out}");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(" /beamline"), "a mount was left on the host");
+}
+
+/// Puts a moved folder back, also when the test fails.
+struct MovedAside {
+    from: PathBuf,
+    to: PathBuf,
+}
+
+impl Drop for MovedAside {
+    fn drop(&mut self) {
+        let _ = fs::rename(&self.to, &self.from);
+    }
+}
+
+#[test]
+fn a_mount_source_that_is_gone_refuses_the_step_and_leaves_nothing() {
+    let _turn = take_turn();
+    let c = Cluster::from_env();
+    let bt = beamtime_with_core_metadata(&c, "11099045", "p65", "bttest46");
+    beamtime_step(&c, &bt).assert_success().assert_stdout_contains("payload-ran");
+
+    let aside = MovedAside { from: bt.current_dir.clone(), to: bt.current_dir.with_extension("gone") };
+    fs::rename(&aside.from, &aside.to).unwrap();
+    let out = beamtime_step(&c, &bt);
+    assert_refused_on_the_node(
+        &out,
+        &format!("the beamline folder could not be set up: {} does not exist", bt.current_dir.display()),
+    );
+    assert!(!bt.current_dir.exists(), "the plugin created the missing source");
+    c.assert_node_not_drained();
+}
+
+/// Unmounts the tmpfs standing in for the beamline file system, also when the test fails.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn an_unmounted_source_is_not_shown_as_an_empty_beamline() {
+    let _turn = take_turn();
+    let c = Cluster::from_env();
+    let bt = beamtime_with_core_metadata(&c, "11099046", "p66", "bttest47");
+    // The beamline folder becomes a mount of its own (as on GPFS) holding the data; the
+    // folder under it, what an unmount uncovers, is empty.
+    let data = bt.current_dir.with_extension("data");
+    let _aside = MovedAside { from: bt.current_dir.clone(), to: data.clone() };
+    fs::rename(&bt.current_dir, &data).unwrap();
+    fs::create_dir(&bt.current_dir).unwrap();
+    let mount = |args: &[&str], target: &Path| {
+        let status = Command::new("mount").args(args).arg(target).status().unwrap();
+        assert!(status.success(), "mount {args:?} {}", target.display());
+    };
+    mount(&["--bind", data.to_str().unwrap()], &bt.current_dir);
+    let mounted = Mounted(bt.current_dir.clone());
+    beamtime_step(&c, &bt).assert_success().assert_stdout_contains("payload-ran");
+
+    drop(mounted);
+    let out = beamtime_step(&c, &bt);
+    assert_refused_on_the_node(
+        &out,
+        &format!(
+            "{dir} is not beamtime 11099046's folder now: {dir}/beamtime-metadata-11099046.json: No such file",
+            dir = bt.current_dir.display()
+        ),
+    );
+    fs::remove_dir(&bt.current_dir).unwrap();
+    c.assert_node_not_drained();
 }

@@ -1,6 +1,7 @@
 //! A burst of 500 jobs, beamtime and ordinary ones interleaved, some with
 //! concurrent steps on the node: every outcome right, no drained node,
-//! nothing left on the host.
+//! nothing left on the host, and slurmstepd's memory flat from the first
+//! beamtime jobs to the last.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -24,25 +25,31 @@ fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
     let plain_dir = c.workdir(TEST_USER, "load");
 
     // Every tenth beamtime job runs two tasks at once, each building its own namespace.
-    let beamtime_job = "#!/bin/bash\necho \"$BEAMTIME_ID $(ls -A /beamline)\"\n";
-    let two_step_job = "#!/bin/bash\n#SBATCH -n 2\nsrun -n 2 bash -c 'echo \"$BEAMTIME_ID $(ls -A /beamline)\"' | sort\n";
-    let plain_job = "#!/bin/bash\necho \"plain $(ls -A /beamline | wc -l) ${BEAMTIME_ID:-none}\"\n";
+    // Each batch script also reports the peak memory of its slurmstepd (its parent).
+    let peak = "echo \"stepd-peak-kib $(awk '/^VmHWM/ {print $2}' /proc/$PPID/status)\"\n";
+    let beamtime_job = format!("#!/bin/bash\necho \"$BEAMTIME_ID $(ls -A /beamline)\"\n{peak}");
+    let two_step_job = format!(
+        "#!/bin/bash\n#SBATCH -n 2\nsrun -n 2 bash -c 'echo \"$BEAMTIME_ID $(ls -A /beamline)\"' | sort\n{peak}"
+    );
+    let plain_job = format!("#!/bin/bash\necho \"plain $(ls -A /beamline | wc -l) ${{BEAMTIME_ID:-none}}\"\n{peak}");
+    let slurmd_rss_before = slurmd_rss_kib(&c);
 
     let started = Instant::now();
     let mut submitted = Vec::with_capacity(JOBS);
     for n in 0..JOBS {
         let job = if n % 2 == 1 {
-            c.submit(TEST_USER, &plain_dir, &[], plain_job)
+            c.submit(TEST_USER, &plain_dir, &[], &plain_job)
         } else if n % 20 == 0 {
-            c.submit(&bt.account, &bt_dir, &beamtime_args, two_step_job)
+            c.submit(&bt.account, &bt_dir, &beamtime_args, &two_step_job)
         } else {
-            c.submit(&bt.account, &bt_dir, &beamtime_args, beamtime_job)
+            c.submit(&bt.account, &bt_dir, &beamtime_args, &beamtime_job)
         };
         submitted.push((n, job));
     }
     let submitted_after = started.elapsed();
 
     let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut beamtime_peaks, mut plain_peaks) = (Vec::new(), Vec::new());
     for (n, job) in &submitted {
         let end = c.wait_job(job.id, Duration::from_secs(600));
         *states.entry(end.state.clone()).or_default() += 1;
@@ -54,14 +61,68 @@ fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
         } else {
             format!("{} p50\n", bt.id)
         };
-        assert_eq!(job.stdout(), expected, "job {} (#{n})", job.id);
+        let stdout = job.stdout();
+        let (seen, peak) = stdout
+            .split_once("stepd-peak-kib ")
+            .unwrap_or_else(|| panic!("job {} (#{n}) did not report its slurmstepd's memory:\n{stdout}", job.id));
+        assert_eq!(seen, expected, "job {} (#{n})", job.id);
+        let peak: u64 = peak.trim().parse().unwrap_or_else(|_| panic!("job {}: {peak:?}", job.id));
+        if n % 2 == 1 { plain_peaks.push(peak) } else { beamtime_peaks.push(peak) }
     }
-    eprintln!(
-        "{JOBS} jobs: submitted in {submitted_after:.1?}, all ended after {:.1?}: {states:?}",
-        started.elapsed()
-    );
+    let took = started.elapsed();
+    eprintln!("{JOBS} jobs: submitted in {submitted_after:.1?}, all ended after {took:.1?}: {states:?}");
     c.assert_node_not_drained();
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(" /beamline"), "mounts left on the host");
-    assert_eq!(fs::read_dir("/beamline").unwrap().count(), 0, "/beamline on the host is not empty");
+    let leftover_mounts = mounts.lines().filter(|l| l.contains(" /beamline")).count();
+    assert_eq!(leftover_mounts, 0, "mounts left on the host");
+    let leftover_entries = fs::read_dir("/beamline").unwrap().count();
+    assert_eq!(leftover_entries, 0, "/beamline on the host is not empty");
+
+    // Every job has a slurmstepd of its own: a plugin that leaked would show in the peak
+    // of each, through what it keeps on the node (its job cache), not across processes.
+    let first = median(&beamtime_peaks[..50]);
+    let last = median(&beamtime_peaks[beamtime_peaks.len() - 50..]);
+    assert!(
+        last <= first + 1024,
+        "slurmstepd's peak grew from {first} KiB (first 50 beamtime jobs) to {last} KiB (last 50)"
+    );
+    let slurmd_rss_after = slurmd_rss_kib(&c);
+    scenarios::figures::record(
+        "load",
+        serde_json::json!({
+            "jobs": JOBS,
+            "beamtime_jobs": beamtime_peaks.len(),
+            "plain_jobs": plain_peaks.len(),
+            "states": states,
+            "submitted_s": submitted_after.as_secs_f64(),
+            "all_ended_s": took.as_secs_f64(),
+            "drained_nodes": 0,
+            "leftover_mounts": leftover_mounts,
+            "leftover_entries_under_beamline": leftover_entries,
+            "stepd_peak_kib_first50_beamtime": first,
+            "stepd_peak_kib_last50_beamtime": last,
+            "stepd_peak_kib_plain": median(&plain_peaks),
+            "slurmd_rss_kib_before": slurmd_rss_before,
+            "slurmd_rss_kib_after": slurmd_rss_after,
+        }),
+    );
+}
+
+fn median(values: &[u64]) -> u64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    sorted[sorted.len() / 2]
+}
+
+/// slurmd lives through the whole burst (it loads plugstack.conf's plugins once).
+fn slurmd_rss_kib(c: &Cluster) -> u64 {
+    let pid_file = c.state_dir().join("run/slurmd.pid");
+    let pid = fs::read_to_string(&pid_file).unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+    let status = fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in slurmd's status")
 }

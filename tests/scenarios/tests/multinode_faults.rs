@@ -102,6 +102,10 @@ fn a_node_cut_off_from_the_controller_refuses_the_step_in_bounded_time_and_stays
     // libslurm retries the controller for MessageTimeout (10 s here), then gives up.
     assert!(took < Duration::from_secs(60), "the refusal took {took:?}");
     eprintln!("MEASURED: a step on a node cut off from slurmctld was refused after {took:?}");
+    scenarios::figures::record(
+        "controller_unreachable",
+        serde_json::json!({ "node": node, "refused_after_s": took.as_secs_f64() }),
+    );
 
     let job: u32 = out
         .stderr

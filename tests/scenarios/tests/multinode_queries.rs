@@ -66,6 +66,7 @@ fn controller_queries_per_job_node_and_step() {
     for steps in [1, 3] {
         let got = measure(true, steps);
         eprintln!("MEASURED: job cache on, {steps} step(s) of a {nodes}-node beamtime job: {got:?}");
+        record_queries(true, steps, nodes, &got);
         let count = got["REQUEST_JOB_INFO_SINGLE"];
         assert!(
             (1..=nodes as i64).contains(&count),
@@ -82,9 +83,23 @@ fn controller_queries_per_job_node_and_step() {
     for steps in [1, 3] {
         let got = measure(true, steps);
         eprintln!("MEASURED: job cache off, {steps} step(s) of a {nodes}-node beamtime job: {got:?}");
+        record_queries(false, steps, nodes, &got);
         assert_eq!(got["REQUEST_JOB_INFO_SINGLE"], (steps * nodes) as i64, "{got:?}");
         assert_eq!(got["REQUEST_FED_INFO"], 0, "{got:?}");
     }
+}
+
+fn record_queries(cache: bool, steps: usize, nodes: usize, got: &BTreeMap<&str, i64>) {
+    scenarios::figures::record(
+        "controller_queries",
+        serde_json::json!({
+            "job_cache": cache,
+            "steps": steps,
+            "nodes": nodes,
+            "job_queries": got["REQUEST_JOB_INFO_SINGLE"],
+            "federation_queries": got["REQUEST_FED_INFO"],
+        }),
+    );
 }
 
 /// The plugin and arguments the cluster was started with (`cluster.args`).
