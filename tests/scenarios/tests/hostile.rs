@@ -1,0 +1,1305 @@
+//! The hostile-input matrix of issue #4 on the real cluster: metadata content
+//! that must never reach a decision, races between the plugin's checks and its
+//! use of files and folders, a hide root reached through a symlink, and a
+//! metadata file replaced between two steps of one job.
+//!
+//! Every case checks the message (which file, key or position, what was
+//! wrong), the exit status (77 for a task refused on the node, non-zero with
+//! `spank-beamtime:` for a refused client), that nothing was mounted on the
+//! host or written, and that the node still takes jobs. Where a client-side
+//! check exists, both sides are tried: the client as the user runs it, and the
+//! node with the client bypassed (a slurm.conf without the plugin and the
+//! option forged into the environment, as any user can do).
+//!
+//! Beamtimes 11099500–11099599, beamlines p500–p599, accounts bttest70–bttest99.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use scenarios::{Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE};
+
+/// A refused task's exit status (EX_NOPERM).
+const REFUSED: i32 = 77;
+
+/// beamtime::metadata::MAX_METADATA_BYTES (this crate does not depend on the library).
+const MAX_METADATA_BYTES: usize = 1024 * 1024;
+
+/// What every refusal of a metadata file ends with: the facility writes these files.
+const REPORT: &str = "report the file to the beamline staff";
+
+/// How many beamtime steps a race runs through.
+const RACE_STEPS: usize = 24;
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(Cluster::from_env)
+}
+
+// ------------------------------------------------------------------------------------------
+// Turns: one test changes the cluster's plugstack.conf for a moment, which every other
+// beamtime step of this binary would see. It takes the turn alone; the others share it.
+
+static TURN: RwLock<()> = RwLock::new(());
+
+fn shared_turn() -> RwLockReadGuard<'static, ()> {
+    TURN.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn exclusive_turn() -> RwLockWriteGuard<'static, ()> {
+    TURN.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ------------------------------------------------------------------------------------------
+// Beamtimes
+
+fn beamtime(id: &str, beamline: &str, account: &str) -> Beamtime {
+    let bt = cluster().start_beamtime(&BeamtimeSpec::new(id, beamline, account).partition("all"));
+    put_detector_file(&bt);
+    bt
+}
+
+/// Another beamtime whose data, metadata, beamline and account the attacks aim at.
+fn other() -> &'static Beamtime {
+    static OTHER: OnceLock<Beamtime> = OnceLock::new();
+    OTHER.get_or_init(|| {
+        let bt = cluster().start_beamtime(
+            &BeamtimeSpec::new("11099590", "p590", "bttest90")
+                .partition("all")
+                .no_online(),
+        );
+        put_detector_file(&bt);
+        bt
+    })
+}
+
+fn put_detector_file(bt: &Beamtime) {
+    let raw = bt.current_dir.join("raw/detector.txt");
+    fs::write(&raw, format!("frame data of {}\n", bt.id)).unwrap();
+    fs::set_permissions(&raw, fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+fn submit_args(bt: &Beamtime) -> Vec<String> {
+    vec![
+        format!("--beamtime={}", bt.id),
+        "--partition=all".to_owned(),
+        format!("--reservation={}", bt.reservations[0]),
+    ]
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// Writes a metadata file as the facility's start script would (root, 0644, renamed into
+/// place), whatever its bytes: only the content is hostile.
+fn write_metadata(path: &Path, bytes: &[u8]) {
+    let staging = path.with_extension("new");
+    fs::write(&staging, bytes).unwrap();
+    fs::set_permissions(&staging, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::rename(&staging, path).unwrap();
+}
+
+fn pretty(value: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_string_pretty(value).unwrap().into_bytes()
+}
+
+/// The file's bytes with `line` (no newline) put in as its second line, right after `{`.
+fn with_second_line(original: &[u8], line: &[u8]) -> Vec<u8> {
+    assert!(
+        original.starts_with(b"{\n"),
+        "metadata does not start with a lone {{"
+    );
+    let mut bytes = b"{\n".to_vec();
+    bytes.extend_from_slice(line);
+    bytes.push(b'\n');
+    bytes.extend_from_slice(&original[2..]);
+    bytes
+}
+
+// ------------------------------------------------------------------------------------------
+// Both sides of a refusal
+
+/// A client without the plugin: what a user gets with their own slurm.conf.
+fn bypass_conf(user: &str) -> PathBuf {
+    cluster().slurm_conf_without_plugins(user)
+}
+
+/// The option as srun/sbatch would hand it to the node, set by hand.
+const FORGED_OPTION: &str = "_SLURM_SPANK_OPTION_beamtime_beamtime";
+
+/// The payload of every attempt that must be refused: it says so and writes into the
+/// beamline's writable folder and into the work folder (as [`trace`]), so a run that
+/// slipped through leaves traces.
+fn payload(wd: &Path, tag: &str) -> Vec<String> {
+    let script = format!(
+        "echo payload-ran; touch \"$BEAMTIME_BEAMLINE_PATH/processed/{name}\"; touch {}/{name}",
+        wd.display(),
+        name = trace(wd, tag)
+    );
+    vec!["bash".into(), "-c".into(), script]
+}
+
+/// The file name the payload writes: unique to the work folder, so an earlier run's
+/// traces never count.
+fn trace(wd: &Path, tag: &str) -> String {
+    format!(
+        "payload-{}-{tag}",
+        wd.file_name().unwrap().to_string_lossy()
+    )
+}
+
+fn bypassed_srun(bt: &Beamtime, wd: &Path, command: &[String]) -> Output {
+    cluster()
+        .as_user(&bt.account, "srun")
+        .cwd(wd)
+        .env("SLURM_CONF", bypass_conf(&bt.account))
+        .env(FORGED_OPTION, &bt.id)
+        .args([
+            "--partition=all",
+            &format!("--reservation={}", bt.reservations[0]),
+        ])
+        .args(command)
+        .run()
+}
+
+#[track_caller]
+fn assert_refused_by_node(out: &Output, expected: &[&str]) {
+    assert_eq!(
+        out.code(),
+        Some(REFUSED),
+        "srun must fail with {REFUSED}:\n{out}"
+    );
+    assert!(
+        out.stderr.contains("spank-beamtime: error: job ")
+            && out.stderr.contains(&format!(" refused on {NODE}: ")),
+        "no refusal message from the node:\n{out}"
+    );
+    for text in expected {
+        assert!(out.stderr.contains(text), "stderr lacks {text:?}:\n{out}");
+    }
+    assert!(
+        !out.stdout.contains("payload-ran"),
+        "the refused task ran:\n{out}"
+    );
+    cluster().assert_node_not_drained();
+}
+
+#[track_caller]
+fn assert_refused_by_client(out: &Output, program: &str, expected: &[&str]) {
+    out.assert_failure();
+    assert!(out.stdout.trim().is_empty(), "a job was submitted:\n{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("{program}: error: spank-beamtime: ")),
+        "no client-side refusal:\n{out}"
+    );
+    for text in expected {
+        assert!(out.stderr.contains(text), "stderr lacks {text:?}:\n{out}");
+    }
+}
+
+/// Every file and folder below `dir` with its size and modification time: what
+/// "nothing was written" compares.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, i64, i64)> {
+    let mut seen = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(folder) = todo.pop() {
+        for entry in fs::read_dir(&folder).unwrap_or_else(|e| panic!("{}: {e}", folder.display())) {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                todo.push(path.clone());
+            }
+            seen.push((path, meta.len(), meta.mtime(), meta.mtime_nsec()));
+        }
+    }
+    seen.sort();
+    seen
+}
+
+/// Mount points at or below `root` in the host's mount table.
+fn host_mounts_below(root: &Path) -> Vec<String> {
+    let root = root.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(str::to_owned))
+        .filter(|point| *point == root || point.starts_with(&format!("{root}/")))
+        .collect()
+}
+
+#[track_caller]
+fn assert_host_untouched() {
+    assert_eq!(
+        host_mounts_below(Path::new("/beamline")),
+        Vec::<String>::new(),
+        "mounts left on the host"
+    );
+    let left: Vec<_> = fs::read_dir("/beamline")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "/beamline on the host is not empty: {left:?}"
+    );
+}
+
+/// The same submission, refused on both sides with `expected` in the message, running
+/// nothing and writing nothing.
+#[track_caller]
+fn assert_refused_everywhere(bt: &Beamtime, tag: &str, expected: &[&str]) -> Output {
+    let c = cluster();
+    let wd = c.workdir(&bt.account, &format!("refused-{tag}"));
+    let before = snapshot(&bt.current_dir);
+
+    let node = bypassed_srun(bt, &wd, &payload(&wd, tag));
+    assert_refused_by_node(&node, expected);
+
+    let out = c.sbatch(
+        &bt.account,
+        &wd,
+        &strs(&submit_args(bt)),
+        "#!/bin/bash\necho payload-ran\n",
+    );
+    assert_refused_by_client(&out, "sbatch", expected);
+
+    assert!(
+        !wd.join(trace(&wd, tag)).exists(),
+        "the payload of {tag} ran"
+    );
+    assert_eq!(
+        snapshot(&bt.current_dir),
+        before,
+        "{tag}: the beamline folder changed"
+    );
+    assert_host_untouched();
+    c.assert_node_not_drained();
+    node
+}
+
+/// The untouched beamtime runs the payload: the refusals that follow are the
+/// content's doing, and the payload's traces are where the checks look for them.
+#[track_caller]
+fn assert_payload_runs(bt: &Beamtime) {
+    let wd = cluster().workdir(&bt.account, "accepted");
+    let out = bypassed_srun(bt, &wd, &payload(&wd, "control"));
+    out.assert_success().assert_stdout_contains("payload-ran");
+    assert!(wd.join(trace(&wd, "control")).exists(), "{out}");
+    assert!(
+        bt.current_dir
+            .join("processed")
+            .join(trace(&wd, "control"))
+            .exists(),
+        "{out}"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 1. Metadata content
+
+#[test]
+fn a_beamline_that_is_a_path_or_holds_control_long_or_non_ascii_text_is_refused_on_both_sides() {
+    let _turn = shared_turn();
+    let bt = beamtime("11099500", "p500", "bttest70");
+    assert_payload_runs(&bt);
+    let original = bt.metadata();
+    let path = bt.metadata_path.display().to_string();
+    let long = format!("p{}", "a".repeat(299));
+    let cases: [(&str, &str, String, String); 6] = [
+        (
+            "dotdot",
+            "../etc",
+            r#""../etc""#.into(),
+            "'/' at position 3 is not allowed".into(),
+        ),
+        (
+            "slash",
+            "a/b",
+            r#""a/b""#.into(),
+            "'/' at position 2 is not allowed".into(),
+        ),
+        (
+            "nul",
+            "p5\u{0}x",
+            r#""p5\0x""#.into(),
+            r"'\0' at position 3 is not allowed".into(),
+        ),
+        (
+            "newline",
+            "p5\nx",
+            r#""p5\nx""#.into(),
+            r"'\n' at position 3 is not allowed".into(),
+        ),
+        // Messages quote at most 80 characters of a value.
+        (
+            "long",
+            &long,
+            format!("\"p{}\"…", "a".repeat(79)),
+            "it is 300 characters long".into(),
+        ),
+        (
+            "non-ascii",
+            "pé1",
+            r#""pé1""#.into(),
+            "'é' at position 2 is not allowed".into(),
+        ),
+    ];
+    for (tag, value, shown, why) in &cases {
+        let mut hostile = original.clone();
+        hostile["beamline"] = serde_json::json!(value);
+        write_metadata(&bt.metadata_path, &pretty(&hostile));
+        let message = format!(
+            "{path}: beamline: invalid beamline {shown}: {why}; a beamline is 1 to 64 characters \
+             from A-Z a-z 0-9 . _ - and does not start with '.' or '-'; {REPORT}"
+        );
+        let out = assert_refused_everywhere(&bt, tag, &[&message]);
+        // What is echoed comes escaped and cut: no raw control character, no flood.
+        assert!(
+            !out.stderr.contains('\0') && !out.stderr.contains("p5\nx"),
+            "a raw control character reached the message:\n{out}"
+        );
+        assert!(
+            !out.stderr.contains(&long),
+            "the whole 300-character value reached the message:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn a_user_account_that_is_root_a_system_account_or_unknown_is_refused_on_both_sides() {
+    let _turn = shared_turn();
+    let bt = beamtime("11099501", "p501", "bttest71");
+    assert_payload_runs(&bt);
+    let original = bt.metadata();
+    let nobody = "bthostilenobody";
+    assert!(
+        UnixUser::lookup(nobody).is_none(),
+        "{nobody} exists on this machine"
+    );
+    let daemon = UnixUser::get("daemon").uid;
+    assert!(daemon < 1000, "daemon has uid {daemon}");
+    let cases = [
+        ("root", "root".to_owned(), "the beamtime's account 'root' is a system account (uid 0 < 1000)".to_owned()),
+        ("daemon", "daemon".to_owned(), format!("the beamtime's account 'daemon' is a system account (uid {daemon} < 1000)")),
+        (
+            "unknown",
+            nobody.to_owned(),
+            format!("the beamtime's account '{nobody}' (onlineAnalysis.userAccount) does not exist on this node"),
+        ),
+    ];
+    for (tag, account, message) in &cases {
+        let mut hostile = original.clone();
+        hostile["onlineAnalysis"]["userAccount"] = serde_json::json!(account);
+        write_metadata(&bt.metadata_path, &pretty(&hostile));
+        let fix = if *tag == "unknown" {
+            "Ask the facility to check that the beamtime was started on this node"
+        } else {
+            "Refusing to run a beamtime as a system account; ask the facility to fix the metadata"
+        };
+        assert_refused_everywhere(&bt, tag, &[message, fix]);
+    }
+}
+
+#[test]
+fn a_metadata_file_over_the_size_cap_is_refused_on_both_sides() {
+    let _turn = shared_turn();
+    let bt = beamtime("11099502", "p502", "bttest72");
+    assert_payload_runs(&bt);
+    // Valid JSON, right in every key: only the size is wrong.
+    let mut hostile = bt.metadata();
+    hostile["padding"] = serde_json::json!("x".repeat(MAX_METADATA_BYTES));
+    let bytes = pretty(&hostile);
+    assert!(bytes.len() > MAX_METADATA_BYTES);
+    write_metadata(&bt.metadata_path, &bytes);
+    let message = format!(
+        "metadata file {} is not trusted: it is {} bytes, more than the {MAX_METADATA_BYTES}-byte limit",
+        bt.metadata_path.display(),
+        bytes.len()
+    );
+    assert_refused_everywhere(&bt, "huge", &[&message]);
+}
+
+#[test]
+fn deeply_nested_json_is_refused_with_its_position_on_both_sides() {
+    let _turn = shared_turn();
+    let bt = beamtime("11099503", "p503", "bttest73");
+    assert_payload_runs(&bt);
+    // Balanced, so only the depth is wrong (and 200 KB, well under the size cap).
+    let prefix = "    \"nested\": ";
+    let line = format!("{prefix}{}{},", "[".repeat(100_000), "]".repeat(100_000));
+    write_metadata(
+        &bt.metadata_path,
+        &with_second_line(&fs::read(&bt.metadata_path).unwrap(), line.as_bytes()),
+    );
+    // serde_json stops at 128 levels, the top-level object being the first: the 127th
+    // bracket is where the parser gives up.
+    let column = prefix.len() + 127;
+    let message = format!(
+        "{}:2:{column}: invalid JSON: recursion limit exceeded; the file is damaged or cut off, {REPORT}",
+        bt.metadata_path.display()
+    );
+    assert_refused_everywhere(&bt, "nested", &[&message]);
+}
+
+#[test]
+fn a_duplicate_beamline_key_is_refused_instead_of_one_value_silently_winning() {
+    let _turn = shared_turn();
+    let bt = beamtime("11099504", "p504", "bttest74");
+    assert_payload_runs(&bt);
+    // Two beamlines in one file: which one a reader takes is up to the reader, so a
+    // strict parser must refuse the file rather than pick one.
+    let original = fs::read(&bt.metadata_path).unwrap();
+    assert!(String::from_utf8_lossy(&original).contains("\"beamline\": \"p504\""));
+    write_metadata(
+        &bt.metadata_path,
+        &with_second_line(&original, br#"    "beamline": "p590","#),
+    );
+    let path = format!("{}:", bt.metadata_path.display());
+    assert_refused_everywhere(&bt, "duplicate", &[&path, "beamline"]);
+}
+
+#[test]
+fn non_utf8_metadata_is_refused_with_its_position_on_both_sides() {
+    let _turn = shared_turn();
+    let bt = beamtime("11099505", "p505", "bttest75");
+    assert_payload_runs(&bt);
+    // "café" in Latin-1: 0xE9 is not UTF-8.
+    let prefix = "    \"comment\": \"caf";
+    let mut line = prefix.as_bytes().to_vec();
+    line.extend_from_slice(b"\xe9\",");
+    write_metadata(
+        &bt.metadata_path,
+        &with_second_line(&fs::read(&bt.metadata_path).unwrap(), &line),
+    );
+    let message = format!(
+        "{}:2:{}: expected UTF-8 text, found an invalid byte; {REPORT}",
+        bt.metadata_path.display(),
+        prefix.chars().count() + 1
+    );
+    assert_refused_everywhere(&bt, "latin1", &[&message]);
+}
+
+// ------------------------------------------------------------------------------------------
+// 2. Races between check and use
+
+/// What the swapper child and the test share: a page mapped into both.
+#[repr(C)]
+struct SwapState {
+    stop: AtomicBool,
+    swaps: AtomicU64,
+    errno: AtomicI32,
+}
+
+/// A process running as a beamtime's account that exchanges two names in a tight loop
+/// (renameat2 RENAME_EXCHANGE: both names exist at every moment, only what they name
+/// flips). Bounded by `limit`; stopped by pid when dropped, also when the test fails.
+struct Swapper {
+    pid: libc::pid_t,
+    state: *mut SwapState,
+    stopped: bool,
+}
+
+impl Swapper {
+    fn start(user: &UnixUser, a: &Path, b: &Path, limit: Duration) -> Swapper {
+        let a = CString::new(a.as_os_str().as_bytes()).unwrap();
+        let b = CString::new(b.as_os_str().as_bytes()).unwrap();
+        let (uid, gid, groups) = (user.uid, user.gid, user.groups.clone());
+        // SAFETY: a fresh anonymous shared mapping; zeroed memory is a valid SwapState.
+        let state = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                std::mem::size_of::<SwapState>(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(
+            state,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        let state = state.cast::<SwapState>();
+        // SAFETY: getpid cannot fail.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: the child of this multi-threaded process makes raw system calls only
+        // (no allocation, no locks) on data prepared before the fork, and ends in _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            unsafe {
+                // Other tests' command pipes would stay open in here and keep their
+                // readers waiting until this process ends.
+                libc::close_range(3, u32::MAX, 0);
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent {
+                    libc::_exit(0);
+                }
+                let shared = &*state;
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    shared
+                        .errno
+                        .store(*libc::__errno_location(), Ordering::SeqCst);
+                    libc::_exit(1);
+                }
+                let mut now: libc::timespec = std::mem::zeroed();
+                libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+                let deadline = now.tv_sec + limit.as_secs() as libc::time_t;
+                while !shared.stop.load(Ordering::SeqCst) && now.tv_sec < deadline {
+                    if libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    ) != 0
+                    {
+                        shared
+                            .errno
+                            .store(*libc::__errno_location(), Ordering::SeqCst);
+                        libc::_exit(2);
+                    }
+                    shared.swaps.fetch_add(1, Ordering::SeqCst);
+                    libc::sched_yield();
+                    libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+                }
+                libc::_exit(0);
+            }
+        }
+        Swapper {
+            pid,
+            state,
+            stopped: false,
+        }
+    }
+
+    fn shared(&self) -> &SwapState {
+        // SAFETY: mapped in `start`, unmapped only in drop.
+        unsafe { &*self.state }
+    }
+
+    /// Stops the child (asking first, then SIGKILL by pid) and returns how many
+    /// exchanges it made; a failed exchange fails the test.
+    #[track_caller]
+    fn stop(&mut self) -> u64 {
+        self.shared().stop.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut status = 0;
+        loop {
+            // SAFETY: waiting for our own child.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            if rc == self.pid {
+                break;
+            }
+            if Instant::now() > deadline {
+                // SAFETY: our own child, by pid.
+                unsafe {
+                    libc::kill(self.pid, libc::SIGKILL);
+                    libc::waitpid(self.pid, &mut status, 0);
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.stopped = true;
+        let errno = self.shared().errno.load(Ordering::SeqCst);
+        assert_eq!(
+            errno,
+            0,
+            "the swapper failed: {} (exit status {status:#x})",
+            std::io::Error::from_raw_os_error(errno)
+        );
+        self.shared().swaps.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Swapper {
+    fn drop(&mut self) {
+        if !self.stopped {
+            // SAFETY: our own child, by pid; no panicking here (this runs while a failed
+            // test unwinds).
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+        // SAFETY: the mapping made in `start`; nothing refers to it any more.
+        unsafe { libc::munmap(self.state.cast(), std::mem::size_of::<SwapState>()) };
+    }
+}
+
+#[track_caller]
+fn wait_for_file(path: &Path, job: u32) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "job {job} never reached {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A folder the beamtime's account may rename things in: the site layout where
+/// participants can write the top of their beamline folder.
+fn let_account_write_the_top(bt: &Beamtime) {
+    std::os::unix::fs::chown(&bt.current_dir, Some(UnixUser::get(&bt.account).uid), None).unwrap();
+}
+
+/// After a race (or a run of this test that died in one), `name` names the real
+/// thing again and `swapped` the link.
+fn put_back(name: &Path, swapped: &Path) {
+    if fs::symlink_metadata(name).is_ok_and(|m| m.file_type().is_symlink()) {
+        let aside = name.with_extension("put-back");
+        fs::rename(name, &aside).unwrap();
+        fs::rename(swapped, name).unwrap();
+        fs::rename(&aside, swapped).unwrap();
+    }
+}
+
+/// One step of a race job: how it ended, what it printed.
+#[derive(Debug)]
+struct StepRun {
+    n: usize,
+    rc: i32,
+    out: String,
+    err: String,
+}
+
+/// A batch job that signals `started`, waits for `go`, then runs [`RACE_STEPS`] steps of
+/// `step` (a bash command; `$STEP` is the step's number), every other one with the client
+/// bypassed, each step's stdout, stderr and status kept in the work folder.
+fn race_job(bt: &Beamtime, wd: &Path, step: &str) -> u32 {
+    let c = cluster();
+    let script = r#"#!/bin/bash
+echo "batch bl=$BEAMTIME_BEAMLINE sees=$(ls -A /beamline | paste -sd,)"
+touch @WD@/started
+while [ ! -e @WD@/go ]; do sleep 0.1; done
+for i in $(seq @STEPS@); do
+    if [ $((i % 2)) = 0 ]; then conf=@BYPASS@; else conf=$SLURM_CONF; fi
+    STEP=$i SLURM_CONF=$conf srun -n1 bash -c '@STEP@' >@WD@/step-$i.out 2>@WD@/step-$i.err
+    echo $? >@WD@/step-$i.rc
+done
+"#
+    .replace("@WD@", &wd.display().to_string())
+    .replace("@STEPS@", &RACE_STEPS.to_string())
+    .replace("@BYPASS@", &bypass_conf(&bt.account).display().to_string())
+    .replace("@STEP@", step);
+    c.submit(&bt.account, wd, &strs(&submit_args(bt)), &script)
+        .id
+}
+
+#[track_caller]
+fn race_steps(wd: &Path) -> Vec<StepRun> {
+    (1..=RACE_STEPS)
+        .map(|n| {
+            let read = |ext: &str| {
+                fs::read_to_string(wd.join(format!("step-{n}.{ext}"))).unwrap_or_default()
+            };
+            let rc = read("rc")
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("step {n} left no status in {}", wd.display()));
+            StepRun {
+                n,
+                rc,
+                out: read("out"),
+                err: read("err"),
+            }
+        })
+        .collect()
+}
+
+/// Refused: by the node (77, its message) or by srun's own check (non-zero, its message).
+fn refused(step: &StepRun) -> bool {
+    let by_node = step.rc == REFUSED
+        && step.err.contains("spank-beamtime: error: job ")
+        && step.err.contains(&format!(" refused on {NODE}: "));
+    let by_client = step.rc != 0 && step.err.contains("srun: error: spank-beamtime: ");
+    by_node || by_client
+}
+
+#[test]
+fn a_metadata_file_swapped_with_a_link_to_another_beamtimes_never_shows_the_other_beamline() {
+    let _turn = shared_turn();
+    let c = cluster();
+    let other = other();
+    let bt = beamtime("11099510", "p510", "bttest80");
+    let_account_write_the_top(&bt);
+    let link = bt.current_dir.join("metadata-swap");
+    put_back(&bt.metadata_path, &link);
+    let wd = c.workdir(&bt.account, "race-metadata");
+    c.run_as(
+        &bt.account,
+        &wd,
+        &[
+            "ln",
+            "-sfn",
+            &other.metadata_path.display().to_string(),
+            &link.display().to_string(),
+        ],
+    )
+    .assert_success();
+
+    let job = race_job(
+        &bt,
+        &wd,
+        r#"echo "bl=$BEAMTIME_BEAMLINE sees=$(ls -A /beamline | paste -sd,)"; cat "$BEAMTIME_BEAMLINE_PATH/raw/detector.txt""#,
+    );
+    wait_for_file(&wd.join("started"), job);
+    let mut swapper = Swapper::start(
+        &UnixUser::get(&bt.account),
+        &bt.metadata_path,
+        &link,
+        Duration::from_secs(300),
+    );
+    fs::write(wd.join("go"), "").unwrap();
+    let end = c.wait_job(job, Duration::from_secs(600));
+    let swaps = swapper.stop();
+    put_back(&bt.metadata_path, &link);
+    assert!(swaps > 0, "the swapper never swapped");
+
+    assert_eq!(end.state, "COMPLETED", "{end:#?}");
+    let batch = fs::read_to_string(wd.join(format!("slurm-{job}.out"))).unwrap();
+    assert!(batch.contains("batch bl=p510 sees=p510\n"), "{batch}");
+    let steps = race_steps(&wd);
+    let (mut ran, mut refusals) = (0, 0);
+    for step in &steps {
+        for leak in ["p590", "frame data of 11099590"] {
+            assert!(
+                !step.out.contains(leak) && !step.err.contains(leak),
+                "step {} saw the other beamtime: {step:#?}",
+                step.n
+            );
+        }
+        if step.rc == 0 {
+            assert!(
+                step.out
+                    .contains("bl=p510 sees=p510\nframe data of 11099510"),
+                "step {} ran with another view: {step:#?}",
+                step.n
+            );
+            ran += 1;
+        } else {
+            assert!(
+                refused(step),
+                "step {} failed without a refusal: {step:#?}",
+                step.n
+            );
+            // The node reads the file without following links; srun, as the account,
+            // cannot even look behind the link into the other beamtime's folder.
+            let clear = (step.err.contains(&bt.metadata_path.display().to_string())
+                && step.err.contains("symbolic link"))
+                || step.err.contains(
+                    "srun: error: spank-beamtime: no metadata file for beamtime 11099510",
+                );
+            assert!(
+                clear,
+                "step {} was refused without saying why: {step:#?}",
+                step.n
+            );
+            refusals += 1;
+        }
+    }
+    eprintln!("metadata race: {swaps} swaps, {ran} steps ran, {refusals} refused");
+    assert_host_untouched();
+    c.assert_node_not_drained();
+}
+
+#[test]
+fn a_writable_subfolder_swapped_with_a_link_to_another_beamtimes_folder_never_takes_a_write() {
+    let _turn = shared_turn();
+    let c = cluster();
+    let bt = beamtime("11099511", "p511", "bttest81");
+    let victim = c.start_beamtime(
+        &BeamtimeSpec::new("11099591", "p591", "bttest91")
+            .partition("all")
+            .no_online(),
+    );
+    // Open to everybody inside, closed above (current/ is the victim's members' only):
+    // a marker can land here only through a mount the plugin made of it.
+    let target = victim.current_dir.join("processed");
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o777)).unwrap();
+    let wd = c.workdir(&bt.account, "race-processed");
+    let probe = c.run_as(
+        &bt.account,
+        &wd,
+        &["touch", &target.join("by-path").display().to_string()],
+    );
+    assert!(
+        !probe.success(),
+        "{} is reachable by path for {}:\n{probe}",
+        target.display(),
+        bt.account
+    );
+
+    let_account_write_the_top(&bt);
+    let processed = bt.current_dir.join("processed");
+    let link = bt.current_dir.join("processed-swap");
+    put_back(&processed, &link);
+    let real = fs::metadata(&processed).unwrap();
+    c.run_as(
+        &bt.account,
+        &wd,
+        &[
+            "ln",
+            "-sfn",
+            &target.display().to_string(),
+            &link.display().to_string(),
+        ],
+    )
+    .assert_success();
+
+    // A step retries the lookup: while the name points at the link, the path leads into
+    // the other beamtime's closed folder, which is the attacker's own doing.
+    let job = race_job(
+        &bt,
+        &wd,
+        r#"n=0; until cd -P /beamline/p511/current/processed 2>/dev/null; do n=$((n+1)); if [ $n -ge 2000 ]; then echo never-reached; exit 3; fi; done; touch marker-$SLURM_JOB_ID-$STEP && echo wrote marker-$SLURM_JOB_ID-$STEP in $(pwd -P)"#,
+    );
+    wait_for_file(&wd.join("started"), job);
+    let mut swapper = Swapper::start(
+        &UnixUser::get(&bt.account),
+        &processed,
+        &link,
+        Duration::from_secs(300),
+    );
+    fs::write(wd.join("go"), "").unwrap();
+    let end = c.wait_job(job, Duration::from_secs(600));
+    let swaps = swapper.stop();
+    put_back(&processed, &link);
+    assert_eq!(
+        fs::metadata(&processed).unwrap().ino(),
+        real.ino(),
+        "the real folder is gone"
+    );
+    assert!(swaps > 0, "the swapper never swapped");
+
+    assert_eq!(end.state, "COMPLETED", "{end:#?}");
+    let landed: Vec<_> = fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        landed.is_empty(),
+        "writes landed in the other beamtime's folder: {landed:?}"
+    );
+    let steps = race_steps(&wd);
+    let (mut wrote, mut refusals) = (0, 0);
+    for step in &steps {
+        let marker = processed.join(format!("marker-{job}-{}", step.n));
+        if step.rc == 0 {
+            assert!(
+                step.out
+                    .contains(&format!("wrote marker-{job}-{} in ", step.n)),
+                "step {}: {step:#?}",
+                step.n
+            );
+            assert!(
+                marker.exists(),
+                "step {} wrote elsewhere: {step:#?}",
+                step.n
+            );
+            wrote += 1;
+        } else {
+            assert_eq!(
+                step.rc, REFUSED,
+                "step {} neither wrote nor was refused: {step:#?}",
+                step.n
+            );
+            assert!(refused(step), "step {}: {step:#?}", step.n);
+            assert!(
+                step.err
+                    .contains("the beamline folder could not be set up: ")
+                    && step.err.contains("processed"),
+                "step {} was refused without saying why: {step:#?}",
+                step.n
+            );
+            assert!(!marker.exists(), "refused step {} wrote: {step:#?}", step.n);
+            refusals += 1;
+        }
+    }
+    eprintln!("mount-source race: {swaps} swaps, {wrote} steps wrote, {refusals} refused");
+    assert_host_untouched();
+    c.assert_node_not_drained();
+}
+
+// ------------------------------------------------------------------------------------------
+// 3. A hide root reached through a symlink
+
+/// plugstack.conf with one more argument; the original comes back when dropped. slurmd
+/// need not restart: srun, sbatch and slurmstepd read the file afresh for every step.
+struct PlugstackWithArg {
+    path: PathBuf,
+    original: Vec<u8>,
+}
+
+impl PlugstackWithArg {
+    fn new(c: &Cluster, arg: &str) -> PlugstackWithArg {
+        let path = c.state_dir().join("etc/plugstack.conf");
+        let original = fs::read(&path).unwrap();
+        let text = String::from_utf8(original.clone()).unwrap();
+        assert!(
+            text.starts_with("required ") && text.trim_end().lines().count() == 1,
+            "unexpected plugstack.conf: {text}"
+        );
+        let guard = PlugstackWithArg { path, original };
+        guard.write(format!("{} {arg}\n", text.trim_end()).as_bytes());
+        guard
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        let staging = self.path.with_extension("hostile");
+        fs::write(&staging, bytes).unwrap();
+        fs::set_permissions(&staging, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::rename(&staging, &self.path).unwrap();
+    }
+}
+
+impl Drop for PlugstackWithArg {
+    fn drop(&mut self) {
+        // No panicking here: this also runs while a failed test unwinds.
+        let staging = self.path.with_extension("hostile");
+        let restored =
+            fs::write(&staging, &self.original).and_then(|()| fs::rename(&staging, &self.path));
+        if let Err(e) = restored {
+            eprintln!("could not restore {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// The host's /beamline is shared by every test cluster on this machine (others run
+/// jobs at the same time), so the symlinked hide root is one of this cluster's own:
+/// `target=` names it, and the plugin takes its hide root from `target=` exactly as it
+/// takes /beamline from the default.
+#[test]
+fn a_hide_root_reached_through_a_symlink_is_refused_and_nothing_is_mounted_through_it() {
+    let _turn = exclusive_turn();
+    let c = cluster();
+    let bt = beamtime("11099520", "p520", "bttest82");
+    let base = c
+        .state_dir()
+        .join(format!("hostile-hide-{}", std::process::id()));
+    let (real_root, real_parent) = (base.join("real-root"), base.join("real-parent"));
+    for dir in [&real_root, &real_parent.join("beamline")] {
+        fs::create_dir_all(dir).unwrap();
+    }
+    let _ = fs::remove_file(base.join("root-link"));
+    let _ = fs::remove_file(base.join("parent-link"));
+    std::os::unix::fs::symlink(&real_root, base.join("root-link")).unwrap();
+    std::os::unix::fs::symlink(&real_parent, base.join("parent-link")).unwrap();
+
+    // The hide root itself a link, and a link further up its path.
+    let cases = [
+        (base.join("root-link"), base.join("root-link")),
+        (base.join("parent-link/beamline"), base.join("parent-link")),
+    ];
+    for (hide_root, link) in &cases {
+        let _plugstack = PlugstackWithArg::new(
+            c,
+            &format!("target={}/{{beamline}}/current", hide_root.display()),
+        );
+        let log = c.log_cursor("slurmd.log");
+        let why = format!(
+            "the beamline folder could not be set up: {} is a symbolic link, which the plugin does not follow",
+            link.display()
+        );
+        let wd = c.workdir(&bt.account, "hide-root");
+
+        // srun's own check does not look at mounts: it lets the step through to the node.
+        let out = c
+            .as_user(&bt.account, "srun")
+            .cwd(&wd)
+            .args(submit_args(&bt))
+            .args(payload(&wd, "srun"))
+            .run();
+        assert_refused_by_node(&out, &[&why, "Report this to the cluster admins"]);
+        let out = bypassed_srun(&bt, &wd, &payload(&wd, "bypassed"));
+        assert_refused_by_node(&out, &[&why]);
+
+        let job = c.submit(
+            &bt.account,
+            &wd,
+            &strs(&submit_args(&bt)),
+            "#!/bin/bash\necho payload-ran\n",
+        );
+        let end = c.wait_job(job.id, scenarios::DEFAULT_TIMEOUT);
+        assert_eq!(
+            (end.state.as_str(), end.exit_code),
+            ("FAILED", REFUSED),
+            "{end:#?}"
+        );
+        let stderr = job.stderr();
+        assert!(
+            stderr.contains(&format!(
+                "spank-beamtime: error: job {} refused on {NODE}: {why}",
+                job.id
+            )),
+            "{stderr}"
+        );
+        assert!(
+            !job.stdout().contains("payload-ran"),
+            "the refused batch script ran"
+        );
+
+        let logged = log.read_new();
+        assert!(
+            logged.contains(&format!(
+                "spank-beamtime: beamtime={} mount failed: {} is a symbolic link",
+                bt.id,
+                link.display()
+            )),
+            "slurmd.log lacks the mount failure:\n{logged}"
+        );
+        for name in ["srun", "bypassed"] {
+            assert!(!wd.join(trace(&wd, name)).exists(), "the payload ran");
+        }
+        assert_eq!(
+            host_mounts_below(&base),
+            Vec::<String>::new(),
+            "mounted through {}",
+            link.display()
+        );
+        let inside: Vec<_> = fs::read_dir(&real_root)
+            .unwrap()
+            .chain(fs::read_dir(real_parent.join("beamline")).unwrap())
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(
+            inside.is_empty(),
+            "the plugin wrote through {}: {inside:?}",
+            link.display()
+        );
+        c.assert_node_not_drained();
+        assert_host_untouched();
+    }
+
+    // With the site's own target back, the same submission runs: the refusals were the link's.
+    let wd = c.workdir(&bt.account, "hide-root-restored");
+    let out = c
+        .as_user(&bt.account, "srun")
+        .cwd(&wd)
+        .args(submit_args(&bt))
+        .args(["ls", "-A", "/beamline"])
+        .run();
+    out.assert_success().assert_stdout_contains("p520");
+    let _ = fs::remove_dir_all(&base);
+}
+
+// ------------------------------------------------------------------------------------------
+// 4. The metadata file replaced between two steps of one job
+
+/// A job whose step 0 waits (for `go-2`) across the change, after which the batch
+/// script looks again and starts two more steps: one through srun's own check, one
+/// with the client bypassed. Returns the job's output and the two later steps.
+struct Replaced {
+    batch: String,
+    batch_err: String,
+    later: Vec<StepRun>,
+}
+
+fn replace_between_steps(bt: &Beamtime, label: &str, replace: impl FnOnce()) -> Replaced {
+    let c = cluster();
+    let wd = c.workdir(&bt.account, label);
+    // Only double quotes: it also goes inside the single quotes of `bash -c '…'`.
+    let look = r#"echo "@WHO@ bl=$BEAMTIME_BEAMLINE core=$BEAMTIME_CORE_PATH sees=$(ls -A /beamline | paste -sd,) data=$(cat /beamline/*/current/raw/detector.txt 2>&1)""#;
+    let script = r#"#!/bin/bash
+@LOOK_BATCH_BEFORE@
+srun -n1 bash -c '@LOOK_STEP0_BEFORE@; touch @WD@/go-1; while [ ! -e @WD@/go-2 ]; do sleep 0.1; done; @LOOK_STEP0_AFTER@'
+echo "step0-rc=$?"
+@LOOK_BATCH_AFTER@
+srun -n1 bash -c '@LOOK_STEP1@' >@WD@/step-1.out 2>@WD@/step-1.err; echo $? >@WD@/step-1.rc
+SLURM_CONF=@BYPASS@ srun -n1 bash -c '@LOOK_STEP2@' >@WD@/step-2.out 2>@WD@/step-2.err; echo $? >@WD@/step-2.rc
+"#
+    .replace("@LOOK_BATCH_BEFORE@", &look.replace("@WHO@", "batch-before"))
+    .replace("@LOOK_BATCH_AFTER@", &look.replace("@WHO@", "batch-after"))
+    .replace("@LOOK_STEP0_BEFORE@", &look.replace("@WHO@", "step0-before"))
+    .replace("@LOOK_STEP0_AFTER@", &look.replace("@WHO@", "step0-after"))
+    .replace("@LOOK_STEP1@", &look.replace("@WHO@", "step1"))
+    .replace("@LOOK_STEP2@", &look.replace("@WHO@", "step2"))
+    .replace("@WD@", &wd.display().to_string())
+    .replace("@BYPASS@", &bypass_conf(&bt.account).display().to_string());
+    let job = c.submit(&bt.account, &wd, &strs(&submit_args(bt)), &script);
+    wait_for_file(&wd.join("go-1"), job.id);
+    replace();
+    fs::write(wd.join("go-2"), "").unwrap();
+    let end = c.wait_job(job.id, Duration::from_secs(180));
+    assert_eq!(end.state, "COMPLETED", "{end:#?}\n{}", job.stderr());
+    let later = (1..=2)
+        .map(|n| {
+            let read = |ext: &str| {
+                fs::read_to_string(wd.join(format!("step-{n}.{ext}"))).unwrap_or_default()
+            };
+            StepRun {
+                n,
+                rc: read("rc").trim().parse().unwrap_or(-1),
+                out: read("out"),
+                err: read("err"),
+            }
+        })
+        .collect();
+    Replaced {
+        batch: job.stdout(),
+        batch_err: job.stderr(),
+        later,
+    }
+}
+
+/// The batch step and step 0, both running when the file changed, kept their view.
+#[track_caller]
+fn assert_running_steps_kept_their_view(bt: &Beamtime, core: &str, r: &Replaced) {
+    let view = format!(
+        "bl={} core={core} sees={} data=frame data of {}",
+        bt.beamline, bt.beamline, bt.id
+    );
+    for who in ["batch-before", "step0-before", "step0-after", "batch-after"] {
+        assert!(
+            r.batch.contains(&format!("{who} {view}")),
+            "{who} lost its view:\n{}\n{}",
+            r.batch,
+            r.batch_err
+        );
+    }
+    assert!(r.batch.contains("step0-rc=0"), "{}", r.batch);
+}
+
+/// Both later steps refused, step 1 with `client`'s words (srun's own check, or the node
+/// when srun has nothing to check), step 2 by the node with `node`'s; neither ran.
+#[track_caller]
+fn assert_later_steps_refused(r: &Replaced, client: &str, node: &str) {
+    let (step1, step2) = (&r.later[0], &r.later[1]);
+    assert!(
+        refused(step1) && step1.err.contains(client),
+        "step 1: {step1:#?}"
+    );
+    assert!(
+        step2.rc == REFUSED && refused(step2) && step2.err.contains(node),
+        "step 2: {step2:#?}"
+    );
+    for step in [step1, step2] {
+        assert!(
+            !step.out.contains(&format!("step{}", step.n)),
+            "refused step {} ran: {step:#?}",
+            step.n
+        );
+    }
+}
+
+fn core_path(bt: &Beamtime) -> String {
+    bt.metadata()["corePath"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_mid_job_switch_to_another_beamline_refuses_later_steps_and_running_ones_keep_their_view() {
+    let _turn = shared_turn();
+    let other = other();
+    let bt = beamtime("11099530", "p530", "bttest83");
+    let core = core_path(&bt);
+    let r = replace_between_steps(&bt, "replaced-beamline", || {
+        let mut m = bt.metadata();
+        m["beamline"] = serde_json::json!(other.beamline);
+        write_metadata(&bt.metadata_path, &pretty(&m));
+    });
+    assert_running_steps_kept_their_view(&bt, &core, &r);
+    // The new beamline's folder holds the other beamtime's file, not this one's.
+    let why = format!(
+        "{} is not beamtime {}'s folder now",
+        other.current_dir.display(),
+        bt.id
+    );
+    assert_later_steps_refused(&r, &why, &why);
+    for step in &r.later {
+        assert!(
+            !step.out.contains("frame data"),
+            "step {} saw data: {step:#?}",
+            step.n
+        );
+    }
+    assert_host_untouched();
+    cluster().assert_node_not_drained();
+}
+
+#[test]
+fn a_mid_job_switch_to_another_account_refuses_later_steps_and_running_ones_keep_their_view() {
+    let _turn = shared_turn();
+    let other = other();
+    let bt = beamtime("11099531", "p531", "bttest84");
+    let core = core_path(&bt);
+    let r = replace_between_steps(&bt, "replaced-account", || {
+        let mut m = bt.metadata();
+        m["onlineAnalysis"]["userAccount"] = serde_json::json!(other.account);
+        write_metadata(&bt.metadata_path, &pretty(&m));
+    });
+    assert_running_steps_kept_their_view(&bt, &core, &r);
+    let other_uid = UnixUser::get(&other.account).uid;
+    assert_later_steps_refused(
+        &r,
+        &format!("srun: error: spank-beamtime: beamtime {} runs as its account '{}' (uid {other_uid})", bt.id, other.account),
+        &format!("beamtime {} jobs run only as the beamtime's own account, and this job's user is not it", bt.id),
+    );
+    assert_host_untouched();
+    cluster().assert_node_not_drained();
+}
+
+#[test]
+fn a_mid_job_swap_for_another_beamtimes_file_refuses_later_steps_running_ones_keep_their_view() {
+    let _turn = shared_turn();
+    let other = other();
+    let bt = beamtime("11099532", "p532", "bttest85");
+    let core = core_path(&bt);
+    let r = replace_between_steps(&bt, "replaced-file", || {
+        write_metadata(&bt.metadata_path, &fs::read(&other.metadata_path).unwrap());
+    });
+    assert_running_steps_kept_their_view(&bt, &core, &r);
+    let why = format!(
+        "{}: the file name says \"{}\" but beamtimeId is \"{}\"; the file was renamed or copied from another beamtime",
+        bt.metadata_path.display(),
+        bt.id,
+        other.id
+    );
+    assert_later_steps_refused(&r, &format!("srun: error: spank-beamtime: {why}"), &why);
+    assert_host_untouched();
+    cluster().assert_node_not_drained();
+}
+
+#[test]
+fn a_harmless_mid_job_rewrite_reaches_later_steps_only_never_mixing_old_and_new() {
+    let _turn = shared_turn();
+    let bt = beamtime("11099533", "p533", "bttest86");
+    let core = core_path(&bt);
+    let moved = format!("{core}-moved");
+    let r = replace_between_steps(&bt, "replaced-harmless", || {
+        let mut m = bt.metadata();
+        m["corePath"] = serde_json::json!(moved);
+        write_metadata(&bt.metadata_path, &pretty(&m));
+    });
+    assert_running_steps_kept_their_view(&bt, &core, &r);
+    for step in &r.later {
+        assert_eq!(step.rc, 0, "step {}: {step:#?}", step.n);
+        let view = format!(
+            "step{} bl={} core={moved} sees={} data=frame data of {}",
+            step.n, bt.beamline, bt.beamline, bt.id
+        );
+        assert!(
+            step.out.contains(&view),
+            "step {} did not run with the new file alone: {step:#?}",
+            step.n
+        );
+    }
+    assert_host_untouched();
+    cluster().assert_node_not_drained();
+}
