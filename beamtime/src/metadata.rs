@@ -21,6 +21,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::id::{check_name, shown, Beamline, BeamtimeId, IdError, NameKind};
@@ -432,6 +433,79 @@ impl std::error::Error for MetadataError {
     }
 }
 
+/// A JSON document read with repeated object keys refused. serde_json keeps the
+/// last of two equal keys without a word, and a file with two `beamline` values
+/// means one thing to this parser and maybe another to the facility's tools or a
+/// person reading it: the start script never writes one, so it is refused.
+struct NoDuplicateKeys(Value);
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictValue).map(NoDuplicateKeys)
+    }
+}
+
+struct StrictValue;
+
+impl<'de> Visitor<'de> for StrictValue {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(NoDuplicateKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format_args!(
+                    "duplicate key \"{}\" (a key may appear once per object)",
+                    key.escape_default()
+                )));
+            }
+            let NoDuplicateKeys(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 /// Parses the bytes of a metadata file. `origin` names the file in errors,
 /// decides the kind when the file name has the facility's form (and is then
 /// checked against the id inside), and is the folder that relative paths in
@@ -457,7 +531,7 @@ fn parse_document(bytes: &[u8], origin: &Path) -> Result<Metadata, MetadataProbl
                 + 1,
         }
     })?;
-    let document: Value = serde_json::from_str(text).map_err(|error| {
+    let document = serde_json::from_str::<NoDuplicateKeys>(text).map(|d| d.0).map_err(|error| {
         let full = error.to_string();
         let location = format!(" at line {} column {}", error.line(), error.column());
         MetadataProblem::Syntax {

@@ -57,6 +57,28 @@ fn syntax_error_in_the_middle_reports_its_position() {
 }
 
 #[test]
+fn a_key_given_twice_is_refused_with_its_position() {
+    let text = String::from_utf8(fixture_bytes(NORMAL)).unwrap();
+    let doubled = text.replacen("{", "{\n    \"beamline\": \"p99\",", 1);
+    let message = message_for(doubled.as_bytes(), ORIGIN);
+    assert_contains(&message, &format!("{ORIGIN}:"));
+    assert_contains(&message, "duplicate key \"beamline\" (a key may appear once per object)");
+
+    // Nested objects too, and not only known keys.
+    let nested = text.replacen("\"onlineAnalysis\": {", "\"onlineAnalysis\": {\"x\": 1, \"x\": 2,", 1);
+    assert_ne!(nested, text, "the fixture has an onlineAnalysis block");
+    assert_contains(&message_for(nested.as_bytes(), ORIGIN), "duplicate key \"x\"");
+}
+
+#[test]
+fn deep_nesting_is_refused_not_a_stack_overflow() {
+    let deep = format!("{{\"beamtimeId\": {}}}", "[".repeat(100_000));
+    let message = message_for(deep.as_bytes(), ORIGIN);
+    assert_contains(&message, &format!("{ORIGIN}:1:"));
+    assert_contains(&message, "recursion limit exceeded");
+}
+
+#[test]
 fn top_level_must_be_an_object() {
     let message = message_for(b"[1, 2]", ORIGIN);
     assert_contains(
