@@ -2,7 +2,7 @@
 # A one-node Slurm 22.05 cluster with real, enforced accounting (MariaDB + slurmdbd),
 # for tests that must prove a SPANK plugin's behaviour on the real thing.
 #
-#   cluster.sh up [--nodes N] [--job-container] [--plugin /path/lib.so] [--plugin-args "k=v k=v"]
+#   cluster.sh up [--nodes N] [--job-container] [--private-mounts] [--plugin /path/lib.so] [--plugin-args "k=v k=v"]
 #   cluster.sh down | status | env
 #   cluster.sh plugstack [--plugin /path/lib.so] [--plugin-args "k=v …"] [--no-restart]
 #
@@ -13,6 +13,9 @@
 # --nodes N (N > 1): N hosts btnode1..N, one slurmd each in its own network and UTS
 # namespace (hostname btnodeI, address <net>.(10+I) on a bridge the script creates, see
 # net_up); the upper half of the nodes have Features=gpu, the others Features=cpu.
+# --private-mounts: each slurmd (and so every slurmstepd and job) gets a mount namespace of
+# its own, a slave of the host's: mounts added there (nsenter --mount --target <slurmd pid>)
+# grow the node's mount table without touching the host's.
 # See tests/cluster/README.md for the measurements behind the choices made here.
 set -Eeuo pipefail
 
@@ -33,6 +36,7 @@ BRIDGE=${NET_TAG}br
 CTLD_ADDR=127.0.0.1
 NODE_COUNT=1
 NODES=(btnode1)
+PRIVATE_MOUNTS=0
 
 CLUSTER_NAME=btcluster
 NODE_CPUS=64
@@ -237,11 +241,16 @@ set_nodes() {
     for n in "${NODES[@]}"; do DAEMONS+=("slurmd-$n"); done
     DAEMONS+=(slurmctld slurmdbd mariadbd munged)
 }
-# The configured cluster's node count (cluster.args), for down/status/plugstack.
+# The configured cluster's node count and slurmd namespaces (cluster.args), for
+# down/status/plugstack: a slurmd restarted by plugstack must come back as it started.
 load_nodes() {
-    local n=''
-    [[ -f $ETC/cluster.args ]] && n=$(sed -n 's/^nodes=//p' "$ETC/cluster.args")
+    local n='' m=''
+    if [[ -f $ETC/cluster.args ]]; then
+        n=$(sed -n 's/^nodes=//p' "$ETC/cluster.args")
+        m=$(sed -n 's/^private_mounts=//p' "$ETC/cluster.args")
+    fi
     set_nodes "${n:-1}"
+    PRIVATE_MOUNTS=${m:-0}
 }
 slurmd_name() { if ((NODE_COUNT == 1)); then echo slurmd; else echo "slurmd-$1"; fi; }
 node_index() { echo "${1#btnode}"; }
@@ -493,18 +502,25 @@ export -f node_usable slurmd_start_time
 # Starts every node's slurmd, then waits until each has (re-)registered and is usable.
 # With --nodes, slurmd runs in the node's network namespace and a UTS namespace of its
 # own whose hostname is the node name (both inherited by slurmstepd and the jobs).
+# With --private-mounts, also a mount namespace of its own (unshare without --fork execs,
+# so the recorded pid is still slurmd's); slave propagation lets the host's later mounts
+# in, and nothing made inside out.
 start_slurmd() {
     local n name log
     local -A before=()
+    local mounts=()
+    ((PRIVATE_MOUNTS)) && mounts=(--mount --propagation slave)
     for n in "${NODES[@]}"; do before[$n]=$(slurmd_start_time "$n"); done
     for n in "${NODES[@]}"; do
         name=$(slurmd_name "$n")
-        if ((NODE_COUNT == 1)); then
+        if ((NODE_COUNT == 1 && PRIVATE_MOUNTS)); then
+            start_daemon "$name" slurmd -- unshare "${mounts[@]}" -- slurmd -D -N "$n"
+        elif ((NODE_COUNT == 1)); then
             start_daemon "$name" slurmd -- slurmd -D -N "$n"
         else
             # shellcheck disable=SC2016 # $0/$@ belong to the inner sh
             start_daemon "$name" slurmd -- nsenter --net="/run/netns/$(node_ns "$n")" -- \
-                unshare --uts -- sh -c 'hostname "$0" && exec "$@"' "$n" slurmd -D -N "$n"
+                unshare --uts "${mounts[@]}" -- sh -c 'hostname "$0" && exec "$@"' "$n" slurmd -D -N "$n"
         fi
     done
     for n in "${NODES[@]}"; do
@@ -555,11 +571,12 @@ accounting_base() {
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
-    local job_container=0 plugin='' plugin_args='' nodes=1
+    local job_container=0 plugin='' plugin_args='' nodes=1 private_mounts=0
     while (($#)); do
         case $1 in
         --nodes) nodes=${2:?--nodes needs a number}; shift ;;
         --job-container) job_container=1 ;;
+        --private-mounts) private_mounts=1 ;;
         --plugin) plugin=${2:?--plugin needs a path}; shift ;;
         --plugin-args) plugin_args=${2?--plugin-args needs a value}; shift ;;
         *) die "up: unknown option $1" ;;
@@ -574,6 +591,7 @@ cmd_up() {
     ((${#running[@]} == 0)) ||
         die "already up: ${running[*]} running; run '$0 down' first (up always starts from empty state)"
     set_nodes "$nodes"
+    PRIVATE_MOUNTS=$private_mounts
     ensure_packages
     export SLURM_CONF=$SLURM_CONF_PATH
     # A previous multi-node run that died without 'down' may have left its network.
@@ -612,8 +630,8 @@ cmd_up() {
     fi
     write_configs "$job_container"
     write_plugstack "$plugin" "$plugin_args"
-    printf 'nodes=%s\njob_container=%s\nplugin=%s\nplugin_args=%s\n' "$NODE_COUNT" "$job_container" \
-        "$plugin" "$plugin_args" >"$ETC/cluster.args"
+    printf 'nodes=%s\njob_container=%s\nprivate_mounts=%s\nplugin=%s\nplugin_args=%s\n' "$NODE_COUNT" \
+        "$job_container" "$PRIVATE_MOUNTS" "$plugin" "$plugin_args" >"$ETC/cluster.args"
 
     # shellcheck disable=SC2034 # read by the EXIT trap
     UP_DONE=0
@@ -640,7 +658,7 @@ cmd_up() {
     accounting_base
     # shellcheck disable=SC2034 # read by the EXIT trap
     UP_DONE=1
-    say "up ($NODE_COUNT node(s), $( ((job_container)) && echo 'job_container/tmpfs, ')plugin: ${plugin:-none})"
+    say "up ($NODE_COUNT node(s), $( ((job_container)) && echo 'job_container/tmpfs, ')$( ((PRIVATE_MOUNTS)) && echo 'private slurmd mount namespace, ')plugin: ${plugin:-none})"
     cat >&2 <<EOF
   config:  $SLURM_CONF_PATH   (plugstack: $ETC/plugstack.conf)
   logs:    $LOG/{slurmctld,slurmd$( ((NODE_COUNT > 1)) && echo '-<node>'),slurmdbd,mariadbd,munged}.log
@@ -755,7 +773,7 @@ up | down | status | env | plugstack)
     "cmd_$c" "$@"
     ;;
 *)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
