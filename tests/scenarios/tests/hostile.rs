@@ -457,13 +457,26 @@ fn a_duplicate_beamline_key_is_refused_instead_of_one_value_silently_winning() {
     // Two beamlines in one file: which one a reader takes is up to the reader, so a
     // strict parser must refuse the file rather than pick one.
     let original = fs::read(&bt.metadata_path).unwrap();
-    assert!(String::from_utf8_lossy(&original).contains("\"beamline\": \"p504\""));
-    write_metadata(
-        &bt.metadata_path,
-        &with_second_line(&original, br#"    "beamline": "p590","#),
+    let key = "    \"beamline\"";
+    let hostile = with_second_line(&original, format!("{key}: \"p590\",").as_bytes());
+    let repeated = String::from_utf8_lossy(&hostile)
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| line.starts_with(&format!("{key}: ")))
+        .map(|(index, line)| (index + 1, line.to_owned()))
+        .nth(1);
+    let Some((line, text)) = repeated else {
+        panic!("the start script's file has no beamline key");
+    };
+    assert_eq!(text, format!("{key}: \"p504\","));
+    write_metadata(&bt.metadata_path, &hostile);
+    // The parser stops at the end of the repeated key.
+    let message = format!(
+        "{}:{line}:{}: invalid JSON: duplicate key \"beamline\" (a key may appear once per object)",
+        bt.metadata_path.display(),
+        key.len()
     );
-    let path = format!("{}:", bt.metadata_path.display());
-    assert_refused_everywhere(&bt, "duplicate", &[&path, "beamline"]);
+    assert_refused_everywhere(&bt, "duplicate", &[&message, REPORT]);
 }
 
 #[test]
