@@ -152,7 +152,10 @@ pub fn check_submitter<'m>(
     let Some(account_uid) = account_uid else {
         return Err(Refusal::new(
             Rule::UnsafeAccount,
-            format!("the beamtime's account '{account}' (onlineAnalysis.userAccount) does not exist on this node"),
+            format!(
+                "the beamtime's account '{account}' ({}: onlineAnalysis.userAccount) does not exist on this node",
+                metadata.path.display()
+            ),
             "Ask the facility to check that the beamtime was started on this node",
         ));
     };
@@ -160,7 +163,9 @@ pub fn check_submitter<'m>(
         return Err(Refusal::new(
             Rule::UnsafeAccount,
             format!(
-                "the beamtime's account '{account}' is a system account (uid {account_uid} < {})",
+                "the beamtime's account '{account}' ({}: onlineAnalysis.userAccount) is a system \
+                 account (uid {account_uid} < {})",
+                metadata.path.display(),
                 config.min_uid
             ),
             "Refusing to run a beamtime as a system account; ask the facility to fix the metadata",
@@ -379,6 +384,7 @@ mod tests {
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::UnsafeAccount);
         assert!(refusal.problem.contains("does not exist on this node"), "{refusal}");
+        assert!(refusal.problem.contains(": onlineAnalysis.userAccount)"), "{refusal}");
 
         let mut job = self::job();
         job.uid = 0;
@@ -386,6 +392,7 @@ mod tests {
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::UnsafeAccount);
         assert!(refusal.problem.contains("system account (uid 0 < 1000)"), "{refusal}");
+        assert!(refusal.problem.contains(": onlineAnalysis.userAccount)"), "{refusal}");
 
         job.uid = 700;
         job.account_uid = Some(700);

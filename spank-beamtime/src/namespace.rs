@@ -135,6 +135,13 @@ fn component_error(walked: &Path, parent: &OwnedFd, name: impl AsRef<OsStr>, e: 
         format!("{} is a symbolic link, which the plugin does not follow", walked.display())
     } else if e.kind() == io::ErrorKind::NotFound {
         format!("{} does not exist", walked.display())
+    } else if e.raw_os_error() == Some(libc::ENOTDIR) {
+        // What O_DIRECTORY|O_NOFOLLOW says of a symlink too: one swapped back
+        // since the open failed no longer shows as a link when checked above.
+        format!(
+            "{} is not a folder (or was a symbolic link, which the plugin does not follow)",
+            walked.display()
+        )
     } else {
         format!("cannot open {}: {e}", walked.display())
     }

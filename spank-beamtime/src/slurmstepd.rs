@@ -219,10 +219,9 @@ pub fn prepare_task(verdict: &mut Verdict) {
             started.elapsed().as_micros()
         );
         if let Err(why) = shown {
-            spank_log_error!(
-                "{PLUGIN}: beamtime={} mount failed: {why}",
-                grant.beamtime
-            );
+            // Info, not error: slurmstepd copies its errors to the user's stderr, where
+            // task_init's refusal already says this once.
+            spank_log_info!("{PLUGIN}: beamtime={} mount failed: {why}", grant.beamtime);
             *verdict = Verdict::Refused(Refusal::new(
                 Rule::MountFailed,
                 format!("the beamline folder could not be set up: {why}"),

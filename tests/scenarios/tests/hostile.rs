@@ -386,13 +386,24 @@ fn a_user_account_that_is_root_a_system_account_or_unknown_is_refused_on_both_si
     );
     let daemon = UnixUser::get("daemon").uid;
     assert!(daemon < 1000, "daemon has uid {daemon}");
+    let file = bt.metadata_path.display();
     let cases = [
-        ("root", "root".to_owned(), "the beamtime's account 'root' is a system account (uid 0 < 1000)".to_owned()),
-        ("daemon", "daemon".to_owned(), format!("the beamtime's account 'daemon' is a system account (uid {daemon} < 1000)")),
+        (
+            "root",
+            "root".to_owned(),
+            format!("the beamtime's account 'root' ({file}: onlineAnalysis.userAccount) is a system account (uid 0 < 1000)"),
+        ),
+        (
+            "daemon",
+            "daemon".to_owned(),
+            format!(
+                "the beamtime's account 'daemon' ({file}: onlineAnalysis.userAccount) is a system account (uid {daemon} < 1000)"
+            ),
+        ),
         (
             "unknown",
             nobody.to_owned(),
-            format!("the beamtime's account '{nobody}' (onlineAnalysis.userAccount) does not exist on this node"),
+            format!("the beamtime's account '{nobody}' ({file}: onlineAnalysis.userAccount) does not exist on this node"),
         ),
     ];
     for (tag, account, message) in &cases {
