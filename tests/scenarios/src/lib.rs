@@ -1238,6 +1238,27 @@ impl Cluster {
             .assert_success();
     }
 
+    /// What `cluster.sh up` recorded in `etc/cluster.args` under `key` (`plugin`,
+    /// `plugin_args`, `nodes`, `job_container`, …); empty when it recorded nothing.
+    pub fn recorded(&self, key: &str) -> String {
+        let path = self.state_dir().join("etc/cluster.args");
+        let recorded = std::fs::read_to_string(&path).unwrap_or_default();
+        let prefix = format!("{key}=");
+        recorded
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The plugin the cluster was started with and its plugstack arguments.
+    #[track_caller]
+    pub fn installed_plugin(&self) -> (PathBuf, String) {
+        let plugin = self.recorded("plugin");
+        assert!(!plugin.is_empty(), "the cluster runs without spank-beamtime: start it with --plugin");
+        (PathBuf::from(plugin), self.recorded("plugin_args"))
+    }
+
     /// Rewrites plugstack.conf through `cluster.sh plugstack` (which restarts slurmd, the only
     /// daemon that reads it once). This changes the cluster for every test running at the
     /// same time: only for tests that run alone (their own test binary, one test).
@@ -1270,22 +1291,13 @@ pub struct RestorePlugstack<'a> {
 
 impl RestorePlugstack<'_> {
     pub fn new(c: &Cluster) -> RestorePlugstack<'_> {
-        let recorded =
-            std::fs::read_to_string(c.state_dir().join("etc/cluster.args")).unwrap_or_default();
-        let field = |k: &str| {
-            recorded
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap_or("")
-                .to_string()
-        };
-        let plugin = Some(field("plugin"))
+        let plugin = Some(c.recorded("plugin"))
             .filter(|p| !p.is_empty())
             .map(PathBuf::from);
         RestorePlugstack {
             c,
             plugin,
-            args: field("plugin_args"),
+            args: c.recorded("plugin_args"),
         }
     }
 }

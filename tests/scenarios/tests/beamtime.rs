@@ -115,8 +115,7 @@ fn assert_host_untouched() {
 }
 
 fn job_container_enabled() -> bool {
-    let args = fs::read_to_string(cluster().state_dir().join("etc/cluster.args")).unwrap();
-    args.lines().any(|line| line == "job_container=1")
+    cluster().recorded("job_container") == "1"
 }
 
 /// What a job reports about its view of the beamline.

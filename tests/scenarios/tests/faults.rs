@@ -17,25 +17,11 @@ fn take_turn() -> MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn installed_plugin(c: &Cluster) -> (String, String) {
-    let recorded = fs::read_to_string(c.state_dir().join("etc/cluster.args")).unwrap();
-    let field = |key: &str| {
-        recorded
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("{key}=")))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let plugin = field("plugin");
-    assert!(!plugin.is_empty(), "the cluster runs without spank-beamtime: start it with --plugin");
-    (plugin, field("plugin_args"))
-}
-
 #[test]
 fn beamtime_jobs_survive_a_slurmd_restart_and_a_vanished_metadata_file_stops_only_new_steps() {
     let _turn = take_turn();
     let c = Cluster::from_env();
-    let (plugin, args) = installed_plugin(&c);
+    let (plugin, args) = c.installed_plugin();
     let _restore = RestorePlugstack::new(&c);
     let bt = c.start_beamtime(&BeamtimeSpec::new("11099040", "p60", "bttest40").partition("all").cores(2));
     let wd = c.workdir(&bt.account, "faults");
@@ -72,7 +58,7 @@ fn beamtime_jobs_survive_a_slurmd_restart_and_a_vanished_metadata_file_stops_onl
     };
 
     // slurmd restarts while the batch step runs: the step is its own process and goes on.
-    c.set_plugstack(Some(std::path::Path::new(&plugin)), &args);
+    c.set_plugstack(Some(&plugin), &args);
     signal(1);
     wait_for(&wd.join("go-2"));
 

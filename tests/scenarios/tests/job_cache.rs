@@ -22,11 +22,7 @@ fn take_turn() -> MutexGuard<'static, ()> {
 
 /// The `state_dir=` the cluster's plugin was started with.
 fn state_dir(c: &Cluster) -> PathBuf {
-    let recorded = fs::read_to_string(c.state_dir().join("etc/cluster.args")).unwrap();
-    let args = recorded
-        .lines()
-        .find_map(|line| line.strip_prefix("plugin_args="))
-        .unwrap_or_default();
+    let args = c.recorded("plugin_args");
     let dir = args
         .split_whitespace()
         .find_map(|arg| arg.strip_prefix("state_dir="))

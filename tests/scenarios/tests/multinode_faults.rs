@@ -74,21 +74,23 @@ fn a_node_cut_off_from_the_controller_refuses_the_step_in_bounded_time_and_stays
     let logs = c.slurmd_log_cursors();
     let cut = Cut::new(&netns_of(&c, &node), &controller_address(&c));
 
+    let step_on_the_node = || {
+        c.as_user(&bt.account, "srun")
+            .cwd(&wd)
+            .args([
+                format!("--beamtime={}", bt.id),
+                format!("--partition={}", bt.partition),
+                format!("--reservation={}", bt.id),
+                format!("--nodelist={node}"),
+                "-N1".to_owned(),
+                "-n1".to_owned(),
+            ])
+            .args(["bash", "-c", "echo ran-on-$(hostname)"])
+            .timeout(Duration::from_secs(120))
+            .run()
+    };
     let started = Instant::now();
-    let out = c
-        .as_user(&bt.account, "srun")
-        .cwd(&wd)
-        .args([
-            format!("--beamtime={}", bt.id),
-            format!("--partition={}", bt.partition),
-            format!("--reservation={}", bt.id),
-            format!("--nodelist={node}"),
-            "-N1".to_owned(),
-            "-n1".to_owned(),
-        ])
-        .args(["bash", "-c", "echo ran-on-$(hostname)"])
-        .timeout(Duration::from_secs(120))
-        .run();
+    let out = step_on_the_node();
     let took = started.elapsed();
     drop(cut);
 
@@ -126,18 +128,6 @@ fn a_node_cut_off_from_the_controller_refuses_the_step_in_bounded_time_and_stays
     // Once the route is back, the node finishes the job and goes on serving.
     c.wait_job(job, DEFAULT_TIMEOUT);
     c.assert_nodes_not_drained();
-    let again = c
-        .as_user(&bt.account, "srun")
-        .cwd(&wd)
-        .args([
-            format!("--beamtime={}", bt.id),
-            format!("--partition={}", bt.partition),
-            format!("--reservation={}", bt.id),
-            format!("--nodelist={node}"),
-            "-N1".to_owned(),
-        ])
-        .args(["bash", "-c", "echo ran-on-$(hostname)"])
-        .timeout(Duration::from_secs(120))
-        .run();
-    again.assert_success().assert_stdout_contains(&format!("ran-on-{node}"));
+    step_on_the_node()
+        .assert_success().assert_stdout_contains(&format!("ran-on-{node}"));
 }

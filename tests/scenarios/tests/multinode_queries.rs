@@ -6,7 +6,6 @@
 //! `#[ignore]`d like multinode.rs; scripts/test-all.sh runs it with `--ignored`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use scenarios::{BeamtimeSpec, Cluster, RestorePlugstack, MULTI_NODES};
 
@@ -77,9 +76,9 @@ fn controller_queries_per_job_node_and_step() {
 
     // Without it (job_cache_seconds=0) every step asks on every node: the cache is what
     // bounds the count above.
-    let (plugin, args) = installed_plugin(&c);
+    let (plugin, args) = c.installed_plugin();
     let _restore = RestorePlugstack::new(&c);
-    c.set_plugstack(Some(Path::new(&plugin)), &format!("{args} job_cache_seconds=0"));
+    c.set_plugstack(Some(&plugin), &format!("{args} job_cache_seconds=0"));
     for steps in [1, 3] {
         let got = measure(true, steps);
         eprintln!("MEASURED: job cache off, {steps} step(s) of a {nodes}-node beamtime job: {got:?}");
@@ -100,17 +99,4 @@ fn record_queries(cache: bool, steps: usize, nodes: usize, got: &BTreeMap<&str, 
             "federation_queries": got["REQUEST_FED_INFO"],
         }),
     );
-}
-
-/// The plugin and arguments the cluster was started with (`cluster.args`).
-fn installed_plugin(c: &Cluster) -> (String, String) {
-    let recorded = std::fs::read_to_string(c.state_dir().join("etc/cluster.args")).unwrap();
-    let field = |key: &str| {
-        recorded
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("{key}=")))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    (field("plugin"), field("plugin_args"))
 }

@@ -4,24 +4,12 @@
 //! One test, alone in its file: it rewrites plugstack.conf for the whole
 //! cluster and restores it when done, even on failure.
 
-use std::path::PathBuf;
-
 use scenarios::{Cluster, RestorePlugstack, TEST_USER};
-
-fn installed_plugin(c: &Cluster) -> PathBuf {
-    let recorded = std::fs::read_to_string(c.state_dir().join("etc/cluster.args")).unwrap();
-    let plugin = recorded
-        .lines()
-        .find_map(|line| line.strip_prefix("plugin="))
-        .filter(|p| !p.is_empty())
-        .expect("the cluster runs without spank-beamtime: start it with --plugin");
-    PathBuf::from(plugin)
-}
 
 #[test]
 fn a_bad_plugstack_argument_is_a_load_error_naming_it_and_no_hook_runs_per_job() {
     let c = Cluster::from_env();
-    let plugin = installed_plugin(&c);
+    let (plugin, _) = c.installed_plugin();
 
     // slurmd forks a spank prolog/epilog for every job when a plugin exports those hooks.
     let symbols = c.cmd("nm").args(["-D", "--defined-only"]).arg(&plugin).run();
