@@ -1,29 +1,67 @@
 #!/bin/bash
-# Job-launch cost of spank-beamtime, measured on the local cluster against
-# Slurm without it. Each pair of variants is run interleaved (A B A B …) on the
-# same machine in the same run, so drift and background load hit both alike.
-# Writes docs/benchmarks.md and docs/benchmarks.svg. Run as root:
+# What spank-beamtime costs, measured on the local test cluster against Slurm without it
+# (issue #6). Each pair of variants is run interleaved (A B A B …) on the same machine in
+# the same run, so drift and background load hit both alike. Writes docs/benchmarks.md,
+# docs/benchmarks.svg (launch latency) and docs/benchmarks-mounts.svg (mount setup against
+# the node's mount table). Run as root:
 #
-#   bench/run.sh [ROUNDS]        (default 40 rounds per comparison)
+#   bench/run.sh [ROUNDS]        (default 40 rounds per comparison: about 8 minutes on 2 cores)
+#
+# Uses the cluster of tests/cluster/cluster.sh, so BT_TEST_STATE and the BT_*_PORT variables
+# choose which one (and which state folder) it brings up and down; CARGO_TARGET_DIR where
+# the builds and criterion's estimates go.
+# shellcheck disable=SC2119 # plugin_args (lib.sh) takes optional extra arguments; none here
 set -Eeuo pipefail
+# shellcheck source=../scripts/lib.sh
 source "$(dirname "$0")/../scripts/lib.sh"
 ROUNDS=${1:-40}
+if ! [[ $ROUNDS =~ ^[0-9]+$ ]] || ((ROUNDS < 4)); then
+    die "ROUNDS: want a whole number, at least 4 (quartiles need a few values)"
+fi
 CLUSTER=$REPO/tests/cluster/cluster.sh
+BEAMTIME=11099001
+# Controller queries are counts, not timings: a few jobs per shape show whether they vary.
+QUERY_REPEATS=3
+MOUNT_TABLE_SIZES=(0 100 1000 5000)
 OUT=$(mktemp -d /var/tmp/spank-beamtime-bench.XXXXXX)
 
+need_root
+ensure_cargo
+say "building the metadata micro-benchmarks (criterion)"
+# Before the cluster starts, so that compiling never competes with a measurement.
+(cd "$REPO" && cargo bench --locked -p beamtime-bench --bench metadata --no-run)
 start_cluster_with_fresh_plugin
-trap '"$CLUSTER" down >&2 || true' EXIT
-"$REPO/slurm-conf-examples/beamtime-start.sh" --id 11099001 --beamline p11 --account bttest01 \
-    --partition ponline_p11 --cores 2 --replace >/dev/null
+# On success the raw measurements are gone by now; after a failure they help find out why.
+trap '"$CLUSTER" down >&2 || true; [[ ! -d $OUT ]] || echo "raw measurements kept in $OUT" >&2' EXIT
+git -C "$REPO" describe --always --dirty >"$OUT/source" 2>/dev/null || echo "an unknown revision" >"$OUT/source"
+printf '%s cores, Linux %s, %s\n' "$(nproc)" "$(uname -r)" "$(sinfo --version)" >"$OUT/machine"
+stat -c %s "$PLUGIN_SO" >"$OUT/plugin-size"
+
+# The plugin's job cache (state_dir= in plugin_args) outlives the cluster, and a new cluster
+# hands out job ids from 1 again: a previous run's answers must not stand in for queries.
+forget_job_cache() {
+    local dir
+    dir=$(plugin_args | tr ' ' '\n' | sed -n 's/^state_dir=//p')
+    if [[ -n $dir && $dir == "$BT_TEST_STATE"/* && -d $dir ]]; then
+        rm -rf --one-file-system "$dir"
+    fi
+}
+
+start_beamtime() {
+    "$REPO/slurm-conf-examples/beamtime-start.sh" --id "$BEAMTIME" --beamline p11 --account bttest01 \
+        --partition ponline_p11 --cores 2 --replace >/dev/null
+    mkdir -p "$BT_TEST_STATE/work"
+    chmod 1777 "$BT_TEST_STATE/work"
+}
+forget_job_cache
+start_beamtime
 
 as_user() {
     local user=$1; shift
     runuser -u "$user" -- env -C "$BT_TEST_STATE/work" SLURM_CONF="$SLURM_CONF" PATH="$PATH" "$@"
 }
-mkdir -p "$BT_TEST_STATE/work"
-chmod 1777 "$BT_TEST_STATE/work"
 
-# Milliseconds one command takes, appended to a file.
+# Microseconds one command takes, appended to a file.
 timed() {
     local file=$1; shift
     local start end
@@ -32,6 +70,23 @@ timed() {
     end=$(date +%s%N)
     echo "$(((end - start) / 1000))" >>"$file"
 }
+
+# A job script running ROUNDS pairs of one-task steps, plain and --beamtime, each timed.
+write_steps_script() {
+    local script=$1 plain=$2 beamtime=$3
+    cat >"$script" <<STEPS
+#!/bin/bash
+set -e
+$(declare -f timed)
+for ((i = 0; i < $ROUNDS; i++)); do
+    timed $OUT/$plain srun -n1 true
+    timed $OUT/$beamtime srun --beamtime=$BEAMTIME -n1 true
+done
+STEPS
+    chmod 755 "$script"
+}
+# The job scripts run as bttest01 and append to files here.
+chmod 777 "$OUT"
 
 say "1. a new one-task job: srun -n1 true, no plugin vs plugin loaded but unused ($ROUNDS rounds)"
 # srun and slurmstepd read plugstack.conf afresh for every job (tests/cluster/README.md), so
@@ -46,31 +101,101 @@ for ((i = 0; i < ROUNDS; i++)); do
     timed "$OUT/job-plugin-unused" as_user btalice srun -n1 true
 done
 
-say "2. a step inside an allocation: srun -n1 true vs srun --beamtime … -n1 true ($ROUNDS rounds)"
-cat >"$BT_TEST_STATE/work/steps.sh" <<STEPS
-#!/bin/bash
-set -e
-$(declare -f timed)
-for ((i = 0; i < $ROUNDS; i++)); do
-    timed $OUT/step-plain srun -n1 true
-    timed $OUT/step-beamtime srun --beamtime=11099001 -n1 true
+say "1. a new batch job: sbatch --wait, no plugin vs plugin loaded but unused ($ROUNDS rounds)"
+# sbatch --wait first looks at the job 2 s after submitting it (Slurm's sbatch.c), which
+# hides everything faster than that. The same jobs therefore also give the time until
+# sbatch printed the job id (where sbatch has loaded the plugin and submitted) and until the
+# script ran (noted by the script itself).
+batch_job() {
+    local name=$1 marker=$BT_TEST_STATE/work/batch-started start submitted end
+    rm -f "$marker"
+    start=$(date +%s%N)
+    # Line-buffered: into a pipe, sbatch's "Submitted batch job" would come only at its exit.
+    submitted=$(as_user btalice stdbuf -oL sbatch --wait -o /dev/null --wrap "date +%s%N >$marker" 2>/dev/null |
+        { read -r _ && date +%s%N; cat >/dev/null; }) || die "sbatch --wait failed ($name)"
+    end=$(date +%s%N)
+    [[ -n $submitted ]] || die "sbatch --wait printed no job id ($name)"
+    [[ -s $marker ]] || die "the batch job ($name) ended without running its script"
+    echo "$(((end - start) / 1000))" >>"$OUT/$name-wait"
+    echo "$(((submitted - start) / 1000))" >>"$OUT/$name-submitted"
+    echo "$((($(<"$marker") - start) / 1000))" >>"$OUT/$name-started"
+}
+for ((i = 0; i < ROUNDS; i++)); do
+    echo "# no SPANK plugin" >"$plugstack"
+    batch_job batch-no-plugin
+    echo "$with_plugin" >"$plugstack"
+    batch_job batch-plugin-unused
 done
-STEPS
-chmod 755 "$BT_TEST_STATE/work/steps.sh"
-chmod 777 "$OUT"
-as_user bttest01 salloc -p ponline_p11 --reservation=11099001 -n1 "$BT_TEST_STATE/work/steps.sh"
+# When slurmctld accepted and when it started each of these jobs (report.py reads the delays).
+cp "$BT_TEST_STATE/log/slurmctld.log" "$OUT/slurmctld-batch.log"
 
-say "3. submitting: sbatch directly vs bt-submit ($ROUNDS rounds)"
+say "2. a step inside an allocation: srun -n1 true vs srun --beamtime … -n1 true ($ROUNDS rounds)"
+write_steps_script "$BT_TEST_STATE/work/steps.sh" step-plain step-beamtime
+as_user bttest01 salloc -p ponline_p11 --reservation="$BEAMTIME" -n1 "$BT_TEST_STATE/work/steps.sh"
+
+say "3. controller queries per job: salloc with 1 or 10 steps, plain vs --beamtime ($QUERY_REPEATS jobs each)"
+# slurmctld counts every RPC it serves by message type (sdiag); slurm_load_job() arrives as
+# REQUEST_JOB_INFO_SINGLE, preceded by REQUEST_FED_INFO unless asked with SHOW_LOCAL.
+# Nothing else talks to this cluster's controller meanwhile.
+rpc_count() {
+    awk -v type="$1" '
+        /^Remote Procedure Call statistics by message type/ { on = 1; next }
+        /^Remote Procedure Call statistics by user/ { on = 0 }
+        on && $1 == type { sub(/.*count:/, ""); n = $1 + 0 }
+        END { print n + 0 }'
+}
+for ((r = 0; r < QUERY_REPEATS; r++)); do
+    for steps in 1 10; do
+        for kind in plain beamtime; do
+            option=''
+            [[ $kind == beamtime ]] && option=--beamtime=$BEAMTIME
+            sdiag --reset >/dev/null
+            as_user bttest01 salloc -p ponline_p11 --reservation="$BEAMTIME" -n1 bash -c \
+                "for ((i = 0; i < $steps; i++)); do srun $option -n1 true; done" >/dev/null 2>&1 ||
+                die "the $kind salloc job with $steps steps failed"
+            stats=$(sdiag)
+            echo "$(rpc_count REQUEST_JOB_INFO_SINGLE <<<"$stats") $(rpc_count REQUEST_FED_INFO <<<"$stats")" \
+                >>"$OUT/queries-$kind-$steps"
+        done
+    done
+done
+
+say "6. submitting: sbatch directly vs bt-submit ($ROUNDS rounds)"
 for ((i = 0; i < ROUNDS; i++)); do
     timed "$OUT/submit-sbatch" as_user bttest01 sbatch --parsable -p ponline_p11 \
-        --reservation=11099001 --beamtime=11099001 -o /dev/null --wrap true
+        --reservation="$BEAMTIME" --beamtime="$BEAMTIME" -o /dev/null --wrap true
     timed "$OUT/submit-bt-submit" as_user bttest01 env \
         BEAMTIME_METADATA_PATH="$BT_TEST_STATE/beamline-src/*/current/beamtime-metadata-{id}.json" \
-        "$BT_SUBMIT" --beamtime 11099001 --parsable -o /dev/null --wrap true
+        "$BT_SUBMIT" --beamtime "$BEAMTIME" --parsable -o /dev/null --wrap true
 done
 as_user bttest01 scancel -u bttest01 || true
 
-say "4. loading the plugin: dlopen() in a fresh process, libslurm already loaded ($ROUNDS rounds)"
+say "7. slurmstepd memory: no plugin vs plugin unused vs --beamtime ($ROUNDS rounds)"
+# A task's parent is its step's slurmstepd (task/none forks tasks itself). VmHWM is that
+# process's peak resident set up to the moment the task runs, which covers the plugin's
+# init and option handling and, with --beamtime, the metadata read and the controller
+# query; the mount setup happens in the task's own forked child, whose memory exec replaces.
+cat >"$BT_TEST_STATE/work/stepd-memory.sh" <<'PROBE'
+#!/bin/bash
+read -r comm <"/proc/$PPID/comm"
+[[ $comm == slurmstepd ]] || { echo "the task's parent is $comm, not slurmstepd" >&2; exit 1; }
+awk '/^VmHWM:/ {hwm = $2} /^VmRSS:/ {rss = $2} END {print hwm, rss}' "/proc/$PPID/status"
+PROBE
+chmod 755 "$BT_TEST_STATE/work/stepd-memory.sh"
+memory_of() {
+    local name=$1; shift
+    as_user bttest01 srun -p ponline_p11 --reservation="$BEAMTIME" -n1 "$@" \
+        "$BT_TEST_STATE/work/stepd-memory.sh" >>"$OUT/memory-$name" || die "the memory probe failed ($name)"
+}
+for ((i = 0; i < ROUNDS; i++)); do
+    echo "# no SPANK plugin" >"$plugstack"
+    memory_of no-plugin
+    echo "$with_plugin" >"$plugstack"
+    memory_of plugin-unused
+    memory_of beamtime --beamtime="$BEAMTIME"
+done
+
+say "loading the plugin: dlopen() in a fresh process, libslurm already loaded ($ROUNDS rounds)"
 # What srun, sbatch, salloc and each slurmstepd pay for a plugin they load; the library is
 # linked with -z now, so every symbol is bound here, which needs libslurm's symbols present.
 for ((i = 0; i < ROUNDS; i++)); do
@@ -81,6 +206,87 @@ ctypes.CDLL(sys.argv[1], mode=os.RTLD_LAZY | os.RTLD_LOCAL)
 print(round((time.perf_counter() - start) * 1e6))' "$PLUGIN_SO" >>"$OUT/dlopen"
 done
 
-say "writing docs/benchmarks.md and docs/benchmarks.svg"
-python3 "$REPO/bench/report.py" "$OUT" "$ROUNDS" "$REPO/docs/benchmarks.md" "$REPO/docs/benchmarks.svg"
+say "4. mount setup against the node's mount table: the cluster again, slurmd in a mount namespace of its own"
+# The extra mounts must not touch the host: they go into slurmd's own namespace
+# (cluster.sh --private-mounts), which every slurmstepd and task inherits. Verbose logging
+# makes slurmstepd log the plugin's setup time per task.
+"$CLUSTER" down >&2
+BT_SLURM_DEBUG=verbose "$CLUSTER" up --private-mounts --plugin "$PLUGIN_SO" --plugin-args "$(plugin_args)"
+forget_job_cache
+start_beamtime
+slurmd_pid=$(<"$BT_TEST_STATE/run/slurmd.pid")
+[[ $(readlink "/proc/$slurmd_pid/ns/mnt") != "$(readlink /proc/self/ns/mnt)" ]] ||
+    die "slurmd (pid $slurmd_pid) shares this shell's mount namespace: the extra mounts would land on the host"
+mount_table=$BT_TEST_STATE/work/mount-table
+mkdir -p "$mount_table"
+
+# Small tmpfs mounts, all made by one process: thousands of mount(8) runs would take minutes.
+grow_mount_table() {
+    nsenter --mount --target "$slurmd_pid" -- python3 -c '
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+folder, start, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(start, end):
+    path = f"{folder}/{i}"
+    os.makedirs(path, exist_ok=True)
+    if libc.mount(b"tmpfs", path.encode(), b"tmpfs", 0, b"size=16k,nr_inodes=16,mode=0755") != 0:
+        sys.exit(f"mount {path}: {os.strerror(ctypes.get_errno())}")
+' "$mount_table" "$1" "$2"
+}
+
+# The kernel's share alone: the plugin's first two calls (unshare(CLONE_NEWNS), then every
+# mount made a slave: ffi::enter_private_mount_namespace) in a fresh child per round.
+namespace_copy_times() {
+    nsenter --mount --target "$slurmd_pid" -- python3 -c '
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS, MS_REC, MS_SLAVE = 0x20000, 0x4000, 0x80000
+for _ in range(int(sys.argv[1])):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        start = time.perf_counter()
+        ok = libc.unshare(CLONE_NEWNS) == 0 and libc.mount(None, b"/", None, MS_REC | MS_SLAVE, None) == 0
+        os.write(w, str(round((time.perf_counter() - start) * 1e6) if ok else "failed").encode())
+        os._exit(0)
+    os.close(w)
+    answer = os.read(r, 64).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    if answer == "failed":
+        sys.exit("unshare(CLONE_NEWNS) or the slave remount failed")
+    print(answer)
+' "$ROUNDS"
+}
+
+log=$BT_TEST_STATE/log/slurmd.log
+have=0
+for n in "${MOUNT_TABLE_SIZES[@]}"; do
+    say "4. $n extra mounts in slurmd's namespace ($ROUNDS rounds)"
+    grow_mount_table "$have" "$n"
+    have=$n
+    echo "$n $(wc -l <"/proc/$slurmd_pid/mountinfo")" >>"$OUT/mount-table-sizes"
+    offset=$(stat -c %s "$log")
+    write_steps_script "$BT_TEST_STATE/work/steps-$n.sh" "mounts-$n-step-plain" "mounts-$n-step-beamtime"
+    as_user bttest01 salloc -p ponline_p11 --reservation="$BEAMTIME" -n1 "$BT_TEST_STATE/work/steps-$n.sh"
+    tail -c "+$((offset + 1))" "$log" |
+        sed -n "s/.*spank-beamtime: beamtime=$BEAMTIME mount namespace set up in \([0-9]*\) us\$/\1/p" \
+            >"$OUT/mounts-$n-setup"
+    found=$(wc -l <"$OUT/mounts-$n-setup")
+    ((found == ROUNDS)) ||
+        die "$log: $found 'mount namespace set up' lines for $ROUNDS beamtime steps (does the plugin log them at verbose?)"
+    namespace_copy_times >"$OUT/mounts-$n-unshare"
+done
+# The namespace, and every mount in it, ends with slurmd and its steps.
+"$CLUSTER" down >&2
+rm -rf --one-file-system "$mount_table"
+
+say "5. metadata discovery, trust checks and parsing (criterion, cluster stopped)"
+# Set explicitly, so that criterion and report.py agree even for a relative CARGO_TARGET_DIR.
+criterion_dir=$(cd "$REPO" && realpath -m "$TARGET_DIR")/criterion
+touch "$OUT/criterion-start"
+(cd "$REPO" && CRITERION_HOME=$criterion_dir cargo bench --locked -p beamtime-bench --bench metadata)
+
+say "writing docs/benchmarks.md, docs/benchmarks.svg and docs/benchmarks-mounts.svg"
+python3 "$REPO/bench/report.py" "$OUT" "$ROUNDS" "$criterion_dir" "$REPO/docs"
 rm -rf "$OUT"
