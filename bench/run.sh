@@ -31,11 +31,13 @@ say "building the metadata micro-benchmarks (criterion)"
 # Before the cluster starts, so that compiling never competes with a measurement.
 (cd "$REPO" && cargo bench --locked -p beamtime-bench --bench metadata --no-run)
 start_cluster_with_fresh_plugin
-# On success the raw measurements are gone by now; after a failure they help find out why.
+# On success the raw measurements have moved to the target folder by now (see the end);
+# after a failure they help find out why.
 trap '"$CLUSTER" down >&2 || true; [[ ! -d $OUT ]] || echo "raw measurements kept in $OUT" >&2' EXIT
 git -C "$REPO" describe --always --dirty >"$OUT/source" 2>/dev/null || echo "an unknown revision" >"$OUT/source"
 printf '%s cores, Linux %s, %s\n' "$(nproc)" "$(uname -r)" "$(sinfo --version)" >"$OUT/machine"
 stat -c %s "$PLUGIN_SO" >"$OUT/plugin-size"
+echo "$ROUNDS" >"$OUT/rounds"
 
 # The plugin's job cache (state_dir= in plugin_args) outlives the cluster, and a new cluster
 # hands out job ids from 1 again: a previous run's answers must not stand in for queries.
@@ -288,5 +290,11 @@ touch "$OUT/criterion-start"
 (cd "$REPO" && CRITERION_HOME=$criterion_dir cargo bench --locked -p beamtime-bench --bench metadata)
 
 say "writing docs/benchmarks.md, docs/benchmarks.svg and docs/benchmarks-mounts.svg"
-python3 "$REPO/bench/report.py" "$OUT" "$ROUNDS" "$criterion_dir" "$REPO/docs"
-rm -rf "$OUT"
+python3 "$REPO/bench/report.py" "$OUT" "$criterion_dir" "$REPO/docs"
+# Kept, so that a change to report.py can be rendered without measuring again:
+#   python3 bench/report.py TARGET/bench-last TARGET/criterion docs
+last=$(dirname "$criterion_dir")/bench-last
+rm -rf "$last"
+chmod 755 "$OUT"
+mv "$OUT" "$last"
+say "raw measurements: $last"
