@@ -16,7 +16,7 @@ from pathlib import Path
 BINARIES = OrderedDict([
     ("hostile", "Hostile inputs: metadata content, races between check and use, symlinked target, metadata replaced mid-job"),
     ("beamtime", "Accepted and refused beamtime jobs: users, reservations, nodes, ids, metadata trust, mounts"),
-    ("faults", "Faults: slurmd restarted under running jobs, metadata deleted between steps"),
+    ("faults", "Faults: slurmd restarted under running jobs, metadata deleted between steps, mount source gone or unmounted"),
     ("job_cache", "Faults of the plugin's own state folder: removed, full, open to others, damaged entry"),
     ("multinode_faults", "Fault: a node cut off from slurmctld"),
     ("load", "Load: a burst of mixed jobs and concurrent steps"),
@@ -124,7 +124,7 @@ def main():
         w(f"- Fuzzing: {execs:,} executions over {len(fuzz)} targets, {crashes} crashes.")
     load = [f for f in figures if f["figure"] == "load"]
     for f in load:
-        w(f"- Load: {f['jobs']} jobs ({f['beamtime_jobs']} beamtime, {f['plain_jobs']} ordinary), "
+        w(f"- Load ({f.get('cluster', '?')}): {f['jobs']} jobs ({f['beamtime_jobs']} beamtime, {f['plain_jobs']} ordinary), "
           f"end states {f['states']}, {f['drained_nodes']} drained nodes, "
           f"{f['leftover_mounts']} mounts and {f['leftover_entries_under_beamline']} entries left on the host.")
     for f in figures:
@@ -175,8 +175,11 @@ def main():
     if load:
         w("## Load")
         w("")
-        w("| figure | value |")
-        w("|---|---|")
+        w("One burst per cluster configuration, the same jobs in each.")
+        w("")
+        w("| figure | " + " | ".join(f.get("cluster", "?") for f in load) + " |")
+        w("|---|" + "---|" * len(load))
+        table = OrderedDict()
         for f in load:
             rows = [
                 ("jobs submitted", f["jobs"]),
@@ -195,7 +198,9 @@ def main():
                 ("slurmd resident memory before → after", f"{f['slurmd_rss_kib_before']} → {f['slurmd_rss_kib_after']} KiB"),
             ]
             for k, v in rows:
-                w(f"| {k} | {v} |")
+                table.setdefault(k, []).append(str(v))
+        for k, values in table.items():
+            w(f"| {k} | " + " | ".join(values) + " |")
         w("")
 
     queries = [f for f in figures if f["figure"] == "controller_queries"]

@@ -90,6 +90,7 @@ fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
     scenarios::figures::record(
         "load",
         serde_json::json!({
+            "cluster": if c.recorded("job_container") == "1" { "1 node, job_container/tmpfs" } else { "1 node" },
             "jobs": JOBS,
             "beamtime_jobs": beamtime_peaks.len(),
             "plain_jobs": plain_peaks.len(),
