@@ -203,6 +203,20 @@ def main():
             w(f"| {k} | " + " | ".join(values) + " |")
         w("")
 
+    races = [f for f in figures if f["figure"] == "race"]
+    if races:
+        w("## Races between check and use")
+        w("")
+        w("The beamtime's own account swaps a name for a symbolic link to another beamtime's "
+          "in a tight loop while 24 steps run (`hostile.rs`); a step either ran with its own "
+          "beamline only or was refused, and the test fails on any step that saw or wrote the other.")
+        w("")
+        w("| swapped | swaps | steps that ran | steps refused | steps or writes that reached the other beamtime |")
+        w("|---|---|---|---|---|")
+        for f in races:
+            w(f"| {f['what']} | {f['swaps']:,} | {f['steps_ran']} | {f['steps_refused']} | {f['saw_the_other']} |")
+        w("")
+
     queries = [f for f in figures if f["figure"] == "controller_queries"]
     if queries:
         w("## Controller queries per job")
