@@ -209,12 +209,14 @@ def main():
         w("")
         w("The beamtime's own account swaps a name for a symbolic link to another beamtime's "
           "in a tight loop while 24 steps run (`hostile.rs`); a step either ran with its own "
-          "beamline only or was refused, and the test fails on any step that saw or wrote the other.")
+          "beamline only or was refused, and the test fails on any step that saw or wrote the other. "
+          "One row per run: the matrix runs in both one-node configurations.")
         w("")
-        w("| swapped | swaps | steps that ran | steps refused | steps or writes that reached the other beamtime |")
-        w("|---|---|---|---|---|")
+        w("| swapped | cluster | swaps | steps that ran | steps refused | steps or writes that reached the other beamtime |")
+        w("|---|---|---|---|---|---|")
         for f in races:
-            w(f"| {f['what']} | {f['swaps']:,} | {f['steps_ran']} | {f['steps_refused']} | {f['saw_the_other']} |")
+            w(f"| {f['what']} | {f.get('cluster', 'not recorded')} | {f['swaps']:,} | {f['steps_ran']} | "
+              f"{f['steps_refused']} | {f['saw_the_other']} |")
         w("")
 
     queries = [f for f in figures if f["figure"] == "controller_queries"]

@@ -845,6 +845,7 @@ fn a_metadata_file_swapped_with_a_link_to_another_beamtimes_never_shows_the_othe
     scenarios::figures::record(
         "race",
         serde_json::json!({
+            "cluster": cluster_configuration(),
             "what": "metadata file / link to another beamtime's",
             "swaps": swaps,
             "steps_ran": ran,
@@ -973,6 +974,7 @@ fn a_writable_subfolder_swapped_with_a_link_to_another_beamtimes_folder_never_ta
     scenarios::figures::record(
         "race",
         serde_json::json!({
+            "cluster": cluster_configuration(),
             "what": "writable subfolder / link to another beamtime's",
             "swaps": swaps,
             "steps_ran": wrote,
@@ -1348,4 +1350,13 @@ fn a_harmless_mid_job_rewrite_reaches_later_steps_only_never_mixing_old_and_new(
     }
     assert_host_untouched();
     cluster().assert_node_not_drained();
+}
+
+/// How the cluster runs, for the figures: the matrix runs with and without job_container/tmpfs.
+fn cluster_configuration() -> &'static str {
+    if Cluster::from_env().recorded("job_container") == "1" {
+        "1 node, job_container/tmpfs"
+    } else {
+        "1 node"
+    }
 }
