@@ -73,42 +73,33 @@ pub fn decide(spank: &mut SpankHandle, config: &PluginConfig, requested: &str) -
         return Verdict::Untouched;
     }
     let step = Step { job, step, uid };
-    let mut answered_by = "";
-    let verdict = match judge(config, requested, uid, job) {
-        Ok(judged) => {
-            answered_by = judged.answered_by;
-            match export_environment(spank, &judged.grant) {
-                Ok(()) => Verdict::Granted(judged.grant, judged.trust),
-                Err(refusal) => Verdict::Refused(refusal),
-            }
-        }
-        Err(refusal) => Verdict::Refused(refusal),
-    };
-    match &verdict {
-        Verdict::Granted(grant, _) => spank_log_info!(
-            "{PLUGIN}: {} node={} decision=accepted reservation={} controller={answered_by} source={} target={}",
+    let node = ffi::slurmd_node_name().unwrap_or_default();
+    let granted = judge(config, requested, uid, job).and_then(|judged| {
+        export_environment(spank, &judged.grant)?;
+        spank_log_info!(
+            "{PLUGIN}: {} node={node} decision=accepted reservation={} controller={} source={} target={}",
             step.describe(requested),
-            ffi::slurmd_node_name().unwrap_or_default(),
-            grant.reservation,
-            grant.source.display(),
-            grant.target.display()
-        ),
-        Verdict::Refused(refusal) => spank_log_info!(
-            "{PLUGIN}: {} node={} decision=refused rule={} reason=\"{}\"",
+            judged.grant.reservation,
+            judged.answered_by,
+            judged.grant.source.display(),
+            judged.grant.target.display()
+        );
+        Ok(Verdict::Granted(judged.grant, judged.trust))
+    });
+    granted.unwrap_or_else(|refusal| {
+        spank_log_info!(
+            "{PLUGIN}: {} node={node} decision=refused rule={} reason=\"{}\"",
             step.describe(requested),
-            ffi::slurmd_node_name().unwrap_or_default(),
             refusal.rule.as_str(),
             refusal.problem.escape_default()
-        ),
-        Verdict::Untouched => {}
-    }
-    match verdict {
-        // Logged in full above; the user sees the short form.
-        Verdict::Refused(refusal) if refusal.rule == Rule::WrongUser => {
+        );
+        // Logged in full; the user sees the short form.
+        if refusal.rule == Rule::WrongUser {
             Verdict::Refused(without_account_details(requested))
+        } else {
+            Verdict::Refused(refusal)
         }
-        other => other,
-    }
+    })
 }
 
 /// slurmstepd reads metadata as root, but the user who is refused may not be
