@@ -82,6 +82,15 @@ def read_fuzz(path):
     return rows
 
 
+def table(w, header, rows):
+    """A Markdown table, then a blank line."""
+    w("| " + " | ".join(header) + " |")
+    w("|" + "---|" * len(header))
+    for row in rows:
+        w("| " + " | ".join(str(cell) for cell in row) + " |")
+    w("")
+
+
 def humanize(name):
     return name.replace("_", " ")
 
@@ -177,9 +186,7 @@ def main():
         w("")
         w("One burst per cluster configuration, the same jobs in each.")
         w("")
-        w("| figure | " + " | ".join(f.get("cluster", "?") for f in load) + " |")
-        w("|---|" + "---|" * len(load))
-        table = OrderedDict()
+        columns = OrderedDict()
         for f in load:
             rows = [
                 ("jobs submitted", f["jobs"]),
@@ -198,10 +205,9 @@ def main():
                 ("slurmd resident memory before → after", f"{f['slurmd_rss_kib_before']} → {f['slurmd_rss_kib_after']} KiB"),
             ]
             for k, v in rows:
-                table.setdefault(k, []).append(str(v))
-        for k, values in table.items():
-            w(f"| {k} | " + " | ".join(values) + " |")
-        w("")
+                columns.setdefault(k, []).append(v)
+        table(w, ["figure"] + [f.get("cluster", "?") for f in load],
+              [[k] + values for k, values in columns.items()])
 
     races = [f for f in figures if f["figure"] == "race"]
     if races:
@@ -212,12 +218,10 @@ def main():
           "beamline only or was refused, and the test fails on any step that saw or wrote the other. "
           "One row per run: the matrix runs in both one-node configurations.")
         w("")
-        w("| swapped | cluster | swaps | steps that ran | steps refused | steps or writes that reached the other beamtime |")
-        w("|---|---|---|---|---|---|")
-        for f in races:
-            w(f"| {f['what']} | {f.get('cluster', 'not recorded')} | {f['swaps']:,} | {f['steps_ran']} | "
-              f"{f['steps_refused']} | {f['saw_the_other']} |")
-        w("")
+        table(w, ["swapped", "cluster", "swaps", "steps that ran", "steps refused",
+                  "steps or writes that reached the other beamtime"],
+              [[f["what"], f.get("cluster", "not recorded"), f"{f['swaps']:,}", f["steps_ran"],
+                f["steps_refused"], f["saw_the_other"]] for f in races])
 
     queries = [f for f in figures if f["figure"] == "controller_queries"]
     if queries:
@@ -227,12 +231,9 @@ def main():
           "cluster. The hosts share one file system and so one job-cache folder, so a host may "
           "find what another stored: on separate machines it is one query per node.")
         w("")
-        w("| job cache | steps | nodes | job queries | federation queries |")
-        w("|---|---|---|---|---|")
-        for f in queries:
-            w(f"| {'on' if f['job_cache'] else 'off'} | {f['steps']} | {f['nodes']} | "
-              f"{f['job_queries']} | {f['federation_queries']} |")
-        w("")
+        table(w, ["job cache", "steps", "nodes", "job queries", "federation queries"],
+              [["on" if f["job_cache"] else "off", f["steps"], f["nodes"], f["job_queries"],
+                f["federation_queries"]] for f in queries])
 
     if fuzz:
         w("## Fuzzing")
@@ -240,11 +241,9 @@ def main():
         w(f"libFuzzer through cargo-fuzz, {machine.get('fuzz_seconds')} s per target, seeded "
           "with the metadata fixtures and fuzz/seeds/ (scripts/fuzz.sh).")
         w("")
-        w("| target | executions | seconds | coverage (edges) | features | corpus | crashes |")
-        w("|---|---|---|---|---|---|---|")
-        for target, execs, secs, cov, ft, corp, crashes in fuzz:
-            w(f"| {target} | {int(execs):,} | {secs} | {cov or '–'} | {ft or '–'} | {corp or '–'} | {crashes} |")
-        w("")
+        table(w, ["target", "executions", "seconds", "coverage (edges)", "features", "corpus", "crashes"],
+              [[target, f"{int(execs):,}", secs, cov or "–", ft or "–", corp or "–", crashes]
+               for target, execs, secs, cov, ft, corp, crashes in fuzz])
 
     sys.stdout.write("\n".join(out))
 
