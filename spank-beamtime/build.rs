@@ -14,7 +14,10 @@ fn main() {
     // local to the plugin (rustc exports only the SPANK entry points).
     println!("cargo:rustc-link-lib=static:-bundle=gcc_eh");
     let bindings = bindgen::Builder::default()
-        .header_contents("job_query.h", "#include <stdint.h>\n#include <slurm/slurm.h>\n")
+        .header_contents(
+            "job_query.h",
+            "#include <stdint.h>\n#include <slurm/slurm.h>\n",
+        )
         .allowlist_function("slurm_load_job")
         .allowlist_function("slurm_free_job_info_msg")
         .allowlist_function("slurm_get_errno")
@@ -25,7 +28,9 @@ fn main() {
         .allowlist_var("SLURM_INTERACTIVE_STEP")
         .layout_tests(false)
         .generate()
-        .unwrap_or_else(|e| panic!("bindgen could not read <slurm/slurm.h> (install libslurm-dev): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("bindgen could not read <slurm/slurm.h> (install libslurm-dev): {e}")
+        });
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     bindings
         .write_to_file(out.join("slurm_job_query.rs"))

@@ -235,7 +235,11 @@ impl fmt::Display for DiscoveryError {
                 "cannot read the config file {}: {problem}; check {CONFIG_FILE_VAR}",
                 path.display()
             ),
-            DiscoveryError::NotFound { id, searched, denied } => {
+            DiscoveryError::NotFound {
+                id,
+                searched,
+                denied,
+            } => {
                 write!(f, "no metadata file for beamtime {id}; searched ")?;
                 if searched.is_empty() {
                     f.write_str("nothing, the search path is empty")?;
@@ -483,12 +487,22 @@ mod tests {
         let error = DiscoveryError::NotFound {
             id: id.clone(),
             searched: vec!["/b/*/current/beamtime-metadata-11099001.json".into()],
-            denied: vec![PathBuf::from("/b/p11/current"), PathBuf::from("/b/p21/current")],
+            denied: vec![
+                PathBuf::from("/b/p11/current"),
+                PathBuf::from("/b/p21/current"),
+            ],
         };
         let message = error.to_string();
-        assert!(message.contains("you may not look into /b/p11/current and 1 more"), "{message}");
+        assert!(
+            message.contains("you may not look into /b/p11/current and 1 more"),
+            "{message}"
+        );
         assert!(message.contains("work as its account"), "{message}");
-        let plain = DiscoveryError::NotFound { id, searched: Vec::new(), denied: Vec::new() };
+        let plain = DiscoveryError::NotFound {
+            id,
+            searched: Vec::new(),
+            denied: Vec::new(),
+        };
         assert!(plain.to_string().contains("check the id"), "{plain}");
     }
 

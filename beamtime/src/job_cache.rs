@@ -27,8 +27,8 @@
 use std::fmt::Write as _;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -54,7 +54,10 @@ impl CachedAnswer {
     /// The file's text, or `None` for an answer the format cannot hold
     /// (a value with a line break: then the job is simply not cached).
     pub fn encode(&self) -> Option<String> {
-        let mut text = format!("job={}\nuid={}\nfetched_at={}\n", self.job, self.uid, self.fetched_at);
+        let mut text = format!(
+            "job={}\nuid={}\nfetched_at={}\n",
+            self.job, self.uid, self.fetched_at
+        );
         for (key, value) in [
             ("reservation", &self.controller.reservation),
             ("account", &self.controller.account),
@@ -73,24 +76,38 @@ impl CachedAnswer {
         let (mut job, mut uid, mut fetched_at) = (None, None, None);
         let mut controller = ControllerJob::default();
         for line in text.lines() {
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| format!("line {:?} is not key=value", line.escape_default().to_string()))?;
-            let number = || value.parse::<u64>().map_err(|_| format!("{key}={value:?} is not a number"));
+            let (key, value) = line.split_once('=').ok_or_else(|| {
+                format!(
+                    "line {:?} is not key=value",
+                    line.escape_default().to_string()
+                )
+            })?;
+            let number = || {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| format!("{key}={value:?} is not a number"))
+            };
             let slot_taken = match key {
                 "job" => job.replace(number()?).is_some(),
                 "uid" => uid.replace(number()?).is_some(),
                 "fetched_at" => fetched_at.replace(number()?).is_some(),
                 "reservation" => controller.reservation.replace(value.to_owned()).is_some(),
                 "account" => controller.account.replace(value.to_owned()).is_some(),
-                _ => return Err(format!("unknown key {:?}", key.escape_default().to_string())),
+                _ => {
+                    return Err(format!(
+                        "unknown key {:?}",
+                        key.escape_default().to_string()
+                    ))
+                }
             };
             if slot_taken {
                 return Err(format!("{key} is given twice"));
             }
         }
         let missing = |key: &str| format!("{key} is missing");
-        let narrow = |key: &str, value: u64| u32::try_from(value).map_err(|_| format!("{key} is out of range"));
+        let narrow = |key: &str, value: u64| {
+            u32::try_from(value).map_err(|_| format!("{key} is out of range"))
+        };
         Ok(CachedAnswer {
             job: narrow("job", job.ok_or_else(|| missing("job"))?)?,
             uid: narrow("uid", uid.ok_or_else(|| missing("uid"))?)?,
@@ -123,9 +140,16 @@ impl JobCache {
     /// plugin's own uid, and writable by nobody else), creating `dir` itself
     /// if it is missing.
     pub fn open(dir: &Path, lifetime: Duration, owner: u32) -> Result<JobCache, String> {
-        let dot = dir.as_os_str().as_bytes().split(|b| *b == b'/').any(|c| c == b"." || c == b"..");
+        let dot = dir
+            .as_os_str()
+            .as_bytes()
+            .split(|b| *b == b'/')
+            .any(|c| c == b"." || c == b"..");
         if !dir.is_absolute() || dot {
-            return Err(format!("{} is not an absolute path without . or ..", dir.display()));
+            return Err(format!(
+                "{} is not an absolute path without . or ..",
+                dir.display()
+            ));
         }
         let mut walked = PathBuf::new();
         for component in dir.components() {
@@ -133,24 +157,39 @@ impl JobCache {
             let is_last = walked.as_path() == dir;
             let stat = match fs::symlink_metadata(&walked) {
                 Err(e) if e.kind() == ErrorKind::NotFound && is_last => {
-                    DirBuilder::new().mode(0o700).create(&walked).or_else(|e| {
-                        // Another step of the same moment may have created it.
-                        if e.kind() == ErrorKind::AlreadyExists { Ok(()) } else { Err(e) }
-                    })
-                    .map_err(|e| format!("cannot create {}: {e}", walked.display()))?;
-                    fs::symlink_metadata(&walked).map_err(|e| format!("{}: {e}", walked.display()))?
+                    DirBuilder::new()
+                        .mode(0o700)
+                        .create(&walked)
+                        .or_else(|e| {
+                            // Another step of the same moment may have created it.
+                            if e.kind() == ErrorKind::AlreadyExists {
+                                Ok(())
+                            } else {
+                                Err(e)
+                            }
+                        })
+                        .map_err(|e| format!("cannot create {}: {e}", walked.display()))?;
+                    fs::symlink_metadata(&walked)
+                        .map_err(|e| format!("{}: {e}", walked.display()))?
                 }
                 Err(e) => return Err(format!("{}: {e}", walked.display())),
                 Ok(stat) => stat,
             };
             if !stat.file_type().is_dir() {
-                return Err(format!("{} is not a folder (a symbolic link or a file)", walked.display()));
+                return Err(format!(
+                    "{} is not a folder (a symbolic link or a file)",
+                    walked.display()
+                ));
             }
             // Above the folder, root's folders and sticky ones like /tmp are
             // safe: nobody else can rename what is below them.
             let owner_ok = stat.uid() == owner || (!is_last && stat.uid() == 0);
             if !owner_ok {
-                return Err(format!("{} is owned by uid {}, not by uid {owner}", walked.display(), stat.uid()));
+                return Err(format!(
+                    "{} is owned by uid {}, not by uid {owner}",
+                    walked.display(),
+                    stat.uid()
+                ));
             }
             let open_to_others = if is_last {
                 stat.mode() & 0o077 != 0
@@ -165,7 +204,11 @@ impl JobCache {
                 ));
             }
         }
-        Ok(JobCache { dir: dir.to_owned(), lifetime, owner })
+        Ok(JobCache {
+            dir: dir.to_owned(),
+            lifetime,
+            owner,
+        })
     }
 
     fn entry_path(&self, job: u32) -> PathBuf {
@@ -185,24 +228,38 @@ impl JobCache {
             Err(e) => return Err(format!("{}: {e}", path.display())),
             Ok(file) => file,
         };
-        let stat = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
-        if !stat.file_type().is_file() || stat.uid() != self.owner || stat.size() > MAX_ENTRY_BYTES {
-            return Err(format!("{} is not an entry the plugin wrote", path.display()));
+        let stat = file
+            .metadata()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if !stat.file_type().is_file() || stat.uid() != self.owner || stat.size() > MAX_ENTRY_BYTES
+        {
+            return Err(format!(
+                "{} is not an entry the plugin wrote",
+                path.display()
+            ));
         }
         let mut text = String::new();
-        file.read_to_string(&mut text).map_err(|e| format!("{}: {e}", path.display()))?;
+        file.read_to_string(&mut text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let answer = CachedAnswer::decode(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(answer.answers(job, uid, now, self.lifetime).then_some(answer.controller))
+        Ok(answer
+            .answers(job, uid, now, self.lifetime)
+            .then_some(answer.controller))
     }
 
     /// Stores an answer (whole or not at all: written aside, then renamed
     /// into place), and removes entries that have outlived the cache time.
     pub fn store(&self, answer: &CachedAnswer) -> Result<(), String> {
-        let text = answer
-            .encode()
-            .ok_or_else(|| format!("job {}'s answer holds a line break and is not cached", answer.job))?;
+        let text = answer.encode().ok_or_else(|| {
+            format!(
+                "job {}'s answer holds a line break and is not cached",
+                answer.job
+            )
+        })?;
         let path = self.entry_path(answer.job);
-        let aside = self.dir.join(format!(".job-{}.{}", answer.job, std::process::id()));
+        let aside = self
+            .dir
+            .join(format!(".job-{}.{}", answer.job, std::process::id()));
         let written = write_new(&aside, text.as_bytes()).and_then(|()| fs::rename(&aside, &path));
         if let Err(e) = written {
             let _ = fs::remove_file(&aside);
@@ -215,7 +272,9 @@ impl JobCache {
     /// Entries of ended jobs: nothing else removes them, and a node runs
     /// many jobs between reboots. Judged by the time the plugin wrote them.
     fn remove_outlived(&self, now: u64) {
-        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -272,8 +331,14 @@ mod tests {
     fn an_answer_survives_encoding_with_and_without_values() {
         let full = answer();
         assert_eq!(CachedAnswer::decode(&full.encode().unwrap()).unwrap(), full);
-        let empty = CachedAnswer { controller: ControllerJob::default(), ..answer() };
-        assert_eq!(CachedAnswer::decode(&empty.encode().unwrap()).unwrap(), empty);
+        let empty = CachedAnswer {
+            controller: ControllerJob::default(),
+            ..answer()
+        };
+        assert_eq!(
+            CachedAnswer::decode(&empty.encode().unwrap()).unwrap(),
+            empty
+        );
     }
 
     #[test]
@@ -291,7 +356,10 @@ mod tests {
             ("job=x\n", "is not a number"),
             ("job=1\nuid=2\nfetched_at=3\nowner=root\n", "unknown key"),
             ("garbage", "is not key=value"),
-            ("job=99999999999\nuid=2\nfetched_at=3\n", "job is out of range"),
+            (
+                "job=99999999999\nuid=2\nfetched_at=3\n",
+                "job is out of range",
+            ),
         ];
         for (text, expected) in cases {
             let error = CachedAnswer::decode(text).unwrap_err();
@@ -307,9 +375,18 @@ mod tests {
         assert!(!a.answers(42, 1234, a.fetched_at + 60, MINUTE), "expired");
         assert!(!a.answers(43, 1234, a.fetched_at, MINUTE), "other job");
         assert!(!a.answers(42, 1235, a.fetched_at, MINUTE), "other user");
-        assert!(a.answers(42, 1234, a.fetched_at - 30, MINUTE), "small clock step back");
-        assert!(!a.answers(42, 1234, a.fetched_at - 3600, MINUTE), "clock far behind");
-        assert!(!a.answers(42, 1234, a.fetched_at, Duration::ZERO), "cache time 0 disables");
+        assert!(
+            a.answers(42, 1234, a.fetched_at - 30, MINUTE),
+            "small clock step back"
+        );
+        assert!(
+            !a.answers(42, 1234, a.fetched_at - 3600, MINUTE),
+            "clock far behind"
+        );
+        assert!(
+            !a.answers(42, 1234, a.fetched_at, Duration::ZERO),
+            "cache time 0 disables"
+        );
     }
 
     #[test]
@@ -319,10 +396,15 @@ mod tests {
         let a = answer();
         assert_eq!(cache.lookup(42, 1234, a.fetched_at).unwrap(), None);
         cache.store(&a).unwrap();
-        assert_eq!(cache.lookup(42, 1234, a.fetched_at + 1).unwrap(), Some(a.controller.clone()));
+        assert_eq!(
+            cache.lookup(42, 1234, a.fetched_at + 1).unwrap(),
+            Some(a.controller.clone())
+        );
         assert_eq!(cache.lookup(42, 999, a.fetched_at + 1).unwrap(), None);
         assert_eq!(cache.lookup(42, 1234, a.fetched_at + 61).unwrap(), None);
-        let mode = fs::metadata(dir.path().join("state/job-42")).unwrap().mode();
+        let mode = fs::metadata(dir.path().join("state/job-42"))
+            .unwrap()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let leftovers: Vec<_> = fs::read_dir(dir.path().join("state"))
             .unwrap()
@@ -341,10 +423,20 @@ mod tests {
         let hour_ago = now - Duration::from_secs(3600);
         for name in ["job-7", "unrelated"] {
             fs::write(state.join(name), "job=7\nuid=1\nfetched_at=1\n").unwrap();
-            File::options().write(true).open(state.join(name)).unwrap().set_modified(hour_ago).unwrap();
+            File::options()
+                .write(true)
+                .open(state.join(name))
+                .unwrap()
+                .set_modified(hour_ago)
+                .unwrap();
         }
         let now = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        cache.store(&CachedAnswer { fetched_at: now, ..answer() }).unwrap();
+        cache
+            .store(&CachedAnswer {
+                fetched_at: now,
+                ..answer()
+            })
+            .unwrap();
         assert!(!state.join("job-7").exists(), "an outlived entry was kept");
         assert!(state.join("job-42").exists());
         assert!(state.join("unrelated").exists());
@@ -356,11 +448,17 @@ mod tests {
         let state = dir.path().join("state");
         let cache = JobCache::open(&state, MINUTE, me()).unwrap();
         fs::write(state.join("job-1"), "not an entry").unwrap();
-        assert!(cache.lookup(1, 1, 0).unwrap_err().contains("is not key=value"));
+        assert!(cache
+            .lookup(1, 1, 0)
+            .unwrap_err()
+            .contains("is not key=value"));
         std::os::unix::fs::symlink(state.join("job-42"), state.join("job-2")).unwrap();
         assert!(cache.lookup(2, 1, 0).is_err(), "a symlink was followed");
         fs::write(state.join("job-3"), vec![b'x'; 5000]).unwrap();
-        assert!(cache.lookup(3, 1, 0).unwrap_err().contains("not an entry the plugin wrote"));
+        assert!(cache
+            .lookup(3, 1, 0)
+            .unwrap_err()
+            .contains("not an entry the plugin wrote"));
     }
 
     #[test]
@@ -382,7 +480,10 @@ mod tests {
 
         for relative_or_dotted in ["state", "/tmp/./state", "/tmp/x/../state"] {
             let error = JobCache::open(Path::new(relative_or_dotted), MINUTE, me()).unwrap_err();
-            assert!(error.contains("not an absolute path without . or .."), "{error}");
+            assert!(
+                error.contains("not an absolute path without . or .."),
+                "{error}"
+            );
         }
     }
 
@@ -409,7 +510,10 @@ mod tests {
                     std::process::id(),
                     NEXT.fetch_add(1, Ordering::Relaxed)
                 ));
-                std::fs::DirBuilder::new().mode(0o700).create(&path).unwrap();
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&path)
+                    .unwrap();
                 Dir(path)
             }
 

@@ -441,7 +441,9 @@ struct NoDuplicateKeys(Value);
 
 impl<'de> Deserialize<'de> for NoDuplicateKeys {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StrictValue).map(NoDuplicateKeys)
+        deserializer
+            .deserialize_any(StrictValue)
+            .map(NoDuplicateKeys)
     }
 }
 
@@ -531,15 +533,17 @@ fn parse_document(bytes: &[u8], origin: &Path) -> Result<Metadata, MetadataProbl
                 + 1,
         }
     })?;
-    let document = serde_json::from_str::<NoDuplicateKeys>(text).map(|d| d.0).map_err(|error| {
-        let full = error.to_string();
-        let location = format!(" at line {} column {}", error.line(), error.column());
-        MetadataProblem::Syntax {
-            line: error.line(),
-            column: error.column(),
-            message: full.strip_suffix(&location).unwrap_or(&full).to_owned(),
-        }
-    })?;
+    let document = serde_json::from_str::<NoDuplicateKeys>(text)
+        .map(|d| d.0)
+        .map_err(|error| {
+            let full = error.to_string();
+            let location = format!(" at line {} column {}", error.line(), error.column());
+            MetadataProblem::Syntax {
+                line: error.line(),
+                column: error.column(),
+                message: full.strip_suffix(&location).unwrap_or(&full).to_owned(),
+            }
+        })?;
     let Value::Object(top) = &document else {
         return Err(MetadataProblem::NotAnObject {
             found: type_name(&document),

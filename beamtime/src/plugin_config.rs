@@ -67,7 +67,9 @@ impl PathTemplate {
         if text.contains('*') {
             return Err(bad("wildcards are allowed in metadata= only"));
         }
-        Ok(PathTemplate { text: text.to_owned() })
+        Ok(PathTemplate {
+            text: text.to_owned(),
+        })
     }
 
     /// The path for one beamtime. Both values are validated names (no `/`, no
@@ -112,13 +114,19 @@ impl TargetTemplate {
             ));
         }
         let hide_root = PathBuf::from(fixed.trim_end_matches('/'));
-        if !hide_root.components().any(|c| matches!(c, Component::Normal(_))) {
+        if !hide_root
+            .components()
+            .any(|c| matches!(c, Component::Normal(_)))
+        {
             return Err(ConfigError::new(
                 argument,
                 "the target needs a fixed folder before the first placeholder (covering / is not allowed)",
             ));
         }
-        Ok(TargetTemplate { template, hide_root })
+        Ok(TargetTemplate {
+            template,
+            hide_root,
+        })
     }
 
     pub fn expand(&self, id: &BeamtimeId, beamline: &Beamline) -> PathBuf {
@@ -258,9 +266,10 @@ impl PluginConfig {
 
     /// The Slurm account a beamtime's jobs must use, when the site asks for one.
     pub fn expected_account(&self, id: &BeamtimeId, user_account: &str) -> Option<String> {
-        self.account
-            .as_ref()
-            .map(|t| t.replace("{id}", id.as_str()).replace("{user}", user_account))
+        self.account.as_ref().map(|t| {
+            t.replace("{id}", id.as_str())
+                .replace("{user}", user_account)
+        })
     }
 }
 
@@ -268,7 +277,8 @@ impl PluginConfig {
 /// drops inner `.` components, which let `/./{beamline}` through as a target whose fixed
 /// part, `/.`, is `/` itself (found by fuzzing).
 fn has_dot_component(text: &str) -> bool {
-    text.split('/').any(|component| component == "." || component == "..")
+    text.split('/')
+        .any(|component| component == "." || component == "..")
 }
 
 fn set_once<T>(slot: &mut Option<T>, argument: &str, value: T) -> Result<(), ConfigError> {
@@ -309,9 +319,7 @@ fn parse_subfolder(argument: &str, name: &str) -> Result<String, ConfigError> {
 
 fn parse_state_dir(argument: &str, value: &str) -> Result<PathBuf, ConfigError> {
     let path = Path::new(value);
-    let plain = path.is_absolute()
-        && !value.contains(['{', '}', '*'])
-        && !has_dot_component(value);
+    let plain = path.is_absolute() && !value.contains(['{', '}', '*']) && !has_dot_component(value);
     if plain {
         Ok(path.to_owned())
     } else {
@@ -406,23 +414,40 @@ mod tests {
              state_dir=/var/run/bt job_cache_seconds=0",
         )
         .unwrap();
-        let patterns: Vec<&str> = config.metadata.patterns().iter().map(|p| p.as_str()).collect();
+        let patterns: Vec<&str> = config
+            .metadata
+            .patterns()
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
         assert_eq!(
             patterns,
-            ["/a/*/current/beamtime-metadata-{id}.json", "/b/{id}/beamtime-metadata-{id}.json"]
+            [
+                "/a/*/current/beamtime-metadata-{id}.json",
+                "/b/{id}/beamtime-metadata-{id}.json"
+            ]
         );
-        assert_eq!(config.trusted_owners, vec![OwnerSpec::Name("root".into()), OwnerSpec::Uid(4711)]);
+        assert_eq!(
+            config.trusted_owners,
+            vec![OwnerSpec::Name("root".into()), OwnerSpec::Uid(4711)]
+        );
         let id = BeamtimeId::parse("11099001").unwrap();
         let beamline = Beamline::parse("p11").unwrap();
         assert_eq!(
             config.source.as_ref().unwrap().expand(&id, &beamline),
             PathBuf::from("/gpfs/p11/current")
         );
-        assert_eq!(config.target.expand(&id, &beamline), PathBuf::from("/data/p11"));
+        assert_eq!(
+            config.target.expand(&id, &beamline),
+            PathBuf::from("/data/p11")
+        );
         assert_eq!(config.target.hide_root(), Path::new("/data"));
         assert_eq!(config.writable, ["processed", "shared", "scratch_bl"]);
         assert!(!config.check_nodes);
-        assert_eq!(config.expected_account(&id, "bttest01").as_deref(), Some("bt_11099001"));
+        assert_eq!(
+            config.expected_account(&id, "bttest01").as_deref(),
+            Some("bt_11099001")
+        );
         assert_eq!(config.min_uid, 500);
         assert_eq!(config.state_dir, Path::new("/var/run/bt"));
         assert_eq!(config.job_cache, std::time::Duration::ZERO);
@@ -437,7 +462,10 @@ mod tests {
         let message = error_of("source=/x/{beamline} sourse=/y");
         assert!(message.contains("'sourse=/y'"), "{message}");
         assert!(message.contains("unknown key 'sourse'"), "{message}");
-        assert!(message.contains("known keys: metadata, trusted_owners"), "{message}");
+        assert!(
+            message.contains("known keys: metadata, trusted_owners"),
+            "{message}"
+        );
         assert!(message.contains("plugstack.conf"), "{message}");
     }
 
@@ -451,8 +479,14 @@ mod tests {
             ("source=/a/../{beamline}", "'.' or '..'"),
             ("target=/./{beamline}", "'.' or '..'"),
             ("target=//{beamline}", "covering / is not allowed"),
-            ("source=/a/{user}", "only the placeholders {id} and {beamline}"),
-            ("source=/a/*/{beamline}", "wildcards are allowed in metadata= only"),
+            (
+                "source=/a/{user}",
+                "only the placeholders {id} and {beamline}",
+            ),
+            (
+                "source=/a/*/{beamline}",
+                "wildcards are allowed in metadata= only",
+            ),
             ("target=/beamline/current", "must contain {beamline}"),
             ("target=/{beamline}/current", "covering / is not allowed"),
             ("target=/beam{beamline}", "whole path component"),

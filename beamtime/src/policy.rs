@@ -69,7 +69,11 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(rule: Rule, problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        Refusal { rule, problem: problem.into(), fix: fix.into() }
+        Refusal {
+            rule,
+            problem: problem.into(),
+            fix: fix.into(),
+        }
     }
 }
 
@@ -188,7 +192,11 @@ pub fn check_submitter<'m>(
 }
 
 fn ssh_hint(online: &OnlineAnalysis) -> String {
-    let node = online.reserved_nodes.first().map(String::as_str).unwrap_or("<node>");
+    let node = online
+        .reserved_nodes
+        .first()
+        .map(String::as_str)
+        .unwrap_or("<node>");
     match &online.ssh_private_key {
         Some(key) => format!("ssh -i {} -l {} {node}", key.display(), online.user_account),
         None => format!("ssh -l {} {node}", online.user_account),
@@ -196,7 +204,11 @@ fn ssh_hint(online: &OnlineAnalysis) -> String {
 }
 
 /// The node's decision for a job that asked for `metadata.id`.
-pub fn decide(config: &PluginConfig, metadata: &Metadata, job: &JobFacts) -> Result<Grant, Refusal> {
+pub fn decide(
+    config: &PluginConfig,
+    metadata: &Metadata,
+    job: &JobFacts,
+) -> Result<Grant, Refusal> {
     let online = check_submitter(config, metadata, job.uid, job.account_uid)?;
     let id = &metadata.id;
     let valid = online.reservations.join(", ");
@@ -256,8 +268,12 @@ pub fn decide(config: &PluginConfig, metadata: &Metadata, job: &JobFacts) -> Res
         if seen != expected {
             return Err(Refusal::new(
                 Rule::WrongAccount,
-                format!("the job's Slurm account is '{seen}', beamtime {id} jobs must use '{expected}'"),
-                format!("Submit with --account={expected}, or leave --account out to use your default"),
+                format!(
+                    "the job's Slurm account is '{seen}', beamtime {id} jobs must use '{expected}'"
+                ),
+                format!(
+                    "Submit with --account={expected}, or leave --account out to use your default"
+                ),
             ));
         }
     }
@@ -351,7 +367,10 @@ mod tests {
                 ("BEAMTIME_ID", "11099005".to_owned()),
                 ("BEAMTIME_BEAMLINE", "p21".to_owned()),
                 ("BEAMTIME_BEAMLINE_PATH", "/beamline/p21/current".to_owned()),
-                ("BEAMTIME_CORE_PATH", "/asap3/petra3/gpfs/p21/2024/data/11099005".to_owned()),
+                (
+                    "BEAMTIME_CORE_PATH",
+                    "/asap3/petra3/gpfs/p21/2024/data/11099005".to_owned()
+                ),
             ]
         );
     }
@@ -360,7 +379,10 @@ mod tests {
     fn the_second_reservation_of_a_beamtime_is_granted() {
         let mut job = job();
         job.controller.reservation = Some("11099005_1".into());
-        assert_eq!(decide(&config(""), &dedicated(), &job).unwrap().reservation, "11099005_1");
+        assert_eq!(
+            decide(&config(""), &dedicated(), &job).unwrap().reservation,
+            "11099005_1"
+        );
     }
 
     #[test]
@@ -369,10 +391,15 @@ mod tests {
         job.uid = 1000;
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::WrongUser);
-        assert!(refusal.problem.contains("'bttest05' (uid 5005)"), "{refusal}");
+        assert!(
+            refusal.problem.contains("'bttest05' (uid 5005)"),
+            "{refusal}"
+        );
         assert!(refusal.problem.contains("uid 1000"), "{refusal}");
         assert!(
-            refusal.fix.contains("ssh -i /srv/p21/current/shared/id_rsa -l bttest05 max-p3a931"),
+            refusal
+                .fix
+                .contains("ssh -i /srv/p21/current/shared/id_rsa -l bttest05 max-p3a931"),
             "{refusal}"
         );
     }
@@ -383,16 +410,28 @@ mod tests {
         job.account_uid = None;
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::UnsafeAccount);
-        assert!(refusal.problem.contains("does not exist on this node"), "{refusal}");
-        assert!(refusal.problem.contains(": onlineAnalysis.userAccount)"), "{refusal}");
+        assert!(
+            refusal.problem.contains("does not exist on this node"),
+            "{refusal}"
+        );
+        assert!(
+            refusal.problem.contains(": onlineAnalysis.userAccount)"),
+            "{refusal}"
+        );
 
         let mut job = self::job();
         job.uid = 0;
         job.account_uid = Some(0);
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::UnsafeAccount);
-        assert!(refusal.problem.contains("system account (uid 0 < 1000)"), "{refusal}");
-        assert!(refusal.problem.contains(": onlineAnalysis.userAccount)"), "{refusal}");
+        assert!(
+            refusal.problem.contains("system account (uid 0 < 1000)"),
+            "{refusal}"
+        );
+        assert!(
+            refusal.problem.contains(": onlineAnalysis.userAccount)"),
+            "{refusal}"
+        );
 
         job.uid = 700;
         job.account_uid = Some(700);
@@ -405,7 +444,10 @@ mod tests {
         job.controller.reservation = None;
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::NoReservation);
-        assert!(refusal.problem.contains("(11099005, 11099005_1)"), "{refusal}");
+        assert!(
+            refusal.problem.contains("(11099005, 11099005_1)"),
+            "{refusal}"
+        );
         assert!(refusal.fix.contains("--reservation=11099005"), "{refusal}");
     }
 
@@ -415,15 +457,24 @@ mod tests {
         job.controller.reservation = Some("11099001".into());
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::WrongReservation);
-        assert!(refusal.problem.contains("reservation '11099001'"), "{refusal}");
-        assert!(refusal.problem.contains("(11099005, 11099005_1)"), "{refusal}");
+        assert!(
+            refusal.problem.contains("reservation '11099001'"),
+            "{refusal}"
+        );
+        assert!(
+            refusal.problem.contains("(11099005, 11099005_1)"),
+            "{refusal}"
+        );
     }
 
     #[test]
     fn a_reservation_merely_starting_with_the_id_is_refused() {
         let mut job = job();
         job.controller.reservation = Some("11099005_9".into());
-        assert_eq!(refused(&config(""), &dedicated(), &job).rule, Rule::WrongReservation);
+        assert_eq!(
+            refused(&config(""), &dedicated(), &job).rule,
+            Rule::WrongReservation
+        );
     }
 
     #[test]
@@ -436,7 +487,12 @@ mod tests {
         job.controller.reservation = Some("11099001".into());
         let refusal = refused(&config(""), &tampered, &job);
         assert_eq!(refusal.rule, Rule::WrongReservation);
-        assert!(refusal.problem.contains("lists but which is not named after it"), "{refusal}");
+        assert!(
+            refusal
+                .problem
+                .contains("lists but which is not named after it"),
+            "{refusal}"
+        );
     }
 
     #[test]
@@ -446,7 +502,10 @@ mod tests {
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::WrongNode);
         assert!(refusal.problem.contains("node max-p3a999"), "{refusal}");
-        assert!(refusal.problem.contains("max-p3a931, max-p3a932"), "{refusal}");
+        assert!(
+            refusal.problem.contains("max-p3a931, max-p3a932"),
+            "{refusal}"
+        );
         assert!(decide(&config("check_nodes=no"), &dedicated(), &job).is_ok());
     }
 
@@ -460,7 +519,9 @@ mod tests {
         assert!(refusal.problem.contains("'other'"), "{refusal}");
         assert!(refusal.problem.contains("'11099005'"), "{refusal}");
         job.controller.account = None;
-        assert!(refused(&config("account={id}"), &dedicated(), &job).problem.contains("(none)"));
+        assert!(refused(&config("account={id}"), &dedicated(), &job)
+            .problem
+            .contains("(none)"));
         job.controller.account = Some("bttest05".into());
         assert!(decide(&config("account={user}"), &dedicated(), &job).is_ok());
     }
@@ -502,7 +563,10 @@ mod tests {
         let grant = decide(&config(""), &commissioning, &job).unwrap();
         assert_eq!(grant.target, Path::new("/beamline/p11/current"));
         assert_eq!(grant.source, Path::new("/srv/p11/current"));
-        assert_eq!(grant.metadata_file_name, "commissioning-metadata-c20240312_000_GPUTEST.json");
+        assert_eq!(
+            grant.metadata_file_name,
+            "commissioning-metadata-c20240312_000_GPUTEST.json"
+        );
     }
 
     #[test]

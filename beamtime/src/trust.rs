@@ -100,7 +100,9 @@ pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<TrustedFile, Re
                 "Ask the beamline staff to check the file's permissions",
             ),
         })?;
-    let stat = file.metadata().map_err(|e| untrusted(format!("fstat failed: {e}")))?;
+    let stat = file
+        .metadata()
+        .map_err(|e| untrusted(format!("fstat failed: {e}")))?;
     let facts = FileFacts {
         is_regular: stat.file_type().is_file(),
         owner: stat.uid(),
@@ -111,7 +113,11 @@ pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<TrustedFile, Re
         return Err(untrusted(why));
     }
     let bytes = read_capped(&mut file).map_err(untrusted)?;
-    Ok(TrustedFile { bytes, device: stat.dev(), inode: stat.ino() })
+    Ok(TrustedFile {
+        bytes,
+        device: stat.dev(),
+        inode: stat.ino(),
+    })
 }
 
 /// The size was checked on the descriptor, but the file may grow after: read
@@ -122,7 +128,9 @@ fn read_capped(file: &mut File) -> Result<Vec<u8>, String> {
         .read_to_end(&mut bytes)
         .map_err(|e| format!("reading failed: {e}"))?;
     if bytes.len() > MAX_METADATA_BYTES {
-        return Err(format!("it grew past the {MAX_METADATA_BYTES}-byte limit while being read"));
+        return Err(format!(
+            "it grew past the {MAX_METADATA_BYTES}-byte limit while being read"
+        ));
     }
     Ok(bytes)
 }
@@ -160,7 +168,10 @@ pub fn load_trusted_metadata(
             }
             _ => {
                 let paths = trusted.into_iter().map(|(path, _)| path).collect();
-                let error = DiscoveryError::Ambiguous { id: id.clone(), paths };
+                let error = DiscoveryError::Ambiguous {
+                    id: id.clone(),
+                    paths,
+                };
                 return Err(Refusal::new(
                     Rule::MetadataAmbiguous,
                     error.to_string(),
@@ -174,7 +185,12 @@ pub fn load_trusted_metadata(
         // The message already says what to check.
         Refusal::new(
             Rule::MetadataNotFound,
-            DiscoveryError::NotFound { id: id.clone(), searched, denied }.to_string(),
+            DiscoveryError::NotFound {
+                id: id.clone(),
+                searched,
+                denied,
+            }
+            .to_string(),
             "",
         )
     }))
@@ -187,7 +203,11 @@ fn parse_trusted(id: &BeamtimeId, path: &Path, bytes: &[u8]) -> Result<Metadata,
     if &metadata.id != id {
         return Err(Refusal::new(
             Rule::MetadataInvalid,
-            format!("{} describes beamtime {}, not {id}", path.display(), metadata.id),
+            format!(
+                "{} describes beamtime {}, not {id}",
+                path.display(),
+                metadata.id
+            ),
             "Ask the beamline staff to fix the metadata file",
         ));
     }
@@ -238,11 +258,15 @@ mod tests {
     }
 
     fn owner_of(path: &Path) -> TrustPolicy {
-        TrustPolicy { owners: vec![fs::metadata(path).unwrap().uid()] }
+        TrustPolicy {
+            owners: vec![fs::metadata(path).unwrap().uid()],
+        }
     }
 
     fn stranger() -> TrustPolicy {
-        TrustPolicy { owners: vec![4_000_000] }
+        TrustPolicy {
+            owners: vec![4_000_000],
+        }
     }
 
     fn id(text: &str) -> BeamtimeId {
@@ -264,7 +288,12 @@ mod tests {
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let refusal = read_trusted(&link, &owner_of(&real)).unwrap_err();
         assert_eq!(refusal.rule, Rule::MetadataUntrusted);
-        assert!(refusal.problem.contains("link.json is not trusted: it is a symbolic link"), "{refusal}");
+        assert!(
+            refusal
+                .problem
+                .contains("link.json is not trusted: it is a symbolic link"),
+            "{refusal}"
+        );
     }
 
     #[test]
@@ -274,7 +303,10 @@ mod tests {
         let refusal = read_trusted(&path, &stranger()).unwrap_err();
         assert_eq!(refusal.rule, Rule::MetadataUntrusted);
         let owner = fs::metadata(&path).unwrap().uid();
-        assert!(refusal.problem.contains(&format!("owned by uid {owner}")), "{refusal}");
+        assert!(
+            refusal.problem.contains(&format!("owned by uid {owner}")),
+            "{refusal}"
+        );
         assert!(refusal.problem.contains("(uid 4000000)"), "{refusal}");
     }
 
@@ -285,7 +317,12 @@ mod tests {
             let path = scratch.write("m.json", GOOD);
             fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
             let refusal = read_trusted(&path, &owner_of(&path)).unwrap_err();
-            assert!(refusal.problem.contains(&format!("writable by group or others (mode 0{mode:o})")), "{refusal}");
+            assert!(
+                refusal
+                    .problem
+                    .contains(&format!("writable by group or others (mode 0{mode:o})")),
+                "{refusal}"
+            );
         }
     }
 
@@ -294,7 +331,12 @@ mod tests {
         let scratch = Scratch::new();
         let path = scratch.write("m.json", &vec![b' '; MAX_METADATA_BYTES + 1]);
         let refusal = read_trusted(&path, &owner_of(&path)).unwrap_err();
-        assert!(refusal.problem.contains(&format!("{} bytes, more than", MAX_METADATA_BYTES + 1)), "{refusal}");
+        assert!(
+            refusal
+                .problem
+                .contains(&format!("{} bytes, more than", MAX_METADATA_BYTES + 1)),
+            "{refusal}"
+        );
     }
 
     #[test]
@@ -318,7 +360,8 @@ mod tests {
         let scratch = Scratch::new();
         fs::create_dir(scratch.0.join("p11")).unwrap();
         let path = scratch.write("p11/beamtime-metadata-11099001.json", GOOD);
-        let metadata = load_trusted_metadata(&id("11099001"), &scratch.search(), &owner_of(&path)).unwrap();
+        let metadata =
+            load_trusted_metadata(&id("11099001"), &scratch.search(), &owner_of(&path)).unwrap();
         assert_eq!(metadata.id.as_str(), "11099001");
         assert_eq!(metadata.path, path);
     }
@@ -331,30 +374,47 @@ mod tests {
 
         let refusal = load_trusted_metadata(&id("11099001"), &search, &policy).unwrap_err();
         assert_eq!(refusal.rule, Rule::MetadataNotFound);
-        assert!(refusal.problem.contains("no metadata file for beamtime 11099001"), "{refusal}");
+        assert!(
+            refusal
+                .problem
+                .contains("no metadata file for beamtime 11099001"),
+            "{refusal}"
+        );
 
         fs::create_dir(scratch.0.join("p11")).unwrap();
         fs::create_dir(scratch.0.join("p21")).unwrap();
         let first = scratch.write("p11/beamtime-metadata-11099001.json", GOOD);
         let second = scratch.write("p21/beamtime-metadata-11099001.json", GOOD);
-        let refusal = load_trusted_metadata(&id("11099001"), &search, &owner_of(&first)).unwrap_err();
+        let refusal =
+            load_trusted_metadata(&id("11099001"), &search, &owner_of(&first)).unwrap_err();
         assert_eq!(refusal.rule, Rule::MetadataAmbiguous);
-        assert!(refusal.problem.contains(&first.display().to_string()), "{refusal}");
-        assert!(refusal.problem.contains(&second.display().to_string()), "{refusal}");
+        assert!(
+            refusal.problem.contains(&first.display().to_string()),
+            "{refusal}"
+        );
+        assert!(
+            refusal.problem.contains(&second.display().to_string()),
+            "{refusal}"
+        );
         fs::remove_file(&second).unwrap();
 
         let refusal = load_trusted_metadata(&id("11099001"), &search, &stranger()).unwrap_err();
         assert_eq!(refusal.rule, Rule::MetadataUntrusted);
 
         scratch.write("p11/beamtime-metadata-11099001.json", b"{\"beamtimeId\": ");
-        let refusal = load_trusted_metadata(&id("11099001"), &search, &owner_of(&first)).unwrap_err();
+        let refusal =
+            load_trusted_metadata(&id("11099001"), &search, &owner_of(&first)).unwrap_err();
         assert_eq!(refusal.rule, Rule::MetadataInvalid);
-        assert!(refusal.problem.contains(&first.display().to_string()), "{refusal}");
+        assert!(
+            refusal.problem.contains(&first.display().to_string()),
+            "{refusal}"
+        );
 
         // Another beamtime's file renamed into place: the name says 11099002, the content 11099001.
         fs::remove_file(&first).unwrap();
         let renamed = scratch.write("p11/beamtime-metadata-11099002.json", GOOD);
-        let refusal = load_trusted_metadata(&id("11099002"), &search, &owner_of(&renamed)).unwrap_err();
+        let refusal =
+            load_trusted_metadata(&id("11099002"), &search, &owner_of(&renamed)).unwrap_err();
         assert_eq!(refusal.rule, Rule::MetadataInvalid);
         assert!(refusal.problem.contains("11099001"), "{refusal}");
     }
@@ -369,7 +429,8 @@ mod tests {
         // Next to the real file's pattern, and in an earlier pattern: a user's copy and a symlink.
         let copy = scratch.write("p11/beamtime-metadata-11099001.json", GOOD);
         std::os::unix::fs::chown(&copy, Some(4_000_001), None).unwrap();
-        std::os::unix::fs::symlink(&real, scratch.0.join("p12/beamtime-metadata-11099001.json")).unwrap();
+        std::os::unix::fs::symlink(&real, scratch.0.join("p12/beamtime-metadata-11099001.json"))
+            .unwrap();
         let search = SearchPath::parse_list(&format!(
             "{0}/*/beamtime-metadata-{{id}}.json:{0}/later/beamtime-metadata-{{id}}.json",
             scratch.0.display()
@@ -380,8 +441,14 @@ mod tests {
 
         // With the real file gone, the first planted one says why it is not taken.
         fs::remove_file(&real).unwrap();
-        let refusal = load_trusted_metadata(&id("11099001"), &search, &owner_of(&scratch.0)).unwrap_err();
+        let refusal =
+            load_trusted_metadata(&id("11099001"), &search, &owner_of(&scratch.0)).unwrap_err();
         assert_eq!(refusal.rule, Rule::MetadataUntrusted);
-        assert!(refusal.problem.contains("p11/beamtime-metadata-11099001.json is not trusted: it is owned by uid 4000001"), "{refusal}");
+        assert!(
+            refusal.problem.contains(
+                "p11/beamtime-metadata-11099001.json is not trusted: it is owned by uid 4000001"
+            ),
+            "{refusal}"
+        );
     }
 }

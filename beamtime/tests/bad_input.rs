@@ -62,12 +62,22 @@ fn a_key_given_twice_is_refused_with_its_position() {
     let doubled = text.replacen("{", "{\n    \"beamline\": \"p99\",", 1);
     let message = message_for(doubled.as_bytes(), ORIGIN);
     assert_contains(&message, &format!("{ORIGIN}:"));
-    assert_contains(&message, "duplicate key \"beamline\" (a key may appear once per object)");
+    assert_contains(
+        &message,
+        "duplicate key \"beamline\" (a key may appear once per object)",
+    );
 
     // Nested objects too, and not only known keys.
-    let nested = text.replacen("\"onlineAnalysis\": {", "\"onlineAnalysis\": {\"x\": 1, \"x\": 2,", 1);
+    let nested = text.replacen(
+        "\"onlineAnalysis\": {",
+        "\"onlineAnalysis\": {\"x\": 1, \"x\": 2,",
+        1,
+    );
     assert_ne!(nested, text, "the fixture has an onlineAnalysis block");
-    assert_contains(&message_for(nested.as_bytes(), ORIGIN), "duplicate key \"x\"");
+    assert_contains(
+        &message_for(nested.as_bytes(), ORIGIN),
+        "duplicate key \"x\"",
+    );
 }
 
 #[test]

@@ -218,6 +218,9 @@ fn the_example_metadata_for_admins_parses() {
     let online = ready(&metadata);
     assert_eq!(metadata.id.as_str(), "11099777");
     assert_eq!(online.reservations, ["11099777", "11099777_1"]);
-    assert!(online.reservations.iter().all(|r| metadata.id.owns_reservation(r)));
+    assert!(online
+        .reservations
+        .iter()
+        .all(|r| metadata.id.owns_reservation(r)));
     assert_eq!(online.user_account, "bt11099777");
 }

@@ -35,7 +35,9 @@ const BEAMTIMES_FOR_PATTERNS: usize = 10;
 fn single_steps(c: &mut Criterion) {
     let mut group = c.benchmark_group("metadata");
     group.bench_function("plugin_config_parse", |b| {
-        b.iter(|| PluginConfig::parse(black_box(PLUGIN_ARGS.iter().copied())).expect("valid arguments"))
+        b.iter(|| {
+            PluginConfig::parse(black_box(PLUGIN_ARGS.iter().copied())).expect("valid arguments")
+        })
     });
     let origin = Path::new("/beamline/p11/current/beamtime-metadata-11099001.json");
     group.bench_function("parse", |b| {
@@ -54,14 +56,23 @@ fn discovery(c: &mut Criterion) {
     let mut group = c.benchmark_group("load_trusted_metadata");
     for &beamtimes in BEAMTIMES {
         let node = Node::build(beamtimes, 1);
-        group.bench_with_input(BenchmarkId::new("beamtimes", beamtimes), &node, |b, node| {
-            b.iter(|| load_trusted_metadata(&id, node.search(), node.policy()).expect("found and trusted"))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("beamtimes", beamtimes),
+            &node,
+            |b, node| {
+                b.iter(|| {
+                    load_trusted_metadata(&id, node.search(), node.policy())
+                        .expect("found and trusted")
+                })
+            },
+        );
     }
     for &patterns in PATTERNS {
         let node = Node::build(BEAMTIMES_FOR_PATTERNS, patterns);
         group.bench_with_input(BenchmarkId::new("patterns", patterns), &node, |b, node| {
-            b.iter(|| load_trusted_metadata(&id, node.search(), node.policy()).expect("found and trusted"))
+            b.iter(|| {
+                load_trusted_metadata(&id, node.search(), node.policy()).expect("found and trusted")
+            })
         });
     }
     group.finish();

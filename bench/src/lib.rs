@@ -18,7 +18,8 @@ use beamtime::id::BeamtimeId;
 use beamtime::trust::TrustPolicy;
 
 /// A realistic metadata file (1.8 kB, every section the facility writes).
-pub const FIXTURE: &[u8] = include_bytes!("../../beamtime/tests/fixtures/beamtime-metadata-11099001.json");
+pub const FIXTURE: &[u8] =
+    include_bytes!("../../beamtime/tests/fixtures/beamtime-metadata-11099001.json");
 pub const MEASURED_ID: &str = "11099001";
 /// Beamline folders in each pattern that does not match.
 pub const FOLDERS_PER_MISS: usize = 10;
@@ -47,21 +48,41 @@ impl Node {
         ));
         let text = std::str::from_utf8(FIXTURE).expect("the fixture is UTF-8");
         for i in 0..beamtimes {
-            let id = if i + 1 == beamtimes { MEASURED_ID.to_owned() } else { (12_000_000 + i).to_string() };
+            let id = if i + 1 == beamtimes {
+                MEASURED_ID.to_owned()
+            } else {
+                (12_000_000 + i).to_string()
+            };
             let folder = root.join(format!("beamline/bl{i:05}/current"));
-            write_file(&folder, &format!("beamtime-metadata-{id}.json"), &text.replace(MEASURED_ID, &id));
+            write_file(
+                &folder,
+                &format!("beamtime-metadata-{id}.json"),
+                &text.replace(MEASURED_ID, &id),
+            );
         }
         let mut list = Vec::new();
         for k in 1..patterns {
             for i in 0..FOLDERS_PER_MISS {
                 fs::create_dir_all(root.join(format!("miss{k}/bl{i:02}"))).expect("scratch folder");
             }
-            list.push(format!("{}/miss{k}/*/beamtime-metadata-{{id}}.json", root.display()));
+            list.push(format!(
+                "{}/miss{k}/*/beamtime-metadata-{{id}}.json",
+                root.display()
+            ));
         }
-        list.push(format!("{}/beamline/*/current/beamtime-metadata-{{id}}.json", root.display()));
+        list.push(format!(
+            "{}/beamline/*/current/beamtime-metadata-{{id}}.json",
+            root.display()
+        ));
         let search = SearchPath::parse_list(&list.join(":")).expect("valid patterns");
         let owner = fs::metadata(&root).expect("scratch folder").uid();
-        Node { root, search, policy: TrustPolicy { owners: vec![owner] } }
+        Node {
+            root,
+            search,
+            policy: TrustPolicy {
+                owners: vec![owner],
+            },
+        }
     }
 
     pub fn search(&self) -> &SearchPath {

@@ -8,7 +8,10 @@ use beamtime::metadata::{parse_metadata, Online};
 use libfuzzer_sys::fuzz_target;
 
 fn assert_plain(name: &str) {
-    assert!(!name.is_empty() && !name.contains('/') && name != "." && name != "..", "{name:?}");
+    assert!(
+        !name.is_empty() && !name.contains('/') && name != "." && name != "..",
+        "{name:?}"
+    );
     assert!(!name.chars().any(char::is_control), "{name:?}");
 }
 

@@ -10,5 +10,11 @@ use crate::{ffi, load_beamtime};
 
 pub fn check_before_submit(config: &PluginConfig, requested: &str) -> Result<(), Refusal> {
     let loaded = load_beamtime(config, requested)?;
-    policy::check_submitter(config, &loaded.metadata, ffi::current_uid(), loaded.account_uid).map(|_| ())
+    policy::check_submitter(
+        config,
+        &loaded.metadata,
+        ffi::current_uid(),
+        loaded.account_uid,
+    )
+    .map(|_| ())
 }

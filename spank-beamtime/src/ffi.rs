@@ -41,7 +41,9 @@ pub fn controller_job(job_id: u32) -> Result<ControllerJob, String> {
             let errno = sys::slurm_get_errno();
             cstr_to_string(sys::slurm_strerror(errno)).unwrap_or_else(|| format!("error {errno}"))
         };
-        return Err(format!("the controller did not answer for job {job_id}: {why}"));
+        return Err(format!(
+            "the controller did not answer for job {job_id}: {why}"
+        ));
     }
     struct Freed(*mut sys::job_info_msg_t);
     impl Drop for Freed {
@@ -66,7 +68,8 @@ pub fn controller_job(job_id: u32) -> Result<ControllerJob, String> {
         .find(|job| job.job_id == job_id)
         .ok_or_else(|| format!("the controller does not know job {job_id}"))?;
     // SAFETY: the strings belong to `response`, which outlives these copies.
-    let (reservation, account) = unsafe { (cstr_to_string(job.resv_name), cstr_to_string(job.account)) };
+    let (reservation, account) =
+        unsafe { (cstr_to_string(job.resv_name), cstr_to_string(job.account)) };
     Ok(ControllerJob {
         reservation: reservation.filter(|r| !r.is_empty()),
         account: account.filter(|a| !a.is_empty()),
@@ -89,7 +92,13 @@ pub fn uid_of_user(name: &str) -> Result<Option<u32>, String> {
         let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
         let mut found: *mut libc::passwd = ptr::null_mut();
         let rc = unsafe {
-            libc::getpwnam_r(c_name.as_ptr(), &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found)
+            libc::getpwnam_r(
+                c_name.as_ptr(),
+                &mut entry,
+                buffer.as_mut_ptr(),
+                buffer.len(),
+                &mut found,
+            )
         };
         match rc {
             0 if found.is_null() => return Ok(None),
@@ -109,7 +118,9 @@ pub fn uid_of_user(name: &str) -> Result<Option<u32>, String> {
 /// `SLURMD_NODENAME` as slurmstepd set it in its own environment from
 /// slurmd's configuration (the job's environment is a different, user-built one).
 pub fn slurmd_node_name() -> Option<String> {
-    std::env::var("SLURMD_NODENAME").ok().filter(|n| !n.is_empty())
+    std::env::var("SLURMD_NODENAME")
+        .ok()
+        .filter(|n| !n.is_empty())
 }
 
 fn path_to_cstring(path: &Path) -> io::Result<CString> {
@@ -187,11 +198,18 @@ pub fn effective_uid() -> u32 {
 
 /// Whether `name` inside `at` is a symbolic link (for error messages only).
 pub fn is_symlink_at(at: BorrowedFd<'_>, name: &OsStr) -> bool {
-    let Ok(c_name) = CString::new(name.as_bytes()) else { return false };
+    let Ok(c_name) = CString::new(name.as_bytes()) else {
+        return false;
+    };
     // SAFETY: stat is plain old data filled by fstatat.
     unsafe {
         let mut stat: libc::stat = std::mem::zeroed();
-        libc::fstatat(at.as_raw_fd(), c_name.as_ptr(), &mut stat, libc::AT_SYMLINK_NOFOLLOW) == 0
+        libc::fstatat(
+            at.as_raw_fd(),
+            c_name.as_ptr(),
+            &mut stat,
+            libc::AT_SYMLINK_NOFOLLOW,
+        ) == 0
             && stat.st_mode & libc::S_IFMT == libc::S_IFLNK
     }
 }
@@ -249,7 +267,12 @@ pub fn restrict_mount(mount: BorrowedFd<'_>, read_only: bool, no_exec: bool) -> 
     if no_exec {
         set |= libc::MOUNT_ATTR_NOEXEC;
     }
-    let attributes = libc::mount_attr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let attributes = libc::mount_attr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
     // SAFETY: mount_setattr reads `attributes` (of the size passed) and an empty path.
     let rc = unsafe {
         libc::syscall(

@@ -97,11 +97,20 @@ fn load_beamtime(config: &PluginConfig, requested: &str) -> Result<Loaded, Refus
     let trust = trust_policy(config)?;
     let metadata = load_trusted_metadata(&id, &config.metadata, &trust)?;
     let account_uid = match &metadata.online {
-        Online::Ready(online) => ffi::uid_of_user(&online.user_account)
-            .map_err(|why| Refusal::new(Rule::SiteConfiguration, why, "Report this to the cluster admins"))?,
+        Online::Ready(online) => ffi::uid_of_user(&online.user_account).map_err(|why| {
+            Refusal::new(
+                Rule::SiteConfiguration,
+                why,
+                "Report this to the cluster admins",
+            )
+        })?,
         Online::NotYet => None,
     };
-    Ok(Loaded { metadata, account_uid, trust })
+    Ok(Loaded {
+        metadata,
+        account_uid,
+        trust,
+    })
 }
 
 /// Trusted owner names are resolved only when a beamtime job needs them, so
@@ -116,12 +125,18 @@ fn trust_policy(config: &PluginConfig) -> Result<TrustPolicy, Refusal> {
                 Ok(None) => {
                     return Err(Refusal::new(
                         Rule::SiteConfiguration,
-                        format!("trusted_owners names user '{name}', who does not exist on this host"),
+                        format!(
+                            "trusted_owners names user '{name}', who does not exist on this host"
+                        ),
                         "Ask the cluster admins to fix trusted_owners= in plugstack.conf",
                     ))
                 }
                 Err(why) => {
-                    return Err(Refusal::new(Rule::SiteConfiguration, why, "Report this to the cluster admins"))
+                    return Err(Refusal::new(
+                        Rule::SiteConfiguration,
+                        why,
+                        "Report this to the cluster admins",
+                    ))
                 }
             },
         }

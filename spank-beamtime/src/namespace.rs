@@ -47,15 +47,27 @@ pub fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
         .and_then(|m| ffi::restrict_mount(m.as_fd(), true, false).map(|()| m))
         .map_err(|e| format!("cannot copy the mount of {}: {e}", grant.source.display()))?;
 
-    ffi::mount_tmpfs(&ffi::fd_path(hide_root.as_fd()), HIDE_ROOT_TMPFS_OPTIONS)
-        .map_err(|e| format!("cannot mount a tmpfs over {}: {e}", grant.hide_root.display()))?;
+    ffi::mount_tmpfs(&ffi::fd_path(hide_root.as_fd()), HIDE_ROOT_TMPFS_OPTIONS).map_err(|e| {
+        format!(
+            "cannot mount a tmpfs over {}: {e}",
+            grant.hide_root.display()
+        )
+    })?;
     // Below the hide root is now the tmpfs just mounted, which only this
     // namespace sees: nobody else can plant anything on the way to the target.
-    std::fs::create_dir_all(&grant.target)
-        .map_err(|e| format!("cannot create {} in the private tmpfs: {e}", grant.target.display()))?;
+    std::fs::create_dir_all(&grant.target).map_err(|e| {
+        format!(
+            "cannot create {} in the private tmpfs: {e}",
+            grant.target.display()
+        )
+    })?;
     let target = walk_no_symlinks(&grant.target)?;
     ffi::attach(beamline.as_fd(), target.as_fd()).map_err(|e| {
-        format!("cannot mount {} at {}: {e}", grant.source.display(), grant.target.display())
+        format!(
+            "cannot mount {} at {}: {e}",
+            grant.source.display(),
+            grant.target.display()
+        )
     })?;
 
     for (name, folder) in &writable {
@@ -65,7 +77,10 @@ pub fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
         let mountpoint = ffi::open_directory_no_follow(beamline.as_fd(), OsStr::new(name))
             .map_err(|e| component_error(&shown, &beamline, name, e))?;
         if !ffi::same_file(mountpoint.as_fd(), folder.as_fd()).map_err(|e| e.to_string())? {
-            return Err(format!("{} changed while it was being mounted", grant.source.join(name).display()));
+            return Err(format!(
+                "{} changed while it was being mounted",
+                grant.source.join(name).display()
+            ));
         }
         ffi::clone_mount(folder.as_fd())
             .and_then(|m| ffi::restrict_mount(m.as_fd(), false, false).map(|()| m))
@@ -82,7 +97,11 @@ pub fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
 /// this beamtime's own metadata file, or the beamline has moved on to another
 /// beamtime (or a commissioning run shares it) and mounting it would show
 /// someone else's data.
-fn check_source_is_the_beamtimes(grant: &Grant, source: &OwnedFd, trust: &TrustPolicy) -> Result<(), String> {
+fn check_source_is_the_beamtimes(
+    grant: &Grant,
+    source: &OwnedFd,
+    trust: &TrustPolicy,
+) -> Result<(), String> {
     let name = OsStr::new(&grant.metadata_file_name);
     let shown = grant.source.join(&grant.metadata_file_name);
     let not_ours = |why: String| {
@@ -99,7 +118,9 @@ fn check_source_is_the_beamtimes(grant: &Grant, source: &OwnedFd, trust: &TrustP
             not_ours(format!("{}: {e}", shown.display()))
         }
     })?;
-    let stat = file.metadata().map_err(|e| format!("{}: {e}", shown.display()))?;
+    let stat = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", shown.display()))?;
     let facts = FileFacts {
         is_regular: stat.file_type().is_file(),
         owner: stat.uid(),
@@ -108,7 +129,10 @@ fn check_source_is_the_beamtimes(grant: &Grant, source: &OwnedFd, trust: &TrustP
     };
     match distrust(&facts, trust) {
         None => Ok(()),
-        Some(why) => Err(not_ours(format!("{} is not trusted: {why}", shown.display()))),
+        Some(why) => Err(not_ours(format!(
+            "{} is not trusted: {why}",
+            shown.display()
+        ))),
     }
 }
 
@@ -130,9 +154,17 @@ fn walk_no_symlinks(path: &Path) -> Result<OwnedFd, String> {
     Ok(current)
 }
 
-fn component_error(walked: &Path, parent: &OwnedFd, name: impl AsRef<OsStr>, e: io::Error) -> String {
+fn component_error(
+    walked: &Path,
+    parent: &OwnedFd,
+    name: impl AsRef<OsStr>,
+    e: io::Error,
+) -> String {
     if ffi::is_symlink_at(parent.as_fd(), name.as_ref()) {
-        format!("{} is a symbolic link, which the plugin does not follow", walked.display())
+        format!(
+            "{} is a symbolic link, which the plugin does not follow",
+            walked.display()
+        )
     } else if e.kind() == io::ErrorKind::NotFound {
         format!("{} does not exist", walked.display())
     } else if e.raw_os_error() == Some(libc::ENOTDIR) {

@@ -11,8 +11,8 @@
 use std::io::Write;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use beamtime::plugin_config::PluginConfig;
 use beamtime::job_cache::{CachedAnswer, JobCache};
+use beamtime::plugin_config::PluginConfig;
 use beamtime::policy::{self, ControllerJob, Grant, JobFacts, Refusal, Rule};
 use beamtime::trust::TrustPolicy;
 use slurm_spank::{spank_log_error, spank_log_info, spank_log_verbose, SpankHandle};
@@ -135,8 +135,21 @@ fn judge(config: &PluginConfig, requested: &str, uid: u32, job: u32) -> Result<J
         )
     })?;
     let (controller, answered_by) = controller_answer(config, job, uid)?;
-    let grant = policy::decide(config, metadata, &JobFacts { uid, account_uid, controller, node })?;
-    Ok(Judged { grant, trust: loaded.trust, answered_by })
+    let grant = policy::decide(
+        config,
+        metadata,
+        &JobFacts {
+            uid,
+            account_uid,
+            controller,
+            node,
+        },
+    )?;
+    Ok(Judged {
+        grant,
+        trust: loaded.trust,
+        answered_by,
+    })
 }
 
 struct Judged {
@@ -154,7 +167,9 @@ fn controller_answer(
     job: u32,
     uid: u32,
 ) -> Result<(ControllerJob, &'static str), Refusal> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let cache = if config.job_cache.is_zero() {
         None
     } else {
@@ -178,7 +193,12 @@ fn controller_answer(
         )
     })?;
     if let Some(cache) = &cache {
-        let answer = CachedAnswer { job, uid, fetched_at: now, controller: controller.clone() };
+        let answer = CachedAnswer {
+            job,
+            uid,
+            fetched_at: now,
+            controller: controller.clone(),
+        };
         if let Err(why) = cache.store(&answer) {
             spank_log_info!("{PLUGIN}: job={job} answer not cached: {why}");
         }
@@ -223,13 +243,18 @@ pub fn prepare_task(verdict: &mut Verdict) {
 }
 
 pub fn enforce(spank: &mut SpankHandle, verdict: &Verdict) {
-    let Verdict::Refused(refusal) = verdict else { return };
+    let Verdict::Refused(refusal) = verdict else {
+        return;
+    };
     // One message per node is enough; every task still stops.
     if spank.task_id().map_or(true, |task| task == 0) {
         let job = spank.job_id().map(|j| j.to_string()).unwrap_or_default();
         let node = ffi::slurmd_node_name().unwrap_or_default();
         // Nothing to do if stderr is gone (srun killed): the task exits all the same.
-        let _ = writeln!(std::io::stderr(), "{PLUGIN}: error: job {job} refused on {node}: {refusal}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "{PLUGIN}: error: job {job} refused on {node}: {refusal}"
+        );
     }
     ffi::exit_task(EXIT_REFUSED);
 }

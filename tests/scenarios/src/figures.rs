@@ -6,7 +6,9 @@
 use std::io::Write;
 
 pub fn record(name: &str, values: serde_json::Value) {
-    let Some(path) = std::env::var_os("BT_FIGURES") else { return };
+    let Some(path) = std::env::var_os("BT_FIGURES") else {
+        return;
+    };
     let mut line = serde_json::json!({ "figure": name });
     if let (Some(line), serde_json::Value::Object(values)) = (line.as_object_mut(), values) {
         line.extend(values);

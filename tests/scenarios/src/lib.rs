@@ -1230,10 +1230,24 @@ impl Cluster {
     /// Creates (again) a one-core reservation on the node that admits `user`.
     #[track_caller]
     pub fn create_reservation(&self, name: &str, user: &str) {
-        let _ = self.cmd("scontrol").args(["delete", &format!("ReservationName={name}")]).run();
+        let _ = self
+            .cmd("scontrol")
+            .args(["delete", &format!("ReservationName={name}")])
+            .run();
         self.cmd("scontrol")
-            .args(["create", "reservation", &format!("ReservationName={name}"), &format!("Users={user}")])
-            .args([&format!("Nodes={NODE}"), "CoreCnt=1", "StartTime=now", "Duration=infinite", "Flags=IGNORE_JOBS"])
+            .args([
+                "create",
+                "reservation",
+                &format!("ReservationName={name}"),
+                &format!("Users={user}"),
+            ])
+            .args([
+                &format!("Nodes={NODE}"),
+                "CoreCnt=1",
+                "StartTime=now",
+                "Duration=infinite",
+                "Flags=IGNORE_JOBS",
+            ])
             .run()
             .assert_success();
     }
@@ -1255,7 +1269,10 @@ impl Cluster {
     #[track_caller]
     pub fn installed_plugin(&self) -> (PathBuf, String) {
         let plugin = self.recorded("plugin");
-        assert!(!plugin.is_empty(), "the cluster runs without spank-beamtime: start it with --plugin");
+        assert!(
+            !plugin.is_empty(),
+            "the cluster runs without spank-beamtime: start it with --plugin"
+        );
         (PathBuf::from(plugin), self.recorded("plugin_args"))
     }
 
@@ -1326,7 +1343,6 @@ impl Drop for RestorePlugstack<'_> {
     }
 }
 
-
 // ------------------------------------------------------------------------------------------
 // Several nodes (`cluster.sh up --nodes N`)
 
@@ -1375,9 +1391,16 @@ impl Cluster {
             .timeout(Duration::from_secs(20))
             .run();
         out.assert_success();
-        let line = out.stdout.lines().next().unwrap_or_else(|| panic!("sinfo does not list {node}:\n{out}"));
+        let line = out
+            .stdout
+            .lines()
+            .next()
+            .unwrap_or_else(|| panic!("sinfo does not list {node}:\n{out}"));
         let (state, reason) = line.split_once('|').unwrap_or((line, ""));
-        NodeState { state: state.trim().into(), reason: reason.trim().into() }
+        NodeState {
+            state: state.trim().into(),
+            reason: reason.trim().into(),
+        }
     }
 
     /// Fails the test when any node is drained, draining, down or not responding.
@@ -1385,7 +1408,12 @@ impl Cluster {
     pub fn assert_nodes_not_drained(&self) {
         for node in self.nodes() {
             let st = self.state_of(&node);
-            assert!(st.is_usable(), "node {node} is {} (reason: {})", st.state, st.reason);
+            assert!(
+                st.is_usable(),
+                "node {node} is {} (reason: {})",
+                st.state,
+                st.reason
+            );
         }
     }
 
@@ -1446,7 +1474,11 @@ impl Cluster {
     /// Resets slurmctld's RPC statistics (`sdiag --reset`).
     #[track_caller]
     pub fn reset_rpc_counts(&self) {
-        self.cmd("sdiag").arg("--reset").timeout(Duration::from_secs(20)).run().assert_success();
+        self.cmd("sdiag")
+            .arg("--reset")
+            .timeout(Duration::from_secs(20))
+            .run()
+            .assert_success();
     }
 }
 

@@ -66,12 +66,20 @@ fn bypassed_srun(user: &str, beamtime: &str, extra: &[&str], command: &[&str]) -
 
 #[track_caller]
 fn assert_refused_by_node(out: &Output, expected: &str) {
-    assert_eq!(out.code(), Some(REFUSED), "srun must fail with {REFUSED}:\n{out}");
+    assert_eq!(
+        out.code(),
+        Some(REFUSED),
+        "srun must fail with {REFUSED}:\n{out}"
+    );
     assert!(
-        out.stderr.contains("spank-beamtime: error: job ") && out.stderr.contains(&format!(" refused on {NODE}: ")),
+        out.stderr.contains("spank-beamtime: error: job ")
+            && out.stderr.contains(&format!(" refused on {NODE}: ")),
         "no refusal message:\n{out}"
     );
-    assert!(out.stderr.contains(expected), "stderr lacks {expected:?}:\n{out}");
+    assert!(
+        out.stderr.contains(expected),
+        "stderr lacks {expected:?}:\n{out}"
+    );
     cluster().assert_node_not_drained();
 }
 
@@ -80,10 +88,14 @@ fn assert_refused_by_client(out: &Output, program: &str, expected: &str) {
     out.assert_failure();
     assert!(out.stdout.trim().is_empty(), "a job was submitted:\n{out}");
     assert!(
-        out.stderr.contains(&format!("{program}: error: spank-beamtime: ")),
+        out.stderr
+            .contains(&format!("{program}: error: spank-beamtime: ")),
         "no client-side refusal:\n{out}"
     );
-    assert!(out.stderr.contains(expected), "stderr lacks {expected:?}:\n{out}");
+    assert!(
+        out.stderr.contains(expected),
+        "stderr lacks {expected:?}:\n{out}"
+    );
 }
 
 /// Writes the beamtime's metadata file again, root-owned 0644 as the start script does.
@@ -109,9 +121,19 @@ fn host_beamline_mounts() -> Vec<String> {
 
 #[track_caller]
 fn assert_host_untouched() {
-    assert_eq!(host_beamline_mounts(), Vec::<String>::new(), "mounts left on the host");
-    let left: Vec<_> = fs::read_dir("/beamline").unwrap().map(|e| e.unwrap().path()).collect();
-    assert!(left.is_empty(), "/beamline on the host is not empty: {left:?}");
+    assert_eq!(
+        host_beamline_mounts(),
+        Vec::<String>::new(),
+        "mounts left on the host"
+    );
+    let left: Vec<_> = fs::read_dir("/beamline")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "/beamline on the host is not empty: {left:?}"
+    );
 }
 
 fn job_container_enabled() -> bool {
@@ -154,7 +176,10 @@ fn assert_saw_its_beamline(bt: &Beamtime, output: &str) {
         "hide-root=read-only".to_owned(),
         "BEAMTIME_CORE_PATH=/asap3/".to_owned(),
     ] {
-        assert!(output.contains(&expected), "job output lacks {expected:?}:\n{output}");
+        assert!(
+            output.contains(&expected),
+            "job output lacks {expected:?}:\n{output}"
+        );
     }
 }
 
@@ -163,7 +188,8 @@ fn sbatch_job_sees_only_its_own_beamline() {
     let c = cluster();
     let bt = good();
     // Another beamtime on another beamline of the same node: the job must not see it.
-    let other = c.start_beamtime(&BeamtimeSpec::new("11099002", "p12", "bttest02").partition("all"));
+    let other =
+        c.start_beamtime(&BeamtimeSpec::new("11099002", "p12", "bttest02").partition("all"));
     put_detector_file(bt);
     put_detector_file(&other);
     let log = c.log_cursor("slurmd.log");
@@ -173,8 +199,14 @@ fn sbatch_job_sees_only_its_own_beamline() {
     end.assert_completed_ok();
     let output = job.stdout();
     assert_saw_its_beamline(bt, &output);
-    assert!(!output.contains("p12"), "the job saw the other beamline:\n{output}");
-    assert!(bt.current_dir.join(format!("processed/job-{}", job.id)).exists());
+    assert!(
+        !output.contains("p12"),
+        "the job saw the other beamline:\n{output}"
+    );
+    assert!(bt
+        .current_dir
+        .join(format!("processed/job-{}", job.id))
+        .exists());
     assert!(!bt.current_dir.join("raw/mine").exists());
 
     let logged = log.read_new();
@@ -218,8 +250,14 @@ fn srun_and_salloc_run_as_the_beamtime() {
     let wd = c.workdir(&bt.account, "interactive");
     let show = "echo $BEAMTIME_ID; ls -A /beamline; cat /beamline/p11/current/raw/detector.txt";
 
-    let out = c.as_user(&bt.account, "srun").cwd(&wd).args(submit_args(bt)).args(["bash", "-c", show]).run();
-    out.assert_success().assert_stdout_contains(&format!("{}\np11\nframe data of {}", bt.id, bt.id));
+    let out = c
+        .as_user(&bt.account, "srun")
+        .cwd(&wd)
+        .args(submit_args(bt))
+        .args(["bash", "-c", show])
+        .run();
+    out.assert_success()
+        .assert_stdout_contains(&format!("{}\np11\nframe data of {}", bt.id, bt.id));
 
     let out = c
         .as_user(&bt.account, "salloc")
@@ -227,7 +265,8 @@ fn srun_and_salloc_run_as_the_beamtime() {
         .args(submit_args(bt))
         .args(["srun", "bash", "-c", show])
         .run();
-    out.assert_success().assert_stdout_contains(&format!("{}\np11\nframe data of {}", bt.id, bt.id));
+    out.assert_success()
+        .assert_stdout_contains(&format!("{}\np11\nframe data of {}", bt.id, bt.id));
     c.assert_node_not_drained();
 }
 
@@ -240,7 +279,10 @@ fn srun_inside_a_beamtime_batch_job_inherits_the_beamtime() {
     let (job, end) = c.submit_and_wait(&bt.account, &wd, &strs(&submit_args(bt)), script);
     end.assert_completed_ok();
     let output = job.stdout();
-    assert!(output.contains(&format!("step={}\np11\nsrun-status=0", bt.id)), "{output}");
+    assert!(
+        output.contains(&format!("step={}\np11\nsrun-status=0", bt.id)),
+        "{output}"
+    );
 }
 
 #[test]
@@ -252,12 +294,17 @@ fn the_second_reservation_of_a_dedicated_beamtime_is_accepted() {
     let log = c.log_cursor("slurmd.log");
     let out = c
         .as_user(&bt.account, "srun")
-        .args([format!("--beamtime={}", bt.id), format!("--partition={}", bt.partition)])
+        .args([
+            format!("--beamtime={}", bt.id),
+            format!("--partition={}", bt.partition),
+        ])
         .arg("--reservation=11099005_1")
         .args(["bash", "-c", "echo $BEAMTIME_ID; ls -A /beamline"])
         .run();
     out.assert_success().assert_stdout_contains("11099005\np21");
-    assert!(log.read_new().contains("beamtime=11099005 node=btnode1 decision=accepted reservation=11099005_1"));
+    assert!(log
+        .read_new()
+        .contains("beamtime=11099005 node=btnode1 decision=accepted reservation=11099005_1"));
 }
 
 #[test]
@@ -266,7 +313,12 @@ fn another_user_is_refused_before_submitting_and_on_the_node() {
     let bt = good();
     let wd = c.workdir(TEST_USER, "wrong-user");
     // The beamtime folder is open to its members only, so the client cannot even read the file.
-    let out = c.sbatch(TEST_USER, &wd, &[&format!("--beamtime={}", bt.id)], "#!/bin/bash\ntrue\n");
+    let out = c.sbatch(
+        TEST_USER,
+        &wd,
+        &[&format!("--beamtime={}", bt.id)],
+        "#!/bin/bash\ntrue\n",
+    );
     assert_refused_by_client(&out, "sbatch", "you may not look into");
     assert!(out.stderr.contains("work as its account"), "{out}");
 
@@ -275,12 +327,27 @@ fn another_user_is_refused_before_submitting_and_on_the_node() {
     // the account's name stays in slurmd's log.
     let log = c.log_cursor("slurmd.log");
     let out = bypassed_srun(TEST_USER, &bt.id, &[], &["true"]);
-    assert_refused_by_node(&out, &format!("beamtime {} jobs run only as the beamtime's own account", bt.id));
-    assert!(out.stderr.contains(&format!("bt-submit show --beamtime {}", bt.id)), "no hint:\n{out}");
-    assert!(!out.stderr.contains(&bt.account), "the account leaked to a stranger:\n{out}");
+    assert_refused_by_node(
+        &out,
+        &format!(
+            "beamtime {} jobs run only as the beamtime's own account",
+            bt.id
+        ),
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("bt-submit show --beamtime {}", bt.id)),
+        "no hint:\n{out}"
+    );
+    assert!(
+        !out.stderr.contains(&bt.account),
+        "the account leaked to a stranger:\n{out}"
+    );
     let logged = log.read_new();
     assert!(
-        logged.lines().any(|l| l.contains("rule=wrong-user") && l.contains(&bt.account)),
+        logged
+            .lines()
+            .any(|l| l.contains("rule=wrong-user") && l.contains(&bt.account)),
         "slurmd.log lacks the account for the admin:\n{logged}"
     );
 
@@ -298,12 +365,22 @@ fn another_user_is_refused_before_submitting_and_on_the_node() {
         .run();
     let id = out.job_id();
     let end = c.wait_job(id, scenarios::DEFAULT_TIMEOUT);
-    assert_eq!((end.state.as_str(), end.exit_code), ("FAILED", REFUSED), "{end:#?}");
+    assert_eq!(
+        (end.state.as_str(), end.exit_code),
+        ("FAILED", REFUSED),
+        "{end:#?}"
+    );
     let stderr = fs::read_to_string(wd.join(format!("slurm-{id}.err"))).unwrap();
     assert!(stderr.contains(&node_refusal(id)), "{stderr}");
-    assert!(stderr.contains("jobs run only as the beamtime's own account"), "{stderr}");
+    assert!(
+        stderr.contains("jobs run only as the beamtime's own account"),
+        "{stderr}"
+    );
     let stdout = fs::read_to_string(wd.join(format!("slurm-{id}.out"))).unwrap_or_default();
-    assert!(!stdout.contains("the payload ran"), "the refused job ran: {stdout}");
+    assert!(
+        !stdout.contains("the payload ran"),
+        "the refused job ran: {stdout}"
+    );
     c.assert_node_not_drained();
 }
 
@@ -315,11 +392,18 @@ fn a_job_outside_the_reservation_is_refused_even_with_a_forged_environment() {
     let out = c
         .as_user(&bt.account, "srun")
         .cwd(&wd)
-        .args([format!("--beamtime={}", bt.id), format!("--partition={}", bt.partition)])
+        .args([
+            format!("--beamtime={}", bt.id),
+            format!("--partition={}", bt.partition),
+        ])
         .args(["echo", "the payload ran"])
         .run();
     assert_refused_by_node(&out, "the job runs outside a reservation");
-    assert!(out.stderr.contains(&format!("Submit with --reservation={}", bt.id)), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("Submit with --reservation={}", bt.id)),
+        "{out}"
+    );
     assert!(!out.stdout.contains("the payload ran"), "{out}");
 
     // The step environment is the user's: the plugin asks the controller instead.
@@ -328,7 +412,10 @@ fn a_job_outside_the_reservation_is_refused_even_with_a_forged_environment() {
         .as_user(&bt.account, "srun")
         .cwd(&wd)
         .env("SLURM_JOB_RESERVATION", &bt.id)
-        .args([format!("--beamtime={}", bt.id), format!("--partition={}", bt.partition)])
+        .args([
+            format!("--beamtime={}", bt.id),
+            format!("--partition={}", bt.partition),
+        ])
         .args(["echo", "the payload ran"])
         .run();
     assert_refused_by_node(&out, "the job runs outside a reservation");
@@ -342,7 +429,12 @@ fn a_reservation_that_is_not_the_beamtimes_is_refused() {
     c.create_reservation("maintenance_p22", "bttest06");
     let out = c
         .as_user(&bt.account, "srun")
-        .args([&format!("--beamtime={}", bt.id), "--partition=all", "--reservation=maintenance_p22", "true"])
+        .args([
+            &format!("--beamtime={}", bt.id),
+            "--partition=all",
+            "--reservation=maintenance_p22",
+            "true",
+        ])
         .run();
     assert_refused_by_node(&out, "the job runs in reservation 'maintenance_p22', which is not one of beamtime 11099006's (11099006)");
 }
@@ -351,27 +443,56 @@ fn a_reservation_that_is_not_the_beamtimes_is_refused() {
 fn a_node_outside_reserved_nodes_is_refused() {
     let c = cluster();
     let bt = c.start_beamtime(&BeamtimeSpec::new("11099007", "p23", "bttest07").partition("all"));
-    rewrite_metadata(&bt, |m| m["onlineAnalysis"]["reservedNodes"] = serde_json::json!(["max-p3a999"]));
-    let out = c.as_user(&bt.account, "srun").args(submit_args(&bt)).arg("true").run();
-    assert_refused_by_node(&out, "node btnode1 is not one of beamtime 11099007's reserved nodes (max-p3a999)");
+    rewrite_metadata(&bt, |m| {
+        m["onlineAnalysis"]["reservedNodes"] = serde_json::json!(["max-p3a999"])
+    });
+    let out = c
+        .as_user(&bt.account, "srun")
+        .args(submit_args(&bt))
+        .arg("true")
+        .run();
+    assert_refused_by_node(
+        &out,
+        "node btnode1 is not one of beamtime 11099007's reserved nodes (max-p3a999)",
+    );
 }
 
 #[test]
 fn hostile_ids_are_refused_on_both_sides() {
     let c = cluster();
     let wd = c.workdir(TEST_USER, "hostile");
-    for id in ["../../etc", "11099001/..", "a\nb", "é", &"9".repeat(200), ".hidden", "-x"] {
-        let out = c.sbatch(TEST_USER, &wd, &[&format!("--beamtime={id}")], "#!/bin/bash\ntrue\n");
+    for id in [
+        "../../etc",
+        "11099001/..",
+        "a\nb",
+        "é",
+        &"9".repeat(200),
+        ".hidden",
+        "-x",
+    ] {
+        let out = c.sbatch(
+            TEST_USER,
+            &wd,
+            &[&format!("--beamtime={id}")],
+            "#!/bin/bash\ntrue\n",
+        );
         assert_refused_by_client(&out, "sbatch", "invalid beamtime id");
         let out = bypassed_srun(TEST_USER, id, &[], &["true"]);
         assert_refused_by_node(&out, "invalid beamtime id");
-        assert!(!out.stderr.contains("a\nb"), "a raw newline reached the message:\n{out}");
+        assert!(
+            !out.stderr.contains("a\nb"),
+            "a raw newline reached the message:\n{out}"
+        );
     }
 }
 
 /// A beamtime without online resources whose metadata the test then damages.
 fn damaged_beamtime(id: &str, beamline: &str, account: &str) -> Beamtime {
-    cluster().start_beamtime(&BeamtimeSpec::new(id, beamline, account).partition("all").no_online())
+    cluster().start_beamtime(
+        &BeamtimeSpec::new(id, beamline, account)
+            .partition("all")
+            .no_online(),
+    )
 }
 
 /// Both sides refuse: sbatch before a job exists, and the node when the client is bypassed.
@@ -379,7 +500,12 @@ fn damaged_beamtime(id: &str, beamline: &str, account: &str) -> Beamtime {
 fn assert_refused_everywhere(bt: &Beamtime, expected: &str) {
     let c = cluster();
     let wd = c.workdir(&bt.account, "refused");
-    let out = c.sbatch(&bt.account, &wd, &[&format!("--beamtime={}", bt.id), "--partition=all"], "#!/bin/bash\ntrue\n");
+    let out = c.sbatch(
+        &bt.account,
+        &wd,
+        &[&format!("--beamtime={}", bt.id), "--partition=all"],
+        "#!/bin/bash\ntrue\n",
+    );
     assert_refused_by_client(&out, "sbatch", expected);
     let out = bypassed_srun(&bt.account, &bt.id, &["--partition=all"], &["true"]);
     assert_refused_by_node(&out, expected);
@@ -395,7 +521,11 @@ fn missing_metadata_is_refused() {
 #[test]
 fn malformed_metadata_is_refused_with_file_and_position() {
     let bt = damaged_beamtime("11099011", "p31", "bttest11");
-    fs::write(&bt.metadata_path, "{\n    \"beamtimeId\": \"11099011\",\n    \"beamline\": \n").unwrap();
+    fs::write(
+        &bt.metadata_path,
+        "{\n    \"beamtimeId\": \"11099011\",\n    \"beamline\": \n",
+    )
+    .unwrap();
     assert_refused_everywhere(&bt, &format!("{}:4:", bt.metadata_path.display()));
 }
 
@@ -413,7 +543,10 @@ fn metadata_of_an_untrusted_owner_is_refused() {
     let bt = damaged_beamtime("11099013", "p33", "bttest13");
     let account = UnixUser::get(&bt.account).uid;
     std::os::unix::fs::chown(&bt.metadata_path, Some(account), None).unwrap();
-    assert_refused_everywhere(&bt, &format!("owned by uid {account}, not by a trusted owner (uid 0)"));
+    assert_refused_everywhere(
+        &bt,
+        &format!("owned by uid {account}, not by a trusted owner (uid 0)"),
+    );
 }
 
 #[test]
@@ -432,7 +565,10 @@ fn pre_start_metadata_is_refused_as_not_ready() {
             "userAccount": null, "sshPrivateKeyPath": null, "sshPublicKeyPath": null
         })
     });
-    assert_refused_everywhere(&bt, "beamtime 11099015 has no online analysis resources yet");
+    assert_refused_everywhere(
+        &bt,
+        "beamtime 11099015 has no online analysis resources yet",
+    );
 }
 
 #[test]
@@ -443,12 +579,22 @@ fn a_job_without_beamtime_is_untouched() {
     let script = "#!/bin/bash\nenv | grep -c '^BEAMTIME_' || true\nls -A /beamline | wc -l\ngrep -c ' /beamline' /proc/self/mountinfo || true\n";
     let (job, end) = c.submit_and_wait(TEST_USER, &wd, &[], script);
     end.assert_completed_ok();
-    assert_eq!(job.stdout(), "0\n0\n0\n", "the plain job saw something of the plugin");
-    let out = c.run_as(TEST_USER, &wd, &["srun", "bash", "-c", "ls -A /beamline | wc -l"]);
+    assert_eq!(
+        job.stdout(),
+        "0\n0\n0\n",
+        "the plain job saw something of the plugin"
+    );
+    let out = c.run_as(
+        TEST_USER,
+        &wd,
+        &["srun", "bash", "-c", "ls -A /beamline | wc -l"],
+    );
     out.assert_success().assert_stdout_contains("0");
     let logged = log.read_new();
     assert!(
-        !logged.lines().any(|l| l.contains("spank-beamtime") && l.contains(&format!("job={} ", job.id))),
+        !logged
+            .lines()
+            .any(|l| l.contains("spank-beamtime") && l.contains(&format!("job={} ", job.id))),
         "the plugin logged about a plain job:\n{logged}"
     );
 }
@@ -461,7 +607,11 @@ fn bt_submit_submits_a_beamtime_job() {
     let bt_submit = std::env::var_os("BT_SUBMIT")
         .map(PathBuf::from)
         .unwrap_or_else(|| Cluster::repo_root().join("target/release/bt-submit"));
-    assert!(bt_submit.exists(), "{} is missing: build bt-submit (scripts/test-all.sh does)", bt_submit.display());
+    assert!(
+        bt_submit.exists(),
+        "{} is missing: build bt-submit (scripts/test-all.sh does)",
+        bt_submit.display()
+    );
     let wd = c.workdir(&bt.account, "bt-submit");
     let script = wd.join("look.sh");
     fs::write(&script, LOOK_AROUND).unwrap();
@@ -476,8 +626,12 @@ fn bt_submit_submits_a_beamtime_job() {
         .arg(&script)
         .run();
     let id = out.job_id();
-    c.wait_job(id, scenarios::DEFAULT_TIMEOUT).assert_completed_ok();
-    assert_saw_its_beamline(bt, &fs::read_to_string(wd.join(format!("out-{id}.txt"))).unwrap());
+    c.wait_job(id, scenarios::DEFAULT_TIMEOUT)
+        .assert_completed_ok();
+    assert_saw_its_beamline(
+        bt,
+        &fs::read_to_string(wd.join(format!("out-{id}.txt"))).unwrap(),
+    );
 }
 
 #[test]
@@ -502,7 +656,11 @@ fn the_beamline_and_job_container_tmpfs_work_together() {
 #[test]
 fn fifty_jobs_in_a_row_leave_nothing_behind() {
     let c = cluster();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099020", "p40", "bttest20").partition("all").cores(2));
+    let bt = c.start_beamtime(
+        &BeamtimeSpec::new("11099020", "p40", "bttest20")
+            .partition("all")
+            .cores(2),
+    );
     let wd = c.workdir(&bt.account, "fifty");
     let args = submit_args(&bt);
     let mut ids = Vec::new();
@@ -511,10 +669,14 @@ fn fifty_jobs_in_a_row_leave_nothing_behind() {
         ids.push(c.submit(&bt.account, &wd, &strs(&args), &script).id);
     }
     for id in ids {
-        c.wait_job(id, Duration::from_secs(300)).assert_completed_ok();
+        c.wait_job(id, Duration::from_secs(300))
+            .assert_completed_ok();
     }
     for n in 0..50 {
-        assert!(bt.current_dir.join(format!("processed/job-{n}")).exists(), "job {n} left no file");
+        assert!(
+            bt.current_dir.join(format!("processed/job-{n}")).exists(),
+            "job {n} left no file"
+        );
     }
     c.assert_node_not_drained();
     assert_host_untouched();
@@ -524,7 +686,11 @@ fn fifty_jobs_in_a_row_leave_nothing_behind() {
 fn a_writable_subfolder_swapped_for_a_symlink_is_refused() {
     let c = cluster();
     let bt = c.start_beamtime(&BeamtimeSpec::new("11099021", "p41", "bttest21").partition("all"));
-    let victim = c.start_beamtime(&BeamtimeSpec::new("11099022", "p42", "bttest22").partition("all").no_online());
+    let victim = c.start_beamtime(
+        &BeamtimeSpec::new("11099022", "p42", "bttest22")
+            .partition("all")
+            .no_online(),
+    );
     // A site where members may write the top of the beamline folder: a participant
     // swaps processed/ for a link to another beamtime's folder, hoping for it read-write.
     std::os::unix::fs::chown(&bt.current_dir, Some(UnixUser::get(&bt.account).uid), None).unwrap();
@@ -534,13 +700,26 @@ fn a_writable_subfolder_swapped_for_a_symlink_is_refused() {
         "mv {current}/processed {current}/processed.real && ln -s {}/processed {current}/processed",
         victim.current_dir.display()
     );
-    c.run_as(&bt.account, &wd, &["bash", "-c", &swap]).assert_success();
+    c.run_as(&bt.account, &wd, &["bash", "-c", &swap])
+        .assert_success();
 
-    let (job, end) = c.submit_and_wait(&bt.account, &wd, &strs(&submit_args(&bt)), "#!/bin/bash\necho the payload ran\n");
-    assert_eq!((end.state.as_str(), end.exit_code), ("FAILED", REFUSED), "{end:#?}");
+    let (job, end) = c.submit_and_wait(
+        &bt.account,
+        &wd,
+        &strs(&submit_args(&bt)),
+        "#!/bin/bash\necho the payload ran\n",
+    );
+    assert_eq!(
+        (end.state.as_str(), end.exit_code),
+        ("FAILED", REFUSED),
+        "{end:#?}"
+    );
     let stderr = job.stderr();
     assert!(stderr.contains(&node_refusal(job.id)), "{stderr}");
-    assert!(stderr.contains(&format!("{current}/processed is a symbolic link")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{current}/processed is a symbolic link")),
+        "{stderr}"
+    );
     assert!(!job.stdout().contains("the payload ran"));
     c.assert_node_not_drained();
     assert_host_untouched();
@@ -553,20 +732,44 @@ fn a_beamline_that_moved_on_to_another_beamtime_is_not_mounted() {
     // The old beamtime's metadata stays on the core filesystem …
     let core = c.state_dir().join("core/p43/11099023");
     fs::create_dir_all(&core).unwrap();
-    fs::copy(&old.metadata_path, core.join("beamtime-metadata-11099023.json")).unwrap();
+    fs::copy(
+        &old.metadata_path,
+        core.join("beamtime-metadata-11099023.json"),
+    )
+    .unwrap();
     // … while the beamline's current folder now belongs to the next beamtime;
     // the old reservation is still there.
-    let next = BeamtimeSpec::new("11099024", "p43", "bttest24").partition("all").no_online();
+    let next = BeamtimeSpec::new("11099024", "p43", "bttest24")
+        .partition("all")
+        .no_online();
     c.cmd(Cluster::repo_root().join("slurm-conf-examples/beamtime-start.sh"))
-        .args(["--id", &next.id, "--beamline", "p43", "--account", &next.account, "--partition", "all", "--no-online", "--replace"])
+        .args([
+            "--id",
+            &next.id,
+            "--beamline",
+            "p43",
+            "--account",
+            &next.account,
+            "--partition",
+            "all",
+            "--no-online",
+            "--replace",
+        ])
         .timeout(Duration::from_secs(180))
         .run()
         .assert_success();
 
-    let out = c.as_user(&old.account, "srun").args(submit_args(&old)).args(["echo", "the payload ran"]).run();
+    let out = c
+        .as_user(&old.account, "srun")
+        .args(submit_args(&old))
+        .args(["echo", "the payload ran"])
+        .run();
     assert_refused_by_node(
         &out,
-        &format!("{} is not beamtime 11099023's folder now", old.current_dir.display()),
+        &format!(
+            "{} is not beamtime 11099023's folder now",
+            old.current_dir.display()
+        ),
     );
     assert!(!out.stdout.contains("the payload ran"), "{out}");
     assert_host_untouched();
@@ -579,7 +782,12 @@ fn sbatch_export_none_still_gets_its_beamline() {
     let wd = c.workdir(&bt.account, "export-none");
     let mut args = submit_args(bt);
     args.push("--export=NONE".to_owned());
-    let (job, end) = c.submit_and_wait(&bt.account, &wd, &strs(&args), "#!/bin/bash\n/bin/ls -A /beamline\necho \"$BEAMTIME_ID\"\n");
+    let (job, end) = c.submit_and_wait(
+        &bt.account,
+        &wd,
+        &strs(&args),
+        "#!/bin/bash\n/bin/ls -A /beamline\necho \"$BEAMTIME_ID\"\n",
+    );
     end.assert_completed_ok();
     assert_eq!(job.stdout(), format!("p11\n{}\n", bt.id));
 }
@@ -591,10 +799,17 @@ fn metadata_listing_another_beamtimes_reservation_is_refused_there() {
     // Another beamtime's reservation that also admits this account, and a metadata
     // file that lists it (a copy-paste slip at the facility, or a tampered file).
     c.create_reservation("11099026", "bttest25");
-    rewrite_metadata(&bt, |m| m["onlineAnalysis"]["slurmReservation"] = serde_json::json!(["11099025", "11099026"]));
+    rewrite_metadata(&bt, |m| {
+        m["onlineAnalysis"]["slurmReservation"] = serde_json::json!(["11099025", "11099026"])
+    });
     let out = c
         .as_user(&bt.account, "srun")
-        .args([&format!("--beamtime={}", bt.id), "--partition=all", "--reservation=11099026", "true"])
+        .args([
+            &format!("--beamtime={}", bt.id),
+            "--partition=all",
+            "--reservation=11099026",
+            "true",
+        ])
         .run();
     assert_refused_by_node(&out, "reservation '11099026', which beamtime 11099025's metadata lists but which is not named after it");
 }

@@ -22,12 +22,20 @@ fn bt_submit() -> PathBuf {
     let path = std::env::var_os("BT_SUBMIT")
         .map(PathBuf::from)
         .unwrap_or_else(|| Cluster::repo_root().join("target/release/bt-submit"));
-    assert!(path.exists(), "{} is missing: build bt-submit (scripts/test-all.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build bt-submit (scripts/test-all.sh does)",
+        path.display()
+    );
     path
 }
 
 fn doctor(user: &str, args: &[&str]) -> Output {
-    cluster().as_user(user, bt_submit()).arg("doctor").args(args).run()
+    cluster()
+        .as_user(user, bt_submit())
+        .arg("doctor")
+        .args(args)
+        .run()
 }
 
 /// The line of one check in the text report.
@@ -35,14 +43,20 @@ fn doctor(user: &str, args: &[&str]) -> Output {
 fn line<'o>(out: &'o Output, check: &str) -> &'o str {
     out.stdout
         .lines()
-        .find(|l| l.get(5..).is_some_and(|rest| rest.starts_with(&format!("{check} "))))
+        .find(|l| {
+            l.get(5..)
+                .is_some_and(|rest| rest.starts_with(&format!("{check} ")))
+        })
         .unwrap_or_else(|| panic!("no line for check {check}:\n{out}"))
 }
 
 #[test]
 fn a_started_beamtime_passes_every_check_for_its_account() {
     let c = cluster();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099101", "p11", "bttest101").reservations(&["11099101", "11099101_1"]));
+    let bt = c.start_beamtime(
+        &BeamtimeSpec::new("11099101", "p11", "bttest101")
+            .reservations(&["11099101", "11099101_1"]),
+    );
     let out = doctor(&bt.account, &["--beamtime", &bt.id]);
     out.assert_success();
     for check in [
@@ -56,12 +70,30 @@ fn a_started_beamtime_passes_every_check_for_its_account() {
         "plugin",
         "beamline-source",
     ] {
-        assert!(line(&out, check).starts_with("ok   "), "{check} did not pass:\n{out}");
+        assert!(
+            line(&out, check).starts_with("ok   "),
+            "{check} did not pass:\n{out}"
+        );
     }
-    assert!(line(&out, "reservations").ends_with("11099101, 11099101_1 active"), "{out}");
-    assert!(line(&out, "nodes").ends_with(&format!("{NODE} up")), "{out}");
-    assert!(line(&out, "plugin").contains(&format!("{}/etc/plugstack.conf loads ", c.state_dir().display())), "{out}");
-    assert!(line(&out, "beamline-source").contains(&format!("{} is there", bt.current_dir.display())), "{out}");
+    assert!(
+        line(&out, "reservations").ends_with("11099101, 11099101_1 active"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "nodes").ends_with(&format!("{NODE} up")),
+        "{out}"
+    );
+    assert!(
+        line(&out, "plugin").contains(&format!(
+            "{}/etc/plugstack.conf loads ",
+            c.state_dir().display()
+        )),
+        "{out}"
+    );
+    assert!(
+        line(&out, "beamline-source").contains(&format!("{} is there", bt.current_dir.display())),
+        "{out}"
+    );
     out.assert_stdout_contains("all 9 checks passed");
 
     let json = doctor(&bt.account, &["--beamtime", &bt.id, "--format", "json"]);
@@ -87,34 +119,61 @@ fn another_user_is_told_the_beamtime_is_not_theirs_and_exits_1() {
 
     // Given a root-owned copy of the file, the user and reservation checks speak.
     // Under the facility's name: the plugin, and so doctor, know the id from it.
-    let copy = c.workdir(TEST_USER, "doctor").join(format!("beamtime-metadata-{}.json", bt.id));
+    let copy = c
+        .workdir(TEST_USER, "doctor")
+        .join(format!("beamtime-metadata-{}.json", bt.id));
     fs::copy(&bt.metadata_path, &copy).unwrap();
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o644)).unwrap();
     let out = doctor(TEST_USER, &["--metadata", copy.to_str().unwrap()]);
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(line(&out, "metadata").starts_with("ok   "), "{out}");
-    assert!(line(&out, "user").contains(&format!("you are {TEST_USER}, but beamtime {} runs as its account {}", bt.id, bt.account)), "{out}");
-    assert!(line(&out, "reservation-access").contains(&format!("user {TEST_USER} is not admitted by Users={}", bt.account)), "{out}");
+    assert!(
+        line(&out, "user").contains(&format!(
+            "you are {TEST_USER}, but beamtime {} runs as its account {}",
+            bt.id, bt.account
+        )),
+        "{out}"
+    );
+    assert!(
+        line(&out, "reservation-access").contains(&format!(
+            "user {TEST_USER} is not admitted by Users={}",
+            bt.account
+        )),
+        "{out}"
+    );
 
     // The user's own copy is exactly what the plugin refuses.
     let me = UnixUser::get(TEST_USER);
     std::os::unix::fs::chown(&copy, Some(me.uid), Some(me.gid)).unwrap();
     let out = doctor(TEST_USER, &["--metadata", copy.to_str().unwrap()]);
     assert_eq!(out.code(), Some(1), "{out}");
-    assert!(line(&out, "metadata").contains("not by a trusted owner"), "{out}");
+    assert!(
+        line(&out, "metadata").contains("not by a trusted owner"),
+        "{out}"
+    );
 }
 
 #[test]
 fn a_deleted_reservation_fails_the_reservation_check_with_its_name() {
     let c = cluster();
-    let bt: Beamtime = c.start_beamtime(&BeamtimeSpec::new("11099103", "p83", "bttest103").partition("all"));
-    c.cmd("scontrol").args(["delete", &format!("reservation={}", bt.id)]).run().assert_success();
+    let bt: Beamtime =
+        c.start_beamtime(&BeamtimeSpec::new("11099103", "p83", "bttest103").partition("all"));
+    c.cmd("scontrol")
+        .args(["delete", &format!("reservation={}", bt.id)])
+        .run()
+        .assert_success();
     let out = doctor(&bt.account, &["--beamtime", &bt.id]);
     assert_eq!(out.code(), Some(1), "{out}");
     let reservations = line(&out, "reservations");
     assert!(reservations.starts_with("FAIL "), "{out}");
-    assert!(reservations.ends_with(&format!("reservation {} does not exist", bt.id)), "{out}");
-    assert!(line(&out, "reservation-access").starts_with("skip "), "{out}");
+    assert!(
+        reservations.ends_with(&format!("reservation {} does not exist", bt.id)),
+        "{out}"
+    );
+    assert!(
+        line(&out, "reservation-access").starts_with("skip "),
+        "{out}"
+    );
     assert!(line(&out, "nodes").starts_with("ok   "), "{out}");
     assert!(line(&out, "partition").starts_with("ok   "), "{out}");
 }
@@ -136,8 +195,17 @@ fn a_host_whose_srun_does_not_load_the_plugin_fails_the_plugin_check() {
     assert_eq!(out.code(), Some(1), "{out}");
     let plugin = line(&out, "plugin");
     assert!(plugin.starts_with("FAIL "), "{out}");
-    assert!(plugin.ends_with("but srun here does not offer --beamtime: it does not load the plugin"), "{out}");
-    for check in ["metadata", "user", "reservations", "nodes", "beamline-source"] {
+    assert!(
+        plugin.ends_with("but srun here does not offer --beamtime: it does not load the plugin"),
+        "{out}"
+    );
+    for check in [
+        "metadata",
+        "user",
+        "reservations",
+        "nodes",
+        "beamline-source",
+    ] {
         assert!(line(&out, check).starts_with("ok   "), "{check}:\n{out}");
     }
 }

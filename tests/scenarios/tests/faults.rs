@@ -23,7 +23,11 @@ fn beamtime_jobs_survive_a_slurmd_restart_and_a_vanished_metadata_file_stops_onl
     let c = Cluster::from_env();
     let (plugin, args) = c.installed_plugin();
     let _restore = RestorePlugstack::new(&c);
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099040", "p60", "bttest40").partition("all").cores(2));
+    let bt = c.start_beamtime(
+        &BeamtimeSpec::new("11099040", "p60", "bttest40")
+            .partition("all")
+            .cores(2),
+    );
     let wd = c.workdir(&bt.account, "faults");
     let go = wd.join("go");
     // Each step waits for the test's signal, so the fault lands while the job runs.
@@ -41,13 +45,22 @@ fn beamtime_jobs_survive_a_slurmd_restart_and_a_vanished_metadata_file_stops_onl
     let job = c.submit(
         &bt.account,
         &wd,
-        &[&format!("--beamtime={}", bt.id), "--partition=all", &format!("--reservation={}", bt.id)],
+        &[
+            &format!("--beamtime={}", bt.id),
+            "--partition=all",
+            &format!("--reservation={}", bt.id),
+        ],
         &script,
     );
     let wait_for = |path: &std::path::Path| {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while !path.exists() {
-            assert!(std::time::Instant::now() < deadline, "job {} never reached {}", job.id, path.display());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {} never reached {}",
+                job.id,
+                path.display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     };
@@ -73,19 +86,32 @@ fn beamtime_jobs_survive_a_slurmd_restart_and_a_vanished_metadata_file_stops_onl
     assert!(!output.contains("second-step p60"), "{output}");
     assert!(output.contains("batch-still-sees p60"), "{output}");
     let stderr = job.stderr();
-    assert!(stderr.contains("srun: error: spank-beamtime: no metadata file for beamtime 11099040"), "{stderr}");
+    assert!(
+        stderr.contains("srun: error: spank-beamtime: no metadata file for beamtime 11099040"),
+        "{stderr}"
+    );
     assert_eq!(end.state, "COMPLETED", "{end:#?}");
     c.assert_node_not_drained();
-    assert!(!fs::read_to_string("/proc/self/mountinfo").unwrap().contains(" /beamline"));
+    assert!(!fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(" /beamline"));
 }
 
 /// A beamtime whose metadata also lies on the core file system, as the facility keeps
 /// it: the plugin still finds it when the beamline folder is gone.
 fn beamtime_with_core_metadata(c: &Cluster, id: &str, beamline: &str, account: &str) -> Beamtime {
-    let bt = c.start_beamtime(&BeamtimeSpec::new(id, beamline, account).partition("all").cores(1));
+    let bt = c.start_beamtime(
+        &BeamtimeSpec::new(id, beamline, account)
+            .partition("all")
+            .cores(1),
+    );
     let core = c.state_dir().join(format!("core/{beamline}/{id}"));
     fs::create_dir_all(&core).unwrap();
-    fs::copy(&bt.metadata_path, core.join(format!("beamtime-metadata-{id}.json"))).unwrap();
+    fs::copy(
+        &bt.metadata_path,
+        core.join(format!("beamtime-metadata-{id}.json")),
+    )
+    .unwrap();
     bt
 }
 
@@ -93,7 +119,11 @@ fn beamtime_step(c: &Cluster, bt: &Beamtime) -> Output {
     let wd = c.workdir(&bt.account, "source-fault");
     c.as_user(&bt.account, "srun")
         .cwd(&wd)
-        .args([format!("--beamtime={}", bt.id), "--partition=all".to_owned(), format!("--reservation={}", bt.id)])
+        .args([
+            format!("--beamtime={}", bt.id),
+            "--partition=all".to_owned(),
+            format!("--reservation={}", bt.id),
+        ])
         .args(["bash", "-c", "echo payload-ran; ls -A /beamline/*/current"])
         .run()
 }
@@ -105,7 +135,10 @@ fn assert_refused_on_the_node(out: &Output, expected: &str) {
     assert!(out.stderr.contains("refused on btnode1"), "{out}");
     assert!(out.stderr.contains(expected), "want {expected:?}:\n{out}");
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(" /beamline"), "a mount was left on the host");
+    assert!(
+        !mounts.contains(" /beamline"),
+        "a mount was left on the host"
+    );
 }
 
 /// Puts a moved folder back, also when the test fails.
@@ -125,16 +158,27 @@ fn a_mount_source_that_is_gone_refuses_the_step_and_leaves_nothing() {
     let _turn = take_turn();
     let c = Cluster::from_env();
     let bt = beamtime_with_core_metadata(&c, "11099045", "p65", "bttest46");
-    beamtime_step(&c, &bt).assert_success().assert_stdout_contains("payload-ran");
+    beamtime_step(&c, &bt)
+        .assert_success()
+        .assert_stdout_contains("payload-ran");
 
-    let aside = MovedAside { from: bt.current_dir.clone(), to: bt.current_dir.with_extension("gone") };
+    let aside = MovedAside {
+        from: bt.current_dir.clone(),
+        to: bt.current_dir.with_extension("gone"),
+    };
     fs::rename(&aside.from, &aside.to).unwrap();
     let out = beamtime_step(&c, &bt);
     assert_refused_on_the_node(
         &out,
-        &format!("the beamline folder could not be set up: {} does not exist", bt.current_dir.display()),
+        &format!(
+            "the beamline folder could not be set up: {} does not exist",
+            bt.current_dir.display()
+        ),
     );
-    assert!(!bt.current_dir.exists(), "the plugin created the missing source");
+    assert!(
+        !bt.current_dir.exists(),
+        "the plugin created the missing source"
+    );
     c.assert_node_not_drained();
 }
 
@@ -155,16 +199,25 @@ fn an_unmounted_source_is_not_shown_as_an_empty_beamline() {
     // The beamline folder becomes a mount of its own (as on GPFS) holding the data; the
     // folder under it, what an unmount uncovers, is empty.
     let data = bt.current_dir.with_extension("data");
-    let _aside = MovedAside { from: bt.current_dir.clone(), to: data.clone() };
+    let _aside = MovedAside {
+        from: bt.current_dir.clone(),
+        to: data.clone(),
+    };
     fs::rename(&bt.current_dir, &data).unwrap();
     fs::create_dir(&bt.current_dir).unwrap();
     let mount = |args: &[&str], target: &Path| {
-        let status = Command::new("mount").args(args).arg(target).status().unwrap();
+        let status = Command::new("mount")
+            .args(args)
+            .arg(target)
+            .status()
+            .unwrap();
         assert!(status.success(), "mount {args:?} {}", target.display());
     };
     mount(&["--bind", data.to_str().unwrap()], &bt.current_dir);
     let mounted = Mounted(bt.current_dir.clone());
-    beamtime_step(&c, &bt).assert_success().assert_stdout_contains("payload-ran");
+    beamtime_step(&c, &bt)
+        .assert_success()
+        .assert_stdout_contains("payload-ran");
 
     drop(mounted);
     let out = beamtime_step(&c, &bt);

@@ -810,7 +810,10 @@ fn a_metadata_file_swapped_with_a_link_to_another_beamtimes_never_shows_the_othe
                 .any(|leak| step.out.contains(leak) || step.err.contains(leak))
         })
         .collect();
-    assert!(saw_the_other.is_empty(), "steps saw the other beamtime: {saw_the_other:#?}");
+    assert!(
+        saw_the_other.is_empty(),
+        "steps saw the other beamtime: {saw_the_other:#?}"
+    );
     for step in &steps {
         if step.rc == 0 {
             assert!(

@@ -49,7 +49,11 @@ fn answers(log: &LogCursor, job: u32) -> BTreeMap<String, String> {
 }
 
 fn beamtime(c: &Cluster, id: &str, beamline: &str, account: &str) -> Beamtime {
-    c.start_beamtime(&BeamtimeSpec::new(id, beamline, account).partition("all").cores(2))
+    c.start_beamtime(
+        &BeamtimeSpec::new(id, beamline, account)
+            .partition("all")
+            .cores(2),
+    )
 }
 
 /// A batch job of `steps` beamtime steps, each printing what it sees under /beamline.
@@ -61,12 +65,25 @@ fn run_steps(c: &Cluster, bt: &Beamtime, label: &str, steps: usize) -> Job {
     let job = c.submit(
         &bt.account,
         &wd,
-        &[&format!("--beamtime={}", bt.id), "--partition=all", &format!("--reservation={}", bt.id)],
+        &[
+            &format!("--beamtime={}", bt.id),
+            "--partition=all",
+            &format!("--reservation={}", bt.id),
+        ],
         &script,
     );
     let end = c.wait_job(job.id, DEFAULT_TIMEOUT);
-    assert_eq!(end.state, "COMPLETED", "job {}: {end:#?}\n{}", job.id, job.stderr());
-    let sees = job.stdout().matches(&format!("step-sees {}", bt.beamline)).count();
+    assert_eq!(
+        end.state,
+        "COMPLETED",
+        "job {}: {end:#?}\n{}",
+        job.id,
+        job.stderr()
+    );
+    let sees = job
+        .stdout()
+        .matches(&format!("step-sees {}", bt.beamline))
+        .count();
     assert_eq!(sees, steps, "{}", job.stdout());
     job
 }
@@ -97,12 +114,21 @@ fn later_steps_of_a_job_reuse_the_answer_its_first_step_got() {
 
     // The batch step asks; steps 0, 1 and 2 use its answer.
     let got = answers_of(&log, job.id, 4);
-    assert_eq!(got.get("batch").map(String::as_str), Some("asked"), "{got:?}");
+    assert_eq!(
+        got.get("batch").map(String::as_str),
+        Some("asked"),
+        "{got:?}"
+    );
     assert_eq!(count(&got, "cached"), 3, "{got:?}");
 
     let entry = state_dir(&c).join(format!("job-{}", job.id));
     let stat = fs::metadata(&entry).unwrap_or_else(|e| panic!("{}: {e}", entry.display()));
-    assert_eq!((stat.uid(), stat.mode() & 0o777), (0, 0o600), "{}", entry.display());
+    assert_eq!(
+        (stat.uid(), stat.mode() & 0o777),
+        (0, 0o600),
+        "{}",
+        entry.display()
+    );
     let folder = fs::metadata(state_dir(&c)).unwrap();
     assert_eq!((folder.uid(), folder.mode() & 0o777), (0, 0o700));
     c.assert_node_not_drained();
@@ -120,7 +146,11 @@ fn a_removed_cache_folder_is_made_again() {
     let log = c.log_cursor("slurmd.log");
     let job = run_steps(&c, &bt, "cache-removed", 2);
     let got = answers_of(&log, job.id, 3);
-    assert_eq!((count(&got, "asked"), count(&got, "cached")), (1, 2), "{got:?}");
+    assert_eq!(
+        (count(&got, "asked"), count(&got, "cached")),
+        (1, 2),
+        "{got:?}"
+    );
     assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
     c.assert_node_not_drained();
 }
@@ -143,7 +173,13 @@ fn a_full_cache_folder_costs_a_query_per_step_and_nothing_else() {
     fs::create_dir_all(&dir).unwrap();
     // One page of space, used up: the entry's file can be created but not written.
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4k,mode=0700", "spank-beamtime-full"])
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=4k,mode=0700",
+            "spank-beamtime-full",
+        ])
         .arg(&dir)
         .status()
         .unwrap();
@@ -158,8 +194,10 @@ fn a_full_cache_folder_costs_a_query_per_step_and_nothing_else() {
     assert_eq!(count(&got, "asked"), 3, "{got:?}");
     let logged = log.read_new();
     assert!(
-        logged.contains(&format!("spank-beamtime: job={} answer not cached: cannot write", job.id))
-            && logged.contains("No space left on device"),
+        logged.contains(&format!(
+            "spank-beamtime: job={} answer not cached: cannot write",
+            job.id
+        )) && logged.contains("No space left on device"),
         "{logged}"
     );
     let leftovers: Vec<_> = fs::read_dir(&dir)
@@ -167,7 +205,10 @@ fn a_full_cache_folder_costs_a_query_per_step_and_nothing_else() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name != "filler")
         .collect();
-    assert!(leftovers.is_empty(), "half-written entries were left: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "half-written entries were left: {leftovers:?}"
+    );
     c.assert_node_not_drained();
 }
 
@@ -214,12 +255,20 @@ fn a_damaged_entry_is_asked_again_and_replaced() {
     let job = c.submit(
         &bt.account,
         &wd,
-        &[&format!("--beamtime={}", bt.id), "--partition=all", &format!("--reservation={}", bt.id)],
+        &[
+            &format!("--beamtime={}", bt.id),
+            "--partition=all",
+            &format!("--reservation={}", bt.id),
+        ],
         &script,
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while !wd.join("go-1").exists() {
-        assert!(Instant::now() < deadline, "job {} never ran its first step", job.id);
+        assert!(
+            Instant::now() < deadline,
+            "job {} never ran its first step",
+            job.id
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let entry = state_dir(&c).join(format!("job-{}", job.id));
@@ -237,16 +286,28 @@ fn a_damaged_entry_is_asked_again_and_replaced() {
         .collect();
     assert_eq!(
         by_step,
-        [("batch", "asked"), ("0", "cached"), ("1", "asked"), ("2", "cached")],
+        [
+            ("batch", "asked"),
+            ("0", "cached"),
+            ("1", "asked"),
+            ("2", "cached")
+        ],
         "{got:?}"
     );
     let logged = log.read_new();
     assert!(
-        logged.contains(&format!("spank-beamtime: job={} cached answer not used: {}", job.id, entry.display())),
+        logged.contains(&format!(
+            "spank-beamtime: job={} cached answer not used: {}",
+            job.id,
+            entry.display()
+        )),
         "{logged}"
     );
     let rewritten = fs::read_to_string(&entry).unwrap();
-    assert!(rewritten.starts_with(&format!("job={}\n", job.id)), "{rewritten}");
+    assert!(
+        rewritten.starts_with(&format!("job={}\n", job.id)),
+        "{rewritten}"
+    );
     assert!(Path::new(&entry).exists());
     c.assert_node_not_drained();
 }

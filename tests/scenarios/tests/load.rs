@@ -14,7 +14,11 @@ const JOBS: usize = 500;
 #[test]
 fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
     let c = Cluster::from_env();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099030", "p50", "bttest30").partition("all").cores(4));
+    let bt = c.start_beamtime(
+        &BeamtimeSpec::new("11099030", "p50", "bttest30")
+            .partition("all")
+            .cores(4),
+    );
     let beamtime_args = [
         format!("--beamtime={}", bt.id),
         "--partition=all".to_owned(),
@@ -31,7 +35,9 @@ fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
     let two_step_job = format!(
         "#!/bin/bash\n#SBATCH -n 2\nsrun -n 2 bash -c 'echo \"$BEAMTIME_ID $(ls -A /beamline)\"' | sort\n{peak}"
     );
-    let plain_job = format!("#!/bin/bash\necho \"plain $(ls -A /beamline | wc -l) ${{BEAMTIME_ID:-none}}\"\n{peak}");
+    let plain_job = format!(
+        "#!/bin/bash\necho \"plain $(ls -A /beamline | wc -l) ${{BEAMTIME_ID:-none}}\"\n{peak}"
+    );
     let slurmd_rss_before = slurmd_rss_kib(&c);
 
     let started = Instant::now();
@@ -62,15 +68,27 @@ fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
             format!("{} p50\n", bt.id)
         };
         let stdout = job.stdout();
-        let (seen, peak) = stdout
-            .split_once("stepd-peak-kib ")
-            .unwrap_or_else(|| panic!("job {} (#{n}) did not report its slurmstepd's memory:\n{stdout}", job.id));
+        let (seen, peak) = stdout.split_once("stepd-peak-kib ").unwrap_or_else(|| {
+            panic!(
+                "job {} (#{n}) did not report its slurmstepd's memory:\n{stdout}",
+                job.id
+            )
+        });
         assert_eq!(seen, expected, "job {} (#{n})", job.id);
-        let peak: u64 = peak.trim().parse().unwrap_or_else(|_| panic!("job {}: {peak:?}", job.id));
-        if n % 2 == 1 { plain_peaks.push(peak) } else { beamtime_peaks.push(peak) }
+        let peak: u64 = peak
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("job {}: {peak:?}", job.id));
+        if n % 2 == 1 {
+            plain_peaks.push(peak)
+        } else {
+            beamtime_peaks.push(peak)
+        }
     }
     let took = started.elapsed();
-    eprintln!("{JOBS} jobs: submitted in {submitted_after:.1?}, all ended after {took:.1?}: {states:?}");
+    eprintln!(
+        "{JOBS} jobs: submitted in {submitted_after:.1?}, all ended after {took:.1?}: {states:?}"
+    );
     c.assert_node_not_drained();
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let leftover_mounts = mounts.lines().filter(|l| l.contains(" /beamline")).count();
@@ -118,7 +136,8 @@ fn median(values: &[u64]) -> u64 {
 /// slurmd lives through the whole burst (it loads plugstack.conf's plugins once).
 fn slurmd_rss_kib(c: &Cluster) -> u64 {
     let pid_file = c.state_dir().join("run/slurmd.pid");
-    let pid = fs::read_to_string(&pid_file).unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+    let pid =
+        fs::read_to_string(&pid_file).unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
     let status = fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
     status
         .lines()

@@ -20,17 +20,28 @@ fn controller_address(c: &Cluster) -> String {
     let conf = fs::read_to_string(c.slurm_conf()).unwrap();
     conf.lines()
         .find_map(|line| line.strip_prefix("SlurmctldHost="))
-        .and_then(|host| host.split_once('(').map(|(_, rest)| rest.trim_end_matches(')').to_owned()))
+        .and_then(|host| {
+            host.split_once('(')
+                .map(|(_, rest)| rest.trim_end_matches(')').to_owned())
+        })
         .expect("slurm.conf has no SlurmctldHost=name(address)")
 }
 
 /// The network namespace `node`'s slurmd runs in (its pid file, written by cluster.sh).
 fn netns_of(c: &Cluster, node: &str) -> String {
     let pid_file = c.state_dir().join(format!("run/slurmd-{node}.pid"));
-    let pid = fs::read_to_string(&pid_file).unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
-    let out = Command::new("ip").args(["netns", "identify", pid.trim()]).output().unwrap();
+    let pid =
+        fs::read_to_string(&pid_file).unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+    let out = Command::new("ip")
+        .args(["netns", "identify", pid.trim()])
+        .output()
+        .unwrap();
     let ns = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(!ns.is_empty(), "slurmd of {node} (pid {}) is in no named network namespace", pid.trim());
+    assert!(
+        !ns.is_empty(),
+        "slurmd of {node} (pid {}) is in no named network namespace",
+        pid.trim()
+    );
     ns
 }
 
@@ -43,18 +54,35 @@ struct Cut {
 impl Cut {
     fn new(netns: &str, address: &str) -> Cut {
         let status = Command::new("ip")
-            .args(["-n", netns, "route", "add", "prohibit", &format!("{address}/32")])
+            .args([
+                "-n",
+                netns,
+                "route",
+                "add",
+                "prohibit",
+                &format!("{address}/32"),
+            ])
             .status()
             .unwrap();
         assert!(status.success(), "could not cut {netns} off from {address}");
-        Cut { netns: netns.to_owned(), address: address.to_owned() }
+        Cut {
+            netns: netns.to_owned(),
+            address: address.to_owned(),
+        }
     }
 }
 
 impl Drop for Cut {
     fn drop(&mut self) {
         let _ = Command::new("ip")
-            .args(["-n", &self.netns, "route", "del", "prohibit", &format!("{}/32", self.address)])
+            .args([
+                "-n",
+                &self.netns,
+                "route",
+                "del",
+                "prohibit",
+                &format!("{}/32", self.address),
+            ])
             .status();
     }
 }
@@ -97,7 +125,9 @@ fn a_node_cut_off_from_the_controller_refuses_the_step_in_bounded_time_and_stays
     out.assert_failure();
     assert!(!out.stdout.contains("ran-on-"), "the task ran:\n{out}");
     assert!(
-        out.stderr.contains(&format!("refused on {node}: the controller did not answer for job")),
+        out.stderr.contains(&format!(
+            "refused on {node}: the controller did not answer for job"
+        )),
         "{out}"
     );
     assert!(out.stderr.contains("resubmit in a minute"), "{out}");
@@ -122,12 +152,14 @@ fn a_node_cut_off_from_the_controller_refuses_the_step_in_bounded_time_and_stays
         .map(|(_, cursor)| cursor.read_new())
         .collect();
     assert!(
-        logged.contains(&format!("job={job} step=0 uid=")) && logged.contains("rule=controller-unavailable"),
+        logged.contains(&format!("job={job} step=0 uid="))
+            && logged.contains("rule=controller-unavailable"),
         "{logged}"
     );
     // Once the route is back, the node finishes the job and goes on serving.
     c.wait_job(job, DEFAULT_TIMEOUT);
     c.assert_nodes_not_drained();
     step_on_the_node()
-        .assert_success().assert_stdout_contains(&format!("ran-on-{node}"));
+        .assert_success()
+        .assert_stdout_contains(&format!("ran-on-{node}"));
 }

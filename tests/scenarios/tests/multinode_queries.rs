@@ -64,14 +64,19 @@ fn controller_queries_per_job_node_and_step() {
     // a step may find what another host's step of the same job stored, hence "at most".
     for steps in [1, 3] {
         let got = measure(true, steps);
-        eprintln!("MEASURED: job cache on, {steps} step(s) of a {nodes}-node beamtime job: {got:?}");
+        eprintln!(
+            "MEASURED: job cache on, {steps} step(s) of a {nodes}-node beamtime job: {got:?}"
+        );
         record_queries(true, steps, nodes, &got);
         let count = got["REQUEST_JOB_INFO_SINGLE"];
         assert!(
             (1..=nodes as i64).contains(&count),
             "{count} job queries for {steps} step(s) on {nodes} nodes: want 1 to {nodes} whatever the steps"
         );
-        assert_eq!(got["REQUEST_FED_INFO"], 0, "the plugin asked about the federation: {got:?}");
+        assert_eq!(
+            got["REQUEST_FED_INFO"], 0,
+            "the plugin asked about the federation: {got:?}"
+        );
     }
 
     // Without it (job_cache_seconds=0) every step asks on every node: the cache is what
@@ -81,9 +86,15 @@ fn controller_queries_per_job_node_and_step() {
     c.set_plugstack(Some(&plugin), &format!("{args} job_cache_seconds=0"));
     for steps in [1, 3] {
         let got = measure(true, steps);
-        eprintln!("MEASURED: job cache off, {steps} step(s) of a {nodes}-node beamtime job: {got:?}");
+        eprintln!(
+            "MEASURED: job cache off, {steps} step(s) of a {nodes}-node beamtime job: {got:?}"
+        );
         record_queries(false, steps, nodes, &got);
-        assert_eq!(got["REQUEST_JOB_INFO_SINGLE"], (steps * nodes) as i64, "{got:?}");
+        assert_eq!(
+            got["REQUEST_JOB_INFO_SINGLE"],
+            (steps * nodes) as i64,
+            "{got:?}"
+        );
         assert_eq!(got["REQUEST_FED_INFO"], 0, "{got:?}");
     }
 }

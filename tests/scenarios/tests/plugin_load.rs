@@ -12,7 +12,11 @@ fn a_bad_plugstack_argument_is_a_load_error_naming_it_and_no_hook_runs_per_job()
     let (plugin, _) = c.installed_plugin();
 
     // slurmd forks a spank prolog/epilog for every job when a plugin exports those hooks.
-    let symbols = c.cmd("nm").args(["-D", "--defined-only"]).arg(&plugin).run();
+    let symbols = c
+        .cmd("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&plugin)
+        .run();
     symbols.assert_success();
     let hooks: Vec<&str> = symbols
         .stdout
@@ -34,8 +38,10 @@ fn a_bad_plugstack_argument_is_a_load_error_naming_it_and_no_hook_runs_per_job()
     c.set_plugstack(Some(&plugin), "source=/srv/{beamline}/current sourse=/typo");
     let wd = c.workdir(TEST_USER, "bad-config");
     let out = c.run_as(TEST_USER, &wd, &["srun", "true"]);
-    out.assert_failure()
-        .assert_stderr_contains("spank-beamtime: plugstack.conf argument 'sourse=/typo': unknown key 'sourse'");
+    out.assert_failure().assert_stderr_contains(
+        "spank-beamtime: plugstack.conf argument 'sourse=/typo': unknown key 'sourse'",
+    );
     let out = c.sbatch(TEST_USER, &wd, &[], "#!/bin/bash\ntrue\n");
-    out.assert_failure().assert_stderr_contains("unknown key 'sourse'");
+    out.assert_failure()
+        .assert_stderr_contains("unknown key 'sourse'");
 }
