@@ -46,3 +46,4 @@ pub mod plugin_config;
 pub mod policy;
 pub mod shell;
 pub mod trust;
+pub mod users;

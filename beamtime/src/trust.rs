@@ -3,6 +3,7 @@
 //! not writable by group or others, size cap) are made on the open descriptor
 //! that is then read, so swapping the path between check and use gains nothing.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -11,13 +12,57 @@ use std::path::{Path, PathBuf};
 use crate::discovery::{DiscoveryError, SearchPath};
 use crate::id::BeamtimeId;
 use crate::metadata::{parse_metadata, Metadata, MAX_METADATA_BYTES};
+use crate::plugin_config::OwnerSpec;
 use crate::policy::{Refusal, Rule};
+use crate::users;
 
 /// Who may own a metadata file: the facility's start script runs as one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustPolicy {
     pub owners: Vec<u32>,
 }
+
+impl TrustPolicy {
+    /// The uids of plugstack's `trusted_owners=`, names resolved through the
+    /// user database. Done only when a beamtime job needs it, so other jobs
+    /// cost no NSS lookup. The plugin and `bt-submit doctor` both call this.
+    pub fn resolve(owners: &[OwnerSpec]) -> Result<TrustPolicy, OwnerError> {
+        let mut uids = Vec::with_capacity(owners.len());
+        for owner in owners {
+            uids.push(match owner {
+                OwnerSpec::Uid(uid) => *uid,
+                OwnerSpec::Name(name) => match users::uid_of(name) {
+                    Ok(Some(uid)) => uid,
+                    Ok(None) => return Err(OwnerError::NoSuchUser(name.clone())),
+                    Err(error) => return Err(OwnerError::Lookup(error)),
+                },
+            });
+        }
+        Ok(TrustPolicy { owners: uids })
+    }
+}
+
+/// A `trusted_owners` entry that does not resolve to a uid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerError {
+    NoSuchUser(String),
+    Lookup(users::LookupError),
+}
+
+impl fmt::Display for OwnerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OwnerError::NoSuchUser(name) => write!(
+                f,
+                "trusted_owners names user '{}', who does not exist on this host",
+                name.escape_default()
+            ),
+            OwnerError::Lookup(error) => write!(f, "trusted_owners: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for OwnerError {}
 
 /// What `fstat` says about an open file, as plain values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,12 +11,9 @@
 //! the tests below hold its lists of plugstack arguments and log rules to the
 //! code's.
 
-// The very file bt-submit is built from, not a copy of it. Only its clap
-// definition is used here; the parsed fields are bt-submit's to read.
-#[path = "../../bt-submit/src/cli.rs"]
-#[allow(dead_code)]
-mod cli;
-
+// bt-submit's own command-line definition, through its library target: the
+// pages are made from exactly what `--help` is made of.
+use bt_submit::cli;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,320 @@
+//! `bt-submit`: submit Slurm jobs to a beamtime's online analysis resources.
+//!
+//! ```text
+//! bt-submit [OPTIONS] [--] [SBATCH_OPTIONS...] SCRIPT [ARGS...]
+//! bt-submit sbatch|srun|salloc [OPTIONS] [--] [PROGRAM_OPTIONS...] [SCRIPT|COMMAND [ARGS...]]
+//! bt-submit show [--beamtime ID | --metadata FILE] [--format json]
+//! bt-submit doctor [--beamtime ID | --metadata FILE] [--format json]
+//! ```
+//!
+//! The metadata file (from `--metadata`, `--beamtime` or the working
+//! directory, see the `beamtime` crate for the search path) gives the
+//! partition, reservation and beamtime id; bt-submit puts
+//! `--partition=… --reservation=… --beamtime=…` before the user's own options
+//! and replaces itself with the program. `--dry-run` prints the command
+//! instead, shell-quoted on one line, or with `--format json` as
+//! `{"program", "args", "reservation", "beamtime"}`.
+//!
+//! Exit statuses (also in `--help`): the program's own once it runs; 0 for a
+//! successful `--dry-run` or `show`, or when every `doctor` check passed; 1
+//! when a `doctor` check failed; 64 wrong command line; 65 invalid or
+//! ambiguous metadata, or the user's options contradict it; 66 metadata not
+//! found or unreadable; 69 no online resources yet; 74 output failed; 78
+//! invalid search path configuration; 126 the program could not be run; 127
+//! the program is not on PATH.
+
+mod choose;
+// Public for xtask, which makes the man pages and completions from it.
+pub mod cli;
+mod doctor;
+mod failure;
+mod plan;
+mod report;
+mod slurm_options;
+// Public for the real-Slurm tests, which read scontrol's records the same way.
+pub mod slurm_text;
+mod user;
+
+use std::env;
+use std::io::{self, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use beamtime::discovery::{read_metadata_file, Discovery, DiscoveryError, SearchPath};
+use beamtime::metadata::Metadata;
+use clap::error::ErrorKind;
+use clap::Parser;
+
+use cli::{Cli, Format, Mode, Source, SubmitArgs};
+use failure::{Failure, Status};
+use plan::{plan, Request};
+use slurm_options::Program;
+
+/// The whole program; `main.rs` only calls this.
+pub fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{failure}");
+            failure.status.into()
+        }
+    }
+}
+
+fn run() -> Result<(), Failure> {
+    let cli = parse_command_line()?;
+    match cli.mode {
+        None => submit(Program::Sbatch, cli.submit),
+        Some(Mode::Sbatch(args)) => submit(Program::Sbatch, args),
+        Some(Mode::Srun(args)) => submit(Program::Srun, args),
+        Some(Mode::Salloc(args)) => submit(Program::Salloc, args),
+        Some(Mode::Show(args)) => {
+            let metadata = load_metadata(&args.source)?;
+            match args.format {
+                Format::Text => write_stdout(report::summary(&metadata).as_bytes()),
+                Format::Json => write_json(&report::beamtime_json(&metadata)),
+            }
+        }
+        Some(Mode::Doctor(args)) => run_doctor(&args.source, args.format),
+    }
+}
+
+fn run_doctor(source: &Source, format: Format) -> Result<(), Failure> {
+    let target = match (&source.metadata, &source.beamtime) {
+        (Some(path), _) => doctor::Target::File(absolute(path)?),
+        (None, Some(id)) => doctor::Target::Id(id.clone()),
+        (None, None) => doctor::Target::FromDirectory(current_dir()?),
+    };
+    let caller = doctor::Caller {
+        name: user::current_user_name(),
+        uid_of: user::uid_of,
+    };
+    let report = doctor::examine(&target, &doctor::SlurmCommands, &caller);
+    match format {
+        Format::Text => write_stdout(report.text().as_bytes())?,
+        Format::Json => write_json(&report.json())?,
+    }
+    if !report.all_passed() {
+        // The report on stdout already says what failed and what to do.
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn parse_command_line() -> Result<Cli, Failure> {
+    Cli::try_parse().or_else(|error| match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            write_stdout(error.render().to_string().as_bytes())?;
+            std::process::exit(0);
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprint!("{}", error.render());
+            std::process::exit(Status::Usage as i32);
+        }
+        _ => {
+            // clap explains over several lines; keep its first paragraph on
+            // one line so every failure has the same two-line shape.
+            let rendered = error.render().to_string();
+            let first_paragraph: Vec<&str> = rendered
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let message = first_paragraph.join(" ");
+            Err(Failure::new(
+                Status::Usage,
+                message.strip_prefix("error: ").unwrap_or(&message),
+                "run 'bt-submit --help' for usage",
+            ))
+        }
+    })
+}
+
+fn submit(program: Program, args: SubmitArgs) -> Result<(), Failure> {
+    let metadata = load_metadata(&args.source)?;
+    let mut request = Request {
+        program,
+        reservation: args.reservation,
+        user_args: args.args,
+    };
+    let mut invocation = plan(&request, &metadata, user::current_user_name().as_deref())?;
+    // Only a request that is valid otherwise costs a controller query.
+    if request.reservation.is_none() {
+        if let Some(chosen) = reservation_for_resources(program, &request.user_args, &metadata)? {
+            request.reservation = Some(chosen);
+            invocation = plan(&request, &metadata, user::current_user_name().as_deref())?;
+        }
+    }
+    for warning in &invocation.warnings {
+        eprintln!(
+            "bt-submit: warning: {}\nhint: {}",
+            warning.message, warning.hint
+        );
+    }
+    if args.dry_run {
+        return match args.format {
+            Format::Text => write_stdout(&report::command_line(&invocation)),
+            Format::Json => write_json(&report::dry_run_json(&invocation, &metadata)?),
+        };
+    }
+    let error = Command::new(program.name()).args(&invocation.args).exec();
+    Err(if error.kind() == io::ErrorKind::NotFound {
+        Failure::new(
+            Status::NotFound,
+            format!(
+                "{} not found on PATH; nothing was submitted",
+                program.name()
+            ),
+            "run bt-submit where the Slurm commands are installed, or add them to PATH",
+        )
+    } else {
+        Failure::new(
+            Status::CannotExecute,
+            format!(
+                "cannot run {}: {error}; nothing was submitted",
+                program.name()
+            ),
+            format!("check the {} found on PATH", program.name()),
+        )
+    })
+}
+
+fn current_dir() -> Result<PathBuf, Failure> {
+    env::current_dir().map_err(|error| {
+        Failure::new(
+            Status::NoInput,
+            format!("cannot tell the current folder: {error}"),
+            "use --beamtime ID, or --metadata with an absolute path",
+        )
+    })
+}
+
+// Relative key paths in a metadata file are resolved against the file's
+// folder, so the file's own path must be absolute for them to work elsewhere.
+fn absolute(path: &Path) -> Result<PathBuf, Failure> {
+    Ok(if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        current_dir()?.join(path)
+    })
+}
+
+/// With `-N`/`-C` among the user's options, no reservation named and several to choose
+/// from: the first one whose nodes can satisfy them (asks the controller, see choose.rs).
+fn reservation_for_resources(
+    program: Program,
+    user_args: &[std::ffi::OsString],
+    metadata: &Metadata,
+) -> Result<Option<String>, Failure> {
+    let user = slurm_options::scan(program, user_args);
+    let wants = choose::Wants {
+        nodes: user.nodes.last().cloned(),
+        constraint: user.constraints.last().cloned(),
+    };
+    let Some(online) = metadata.online.ready() else {
+        return Ok(None);
+    };
+    if wants.is_empty() || !user.reservations.is_empty() || online.reservations.len() < 2 {
+        return Ok(None);
+    }
+    let holdings = choose::ask_controller(&online.reservations)?;
+    let choice = choose::choose(&wants, &holdings, metadata.id.as_str())?;
+    eprintln!(
+        "bt-submit: using reservation {} {}",
+        choice.reservation, choice.why
+    );
+    Ok(Some(choice.reservation))
+}
+
+fn load_metadata(source: &Source) -> Result<Metadata, Failure> {
+    let discovery = match (&source.metadata, &source.beamtime) {
+        (Some(path), _) => Discovery::File(absolute(path)?),
+        (None, Some(id)) => Discovery::Id(id.clone()),
+        (None, None) => Discovery::FromDirectory(current_dir()?),
+    };
+    let search = match discovery {
+        Discovery::Id(_) => SearchPath::from_environment().map_err(|error| {
+            Failure::new(
+                Status::Config,
+                error.to_string(),
+                "fix BEAMTIME_METADATA_PATH or the config file, or use --metadata FILE",
+            )
+        })?,
+        _ => SearchPath::default(),
+    };
+    let path = discovery.locate(&search).map_err(discovery_failure)?;
+    let metadata = read_metadata_file(&path).map_err(|error| {
+        let status = if error.is_unreadable() {
+            Status::NoInput
+        } else {
+            Status::DataError
+        };
+        Failure::new(
+            status,
+            error.to_string(),
+            "name another metadata file with --metadata FILE, or the beamtime with --beamtime ID",
+        )
+    })?;
+    if let Discovery::Id(id) = &discovery {
+        if &metadata.id != id {
+            return Err(Failure::new(
+                Status::DataError,
+                format!(
+                    "{} was found for beamtime {id} but belongs to beamtime {}",
+                    path.display(),
+                    metadata.id
+                ),
+                "check the metadata search path (BEAMTIME_METADATA_PATH or the config file)",
+            ));
+        }
+    }
+    Ok(metadata)
+}
+
+fn discovery_failure(error: DiscoveryError) -> Failure {
+    let (status, hint) = match &error {
+        DiscoveryError::NotFound { .. } => (
+            Status::NoInput,
+            "name the file with --metadata FILE, or set BEAMTIME_METADATA_PATH to search elsewhere",
+        ),
+        DiscoveryError::NoBeamtimeFolder { .. } => (
+            Status::NoInput,
+            "run bt-submit inside the beamtime folder, or use --beamtime ID or --metadata FILE",
+        ),
+        DiscoveryError::Ambiguous { .. } | DiscoveryError::AmbiguousFolder { .. } => {
+            (Status::DataError, "choose one with --metadata FILE")
+        }
+        _ => (
+            Status::Config,
+            "fix BEAMTIME_METADATA_PATH or the config file, or use --metadata FILE",
+        ),
+    };
+    Failure::new(status, error.to_string(), hint)
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|error| {
+            Failure::new(
+                Status::IoError,
+                format!("cannot write the output: {error}"),
+                "check where the output goes",
+            )
+        })
+}
+
+fn write_json(value: &serde_json::Value) -> Result<(), Failure> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|error| {
+        Failure::new(
+            Status::IoError,
+            format!("cannot format JSON: {error}"),
+            "report this as a bug",
+        )
+    })?;
+    text.push('\n');
+    write_stdout(text.as_bytes())
+}
