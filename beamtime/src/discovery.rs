@@ -12,15 +12,14 @@
 use std::env;
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::capped::{read_file_capped, ReadFailure};
 use crate::id::{shown, BeamtimeId};
-use crate::metadata::{
-    parse_metadata, Metadata, MetadataError, MetadataKind, MetadataProblem, MAX_METADATA_BYTES,
-};
+use crate::metadata::{parse_metadata, Metadata, MetadataError, MetadataKind, MetadataProblem};
 pub use crate::pattern::{expand_pattern, substitute_id, Expansion, PatternError, SearchPattern};
 
 /// Environment variable with colon-separated search patterns; when set and
@@ -104,7 +103,7 @@ impl SearchPath {
         let chosen = env::var_os(CONFIG_FILE_VAR).filter(|path| !path.is_empty());
         let must_exist = chosen.is_some();
         let config = PathBuf::from(chosen.unwrap_or_else(|| OsString::from(DEFAULT_CONFIG_FILE)));
-        let bytes = match read_capped(&config) {
+        let bytes = match read_file_capped(&config) {
             Ok(bytes) => bytes,
             Err(ReadFailure::Io(error))
                 if error.kind() == io::ErrorKind::NotFound && !must_exist =>
@@ -289,40 +288,116 @@ impl fmt::Display for DiscoveryError {
 
 impl std::error::Error for DiscoveryError {}
 
-/// The metadata file of `id`: the first pattern of `search` that matches
-/// anything decides, so earlier patterns take precedence over later ones.
-/// Two different files from that pattern are an error listing both; the
-/// same file reached twice (through symlinks) counts once.
-pub fn find_by_id(search: &SearchPath, id: &BeamtimeId) -> Result<PathBuf, DiscoveryError> {
+/// One file, however it was reached (two patterns, a symlinked folder, a hard
+/// link): its device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    device: u64,
+    inode: u64,
+}
+
+impl FileIdentity {
+    pub fn of(metadata: &fs::Metadata) -> FileIdentity {
+        FileIdentity {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        }
+    }
+}
+
+/// What [`select_by_id`] chose.
+#[derive(Debug)]
+pub enum Selected<T, R> {
+    /// The file, by the first path that reached it, and what `accept` made of it.
+    One { path: PathBuf, file: T },
+    /// Different files from the first pattern that had any.
+    Several { paths: Vec<PathBuf> },
+    /// No pattern matched a file that `accept` took.
+    Nothing {
+        /// Places the caller had no permission to look into.
+        denied: Vec<PathBuf>,
+        /// Why the first path found was not taken, if one was found.
+        first_rejected: Option<R>,
+    },
+}
+
+/// The one rule for which file is beamtime `id`'s, used by the plugin (on
+/// trusted files only) and by bt-submit (on any file), so that both name the
+/// same file for the same tree: patterns are tried in order, and the first one
+/// that reaches a file `accept` takes decides. One file reached by several
+/// paths counts once (by [`FileIdentity`]); different files from that pattern
+/// are ambiguous. A path `accept` refuses neither shadows nor blocks a file
+/// further on.
+pub fn select_by_id<T, R>(
+    search: &SearchPath,
+    id: &BeamtimeId,
+    mut accept: impl FnMut(&Path) -> Result<(FileIdentity, T), R>,
+) -> Selected<T, R> {
     let mut denied = Vec::new();
+    let mut first_rejected = None;
     for pattern in search.patterns() {
-        let mut seen = Vec::new();
-        let mut found = Vec::new();
         let expansion = pattern.search(id);
         denied.extend(expansion.denied);
+        let mut taken: Vec<(PathBuf, FileIdentity, T)> = Vec::new();
         for path in expansion.found {
-            let identity = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if !seen.contains(&identity) {
-                seen.push(identity);
-                found.push(path);
+            match accept(&path) {
+                Ok((identity, _)) if taken.iter().any(|(_, seen, _)| *seen == identity) => {}
+                Ok((identity, file)) => taken.push((path, identity, file)),
+                Err(rejection) => {
+                    first_rejected.get_or_insert(rejection);
+                }
             }
         }
-        match found.len() {
+        match taken.len() {
             0 => continue,
-            1 => return Ok(found.remove(0)),
+            1 => {
+                let (path, _, file) = taken.remove(0);
+                return Selected::One { path, file };
+            }
             _ => {
-                return Err(DiscoveryError::Ambiguous {
-                    id: id.clone(),
-                    paths: found,
-                })
+                return Selected::Several {
+                    paths: taken.into_iter().map(|(path, _, _)| path).collect(),
+                }
             }
         }
     }
-    Err(DiscoveryError::NotFound {
-        id: id.clone(),
-        searched: search.patterns().iter().map(|p| p.substitute(id)).collect(),
+    Selected::Nothing {
         denied,
-    })
+        first_rejected,
+    }
+}
+
+/// The metadata file of `id` for user-side tools, by [`select_by_id`]: any
+/// file counts, since the caller has no trust policy to apply.
+pub fn find_by_id(search: &SearchPath, id: &BeamtimeId) -> Result<PathBuf, DiscoveryError> {
+    let selected = select_by_id(search, id, |path| {
+        fs::metadata(path)
+            .map(|metadata| (FileIdentity::of(&metadata), ()))
+            .map_err(|error| (path.to_owned(), error))
+    });
+    match selected {
+        Selected::One { path, .. } => Ok(path),
+        Selected::Several { paths } => Err(DiscoveryError::Ambiguous {
+            id: id.clone(),
+            paths,
+        }),
+        Selected::Nothing {
+            mut denied,
+            first_rejected,
+        } => {
+            // Listed but not reachable: a folder on the way the caller may not search.
+            if let Some((path, error)) = first_rejected {
+                if error.kind() == io::ErrorKind::PermissionDenied {
+                    denied.push(path);
+                }
+            }
+            Err(DiscoveryError::NotFound {
+                id: id.clone(),
+                searched: search.patterns().iter().map(|p| p.substitute(id)).collect(),
+                denied,
+            })
+        }
+    }
 }
 
 /// The metadata file of the beamtime folder containing `start`: the nearest
@@ -368,7 +443,7 @@ pub fn find_from_dir(start: &Path) -> Result<PathBuf, DiscoveryError> {
 /// Reads and parses a metadata file. The size cap is enforced before the
 /// content is read, and only regular files are read.
 pub fn read_metadata_file(path: &Path) -> Result<Metadata, MetadataError> {
-    let bytes = read_capped(path).map_err(|failure| {
+    let bytes = read_file_capped(path).map_err(|failure| {
         MetadataError::new(
             path,
             match failure {
@@ -379,69 +454,6 @@ pub fn read_metadata_file(path: &Path) -> Result<Metadata, MetadataError> {
         )
     })?;
     parse_metadata(&bytes, path)
-}
-
-enum ReadFailure {
-    Io(io::Error),
-    NotAFile(&'static str),
-    TooLarge(u64),
-}
-
-impl fmt::Display for ReadFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReadFailure::Io(error) => write!(f, "{error}"),
-            ReadFailure::NotAFile(found) => write!(f, "it is {found}, not a regular file"),
-            ReadFailure::TooLarge(size) => {
-                write!(f, "it has {size} bytes, more than {MAX_METADATA_BYTES}")
-            }
-        }
-    }
-}
-
-impl From<io::Error> for ReadFailure {
-    fn from(error: io::Error) -> Self {
-        ReadFailure::Io(error)
-    }
-}
-
-fn describe_non_file(file_type: fs::FileType) -> &'static str {
-    if file_type.is_dir() {
-        "a directory"
-    } else if file_type.is_fifo() {
-        "a named pipe"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else if file_type.is_block_device() || file_type.is_char_device() {
-        "a device"
-    } else {
-        "not a regular file"
-    }
-}
-
-/// Reads at most [`MAX_METADATA_BYTES`] from a regular file.
-fn read_capped(path: &Path) -> Result<Vec<u8>, ReadFailure> {
-    // Non-blocking, so that a named pipe in the path's place is reported
-    // instead of hanging the open until a writer appears.
-    let file: File = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    let info = file.metadata()?;
-    if !info.is_file() {
-        return Err(ReadFailure::NotAFile(describe_non_file(info.file_type())));
-    }
-    if info.len() > MAX_METADATA_BYTES as u64 {
-        return Err(ReadFailure::TooLarge(info.len()));
-    }
-    let mut bytes = Vec::with_capacity(info.len() as usize);
-    // One byte over the cap tells a file that grew since the check.
-    file.take(MAX_METADATA_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() > MAX_METADATA_BYTES {
-        return Err(ReadFailure::TooLarge(bytes.len() as u64));
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@
 //! metadata_path = /asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json
 //! ```
 
+mod capped;
 pub mod discovery;
 pub mod id;
 pub mod job_cache;

@@ -97,16 +97,43 @@ pub struct ControllerJob {
     pub account: Option<String>,
 }
 
-/// Facts about the job on this node that the plugin can trust.
+/// Where the node's decision gets its trusted facts. [`decide`] asks for them
+/// in its own order, cheapest first and each at most once, and stops at the
+/// first refusal: a wrong user never costs a controller query. The plugin
+/// implements this on slurmstepd; [`JobFacts`] holds facts already known.
+pub trait StepFacts {
+    /// `S_JOB_UID`, set by slurmstepd from the signed credential.
+    fn job_uid(&self) -> u32;
+    /// The uid the user database gives for the metadata's `userAccount`.
+    fn account_uid(&mut self, account: &str) -> Result<Option<u32>, Refusal>;
+    /// `SLURMD_NODENAME` of slurmstepd's own environment (set by slurmd).
+    fn node(&mut self) -> Result<String, Refusal>;
+    /// What the controller says about the job (a query, or the node's job cache).
+    fn controller(&mut self) -> Result<ControllerJob, Refusal>;
+}
+
+/// Facts about the job on this node, all known already.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobFacts {
-    /// `S_JOB_UID`, set by slurmstepd from the signed credential.
     pub uid: u32,
-    /// The uid NSS gives for the metadata's `userAccount`, if it exists.
     pub account_uid: Option<u32>,
     pub controller: ControllerJob,
-    /// `SLURMD_NODENAME` of slurmstepd's own environment (set by slurmd).
     pub node: String,
+}
+
+impl StepFacts for JobFacts {
+    fn job_uid(&self) -> u32 {
+        self.uid
+    }
+    fn account_uid(&mut self, _account: &str) -> Result<Option<u32>, Refusal> {
+        Ok(self.account_uid)
+    }
+    fn node(&mut self) -> Result<String, Refusal> {
+        Ok(self.node.clone())
+    }
+    fn controller(&mut self) -> Result<ControllerJob, Refusal> {
+        Ok(self.controller.clone())
+    }
 }
 
 /// What an accepted job gets: the mount to make and the variables to export.
@@ -128,13 +155,21 @@ pub struct Grant {
     pub environment: Vec<(&'static str, String)>,
 }
 
+/// The facts the rules after [`check_submitter`] look at.
+struct Job {
+    controller: ControllerJob,
+    node: String,
+}
+
 /// The checks that need nothing but the metadata and who submits: shared by
 /// the courtesy check in srun/sbatch/salloc and the node's decision.
+/// `account_uid` looks the beamtime's account up in the user database; it is
+/// called only for a beamtime with online resources.
 pub fn check_submitter<'m>(
     config: &PluginConfig,
     metadata: &'m Metadata,
     uid: u32,
-    account_uid: Option<u32>,
+    account_uid: impl FnOnce(&str) -> Result<Option<u32>, Refusal>,
 ) -> Result<&'m OnlineAnalysis, Refusal> {
     let id = &metadata.id;
     let online = match &metadata.online {
@@ -153,7 +188,7 @@ pub fn check_submitter<'m>(
         }
     };
     let account = &online.user_account;
-    let Some(account_uid) = account_uid else {
+    let Some(account_uid) = account_uid(account)? else {
         return Err(Refusal::new(
             Rule::UnsafeAccount,
             format!(
@@ -203,13 +238,20 @@ fn ssh_hint(online: &OnlineAnalysis) -> String {
     }
 }
 
-/// The node's decision for a job that asked for `metadata.id`.
+/// The node's decision for a job that asked for `metadata.id`: who submits
+/// first (free, then one user-database lookup), then the node, then the
+/// controller, then the site's own rules.
 pub fn decide(
     config: &PluginConfig,
     metadata: &Metadata,
-    job: &JobFacts,
+    facts: &mut impl StepFacts,
 ) -> Result<Grant, Refusal> {
-    let online = check_submitter(config, metadata, job.uid, job.account_uid)?;
+    let online = check_submitter(config, metadata, facts.job_uid(), |account| {
+        facts.account_uid(account)
+    })?;
+    let node = facts.node()?;
+    let controller = facts.controller()?;
+    let job = Job { controller, node };
     let id = &metadata.id;
     let valid = online.reservations.join(", ");
 
@@ -347,12 +389,12 @@ mod tests {
     }
 
     fn refused(config: &PluginConfig, metadata: &Metadata, job: &JobFacts) -> Refusal {
-        decide(config, metadata, job).unwrap_err()
+        decide(config, metadata, &mut job.clone()).unwrap_err()
     }
 
     #[test]
     fn the_beamtime_account_in_its_reservation_on_its_node_is_granted() {
-        let grant = decide(&config(""), &dedicated(), &job()).unwrap();
+        let grant = decide(&config(""), &dedicated(), &mut job()).unwrap();
         assert_eq!(grant.beamtime.as_str(), "11099005");
         assert_eq!(grant.beamline.as_str(), "p21");
         assert_eq!(grant.reservation, "11099005");
@@ -380,7 +422,9 @@ mod tests {
         let mut job = job();
         job.controller.reservation = Some("11099005_1".into());
         assert_eq!(
-            decide(&config(""), &dedicated(), &job).unwrap().reservation,
+            decide(&config(""), &dedicated(), &mut job)
+                .unwrap()
+                .reservation,
             "11099005_1"
         );
     }
@@ -435,7 +479,7 @@ mod tests {
 
         job.uid = 700;
         job.account_uid = Some(700);
-        assert!(decide(&config("min_uid=500"), &dedicated(), &job).is_ok());
+        assert!(decide(&config("min_uid=500"), &dedicated(), &mut job).is_ok());
     }
 
     #[test]
@@ -506,14 +550,14 @@ mod tests {
             refusal.problem.contains("max-p3a931, max-p3a932"),
             "{refusal}"
         );
-        assert!(decide(&config("check_nodes=no"), &dedicated(), &job).is_ok());
+        assert!(decide(&config("check_nodes=no"), &dedicated(), &mut job).is_ok());
     }
 
     #[test]
     fn the_slurm_account_is_checked_only_when_the_site_asks() {
         let mut job = job();
         job.controller.account = Some("other".into());
-        assert!(decide(&config(""), &dedicated(), &job).is_ok());
+        assert!(decide(&config(""), &dedicated(), &mut job).is_ok());
         let refusal = refused(&config("account={id}"), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::WrongAccount);
         assert!(refusal.problem.contains("'other'"), "{refusal}");
@@ -523,7 +567,7 @@ mod tests {
             .problem
             .contains("(none)"));
         job.controller.account = Some("bttest05".into());
-        assert!(decide(&config("account={user}"), &dedicated(), &job).is_ok());
+        assert!(decide(&config("account={user}"), &dedicated(), &mut job).is_ok());
     }
 
     #[test]
@@ -552,7 +596,7 @@ mod tests {
             Path::new("/gpfs/commissioning/commissioning-metadata-c20240312_000_GPUTEST.json"),
         )
         .unwrap();
-        let job = JobFacts {
+        let mut job = JobFacts {
             controller: ControllerJob {
                 reservation: Some("c20240312_000_GPUTEST".into()),
                 account: None,
@@ -560,12 +604,79 @@ mod tests {
             node: "max-p3ag901".into(),
             ..job()
         };
-        let grant = decide(&config(""), &commissioning, &job).unwrap();
+        let grant = decide(&config(""), &commissioning, &mut job).unwrap();
         assert_eq!(grant.target, Path::new("/beamline/p11/current"));
         assert_eq!(grant.source, Path::new("/srv/p11/current"));
         assert_eq!(
             grant.metadata_file_name,
             "commissioning-metadata-c20240312_000_GPUTEST.json"
+        );
+    }
+
+    /// Facts that record which ones the decision asked for.
+    struct Recording {
+        known: JobFacts,
+        asked: Vec<&'static str>,
+    }
+
+    impl StepFacts for Recording {
+        fn job_uid(&self) -> u32 {
+            self.known.uid
+        }
+        fn account_uid(&mut self, account: &str) -> Result<Option<u32>, Refusal> {
+            assert_eq!(account, "bttest05");
+            self.asked.push("account");
+            self.known.account_uid(account)
+        }
+        fn node(&mut self) -> Result<String, Refusal> {
+            self.asked.push("node");
+            self.known.node()
+        }
+        fn controller(&mut self) -> Result<ControllerJob, Refusal> {
+            self.asked.push("controller");
+            self.known.controller()
+        }
+    }
+
+    #[test]
+    fn facts_are_asked_cheapest_first_each_once_and_not_after_a_refusal() {
+        let decide_with = |known: JobFacts| {
+            let mut facts = Recording {
+                known,
+                asked: Vec::new(),
+            };
+            let outcome = decide(&config(""), &dedicated(), &mut facts).map(|_| ());
+            (outcome.map_err(|r| r.rule), facts.asked)
+        };
+        assert_eq!(
+            decide_with(job()),
+            (Ok(()), vec!["account", "node", "controller"])
+        );
+        let stranger = JobFacts { uid: 1000, ..job() };
+        assert_eq!(
+            decide_with(stranger),
+            (Err(Rule::WrongUser), vec!["account"])
+        );
+        let wrong_node = JobFacts {
+            node: "elsewhere".into(),
+            ..job()
+        };
+        assert_eq!(
+            decide_with(wrong_node),
+            (Err(Rule::WrongNode), vec!["account", "node", "controller"])
+        );
+        let not_yet = metadata(
+            "beamtime-metadata-11099003.json",
+            include_bytes!("../tests/fixtures/beamtime-metadata-11099003.json"),
+        );
+        let mut facts = Recording {
+            known: job(),
+            asked: Vec::new(),
+        };
+        let refusal = decide(&config(""), &not_yet, &mut facts).unwrap_err();
+        assert_eq!(
+            (refusal.rule, facts.asked),
+            (Rule::NoOnlineResources, vec![])
         );
     }
 

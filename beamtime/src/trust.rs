@@ -4,12 +4,13 @@
 //! that is then read, so swapping the path between check and use gains nothing.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read};
+use std::fs::OpenOptions;
+use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::discovery::{DiscoveryError, SearchPath};
+use crate::capped::{read_capped, ReadFailure};
+use crate::discovery::{select_by_id, DiscoveryError, FileIdentity, SearchPath, Selected};
 use crate::id::BeamtimeId;
 use crate::metadata::{parse_metadata, Metadata, MAX_METADATA_BYTES};
 use crate::plugin_config::OwnerSpec;
@@ -73,6 +74,20 @@ pub struct FileFacts {
     pub size: u64,
 }
 
+impl FileFacts {
+    /// From the metadata of an open file (`File::metadata` is `fstat`), so
+    /// the facts are of the object that will be read, whatever its path
+    /// names by then.
+    pub fn of(stat: &std::fs::Metadata) -> FileFacts {
+        FileFacts {
+            is_regular: stat.file_type().is_file(),
+            owner: stat.uid(),
+            mode: stat.mode(),
+            size: stat.size(),
+        }
+    }
+}
+
 /// Why an open file is not trusted, or `None` when it is.
 pub fn distrust(facts: &FileFacts, policy: &TrustPolicy) -> Option<String> {
     if !facts.is_regular {
@@ -101,24 +116,10 @@ pub fn distrust(facts: &FileFacts, policy: &TrustPolicy) -> Option<String> {
     None
 }
 
-/// A metadata file's bytes, read from the descriptor that passed the checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustedFile {
-    pub bytes: Vec<u8>,
-    device: u64,
-    inode: u64,
-}
-
-impl TrustedFile {
-    /// Whether two reads were of the same file (two patterns, or a symlinked
-    /// folder, can reach one file by two paths).
-    pub fn is_same_file(&self, other: &TrustedFile) -> bool {
-        (self.device, self.inode) == (other.device, other.inode)
-    }
-}
-
 /// Reads one metadata file if, and only if, it is trusted.
-pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<TrustedFile, Refusal> {
+/// Returns its bytes, read from the descriptor that passed the checks, and
+/// its identity, which tells one file reached by two paths.
+pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<(FileIdentity, Vec<u8>), Refusal> {
     let untrusted = |why: String| {
         Refusal::new(
             Rule::MetadataUntrusted,
@@ -127,7 +128,7 @@ pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<TrustedFile, Re
              staff to restore it",
         )
     };
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         // O_NONBLOCK: a FIFO planted in place of the file must not hang slurmstepd.
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -148,36 +149,19 @@ pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<TrustedFile, Re
     let stat = file
         .metadata()
         .map_err(|e| untrusted(format!("fstat failed: {e}")))?;
-    let facts = FileFacts {
-        is_regular: stat.file_type().is_file(),
-        owner: stat.uid(),
-        mode: stat.mode(),
-        size: stat.size(),
-    };
+    let facts = FileFacts::of(&stat);
     if let Some(why) = distrust(&facts, policy) {
         return Err(untrusted(why));
     }
-    let bytes = read_capped(&mut file).map_err(untrusted)?;
-    Ok(TrustedFile {
-        bytes,
-        device: stat.dev(),
-        inode: stat.ino(),
-    })
-}
-
-/// The size was checked on the descriptor, but the file may grow after: read
-/// at most one byte past the cap and refuse if it is there.
-fn read_capped(file: &mut File) -> Result<Vec<u8>, String> {
-    let mut bytes = Vec::new();
-    file.take(MAX_METADATA_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("reading failed: {e}"))?;
-    if bytes.len() > MAX_METADATA_BYTES {
-        return Err(format!(
-            "it grew past the {MAX_METADATA_BYTES}-byte limit while being read"
-        ));
-    }
-    Ok(bytes)
+    let bytes = read_capped(&file, facts.size).map_err(|failure| {
+        untrusted(match failure {
+            ReadFailure::TooLarge(_) => {
+                format!("it grew past the {MAX_METADATA_BYTES}-byte limit while being read")
+            }
+            other => format!("reading failed: {other}"),
+        })
+    })?;
+    Ok((FileIdentity::of(&stat), bytes))
 }
 
 /// Finds, reads, checks and parses the metadata of beamtime `id` in the
@@ -190,55 +174,33 @@ pub fn load_trusted_metadata(
     search: &SearchPath,
     policy: &TrustPolicy,
 ) -> Result<Metadata, Refusal> {
-    let mut denied = Vec::new();
-    let mut first_untrusted = None;
-    for pattern in search.patterns() {
-        let expansion = pattern.search(id);
-        denied.extend(expansion.denied);
-        let mut trusted: Vec<(PathBuf, TrustedFile)> = Vec::new();
-        for path in expansion.found {
-            match read_trusted(&path, policy) {
-                Ok(file) if trusted.iter().any(|(_, seen)| seen.is_same_file(&file)) => {}
-                Ok(file) => trusted.push((path, file)),
-                Err(refusal) => {
-                    first_untrusted.get_or_insert(refusal);
-                }
+    match select_by_id(search, id, |path| read_trusted(path, policy)) {
+        Selected::One { path, file } => parse_trusted(id, &path, &file),
+        Selected::Several { paths } => Err(Refusal::new(
+            Rule::MetadataAmbiguous,
+            DiscoveryError::Ambiguous {
+                id: id.clone(),
+                paths,
             }
-        }
-        match trusted.len() {
-            0 => continue,
-            1 => {
-                let (path, file) = trusted.remove(0);
-                return parse_trusted(id, &path, &file.bytes);
-            }
-            _ => {
-                let paths = trusted.into_iter().map(|(path, _)| path).collect();
-                let error = DiscoveryError::Ambiguous {
-                    id: id.clone(),
-                    paths,
-                };
-                return Err(Refusal::new(
-                    Rule::MetadataAmbiguous,
-                    error.to_string(),
-                    "Ask the beamline staff to remove the stale one",
-                ));
-            }
-        }
-    }
-    Err(first_untrusted.unwrap_or_else(|| {
-        let searched = search.patterns().iter().map(|p| p.substitute(id)).collect();
+            .to_string(),
+            "Ask the beamline staff to remove the stale one",
+        )),
+        Selected::Nothing {
+            first_rejected: Some(untrusted),
+            ..
+        } => Err(untrusted),
         // The message already says what to check.
-        Refusal::new(
+        Selected::Nothing { denied, .. } => Err(Refusal::new(
             Rule::MetadataNotFound,
             DiscoveryError::NotFound {
                 id: id.clone(),
-                searched,
+                searched: search.patterns().iter().map(|p| p.substitute(id)).collect(),
                 denied,
             }
             .to_string(),
             "",
-        )
-    }))
+        )),
+    }
 }
 
 fn parse_trusted(id: &BeamtimeId, path: &Path, bytes: &[u8]) -> Result<Metadata, Refusal> {
@@ -264,6 +226,7 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const GOOD: &[u8] = include_bytes!("../tests/fixtures/beamtime-metadata-11099001.json");
@@ -322,7 +285,7 @@ mod tests {
     fn a_trusted_file_is_read_whole() {
         let scratch = Scratch::new();
         let path = scratch.write("m.json", GOOD);
-        assert_eq!(read_trusted(&path, &owner_of(&path)).unwrap().bytes, GOOD);
+        assert_eq!(read_trusted(&path, &owner_of(&path)).unwrap().1, GOOD);
     }
 
     #[test]
