@@ -6,15 +6,10 @@
 use beamtime::plugin_config::PluginConfig;
 use beamtime::policy::{self, Refusal};
 
-use crate::{ffi, load_beamtime};
+use crate::ffi;
+use crate::load::{account_uid, load_beamtime};
 
 pub fn check_before_submit(config: &PluginConfig, requested: &str) -> Result<(), Refusal> {
     let loaded = load_beamtime(config, requested)?;
-    policy::check_submitter(
-        config,
-        &loaded.metadata,
-        ffi::current_uid(),
-        loaded.account_uid,
-    )
-    .map(|_| ())
+    policy::check_submitter(config, &loaded.metadata, ffi::current_uid(), account_uid).map(|_| ())
 }

@@ -5,10 +5,10 @@
 use std::error::Error;
 
 use beamtime::plugin_config::PluginConfig;
-use slurm_spank::{spank_log_error, Context, Plugin, SpankHandle, SpankOption};
+use slurm_spank::{spank_log_error, Context, Plugin, SpankHandle};
 
-use crate::slurmstepd::{self, Verdict};
-use crate::{client, INHERITED_OPTION, OPTION, PLUGIN};
+use crate::stepd::{self, Verdict};
+use crate::{client, option, PLUGIN};
 
 #[derive(Default)]
 pub struct Beamtime {
@@ -24,17 +24,7 @@ impl Beamtime {
     /// where the plugin is idle, so such jobs cost nothing beyond this lookup.
     fn requested(&self, spank: &SpankHandle) -> Option<String> {
         self.config.as_ref()?;
-        if let Some(value) = spank.get_option_value_os(OPTION) {
-            return Some(value.to_string_lossy().into_owned());
-        }
-        // `sbatch --export=NONE` (or a list) drops the option's own variable
-        // from the batch step but keeps this one, as Slurm keeps SLURM* names:
-        // without it the batch script would run without its beamline while
-        // its srun steps got it. It is as untrusted as the option itself.
-        match spank.context() {
-            Ok(Context::Remote) => spank.getenv(INHERITED_OPTION).ok().flatten(),
-            _ => None,
-        }
+        option::requested(spank)
     }
 }
 
@@ -47,13 +37,7 @@ unsafe impl Plugin for Beamtime {
                 // An admin's typo fails loudly here, when the plugin loads,
                 // rather than quietly weakening enforcement.
                 self.config = Some(PluginConfig::parse(spank.plugin_argv()?)?);
-                // Registered in all three contexts: sbatch and #SBATCH lines
-                // reject an option the allocator context does not know.
-                spank.register_option(
-                    SpankOption::new(OPTION)
-                        .takes_value("id")
-                        .usage("Run as beamtime <id>: in its reservation, with its beamline data at /beamline/<beamline>/current"),
-                )?;
+                option::register(spank)?;
             }
             Context::Slurmd | Context::JobScript => {}
         }
@@ -67,20 +51,20 @@ unsafe impl Plugin for Beamtime {
         match spank.context()? {
             // An error here stops srun/sbatch/salloc before a job exists.
             Context::Local | Context::Allocator => client::check_before_submit(config, &requested)?,
-            // Never an error here: see slurmstepd.rs.
-            Context::Remote => self.verdict = slurmstepd::decide(spank, config, &requested),
+            // Never an error here: see stepd/decide.rs.
+            Context::Remote => self.verdict = stepd::decide::decide(spank, config, &requested),
             Context::Slurmd | Context::JobScript => {}
         }
         Ok(())
     }
 
     fn task_init_privileged(&mut self, _spank: &mut SpankHandle) -> Result<(), Box<dyn Error>> {
-        slurmstepd::prepare_task(&mut self.verdict);
+        stepd::task_root::prepare_task(&mut self.verdict);
         Ok(())
     }
 
     fn task_init(&mut self, spank: &mut SpankHandle) -> Result<(), Box<dyn Error>> {
-        slurmstepd::enforce(spank, &self.verdict);
+        stepd::task_user::enforce(spank, &self.verdict);
         Ok(())
     }
 

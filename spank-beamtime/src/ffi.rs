@@ -82,39 +82,6 @@ unsafe fn cstr_to_string(text: *const libc::c_char) -> Option<String> {
     (!text.is_null()).then(|| CStr::from_ptr(text).to_string_lossy().into_owned())
 }
 
-/// The uid NSS gives for a user name, `None` when there is no such user.
-pub fn uid_of_user(name: &str) -> Result<Option<u32>, String> {
-    let c_name = CString::new(name).map_err(|_| format!("user name {name:?} contains NUL"))?;
-    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
-    loop {
-        // SAFETY: passwd is plain old data; getpwnam_r fills it and points its
-        // strings into `buffer`, which we only hold while reading pw_uid.
-        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::passwd = ptr::null_mut();
-        let rc = unsafe {
-            libc::getpwnam_r(
-                c_name.as_ptr(),
-                &mut entry,
-                buffer.as_mut_ptr(),
-                buffer.len(),
-                &mut found,
-            )
-        };
-        match rc {
-            0 if found.is_null() => return Ok(None),
-            0 => return Ok(Some(entry.pw_uid)),
-            libc::ERANGE if buffer.len() < 1 << 20 => buffer.resize(buffer.len() * 4, 0),
-            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => return Ok(None),
-            errno => {
-                return Err(format!(
-                    "looking up user {name} failed: {}",
-                    io::Error::from_raw_os_error(errno)
-                ))
-            }
-        }
-    }
-}
-
 /// `SLURMD_NODENAME` as slurmstepd set it in its own environment from
 /// slurmd's configuration (the job's environment is a different, user-built one).
 pub fn slurmd_node_name() -> Option<String> {

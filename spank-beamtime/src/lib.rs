@@ -4,31 +4,21 @@
 //! needs and no more: exporting `slurm_spank_job_prolog`/`job_epilog` alone
 //! makes slurmd fork a prolog and an epilog process for every job on the node,
 //! whoever submits it. [`dispatch`] forwards each hook by context to the file
-//! for that process: [`client`] (srun, sbatch, salloc, as the user) or
-//! [`slurmstepd`] (the compute node, as root and then as the user).
+//! for that process and user: [`client`] (srun, sbatch, salloc, as the user)
+//! or [`stepd`] (the compute node: `decide` as root before tasks, `task_root`
+//! as root in each task, `task_user` as the job's user). [`option`] and
+//! [`load`] are what both sides share; every `unsafe` call is in [`ffi`].
 
 mod client;
 mod dispatch;
 mod ffi;
-mod namespace;
-mod slurmstepd;
-
-use beamtime::id::BeamtimeId;
-use beamtime::metadata::{Metadata, Online};
-use beamtime::plugin_config::{OwnerSpec, PluginConfig};
-use beamtime::policy::{Refusal, Rule};
-use beamtime::trust::{load_trusted_metadata, TrustPolicy};
+mod load;
+mod option;
+mod stepd;
 
 /// The name in log lines and in the option's environment variables
 /// (`_SLURM_SPANK_OPTION_beamtime_beamtime`).
 const PLUGIN: &str = "spank-beamtime";
-
-/// The option users give: `--beamtime=<id>`.
-const OPTION: &str = "beamtime";
-
-/// How sbatch and salloc hand `--beamtime` on to the job's environment, where
-/// srun and slurmstepd read it (spank_process_env_options in Slurm's plugstack.c).
-const INHERITED_OPTION: &str = "SLURM_SPANK__SLURM_SPANK_OPTION_beamtime_beamtime";
 
 /// A refused task's exit status: sysexits' EX_NOPERM.
 const EXIT_REFUSED: i32 = 77;
@@ -75,71 +65,4 @@ export_hooks! {
     slurm_spank_init_post_opt => init_post_opt,
     slurm_spank_task_init_privileged => task_init_privileged,
     slurm_spank_task_init => task_init,
-}
-
-/// What both sides read before deciding: the same reading, so the courtesy
-/// check and the node agree.
-struct Loaded {
-    metadata: Metadata,
-    /// The uid of the metadata's `userAccount`, `None` if it has none or NSS does not know it.
-    account_uid: Option<u32>,
-    trust: TrustPolicy,
-}
-
-fn load_beamtime(config: &PluginConfig, requested: &str) -> Result<Loaded, Refusal> {
-    let id = BeamtimeId::parse(requested).map_err(|e| {
-        Refusal::new(
-            Rule::InvalidBeamtimeId,
-            format!("--beamtime: {e}"),
-            "Give the beamtime id from the beamtime's metadata file, e.g. --beamtime=11099001",
-        )
-    })?;
-    let trust = trust_policy(config)?;
-    let metadata = load_trusted_metadata(&id, &config.metadata, &trust)?;
-    let account_uid = match &metadata.online {
-        Online::Ready(online) => ffi::uid_of_user(&online.user_account).map_err(|why| {
-            Refusal::new(
-                Rule::SiteConfiguration,
-                why,
-                "Report this to the cluster admins",
-            )
-        })?,
-        Online::NotYet => None,
-    };
-    Ok(Loaded {
-        metadata,
-        account_uid,
-        trust,
-    })
-}
-
-/// Trusted owner names are resolved only when a beamtime job needs them, so
-/// other jobs cost no NSS lookup.
-fn trust_policy(config: &PluginConfig) -> Result<TrustPolicy, Refusal> {
-    let mut owners = Vec::with_capacity(config.trusted_owners.len());
-    for owner in &config.trusted_owners {
-        match owner {
-            OwnerSpec::Uid(uid) => owners.push(*uid),
-            OwnerSpec::Name(name) => match ffi::uid_of_user(name) {
-                Ok(Some(uid)) => owners.push(uid),
-                Ok(None) => {
-                    return Err(Refusal::new(
-                        Rule::SiteConfiguration,
-                        format!(
-                            "trusted_owners names user '{name}', who does not exist on this host"
-                        ),
-                        "Ask the cluster admins to fix trusted_owners= in plugstack.conf",
-                    ))
-                }
-                Err(why) => {
-                    return Err(Refusal::new(
-                        Rule::SiteConfiguration,
-                        why,
-                        "Report this to the cluster admins",
-                    ))
-                }
-            },
-        }
-    }
-    Ok(TrustPolicy { owners })
 }

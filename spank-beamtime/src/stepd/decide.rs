@@ -1,35 +1,19 @@
-//! Remote context: slurmstepd on a compute node, once per job step.
-//!
-//! - `decide` runs in `init_post_opt`, as root, before any task forks. It only
-//!   records a verdict: an error returned here would make slurmd drain the node
-//!   for a batch step, and a user's mistake must never do that.
-//! - `prepare_task` runs in `task_init_privileged`, as root, in each task's
-//!   forked child after any job-container join; it builds the mount namespace.
-//! - `enforce` runs in `task_init`, as the job's user, with the task's stdio
-//!   wired to the user: a refused task says why there and exits before exec.
+//! `init_post_opt` in slurmstepd, as root, once per step before any task
+//! forks: gathers the facts users cannot forge, lets the policy decide, logs
+//! the decision for the admins and exports the job's variables. Never an
+//! error to Slurm (that would drain the node for a batch step): every outcome
+//! is a [`Verdict`] the tasks act on.
 
-use std::io::Write;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use beamtime::job_cache::{CachedAnswer, JobCache};
 use beamtime::plugin_config::PluginConfig;
-use beamtime::policy::{self, ControllerJob, Grant, JobFacts, Refusal, Rule};
-use beamtime::trust::TrustPolicy;
-use slurm_spank::{spank_log_error, spank_log_info, spank_log_verbose, SpankHandle};
+use beamtime::policy::{self, ControllerJob, Grant, Refusal, Rule, StepFacts};
+use slurm_spank::{spank_log_error, spank_log_info, SpankHandle};
 
-use crate::{ffi, load_beamtime, namespace, EXIT_REFUSED, PLUGIN};
-
-/// What this step's tasks get.
-#[derive(Debug, Default)]
-pub enum Verdict {
-    /// No `--beamtime`, or the extern step: the plugin stays out of the way.
-    #[default]
-    Untouched,
-    /// What to mount, and whom to trust for the check that the source
-    /// folder still belongs to the beamtime when the task mounts it.
-    Granted(Grant, TrustPolicy),
-    Refused(Refusal),
-}
+use super::Verdict;
+use crate::load::{account_uid, load_beamtime};
+use crate::{ffi, PLUGIN};
 
 /// Who and where, for every log line about this step.
 struct Step {
@@ -39,9 +23,9 @@ struct Step {
 }
 
 impl Step {
-    fn describe(&self, beamtime: &str) -> String {
+    fn describe(&self, beamtime: &str, node: &str) -> String {
         format!(
-            "job={} step={} uid={} beamtime={}",
+            "job={} step={} uid={} beamtime={} node={node}",
             self.job,
             step_name(self.step),
             self.uid,
@@ -73,90 +57,109 @@ pub fn decide(spank: &mut SpankHandle, config: &PluginConfig, requested: &str) -
         return Verdict::Untouched;
     }
     let step = Step { job, step, uid };
-    let node = ffi::slurmd_node_name().unwrap_or_default();
-    let granted = judge(config, requested, uid, job).and_then(|judged| {
-        export_environment(spank, &judged.grant)?;
-        spank_log_info!(
-            "{PLUGIN}: {} node={node} decision=accepted reservation={} controller={} source={} target={}",
-            step.describe(requested),
-            judged.grant.reservation,
-            judged.answered_by,
-            judged.grant.source.display(),
-            judged.grant.target.display()
-        );
-        Ok(Verdict::Granted(judged.grant, judged.trust))
+    let mut facts = NodeFacts {
+        config,
+        job,
+        uid,
+        node: ffi::slurmd_node_name(),
+        answered_by: None,
+    };
+    let decided = load_beamtime(config, requested).and_then(|loaded| {
+        let grant = policy::decide(config, &loaded.metadata, &mut facts)?;
+        export_environment(spank, &grant)?;
+        Ok((grant, loaded.trust))
     });
-    granted.unwrap_or_else(|refusal| {
-        spank_log_info!(
-            "{PLUGIN}: {} node={node} decision=refused rule={} reason=\"{}\"",
-            step.describe(requested),
-            refusal.rule.as_str(),
-            refusal.problem.escape_default()
-        );
-        // Logged in full; the user sees the short form.
-        if refusal.rule == Rule::WrongUser {
-            Verdict::Refused(without_account_details(requested))
-        } else {
-            Verdict::Refused(refusal)
+    let node = facts.node.as_deref().unwrap_or_default();
+    match decided {
+        Ok((grant, trust)) => {
+            spank_log_info!(
+                "{PLUGIN}: {}",
+                accepted_line(&step.describe(requested, node), &grant, facts.answered_by)
+            );
+            Verdict::Granted(grant, trust)
         }
-    })
+        Err(refusal) => {
+            spank_log_info!(
+                "{PLUGIN}: {} decision=refused rule={} reason=\"{}\"",
+                step.describe(requested, node),
+                refusal.rule.as_str(),
+                refusal.problem.escape_default()
+            );
+            Verdict::Refused(shown_to_user(refusal, requested))
+        }
+    }
 }
 
-/// slurmstepd reads metadata as root, but the user who is refused may not be
-/// allowed to read it (a beamtime's folder is open to its members only): the
-/// account and how to log in as it stay in slurmd's log. Members learn them
-/// from `bt-submit show` or from the client-side check, which runs as them.
-fn without_account_details(requested: &str) -> Refusal {
+fn accepted_line(step: &str, grant: &Grant, answered_by: Option<&str>) -> String {
+    format!(
+        "{step} decision=accepted reservation={} controller={} source={} target={}",
+        grant.reservation,
+        // The policy asks the controller before it grants anything.
+        answered_by.unwrap_or("none"),
+        grant.source.display(),
+        grant.target.display()
+    )
+}
+
+/// slurmd's log has the refusal in full. The user who is refused for being
+/// the wrong user may not be allowed to read the metadata (a beamtime's folder
+/// is open to its members only): the account and how to log in as it stay in
+/// the log. Members learn them from `bt-submit show` or from the client-side
+/// check, which runs as them.
+fn shown_to_user(refusal: Refusal, requested: &str) -> Refusal {
+    if refusal.rule != Rule::WrongUser {
+        return refusal;
+    }
+    let id = requested.escape_default();
     Refusal::new(
         Rule::WrongUser,
         format!(
-            "beamtime {} jobs run only as the beamtime's own account, and this job's user is not it",
-            requested.escape_default()
+            "beamtime {id} jobs run only as the beamtime's own account, and this job's user is not it"
         ),
         format!(
             "Submit as the beamtime's account; its members see which one with \
-             `bt-submit show --beamtime {}`",
-            requested.escape_default()
+             `bt-submit show --beamtime {id}`"
         ),
     )
 }
 
-/// Gathers the trusted facts in order of cost, stopping at the first refusal:
-/// a wrong user never costs a controller query.
-fn judge(config: &PluginConfig, requested: &str, uid: u32, job: u32) -> Result<Judged, Refusal> {
-    let loaded = load_beamtime(config, requested)?;
-    let (metadata, account_uid) = (&loaded.metadata, loaded.account_uid);
-    policy::check_submitter(config, metadata, uid, account_uid)?;
-    let node = ffi::slurmd_node_name().ok_or_else(|| {
-        Refusal::new(
-            Rule::SiteConfiguration,
-            "slurmstepd's environment has no SLURMD_NODENAME",
-            "Report this to the cluster admins",
-        )
-    })?;
-    let (controller, answered_by) = controller_answer(config, job, uid)?;
-    let grant = policy::decide(
-        config,
-        metadata,
-        &JobFacts {
-            uid,
-            account_uid,
-            controller,
-            node,
-        },
-    )?;
-    Ok(Judged {
-        grant,
-        trust: loaded.trust,
-        answered_by,
-    })
+/// The step's facts as slurmstepd knows them, each gathered only when the
+/// policy asks (see [`StepFacts`]).
+struct NodeFacts<'c> {
+    config: &'c PluginConfig,
+    job: u32,
+    /// `S_JOB_UID`, from the signed credential.
+    uid: u32,
+    /// Read once, for the decision and for the log line.
+    node: Option<String>,
+    /// `asked` or `cached`: whether this step cost the controller a query.
+    answered_by: Option<&'static str>,
 }
 
-struct Judged {
-    grant: Grant,
-    trust: TrustPolicy,
-    /// `asked` or `cached`: whether this step cost the controller a query.
-    answered_by: &'static str,
+impl StepFacts for NodeFacts<'_> {
+    fn job_uid(&self) -> u32 {
+        self.uid
+    }
+
+    fn account_uid(&mut self, account: &str) -> Result<Option<u32>, Refusal> {
+        account_uid(account)
+    }
+
+    fn node(&mut self) -> Result<String, Refusal> {
+        self.node.clone().ok_or_else(|| {
+            Refusal::new(
+                Rule::SiteConfiguration,
+                "slurmstepd's environment has no SLURMD_NODENAME",
+                "Report this to the cluster admins",
+            )
+        })
+    }
+
+    fn controller(&mut self) -> Result<ControllerJob, Refusal> {
+        let (answer, answered_by) = controller_answer(self.config, self.job, self.uid)?;
+        self.answered_by = Some(answered_by);
+        Ok(answer)
+    }
 }
 
 /// The job's reservation and account: from the node's job cache when an
@@ -219,42 +222,70 @@ fn export_environment(spank: &mut SpankHandle, grant: &Grant) -> Result<(), Refu
     Ok(())
 }
 
-pub fn prepare_task(verdict: &mut Verdict) {
-    if let Verdict::Granted(grant, trust) = verdict {
-        let started = Instant::now();
-        let shown = namespace::show_beamline(grant, trust);
-        // For admins weighing the cost on nodes with large mount tables (bench/ reads it too).
-        spank_log_verbose!(
-            "{PLUGIN}: beamtime={} mount namespace set up in {} us",
-            grant.beamtime,
-            started.elapsed().as_micros()
-        );
-        if let Err(why) = shown {
-            // Info, not error: slurmstepd copies its errors to the user's stderr, where
-            // task_init's refusal already says this once.
-            spank_log_info!("{PLUGIN}: beamtime={} mount failed: {why}", grant.beamtime);
-            *verdict = Verdict::Refused(Refusal::new(
-                Rule::MountFailed,
-                format!("the beamline folder could not be set up: {why}"),
-                "Report this to the cluster admins",
-            ));
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
 
-pub fn enforce(spank: &mut SpankHandle, verdict: &Verdict) {
-    let Verdict::Refused(refusal) = verdict else {
-        return;
-    };
-    // One message per node is enough; every task still stops.
-    if spank.task_id().map_or(true, |task| task == 0) {
-        let job = spank.job_id().map(|j| j.to_string()).unwrap_or_default();
-        let node = ffi::slurmd_node_name().unwrap_or_default();
-        // Nothing to do if stderr is gone (srun killed): the task exits all the same.
-        let _ = writeln!(
-            std::io::stderr(),
-            "{PLUGIN}: error: job {job} refused on {node}: {refusal}"
+    #[test]
+    fn special_steps_are_logged_by_name() {
+        assert_eq!(step_name(ffi::BATCH_STEP_ID), "batch");
+        assert_eq!(step_name(ffi::INTERACTIVE_STEP_ID), "interactive");
+        assert_eq!(step_name(3), "3");
+    }
+
+    #[test]
+    fn a_forged_id_cannot_break_the_log_line() {
+        let step = Step {
+            job: 7,
+            step: 0,
+            uid: 5005,
+        };
+        assert_eq!(
+            step.describe("1109\nfake decision=accepted", "btnode1"),
+            "job=7 step=0 uid=5005 beamtime=1109\\nfake decision=accepted node=btnode1"
         );
     }
-    ffi::exit_task(EXIT_REFUSED);
+
+    #[test]
+    fn the_accept_line_says_where_and_whether_the_controller_was_asked() {
+        let grant = Grant {
+            beamtime: beamtime::id::BeamtimeId::parse("11099001").unwrap(),
+            beamline: beamtime::id::Beamline::parse("p11").unwrap(),
+            reservation: "11099001_1".into(),
+            source: PathBuf::from("/srv/p11/current"),
+            target: PathBuf::from("/beamline/p11/current"),
+            hide_root: PathBuf::from("/beamline"),
+            writable: vec![],
+            metadata_file_name: "beamtime-metadata-11099001.json".into(),
+            environment: vec![],
+        };
+        assert_eq!(
+            accepted_line("job=7", &grant, Some("cached")),
+            "job=7 decision=accepted reservation=11099001_1 controller=cached \
+             source=/srv/p11/current target=/beamline/p11/current"
+        );
+    }
+
+    #[test]
+    fn a_wrong_user_is_told_neither_the_account_nor_the_login() {
+        let full = Refusal::new(
+            Rule::WrongUser,
+            "beamtime 11099001 runs as its account 'bttest01' (uid 5001), but this job belongs to uid 1000",
+            "Log in as the beamtime account (ssh -i /gpfs/shared/key -l bttest01 node1)",
+        );
+        let shown = shown_to_user(full, "11099001");
+        assert_eq!(shown.rule, Rule::WrongUser);
+        let text = shown.to_string();
+        assert!(
+            !text.contains("bttest01") && !text.contains("ssh"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bt-submit show --beamtime 11099001"),
+            "{text}"
+        );
+        let other = Refusal::new(Rule::WrongNode, "node x", "fix");
+        assert_eq!(shown_to_user(other.clone(), "11099001"), other);
+    }
 }

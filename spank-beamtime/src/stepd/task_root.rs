@@ -1,7 +1,8 @@
-//! The job's view of the beamline: built in each task's child process, as
-//! root, after slurmstepd joined any job container namespace and before the
-//! user's program runs. Everything happens in a mount namespace private to
-//! that task, so nothing is left on the host when the task ends.
+//! `task_init_privileged`, as root, in each task's forked child: after
+//! slurmstepd joined any job container namespace and before the user's
+//! program runs, the job's view of the beamline is built. Everything happens
+//! in a mount namespace private to that task, so nothing is left on the host
+//! when the task ends.
 //!
 //! Every folder is opened as a handle, one component at a time without
 //! following symlinks, and every mount is made from and onto handles
@@ -12,20 +13,49 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path};
 
-use beamtime::policy::Grant;
-use beamtime::trust::{distrust, FileFacts, TrustPolicy};
+use std::time::Instant;
 
-use crate::ffi;
+use beamtime::policy::{Grant, Refusal, Rule};
+use beamtime::trust::{distrust, FileFacts, TrustPolicy};
+use slurm_spank::{spank_log_info, spank_log_verbose};
+
+use super::Verdict;
+use crate::{ffi, PLUGIN};
 
 /// Small, and read-only once set up: it only holds the folders leading to the target.
 const HIDE_ROOT_TMPFS_OPTIONS: &str = "mode=0755,size=64k,nr_inodes=256";
 
+/// Builds a granted step's namespace in this task; a failure turns the
+/// verdict into a refusal, which the task reports as the user (`task_user`).
+pub fn prepare_task(verdict: &mut Verdict) {
+    let Verdict::Granted(grant, trust) = verdict else {
+        return;
+    };
+    let started = Instant::now();
+    let shown = show_beamline(grant, trust);
+    // For admins weighing the cost on nodes with large mount tables (bench/ reads it too).
+    spank_log_verbose!(
+        "{PLUGIN}: beamtime={} mount namespace set up in {} us",
+        grant.beamtime,
+        started.elapsed().as_micros()
+    );
+    if let Err(why) = shown {
+        // Info, not error: slurmstepd copies its errors to the user's stderr, where
+        // task_init's refusal already says this once.
+        spank_log_info!("{PLUGIN}: beamtime={} mount failed: {why}", grant.beamtime);
+        *verdict = Verdict::Refused(Refusal::new(
+            Rule::MountFailed,
+            format!("the beamline folder could not be set up: {why}"),
+            "Report this to the cluster admins",
+        ));
+    }
+}
+
 /// Shows the granted beamline folder at its target, read-only but for the
 /// site's writable subfolders, and hides everything else under the hide root.
-pub fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
+fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
     ffi::enter_private_mount_namespace()
         .map_err(|e| format!("cannot create a private mount namespace: {e}"))?;
 
@@ -121,13 +151,7 @@ fn check_source_is_the_beamtimes(
     let stat = file
         .metadata()
         .map_err(|e| format!("{}: {e}", shown.display()))?;
-    let facts = FileFacts {
-        is_regular: stat.file_type().is_file(),
-        owner: stat.uid(),
-        mode: stat.mode(),
-        size: stat.size(),
-    };
-    match distrust(&facts, trust) {
+    match distrust(&FileFacts::of(&stat), trust) {
         None => Ok(()),
         Some(why) => Err(not_ours(format!(
             "{} is not trusted: {why}",
@@ -176,5 +200,78 @@ fn component_error(
         )
     } else {
         format!("cannot open {}: {e}", walked.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::PathBuf;
+
+    /// A scratch folder per test, removed when the test ends.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(label: &str) -> Scratch {
+            let dir =
+                std::env::temp_dir().join(format!("spank-beamtime-{label}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(dir.join("real/current")).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_plain_path_is_walked_to_the_folder_it_names() {
+        let scratch = Scratch::new("walk-plain");
+        let end = walk_no_symlinks(&scratch.0.join("real/current")).unwrap();
+        let opened = fs::metadata(ffi::fd_path(end.as_fd())).unwrap();
+        let expected = fs::metadata(scratch.0.join("real/current")).unwrap();
+        assert_eq!(
+            (opened.dev(), opened.ino()),
+            (expected.dev(), expected.ino())
+        );
+    }
+
+    #[test]
+    fn a_symlink_anywhere_on_the_way_is_refused_by_name() {
+        let scratch = Scratch::new("walk-link");
+        std::os::unix::fs::symlink(scratch.0.join("real"), scratch.0.join("link")).unwrap();
+        let link = scratch.0.join("link");
+        let error = walk_no_symlinks(&link.join("current")).unwrap_err();
+        assert_eq!(
+            error,
+            format!(
+                "{} is a symbolic link, which the plugin does not follow",
+                link.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_missing_folder_a_file_and_a_relative_path_each_say_what_they_are() {
+        let scratch = Scratch::new("walk-other");
+        let missing = scratch.0.join("real/gone");
+        assert_eq!(
+            walk_no_symlinks(&missing.join("deeper")).unwrap_err(),
+            format!("{} does not exist", missing.display())
+        );
+        let file = scratch.0.join("real/file");
+        fs::write(&file, b"").unwrap();
+        assert!(walk_no_symlinks(&file)
+            .unwrap_err()
+            .starts_with(&format!("{} is not a folder", file.display())));
+        assert_eq!(
+            walk_no_symlinks(Path::new("/tmp/../etc")).unwrap_err(),
+            "/tmp/../etc is not a plain absolute path"
+        );
     }
 }
