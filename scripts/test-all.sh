@@ -19,6 +19,12 @@ rm -rf "$REPORT"
 mkdir -p "$REPORT"
 export BT_FIGURES=$REPORT/figures.jsonl
 
+say "formatting and lints"
+# Before anything slow: a formatting slip or a lint fails the run in seconds.
+cargo fmt --all --check
+(cd "$REPO/fuzz" && cargo fmt --check)
+cargo clippy --workspace --all-targets --locked -- -D warnings 2>&1 | tee "$REPORT/clippy.log"
+
 say "unit tests"
 # default-members: the scenarios crate needs the cluster and runs below.
 cargo test --locked 2>&1 | tee "$REPORT/unit.log"
