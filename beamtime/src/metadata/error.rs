@@ -1,0 +1,175 @@
+//! What can be wrong with a metadata file, and the messages that say so.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::parse::MAX_METADATA_BYTES;
+use crate::id::{shown, IdError};
+
+/// What is wrong with a metadata file. Key paths look like
+/// `onlineAnalysis.slurmReservation[1]`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MetadataProblem {
+    Unreadable(io::Error),
+    NotAFile {
+        found: &'static str,
+    },
+    TooLarge {
+        size: u64,
+    },
+    NotUtf8 {
+        line: usize,
+        column: usize,
+    },
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    NotAnObject {
+        found: &'static str,
+    },
+    Missing {
+        key: String,
+        expected: &'static str,
+    },
+    WrongType {
+        key: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    InvalidName {
+        key: String,
+        error: IdError,
+    },
+    InvalidValue {
+        key: String,
+        expected: &'static str,
+        value: String,
+    },
+    IdMismatch {
+        file_id: String,
+        key: &'static str,
+        content_id: String,
+    },
+}
+
+/// A metadata file that could not be read or understood, with the file's path.
+#[derive(Debug)]
+pub struct MetadataError {
+    path: PathBuf,
+    problem: MetadataProblem,
+}
+
+impl MetadataError {
+    pub fn new(path: &Path, problem: MetadataProblem) -> MetadataError {
+        MetadataError {
+            path: path.to_owned(),
+            problem,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn problem(&self) -> &MetadataProblem {
+        &self.problem
+    }
+
+    /// True when the file could not be read at all, as opposed to read and
+    /// found wrong.
+    pub fn is_unreadable(&self) -> bool {
+        matches!(
+            self.problem,
+            MetadataProblem::Unreadable(_) | MetadataProblem::NotAFile { .. }
+        )
+    }
+}
+
+/// The facility writes these files, so users can only report problems.
+const REPORT_TO_STAFF: &str = "report the file to the beamline staff";
+
+impl fmt::Display for MetadataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match &self.problem {
+            MetadataProblem::Unreadable(error) => write!(
+                f,
+                "{path}: cannot read the metadata file: {error}; check the path and its permissions"
+            ),
+            MetadataProblem::NotAFile { found } => write!(
+                f,
+                "{path}: expected a metadata file, found {found}; give the path of the JSON file itself"
+            ),
+            MetadataProblem::TooLarge { size } => write!(
+                f,
+                "{path}: the file has {size} bytes, more than the {MAX_METADATA_BYTES} a metadata \
+                 file may have; this is not a beamtime metadata file, check the path"
+            ),
+            MetadataProblem::NotUtf8 { line, column } => write!(
+                f,
+                "{path}:{line}:{column}: expected UTF-8 text, found an invalid byte; {REPORT_TO_STAFF}"
+            ),
+            MetadataProblem::Syntax {
+                line,
+                column,
+                message,
+            } => write!(
+                f,
+                "{path}:{line}:{column}: invalid JSON: {message}; the file is damaged or cut off, \
+                 {REPORT_TO_STAFF}"
+            ),
+            MetadataProblem::NotAnObject { found } => write!(
+                f,
+                "{path}: expected a JSON object at the top level, found {found}; {REPORT_TO_STAFF}"
+            ),
+            MetadataProblem::Missing { key, expected } => write!(
+                f,
+                "{path}: {key}: missing, expected {expected}; {REPORT_TO_STAFF}"
+            ),
+            MetadataProblem::WrongType {
+                key,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{path}: {key}: expected {expected}, found {found}; {REPORT_TO_STAFF}"
+            ),
+            MetadataProblem::InvalidName { key, error } => {
+                write!(f, "{path}: {key}: {error}; {REPORT_TO_STAFF}")
+            }
+            MetadataProblem::InvalidValue {
+                key,
+                expected,
+                value,
+            } => write!(
+                f,
+                "{path}: {key}: expected {expected}, found {value}; {REPORT_TO_STAFF}"
+            ),
+            MetadataProblem::IdMismatch {
+                file_id,
+                key,
+                content_id,
+            } => write!(
+                f,
+                "{path}: the file name says {} but {key} is {}; the file was renamed or copied \
+                 from another beamtime, use the metadata file of the beamtime itself",
+                shown(file_id),
+                shown(content_id)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MetadataError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.problem {
+            MetadataProblem::Unreadable(error) => Some(error),
+            MetadataProblem::InvalidName { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Typed access to the keys of one JSON object of a metadata file: accepted
+//! spellings, "absent" values, and errors that name the key path.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::error::MetadataProblem;
+use super::model::{Person, Timestamp};
+use crate::id::{check_name, shown, NameKind};
+
+/// A value's type as the messages name it: "found a list".
+pub(super) fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn is_absent(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(text) => text.is_empty() || text == "None",
+        _ => false,
+    }
+}
+
+/// One JSON object of the file together with its key path, so every error
+/// can say where it is.
+pub(super) struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    at: String,
+}
+
+impl<'a> Fields<'a> {
+    /// The top-level object, whose keys are named without a prefix.
+    pub(super) fn top(map: &'a Map<String, Value>) -> Fields<'a> {
+        Fields {
+            map,
+            at: String::new(),
+        }
+    }
+
+    pub(super) fn key(&self, name: &str) -> String {
+        if self.at.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}.{name}", self.at)
+        }
+    }
+
+    /// The first of the accepted spellings that holds a present value.
+    pub(super) fn lookup(&self, spellings: &[&str]) -> Option<(String, &'a Value)> {
+        spellings.iter().find_map(|spelling| {
+            self.map
+                .get(*spelling)
+                .filter(|value| !is_absent(value))
+                .map(|value| (self.key(spelling), value))
+        })
+    }
+
+    /// A present string value together with the key path it was found at.
+    fn text_entry(&self, spellings: &[&str]) -> Result<Option<(String, &'a str)>, MetadataProblem> {
+        match self.lookup(spellings) {
+            None => Ok(None),
+            Some((key, Value::String(text))) => Ok(Some((key, text))),
+            Some((key, other)) => Err(MetadataProblem::WrongType {
+                key,
+                expected: "a string",
+                found: type_name(other),
+            }),
+        }
+    }
+
+    pub(super) fn text(&self, spellings: &[&str]) -> Result<Option<&'a str>, MetadataProblem> {
+        Ok(self.text_entry(spellings)?.map(|(_, text)| text))
+    }
+
+    pub(super) fn owned_text(&self, spellings: &[&str]) -> Result<Option<String>, MetadataProblem> {
+        Ok(self.text(spellings)?.map(str::to_owned))
+    }
+
+    pub(super) fn required_text(
+        &self,
+        spellings: &[&str],
+        expected: &'static str,
+    ) -> Result<&'a str, MetadataProblem> {
+        self.text(spellings)?
+            .ok_or_else(|| MetadataProblem::Missing {
+                key: self.key(spellings[0]),
+                expected,
+            })
+    }
+
+    pub(super) fn object(&self, spellings: &[&str]) -> Result<Option<Fields<'a>>, MetadataProblem> {
+        match self.lookup(spellings) {
+            None => Ok(None),
+            Some((key, Value::Object(map))) => Ok(Some(Fields { map, at: key })),
+            Some((key, other)) => Err(MetadataProblem::WrongType {
+                key,
+                expected: "an object",
+                found: type_name(other),
+            }),
+        }
+    }
+
+    pub(super) fn name(
+        &self,
+        spellings: &[&str],
+        kind: NameKind,
+    ) -> Result<Option<String>, MetadataProblem> {
+        let Some((key, text)) = self.text_entry(spellings)? else {
+            return Ok(None);
+        };
+        check_name(kind, text).map_err(|error| MetadataProblem::InvalidName { key, error })?;
+        Ok(Some(text.to_owned()))
+    }
+
+    /// A string or a list of strings, each a valid `kind` name; duplicates
+    /// are dropped, the first occurrence keeps its place.
+    pub(super) fn names(
+        &self,
+        spellings: &[&str],
+        kind: NameKind,
+    ) -> Result<Vec<String>, MetadataProblem> {
+        let checked = |key: String, text: &str| {
+            check_name(kind, text)
+                .map(|()| text.to_owned())
+                .map_err(|error| MetadataProblem::InvalidName { key, error })
+        };
+        let mut names: Vec<String> = Vec::new();
+        match self.lookup(spellings) {
+            None => {}
+            Some((key, Value::String(text))) => names.push(checked(key, text)?),
+            Some((key, Value::Array(items))) => {
+                for (index, item) in items.iter().enumerate() {
+                    let item_key = format!("{key}[{index}]");
+                    let Value::String(text) = item else {
+                        return Err(MetadataProblem::WrongType {
+                            key: item_key,
+                            expected: "a string",
+                            found: type_name(item),
+                        });
+                    };
+                    let name = checked(item_key, text)?;
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+            Some((key, other)) => {
+                return Err(MetadataProblem::WrongType {
+                    key,
+                    expected: "a string or a list of strings",
+                    found: type_name(other),
+                })
+            }
+        }
+        Ok(names)
+    }
+
+    pub(super) fn text_list(&self, spellings: &[&str]) -> Result<Vec<String>, MetadataProblem> {
+        match self.lookup(spellings) {
+            None => Ok(Vec::new()),
+            Some((key, Value::Array(items))) => items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| match item {
+                    Value::String(text) => Ok(text.clone()),
+                    other => Err(MetadataProblem::WrongType {
+                        key: format!("{key}[{index}]"),
+                        expected: "a string",
+                        found: type_name(other),
+                    }),
+                })
+                .collect(),
+            Some((key, other)) => Err(MetadataProblem::WrongType {
+                key,
+                expected: "a list of strings",
+                found: type_name(other),
+            }),
+        }
+    }
+
+    /// A path; relative ones are taken from the metadata file's folder.
+    pub(super) fn path(
+        &self,
+        spellings: &[&str],
+        folder: &Path,
+    ) -> Result<Option<PathBuf>, MetadataProblem> {
+        let Some((key, text)) = self.text_entry(spellings)? else {
+            return Ok(None);
+        };
+        if text.chars().any(char::is_control) {
+            return Err(MetadataProblem::InvalidValue {
+                key,
+                expected: "a path without control characters",
+                value: shown(text),
+            });
+        }
+        Ok(Some(folder.join(text)))
+    }
+
+    pub(super) fn timestamp(
+        &self,
+        spellings: &[&str],
+    ) -> Result<Option<Timestamp>, MetadataProblem> {
+        let Some((key, text)) = self.text_entry(spellings)? else {
+            return Ok(None);
+        };
+        Timestamp::parse(text)
+            .map(Some)
+            .ok_or_else(|| MetadataProblem::InvalidValue {
+                key,
+                expected: "a time like \"2024-03-05 09:00:00\"",
+                value: shown(text),
+            })
+    }
+
+    pub(super) fn person(&self, name: &str) -> Result<Option<Person>, MetadataProblem> {
+        let Some(person) = self.object(&[name])? else {
+            return Ok(None);
+        };
+        Ok(Some(Person {
+            email: person.owned_text(&["email"])?,
+            institute: person.owned_text(&["institute"])?,
+            lastname: person.owned_text(&["lastname"])?,
+            user_id: person.owned_text(&["userId"])?,
+            username: person.owned_text(&["username"])?,
+        }))
+    }
+}
