@@ -6,11 +6,10 @@
 //! asks the controller (`scontrol show reservation`, `scontrol show node`) and takes the
 //! first reservation, in the metadata's order, that can satisfy both.
 //!
-//! [`choose`] is pure; [`ask_controller`] runs scontrol.
-
-use std::process::Command;
+//! [`choose`] is pure; [`ask_controller`] asks scontrol through [`Slurm`].
 
 use crate::failure::{Failure, Status};
+use crate::slurm_query::Slurm;
 use crate::slurm_text::parse_record;
 
 /// What the job asks for, as the user wrote it.
@@ -154,40 +153,27 @@ pub fn choose(wants: &Wants, holdings: &[Holding], beamtime: &str) -> Result<Cho
     ))
 }
 
-fn scontrol(args: &[&str]) -> Result<String, Failure> {
-    let unavailable = |why: String| {
+/// `scontrol ARGS`; a controller that does not answer stops the submission.
+fn scontrol(slurm: &dyn Slurm, args: &[&str]) -> Result<String, Failure> {
+    slurm.query("scontrol", args).map_err(|error| {
         Failure::new(
             Status::Unavailable,
             format!(
                 "cannot ask the controller which nodes the beamtime's reservations hold \
-                 (scontrol {}): {why}; nothing was submitted",
-                args.join(" ")
+                 (scontrol {}): {}; nothing was submitted",
+                args.join(" "),
+                error.reason()
             ),
             "name the reservation with --reservation NAME, or try again when Slurm answers",
         )
-    };
-    let out = Command::new("scontrol")
-        .args(args)
-        .output()
-        .map_err(|error| unavailable(error.to_string()))?;
-    if !out.status.success() {
-        // scontrol explains over several lines; its last one says what failed.
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no output");
-        return Err(unavailable(last.trim().to_owned()));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    })
 }
 
 /// Asks the controller for each reservation's nodes and their active features.
-pub fn ask_controller(reservations: &[String]) -> Result<Vec<Holding>, Failure> {
+pub fn ask_controller(slurm: &dyn Slurm, reservations: &[String]) -> Result<Vec<Holding>, Failure> {
     let mut holdings = Vec::new();
     for name in reservations {
-        let text = scontrol(&["show", "reservation", "-o", name])?;
+        let text = scontrol(slurm, &["show", "reservation", "-o", name])?;
         let record = text
             .lines()
             .find(|l| l.starts_with("ReservationName="))
@@ -198,7 +184,7 @@ pub fn ask_controller(reservations: &[String]) -> Result<Vec<Holding>, Failure> 
             .get("Nodes")
             .filter(|n| !n.is_empty() && *n != "(null)")
         {
-            for line in scontrol(&["show", "node", "-o", list])?.lines() {
+            for line in scontrol(slurm, &["show", "node", "-o", list])?.lines() {
                 let node = parse_record(line);
                 let Some(node_name) = node.get("NodeName") else {
                     continue;
@@ -222,6 +208,7 @@ pub fn ask_controller(reservations: &[String]) -> Result<Vec<Holding>, Failure> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::slurm_query::canned::Canned;
 
     fn holding(name: &str, nodes: &[(&str, &str)]) -> Holding {
         Holding {
@@ -301,5 +288,39 @@ mod tests {
         }
         let failed = choose(&wants(Some("x"), None), &split(), "1").unwrap_err();
         assert_eq!(failed.status, Status::Usage);
+    }
+
+    #[test]
+    fn the_controller_names_each_reservations_nodes_and_their_features() {
+        let fixture = |name: &str| {
+            let path = format!(
+                "{}/tests/fixtures/scontrol/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
+        let mut slurm = Canned::default();
+        let reservations = fixture("reservations.txt");
+        slurm.answer(
+            "scontrol show reservation -o 11099001",
+            reservations.lines().next().unwrap(),
+        );
+        slurm.answer(
+            "scontrol show node -o btnode1",
+            fixture("node-idle.txt").replace("ActiveFeatures=(null)", "ActiveFeatures=gpu,bigmem"),
+        );
+        let holdings = ask_controller(&slurm, &["11099001".to_owned()]).unwrap();
+        assert_eq!(
+            holdings,
+            [holding("11099001", &[("btnode1", "gpu,bigmem")])]
+        );
+
+        let failed = ask_controller(&slurm, &["11099001_1".to_owned()]).unwrap_err();
+        assert_eq!(failed.status, Status::Unavailable);
+        assert_eq!(
+            failed.message,
+            "cannot ask the controller which nodes the beamtime's reservations hold (scontrol \
+             show reservation -o 11099001_1): no such thing; nothing was submitted"
+        );
     }
 }

@@ -31,9 +31,9 @@ mod failure;
 mod plan;
 mod report;
 mod slurm_options;
+mod slurm_query;
 // Public for the real-Slurm tests, which read scontrol's records the same way.
 pub mod slurm_text;
-mod user;
 
 use std::env;
 use std::io::{self, Write};
@@ -43,6 +43,7 @@ use std::process::{Command, ExitCode};
 
 use beamtime::discovery::{read_metadata_file, Discovery, DiscoveryError, SearchPath};
 use beamtime::metadata::Metadata;
+use beamtime::users::LookupError;
 use clap::error::ErrorKind;
 use clap::Parser;
 
@@ -50,6 +51,7 @@ use cli::{Cli, Format, Mode, Source, SubmitArgs};
 use failure::{Failure, Status};
 use plan::{plan, Request};
 use slurm_options::Program;
+use slurm_query::SlurmCommands;
 
 /// The whole program; `main.rs` only calls this.
 pub fn main() -> ExitCode {
@@ -86,11 +88,7 @@ fn run_doctor(source: &Source, format: Format) -> Result<(), Failure> {
         (None, Some(id)) => doctor::Target::Id(id.clone()),
         (None, None) => doctor::Target::FromDirectory(current_dir()?),
     };
-    let caller = doctor::Caller {
-        name: user::current_user_name(),
-        uid_of: user::uid_of,
-    };
-    let report = doctor::examine(&target, &doctor::SlurmCommands, &caller);
+    let report = doctor::examine(&target, &SlurmCommands, &current_user());
     match format {
         Format::Text => write_stdout(report.text().as_bytes())?,
         Format::Json => write_json(&report.json())?,
@@ -131,6 +129,11 @@ fn parse_command_line() -> Result<Cli, Failure> {
     })
 }
 
+/// Who runs bt-submit, by login name, as the user database says.
+fn current_user() -> Result<Option<String>, LookupError> {
+    beamtime::users::current().map(|account| account.map(|a| a.name))
+}
+
 fn submit(program: Program, args: SubmitArgs) -> Result<(), Failure> {
     let metadata = load_metadata(&args.source)?;
     let mut request = Request {
@@ -138,12 +141,13 @@ fn submit(program: Program, args: SubmitArgs) -> Result<(), Failure> {
         reservation: args.reservation,
         user_args: args.args,
     };
-    let mut invocation = plan(&request, &metadata, user::current_user_name().as_deref())?;
+    let me = current_user();
+    let mut invocation = plan(&request, &metadata, &me)?;
     // Only a request that is valid otherwise costs a controller query.
     if request.reservation.is_none() {
         if let Some(chosen) = reservation_for_resources(program, &request.user_args, &metadata)? {
             request.reservation = Some(chosen);
-            invocation = plan(&request, &metadata, user::current_user_name().as_deref())?;
+            invocation = plan(&request, &metadata, &me)?;
         }
     }
     for warning in &invocation.warnings {
@@ -218,7 +222,7 @@ fn reservation_for_resources(
     if wants.is_empty() || !user.reservations.is_empty() || online.reservations.len() < 2 {
         return Ok(None);
     }
-    let holdings = choose::ask_controller(&online.reservations)?;
+    let holdings = choose::ask_controller(&SlurmCommands, &online.reservations)?;
     let choice = choose::choose(&wants, &holdings, metadata.id.as_str())?;
     eprintln!(
         "bt-submit: using reservation {} {}",

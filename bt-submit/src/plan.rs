@@ -5,6 +5,7 @@ use std::ffi::OsString;
 
 use beamtime::id::BeamtimeId;
 use beamtime::metadata::{Metadata, OnlineAnalysis};
+use beamtime::users::LookupError;
 
 use crate::failure::{Failure, Status};
 use crate::slurm_options::{scan, Program};
@@ -49,10 +50,12 @@ pub fn not_ready(metadata: &Metadata) -> Failure {
     )
 }
 
+/// `current_user` is who runs bt-submit, as the user database says; only the
+/// warnings depend on it, since Slurm checks the account itself.
 pub fn plan(
     request: &Request,
     metadata: &Metadata,
-    current_user: Option<&str>,
+    current_user: &Result<Option<String>, LookupError>,
 ) -> Result<Invocation, Failure> {
     let online = metadata.online.ready().ok_or_else(|| not_ready(metadata))?;
     let program = request.program;
@@ -112,7 +115,16 @@ pub fn plan(
     args.extend(request.user_args.iter().cloned());
 
     let warnings = match current_user {
-        Some(user) if user != online.user_account => vec![Warning {
+        Err(error) => vec![Warning {
+            message: format!("cannot tell who you are: {error}"),
+            hint: format!(
+                "Slurm will refuse the job unless you are {}; log in as the beamtime account \
+                 first: {}",
+                online.user_account,
+                online.ssh_command()
+            ),
+        }],
+        Ok(Some(user)) if user != &online.user_account => vec![Warning {
             message: format!(
                 "you are {user}, but jobs of beamtime {} must be submitted as {}; Slurm will \
                  refuse this one",
@@ -214,7 +226,7 @@ mod tests {
     }
 
     fn planned_args(request: &Request, metadata: &Metadata) -> Vec<String> {
-        match plan(request, metadata, Some("bttest05")) {
+        match plan(request, metadata, &Ok(Some("bttest05".to_owned()))) {
             Ok(invocation) => invocation
                 .args
                 .iter()
@@ -225,7 +237,7 @@ mod tests {
     }
 
     fn failure(request: &Request, metadata: &Metadata) -> Failure {
-        match plan(request, metadata, None) {
+        match plan(request, metadata, &Ok(None)) {
             Ok(invocation) => panic!("should fail, planned {invocation:?}"),
             Err(failure) => failure,
         }
@@ -388,8 +400,11 @@ mod tests {
     fn another_user_is_warned_with_the_ssh_command() {
         let normal = metadata("beamtime-metadata-11099001.json");
         let job = request(Program::Sbatch, None, &["job.sh"]);
-        let warned =
-            plan(&job, &normal, Some("alice")).unwrap_or_else(|failure| panic!("{failure}"));
+        let as_user = |name: &str| {
+            plan(&job, &normal, &Ok(Some(name.to_owned())))
+                .unwrap_or_else(|failure| panic!("{failure}"))
+        };
+        let warned = as_user("alice");
         assert_eq!(warned.warnings.len(), 1);
         assert!(warned.warnings[0].message.contains(
             "you are alice, but jobs of beamtime 11099001 must be submitted as bttest01"
@@ -402,8 +417,32 @@ mod tests {
                 key.display()
             )
         );
-        let owner =
-            plan(&job, &normal, Some("bttest01")).unwrap_or_else(|failure| panic!("{failure}"));
-        assert!(owner.warnings.is_empty());
+        assert!(as_user("bttest01").warnings.is_empty());
+    }
+
+    #[test]
+    fn a_user_database_that_does_not_answer_is_said_so_and_the_job_still_goes() {
+        let normal = metadata("beamtime-metadata-11099001.json");
+        let job = request(Program::Sbatch, None, &["job.sh"]);
+        let failed = Err(LookupError {
+            asked: "uid 1000".to_owned(),
+            problem: "Connection timed out".to_owned(),
+        });
+        let warned = plan(&job, &normal, &failed).unwrap_or_else(|failure| panic!("{failure}"));
+        assert_eq!(warned.warnings.len(), 1);
+        assert_eq!(
+            warned.warnings[0].message,
+            "cannot tell who you are: looking up uid 1000 in the user database failed: \
+             Connection timed out"
+        );
+        assert!(
+            warned.warnings[0]
+                .hint
+                .starts_with("Slurm will refuse the job unless you are bttest01; log in as the "),
+            "{}",
+            warned.warnings[0].hint
+        );
+        let unknown = plan(&job, &normal, &Ok(None)).unwrap_or_else(|failure| panic!("{failure}"));
+        assert!(unknown.warnings.is_empty());
     }
 }

@@ -1,0 +1,351 @@
+//! Each check of `bt-submit doctor`, from the facts it needs to a [`Check`];
+//! [`super::examine`] decides the order and what runs at all.
+
+use std::fs;
+
+use beamtime::id::BeamtimeId;
+use beamtime::metadata::{Metadata, OnlineAnalysis};
+use beamtime::users::LookupError;
+
+use super::metadata::Trusted;
+use super::plugstack::PluginSetup;
+use super::{Check, Problem, ASK_ADMIN};
+use crate::slurm_query::{QueryError, Slurm};
+use crate::slurm_text::{node_unusable, partition_not_up, AccessList, Reservation};
+
+/// The name shown for a user the user database does not know.
+const UNKNOWN_USER: &str = "(unknown user)";
+
+pub(super) fn metadata(loaded: &Result<Trusted, Problem>) -> Check {
+    match loaded {
+        Ok(Trusted { metadata, trust }) => Check::pass(
+            "metadata",
+            format!(
+                "{} (beamtime {}, beamline {}), {trust}",
+                metadata.path.display(),
+                metadata.id,
+                metadata.beamline
+            ),
+        ),
+        Err(problem) => Check::failed("metadata", problem),
+    }
+}
+
+pub(super) fn online_resources(
+    metadata: Option<&Metadata>,
+    online: Option<&OnlineAnalysis>,
+) -> Check {
+    match (metadata, online) {
+        (None, _) => Check::skip("online-resources", "metadata"),
+        (Some(m), None) => Check::fail(
+            "online-resources",
+            format!(
+                "{} has no usable onlineAnalysis block: the beamtime's Slurm resources do not \
+                 exist yet",
+                m.path.display()
+            ),
+            "wait until the beamtime has started, or ask the beamline staff to request online \
+             resources",
+        ),
+        (Some(_), Some(o)) => Check::pass(
+            "online-resources",
+            format!(
+                "partition {}, reservations {}, nodes {}, account {}",
+                o.partition,
+                o.reservations.join(","),
+                o.reserved_nodes.join(","),
+                o.user_account
+            ),
+        ),
+    }
+}
+
+pub(super) fn user(
+    user: &Result<Option<String>, LookupError>,
+    id: &BeamtimeId,
+    online: &OnlineAnalysis,
+) -> Check {
+    let user = match user {
+        Ok(name) => name.as_deref().unwrap_or(UNKNOWN_USER),
+        Err(error) => {
+            return Check::fail(
+                "user",
+                format!("cannot tell who you are: {error}"),
+                format!(
+                    "{ASK_ADMIN}: this host's user database must answer; beamtime {id} runs as \
+                     its account {}",
+                    online.user_account
+                ),
+            )
+        }
+    };
+    if user == online.user_account {
+        Check::pass("user", format!("you are {user}, the beamtime's account"))
+    } else {
+        Check::fail(
+            "user",
+            format!(
+                "you are {user}, but beamtime {id} runs as its account {}",
+                online.user_account
+            ),
+            format!("log in as the beamtime account: {}", online.ssh_command()),
+        )
+    }
+}
+
+/// The beamtime's reservations in the metadata's order, each as the controller
+/// reports it (`None`: it does not exist), or why the controller did not answer.
+pub(super) type BeamtimeReservations<'r> = Result<Vec<Option<&'r Reservation>>, &'r QueryError>;
+
+pub(super) fn reservations(found: &BeamtimeReservations, online: &OnlineAnalysis) -> Check {
+    let found = match found {
+        Err(e) => {
+            return Check::fail(
+                "reservations",
+                e.to_string(),
+                format!("check that slurmctld answers (scontrol ping); if not, {ASK_ADMIN}"),
+            )
+        }
+        Ok(found) => found,
+    };
+    let problems: Vec<String> = online
+        .reservations
+        .iter()
+        .zip(found)
+        .filter_map(|(name, r)| match r {
+            None => Some(format!("reservation {name} does not exist")),
+            Some(r) if !r.is_active() => Some(format!(
+                "reservation {name} is {} (StartTime={} EndTime={})",
+                r.state, r.start_time, r.end_time
+            )),
+            Some(_) => None,
+        })
+        .collect();
+    if problems.is_empty() {
+        Check::pass(
+            "reservations",
+            format!("{} active", online.reservations.join(", ")),
+        )
+    } else {
+        Check::fail(
+            "reservations",
+            problems.join("; "),
+            "the facility's start script creates them when the beamtime starts: ask the beamline \
+             staff",
+        )
+    }
+}
+
+/// Whether the reservations that exist admit this user, as Slurm would decide.
+pub(super) fn reservation_access(
+    found: &BeamtimeReservations,
+    user: &Result<Option<String>, LookupError>,
+    slurm: &dyn Slurm,
+) -> Check {
+    let Ok(found) = found else {
+        return Check::skip("reservation-access", "reservations");
+    };
+    let existing: Vec<&Reservation> = found.iter().flatten().copied().collect();
+    if existing.is_empty() {
+        return Check::skip("reservation-access", "reservations");
+    }
+    // Users= and Accounts= are about a name; a failed lookup leaves none to ask about.
+    let Ok(user) = user else {
+        return Check::skip("reservation-access", "user");
+    };
+    let user = user.as_deref().unwrap_or(UNKNOWN_USER);
+    let needs_accounts = existing.iter().any(|r| r.accounts != AccessList::Unset);
+    let accounts = if needs_accounts {
+        match slurm.query(
+            "sacctmgr",
+            &[
+                "-n",
+                "-P",
+                "show",
+                "assoc",
+                &format!("where user={user}"),
+                "format=account",
+            ],
+        ) {
+            Ok(text) => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            Err(e) => {
+                return Check::fail(
+                    "reservation-access",
+                    format!(
+                        "a reservation limits Accounts=, and your Slurm accounts cannot be \
+                         listed: {e}"
+                    ),
+                    ASK_ADMIN,
+                )
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let refused: Vec<String> = existing
+        .iter()
+        .filter_map(|r| {
+            r.refuses(user, &accounts)
+                .map(|why| format!("{}: {why}", r.name))
+        })
+        .collect();
+    if refused.is_empty() {
+        let names: Vec<&str> = existing.iter().map(|r| r.name.as_str()).collect();
+        Check::pass(
+            "reservation-access",
+            format!("{user} may use {}", names.join(", ")),
+        )
+    } else {
+        Check::fail(
+            "reservation-access",
+            refused.join("; "),
+            "submit as the beamtime's account (see the user check); if you are, ask the beamline \
+             staff to fix the reservation",
+        )
+    }
+}
+
+pub(super) fn nodes(online: &OnlineAnalysis, slurm: &dyn Slurm) -> Check {
+    let down: Vec<String> = online
+        .reserved_nodes
+        .iter()
+        .filter_map(
+            |node| match slurm.query("scontrol", &["show", "node", "-o", node]) {
+                Ok(text) => node_unusable(text.lines().next().unwrap_or_default())
+                    .map(|why| format!("{node}: {why}")),
+                Err(e) => Some(format!("{node}: {e}")),
+            },
+        )
+        .collect();
+    if down.is_empty() {
+        Check::pass("nodes", format!("{} up", online.reserved_nodes.join(", ")))
+    } else {
+        Check::fail(
+            "nodes",
+            down.join("; "),
+            format!("a node must be up and not drained for jobs to start there: {ASK_ADMIN}"),
+        )
+    }
+}
+
+pub(super) fn partition(online: &OnlineAnalysis, slurm: &dyn Slurm) -> Check {
+    let partition = &online.partition;
+    match slurm.query("scontrol", &["show", "partition", "-o", partition]) {
+        Err(e) => Check::fail(
+            "partition",
+            e.to_string(),
+            format!("the metadata names partition {partition}: {ASK_ADMIN}"),
+        ),
+        Ok(text) => match partition_not_up(text.lines().next().unwrap_or_default()) {
+            None => Check::pass("partition", format!("{partition} is UP")),
+            Some(why) => Check::fail(
+                "partition",
+                format!("partition {partition} is not up: {why}"),
+                ASK_ADMIN,
+            ),
+        },
+    }
+}
+
+/// The configuration comes from the controller's PlugStackConfig; whether the
+/// plugin really loads into this host's srun (its own slurm.conf, its own
+/// copy of the files) only srun can tell: it lists plugin options in --help.
+pub(super) fn plugin(plugin: &Result<PluginSetup, Problem>, slurm: &dyn Slurm) -> Check {
+    let p = match plugin {
+        Err(problem) => return Check::failed("plugin", problem),
+        Ok(p) => p,
+    };
+    let conf = p.conf_file.display();
+    if let Err(e) = &p.config {
+        return Check::fail(
+            "plugin",
+            format!("{conf}: the plugin's arguments are wrong: {e}"),
+            format!(
+                "{ASK_ADMIN}: every srun/sbatch fails until the line is fixed (see \
+                 spank-beamtime(8))"
+            ),
+        );
+    }
+    if let Err(e) = fs::metadata(&p.path) {
+        return Check::fail(
+            "plugin",
+            format!("{conf} names {}: {e}", p.path),
+            format!("{ASK_ADMIN}: install the spank-beamtime package"),
+        );
+    }
+    match slurm.query("srun", &["--help"]) {
+        Ok(help) if help.contains("--beamtime=") => {}
+        Ok(_) => {
+            return Check::fail(
+                "plugin",
+                format!(
+                    "{conf} names {}, but srun here does not offer --beamtime: it does not load \
+                     the plugin",
+                    p.path
+                ),
+                format!(
+                    "{ASK_ADMIN}: this host's slurm.conf (PlugStackConfig) must load the same \
+                     plugstack configuration"
+                ),
+            )
+        }
+        Err(e) => {
+            return Check::fail(
+                "plugin",
+                e.to_string(),
+                format!("{ASK_ADMIN}: srun must work on this host"),
+            )
+        }
+    }
+    let kind = if p.required { "required" } else { "optional" };
+    Check::pass(
+        "plugin",
+        format!("{conf} loads {} ({kind}); srun offers --beamtime", p.path),
+    )
+}
+
+/// The folder the plugin mounts for this beamline, from its `source=`.
+pub(super) fn beamline_source(plugin: &Result<PluginSetup, Problem>, metadata: &Metadata) -> Check {
+    let Ok(PluginSetup {
+        config: Ok(config),
+        conf_file,
+        ..
+    }) = plugin
+    else {
+        return Check::skip("beamline-source", "plugin");
+    };
+    let Some(template) = &config.source else {
+        return Check::fail(
+            "beamline-source",
+            format!(
+                "{} sets no source=, so the plugin refuses every --beamtime job",
+                conf_file.display()
+            ),
+            format!(
+                "{ASK_ADMIN} to add source=<the beamline folder, with {{beamline}}> to the \
+                 plugin's line"
+            ),
+        );
+    };
+    let path = template.expand(&metadata.id, &metadata.beamline);
+    match fs::metadata(&path) {
+        Ok(m) if m.is_dir() => {
+            Check::pass("beamline-source", format!("{} is there", path.display()))
+        }
+        Ok(_) => Check::fail(
+            "beamline-source",
+            format!("{} is not a folder", path.display()),
+            ASK_ADMIN,
+        ),
+        Err(e) => Check::fail(
+            "beamline-source",
+            format!("{}: {e}", path.display()),
+            "the beamline folder is made when the beamtime starts: ask the beamline staff",
+        ),
+    }
+}

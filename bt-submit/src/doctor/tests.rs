@@ -1,0 +1,505 @@
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use beamtime::id::BeamtimeId;
+use beamtime::users::LookupError;
+
+use super::*;
+use crate::slurm_query::canned::Canned;
+
+const GOOD: &str = include_str!("../../../beamtime/tests/fixtures/beamtime-metadata-11099001.json");
+
+fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/scontrol/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A scratch folder with a plugstack.conf and a beamline folder, and
+/// Slurm's answers keyed by the command line.
+struct World {
+    dir: PathBuf,
+    slurm: Canned,
+}
+
+impl World {
+    fn new() -> World {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "bt-doctor-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(dir.join("p11/current")).unwrap();
+        fs::create_dir_all(dir.join("plugstack.conf.d")).unwrap();
+        fs::write(dir.join("spank_beamtime.so"), "").unwrap();
+        let mut world = World {
+            dir,
+            slurm: Canned::default(),
+        };
+        let me = fs::metadata(&world.dir).unwrap().uid();
+        world.plugstack(&format!("trusted_owners={me}"));
+        let metadata = world
+            .dir
+            .join("p11/current/beamtime-metadata-11099001.json");
+        fs::write(&metadata, GOOD).unwrap();
+        fs::set_permissions(&metadata, fs::Permissions::from_mode(0o644)).unwrap();
+        let show_config = fixture("show-config.txt").replace(
+            "/var/lib/spank-beamtime-h7/etc/plugstack.conf",
+            &world.dir.join("plugstack.conf").display().to_string(),
+        );
+        world.slurm.answer("scontrol show config", show_config);
+        world.slurm.answer("srun --help", fixture("srun-help.txt"));
+        world
+            .slurm
+            .answer("scontrol show reservation -o", fixture("reservations.txt"));
+        world.slurm.answer(
+            "scontrol show partition -o ponline_p11",
+            fixture("partition-up.txt"),
+        );
+        world
+    }
+
+    /// The fixture's reserved node is max-p3a901; it answers with a
+    /// captured line of btnode1.
+    fn with_nodes(mut self, line: &str) -> World {
+        self.slurm.answer(
+            "scontrol show node -o max-p3a901",
+            line.replace("btnode1", "max-p3a901"),
+        );
+        self
+    }
+
+    fn plugstack(&mut self, extra: &str) {
+        let d = self.dir.display();
+        fs::write(
+            self.dir.join("plugstack.conf"),
+            format!("include {d}/plugstack.conf.d/*.conf\n"),
+        )
+        .unwrap();
+        fs::write(
+            self.dir.join("plugstack.conf.d/beamtime.conf"),
+            format!("# comment\nrequired {d}/spank_beamtime.so metadata={d}/*/current/beamtime-metadata-{{id}}.json source={d}/{{beamline}}/current {extra}\n"),
+        )
+        .unwrap();
+    }
+
+    fn examine_as(&self, user: &str) -> Report {
+        self.examine(
+            &Target::Id(beamtime_id("11099001")),
+            &Ok(Some(user.to_owned())),
+        )
+    }
+
+    fn examine(&self, target: &Target, user: &Result<Option<String>, LookupError>) -> Report {
+        examine(target, &self.slurm, user)
+    }
+}
+
+fn beamtime_id(id: &str) -> BeamtimeId {
+    BeamtimeId::parse(id).unwrap()
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn outcomes(report: &Report) -> Vec<(&'static str, Outcome)> {
+    report.checks.iter().map(|c| (c.name, c.outcome)).collect()
+}
+
+fn check<'r>(report: &'r Report, name: &str) -> &'r Check {
+    report.checks.iter().find(|c| c.name == name).unwrap()
+}
+
+const ORDER: [&str; 9] = [
+    "metadata",
+    "online-resources",
+    "user",
+    "reservations",
+    "reservation-access",
+    "nodes",
+    "partition",
+    "plugin",
+    "beamline-source",
+];
+
+#[test]
+fn a_ready_beamtime_passes_every_check_in_order() {
+    let world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let report = world.examine_as("bttest01");
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name).collect();
+    assert_eq!(names, ORDER);
+    assert!(report.all_passed(), "{}", report.text());
+    assert!(
+        report
+            .text()
+            .ends_with("all 9 checks passed: beamtime jobs can run\n"),
+        "{}",
+        report.text()
+    );
+    assert_eq!(report.json()["ok"], true);
+    assert_eq!(report.json()["checks"][7]["result"], "pass");
+}
+
+#[test]
+fn the_wrong_user_is_told_how_to_log_in_and_is_not_admitted_by_the_reservation() {
+    let world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let report = world.examine_as("btalice");
+    let user = check(&report, "user");
+    assert_eq!(user.outcome, Outcome::Fail);
+    assert_eq!(
+        user.detail,
+        "you are btalice, but beamtime 11099001 runs as its account bttest01"
+    );
+    assert!(
+        user.fix.starts_with("log in as the beamtime account: ssh "),
+        "{}",
+        user.fix
+    );
+    let access = check(&report, "reservation-access");
+    assert_eq!(access.outcome, Outcome::Fail);
+    assert!(
+        access
+            .detail
+            .contains("11099001: user btalice is not admitted by Users=bttest01"),
+        "{}",
+        access.detail
+    );
+    assert!(!report.all_passed());
+    let text = report.text();
+    assert!(text.contains("FAIL user "), "{text}");
+    assert!(
+        text.contains("fix: log in as the beamtime account"),
+        "{text}"
+    );
+    assert!(text.ends_with("2 failed, 0 not checked, of 9 checks: a beamtime job would not run; start with the first FAIL\n"), "{text}");
+}
+
+#[test]
+fn missing_or_inactive_reservations_drained_nodes_and_a_down_partition_fail() {
+    let mut world = World::new().with_nodes(&fixture("node-drained.txt"));
+    let inactive = fixture("reservation-inactive-negated-user.txt").replace("future", "11099001");
+    world.slurm.answer("scontrol show reservation -o", inactive);
+    world.slurm.answer(
+        "scontrol show partition -o ponline_p11",
+        fixture("partition-down.txt"),
+    );
+    let report = world.examine_as("bttest01");
+    let res = check(&report, "reservations");
+    assert_eq!(res.outcome, Outcome::Fail);
+    assert!(
+        res.detail
+            .contains("reservation 11099001 is INACTIVE (StartTime=2026-11-27T13:19:33"),
+        "{}",
+        res.detail
+    );
+    // The inactive one exists and excludes exactly this user.
+    assert_eq!(check(&report, "reservation-access").outcome, Outcome::Fail);
+    let nodes = check(&report, "nodes");
+    assert_eq!(nodes.outcome, Outcome::Fail);
+    assert!(
+        nodes
+            .detail
+            .starts_with("max-p3a901: State=IDLE+DRAIN+RESERVED, reason: disk full"),
+        "{}",
+        nodes.detail
+    );
+    assert_eq!(
+        check(&report, "partition").detail,
+        "partition ponline_p11 is not up: State=DOWN"
+    );
+    assert_eq!(check(&report, "plugin").outcome, Outcome::Pass);
+
+    world.slurm.answer(
+        "scontrol show reservation -o",
+        fixture("reservation-accounts.txt"),
+    );
+    let report = world.examine_as("bttest01");
+    assert_eq!(
+        check(&report, "reservations").detail,
+        "reservation 11099001 does not exist"
+    );
+    assert_eq!(check(&report, "reservation-access").outcome, Outcome::Skip);
+}
+
+#[test]
+fn an_unanswering_controller_fails_the_checks_that_ask_it() {
+    let mut world = World::new();
+    world.slurm.fail(
+        "scontrol show reservation -o",
+        "slurm_load_reservations error: Unable to contact slurm controller (connect failure)",
+    );
+    let report = world.examine_as("bttest01");
+    assert_eq!(check(&report, "reservations").outcome, Outcome::Fail);
+    assert_eq!(
+        check(&report, "reservations").detail,
+        "'scontrol show reservation -o' failed (exit status: 1): slurm_load_reservations error: \
+         Unable to contact slurm controller (connect failure)"
+    );
+    assert!(check(&report, "reservations").fix.contains("scontrol ping"));
+    assert_eq!(check(&report, "reservation-access").outcome, Outcome::Skip);
+    assert!(check(&report, "nodes")
+        .detail
+        .contains("max-p3a901: 'scontrol show node -o max-p3a901' failed"));
+}
+
+#[test]
+fn an_accounts_reservation_asks_sacctmgr_for_the_users_accounts() {
+    let mut world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let line = fixture("reservation-accounts.txt").replace("acct", "11099001");
+    world.slurm.answer("scontrol show reservation -o", line);
+    world.slurm.answer(
+        "sacctmgr -n -P show assoc where user=bttest01 format=account",
+        "11099001\n",
+    );
+    let access = check(&world.examine_as("bttest01"), "reservation-access").clone();
+    assert_eq!(access.outcome, Outcome::Fail);
+    assert!(
+        access
+            .detail
+            .contains("none of your Slurm accounts (11099001) is admitted by Accounts=btusers"),
+        "{}",
+        access.detail
+    );
+    world.slurm.answer(
+        "sacctmgr -n -P show assoc where user=bttest01 format=account",
+        "btusers\n",
+    );
+    assert_eq!(
+        check(&world.examine_as("bttest01"), "reservation-access").outcome,
+        Outcome::Pass
+    );
+}
+
+#[test]
+fn without_metadata_only_the_plugin_is_checked() {
+    let world = World::new();
+    let report = world.examine(
+        &Target::Id(beamtime_id("11099077")),
+        &Ok(Some("bttest01".into())),
+    );
+    assert_eq!(check(&report, "metadata").outcome, Outcome::Fail);
+    assert!(
+        check(&report, "metadata").detail.contains("11099077"),
+        "{}",
+        check(&report, "metadata").detail
+    );
+    let expected: Vec<(&str, Outcome)> = ORDER
+        .iter()
+        .map(|n| match *n {
+            "metadata" => (*n, Outcome::Fail),
+            "plugin" => (*n, Outcome::Pass),
+            _ => (*n, Outcome::Skip),
+        })
+        .collect();
+    assert_eq!(outcomes(&report), expected);
+    assert_eq!(report.json()["checks"][1]["result"], "skip");
+    assert_eq!(report.json()["beamtime"], "11099077");
+}
+
+#[test]
+fn metadata_of_an_untrusted_owner_fails_with_the_owner_named() {
+    let mut world = World::new().with_nodes(&fixture("node-idle.txt"));
+    world.plugstack("trusted_owners=4000000");
+    let report = world.examine_as("bttest01");
+    let m = check(&report, "metadata");
+    assert_eq!(m.outcome, Outcome::Fail);
+    assert!(
+        m.detail.contains("not by a trusted owner (uid 4000000)"),
+        "{}",
+        m.detail
+    );
+}
+
+#[test]
+fn trusted_owners_are_resolved_by_name_as_the_plugin_resolves_them() {
+    let mut world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let me = fs::metadata(&world.dir).unwrap().uid();
+    let name = beamtime::users::by_uid(me)
+        .unwrap()
+        .expect("the tests' user")
+        .name;
+    world.plugstack(&format!("trusted_owners={name}"));
+    let report = world.examine_as("bttest01");
+    assert!(report.all_passed(), "{}", report.text());
+    assert!(
+        check(&report, "metadata").detail.ends_with(&format!(
+            "trusted (owned by {name}, not writable by others)"
+        )),
+        "{}",
+        report.text()
+    );
+
+    world.plugstack("trusted_owners=no-such-user-bt-doctor");
+    let m = check(&world.examine_as("bttest01"), "metadata").clone();
+    assert_eq!(m.outcome, Outcome::Fail);
+    assert_eq!(
+        m.detail,
+        "trusted_owners names user 'no-such-user-bt-doctor', who does not exist on this host"
+    );
+    assert!(
+        m.fix.contains("the plugin refuses every --beamtime job"),
+        "{}",
+        m.fix
+    );
+}
+
+#[test]
+fn a_user_database_that_does_not_answer_is_not_an_unknown_user() {
+    let world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let failed = Err(LookupError {
+        asked: "uid 1000".to_owned(),
+        problem: "Connection timed out".to_owned(),
+    });
+    let report = world.examine(&Target::Id(beamtime_id("11099001")), &failed);
+    let user = check(&report, "user");
+    assert_eq!(user.outcome, Outcome::Fail);
+    assert_eq!(
+        user.detail,
+        "cannot tell who you are: looking up uid 1000 in the user database failed: Connection \
+         timed out"
+    );
+    let access = check(&report, "reservation-access");
+    assert_eq!(access.outcome, Outcome::Skip);
+    assert_eq!(access.detail, "not checked: needs user");
+    assert_eq!(check(&report, "reservations").outcome, Outcome::Pass);
+
+    // No entry at all is a name nobody has: the reservation does not admit it.
+    let report = world.examine(&Target::Id(beamtime_id("11099001")), &Ok(None));
+    assert_eq!(
+        check(&report, "user").detail,
+        "you are (unknown user), but beamtime 11099001 runs as its account bttest01"
+    );
+    assert_eq!(check(&report, "reservation-access").outcome, Outcome::Fail);
+}
+
+#[test]
+fn plugstack_mistakes_and_a_missing_source_are_reported_with_the_file() {
+    let mut world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let me = fs::metadata(&world.dir).unwrap().uid();
+    world.plugstack(&format!("trusted_owners={me} colour=blue"));
+    let report = world.examine_as("bttest01");
+    let plugin = check(&report, "plugin");
+    assert_eq!(plugin.outcome, Outcome::Fail);
+    assert!(
+        plugin
+            .detail
+            .contains("beamtime.conf: the plugin's arguments are wrong"),
+        "{}",
+        plugin.detail
+    );
+    assert!(plugin.detail.contains("colour"), "{}", plugin.detail);
+    assert_eq!(check(&report, "beamline-source").outcome, Outcome::Skip);
+
+    let d = world.dir.display();
+    fs::write(world.dir.join("plugstack.conf.d/beamtime.conf"), format!("optional {d}/spank_beamtime.so trusted_owners={me} metadata={d}/*/current/beamtime-metadata-{{id}}.json\n")).unwrap();
+    let report = world.examine_as("bttest01");
+    assert!(check(&report, "plugin")
+        .detail
+        .ends_with("spank_beamtime.so (optional); srun offers --beamtime"));
+    let source = check(&report, "beamline-source");
+    assert_eq!(source.outcome, Outcome::Fail);
+    assert!(
+        source.detail.contains("sets no source="),
+        "{}",
+        source.detail
+    );
+
+    fs::write(
+        world.dir.join("plugstack.conf.d/beamtime.conf"),
+        "# nothing\n",
+    )
+    .unwrap();
+    let report = world.examine_as("bttest01");
+    assert!(
+        check(&report, "plugin")
+            .detail
+            .starts_with("no spank_beamtime plugin in "),
+        "{}",
+        check(&report, "plugin").detail
+    );
+}
+
+#[test]
+fn a_named_file_or_folder_goes_through_the_same_trust_checks() {
+    let world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let me = Ok(Some("bttest01".to_owned()));
+    let file = world
+        .dir
+        .join("p11/current/beamtime-metadata-11099001.json");
+    for target in [
+        Target::File(file.clone()),
+        Target::FromDirectory(world.dir.join("p11/current")),
+    ] {
+        let report = world.examine(&target, &me);
+        assert!(report.all_passed(), "{}", report.text());
+    }
+    let renamed = world.dir.join("p11/current/my-copy.json");
+    fs::copy(&file, &renamed).unwrap();
+    let report = world.examine(&Target::File(renamed), &me);
+    let m = check(&report, "metadata");
+    assert_eq!(m.outcome, Outcome::Fail);
+    assert!(m.detail.ends_with("my-copy.json: the plugin only reads files named beamtime-metadata-<id>.json or commissioning-metadata-<id>.json"), "{}", m.detail);
+}
+
+#[test]
+fn a_plugstack_that_includes_itself_is_read_once() {
+    let world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let top = world.dir.join("plugstack.conf");
+    let text = fs::read_to_string(&top).unwrap();
+    fs::write(&top, format!("include {}\n{text}", top.display())).unwrap();
+    assert!(world.examine_as("bttest01").all_passed());
+}
+
+#[test]
+fn a_configured_plugin_that_srun_does_not_load_fails() {
+    let mut world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let help = fixture("srun-help.txt");
+    let start = help.find("Options provided by plugins:").unwrap();
+    let end = help.find("GPU scheduling options:").unwrap();
+    world
+        .slurm
+        .answer("srun --help", format!("{}{}", &help[..start], &help[end..]));
+    let plugin = check(&world.examine_as("bttest01"), "plugin").clone();
+    assert_eq!(plugin.outcome, Outcome::Fail);
+    assert!(
+        plugin
+            .detail
+            .ends_with("but srun here does not offer --beamtime: it does not load the plugin"),
+        "{}",
+        plugin.detail
+    );
+    const ENOENT: i32 = 2;
+    world.slurm.cannot_run("srun --help", ENOENT);
+    let plugin = check(&world.examine_as("bttest01"), "plugin").clone();
+    assert_eq!(
+        plugin.detail,
+        "cannot run 'srun --help': No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn a_missing_beamline_folder_fails_the_last_check() {
+    let world = World::new().with_nodes(&fixture("node-idle.txt"));
+    // The metadata stays readable through the plugin's pattern; only the folder the plugin mounts goes.
+    let d = world.dir.display();
+    let me = fs::metadata(&world.dir).unwrap().uid();
+    fs::write(world.dir.join("plugstack.conf.d/beamtime.conf"), format!("required {d}/spank_beamtime.so trusted_owners={me} metadata={d}/*/current/beamtime-metadata-{{id}}.json source={d}/gone/{{beamline}}\n")).unwrap();
+    let report = world.examine_as("bttest01");
+    let source = check(&report, "beamline-source");
+    assert_eq!(source.outcome, Outcome::Fail);
+    assert!(
+        source
+            .detail
+            .ends_with("gone/p11: No such file or directory (os error 2)"),
+        "{}",
+        source.detail
+    );
+}

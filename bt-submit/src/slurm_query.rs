@@ -1,0 +1,224 @@
+//! Running Slurm's query commands (`scontrol`, `sacctmgr`, `srun --help`): the
+//! one place bt-submit starts them and tells why one gave no answer.
+//!
+//! Callers take a [`Slurm`], so what they make of the answers is unit-tested
+//! with canned output ([`canned::Canned`]); the real commands meet Slurm on the
+//! test cluster (tests/scenarios).
+
+use std::fmt;
+use std::process::{Command, ExitStatus, Stdio};
+
+/// Asks Slurm; the real one is [`SlurmCommands`].
+pub trait Slurm {
+    /// The program's stdout when it exits 0.
+    fn query(&self, program: &str, args: &[&str]) -> Result<String, QueryError>;
+}
+
+/// The commands found on PATH.
+pub struct SlurmCommands;
+
+impl Slurm for SlurmCommands {
+    fn query(&self, program: &str, args: &[&str]) -> Result<String, QueryError> {
+        let command = command_line(program, args);
+        let output = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|error| QueryError {
+                command: command.clone(),
+                kind: QueryErrorKind::CannotRun(error.to_string()),
+            })?;
+        if output.status.success() {
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        Err(QueryError {
+            command,
+            kind: QueryErrorKind::Failed {
+                status: output.status,
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            },
+        })
+    }
+}
+
+fn command_line(program: &str, args: &[&str]) -> String {
+    std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A query that gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryError {
+    /// The command line, e.g. `scontrol show node -o btnode1`.
+    pub command: String,
+    pub kind: QueryErrorKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryErrorKind {
+    /// It could not be started (not on PATH, not executable): the system's reason.
+    CannotRun(String),
+    /// It ran and did not exit 0.
+    Failed {
+        status: ExitStatus,
+        stderr: String,
+        stdout: String,
+    },
+}
+
+impl QueryError {
+    /// The reason alone, for a message that names the command itself: why it
+    /// could not start, or the last line of its stderr (scontrol explains over
+    /// several lines; its last one says what failed).
+    pub fn reason(&self) -> String {
+        match &self.kind {
+            QueryErrorKind::CannotRun(why) => why.clone(),
+            QueryErrorKind::Failed { stderr, .. } => stderr
+                .lines()
+                .rev()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("no output")
+                .trim()
+                .to_owned(),
+        }
+    }
+}
+
+/// One line with the command, its status and all it said (on stderr, or on
+/// stdout when stderr is empty: sacctmgr reports some errors there).
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            QueryErrorKind::CannotRun(why) => write!(f, "cannot run '{}': {why}", self.command),
+            QueryErrorKind::Failed {
+                status,
+                stderr,
+                stdout,
+            } => {
+                let said = match stderr.trim() {
+                    "" => stdout.trim(),
+                    said => said,
+                };
+                write!(
+                    f,
+                    "'{}' failed ({status}): {}",
+                    self.command,
+                    said.replace('\n', "; ")
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+#[cfg(test)]
+pub mod canned {
+    //! A [`Slurm`] that answers from a table, for unit tests.
+
+    use std::collections::HashMap;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    use super::{command_line, QueryError, QueryErrorKind, Slurm};
+
+    /// Answers keyed by the command line; a command not in the table fails
+    /// with exit status 1 and "no such thing" on stderr.
+    #[derive(Default)]
+    pub struct Canned {
+        answers: HashMap<String, Result<String, QueryError>>,
+    }
+
+    impl Canned {
+        /// `command` exits 0 with `stdout`.
+        pub fn answer(&mut self, command: &str, stdout: impl Into<String>) {
+            self.answers.insert(command.to_owned(), Ok(stdout.into()));
+        }
+
+        /// `command` exits 1 with `stderr`.
+        pub fn fail(&mut self, command: &str, stderr: &str) {
+            self.answers
+                .insert(command.to_owned(), Err(failed(command, stderr)));
+        }
+
+        /// `command` cannot be started for the OS error `errno`.
+        pub fn cannot_run(&mut self, command: &str, errno: i32) {
+            let why = std::io::Error::from_raw_os_error(errno).to_string();
+            let error = QueryError {
+                command: command.to_owned(),
+                kind: QueryErrorKind::CannotRun(why),
+            };
+            self.answers.insert(command.to_owned(), Err(error));
+        }
+    }
+
+    fn failed(command: &str, stderr: &str) -> QueryError {
+        QueryError {
+            command: command.to_owned(),
+            kind: QueryErrorKind::Failed {
+                // A wait status: exit code 1.
+                status: ExitStatus::from_raw(1 << 8),
+                stderr: stderr.to_owned(),
+                stdout: String::new(),
+            },
+        }
+    }
+
+    impl Slurm for Canned {
+        fn query(&self, program: &str, args: &[&str]) -> Result<String, QueryError> {
+            let command = command_line(program, args);
+            self.answers
+                .get(&command)
+                .cloned()
+                .unwrap_or_else(|| Err(failed(&command, "no such thing")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdout_of_a_command_that_exits_0() {
+        let out = SlurmCommands.query("sh", &["-c", "echo answer; echo noise >&2"]);
+        assert_eq!(out, Ok("answer\n".to_owned()));
+    }
+
+    #[test]
+    fn a_failed_command_is_named_with_its_status_and_what_it_said() {
+        let error = SlurmCommands
+            .query("sh", &["-c", "echo first >&2; echo last >&2; exit 3"])
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "'sh -c echo first >&2; echo last >&2; exit 3' failed (exit status: 3): first; last"
+        );
+        assert_eq!(error.reason(), "last");
+
+        let error = SlurmCommands
+            .query("sh", &["-c", "echo on stdout; exit 1"])
+            .unwrap_err();
+        assert!(
+            error.to_string().ends_with("(exit status: 1): on stdout"),
+            "{error}"
+        );
+        assert_eq!(error.reason(), "no output");
+    }
+
+    #[test]
+    fn a_command_not_on_path_cannot_run() {
+        let error = SlurmCommands
+            .query("no-such-command-bt-submit", &["show", "config"])
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cannot run 'no-such-command-bt-submit show config': No such file or directory (os \
+             error 2)"
+        );
+        assert_eq!(error.reason(), "No such file or directory (os error 2)");
+    }
+}
