@@ -53,19 +53,23 @@ use plan::{plan, Request};
 use slurm_options::Program;
 use slurm_query::SlurmCommands;
 
-/// The whole program; `main.rs` only calls this.
+/// The whole program; `main.rs` only calls this. Every way out returns here
+/// (nothing calls `process::exit`), so the exit status is decided in one place.
 pub fn main() -> ExitCode {
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => status,
         Err(failure) => {
-            eprintln!("{failure}");
+            tell(&format!("{failure}\n"));
             failure.status.into()
         }
     }
 }
 
-fn run() -> Result<(), Failure> {
-    let cli = parse_command_line()?;
+fn run() -> Result<ExitCode, Failure> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return command_line_error(error),
+    };
     match cli.mode {
         None => submit(Program::Sbatch, cli.submit),
         Some(Mode::Sbatch(args)) => submit(Program::Sbatch, args),
@@ -74,15 +78,16 @@ fn run() -> Result<(), Failure> {
         Some(Mode::Show(args)) => {
             let metadata = load_metadata(&args.source)?;
             match args.format {
-                Format::Text => write_stdout(report::summary(&metadata).as_bytes()),
-                Format::Json => write_json(&report::beamtime_json(&metadata)),
+                Format::Text => write_stdout(report::summary(&metadata).as_bytes())?,
+                Format::Json => write_json(&report::beamtime_json(&metadata))?,
             }
+            Ok(ExitCode::SUCCESS)
         }
         Some(Mode::Doctor(args)) => run_doctor(&args.source, args.format),
     }
 }
 
-fn run_doctor(source: &Source, format: Format) -> Result<(), Failure> {
+fn run_doctor(source: &Source, format: Format) -> Result<ExitCode, Failure> {
     let target = match (&source.metadata, &source.beamtime) {
         (Some(path), _) => doctor::Target::File(absolute(path)?),
         (None, Some(id)) => doctor::Target::Id(id.clone()),
@@ -93,22 +98,26 @@ fn run_doctor(source: &Source, format: Format) -> Result<(), Failure> {
         Format::Text => write_stdout(report.text().as_bytes())?,
         Format::Json => write_json(&report.json())?,
     }
-    if !report.all_passed() {
-        // The report on stdout already says what failed and what to do.
-        std::process::exit(1);
-    }
-    Ok(())
+    // A failed check is no error of bt-submit's: the report on stdout
+    // already says what failed and what to do.
+    Ok(if report.all_passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-fn parse_command_line() -> Result<Cli, Failure> {
-    Cli::try_parse().or_else(|error| match error.kind() {
+/// `--help` and `--version` are answers, not errors; a bare `bt-submit`
+/// shows the help as a usage error; anything else is a two-line failure.
+fn command_line_error(error: clap::Error) -> Result<ExitCode, Failure> {
+    match error.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             write_stdout(error.render().to_string().as_bytes())?;
-            std::process::exit(0);
+            Ok(ExitCode::SUCCESS)
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            eprint!("{}", error.render());
-            std::process::exit(Status::Usage as i32);
+            tell(&error.render().to_string());
+            Ok(Status::Usage.into())
         }
         _ => {
             // clap explains over several lines; keep its first paragraph on
@@ -126,7 +135,7 @@ fn parse_command_line() -> Result<Cli, Failure> {
                 "run 'bt-submit --help' for usage",
             ))
         }
-    })
+    }
 }
 
 /// Who runs bt-submit, by login name, as the user database says.
@@ -134,7 +143,7 @@ fn current_user() -> Result<Option<String>, LookupError> {
     beamtime::users::current().map(|account| account.map(|a| a.name))
 }
 
-fn submit(program: Program, args: SubmitArgs) -> Result<(), Failure> {
+fn submit(program: Program, args: SubmitArgs) -> Result<ExitCode, Failure> {
     let metadata = load_metadata(&args.source)?;
     let mut request = Request {
         program,
@@ -151,16 +160,17 @@ fn submit(program: Program, args: SubmitArgs) -> Result<(), Failure> {
         }
     }
     for warning in &invocation.warnings {
-        eprintln!(
-            "bt-submit: warning: {}\nhint: {}",
+        tell(&format!(
+            "bt-submit: warning: {}\nhint: {}\n",
             warning.message, warning.hint
-        );
+        ));
     }
     if args.dry_run {
-        return match args.format {
-            Format::Text => write_stdout(&report::command_line(&invocation)),
-            Format::Json => write_json(&report::dry_run_json(&invocation, &metadata)?),
-        };
+        match args.format {
+            Format::Text => write_stdout(&report::command_line(&invocation))?,
+            Format::Json => write_json(&report::dry_run_json(&invocation, &metadata)?)?,
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let error = Command::new(program.name()).args(&invocation.args).exec();
     Err(if error.kind() == io::ErrorKind::NotFound {
@@ -224,10 +234,10 @@ fn reservation_for_resources(
     }
     let holdings = choose::ask_controller(&SlurmCommands, &online.reservations)?;
     let choice = choose::choose(&wants, &holdings, metadata.id.as_str())?;
-    eprintln!(
-        "bt-submit: using reservation {} {}",
+    tell(&format!(
+        "bt-submit: using reservation {} {}\n",
         choice.reservation, choice.why
-    );
+    ));
     Ok(Some(choice.reservation))
 }
 
@@ -297,18 +307,25 @@ fn discovery_failure(error: DiscoveryError) -> Failure {
     Failure::new(status, error.to_string(), hint)
 }
 
+/// A reader that has gone (`bt-submit show | head -1`) ends the output, not the
+/// program with an error: Rust ignores SIGPIPE, so the write returns EPIPE,
+/// taken here as the end ripgrep and the shell tools take it for.
 fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
     let mut stdout = io::stdout().lock();
-    stdout
-        .write_all(bytes)
-        .and_then(|()| stdout.flush())
-        .map_err(|error| {
-            Failure::new(
-                Status::IoError,
-                format!("cannot write the output: {error}"),
-                "check where the output goes",
-            )
-        })
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != io::ErrorKind::BrokenPipe => Err(Failure::new(
+            Status::IoError,
+            format!("cannot write the output: {error}"),
+            "check where the output goes",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A message for the person at the terminal. A stderr that cannot be written
+/// leaves nowhere to say so, so that is no reason to stop (eprint! would panic).
+fn tell(text: &str) {
+    let _ = io::stderr().lock().write_all(text.as_bytes());
 }
 
 fn write_json(value: &serde_json::Value) -> Result<(), Failure> {

@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
@@ -82,6 +82,17 @@ impl Scratch {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.command(cwd, args)
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run bt-submit: {error}"))
+    }
+
+    /// The command [`Scratch::run_in`] runs, to be given other stdio.
+    fn command<I, S>(&self, cwd: &Path, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let path = format!("{}:/usr/bin:/bin", self.path("bin").display());
         let search = format!(
             "{}:{}",
@@ -90,14 +101,14 @@ impl Scratch {
             self.path("asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json")
                 .display()
         );
-        Command::new(BT_SUBMIT)
+        let mut command = Command::new(BT_SUBMIT);
+        command
             .args(args)
             .current_dir(cwd)
             .env("PATH", path)
             .env("BEAMTIME_METADATA_PATH", search)
-            .env_remove("BT_SUBMIT_CONFIG")
-            .output()
-            .unwrap_or_else(|error| panic!("cannot run bt-submit: {error}"))
+            .env_remove("BT_SUBMIT_CONFIG");
+        command
     }
 
     fn run<I, S>(&self, args: I) -> Output
@@ -392,6 +403,57 @@ fn show_summarises_the_beamtime() {
         format!("ssh -i {} -l bttest01 max-p3a901", key.display())
     );
     assert_eq!(value["metadataPath"], copied.to_string_lossy().as_ref());
+}
+
+/// The write end of a pipe whose read end is closed: `true` held it and has exited.
+fn pipe_without_reader() -> Stdio {
+    let mut reader = Command::new("true")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run true: {error}"));
+    let writer = reader.stdin.take().expect("a piped stdin");
+    reader
+        .wait()
+        .unwrap_or_else(|error| panic!("true did not end: {error}"));
+    Stdio::from(writer)
+}
+
+#[test]
+fn a_reader_that_has_gone_ends_the_output_quietly() {
+    let scratch = Scratch::new();
+    scratch.copy_fixture("beamtime-metadata-11099001.json", "gpfs/current");
+    // Rust ignores SIGPIPE, so each of these writes gets EPIPE, as under `| head -0`.
+    for args in [
+        &["show", "--beamtime", "11099001"][..],
+        &["show", "--beamtime", "11099001", "--format", "json"],
+        &["--help"],
+    ] {
+        let output = scratch
+            .command(&scratch.root, args)
+            .stdout(pipe_without_reader())
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run bt-submit: {error}"));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(output.stderr.is_empty(), "{args:?}: {}", stderr(&output));
+    }
+
+    // Any other failure to write is still one.
+    let full = fs::File::create("/dev/full").unwrap_or_else(|error| panic!("{error}"));
+    let output = scratch
+        .command(&scratch.root, ["show", "--beamtime", "11099001"])
+        .stdout(full)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run bt-submit: {error}"));
+    assert_eq!(output.status.code(), Some(74), "{}", stderr(&output));
+    assert_contains(
+        &stderr(&output),
+        "bt-submit: error: cannot write the output: ",
+    );
 }
 
 #[test]
