@@ -4,10 +4,18 @@
 
 use std::collections::BTreeMap;
 
-/// One `scontrol show … -o` line as `Key=value` fields. Values may contain
-/// spaces (`OS=Linux 6.1 #1 SMP`, `Reason=disk full [root@…]`): a word that
-/// does not start with `Key=` continues the previous value. The first of two
-/// equal keys wins (a reservation line repeats `NodeName=` per core set).
+/// One `scontrol show … -o` line (job, node, reservation, partition) as
+/// `Key=value` fields. Values may contain spaces (`JobName=calibration run 3`,
+/// `OS=Linux 6.1 #1 SMP`, `Reason=disk full [root@…]`): a word that does not
+/// start with `Key=` continues the previous value. An empty value stays empty
+/// (`Power=`).
+///
+/// The first of two equal keys wins. Only sub-records repeat a key: a
+/// reservation line prints `NodeName=… CoreIDs=…` once per node's core set
+/// (`NodeName=btnode2 CoreIDs=0   NodeName=btnode3 CoreIDs=0-1`), and
+/// `Nodes=`/`CoreCnt=` already say what the whole reservation holds. Keeping
+/// the first keeps the fields of one set together and can never let a
+/// sub-record overwrite the record's own field of that name.
 pub fn parse_record(line: &str) -> BTreeMap<String, String> {
     let mut fields = BTreeMap::new();
     let mut current: Option<(String, String)> = None;
@@ -33,11 +41,17 @@ pub fn parse_record(line: &str) -> BTreeMap<String, String> {
     fields
 }
 
+/// `Key=value` when `word` starts a field. Keys start with a capital letter
+/// and hold letters, digits, `_`, and in job records `/` and `:`
+/// (`CPUs/Task=1`, `Socks/Node=*`, `NtasksPerN:B:S:C=0:0:*:*`,
+/// `AllocNode:Sid=localhost:10643`); a word such as `cpu=1` inside a value does not
+/// start one.
 fn field_start(word: &str) -> Option<(&str, &str)> {
     let (key, value) = word.split_once('=')?;
     let mut chars = key.chars();
     let first_is_upper = chars.next().is_some_and(|c| c.is_ascii_uppercase());
-    (first_is_upper && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some((key, value))
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '/' | ':');
+    (first_is_upper && chars.all(is_key_char)).then_some((key, value))
 }
 
 /// scontrol prints `(null)` for an unset field.
@@ -281,6 +295,38 @@ mod tests {
         let r = parse_record(fixture("reservations.txt").lines().next().unwrap());
         assert_eq!(r["NodeName"], "btnode1");
         assert_eq!(r["Flags"], "IGNORE_JOBS,SPEC_NODES");
+    }
+
+    #[test]
+    fn a_reservation_with_a_core_set_per_node_keeps_the_first_set() {
+        let r = parse_record(&fixture("reservation-core-sets.txt"));
+        assert_eq!(r["Nodes"], "btnode[2-4]");
+        assert_eq!(r["CoreCnt"], "4");
+        assert_eq!((&*r["NodeName"], &*r["CoreIDs"]), ("btnode2", "0"));
+        assert_eq!(r["TRES"], "cpu=4");
+        assert_eq!(r["Users"], "btalice");
+        assert_eq!(r["State"], "ACTIVE");
+    }
+
+    #[test]
+    fn job_record_keys_with_slashes_and_colons_start_their_own_field() {
+        let f = parse_record(&fixture("job-running.txt"));
+        assert_eq!(f["JobId"], "642");
+        assert_eq!(f["JobName"], "calibration run 3");
+        assert_eq!(f["JobState"], "RUNNING");
+        assert_eq!(f["ExitCode"], "0:0");
+        assert_eq!(f["Scheduler"], "Main");
+        assert_eq!(f["AllocNode:Sid"], "localhost:10643");
+        assert_eq!(f["CPUs/Task"], "1");
+        assert_eq!(f["ReqB:S:C:T"], "0:0:*:*");
+        assert_eq!(f["TRES"], "cpu=1,node=1,billing=1");
+        assert_eq!(f["Socks/Node"], "*");
+        assert_eq!(f["NtasksPerN:B:S:C"], "0:0:*:*");
+        assert_eq!(
+            f["WorkDir"],
+            "/var/lib/spank-beamtime-test/work/btalice/fixture"
+        );
+        assert_eq!(f["Power"], "");
     }
 
     #[test]
