@@ -1,0 +1,331 @@
+//! Running one command, as root or as another user, with an exact environment and a
+//! bounded run time.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::users::UnixUser;
+
+/// What a command gets when the caller does not say otherwise: long enough for a loaded
+/// 2-core machine, short enough that a hang fails the test instead of CI's whole budget.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A command to run as root or as another user, with an exact environment (nothing leaks
+/// from the test process: cargo's variables would otherwise travel into jobs via sbatch's
+/// default `--export=ALL`), a working directory and a bounded run time. Made by
+/// [`Cluster::cmd`](crate::Cluster::cmd) and [`Cluster::as_user`](crate::Cluster::as_user).
+#[derive(Clone, Debug)]
+pub struct Cmd {
+    program: OsString,
+    args: Vec<OsString>,
+    user: Option<UnixUser>,
+    env: BTreeMap<OsString, OsString>,
+    cwd: Option<PathBuf>,
+    timeout: Duration,
+}
+
+impl Cmd {
+    /// `program` as root, with an empty environment and [`DEFAULT_TIMEOUT`].
+    pub(crate) fn new(program: impl AsRef<OsStr>) -> Cmd {
+        Cmd {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            user: None,
+            env: BTreeMap::new(),
+            cwd: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Runs the command with `user`'s uid, gid and groups instead of root's.
+    pub(crate) fn with_user(mut self, user: UnixUser) -> Self {
+        self.user = Some(user);
+        self
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets (or overrides) one variable of the command's environment.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env
+            .insert(key.as_ref().to_owned(), value.as_ref().to_owned());
+        self
+    }
+
+    /// Removes a variable the helpers would otherwise set (e.g. `SLURM_CONF`).
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.env.remove(key.as_ref());
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The command line as a shell would show it, for messages.
+    pub fn display(&self) -> String {
+        std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|a| {
+                String::from_utf8_lossy(&beamtime::shell::quote_bytes(a.as_bytes())).into_owned()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Runs the command to completion or until its timeout, then kills its whole process
+    /// group. Never panics for the command's own failure: look at the [`Output`].
+    #[track_caller]
+    pub fn run(&self) -> Output {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .env_clear()
+            .envs(&self.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a timeout can end srun and whatever it started.
+            .process_group(0);
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        if let Some(user) = &self.user {
+            let (uid, gid, groups) = (user.uid, user.gid, user.groups.clone());
+            // std's uid()/gid() would drop the supplementary groups; the user's real ones
+            // matter (e.g. a beamtime folder's group). Only raw syscalls in the child: it
+            // is a fork of a multi-threaded process, where taking locks could deadlock.
+            // SAFETY: setgroups/setgid/setuid are async-signal-safe; `groups` was
+            // allocated before the fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                        || libc::setgid(gid) != 0
+                        || libc::setuid(uid) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let user = self
+            .user
+            .as_ref()
+            .map_or("root".to_string(), |u| u.name.clone());
+        let started = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{}` as {user}: {e}", self.display()));
+        let pid = child.id() as libc::pid_t;
+        let out_reader = read_all(child.stdout.take().expect("stdout is piped"));
+        let err_reader = read_all(child.stderr.take().expect("stderr is piped"));
+        // The end of the child is the event to wait for: a thread blocks in wait() and
+        // says when it returned, the timeout bounds how long that may take.
+        let (exited, has_exited) = mpsc::channel();
+        let waiter = thread::spawn(move || {
+            let status = child.wait();
+            let _ = exited.send(());
+            status
+        });
+        let timed_out = has_exited.recv_timeout(self.timeout).is_err();
+        if timed_out {
+            // SAFETY: plain kill(2) on the process group we created for this child.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        let status = waiter
+            .join()
+            .expect("the waiting thread does not panic")
+            .unwrap_or_else(|e| panic!("waiting for `{}`: {e}", self.display()));
+        // A grandchild that kept the pipes open would block these joins: kill the group.
+        if timed_out {
+            // SAFETY: as above.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
+        let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+        Output {
+            cmdline: self.display(),
+            user,
+            status,
+            timed_out,
+            elapsed: started.elapsed(),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// Reads a pipe to its end in a thread of its own, so that neither pipe can fill up
+/// and stall the child while the other is read.
+fn read_all(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// What a finished [`Cmd`] left behind. Its `Display` shows everything, for panic messages.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub cmdline: String,
+    pub user: String,
+    pub status: ExitStatus,
+    /// The command ran into its timeout and was killed.
+    pub timed_out: bool,
+    pub elapsed: Duration,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// The exit code; `None` when a signal ended the process.
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    pub fn success(&self) -> bool {
+        self.status.success() && !self.timed_out
+    }
+
+    #[track_caller]
+    pub fn assert_success(&self) -> &Self {
+        assert!(self.success(), "command failed:\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_failure(&self) -> &Self {
+        assert!(
+            !self.timed_out,
+            "command timed out instead of failing:\n{self}"
+        );
+        assert!(
+            !self.status.success(),
+            "command succeeded, expected a failure:\n{self}"
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stdout_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}:\n{self}"
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{self}"
+        );
+        self
+    }
+
+    /// The job id printed by `sbatch --parsable` (`<id>` or `<id>;<cluster>`).
+    #[track_caller]
+    pub fn job_id(&self) -> u32 {
+        self.assert_success();
+        let first = self
+            .stdout
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        first
+            .split(';')
+            .next()
+            .and_then(|id| id.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no job id in the output of:\n{self}"))
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = if self.timed_out {
+            "killed after its timeout".to_string()
+        } else if let Some(sig) = self.status.signal() {
+            format!("killed by signal {sig}")
+        } else {
+            format!("exit code {}", self.status.code().unwrap_or(-1))
+        };
+        writeln!(f, "  command: {} (as {})", self.cmdline, self.user)?;
+        writeln!(f, "  result:  {status} after {:.2?}", self.elapsed)?;
+        writeln!(f, "  stdout:  {}", indent(&self.stdout))?;
+        write!(f, "  stderr:  {}", indent(&self.stderr))
+    }
+}
+
+fn indent(s: &str) -> String {
+    let s = s.trim_end();
+    if s.is_empty() {
+        return "(empty)".into();
+    }
+    s.replace('\n', "\n           ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_is_shown_as_a_shell_would_take_it() {
+        let cmd = Cmd::new("sbatch").args(["--job-name=a b", "it's", "--x=1"]);
+        assert_eq!(cmd.display(), r"sbatch '--job-name=a b' 'it'\''s' --x=1");
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_is_killed_and_says_so() {
+        let out = Cmd::new("/bin/sh")
+            .args(["-c", "echo started; exec /bin/sleep 30"])
+            .timeout(Duration::from_millis(300))
+            .run();
+        assert!(out.timed_out && !out.success(), "{out}");
+        assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{out}");
+        assert_eq!(out.stdout, "started\n");
+        assert!(out.elapsed < Duration::from_secs(10), "{out}");
+    }
+
+    #[test]
+    fn a_quick_command_is_not_held_up_by_its_timeout() {
+        let out = Cmd::new("/bin/sh")
+            .args(["-c", "echo out; echo err >&2; exit 3"])
+            .run();
+        assert!(!out.timed_out, "{out}");
+        assert_eq!(
+            (out.code(), &*out.stdout, &*out.stderr),
+            (Some(3), "out\n", "err\n")
+        );
+        assert!(out.elapsed < Duration::from_secs(10), "{out}");
+    }
+}

@@ -1,0 +1,179 @@
+//! Beamtimes for the tests: what slurm-conf-examples/beamtime-start.sh is asked to create,
+//! and what it made.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::cluster::{Cluster, NODE};
+
+/// What `slurm-conf-examples/beamtime-start.sh` should create. Defaults: one reservation
+/// named after the id, one core of the node (so other tests' jobs still fit), partition
+/// `ponline_<beamline>`, with online resources.
+#[derive(Clone, Debug)]
+pub struct BeamtimeSpec {
+    pub id: String,
+    pub beamline: String,
+    pub account: String,
+    pub partition: Option<String>,
+    pub reservations: Vec<String>,
+    /// Cores per reservation on each of its nodes. Always some: beamtime-start.sh would
+    /// otherwise reserve whole nodes, as the facility does, and keep every job outside the
+    /// reservation off the one-node cluster's only node.
+    pub cores: u32,
+    pub online: bool,
+    /// Further options for beamtime-start.sh (`--title`, `--proposal-type`, …).
+    pub extra_args: Vec<String>,
+}
+
+impl BeamtimeSpec {
+    pub fn new(id: &str, beamline: &str, account: &str) -> Self {
+        BeamtimeSpec {
+            id: id.into(),
+            beamline: beamline.into(),
+            account: account.into(),
+            partition: None,
+            reservations: Vec::new(),
+            cores: 1,
+            online: true,
+            extra_args: Vec::new(),
+        }
+    }
+
+    pub fn partition(mut self, partition: &str) -> Self {
+        self.partition = Some(partition.into());
+        self
+    }
+
+    /// Reservation names, each optionally `NAME@NODES` to put it on those nodes.
+    pub fn reservations(mut self, names: &[&str]) -> Self {
+        self.reservations = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn cores(mut self, cores: u32) -> Self {
+        self.cores = cores;
+        self
+    }
+
+    pub fn no_online(mut self) -> Self {
+        self.online = false;
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+}
+
+/// A started beamtime.
+#[derive(Clone, Debug)]
+pub struct Beamtime {
+    pub id: String,
+    pub beamline: String,
+    /// The beamtime's Unix account (`onlineAnalysis.userAccount`).
+    pub account: String,
+    /// The Slurm account (named after the id).
+    pub slurm_account: String,
+    pub partition: String,
+    /// Empty without online resources.
+    pub reservations: Vec<String>,
+    /// `<source root>/<beamline>/current`, what the plugin shows as `/beamline/<bl>/current`.
+    pub current_dir: PathBuf,
+    pub metadata_path: PathBuf,
+}
+
+impl Beamtime {
+    /// The metadata file, parsed.
+    #[track_caller]
+    pub fn metadata(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(&self.metadata_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.metadata_path.display()));
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.metadata_path.display()))
+    }
+}
+
+/// Beamline -> beamtime id of the beamtimes this test process started. The facility has one
+/// `current` beamtime per beamline, and beamtime-start.sh --replace moves an older one aside:
+/// two tests of one binary sharing a beamline would pull folders from under each other.
+static BEAMLINES: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+impl Cluster {
+    /// Where beamtime-start.sh creates beamline folders by default: `<state>/beamline-src`.
+    pub fn beamline_src(&self) -> PathBuf {
+        self.state_dir().join("beamline-src")
+    }
+
+    /// Runs slurm-conf-examples/beamtime-start.sh for `spec` and returns what it made.
+    /// Always passes `--replace`, so a beamline's `current` left by an earlier test binary
+    /// does not block; within this test process, a beamline may serve one beamtime id only
+    /// (give every test its own beamline name, e.g. `p11` in one test, `p99` with
+    /// partition `all` in another) — this panics otherwise.
+    #[track_caller]
+    pub fn start_beamtime(&self, spec: &BeamtimeSpec) -> Beamtime {
+        {
+            let mut beamlines = BEAMLINES.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(other) = beamlines.get(&spec.beamline) {
+                assert_eq!(
+                    other, &spec.id,
+                    "beamline {} already serves beamtime {other} in this test binary; use another beamline name for {}",
+                    spec.beamline, spec.id
+                );
+            }
+            beamlines.insert(spec.beamline.clone(), spec.id.clone());
+        }
+        let script = Cluster::repo_root().join("slurm-conf-examples/beamtime-start.sh");
+        let mut cmd = self
+            .cmd(&script)
+            .args([
+                "--id",
+                &spec.id,
+                "--beamline",
+                &spec.beamline,
+                "--account",
+                &spec.account,
+                "--replace",
+            ])
+            .args(["--nodes", NODE])
+            .args(["--cores", &spec.cores.to_string()])
+            .timeout(Duration::from_secs(180));
+        if let Some(p) = &spec.partition {
+            cmd = cmd.args(["--partition", p]);
+        }
+        for r in &spec.reservations {
+            cmd = cmd.args(["--reservation", r]);
+        }
+        if !spec.online {
+            cmd = cmd.arg("--no-online");
+        }
+        let out = cmd.args(&spec.extra_args).run();
+        out.assert_success();
+        let metadata_path = PathBuf::from(out.stdout.trim());
+        let reservations = match (spec.online, spec.reservations.is_empty()) {
+            (false, _) => Vec::new(),
+            (true, true) => vec![spec.id.clone()],
+            // `NAME@NODES` asks beamtime-start.sh for a reservation on those nodes.
+            (true, false) => spec
+                .reservations
+                .iter()
+                .map(|r| r.split('@').next().unwrap_or(r).to_owned())
+                .collect(),
+        };
+        Beamtime {
+            id: spec.id.clone(),
+            beamline: spec.beamline.clone(),
+            account: spec.account.clone(),
+            slurm_account: spec.id.clone(),
+            partition: spec
+                .partition
+                .clone()
+                .unwrap_or_else(|| format!("ponline_{}", spec.beamline)),
+            reservations,
+            current_dir: self.beamline_src().join(&spec.beamline).join("current"),
+            metadata_path,
+        }
+    }
+}
