@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use scenarios::{Beamtime, BeamtimeSpec, Cluster, Output, RestorePlugstack};
+use scenarios::{wait, Beamtime, BeamtimeSpec, Cluster, Output, RestorePlugstack};
 
 static TURN: Mutex<()> = Mutex::new(());
 
@@ -52,18 +52,6 @@ fn beamtime_jobs_survive_a_slurmd_restart_and_a_vanished_metadata_file_stops_onl
         ],
         &script,
     );
-    let wait_for = |path: &std::path::Path| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !path.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "job {} never reached {}",
-                job.id,
-                path.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
     let signal = |n: u32| {
         let path = wd.join(format!("go-{n}"));
         fs::write(&path, "").unwrap();
@@ -73,7 +61,11 @@ fn beamtime_jobs_survive_a_slurmd_restart_and_a_vanished_metadata_file_stops_onl
     // slurmd restarts while the batch step runs: the step is its own process and goes on.
     c.set_plugstack(Some(&plugin), &args);
     signal(1);
-    wait_for(&wd.join("go-2"));
+    wait::for_path(
+        &wd.join("go-2"),
+        Duration::from_secs(60),
+        &format!("job {}", job.id),
+    );
 
     // The metadata disappears (the beamtime was stopped): the running batch script keeps
     // its view, the next step is refused (already by srun's own check) and fails alone.

@@ -20,9 +20,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use scenarios::{Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE};
+use scenarios::{wait, Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE};
 
 /// A refused task's exit status (EX_NOPERM).
 const REFUSED: i32 = 77;
@@ -620,23 +620,22 @@ impl Swapper {
     #[track_caller]
     fn stop(&mut self) -> u64 {
         self.shared().stop.store(true, Ordering::SeqCst);
-        let deadline = Instant::now() + Duration::from_secs(10);
         let mut status = 0;
-        loop {
-            // SAFETY: waiting for our own child.
+        let ended = wait::poll(Duration::from_secs(10), || {
+            // SAFETY: waiting for our own child, without blocking.
             let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
             if rc == self.pid {
-                break;
+                Ok(())
+            } else {
+                Err(())
             }
-            if Instant::now() > deadline {
-                // SAFETY: our own child, by pid.
-                unsafe {
-                    libc::kill(self.pid, libc::SIGKILL);
-                    libc::waitpid(self.pid, &mut status, 0);
-                }
-                break;
+        });
+        if ended.is_err() {
+            // SAFETY: our own child, by pid.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, &mut status, 0);
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         self.stopped = true;
         let errno = self.shared().errno.load(Ordering::SeqCst);
@@ -667,15 +666,7 @@ impl Drop for Swapper {
 
 #[track_caller]
 fn wait_for_file(path: &Path, job: u32) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "job {job} never reached {}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::for_path(path, Duration::from_secs(120), &format!("job {job}"));
 }
 
 /// A folder the beamtime's account may rename things in: the site layout where

@@ -10,9 +10,9 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use scenarios::{Beamtime, BeamtimeSpec, Cluster, Job, LogCursor, DEFAULT_TIMEOUT};
+use scenarios::{wait, Beamtime, BeamtimeSpec, Cluster, Job, LogCursor, DEFAULT_TIMEOUT};
 
 static TURN: Mutex<()> = Mutex::new(());
 
@@ -93,15 +93,24 @@ fn count(answers: &BTreeMap<String, String>, how: &str) -> usize {
 }
 
 /// Waits until every step's log line is in (slurmstepd logs asynchronously to slurmd.log).
+#[track_caller]
 fn answers_of(log: &LogCursor, job: u32, steps: usize) -> BTreeMap<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let timeout = Duration::from_secs(20);
+    wait::poll(timeout, || {
         let got = answers(log, job);
-        if got.len() == steps || Instant::now() > deadline {
-            return got;
+        if got.len() == steps {
+            Ok(got)
+        } else {
+            Err(got)
         }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    })
+    .unwrap_or_else(|got| {
+        panic!(
+            "{} has {} of the {steps} accepted steps of job {job} after {timeout:?}: {got:?}",
+            log.path.display(),
+            got.len()
+        )
+    })
 }
 
 #[test]
@@ -262,15 +271,11 @@ fn a_damaged_entry_is_asked_again_and_replaced() {
         ],
         &script,
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !wd.join("go-1").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "job {} never ran its first step",
-            job.id
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::for_path(
+        &wd.join("go-1"),
+        Duration::from_secs(60),
+        &format!("job {} (its first step)", job.id),
+    );
     let entry = state_dir(&c).join(format!("job-{}", job.id));
     fs::write(&entry, "job=1\nnot an entry\n").unwrap();
     fs::write(wd.join("go-2"), "").unwrap();

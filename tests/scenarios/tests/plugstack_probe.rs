@@ -10,11 +10,11 @@
 //! this file (cargo runs test files one after another); the original plugstack and the
 //! node's state are restored even when it fails.
 
-use scenarios::{Cluster, RestorePlugstack, TEST_USER};
+use scenarios::{wait, Cluster, RestorePlugstack, TEST_USER};
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn build_probe(c: &Cluster, dir: &Path) -> PathBuf {
     let so = dir.join("btprobe.so");
@@ -31,9 +31,8 @@ fn build_probe(c: &Cluster, dir: &Path) -> PathBuf {
 /// The "<hook>-<ctx>" names of the records in `out`, waiting up to 10 s for `want` (the
 /// epilog runs after the job is reported complete).
 fn records(out: &Path, want: &[&str]) -> BTreeSet<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got: BTreeSet<String> = std::fs::read_dir(out)
+    let present = || -> BTreeSet<String> {
+        std::fs::read_dir(out)
             .unwrap()
             .filter_map(|e| {
                 e.ok()?
@@ -42,12 +41,18 @@ fn records(out: &Path, want: &[&str]) -> BTreeSet<String> {
                     .strip_suffix(".log")
                     .map(String::from)
             })
-            .collect();
-        if want.iter().all(|w| got.contains(*w)) || Instant::now() >= deadline {
-            return got;
+            .collect()
+    };
+    // What ran by then, complete or not: the caller names each missing hook.
+    let (Ok(got) | Err(got)) = wait::poll(Duration::from_secs(10), || {
+        let got = present();
+        if want.iter().all(|w| got.contains(*w)) {
+            Ok(got)
+        } else {
+            Err(got)
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
+    got
 }
 
 fn record_line(out: &Path, name: &str) -> String {
