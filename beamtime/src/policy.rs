@@ -214,8 +214,8 @@ pub fn check_submitter<'m>(
         return Err(Refusal::new(
             Rule::WrongUser,
             format!(
-                "beamtime {id} runs as its account '{account}' (uid {account_uid}), but this job \
-                 belongs to uid {uid}"
+                "beamtime {id} runs as its account '{account}' (uid {account_uid}), not as \
+                 uid {uid}"
             ),
             format!(
                 "Log in as the beamtime account ({}) and submit from there",
@@ -226,6 +226,9 @@ pub fn check_submitter<'m>(
     Ok(online)
 }
 
+/// How to log in as the account. The metadata's key is named only if it is
+/// there to use: a hint to a missing file sends users after the wrong problem
+/// (the one look at the file system in this module, for a hint only).
 fn ssh_hint(online: &OnlineAnalysis) -> String {
     let node = online
         .reserved_nodes
@@ -233,8 +236,10 @@ fn ssh_hint(online: &OnlineAnalysis) -> String {
         .map(String::as_str)
         .unwrap_or("<node>");
     match &online.ssh_private_key {
-        Some(key) => format!("ssh -i {} -l {} {node}", key.display(), online.user_account),
-        None => format!("ssh -l {} {node}", online.user_account),
+        Some(key) if key.is_file() => {
+            format!("ssh -i {} -l {} {node}", key.display(), online.user_account)
+        }
+        _ => format!("ssh -l {} {node}", online.user_account),
     }
 }
 
@@ -439,13 +444,28 @@ mod tests {
             refusal.problem.contains("'bttest05' (uid 5005)"),
             "{refusal}"
         );
-        assert!(refusal.problem.contains("uid 1000"), "{refusal}");
+        assert!(refusal.problem.contains("not as uid 1000"), "{refusal}");
+        // The fixture's key (/srv/p21/current/shared/id_rsa) is not on this machine.
         assert!(
-            refusal
-                .fix
-                .contains("ssh -i /srv/p21/current/shared/id_rsa -l bttest05 max-p3a931"),
+            refusal.fix.contains("(ssh -l bttest05 max-p3a931)"),
             "{refusal}"
         );
+    }
+
+    #[test]
+    fn the_login_hint_names_the_key_when_it_is_there() {
+        let folder = std::env::temp_dir().join(format!("policy-key-{}", std::process::id()));
+        std::fs::create_dir_all(folder.join("shared")).unwrap();
+        std::fs::write(folder.join("shared/id_rsa"), b"key").unwrap();
+        let metadata = parse_metadata(
+            include_bytes!("../tests/fixtures/beamtime-metadata-11099005.json"),
+            &folder.join("beamtime-metadata-11099005.json"),
+        )
+        .unwrap();
+        let refusal = refused(&config(""), &metadata, &JobFacts { uid: 1000, ..job() });
+        std::fs::remove_dir_all(&folder).unwrap();
+        let expected = format!("ssh -i {}/shared/id_rsa -l bttest05", folder.display());
+        assert!(refusal.fix.contains(&expected), "{refusal}");
     }
 
     #[test]

@@ -5,15 +5,17 @@
 use std::error::Error;
 
 use beamtime::plugin_config::PluginConfig;
+use beamtime::policy::Refusal;
 use slurm_spank::{spank_log_error, Context, Plugin, SpankHandle};
 
 use crate::stepd::{self, Verdict};
-use crate::{client, option, PLUGIN};
+use crate::{client, option, setup, PLUGIN};
 
 #[derive(Default)]
 pub struct Beamtime {
-    /// Parsed in `init`; `None` in contexts the plugin stays out of.
-    config: Option<PluginConfig>,
+    /// Parsed in `init`; `None` in contexts the plugin stays out of. A line
+    /// that does not parse is kept as the refusal every `--beamtime` job gets.
+    config: Option<Result<PluginConfig, Refusal>>,
     /// This step's verdict, decided once in slurmstepd and inherited by every
     /// forked task.
     verdict: Verdict,
@@ -34,9 +36,17 @@ unsafe impl Plugin for Beamtime {
     fn init(&mut self, spank: &mut SpankHandle) -> Result<(), Box<dyn Error>> {
         match spank.context()? {
             Context::Local | Context::Allocator | Context::Remote => {
-                // An admin's typo fails loudly here, when the plugin loads,
-                // rather than quietly weakening enforcement.
-                self.config = Some(PluginConfig::parse(spank.plugin_argv()?)?);
+                // An admin's typo must not fail everybody's jobs (in slurmstepd an
+                // error here fails every step and can drain the node): it is logged
+                // loudly in every process that loads the plugin, jobs without
+                // --beamtime run as if the plugin were absent, and --beamtime jobs
+                // are refused with it, never run unguarded.
+                let config = setup::parse(spank.plugin_argv());
+                match &config {
+                    Ok(config) => setup::warn_if_incomplete(config),
+                    Err(refusal) => spank_log_error!("{PLUGIN}: {refusal}"),
+                }
+                self.config = Some(config);
                 option::register(spank)?;
             }
             Context::Slurmd | Context::JobScript => {}
@@ -48,9 +58,12 @@ unsafe impl Plugin for Beamtime {
         let (Some(requested), Some(config)) = (self.requested(spank), self.config.as_ref()) else {
             return Ok(());
         };
+        let config = config.as_ref();
         match spank.context()? {
             // An error here stops srun/sbatch/salloc before a job exists.
-            Context::Local | Context::Allocator => client::check_before_submit(config, &requested)?,
+            Context::Local | Context::Allocator => {
+                client::check_before_submit(config.map_err(Refusal::clone)?, &requested)?
+            }
             // Never an error here: see stepd/decide.rs.
             Context::Remote => self.verdict = stepd::decide::decide(spank, config, &requested),
             Context::Slurmd | Context::JobScript => {}
@@ -58,8 +71,8 @@ unsafe impl Plugin for Beamtime {
         Ok(())
     }
 
-    fn task_init_privileged(&mut self, _spank: &mut SpankHandle) -> Result<(), Box<dyn Error>> {
-        stepd::task_root::prepare_task(&mut self.verdict);
+    fn task_init_privileged(&mut self, spank: &mut SpankHandle) -> Result<(), Box<dyn Error>> {
+        stepd::task_root::prepare_task(&mut self.verdict, spank.task_id().ok());
         Ok(())
     }
 

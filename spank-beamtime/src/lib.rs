@@ -14,6 +14,7 @@ mod dispatch;
 mod ffi;
 mod load;
 mod option;
+mod setup;
 mod stepd;
 
 /// The name in log lines and in the option's environment variables

@@ -150,9 +150,8 @@ mod tests {
         assert_eq!(documented, plugin_keys());
     }
 
-    #[test]
-    fn the_man_page_lists_exactly_the_rules_the_plugin_logs() {
-        // Rule::as_str's arms are the one list of rule names there is.
+    /// Rule::as_str's arms are the one list of rule names there is.
+    fn rules_in_code() -> BTreeSet<String> {
         let policy = repo_file("beamtime/src/policy.rs");
         let rules: BTreeSet<String> = policy
             .lines()
@@ -164,6 +163,29 @@ mod tests {
             rules.len() > 10,
             "could not read the rule names from policy.rs: {rules:?}"
         );
+        rules
+    }
+
+    #[test]
+    fn the_admin_guide_troubleshoots_exactly_the_rules_the_plugin_logs() {
+        let guide = repo_file("docs/admin.md");
+        let table = guide
+            .split("## Troubleshoot")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("docs/admin.md has a Troubleshoot section");
+        let documented: BTreeSet<String> = table
+            .split("`rule=")
+            .skip(1)
+            .filter_map(|rest| rest.split('`').next())
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(documented, rules_in_code());
+    }
+
+    #[test]
+    fn the_man_page_lists_exactly_the_rules_the_plugin_logs() {
+        let rules = rules_in_code();
         let page = repo_file("docs/man/spank-beamtime.8");
         let documented: BTreeSet<String> = tags(&page, "LOG")
             .iter()

@@ -11,7 +11,7 @@ use beamtime::plugin_config::PluginConfig;
 use beamtime::policy::{self, ControllerJob, Grant, Refusal, Rule, StepFacts};
 use slurm_spank::{spank_log_error, spank_log_info, SpankHandle};
 
-use super::Verdict;
+use super::{Granted, Verdict};
 use crate::load::{account_uid, load_beamtime};
 use crate::{ffi, PLUGIN};
 
@@ -42,7 +42,13 @@ fn step_name(step: u32) -> String {
     }
 }
 
-pub fn decide(spank: &mut SpankHandle, config: &PluginConfig, requested: &str) -> Verdict {
+/// `config` is the plugstack line, or the refusal a line that did not parse
+/// gives every `--beamtime` job.
+pub fn decide(
+    spank: &mut SpankHandle,
+    config: Result<&PluginConfig, &Refusal>,
+    requested: &str,
+) -> Verdict {
     let (Ok(job), Ok(step), Ok(uid)) = (spank.job_id(), spank.job_stepid(), spank.job_uid()) else {
         // Without the job's identity nothing can be checked; fail closed.
         let refusal = Refusal::new(
@@ -50,44 +56,56 @@ pub fn decide(spank: &mut SpankHandle, config: &PluginConfig, requested: &str) -
             "slurmstepd did not tell the plugin the job's id, step or user",
             "Report this to the cluster admins",
         );
-        spank_log_error!("{PLUGIN}: refused: {refusal}");
+        let node = ffi::slurmd_node_name().unwrap_or_default();
+        let step = format!(
+            "job=unknown step=unknown uid=unknown beamtime={} node={node}",
+            requested.escape_default()
+        );
+        spank_log_error!("{PLUGIN}: {}", refused_line(&step, &refusal));
         return Verdict::Refused(refusal);
     };
     if step == ffi::EXTERN_STEP_ID {
         return Verdict::Untouched;
     }
     let step = Step { job, step, uid };
-    let mut facts = NodeFacts {
-        config,
-        job,
-        uid,
-        node: ffi::slurmd_node_name(),
-        answered_by: None,
-    };
-    let decided = load_beamtime(config, requested).and_then(|loaded| {
-        let grant = policy::decide(config, &loaded.metadata, &mut facts)?;
+    let node = ffi::slurmd_node_name();
+    let mut answered_by = None;
+    let decided = config.map_err(Refusal::clone).and_then(|config| {
+        let mut facts = NodeFacts {
+            config,
+            job,
+            uid,
+            node: node.clone(),
+            answered_by: None,
+        };
+        let loaded = load_beamtime(config, requested)?;
+        let decided = policy::decide(config, &loaded.metadata, &mut facts);
+        answered_by = facts.answered_by;
+        let grant = decided?;
         export_environment(spank, &grant)?;
         Ok((grant, loaded.trust))
     });
-    let node = facts.node.as_deref().unwrap_or_default();
+    let step = step.describe(requested, node.as_deref().unwrap_or_default());
     match decided {
         Ok((grant, trust)) => {
-            spank_log_info!(
-                "{PLUGIN}: {}",
-                accepted_line(&step.describe(requested, node), &grant, facts.answered_by)
-            );
-            Verdict::Granted(grant, trust)
+            spank_log_info!("{PLUGIN}: {}", accepted_line(&step, &grant, answered_by));
+            Verdict::Granted(Box::new(Granted { grant, trust, step }))
         }
         Err(refusal) => {
-            spank_log_info!(
-                "{PLUGIN}: {} decision=refused rule={} reason=\"{}\"",
-                step.describe(requested, node),
-                refusal.rule.as_str(),
-                refusal.problem.escape_default()
-            );
+            spank_log_info!("{PLUGIN}: {}", refused_line(&step, &refusal));
             Verdict::Refused(shown_to_user(refusal, requested))
         }
     }
+}
+
+/// The one line every refusal writes to slurmd's log, wherever it is decided
+/// (here, or in a task whose mount failed): admins count refusals by `rule=`.
+pub fn refused_line(step: &str, refusal: &Refusal) -> String {
+    format!(
+        "{step} decision=refused rule={} reason=\"{}\"",
+        refusal.rule.as_str(),
+        refusal.problem.escape_default()
+    )
 }
 
 fn accepted_line(step: &str, grant: &Grant, answered_by: Option<&str>) -> String {
@@ -101,26 +119,45 @@ fn accepted_line(step: &str, grant: &Grant, answered_by: Option<&str>) -> String
     )
 }
 
-/// slurmd's log has the refusal in full. The user who is refused for being
-/// the wrong user may not be allowed to read the metadata (a beamtime's folder
-/// is open to its members only): the account and how to log in as it stay in
-/// the log. Members learn them from `bt-submit show` or from the client-side
-/// check, which runs as them.
+/// slurmd's log has the refusal in full; the user sees what anybody who names
+/// the beamtime may know. The metadata lies in the beamtime's folder, open to
+/// its members only, and slurmstepd reads it as root: the account, the file's
+/// path and how to log in stay in the log. Members get them from the
+/// client-side check, which runs as them, and from `bt-submit show`/`doctor`.
 fn shown_to_user(refusal: Refusal, requested: &str) -> Refusal {
-    if refusal.rule != Rule::WrongUser {
-        return refusal;
-    }
     let id = requested.escape_default();
-    Refusal::new(
-        Rule::WrongUser,
-        format!(
-            "beamtime {id} jobs run only as the beamtime's own account, and this job's user is not it"
+    let members_see =
+        format!("its members see the details with `bt-submit doctor --beamtime {id}`");
+    match refusal.rule {
+        Rule::WrongUser => Refusal::new(
+            Rule::WrongUser,
+            format!(
+                "beamtime {id} jobs run only as the beamtime's own account, and this job's user \
+                 is not it"
+            ),
+            format!(
+                "Submit as the beamtime's account; its members see which one with \
+                 `bt-submit show --beamtime {id}`"
+            ),
         ),
-        format!(
-            "Submit as the beamtime's account; its members see which one with \
-             `bt-submit show --beamtime {id}`"
+        Rule::NoOnlineResources => Refusal::new(
+            Rule::NoOnlineResources,
+            format!("beamtime {id} has no online analysis resources yet"),
+            format!(
+                "Wait until the beamtime has started and its Slurm reservation exists; \
+                 {members_see}"
+            ),
         ),
-    )
+        Rule::UnsafeAccount => Refusal::new(
+            Rule::UnsafeAccount,
+            format!(
+                "beamtime {id}'s metadata names an account that this node does not run jobs as \
+                 (unknown here, or a system account)"
+            ),
+            format!("Ask the facility to fix the beamtime's account; {members_see}"),
+        ),
+        _ => refusal,
+    }
 }
 
 /// The step's facts as slurmstepd knows them, each gathered only when the
@@ -268,23 +305,34 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_user_is_told_neither_the_account_nor_the_login() {
-        let full = Refusal::new(
-            Rule::WrongUser,
-            "beamtime 11099001 runs as its account 'bttest01' (uid 5001), but this job belongs to uid 1000",
-            "Log in as the beamtime account (ssh -i /gpfs/shared/key -l bttest01 node1)",
-        );
-        let shown = shown_to_user(full, "11099001");
-        assert_eq!(shown.rule, Rule::WrongUser);
-        let text = shown.to_string();
-        assert!(
-            !text.contains("bttest01") && !text.contains("ssh"),
-            "{text}"
-        );
-        assert!(
-            text.contains("bt-submit show --beamtime 11099001"),
-            "{text}"
-        );
+    fn the_user_is_told_no_account_path_or_login_of_the_beamtime() {
+        let path = "/gpfs/p11/current/beamtime-metadata-11099001.json";
+        let cases = [
+            (
+                Rule::WrongUser,
+                "beamtime 11099001 runs as its account 'bttest01' (uid 5001), not as uid 1000",
+                "Log in as the beamtime account (ssh -i /gpfs/p11/current/shared/key -l bttest01 n1)",
+            ),
+            (
+                Rule::NoOnlineResources,
+                "beamtime 11099001 has no online analysis resources yet (/gpfs/p11/current/beamtime-metadata-11099001.json has no usable onlineAnalysis block)",
+                "Wait",
+            ),
+            (
+                Rule::UnsafeAccount,
+                "the beamtime's account 'daemon' (/gpfs/p11/current/beamtime-metadata-11099001.json: onlineAnalysis.userAccount) is a system account (uid 1 < 1000)",
+                "Refusing",
+            ),
+        ];
+        for (rule, problem, fix) in cases {
+            let shown = shown_to_user(Refusal::new(rule, problem, fix), "11099001");
+            assert_eq!(shown.rule, rule);
+            let text = shown.to_string();
+            for secret in ["bttest01", "daemon", "ssh", path, "/gpfs"] {
+                assert!(!text.contains(secret), "{rule:?} shows {secret:?}: {text}");
+            }
+            assert!(text.contains("bt-submit"), "{text}");
+        }
         let other = Refusal::new(Rule::WrongNode, "node x", "fix");
         assert_eq!(shown_to_user(other.clone(), "11099001"), other);
     }

@@ -23,8 +23,18 @@ pub enum Verdict {
     /// No `--beamtime`, or the extern step: the plugin stays out of the way.
     #[default]
     Untouched,
-    /// What to mount, and whom to trust for the check that the source
-    /// folder still belongs to the beamtime when the task mounts it.
-    Granted(Grant, TrustPolicy),
+    /// Boxed: the verdict lives in every process's plugin state, and only
+    /// granted steps need the room.
+    Granted(Box<Granted>),
     Refused(Refusal),
+}
+
+/// What to mount, whom to trust for the check that the source folder still
+/// belongs to the beamtime when the task mounts it, and who and where, for
+/// the refusal line a failed mount logs.
+#[derive(Debug)]
+pub struct Granted {
+    pub grant: Grant,
+    pub trust: TrustPolicy,
+    pub step: String,
 }

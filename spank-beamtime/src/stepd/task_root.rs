@@ -21,7 +21,8 @@ use beamtime::policy::{Grant, Refusal, Rule};
 use beamtime::trust::{distrust, FileFacts, TrustPolicy};
 use slurm_spank::{spank_log_info, spank_log_verbose};
 
-use super::Verdict;
+use super::decide::refused_line;
+use super::{Granted, Verdict};
 use crate::{ffi, PLUGIN};
 
 /// Small, and read-only once set up: it only holds the folders leading to the target.
@@ -29,10 +30,17 @@ const HIDE_ROOT_TMPFS_OPTIONS: &str = "mode=0755,size=64k,nr_inodes=256";
 
 /// Builds a granted step's namespace in this task; a failure turns the
 /// verdict into a refusal, which the task reports as the user (`task_user`).
-pub fn prepare_task(verdict: &mut Verdict) {
-    let Verdict::Granted(grant, trust) = verdict else {
+///
+/// `task` is the task's id on this node: task 0 writes the step's refusal
+/// line, as `decide` does once per step and node, so counting
+/// `decision=refused` counts steps; another task that fails alone (which
+/// needs the source to change between two tasks' mounts) logs its failure
+/// without a decision.
+pub fn prepare_task(verdict: &mut Verdict, task: Option<i32>) {
+    let Verdict::Granted(granted) = verdict else {
         return;
     };
+    let Granted { grant, trust, step } = granted.as_ref();
     let started = Instant::now();
     let shown = show_beamline(grant, trust);
     // For admins weighing the cost on nodes with large mount tables (bench/ reads it too).
@@ -42,14 +50,18 @@ pub fn prepare_task(verdict: &mut Verdict) {
         started.elapsed().as_micros()
     );
     if let Err(why) = shown {
-        // Info, not error: slurmstepd copies its errors to the user's stderr, where
-        // task_init's refusal already says this once.
-        spank_log_info!("{PLUGIN}: beamtime={} mount failed: {why}", grant.beamtime);
-        *verdict = Verdict::Refused(Refusal::new(
+        let refusal = Refusal::new(
             Rule::MountFailed,
             format!("the beamline folder could not be set up: {why}"),
             "Report this to the cluster admins",
-        ));
+        );
+        // Info, not error: slurmstepd copies its errors to the user's stderr, where
+        // task_init's refusal already says this once.
+        match task {
+            Some(0) | None => spank_log_info!("{PLUGIN}: {}", refused_line(step, &refusal)),
+            Some(task) => spank_log_info!("{PLUGIN}: {step} task={task} mount failed: {why}"),
+        }
+        *verdict = Verdict::Refused(refusal);
     }
 }
 
