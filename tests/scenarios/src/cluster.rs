@@ -158,9 +158,18 @@ impl Cluster {
     /// empty: a host without the plugin, or a user skipping its client side.
     #[track_caller]
     pub fn slurm_conf_without_plugins(&self, user: &str) -> PathBuf {
-        let dir = self.workdir(user, "no-plugins");
+        self.slurm_conf_with_plugstack(user, "no-plugins", "# nothing\n")
+    }
+
+    /// A copy of the cluster's slurm.conf, readable by `user`, whose plugstack.conf
+    /// holds `plugstack`: what a login node with another plugstack file sees (slurmd
+    /// keeps the cluster's own).
+    #[track_caller]
+    pub fn slurm_conf_with_plugstack(&self, user: &str, label: &str, plugstack: &str) -> PathBuf {
+        let dir = self.workdir(user, label);
+        let text = plugstack;
         let plugstack = dir.join("plugstack.conf");
-        std::fs::write(&plugstack, "# nothing\n").expect("write plugstack.conf");
+        std::fs::write(&plugstack, text).expect("write plugstack.conf");
         let conf: String = std::fs::read_to_string(&self.slurm_conf)
             .expect("read slurm.conf")
             .lines()

@@ -759,6 +759,7 @@ fn a_beamline_that_moved_on_to_another_beamtime_is_not_mounted() {
         .run()
         .assert_success();
 
+    let log = c.log_cursor("slurmd.log");
     let out = c
         .as_user(&old.account, "srun")
         .args(submit_args(&old))
@@ -773,6 +774,21 @@ fn a_beamline_that_moved_on_to_another_beamtime_is_not_mounted() {
     );
     assert!(!out.stdout.contains("the payload ran"), "{out}");
     assert_host_untouched();
+    // The decision was made before the task mounted: one accept line, then exactly one
+    // refusal line with the rule admins count by.
+    let logged = log.read_new();
+    let lines: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("beamtime=11099023 ") && l.contains(" decision="))
+        .collect();
+    assert_eq!(lines.len(), 2, "{logged}");
+    assert!(lines[0].contains("decision=accepted"), "{logged}");
+    assert!(
+        lines[1].contains(
+            "decision=refused rule=mount-failed reason=\"the beamline folder could not be set up: "
+        ),
+        "{logged}"
+    );
 }
 
 #[test]

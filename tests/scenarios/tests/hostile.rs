@@ -256,12 +256,24 @@ fn assert_host_untouched() {
 /// nothing and writing nothing.
 #[track_caller]
 fn assert_refused_everywhere(bt: &Beamtime, tag: &str, expected: &[&str]) -> Output {
+    assert_refused_on_both_sides(bt, tag, expected, expected)
+}
+
+/// Like [`assert_refused_everywhere`], where the node tells the user less than the
+/// client (which runs as a member and may read the metadata) does.
+#[track_caller]
+fn assert_refused_on_both_sides(
+    bt: &Beamtime,
+    tag: &str,
+    by_client: &[&str],
+    by_node: &[&str],
+) -> Output {
     let c = cluster();
     let wd = c.workdir(&bt.account, &format!("refused-{tag}"));
     let before = snapshot(&bt.current_dir);
 
     let node = bypassed_srun(bt, &wd, &payload(&wd, tag));
-    assert_refused_by_node(&node, expected);
+    assert_refused_by_node(&node, by_node);
 
     let out = c.sbatch(
         &bt.account,
@@ -269,7 +281,7 @@ fn assert_refused_everywhere(bt: &Beamtime, tag: &str, expected: &[&str]) -> Out
         &strs(&submit_args(bt)),
         "#!/bin/bash\necho payload-ran\n",
     );
-    assert_refused_by_client(&out, "sbatch", expected);
+    assert_refused_by_client(&out, "sbatch", by_client);
 
     assert!(
         !wd.join(trace(&wd, tag)).exists(),
@@ -415,7 +427,15 @@ fn a_user_account_that_is_root_a_system_account_or_unknown_is_refused_on_both_si
         } else {
             "Refusing to run a beamtime as a system account; ask the facility to fix the metadata"
         };
-        assert_refused_everywhere(&bt, tag, &[message, fix]);
+        // The node names neither the account nor the file to whoever names the id.
+        let node = assert_refused_on_both_sides(
+            &bt,
+            tag,
+            &[message, fix],
+            &["beamtime 11099501's metadata names an account that this node does not run jobs as"],
+        );
+        assert!(!node.stderr.contains(account.as_str()), "{node}");
+        assert!(!node.stderr.contains(&file.to_string()), "{node}");
     }
 }
 

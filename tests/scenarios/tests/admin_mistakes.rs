@@ -1,0 +1,231 @@
+//! An admin's plugstack slip fails no one else's job: with a line the plugin
+//! cannot parse, jobs without `--beamtime` run as if the plugin were absent,
+//! `--beamtime` jobs are refused on both sides (exit 77 in the task, never 0),
+//! the node is not drained, and each refusal is one `decision=refused` line in
+//! slurmd's log. Also with the plugstack differing between the submitting side
+//! and the node (a half-finished rollout).
+//!
+//! One test, alone in its file: it rewrites plugstack.conf for the whole
+//! cluster and restores it when done, even on failure.
+
+use std::path::PathBuf;
+
+use scenarios::{Beamtime, BeamtimeSpec, Cluster, Output, RestorePlugstack, NODE, TEST_USER};
+
+const BAD_ARGUMENT: &str = "no_such_argument=1";
+/// What every process that loads the plugin logs about the bad line.
+const BAD_LINE_LOGGED: &str =
+    "spank-beamtime: plugstack.conf argument 'no_such_argument=1': unknown key";
+const REFUSED: i32 = 77;
+
+fn submit_args(bt: &Beamtime) -> Vec<String> {
+    vec![
+        format!("--beamtime={}", bt.id),
+        format!("--partition={}", bt.partition),
+        format!("--reservation={}", bt.reservations[0]),
+    ]
+}
+
+/// A plugstack.conf line for the installed plugin with `args`.
+fn plugstack_line(plugin: &std::path::Path, args: &str) -> String {
+    format!("required {} {args}\n", plugin.display())
+}
+
+#[track_caller]
+fn assert_ran(out: &Output, what: &str) {
+    assert!(out.success(), "{what} without --beamtime must run:\n{out}");
+}
+
+#[track_caller]
+fn assert_refused_by_node(c: &Cluster, out: &Output, expected: &str) {
+    assert_eq!(out.code(), Some(REFUSED), "must end {REFUSED}:\n{out}");
+    assert!(
+        out.stderr.contains(&format!(" refused on {NODE}: ")),
+        "no node refusal:\n{out}"
+    );
+    assert!(
+        out.stderr.contains(expected),
+        "stderr lacks {expected:?}:\n{out}"
+    );
+    assert!(
+        !out.stdout.contains("payload-ran"),
+        "the payload ran:\n{out}"
+    );
+    c.assert_node_not_drained();
+}
+
+#[track_caller]
+fn assert_refused_by_client(out: &Output, program: &str) {
+    out.assert_failure();
+    assert!(out.stdout.trim().is_empty(), "a job was submitted:\n{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "{program}: error: spank-beamtime: plugstack.conf argument"
+        )),
+        "no client-side refusal naming the argument:\n{out}"
+    );
+    assert!(out.stderr.contains("Tell the cluster admins"), "{out}");
+}
+
+/// Counts `decision=refused rule=RULE` lines for beamtime `id` in new slurmd log text.
+fn refused_lines(log: &str, id: &str, rule: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains(&format!("beamtime={id} ")))
+        .filter(|l| l.contains(&format!("decision=refused rule={rule} ")))
+        .count()
+}
+
+#[test]
+fn a_bad_plugstack_line_fails_only_beamtime_jobs_on_either_side_and_drains_nothing() {
+    let c = Cluster::from_env();
+    let (plugin, good_args) = c.installed_plugin();
+    let bt = c.start_beamtime(&BeamtimeSpec::new("11099081", "p81", "bttest81").partition("all"));
+    let wd = c.workdir(&bt.account, "admin-mistakes");
+    let plain_wd = c.workdir(TEST_USER, "admin-mistakes-plain");
+    let payload = ["bash", "-c", "echo payload-ran"];
+    let _restore = RestorePlugstack::new(&c);
+
+    // 1. The whole cluster (login side and node) has the bad line.
+    c.set_plugstack(Some(&plugin), &format!("{good_args} {BAD_ARGUMENT}"));
+    let out = c.run_as(TEST_USER, &plain_wd, &["srun", "true"]);
+    assert_ran(&out, "srun");
+    assert!(
+        out.stderr.contains(BAD_LINE_LOGGED),
+        "the bad line is not shown:\n{out}"
+    );
+    let job = c.submit(TEST_USER, &plain_wd, &[], "#!/bin/bash\necho plain-ran\n");
+    c.wait_job(job.id, scenarios::DEFAULT_TIMEOUT)
+        .assert_completed_ok();
+    assert!(job.stdout().contains("plain-ran"), "{}", job.stdout());
+    let out = c.run_as(TEST_USER, &plain_wd, &["salloc", "true"]);
+    assert_ran(&out, "salloc");
+
+    let args = submit_args(&bt);
+    let out = c
+        .as_user(&bt.account, "srun")
+        .cwd(&wd)
+        .args(&args)
+        .args(payload)
+        .run();
+    assert_refused_by_client(&out, "srun");
+    let out = c.sbatch(
+        &bt.account,
+        &wd,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "#!/bin/bash\necho payload-ran\n",
+    );
+    assert_refused_by_client(&out, "sbatch");
+    let out = c
+        .as_user(&bt.account, "salloc")
+        .cwd(&wd)
+        .args(&args)
+        .arg("true")
+        .run();
+    assert_refused_by_client(&out, "salloc");
+
+    // The client bypassed (a slurm.conf without the plugin): the node refuses in the
+    // task, srun ends 77 — not 0 as when init failed on the node — and nothing drains.
+    let log = c.log_cursor("slurmd.log");
+    let bypass = c.slurm_conf_without_plugins(&bt.account);
+    let out = c
+        .as_user(&bt.account, "srun")
+        .cwd(&wd)
+        .env("SLURM_CONF", &bypass)
+        .env("_SLURM_SPANK_OPTION_beamtime_beamtime", &bt.id)
+        .args(&args[1..])
+        .args(payload)
+        .run();
+    assert_refused_by_node(&c, &out, "plugstack.conf argument 'no_such_argument=1'");
+    let batch = c
+        .as_user(&bt.account, "sbatch")
+        .cwd(&wd)
+        .env("SLURM_CONF", &bypass)
+        .env("_SLURM_SPANK_OPTION_beamtime_beamtime", &bt.id)
+        .args(["--parsable", "-o"])
+        .arg(wd.join("slurm-%j.out"))
+        .args(&args[1..])
+        .args(["--wrap", "echo payload-ran"])
+        .run();
+    let id = batch.job_id();
+    let end = c.wait_job(id, scenarios::DEFAULT_TIMEOUT);
+    assert_eq!(
+        (end.state.as_str(), end.exit_code),
+        ("FAILED", REFUSED),
+        "{end:#?}"
+    );
+    c.assert_node_not_drained();
+    // slurmd writes the batch step's line by itself: wait for it, then count.
+    let logged = scenarios::wait::poll(scenarios::DEFAULT_TIMEOUT, || {
+        let text = log.read_new();
+        if refused_lines(&text, &bt.id, "site-configuration") >= 2 {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    })
+    .unwrap_or_else(|text| panic!("slurmd.log lacks the two refusals:\n{text}"));
+    assert_eq!(
+        refused_lines(&logged, &bt.id, "site-configuration"),
+        2,
+        "one line per refused step:\n{logged}"
+    );
+    assert!(
+        logged.contains(BAD_LINE_LOGGED),
+        "slurmstepd did not log the bad line:\n{logged}"
+    );
+
+    // 2. A half-finished rollout: the node has the bad line, the login side a good one.
+    let good_client = c.slurm_conf_with_plugstack(
+        &bt.account,
+        "good-login-side",
+        &plugstack_line(&plugin, &good_args),
+    );
+    let out = c
+        .as_user(&bt.account, "srun")
+        .cwd(&wd)
+        .env("SLURM_CONF", &good_client)
+        .args(&args)
+        .args(payload)
+        .run();
+    assert_refused_by_node(&c, &out, "plugstack.conf argument 'no_such_argument=1'");
+    let out = c
+        .as_user(TEST_USER, "srun")
+        .cwd(&plain_wd)
+        .env("SLURM_CONF", &good_client)
+        .arg("true")
+        .run();
+    assert_ran(&out, "srun on a good login side");
+
+    // 3. The other way round: the node is right again, the login side has the bad line.
+    c.set_plugstack(Some(&plugin), &good_args);
+    let bad_client: PathBuf = c.slurm_conf_with_plugstack(
+        &bt.account,
+        "bad-login-side",
+        &plugstack_line(&plugin, &format!("{good_args} {BAD_ARGUMENT}")),
+    );
+    let out = c
+        .as_user(&bt.account, "srun")
+        .cwd(&wd)
+        .env("SLURM_CONF", &bad_client)
+        .args(&args)
+        .args(payload)
+        .run();
+    assert_refused_by_client(&out, "srun");
+    let out = c
+        .as_user(TEST_USER, "srun")
+        .cwd(&plain_wd)
+        .env("SLURM_CONF", &bad_client)
+        .arg("true")
+        .run();
+    assert_ran(&out, "srun on a bad login side");
+    assert!(out.stderr.contains(BAD_LINE_LOGGED), "{out}");
+    // And the beamtime runs once both sides are right.
+    let out = c
+        .as_user(&bt.account, "srun")
+        .cwd(&wd)
+        .args(&args)
+        .args(payload)
+        .run();
+    out.assert_success().assert_stdout_contains("payload-ran");
+    c.assert_node_not_drained();
+}
