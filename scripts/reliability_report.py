@@ -22,6 +22,8 @@ BINARIES = OrderedDict([
     ("load", "Load: a burst of mixed jobs and concurrent steps"),
     ("multinode", "Several hosts: reservations on disjoint nodes, srun -N, features"),
     ("multinode_queries", "Controller queries per job, node and step"),
+    ("admin_mistakes", "Admin mistakes: a bad plugstack line, on both sides or on one, fails only --beamtime jobs"),
+    ("one_configuration", "bt-submit finds metadata and the beamline path where the plugin does"),
     ("plugin_load", "The installed plugin's exported symbols"),
     ("plugstack_probe", "What Slurm does with the plugin's return codes (measured)"),
     ("doctor", "bt-submit doctor on the real cluster"),
