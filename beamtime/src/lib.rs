@@ -48,3 +48,4 @@ pub mod policy;
 pub mod shell;
 pub mod trust;
 pub mod users;
+mod walk;

@@ -4,9 +4,7 @@
 //! that is then read, so swapping the path between check and use gains nothing.
 
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::ErrorKind;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::capped::{read_capped, ReadFailure};
@@ -16,6 +14,7 @@ use crate::metadata::{parse_metadata, Metadata, MAX_METADATA_BYTES};
 use crate::plugin_config::OwnerSpec;
 use crate::policy::{Refusal, Rule};
 use crate::users;
+use crate::walk::{self, WalkError};
 
 /// Who may own a metadata file: the facility's start script runs as one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,24 +127,37 @@ pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<(FileIdentity, 
              staff to restore it",
         )
     };
-    let file = OpenOptions::new()
-        .read(true)
-        // O_NONBLOCK: a FIFO planted in place of the file must not hang slurmstepd.
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => untrusted("it is a symbolic link".to_owned()),
-            _ if e.kind() == ErrorKind::NotFound => Refusal::new(
-                Rule::MetadataNotFound,
-                format!("metadata file {} disappeared while it was being read", path.display()),
-                "Try again; if it keeps happening, ask the beamline staff whether the beamtime was stopped",
-            ),
-            _ => Refusal::new(
-                Rule::MetadataUntrusted,
-                format!("metadata file {} cannot be opened: {e}", path.display()),
-                "Ask the beamline staff to check the file's permissions",
-            ),
-        })?;
+    let trusted_link_owner = |uid: u32| uid == 0 || policy.owners.contains(&uid);
+    let file = walk::open_file(path, trusted_link_owner).map_err(|error| match error {
+        WalkError::FileIsLink => untrusted("it is a symbolic link".to_owned()),
+        WalkError::UntrustedLink { link, owner } => untrusted(format!(
+            "{} on its path is a symbolic link owned by uid {owner}, and only links of root \
+             or a trusted owner are followed",
+            link.display()
+        )),
+        WalkError::TooManyLinks { path: at } => untrusted(format!(
+            "too many symbolic links on its path (at {})",
+            at.display()
+        )),
+        not_found if not_found.is_not_found() => Refusal::new(
+            Rule::MetadataNotFound,
+            format!("metadata file {} disappeared while it was being read", path.display()),
+            "Try again; if it keeps happening, ask the beamline staff whether the beamtime was stopped",
+        ),
+        WalkError::Io { at, error } => Refusal::new(
+            Rule::MetadataUntrusted,
+            if at == path {
+                format!("metadata file {} cannot be opened: {error}", path.display())
+            } else {
+                format!(
+                    "metadata file {} cannot be opened: {}: {error}",
+                    path.display(),
+                    at.display()
+                )
+            },
+            "Ask the beamline staff to check the file's permissions",
+        ),
+    })?;
     let stat = file
         .metadata()
         .map_err(|e| untrusted(format!("fstat failed: {e}")))?;
