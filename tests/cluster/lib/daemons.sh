@@ -1,0 +1,196 @@
+# shellcheck shell=bash
+# Starting and stopping the daemons (munged, MariaDB, slurmdbd, slurmctld, each node's
+# slurmd), always by the pid recorded when they were started, never by name.
+
+# A zombie has exited: it only waits for init to reap it, which takes a second or more
+# here (the sandbox's pid 1 reaps slowly), and it must not count as running.
+running() {
+    local st
+    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n $st && $st != Z && $st != X ]]
+}
+
+pid_of() { if [[ -s $RUN/$1.pid ]]; then cat "$RUN/$1.pid"; fi; }
+
+# A pid counts as ours only while it still runs the program we started under it: pids
+# are reused, and a stale pid file must never make us signal a stranger.
+alive() {
+    local name=$1 pid
+    pid=$(pid_of "$name")
+    [[ -n $pid && -s $RUN/$name.exe ]] && running "$pid" || return 1
+    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(cat "$RUN/$name.exe")" ]]
+}
+
+
+# start_daemon NAME BINARY -- argv…: run in its own session (so the caller's process group
+# can be killed without taking the daemon along), in foreground mode, pid recorded by us.
+# BINARY is what the pid must be running for alive() (Debian's daemons are symlinks).
+start_daemon() {
+    local name=$1 binary
+    binary=$(readlink -f "$(command -v "$2")")
+    shift 3
+    echo "$binary" >"$RUN/$name.exe"
+    setsid env -i PATH="$CLEAN_PATH" SLURM_CONF="$SLURM_CONF_PATH" LANG=C.UTF-8 "$@" \
+        </dev/null >>"$LOG/$name.stdout" 2>&1 &
+    # setsid and env exec in place (we are not a process group leader), so $! is the daemon.
+    echo $! >"$RUN/$name.pid"
+    # Through nsenter/unshare/sh the pid runs the daemon only after a few exec()s.
+    local i
+    for ((i = 0; i < 30; i++)); do
+        sleep 0.1
+        alive "$name" && return 0
+        running "$(pid_of "$name")" || break
+    done
+    log_tail "$LOG/$name.log" "$LOG/$name.stdout"
+    die "$name exited at once (or never became $binary)"
+}
+
+stop_pid() {
+    local name=$1 pid=$2 secs=$3 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < secs * 10; i++)); do
+        running "$pid" || return 0
+        sleep 0.1
+    done
+    echo "cluster.sh: $name (pid $pid) ignored TERM for ${secs}s, sending KILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do running "$pid" || return 0; sleep 0.1; done
+    echo "cluster.sh: warning: $name (pid $pid) still present after KILL" >&2
+}
+
+stop_daemon() {
+    local name=$1 secs=$2
+    if alive "$name"; then
+        say "stopping $name (pid $(pid_of "$name"))"
+        stop_pid "$name" "$(pid_of "$name")" "$secs"
+    fi
+    rm -f "$RUN/$name.pid" "$RUN/$name.exe"
+}
+
+# slurmstepd outlives slurmd by design. Ours are recognised by the SLURM_CONF that
+# slurmd passed down to them (start_daemon sets it), so other clusters' steps are safe.
+our_stepds() {
+    local d pid stepd
+    stepd=$(readlink -f "$(command -v slurmstepd)")
+    for d in /proc/[0-9]*; do
+        pid=${d#/proc/}
+        [[ $(readlink "$d/exe" 2>/dev/null) == "$stepd" ]] || continue
+        tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$SLURM_CONF_PATH" && echo "$pid"
+    done
+    return 0
+}
+
+# All processes below pid, deepest first. Read from /proc/*/stat: the 4th field is the
+# parent (the 2nd, the command name, has no spaces for the programs that matter here,
+# and the parse skips past its closing parenthesis anyway).
+descendants() {
+    local parent=$1 d pid ppid
+    for d in /proc/[0-9]*; do
+        ppid=$(sed 's/^.*) [A-Za-z] \([0-9]*\).*$/\1/' "$d/stat" 2>/dev/null) || continue
+        if [[ $ppid == "$parent" ]]; then
+            pid=${d#/proc/}
+            descendants "$pid"
+            echo "$pid"
+        fi
+    done
+}
+
+start_munged() {
+    install -d -o munge -g munge -m 755 "$RUN/munge"
+    install -d -o munge -g munge -m 700 "$STATE/munge"
+    start_daemon munged munged -- setpriv --reuid=munge --regid=munge --init-groups \
+        munged --foreground --socket="$MUNGE_SOCKET" --key-file=/etc/munge/munge.key \
+        --log-file="$LOG/munged.log" --pid-file="$RUN/munge/munged.pid" \
+        --seed-file="$STATE/munge/munged.seed"
+    wait_for 15 munged "$LOG/munged.log" -- \
+        bash -c "munge -n -S '$MUNGE_SOCKET' | unmunge -S '$MUNGE_SOCKET'"
+}
+
+sql() { mariadb --no-defaults --socket="$MYSQL_SOCKET" -uroot -N -B -e "$1"; }
+
+start_mariadb() {
+    install -d -o mysql -g mysql -m 750 "$STATE/mysql"
+    install -d -o mysql -g mysql -m 755 "$RUN/mysqld"
+    say "initialising MariaDB data folder"
+    mariadb-install-db --no-defaults --user=mysql --datadir="$STATE/mysql" \
+        --auth-root-authentication-method=socket --skip-test-db \
+        >"$LOG/mariadb-install-db.log" 2>&1 ||
+        { log_tail "$LOG/mariadb-install-db.log"; die "mariadb-install-db failed"; }
+    # --user makes mariadbd drop to mysql itself; the socket and TCP port are ours alone.
+    start_daemon mariadbd mariadbd -- mariadbd --no-defaults --user=mysql --datadir="$STATE/mysql" \
+        --socket="$MYSQL_SOCKET" --pid-file="$RUN/mysqld/mariadbd.pid" \
+        --bind-address=127.0.0.1 --port="$MYSQL_PORT" --skip-name-resolve \
+        --log-error="$LOG/mariadbd.log" \
+        --innodb-buffer-pool-size=256M --innodb-log-file-size=64M --innodb-lock-wait-timeout=900
+    wait_for 60 mariadbd "$LOG/mariadbd.log" -- \
+        mariadb-admin --no-defaults --socket="$MYSQL_SOCKET" -uroot ping
+    sql "CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
+         GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
+}
+
+
+start_slurmdbd() {
+    start_daemon slurmdbd slurmdbd -- slurmdbd -D
+    wait_for 60 slurmdbd "$LOG/slurmdbd.log" -- timeout 5 sacctmgr -n list cluster
+}
+
+start_slurmctld() {
+    start_daemon slurmctld slurmctld -- slurmctld -D
+    wait_for 60 slurmctld "$LOG/slurmctld.log" -- timeout 5 sinfo -h
+}
+
+# Usable = registered and responding; "reserved"/"mixed" count once beamtimes exist.
+node_usable() {
+    [[ $(timeout 5 sinfo -h -N -n "$1" -o '%T' | sort -u) =~ ^(idle|mixed|allocated|reserved|completing)$ ]]
+}
+slurmd_start_time() {
+    timeout 5 scontrol show node "$1" -o 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' || true
+}
+export -f node_usable slurmd_start_time
+
+# Starts every node's slurmd, then waits until each has (re-)registered and is usable.
+# With --nodes, slurmd runs in the node's network namespace and a UTS namespace of its
+# own whose hostname is the node name (both inherited by slurmstepd and the jobs).
+# With --private-mounts, also a mount namespace of its own (unshare without --fork execs,
+# so the recorded pid is still slurmd's); slave propagation lets the host's later mounts
+# in, and nothing made inside out.
+start_slurmd() {
+    local n name log
+    local -A before=()
+    local mounts=()
+    ((PRIVATE_MOUNTS)) && mounts=(--mount --propagation slave)
+    for n in "${NODES[@]}"; do before[$n]=$(slurmd_start_time "$n"); done
+    for n in "${NODES[@]}"; do
+        name=$(slurmd_name "$n")
+        if ((NODE_COUNT == 1 && PRIVATE_MOUNTS)); then
+            start_daemon "$name" slurmd -- unshare "${mounts[@]}" -- slurmd -D -N "$n"
+        elif ((NODE_COUNT == 1)); then
+            start_daemon "$name" slurmd -- slurmd -D -N "$n"
+        else
+            # shellcheck disable=SC2016 # $0/$@ belong to the inner sh
+            start_daemon "$name" slurmd -- nsenter --net="/run/netns/$(node_ns "$n")" -- \
+                unshare --uts "${mounts[@]}" -- sh -c 'hostname "$0" && exec "$@"' "$n" slurmd -D -N "$n"
+        fi
+    done
+    for n in "${NODES[@]}"; do
+        log=$LOG/$(slurmd_name "$n").log
+        # A restarted slurmd must have re-registered: the controller's start time changes.
+        wait_for 60 "slurmd (node $n registered and usable)" "$log" -- \
+            bash -c "[[ \$(slurmd_start_time $n) != '${before[$n]}' ]] && node_usable $n"
+    done
+}
+
+# slurmd loads plugstack.conf once, at start: it decides there whether any plugin has
+# job_prolog/job_epilog hooks (and runs slurmd_init). `scontrol reconfigure` does not
+# reload it (measured), so a plugstack change restarts slurmd. Running steps survive
+# a slurmd restart (slurmstepd is a separate process).
+restart_slurmd() {
+    local n any=0
+    for n in "${NODES[@]}"; do alive "$(slurmd_name "$n")" && any=1; done
+    ((any)) || return 0
+    # SlurmdStartTime has one-second resolution: make the restart visible in it.
+    sleep 1
+    for n in "${NODES[@]}"; do stop_daemon "$(slurmd_name "$n")" 20; done
+    say "starting slurmd on ${NODES[*]}"
+    start_slurmd
+}
