@@ -5,7 +5,8 @@
 //! directory.
 //!
 //! [`SearchPath::from_environment`] is meant for user-side tools such as
-//! `bt-submit`: it trusts the environment and a user-chosen config file. A
+//! `bt-submit`: it trusts the environment and a user-chosen config file
+//! ([`SearchPath::user_setting`] says which of the two, if any, set it). A
 //! privileged caller builds its [`SearchPath`] from its own configuration with
 //! [`SearchPath::parse_list`] or [`SearchPath::new`].
 
@@ -86,21 +87,37 @@ impl SearchPath {
     /// the `metadata_path` lines of the config file (see the crate docs), else
     /// [`DEFAULT_PATTERNS`].
     pub fn from_environment() -> Result<SearchPath, DiscoveryError> {
-        if let Some(list) = env::var_os(SEARCH_PATH_VAR).filter(|list| !list.is_empty()) {
+        Ok(SearchPath::user_setting(|name| env::var_os(name))?
+            .map(|(search, _)| search)
+            .unwrap_or_default())
+    }
+
+    /// The search path a user or host set for user-side tools, with where it
+    /// was set: [`SEARCH_PATH_VAR`] if set and not empty, else the
+    /// `metadata_path` lines of the config file ([`CONFIG_FILE_VAR`] or
+    /// [`DEFAULT_CONFIG_FILE`]). `None` when neither names a pattern, so that
+    /// the caller chooses what comes next (bt-submit: the plugin's own
+    /// patterns, then the defaults). `variable` reads the environment, so
+    /// callers can test every case without changing their own.
+    pub fn user_setting(
+        variable: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Option<(SearchPath, SearchOrigin)>, DiscoveryError> {
+        if let Some(list) = variable(SEARCH_PATH_VAR).filter(|list| !list.is_empty()) {
             let list = list
                 .into_string()
                 .map_err(|list| DiscoveryError::InvalidSearchPath {
                     origin: SEARCH_PATH_VAR.to_owned(),
                     problem: format!("{} is not valid UTF-8", shown(&list.to_string_lossy())),
                 })?;
-            return SearchPath::parse_list(&list).map_err(|error| {
+            let search = SearchPath::parse_list(&list).map_err(|error| {
                 DiscoveryError::InvalidSearchPath {
                     origin: SEARCH_PATH_VAR.to_owned(),
                     problem: error.to_string(),
                 }
-            });
+            })?;
+            return Ok(Some((search, SearchOrigin::Variable)));
         }
-        let chosen = env::var_os(CONFIG_FILE_VAR).filter(|path| !path.is_empty());
+        let chosen = variable(CONFIG_FILE_VAR).filter(|path| !path.is_empty());
         let must_exist = chosen.is_some();
         let config = PathBuf::from(chosen.unwrap_or_else(|| OsString::from(DEFAULT_CONFIG_FILE)));
         let bytes = match read_file_capped(&config) {
@@ -108,7 +125,7 @@ impl SearchPath {
             Err(ReadFailure::Io(error))
                 if error.kind() == io::ErrorKind::NotFound && !must_exist =>
             {
-                return Ok(SearchPath::default())
+                return Ok(None)
             }
             Err(failure) => {
                 return Err(DiscoveryError::ConfigUnreadable {
@@ -121,7 +138,27 @@ impl SearchPath {
             origin: config.display().to_string(),
             problem: "the config file is not valid UTF-8".to_owned(),
         })?;
-        Ok(parse_config(&text, &config)?.unwrap_or_default())
+        Ok(parse_config(&text, &config)?.map(|search| (search, SearchOrigin::ConfigFile(config))))
+    }
+}
+
+/// Where [`SearchPath::user_setting`] found its patterns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchOrigin {
+    /// [`SEARCH_PATH_VAR`].
+    Variable,
+    /// The `metadata_path` lines of this config file.
+    ConfigFile(PathBuf),
+}
+
+impl fmt::Display for SearchOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SearchOrigin::Variable => f.write_str(SEARCH_PATH_VAR),
+            SearchOrigin::ConfigFile(path) => {
+                write!(f, "the {CONFIG_KEY} lines of {}", path.display())
+            }
+        }
     }
 }
 
@@ -531,6 +568,41 @@ mod tests {
                 Ok(search) => panic!("{text:?} gave {search:?}"),
             }
         }
+    }
+
+    #[test]
+    fn user_settings_say_where_they_came_from_and_none_leaves_the_choice_open() {
+        let dir = std::env::temp_dir().join(format!("bt-user-setting-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("bt-submit.conf");
+        fs::write(&config, "metadata_path = /site/{id}.json\n").unwrap();
+        let empty = dir.join("empty.conf");
+        fs::write(&empty, "# none\n").unwrap();
+        let origin_of = |variables: &[(&str, &Path)]| {
+            SearchPath::user_setting(|name| {
+                variables
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| value.as_os_str().to_owned())
+            })
+            .unwrap()
+            .map(|(_, origin)| origin)
+        };
+        let list = Path::new("/a/{id}.json");
+        assert_eq!(
+            origin_of(&[(SEARCH_PATH_VAR, list), (CONFIG_FILE_VAR, &config)]),
+            Some(SearchOrigin::Variable)
+        );
+        assert_eq!(
+            origin_of(&[(SEARCH_PATH_VAR, Path::new("")), (CONFIG_FILE_VAR, &config)]),
+            Some(SearchOrigin::ConfigFile(config.clone()))
+        );
+        assert_eq!(origin_of(&[(CONFIG_FILE_VAR, &empty)]), None);
+        assert_eq!(
+            SearchOrigin::ConfigFile(config.clone()).to_string(),
+            format!("the metadata_path lines of {}", config.display())
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
