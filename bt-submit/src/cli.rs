@@ -27,13 +27,30 @@ bt-submit's own options come right after that word; the first argument that
 is not one of them starts the options for sbatch/srun/salloc, and so does --.
 (A batch script called sbatch, srun, salloc or show is given as ./NAME.)
 
-The metadata file is the one named by --metadata, or the one of the beamtime
-named by --beamtime, or else the one in the current folder or the nearest
-folder above it. Beamtime ids are searched through BEAMTIME_METADATA_PATH
-(colon-separated patterns such as /gpfs/current/beamtime-metadata-{id}.json,
-where * matches within one path component), else the metadata_path lines of
-$BT_SUBMIT_CONFIG or /etc/beamtime/bt-submit.conf, else the facility's usual
-places.
+Where each setting comes from, the first that is set winning:
+
+  the metadata file   1. --metadata FILE
+                      2. with --beamtime ID, the first search path set of:
+                         BEAMTIME_METADATA_PATH, colon-separated patterns
+                         such as /gpfs/current/beamtime-metadata-{id}.json
+                         (* matches within one path component); the
+                         metadata_path lines of $BT_SUBMIT_CONFIG or
+                         /etc/beamtime/bt-submit.conf; the metadata= patterns
+                         of the spank_beamtime line in Slurm's plugstack
+                         (PlugStackConfig from 'scontrol show config', with its
+                         include lines and plugstack.conf.d); the facility's
+                         usual places
+                      3. without either option, the metadata file in the
+                         current folder or the nearest folder above it
+  the beamline path   (show, --dry-run --format json) the target= of that
+                      plugstack line, else /beamline/<beamline>/current
+
+The plugstack is read (one 'scontrol show config') only for a setting that
+the sources above it leave open; if it cannot be read (no scontrol, no
+plugin line), the defaults hold. A plugin line the plugin cannot use (an
+unknown key, a bad value, no source=, an unknown trusted_owners user)
+refuses every --beamtime job, so bt-submit stops with status 78 when it
+reads one.
 
 Your own --partition/-p, --reservation and --beamtime options must agree with
 the metadata file; if they do not, nothing is submitted.
@@ -53,7 +70,8 @@ Exit status:
   66   metadata file not found or not readable
   69   the beamtime has no online analysis resources yet
   74   output could not be written
-  78   invalid search path (BEAMTIME_METADATA_PATH or the config file)
+  78   invalid search path (BEAMTIME_METADATA_PATH or the config file), or a
+       plugstack line the plugin cannot use
   126  sbatch/srun/salloc could not be run
   127  sbatch/srun/salloc is not on PATH";
 
@@ -98,6 +116,11 @@ const DOCTOR_ABOUT: &str = "\
 Check, in order, everything that decides whether a beamtime job will run,
 and print one line per check (ok, FAIL or skip) with a fix for each failure:
 
+  plugstack-line      only when the plugin cannot use its line in Slurm's
+                      plugstack (an unknown key, a bad value, no source=, an
+                      unknown trusted_owners user): that line, file:line, and
+                      the argument, first, since every --beamtime job is
+                      refused over it
   metadata            the metadata file is where the plugin looks (its
                       metadata= patterns) and is trusted (owned by one of
                       its trusted_owners, not writable by others)
@@ -108,14 +131,20 @@ and print one line per check (ok, FAIL or skip) with a fix for each failure:
   nodes               its reservedNodes are up and not drained
   partition           its partition is UP
   plugin              the spank_beamtime plugin is in Slurm's plugstack
-                      configuration (PlugStackConfig and its includes),
-                      its arguments are valid, and srun here offers
-                      --beamtime
-  beamline-source     the beamline folder (the plugin's source=) exists
+                      configuration (PlugStackConfig and its includes) and
+                      srun here offers --beamtime
+  beamline-source     the beamline folder (the plugin's source=) is reached
+                      without symbolic links and holds the beamtime's
+                      metadata file, owned by a trusted owner and not
+                      writable by others, as the plugin requires before it
+                      mounts it; a folder this host does not see is said so
 
 A check that needs an earlier one that failed is skipped. The plugstack
-configuration must be readable, as it is for srun and sbatch; without it the
-metadata is searched as by 'bt-submit show' and trusted only if root owns it.";
+configuration must be readable, as it is for srun and sbatch. The metadata
+check says where it searched: the plugin's metadata= patterns when its line
+can be used (bt-submit's own search path does not change where the plugin
+looks), else bt-submit's search path (see bt-submit --help), trusting only
+root.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {

@@ -18,7 +18,8 @@ pub enum Status {
     Unavailable = 69,
     /// 74: the output could not be written.
     IoError = 74,
-    /// 78: the search path configuration is invalid.
+    /// 78: a setting is invalid: the search path (`BEAMTIME_METADATA_PATH`,
+    /// the config file) or the plugin's plugstack line.
     Config = 78,
     /// 126: sbatch/srun/salloc was found but could not be run.
     CannotExecute = 126,
@@ -31,6 +32,9 @@ impl From<Status> for ExitCode {
         ExitCode::from(status as u8)
     }
 }
+
+/// Whom to ask about what only the cluster's administrators can change.
+pub const ASK_ADMIN: &str = "ask the cluster's administrators";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {

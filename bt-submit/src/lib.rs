@@ -8,8 +8,8 @@
 //! ```
 //!
 //! The metadata file (from `--metadata`, `--beamtime` or the working
-//! directory, see the `beamtime` crate for the search path) gives the
-//! partition, reservation and beamtime id; bt-submit puts
+//! directory; settings.rs says where the search path for an id comes from)
+//! gives the partition, reservation and beamtime id; bt-submit puts
 //! `--partition=… --reservation=… --beamtime=…` before the user's own options
 //! and replaces itself with the program. `--dry-run` prints the command
 //! instead, shell-quoted on one line, or with `--format json` as
@@ -20,8 +20,8 @@
 //! when a `doctor` check failed; 64 wrong command line; 65 invalid or
 //! ambiguous metadata, or the user's options contradict it; 66 metadata not
 //! found or unreadable; 69 no online resources yet; 74 output failed; 78
-//! invalid search path configuration; 126 the program could not be run; 127
-//! the program is not on PATH.
+//! invalid search path configuration, or a plugstack line the plugin cannot
+//! use; 126 the program could not be run; 127 the program is not on PATH.
 
 mod choose;
 // Public for xtask, which makes the man pages and completions from it.
@@ -29,11 +29,15 @@ pub mod cli;
 mod doctor;
 mod failure;
 mod plan;
+mod plugstack;
 mod report;
+mod settings;
 mod slurm_options;
 mod slurm_query;
 // Public for the real-Slurm tests, which read scontrol's records the same way.
 pub mod slurm_text;
+#[cfg(test)]
+mod testing;
 
 use std::env;
 use std::io::{self, Write};
@@ -41,7 +45,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use beamtime::discovery::{read_metadata_file, Discovery, DiscoveryError, SearchPath};
+use beamtime::discovery::{find_by_id, find_from_dir, read_metadata_file, DiscoveryError};
 use beamtime::metadata::Metadata;
 use beamtime::users::LookupError;
 use clap::error::ErrorKind;
@@ -50,6 +54,7 @@ use clap::Parser;
 use cli::{Cli, Format, Mode, Source, SubmitArgs};
 use failure::{Failure, Status};
 use plan::{plan, Request};
+use settings::{Origin, Settings};
 use slurm_options::Program;
 use slurm_query::SlurmCommands;
 
@@ -70,30 +75,33 @@ fn run() -> Result<ExitCode, Failure> {
         Ok(cli) => cli,
         Err(error) => return command_line_error(error),
     };
+    let environment = |name: &str| env::var_os(name);
+    let settings = Settings::new(&SlurmCommands, &environment);
     match cli.mode {
-        None => submit(Program::Sbatch, cli.submit),
-        Some(Mode::Sbatch(args)) => submit(Program::Sbatch, args),
-        Some(Mode::Srun(args)) => submit(Program::Srun, args),
-        Some(Mode::Salloc(args)) => submit(Program::Salloc, args),
+        None => submit(Program::Sbatch, cli.submit, &settings),
+        Some(Mode::Sbatch(args)) => submit(Program::Sbatch, args, &settings),
+        Some(Mode::Srun(args)) => submit(Program::Srun, args, &settings),
+        Some(Mode::Salloc(args)) => submit(Program::Salloc, args, &settings),
         Some(Mode::Show(args)) => {
-            let metadata = load_metadata(&args.source)?;
+            let metadata = load_metadata(&args.source, &settings)?;
+            let target = settings.target()?;
             match args.format {
-                Format::Text => write_stdout(report::summary(&metadata).as_bytes())?,
-                Format::Json => write_json(&report::beamtime_json(&metadata))?,
+                Format::Text => write_stdout(report::summary(&metadata, &target).as_bytes())?,
+                Format::Json => write_json(&report::beamtime_json(&metadata, &target))?,
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some(Mode::Doctor(args)) => run_doctor(&args.source, args.format),
+        Some(Mode::Doctor(args)) => run_doctor(&args.source, args.format, &settings),
     }
 }
 
-fn run_doctor(source: &Source, format: Format) -> Result<ExitCode, Failure> {
+fn run_doctor(source: &Source, format: Format, settings: &Settings) -> Result<ExitCode, Failure> {
     let target = match (&source.metadata, &source.beamtime) {
         (Some(path), _) => doctor::Target::File(absolute(path)?),
         (None, Some(id)) => doctor::Target::Id(id.clone()),
         (None, None) => doctor::Target::FromDirectory(current_dir()?),
     };
-    let report = doctor::examine(&target, &SlurmCommands, &current_user());
+    let report = doctor::examine(&target, settings, &current_user());
     match format {
         Format::Text => write_stdout(report.text().as_bytes())?,
         Format::Json => write_json(&report.json())?,
@@ -143,8 +151,8 @@ fn current_user() -> Result<Option<String>, LookupError> {
     beamtime::users::current().map(|account| account.map(|a| a.name))
 }
 
-fn submit(program: Program, args: SubmitArgs) -> Result<ExitCode, Failure> {
-    let metadata = load_metadata(&args.source)?;
+fn submit(program: Program, args: SubmitArgs, settings: &Settings) -> Result<ExitCode, Failure> {
+    let metadata = load_metadata(&args.source, settings)?;
     let mut request = Request {
         program,
         reservation: args.reservation,
@@ -154,7 +162,9 @@ fn submit(program: Program, args: SubmitArgs) -> Result<ExitCode, Failure> {
     let mut invocation = plan(&request, &metadata, &me)?;
     // Only a request that is valid otherwise costs a controller query.
     if request.reservation.is_none() {
-        if let Some(chosen) = reservation_for_resources(program, &request.user_args, &metadata)? {
+        if let Some(chosen) =
+            reservation_for_resources(program, &request.user_args, &metadata, settings)?
+        {
             request.reservation = Some(chosen);
             invocation = plan(&request, &metadata, &me)?;
         }
@@ -168,7 +178,10 @@ fn submit(program: Program, args: SubmitArgs) -> Result<ExitCode, Failure> {
     if args.dry_run {
         match args.format {
             Format::Text => write_stdout(&report::command_line(&invocation))?,
-            Format::Json => write_json(&report::dry_run_json(&invocation, &metadata)?)?,
+            Format::Json => {
+                let target = settings.target()?;
+                write_json(&report::dry_run_json(&invocation, &metadata, &target)?)?
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -220,6 +233,7 @@ fn reservation_for_resources(
     program: Program,
     user_args: &[std::ffi::OsString],
     metadata: &Metadata,
+    settings: &Settings,
 ) -> Result<Option<String>, Failure> {
     let user = slurm_options::scan(program, user_args);
     let wants = choose::Wants {
@@ -232,7 +246,7 @@ fn reservation_for_resources(
     if wants.is_empty() || !user.reservations.is_empty() || online.reservations.len() < 2 {
         return Ok(None);
     }
-    let holdings = choose::ask_controller(&SlurmCommands, &online.reservations)?;
+    let holdings = choose::ask_controller(settings.slurm(), &online.reservations)?;
     let choice = choose::choose(&wants, &holdings, metadata.id.as_str())?;
     tell(&format!(
         "bt-submit: using reservation {} {}\n",
@@ -241,23 +255,21 @@ fn reservation_for_resources(
     Ok(Some(choice.reservation))
 }
 
-fn load_metadata(source: &Source) -> Result<Metadata, Failure> {
-    let discovery = match (&source.metadata, &source.beamtime) {
-        (Some(path), _) => Discovery::File(absolute(path)?),
-        (None, Some(id)) => Discovery::Id(id.clone()),
-        (None, None) => Discovery::FromDirectory(current_dir()?),
+fn load_metadata(source: &Source, settings: &Settings) -> Result<Metadata, Failure> {
+    // Only an id needs the search path, and so perhaps the plugstack.
+    let (path, origin) = match (&source.metadata, &source.beamtime) {
+        (Some(path), _) => (absolute(path)?, None),
+        (None, Some(id)) => {
+            let search = settings.search_path()?;
+            let path = find_by_id(&search.path, id)
+                .map_err(|error| discovery_failure(error, Some(&search.origin)))?;
+            (path, Some(search.origin))
+        }
+        (None, None) => (
+            find_from_dir(&current_dir()?).map_err(|error| discovery_failure(error, None))?,
+            None,
+        ),
     };
-    let search = match discovery {
-        Discovery::Id(_) => SearchPath::from_environment().map_err(|error| {
-            Failure::new(
-                Status::Config,
-                error.to_string(),
-                "fix BEAMTIME_METADATA_PATH or the config file, or use --metadata FILE",
-            )
-        })?,
-        _ => SearchPath::default(),
-    };
-    let path = discovery.locate(&search).map_err(discovery_failure)?;
     let metadata = read_metadata_file(&path).map_err(|error| {
         let status = if error.is_unreadable() {
             Status::NoInput
@@ -270,7 +282,7 @@ fn load_metadata(source: &Source) -> Result<Metadata, Failure> {
             "name another metadata file with --metadata FILE, or the beamtime with --beamtime ID",
         )
     })?;
-    if let Discovery::Id(id) = &discovery {
+    if let (Some(id), Some(origin)) = (&source.beamtime, &origin) {
         if &metadata.id != id {
             return Err(Failure::new(
                 Status::DataError,
@@ -279,29 +291,38 @@ fn load_metadata(source: &Source) -> Result<Metadata, Failure> {
                     path.display(),
                     metadata.id
                 ),
-                "check the metadata search path (BEAMTIME_METADATA_PATH or the config file)",
+                format!("check the metadata search path, which is {origin}"),
             ));
         }
     }
     Ok(metadata)
 }
 
-fn discovery_failure(error: DiscoveryError) -> Failure {
+/// `origin`: where the search path came from, for a lookup by id.
+fn discovery_failure(error: DiscoveryError, origin: Option<&Origin>) -> Failure {
     let (status, hint) = match &error {
         DiscoveryError::NotFound { .. } => (
             Status::NoInput,
-            "name the file with --metadata FILE, or set BEAMTIME_METADATA_PATH to search elsewhere",
+            format!(
+                "{}name the file with --metadata FILE, or set BEAMTIME_METADATA_PATH to search \
+                 elsewhere",
+                origin
+                    .map(|o| format!("the search path is {o}; "))
+                    .unwrap_or_default()
+            ),
         ),
         DiscoveryError::NoBeamtimeFolder { .. } => (
             Status::NoInput,
-            "run bt-submit inside the beamtime folder, or use --beamtime ID or --metadata FILE",
+            "run bt-submit inside the beamtime folder, or use --beamtime ID or --metadata FILE"
+                .to_owned(),
         ),
-        DiscoveryError::Ambiguous { .. } | DiscoveryError::AmbiguousFolder { .. } => {
-            (Status::DataError, "choose one with --metadata FILE")
-        }
+        DiscoveryError::Ambiguous { .. } | DiscoveryError::AmbiguousFolder { .. } => (
+            Status::DataError,
+            "choose one with --metadata FILE".to_owned(),
+        ),
         _ => (
             Status::Config,
-            "fix BEAMTIME_METADATA_PATH or the config file, or use --metadata FILE",
+            "fix BEAMTIME_METADATA_PATH or the config file, or use --metadata FILE".to_owned(),
         ),
     };
     Failure::new(status, error.to_string(), hint)

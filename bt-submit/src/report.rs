@@ -5,6 +5,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use beamtime::metadata::{Metadata, Timestamp};
+use beamtime::plugin_config::TargetTemplate;
 use beamtime::shell::{quote, quote_bytes};
 use serde_json::{json, Value};
 
@@ -22,7 +23,12 @@ pub fn command_line(invocation: &Invocation) -> Vec<u8> {
     line
 }
 
-pub fn dry_run_json(invocation: &Invocation, metadata: &Metadata) -> Result<Value, Failure> {
+/// `target`: where the plugin shows the beamline in jobs (settings.rs).
+pub fn dry_run_json(
+    invocation: &Invocation,
+    metadata: &Metadata,
+    target: &TargetTemplate,
+) -> Result<Value, Failure> {
     let args = invocation
         .args
         .iter()
@@ -41,7 +47,7 @@ pub fn dry_run_json(invocation: &Invocation, metadata: &Metadata) -> Result<Valu
         "program": invocation.program.name(),
         "args": args,
         "reservation": invocation.reservation,
-        "beamtime": beamtime_json(metadata),
+        "beamtime": beamtime_json(metadata, target),
     }))
 }
 
@@ -53,7 +59,7 @@ fn time_text(time: &Option<Timestamp>) -> Option<String> {
     time.as_ref().map(Timestamp::to_string)
 }
 
-pub fn beamtime_json(metadata: &Metadata) -> Value {
+pub fn beamtime_json(metadata: &Metadata, target: &TargetTemplate) -> Value {
     let online = metadata.online.ready().map(|online| {
         json!({
             "reservedNodes": online.reserved_nodes,
@@ -80,7 +86,7 @@ pub fn beamtime_json(metadata: &Metadata) -> Value {
         "proposalType": metadata.proposal_type,
         "metadataPath": path_text(&metadata.path),
         "corePath": metadata.core_path.as_deref().map(path_text),
-        "beamlinePath": path_text(&metadata.beamline_current_path()),
+        "beamlinePath": path_text(&target.expand(&metadata.id, &metadata.beamline)),
         "online": online,
     })
 }
@@ -95,8 +101,8 @@ fn printable(text: &str) -> String {
     }
 }
 
-/// The human-readable summary of `bt-submit show`.
-pub fn summary(metadata: &Metadata) -> String {
+/// The human-readable summary of `bt-submit show`; `target` as for [`dry_run_json`].
+pub fn summary(metadata: &Metadata, target: &TargetTemplate) -> String {
     let mut rows: Vec<(&str, String)> = Vec::new();
     rows.push((
         match metadata.kind {
@@ -140,7 +146,7 @@ pub fn summary(metadata: &Metadata) -> String {
     }
     rows.push((
         "beamline path",
-        path_text(&metadata.beamline_current_path()),
+        path_text(&target.expand(&metadata.id, &metadata.beamline)),
     ));
     match metadata.online.ready() {
         Some(online) => {

@@ -119,6 +119,7 @@ impl std::error::Error for QueryError {}
 pub mod canned {
     //! A [`Slurm`] that answers from a table, for unit tests.
 
+    use std::cell::RefCell;
     use std::collections::HashMap;
     use std::os::unix::process::ExitStatusExt;
     use std::process::ExitStatus;
@@ -130,9 +131,15 @@ pub mod canned {
     #[derive(Default)]
     pub struct Canned {
         answers: HashMap<String, Result<String, QueryError>>,
+        asked: RefCell<Vec<String>>,
     }
 
     impl Canned {
+        /// The command lines asked so far, in order: what a run cost Slurm.
+        pub fn asked(&self) -> Vec<String> {
+            self.asked.borrow().clone()
+        }
+
         /// `command` exits 0 with `stdout`.
         pub fn answer(&mut self, command: &str, stdout: impl Into<String>) {
             self.answers.insert(command.to_owned(), Ok(stdout.into()));
@@ -170,6 +177,7 @@ pub mod canned {
     impl Slurm for Canned {
         fn query(&self, program: &str, args: &[&str]) -> Result<String, QueryError> {
             let command = command_line(program, args);
+            self.asked.borrow_mut().push(command.clone());
             self.answers
                 .get(&command)
                 .cloned()

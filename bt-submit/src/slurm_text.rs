@@ -243,25 +243,28 @@ pub enum PlugstackLine {
     Include(String),
 }
 
-/// The lines of one plugstack file; comments (`#` to the end of the line) and
-/// blank lines dropped. Lines this does not understand are left out: Slurm
+/// The lines of one plugstack file, each with its 1-based line number (for
+/// messages that point at `file:line`); comments (`#` to the end of the line)
+/// and blank lines dropped. Lines this does not understand are left out: Slurm
 /// itself reports those when it reads the file.
-pub fn parse_plugstack(text: &str) -> Vec<PlugstackLine> {
+pub fn parse_plugstack(text: &str) -> Vec<(usize, PlugstackLine)> {
     text.lines()
-        .filter_map(|line| {
+        .enumerate()
+        .filter_map(|(index, line)| {
             let line = line.split('#').next().unwrap_or_default();
             let mut words = line.split_whitespace();
             let first = words.next()?;
             let second = words.next()?;
-            match first {
-                "include" => Some(PlugstackLine::Include(second.to_owned())),
-                "required" | "optional" => Some(PlugstackLine::Plugin {
+            let parsed = match first {
+                "include" => PlugstackLine::Include(second.to_owned()),
+                "required" | "optional" => PlugstackLine::Plugin {
                     required: first == "required",
                     path: second.to_owned(),
                     args: words.map(str::to_owned).collect(),
-                }),
-                _ => None,
-            }
+                },
+                _ => return None,
+            };
+            Some((index + 1, parsed))
         })
         .collect()
 }
@@ -435,11 +438,14 @@ mod tests {
         let text = fixture("../../../../slurm-conf-examples/plugstack.conf.d/beamtime.conf");
         let lines = parse_plugstack(&text);
         assert_eq!(lines.len(), 1, "{lines:?}");
-        let PlugstackLine::Plugin {
-            required,
-            path,
-            args,
-        } = &lines[0]
+        let (
+            _,
+            PlugstackLine::Plugin {
+                required,
+                path,
+                args,
+            },
+        ) = &lines[0]
         else {
             panic!("{lines:?}")
         };
@@ -455,8 +461,8 @@ mod tests {
         assert_eq!(
             parse_plugstack("include /etc/slurm/plugstack.conf.d/*.conf # distro default\n\noptional /x/other.so a=b\n"),
             [
-                PlugstackLine::Include("/etc/slurm/plugstack.conf.d/*.conf".into()),
-                PlugstackLine::Plugin { required: false, path: "/x/other.so".into(), args: vec!["a=b".into()] },
+                (1, PlugstackLine::Include("/etc/slurm/plugstack.conf.d/*.conf".into())),
+                (3, PlugstackLine::Plugin { required: false, path: "/x/other.so".into(), args: vec!["a=b".into()] }),
             ]
         );
         assert!(is_beamtime_plugin(

@@ -4,6 +4,9 @@
 //!
 //! The sbatch, srun and salloc found on PATH here are shell scripts that print
 //! their own argv: they check what bt-submit passes, not Slurm's behaviour.
+//! The scontrol there notes each call and answers `show config` from the
+//! scratch folder's show-config.txt (see [`Scratch::plugstack`]), or fails
+//! as with no controller.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -41,17 +44,69 @@ impl Scratch {
         let _ = fs::remove_dir_all(&root);
         let bin = root.join("bin");
         fs::create_dir_all(&bin).unwrap_or_else(|error| panic!("{error}"));
-        for program in ["sbatch", "srun", "salloc"] {
+        let scontrol = format!(
+            "#!/bin/sh\necho \"$*\" >> '{0}/scontrol.calls'\n\
+             if [ -f '{0}/show-config.txt' ]; then cat '{0}/show-config.txt'; exit 0; fi\n\
+             echo 'slurm_load_ctl_conf error: Unable to contact slurm controller' >&2\nexit 1\n",
+            root.display()
+        );
+        let argv = "#!/bin/sh\nprintf 'argv:%s\\n' \"$0\" \"$@\"\nexit 3\n";
+        for (program, text) in [
+            ("sbatch", argv),
+            ("srun", argv),
+            ("salloc", argv),
+            ("scontrol", &scontrol),
+        ] {
             let script = bin.join(program);
-            fs::write(
-                &script,
-                "#!/bin/sh\nprintf 'argv:%s\\n' \"$0\" \"$@\"\nexit 3\n",
-            )
-            .unwrap_or_else(|error| panic!("{error}"));
+            fs::write(&script, text).unwrap_or_else(|error| panic!("{error}"));
             fs::set_permissions(&script, fs::Permissions::from_mode(0o755))
                 .unwrap_or_else(|error| panic!("{error}"));
         }
         Scratch { root }
+    }
+
+    /// A plugstack.conf including plugstack.conf.d/beamtime.conf, whose second
+    /// line loads the plugin with `args`, and the scontrol here naming it.
+    fn plugstack(&self, args: &str) -> PathBuf {
+        let top = self.write(
+            "etc/plugstack.conf",
+            format!(
+                "include {}/*.conf\n",
+                self.path("etc/plugstack.conf.d").display()
+            )
+            .as_bytes(),
+        );
+        let drop_in = self.write(
+            "etc/plugstack.conf.d/beamtime.conf",
+            format!("# spank-beamtime\nrequired /usr/lib/spank_beamtime.so {args}\n").as_bytes(),
+        );
+        self.write(
+            "show-config.txt",
+            format!("PlugStackConfig         = {}\n", top.display()).as_bytes(),
+        );
+        drop_in
+    }
+
+    /// How often scontrol was run so far.
+    fn scontrol_calls(&self) -> usize {
+        fs::read_to_string(self.path("scontrol.calls"))
+            .map(|calls| calls.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// [`Scratch::command`] with neither BEAMTIME_METADATA_PATH nor a config
+    /// file's patterns: the plugstack's turn.
+    fn command_without_search_path<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let config = self.write("bt-submit.conf", b"# no metadata_path\n");
+        let mut command = self.command(&self.root, args);
+        command
+            .env_remove("BEAMTIME_METADATA_PATH")
+            .env("BT_SUBMIT_CONFIG", config);
+        command
     }
 
     fn path(&self, relative: &str) -> PathBuf {
@@ -395,6 +450,9 @@ fn show_summarises_the_beamtime() {
         assert_contains(&text, &expected);
     }
 
+    // Without a plugstack to read, the plugin's default target, and no word about it.
+    assert!(output.stderr.is_empty(), "{}", stderr(&output));
+
     let output = scratch.run(["show", "--beamtime", "11099001", "--format", "json"]);
     let value: Value =
         serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("{error}"));
@@ -403,6 +461,100 @@ fn show_summarises_the_beamtime() {
         format!("ssh -i {} -l bttest01 max-p3a901", key.display())
     );
     assert_eq!(value["metadataPath"], copied.to_string_lossy().as_ref());
+    assert_eq!(value["beamlinePath"], "/beamline/p11/current");
+}
+
+#[test]
+fn show_prints_the_beamline_path_the_plugins_target_gives() {
+    let scratch = Scratch::new();
+    let metadata = scratch.copy_fixture("beamtime-metadata-11099001.json", "gpfs/current");
+    scratch.plugstack("source=/gpfs/beamline/{beamline}/current target=/beamline/{beamline}/data");
+    let output = scratch.run(["show", "--beamtime", "11099001"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_contains(&stdout(&output), "beamline path  /beamline/p11/data\n");
+    let output = scratch.run(["show", "--beamtime", "11099001", "--format", "json"]);
+    let value: Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(value["beamlinePath"], "/beamline/p11/data");
+    let output = scratch.run([
+        OsStr::new("--dry-run"),
+        OsStr::new("--format=json"),
+        OsStr::new("--metadata"),
+        metadata.as_os_str(),
+        OsStr::new("job.sh"),
+    ]);
+    let value: Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(value["beamtime"]["beamlinePath"], "/beamline/p11/data");
+    assert_eq!(scratch.scontrol_calls(), 3, "one scontrol per run");
+}
+
+#[test]
+fn with_no_search_path_set_the_plugins_metadata_patterns_are_searched() {
+    let scratch = Scratch::new();
+    let copied = scratch.copy_fixture("beamtime-metadata-11099001.json", "plugin/p11/current");
+    scratch.plugstack(&format!(
+        "metadata={} source=/gpfs/beamline/{{beamline}}/current",
+        scratch
+            .path("plugin/*/current/beamtime-metadata-{id}.json")
+            .display()
+    ));
+    let output = scratch
+        .command_without_search_path(["--beamtime", "11099001", "--dry-run", "job.sh"])
+        .output()
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "sbatch --partition=ponline_p11 --reservation=11099001 --beamtime=11099001 job.sh\n"
+    );
+    let output = scratch
+        .command_without_search_path(["show", "--beamtime", "11099001"])
+        .output()
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_contains(
+        &stdout(&output),
+        &format!("metadata file  {}\n", copied.display()),
+    );
+    assert_eq!(scratch.scontrol_calls(), 2, "one scontrol per run");
+
+    // A search path of the user's own is used without asking scontrol.
+    let output = scratch.run(["--beamtime", "11099001", "--dry-run", "job.sh"]);
+    assert_eq!(output.status.code(), Some(66), "{}", stderr(&output));
+    assert_contains(
+        &stderr(&output),
+        "hint: the search path is BEAMTIME_METADATA_PATH; name the file with --metadata FILE",
+    );
+    assert_eq!(scratch.scontrol_calls(), 2);
+}
+
+#[test]
+fn a_plugstack_line_the_plugin_cannot_use_is_78_with_the_argument_and_the_line() {
+    let scratch = Scratch::new();
+    scratch.copy_fixture("beamtime-metadata-11099001.json", "gpfs/current");
+    let drop_in = scratch.plugstack("source=/gpfs/beamline/{beamline}/current colour=blue");
+    let expected = format!(
+        "bt-submit: error: {}:2: plugstack.conf argument 'colour=blue': unknown key 'colour'",
+        drop_in.display()
+    );
+    let hint = "hint: tell the cluster admins: jobs without --beamtime are not affected, \
+                --beamtime jobs are refused until the spank-beamtime line in plugstack.conf is fixed";
+    for args in [
+        &["--beamtime", "11099001", "job.sh"][..],
+        &["srun", "--beamtime", "11099001", "hostname"],
+    ] {
+        let output = scratch
+            .command_without_search_path(args)
+            .output()
+            .unwrap_or_else(|error| panic!("{error}"));
+        let err = failed(&output, 78);
+        assert_contains(&err, &expected);
+        assert_contains(&err, hint);
+    }
+    // show reads the line for the beamline path, whatever found the file.
+    let err = failed(&scratch.run(["show", "--beamtime", "11099001"]), 78);
+    assert_contains(&err, &expected);
 }
 
 /// The write end of a pipe whose read end is closed: `true` held it and has exited.
@@ -729,7 +881,10 @@ fn missing_or_unreadable_metadata_is_66() {
     let scratch = Scratch::new();
     let err = failed(&scratch.run(["--beamtime", "11099009", "job.sh"]), 66);
     assert_contains(&err, "no metadata file for beamtime 11099009; searched ");
-    assert_contains(&err, "hint: name the file with --metadata FILE");
+    assert_contains(
+        &err,
+        "hint: the search path is BEAMTIME_METADATA_PATH; name the file with --metadata FILE",
+    );
 
     let folder = scratch.path("folder.json");
     fs::create_dir_all(&folder).unwrap_or_else(|error| panic!("{error}"));
@@ -832,6 +987,11 @@ fn help_documents_modes_and_exit_statuses() {
         "bt-submit salloc",
         "bt-submit show",
         "--dry-run",
+        "1. --metadata FILE",
+        "BEAMTIME_METADATA_PATH",
+        "/etc/beamtime/bt-submit.conf",
+        "(PlugStackConfig from 'scontrol show config'",
+        "target= of that",
         "64   wrong command line",
         "69   the beamtime has no online analysis resources yet",
         "127  sbatch/srun/salloc is not on PATH",

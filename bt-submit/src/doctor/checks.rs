@@ -2,31 +2,55 @@
 //! [`super::examine`] decides the order and what runs at all.
 
 use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use beamtime::id::BeamtimeId;
 use beamtime::metadata::{Metadata, OnlineAnalysis};
+use beamtime::trust::{distrust, FileFacts};
 use beamtime::users::LookupError;
 
 use super::metadata::Trusted;
-use super::plugstack::PluginSetup;
 use super::{Check, Problem, ASK_ADMIN};
+use crate::plugstack::{BadLine, PluginSetup, Unavailable, UsableLine};
 use crate::slurm_query::{QueryError, Slurm};
 use crate::slurm_text::{node_unusable, partition_not_up, AccessList, Reservation};
 
 /// The name shown for a user the user database does not know.
 const UNKNOWN_USER: &str = "(unknown user)";
 
+/// The plugin's line, reported only when the plugin cannot use it.
+pub(super) fn plugstack_line(bad: &BadLine) -> Check {
+    Check::fail(
+        "plugstack-line",
+        bad.to_string(),
+        format!(
+            "{ASK_ADMIN} to fix it: jobs without --beamtime are not affected, every --beamtime \
+             job is refused until then"
+        ),
+    )
+}
+
 pub(super) fn metadata(loaded: &Result<Trusted, Problem>) -> Check {
     match loaded {
-        Ok(Trusted { metadata, trust }) => Check::pass(
-            "metadata",
-            format!(
-                "{} (beamtime {}, beamline {}), {trust}",
-                metadata.path.display(),
-                metadata.id,
-                metadata.beamline
-            ),
-        ),
+        Ok(trusted) => {
+            let metadata = &trusted.metadata;
+            let found = match &trusted.found_through {
+                Some(how) => format!(", found through {how}"),
+                None => String::new(),
+            };
+            Check::pass(
+                "metadata",
+                format!(
+                    "{} (beamtime {}, beamline {}), trusted (owned by {}, not writable by \
+                     others){found}",
+                    metadata.path.display(),
+                    metadata.id,
+                    metadata.beamline,
+                    trusted.owners
+                ),
+            )
+        }
         Err(problem) => Check::failed("metadata", problem),
     }
 }
@@ -255,22 +279,15 @@ pub(super) fn partition(online: &OnlineAnalysis, slurm: &dyn Slurm) -> Check {
 /// The configuration comes from the controller's PlugStackConfig; whether the
 /// plugin really loads into this host's srun (its own slurm.conf, its own
 /// copy of the files) only srun can tell: it lists plugin options in --help.
-pub(super) fn plugin(plugin: &Result<PluginSetup, Problem>, slurm: &dyn Slurm) -> Check {
+/// The line's arguments are the plugstack-line check's.
+pub(super) fn plugin(plugin: &Result<PluginSetup, Unavailable>, slurm: &dyn Slurm) -> Check {
     let p = match plugin {
-        Err(problem) => return Check::failed("plugin", problem),
+        Err(unavailable) => {
+            return Check::fail("plugin", unavailable.to_string(), unavailable.fix())
+        }
         Ok(p) => p,
     };
     let conf = p.conf_file.display();
-    if let Err(e) = &p.config {
-        return Check::fail(
-            "plugin",
-            format!("{conf}: the plugin's arguments are wrong: {e}"),
-            format!(
-                "{ASK_ADMIN}: every srun/sbatch fails until the line is fixed (see \
-                 spank-beamtime(8))"
-            ),
-        );
-    }
     if let Err(e) = fs::metadata(&p.path) {
         return Check::fail(
             "plugin",
@@ -309,43 +326,149 @@ pub(super) fn plugin(plugin: &Result<PluginSetup, Problem>, slurm: &dyn Slurm) -
     )
 }
 
-/// The folder the plugin mounts for this beamline, from its `source=`.
-pub(super) fn beamline_source(plugin: &Result<PluginSetup, Problem>, metadata: &Metadata) -> Check {
-    let Ok(PluginSetup {
-        config: Ok(config),
-        conf_file,
-        ..
-    }) = plugin
-    else {
-        return Check::skip("beamline-source", "plugin");
+/// The folder the plugin mounts for this beamline, from its `source=`, as
+/// the node will find it: reached without a symbolic link, and holding a
+/// copy of the beamtime's metadata file under its usual name from one of the
+/// trusted owners (task_root.rs `check_source_is_the_beamtimes`: how the
+/// plugin knows the beamline's `current` folder is still this beamtime's).
+/// Checked from this host where it sees the folder; the nodes may see a
+/// file system this host does not mount, which is no failure.
+pub(super) fn beamline_source(
+    plugin: &Result<PluginSetup, Unavailable>,
+    trusted: &Trusted,
+) -> Check {
+    let line = match plugin {
+        Ok(PluginSetup {
+            config: Ok(line), ..
+        }) => line,
+        Ok(_) => return Check::skip("beamline-source", "plugstack-line"),
+        Err(_) => return Check::skip("beamline-source", "plugin"),
     };
-    let Some(template) = &config.source else {
-        return Check::fail(
+    let metadata = &trusted.metadata;
+    let folder = line.source.expand(&metadata.id, &metadata.beamline);
+    let seen_as = line.config.target.expand(&metadata.id, &metadata.beamline);
+    let top = fixed_folder(line);
+    if !top.exists() {
+        return Check::pass(
             "beamline-source",
             format!(
-                "{} sets no source=, so the plugin refuses every --beamtime job",
-                conf_file.display()
-            ),
-            format!(
-                "{ASK_ADMIN} to add source=<the beamline folder, with {{beamline}}> to the \
-                 plugin's line"
+                "{} is not visible from this host ({} is not here), so its copy of the \
+                 metadata file cannot be checked from here; the compute nodes must see it",
+                folder.display(),
+                top.display()
             ),
         );
-    };
-    let path = template.expand(&metadata.id, &metadata.beamline);
-    match fs::metadata(&path) {
-        Ok(m) if m.is_dir() => {
-            Check::pass("beamline-source", format!("{} is there", path.display()))
-        }
-        Ok(_) => Check::fail(
-            "beamline-source",
-            format!("{} is not a folder", path.display()),
-            ASK_ADMIN,
-        ),
-        Err(e) => Check::fail(
-            "beamline-source",
-            format!("{}: {e}", path.display()),
-            "the beamline folder is made when the beamtime starts: ask the beamline staff",
-        ),
     }
+    if let Some(verdict) = walk_without_links(&folder) {
+        return verdict;
+    }
+    let name = metadata.kind.file_name(&metadata.id);
+    let copy = folder.join(&name);
+    let fix = format!(
+        "the plugin mounts {} only while it holds beamtime {}'s metadata file {name}, owned by \
+         {} and not writable by group or others: the facility's start script must put that \
+         copy there ({ASK_ADMIN} or the beamline staff)",
+        folder.display(),
+        metadata.id,
+        trusted.owners
+    );
+    let not_ours = |why: String| {
+        Check::fail(
+            "beamline-source",
+            format!(
+                "{} is not beamtime {}'s folder now: {why}",
+                folder.display(),
+                metadata.id
+            ),
+            fix.as_str(),
+        )
+    };
+    match fs::symlink_metadata(&copy) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => closed_to_you(&folder),
+        Err(e) => not_ours(format!("{}: {e}", copy.display())),
+        Ok(m) if m.file_type().is_symlink() => {
+            not_ours(format!("{} is a symbolic link", copy.display()))
+        }
+        Ok(m) => match distrust(&FileFacts::of(&m), &trusted.policy) {
+            Some(why) => not_ours(format!("{} is not trusted: {why}", copy.display())),
+            None => Check::pass(
+                "beamline-source",
+                format!(
+                    "{} is there and holds the beamtime's {name}, trusted; jobs see it as {}",
+                    folder.display(),
+                    seen_as.display()
+                ),
+            ),
+        },
+    }
+}
+
+/// The source template's folder before its first placeholder
+/// (`/gpfs/beamline` of `/gpfs/beamline/{beamline}/current`), or the folder
+/// above a template without one: the file system the nodes mount it from.
+fn fixed_folder(line: &UsableLine) -> PathBuf {
+    let text = line.source.as_str();
+    match text.find('{') {
+        Some(at) => PathBuf::from(&text[..text[..at].rfind('/').unwrap_or(0).max(1)]),
+        None => Path::new(text)
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .to_path_buf(),
+    }
+}
+
+/// Each folder from `/` to `folder` as the plugin opens it: a symbolic link
+/// anywhere on the way is refused, so the mount fails. `None` when the walk
+/// gets there, else the check's verdict.
+fn walk_without_links(folder: &Path) -> Option<Check> {
+    let mut walked = PathBuf::new();
+    for component in folder.components() {
+        walked.push(component);
+        match fs::symlink_metadata(&walked) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Some(Check::fail(
+                    "beamline-source",
+                    format!(
+                        "{} is a symbolic link, which the plugin does not follow: every job's \
+                         mount fails",
+                        walked.display()
+                    ),
+                    format!("{ASK_ADMIN}: source= must name the real folder, without links"),
+                ))
+            }
+            Ok(m) if !m.is_dir() => {
+                return Some(Check::fail(
+                    "beamline-source",
+                    format!("{} is not a folder", walked.display()),
+                    ASK_ADMIN,
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Some(closed_to_you(folder))
+            }
+            Err(e) => {
+                return Some(Check::fail(
+                    "beamline-source",
+                    format!("{}: {e}", walked.display()),
+                    "the beamline folder is made when the beamtime starts: ask the beamline \
+                     staff",
+                ))
+            }
+        }
+    }
+    None
+}
+
+/// A beamtime's folder is open only to its members; root on the node sees it.
+fn closed_to_you(folder: &Path) -> Check {
+    Check::pass(
+        "beamline-source",
+        format!(
+            "{} cannot be checked: you may not look into it (a beamtime's folder is open to its \
+             members); run doctor as the beamtime's account to check its copy of the metadata \
+             file",
+            folder.display()
+        ),
+    )
 }

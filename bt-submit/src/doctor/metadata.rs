@@ -1,28 +1,39 @@
 //! The metadata as the plugin would read it: found through the plugin's own
 //! `metadata=` patterns and accepted only from its trusted owners, resolved by
-//! the same function the plugin uses. Without a readable plugin configuration,
-//! bt-submit's search path and root as owner.
+//! the same function the plugin uses. Without a line the plugin can use,
+//! bt-submit's own search path (or the defaults) and root as owner.
 
 use std::path::Path;
 
 use beamtime::discovery::{find_from_dir, SearchPath, SearchPattern};
 use beamtime::id::BeamtimeId;
 use beamtime::metadata::{Metadata, MetadataKind};
-use beamtime::plugin_config::{OwnerSpec, PluginConfig};
+use beamtime::plugin_config::OwnerSpec;
 use beamtime::trust::{load_trusted_metadata, TrustPolicy};
 
 use super::{Problem, Target, ASK_ADMIN};
+use crate::plugstack::{PluginSetup, UsableLine};
+use crate::settings::{Origin, Search, Settings};
 
 /// Metadata that passed the plugin's trust checks.
 pub(super) struct Trusted {
     pub metadata: Metadata,
-    /// Whom it was trusted from, for the report.
-    pub trust: String,
+    /// Whom it was trusted from; the source folder's copy must be theirs too.
+    pub policy: TrustPolicy,
+    /// The same owners as the line names them, for the report.
+    pub owners: String,
+    /// How a file looked up by id was found, for the report.
+    pub found_through: Option<String>,
 }
 
-pub(super) fn load(target: &Target, config: Option<&PluginConfig>) -> Result<Trusted, Problem> {
+pub(super) fn load(target: &Target, settings: &Settings) -> Result<Trusted, Problem> {
+    let usable = settings
+        .plugin()
+        .as_ref()
+        .ok()
+        .and_then(|setup| setup.config.as_ref().ok().map(|line| (setup, line)));
     let root = [OwnerSpec::Uid(0)];
-    let owners = config.map_or(&root[..], |c| &c.trusted_owners);
+    let owners = usable.map_or(&root[..], |(_, line)| &line.config.trusted_owners);
     let policy = TrustPolicy::resolve(owners).map_err(|error| {
         Problem::new(
             error.to_string(),
@@ -36,26 +47,24 @@ pub(super) fn load(target: &Target, config: Option<&PluginConfig>) -> Result<Tru
             OwnerSpec::Name(name) => name.clone(),
         })
         .collect();
-    let (id, search) = match target {
-        Target::Id(id) => match config {
-            Some(config) => (id.clone(), config.metadata.clone()),
-            None => (
-                id.clone(),
-                SearchPath::from_environment().map_err(|e| {
-                    Problem::new(
-                        e.to_string(),
-                        "fix BEAMTIME_METADATA_PATH or the config file, or use --metadata FILE",
-                    )
-                })?,
-            ),
-        },
-        Target::File(path) => exactly(path)?,
-        Target::FromDirectory(dir) => exactly(&find_from_dir(dir).map_err(|e| {
-            Problem::new(
-                e.to_string(),
-                "run doctor in the beamtime folder, or use --beamtime ID",
-            )
-        })?)?,
+    let (id, search, found_through) = match target {
+        Target::Id(id) => {
+            let (search, found_through) = search_path(settings, usable)?;
+            (id.clone(), search, Some(found_through))
+        }
+        Target::File(path) => {
+            let (id, search) = exactly(path)?;
+            (id, search, None)
+        }
+        Target::FromDirectory(dir) => {
+            let (id, search) = exactly(&find_from_dir(dir).map_err(|e| {
+                Problem::new(
+                    e.to_string(),
+                    "run doctor in the beamtime folder, or use --beamtime ID",
+                )
+            })?)?;
+            (id, search, None)
+        }
     };
     let metadata = load_trusted_metadata(&id, &search, &policy).map_err(|refusal| {
         let fix = if refusal.fix.is_empty() {
@@ -64,15 +73,61 @@ pub(super) fn load(target: &Target, config: Option<&PluginConfig>) -> Result<Tru
         } else {
             lowercase_first(&refusal.fix)
         };
-        Problem::new(refusal.problem, fix)
+        let searched = match &found_through {
+            Some(how) => format!("; search path: {how}"),
+            None => String::new(),
+        };
+        // Without the plugin's own line, this was not the plugin's search.
+        let fix = match settings.plugin() {
+            Ok(PluginSetup { config: Err(_), .. }) => {
+                format!("fix the plugstack-line check first; then {fix}")
+            }
+            _ => fix,
+        };
+        Problem::new(format!("{}{searched}", refusal.problem), fix)
     })?;
     Ok(Trusted {
         metadata,
-        trust: format!(
-            "trusted (owned by {}, not writable by others)",
-            owner_names.join(" or ")
-        ),
+        policy,
+        owners: owner_names.join(" or "),
+        found_through,
     })
+}
+
+/// Where the plugin looks, when its line can be used: that decides the job,
+/// whatever bt-submit's own settings say (which the report then mentions).
+/// Without such a line, where bt-submit looks.
+fn search_path(
+    settings: &Settings,
+    usable: Option<(&PluginSetup, &UsableLine)>,
+) -> Result<(SearchPath, String), Problem> {
+    let own = settings.own_search_path().map_err(|e| {
+        Problem::new(
+            e.to_string(),
+            "fix BEAMTIME_METADATA_PATH or the config file, or use --metadata FILE",
+        )
+    })?;
+    if let Some((setup, line)) = usable {
+        let plugin = Origin::of_plugin(setup, &line.config);
+        let how = match own {
+            Some(own) => format!(
+                "{plugin}, where the plugin looks; bt-submit itself searches {} first",
+                own.origin
+            ),
+            None => plugin.to_string(),
+        };
+        return Ok((line.config.metadata.clone(), how));
+    }
+    let search = own.unwrap_or_else(|| Search {
+        path: SearchPath::default(),
+        origin: Origin::Defaults {
+            why: match settings.plugin() {
+                Ok(_) => "the plugin's line is wrong, see plugstack-line".to_owned(),
+                Err(unavailable) => format!("the plugin's line could not be read: {unavailable}"),
+            },
+        },
+    });
+    Ok((search.path, search.origin.to_string()))
 }
 
 /// A search path that finds just this file, so that a named file goes through

@@ -2,17 +2,18 @@
 //! run, checked in the order the plugin and Slurm check it, each with a fix.
 //!
 //! [`examine`] owns that order and what a failed check makes the later ones
-//! skip; `checks.rs` makes each check, `plugstack.rs` finds the plugin's line in
-//! the plugstack configuration, `metadata.rs` reads the metadata as the plugin
-//! would, `render.rs` writes the report as text or JSON.
+//! skip; `checks.rs` makes each check, `metadata.rs` reads the metadata as the
+//! plugin would, `render.rs` writes the report as text or JSON. The plugin's
+//! line comes from [`Settings`], which reads it for every subcommand
+//! (crate::plugstack).
 //!
-//! What Slurm says comes through [`Slurm`], so the order, the skipping and the
-//! messages are tested with canned scontrol output; the real commands are
-//! tested on the test cluster (tests/scenarios/tests/doctor.rs).
+//! What Slurm says comes through the settings' [`crate::slurm_query::Slurm`],
+//! so the order, the skipping and the messages are tested with canned scontrol
+//! output; the real commands are tested on the test cluster
+//! (tests/scenarios/tests/doctor.rs, one_configuration.rs).
 
 mod checks;
 mod metadata;
-mod plugstack;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -23,7 +24,8 @@ use std::path::PathBuf;
 use beamtime::id::BeamtimeId;
 use beamtime::users::LookupError;
 
-use crate::slurm_query::Slurm;
+use crate::failure::ASK_ADMIN;
+use crate::settings::Settings;
 use crate::slurm_text::Reservation;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,24 +120,31 @@ impl Report {
     }
 }
 
-const ASK_ADMIN: &str = "ask the cluster's administrators";
-
 /// Every check, in order. `user` is who runs doctor, as the user database says.
 pub fn examine(
     target: &Target,
-    slurm: &dyn Slurm,
+    settings: &Settings,
     user: &Result<Option<String>, LookupError>,
 ) -> Report {
-    let plugin = plugstack::find_plugin(slurm);
-    let config = plugin.as_ref().ok().and_then(|p| p.config.as_ref().ok());
+    let slurm = settings.slurm();
+    let plugin = settings.plugin();
+    let mut checks = Vec::new();
+    // A line the plugin cannot use refuses every --beamtime job, whatever
+    // else is right, so it comes first; the rest is checked without it.
+    if let Ok(setup) = plugin {
+        if let Err(bad) = &setup.config {
+            checks.push(checks::plugstack_line(bad));
+        }
+    }
 
-    let metadata = metadata::load(target, config);
-    let mut checks = vec![checks::metadata(&metadata)];
-    let metadata = metadata.ok().map(|trusted| trusted.metadata);
-    let online = metadata.as_ref().and_then(|m| m.online.ready());
-    checks.push(checks::online_resources(metadata.as_ref(), online));
+    let trusted = metadata::load(target, settings);
+    checks.push(checks::metadata(&trusted));
+    let trusted = trusted.ok();
+    let metadata = trusted.as_ref().map(|t| &t.metadata);
+    let online = metadata.and_then(|m| m.online.ready());
+    checks.push(checks::online_resources(metadata, online));
 
-    let (Some(metadata), Some(online)) = (&metadata, online) else {
+    let (Some(trusted), Some(online)) = (&trusted, online) else {
         for name in [
             "user",
             "reservations",
@@ -145,20 +154,18 @@ pub fn examine(
         ] {
             checks.push(Check::skip(name, "online-resources"));
         }
-        checks.push(checks::plugin(&plugin, slurm));
+        checks.push(checks::plugin(plugin, slurm));
         checks.push(Check::skip("beamline-source", "online-resources"));
         return Report {
-            beamtime: metadata
-                .as_ref()
-                .map(|m| m.id.to_string())
-                .or(match target {
-                    Target::Id(id) => Some(id.to_string()),
-                    _ => None,
-                }),
+            beamtime: metadata.map(|m| m.id.to_string()).or(match target {
+                Target::Id(id) => Some(id.to_string()),
+                _ => None,
+            }),
             checks,
         };
     };
 
+    let metadata = &trusted.metadata;
     checks.push(checks::user(user, &metadata.id, online));
     // One query for both reservation checks.
     let reservations = slurm
@@ -175,8 +182,8 @@ pub fn examine(
     checks.push(checks::reservation_access(&ours, user, slurm));
     checks.push(checks::nodes(online, slurm));
     checks.push(checks::partition(online, slurm));
-    checks.push(checks::plugin(&plugin, slurm));
-    checks.push(checks::beamline_source(&plugin, metadata));
+    checks.push(checks::plugin(plugin, slurm));
+    checks.push(checks::beamline_source(plugin, trusted));
 
     Report {
         beamtime: Some(metadata.id.to_string()),

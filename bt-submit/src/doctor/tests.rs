@@ -1,3 +1,4 @@
+use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ fn fixture(name: &str) -> String {
 struct World {
     dir: PathBuf,
     slurm: Canned,
+    /// The environment doctor sees (bt-submit's own search path).
+    environment: Vec<(&'static str, OsString)>,
 }
 
 impl World {
@@ -37,9 +40,13 @@ impl World {
         fs::create_dir_all(dir.join("p11/current")).unwrap();
         fs::create_dir_all(dir.join("plugstack.conf.d")).unwrap();
         fs::write(dir.join("spank_beamtime.so"), "").unwrap();
+        // A config file without patterns: the host's own cannot change the search.
+        let config = dir.join("bt-submit.conf");
+        fs::write(&config, "# none\n").unwrap();
         let mut world = World {
             dir,
             slurm: Canned::default(),
+            environment: vec![("BT_SUBMIT_CONFIG", config.into())],
         };
         let me = fs::metadata(&world.dir).unwrap().uid();
         world.plugstack(&format!("trusted_owners={me}"));
@@ -76,16 +83,32 @@ impl World {
 
     fn plugstack(&mut self, extra: &str) {
         let d = self.dir.display();
+        self.plugin_line(&format!(
+            "metadata={d}/*/current/beamtime-metadata-{{id}}.json source={d}/{{beamline}}/current {extra}"
+        ));
+    }
+
+    /// The plugin's line (line 2 of the drop-in) with just these arguments.
+    fn plugin_line(&self, args: &str) {
+        let d = self.dir.display();
         fs::write(
             self.dir.join("plugstack.conf"),
             format!("include {d}/plugstack.conf.d/*.conf\n"),
         )
         .unwrap();
         fs::write(
-            self.dir.join("plugstack.conf.d/beamtime.conf"),
-            format!("# comment\nrequired {d}/spank_beamtime.so metadata={d}/*/current/beamtime-metadata-{{id}}.json source={d}/{{beamline}}/current {extra}\n"),
+            self.drop_in(),
+            format!("# comment\nrequired {d}/spank_beamtime.so {args}\n"),
         )
         .unwrap();
+    }
+
+    fn drop_in(&self) -> PathBuf {
+        self.dir.join("plugstack.conf.d/beamtime.conf")
+    }
+
+    fn me(&self) -> u32 {
+        fs::metadata(&self.dir).unwrap().uid()
     }
 
     fn examine_as(&self, user: &str) -> Report {
@@ -96,7 +119,13 @@ impl World {
     }
 
     fn examine(&self, target: &Target, user: &Result<Option<String>, LookupError>) -> Report {
-        examine(target, &self.slurm, user)
+        let environment = |name: &str| {
+            self.environment
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.clone())
+        };
+        examine(target, &Settings::new(&self.slurm, &environment), user)
     }
 }
 
@@ -330,24 +359,30 @@ fn trusted_owners_are_resolved_by_name_as_the_plugin_resolves_them() {
     let report = world.examine_as("bttest01");
     assert!(report.all_passed(), "{}", report.text());
     assert!(
-        check(&report, "metadata").detail.ends_with(&format!(
-            "trusted (owned by {name}, not writable by others)"
+        check(&report, "metadata").detail.contains(&format!(
+            "trusted (owned by {name}, not writable by others), found through "
         )),
         "{}",
         report.text()
     );
 
     world.plugstack("trusted_owners=no-such-user-bt-doctor");
-    let m = check(&world.examine_as("bttest01"), "metadata").clone();
-    assert_eq!(m.outcome, Outcome::Fail);
+    let report = world.examine_as("bttest01");
+    let line = &report.checks[0];
+    assert_eq!((line.name, line.outcome), ("plugstack-line", Outcome::Fail));
     assert_eq!(
-        m.detail,
-        "trusted_owners names user 'no-such-user-bt-doctor', who does not exist on this host"
+        line.detail,
+        format!(
+            "{}:2: plugstack.conf argument 'trusted_owners=no-such-user-bt-doctor': \
+             trusted_owners names user 'no-such-user-bt-doctor', who does not exist on this \
+             host; fix the spank-beamtime line in plugstack.conf",
+            world.drop_in().display()
+        )
     );
     assert!(
-        m.fix.contains("the plugin refuses every --beamtime job"),
+        line.fix.contains("every --beamtime job is refused"),
         "{}",
-        m.fix
+        line.fix
     );
 }
 
@@ -381,49 +416,157 @@ fn a_user_database_that_does_not_answer_is_not_an_unknown_user() {
 }
 
 #[test]
-fn plugstack_mistakes_and_a_missing_source_are_reported_with_the_file() {
+fn a_bad_plugstack_line_is_reported_first_and_the_rest_is_checked_without_it() {
     let mut world = World::new().with_nodes(&fixture("node-idle.txt"));
-    let me = fs::metadata(&world.dir).unwrap().uid();
+    let me = world.me();
     world.plugstack(&format!("trusted_owners={me} colour=blue"));
     let report = world.examine_as("bttest01");
-    let plugin = check(&report, "plugin");
-    assert_eq!(plugin.outcome, Outcome::Fail);
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name).collect();
+    assert_eq!(names[0], "plugstack-line");
+    assert_eq!(names[1..], ORDER);
+    let line = &report.checks[0];
+    assert_eq!(line.outcome, Outcome::Fail);
     assert!(
-        plugin
-            .detail
-            .contains("beamtime.conf: the plugin's arguments are wrong"),
+        line.detail.starts_with(&format!(
+            "{}:2: plugstack.conf argument 'colour=blue': unknown key 'colour' (known keys: ",
+            world.drop_in().display()
+        )),
         "{}",
-        plugin.detail
+        line.detail
     );
-    assert!(plugin.detail.contains("colour"), "{}", plugin.detail);
+    assert!(
+        line.fix.starts_with(
+            "ask the cluster's administrators to fix it: jobs without --beamtime are not affected"
+        ),
+        "{}",
+        line.fix
+    );
+    // Without the plugin's patterns the metadata is searched where bt-submit searches.
+    let metadata = check(&report, "metadata");
+    assert_eq!(metadata.outcome, Outcome::Fail);
+    assert!(
+        metadata.detail.ends_with(
+            "; search path: the built-in defaults (the plugin's line is wrong, see plugstack-line)"
+        ),
+        "{}",
+        metadata.detail
+    );
+    assert!(
+        metadata
+            .fix
+            .starts_with("fix the plugstack-line check first; then "),
+        "{}",
+        metadata.fix
+    );
+    // The plugin itself still loads, and srun offers --beamtime.
+    assert_eq!(check(&report, "plugin").outcome, Outcome::Pass);
     assert_eq!(check(&report, "beamline-source").outcome, Outcome::Skip);
-
-    let d = world.dir.display();
-    fs::write(world.dir.join("plugstack.conf.d/beamtime.conf"), format!("optional {d}/spank_beamtime.so trusted_owners={me} metadata={d}/*/current/beamtime-metadata-{{id}}.json\n")).unwrap();
-    let report = world.examine_as("bttest01");
-    assert!(check(&report, "plugin")
-        .detail
-        .ends_with("spank_beamtime.so (optional); srun offers --beamtime"));
-    let source = check(&report, "beamline-source");
-    assert_eq!(source.outcome, Outcome::Fail);
+    let text = report.text();
+    assert!(text.contains("\nFAIL plugstack-line     "), "{text}");
     assert!(
-        source.detail.contains("sets no source="),
-        "{}",
-        source.detail
+        text.ends_with("of 10 checks: a beamtime job would not run; start with the first FAIL\n"),
+        "{text}"
     );
 
-    fs::write(
-        world.dir.join("plugstack.conf.d/beamtime.conf"),
-        "# nothing\n",
-    )
-    .unwrap();
+    // Through BEAMTIME_METADATA_PATH the rest can be checked, except the source.
+    let folder = world.dir.join("p11/current").display().to_string();
+    world.environment.push((
+        "BEAMTIME_METADATA_PATH",
+        format!("{folder}/beamtime-metadata-{{id}}.json").into(),
+    ));
     let report = world.examine_as("bttest01");
+    let metadata = check(&report, "metadata");
+    assert!(
+        metadata
+            .detail
+            .ends_with(", found through BEAMTIME_METADATA_PATH"),
+        "{}",
+        metadata.detail
+    );
+    assert_eq!(check(&report, "user").outcome, Outcome::Pass);
+    assert_eq!(
+        check(&report, "beamline-source").detail,
+        "not checked: needs plugstack-line"
+    );
+
+    // No source=, and no line at all.
+    world.plugin_line(&format!("trusted_owners={me}"));
+    let report = world.examine_as("bttest01");
+    assert!(
+        report.checks[0].detail.ends_with(
+            ":2: the spank-beamtime line has no source= argument, so the plugin does \
+                        not know where beamline data lives on the nodes; add one, e.g. \
+                        source=/gpfs/beamline/{beamline}/current"
+        ),
+        "{}",
+        report.checks[0].detail
+    );
+    fs::write(world.drop_in(), "# nothing\n").unwrap();
+    let report = world.examine_as("bttest01");
+    assert_eq!(report.checks[0].name, "metadata");
     assert!(
         check(&report, "plugin")
             .detail
             .starts_with("no spank_beamtime plugin in "),
         "{}",
         check(&report, "plugin").detail
+    );
+}
+
+#[test]
+fn the_metadata_check_says_where_it_searched() {
+    let mut world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let report = world.examine_as("bttest01");
+    let location = format!("{}:2", world.drop_in().display());
+    assert!(
+        check(&report, "metadata").detail.ends_with(&format!(
+            ", found through the metadata= patterns of the plugin's line {location}"
+        )),
+        "{}",
+        report.text()
+    );
+
+    // The plugin's patterns decide where the job's file is; bt-submit's own is mentioned.
+    world
+        .environment
+        .push(("BEAMTIME_METADATA_PATH", "/nowhere/{id}.json".into()));
+    let detail = check(&world.examine_as("bttest01"), "metadata")
+        .detail
+        .clone();
+    assert!(
+        detail.ends_with(&format!(
+            "found through the metadata= patterns of the plugin's line {location}, where the \
+             plugin looks; bt-submit itself searches BEAMTIME_METADATA_PATH first"
+        )),
+        "{detail}"
+    );
+
+    world.slurm.fail(
+        "scontrol show config",
+        "slurm_load_ctl_conf error: Unable to contact slurm controller (connect failure)",
+    );
+    let report = world.examine_as("bttest01");
+    let metadata = check(&report, "metadata");
+    assert_eq!(metadata.outcome, Outcome::Fail);
+    assert!(
+        metadata
+            .detail
+            .ends_with("; search path: BEAMTIME_METADATA_PATH"),
+        "{}",
+        metadata.detail
+    );
+    world
+        .environment
+        .retain(|(key, _)| *key != "BEAMTIME_METADATA_PATH");
+    let metadata = check(&world.examine_as("bttest01"), "metadata").clone();
+    assert!(
+        metadata.detail.ends_with(
+            "; search path: the built-in defaults (the plugin's line could not be read: 'scontrol \
+             show config' failed (exit status: 1): slurm_load_ctl_conf error: Unable to contact \
+             slurm controller (connect failure))"
+        ),
+        "{}",
+        metadata.detail
     );
 }
 
@@ -447,15 +590,6 @@ fn a_named_file_or_folder_goes_through_the_same_trust_checks() {
     let m = check(&report, "metadata");
     assert_eq!(m.outcome, Outcome::Fail);
     assert!(m.detail.ends_with("my-copy.json: the plugin only reads files named beamtime-metadata-<id>.json or commissioning-metadata-<id>.json"), "{}", m.detail);
-}
-
-#[test]
-fn a_plugstack_that_includes_itself_is_read_once() {
-    let world = World::new().with_nodes(&fixture("node-idle.txt"));
-    let top = world.dir.join("plugstack.conf");
-    let text = fs::read_to_string(&top).unwrap();
-    fs::write(&top, format!("include {}\n{text}", top.display())).unwrap();
-    assert!(world.examine_as("bttest01").all_passed());
 }
 
 #[test]
@@ -485,21 +619,127 @@ fn a_configured_plugin_that_srun_does_not_load_fails() {
     );
 }
 
-#[test]
-fn a_missing_beamline_folder_fails_the_last_check() {
+/// A source= other than the folder the metadata= pattern finds the file in,
+/// so that the source folder's own copy can be missing.
+fn world_with_source(source: &str) -> World {
     let world = World::new().with_nodes(&fixture("node-idle.txt"));
-    // The metadata stays readable through the plugin's pattern; only the folder the plugin mounts goes.
     let d = world.dir.display();
-    let me = fs::metadata(&world.dir).unwrap().uid();
-    fs::write(world.dir.join("plugstack.conf.d/beamtime.conf"), format!("required {d}/spank_beamtime.so trusted_owners={me} metadata={d}/*/current/beamtime-metadata-{{id}}.json source={d}/gone/{{beamline}}\n")).unwrap();
+    world.plugin_line(&format!(
+        "trusted_owners={} metadata={d}/*/current/beamtime-metadata-{{id}}.json source={d}/{source}",
+        world.me()
+    ));
+    world
+}
+
+#[test]
+fn the_source_folder_must_be_there_without_links_and_hold_the_beamtimes_trusted_copy() {
+    let world = world_with_source("{beamline}/current");
+    let source = check(&world.examine_as("bttest01"), "beamline-source").clone();
+    assert_eq!(source.outcome, Outcome::Pass);
+    assert_eq!(
+        source.detail,
+        format!(
+            "{}/p11/current is there and holds the beamtime's beamtime-metadata-11099001.json, \
+             trusted; jobs see it as /beamline/p11/current",
+            world.dir.display()
+        )
+    );
+
+    let world = world_with_source("source/{beamline}");
+    let folder = world.dir.join("source/p11");
+    fs::create_dir_all(&folder).unwrap();
     let report = world.examine_as("bttest01");
     let source = check(&report, "beamline-source");
+    assert_eq!(source.outcome, Outcome::Fail);
+    assert_eq!(
+        source.detail,
+        format!(
+            "{0} is not beamtime 11099001's folder now: {0}/beamtime-metadata-11099001.json: No \
+             such file or directory (os error 2)",
+            folder.display()
+        )
+    );
+    assert!(
+        source.fix.starts_with(&format!(
+            "the plugin mounts {} only while it holds beamtime 11099001's metadata file \
+             beamtime-metadata-11099001.json, owned by uid {} and not writable by group or others",
+            folder.display(),
+            world.me()
+        )),
+        "{}",
+        source.fix
+    );
+
+    let copy = folder.join("beamtime-metadata-11099001.json");
+    fs::write(&copy, GOOD).unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o666)).unwrap();
+    let source = check(&world.examine_as("bttest01"), "beamline-source").clone();
+    assert!(
+        source.detail.ends_with(&format!(
+            "{} is not trusted: it is writable by group or others (mode 0666)",
+            copy.display()
+        )),
+        "{}",
+        source.detail
+    );
+
+    fs::remove_file(&copy).unwrap();
+    std::os::unix::fs::symlink(
+        world
+            .dir
+            .join("p11/current/beamtime-metadata-11099001.json"),
+        &copy,
+    )
+    .unwrap();
+    let source = check(&world.examine_as("bttest01"), "beamline-source").clone();
+    assert!(
+        source
+            .detail
+            .ends_with(&format!("{} is a symbolic link", copy.display())),
+        "{}",
+        source.detail
+    );
+}
+
+#[test]
+fn a_link_on_the_way_to_the_source_folder_fails_the_mount() {
+    let world = world_with_source("linked/{beamline}/current");
+    std::os::unix::fs::symlink(&world.dir, world.dir.join("linked")).unwrap();
+    let source = check(&world.examine_as("bttest01"), "beamline-source").clone();
+    assert_eq!(source.outcome, Outcome::Fail);
+    assert_eq!(
+        source.detail,
+        format!(
+            "{}/linked is a symbolic link, which the plugin does not follow: every job's mount \
+             fails",
+            world.dir.display()
+        )
+    );
+}
+
+#[test]
+fn a_missing_beamline_folder_fails_and_an_invisible_file_system_is_said_so() {
+    // The metadata stays readable through the plugin's pattern; only the folder the plugin mounts goes.
+    let world = world_with_source("{beamline}/gone");
+    let source = check(&world.examine_as("bttest01"), "beamline-source").clone();
     assert_eq!(source.outcome, Outcome::Fail);
     assert!(
         source
             .detail
-            .ends_with("gone/p11: No such file or directory (os error 2)"),
+            .ends_with("p11/gone: No such file or directory (os error 2)"),
         "{}",
         source.detail
+    );
+
+    let world = world_with_source("gpfs/{beamline}/current");
+    let source = check(&world.examine_as("bttest01"), "beamline-source").clone();
+    assert_eq!(source.outcome, Outcome::Pass);
+    assert_eq!(
+        source.detail,
+        format!(
+            "{0}/gpfs/p11/current is not visible from this host ({0}/gpfs is not here), so its \
+             copy of the metadata file cannot be checked from here; the compute nodes must see it",
+            world.dir.display()
+        )
     );
 }
