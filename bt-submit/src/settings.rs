@@ -63,6 +63,12 @@ impl Origin {
             own_patterns: config.metadata != SearchPath::default(),
         }
     }
+
+    pub fn plugin_unread(unavailable: &Unavailable) -> Origin {
+        Origin::Defaults {
+            why: format!("the plugin's line could not be read: {unavailable}"),
+        }
+    }
 }
 
 impl fmt::Display for Origin {
@@ -158,9 +164,7 @@ impl<'s> Settings<'s> {
             },
             Err(unavailable) => Ok(Search {
                 path: SearchPath::default(),
-                origin: Origin::Defaults {
-                    why: format!("the plugin's line could not be read: {unavailable}"),
-                },
+                origin: Origin::plugin_unread(unavailable),
             }),
         }
     }

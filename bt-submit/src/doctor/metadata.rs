@@ -120,11 +120,11 @@ fn search_path(
     }
     let search = own.unwrap_or_else(|| Search {
         path: SearchPath::default(),
-        origin: Origin::Defaults {
-            why: match settings.plugin() {
-                Ok(_) => "the plugin's line is wrong, see plugstack-line".to_owned(),
-                Err(unavailable) => format!("the plugin's line could not be read: {unavailable}"),
+        origin: match settings.plugin() {
+            Ok(_) => Origin::Defaults {
+                why: "the plugin's line is wrong, see plugstack-line".to_owned(),
             },
+            Err(unavailable) => Origin::plugin_unread(unavailable),
         },
     });
     Ok((search.path, search.origin.to_string()))
