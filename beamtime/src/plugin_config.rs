@@ -32,6 +32,12 @@ pub const DEFAULT_STATE_DIR: &str = "/run/spank-beamtime";
 /// How long a controller answer stands in for asking again.
 pub const DEFAULT_JOB_CACHE_SECONDS: u64 = 300;
 
+/// What a line the plugin cannot use means, for whoever meets it first (the
+/// plugin's refusal and bt-submit say it in these words).
+pub const BAD_LINE_FIX: &str =
+    "Tell the cluster admins: jobs without --beamtime are not affected, --beamtime jobs are \
+     refused until the spank-beamtime line in plugstack.conf is fixed";
+
 const KEYS: &[&str] = &[
     "metadata",
     "trusted_owners",

@@ -76,10 +76,6 @@ fn normal_beamtime() {
         metadata.pi.as_ref().and_then(|pi| pi.lastname.as_deref()),
         Some("Beispiel")
     );
-    assert_eq!(
-        metadata.beamline_current_path(),
-        PathBuf::from("/beamline/p11/current")
-    );
 
     let asapo = metadata.asapo.as_ref().unwrap_or_else(|| panic!("asapo"));
     assert_eq!(asapo.endpoint.as_deref(), Some("asapo-ps-0.desy.de:8400"));

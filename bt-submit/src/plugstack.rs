@@ -16,12 +16,6 @@ use crate::failure::ASK_ADMIN;
 use crate::slurm_query::{QueryError, Slurm};
 use crate::slurm_text::{is_beamtime_plugin, parse_plugstack, plugstack_config, PlugstackLine};
 
-/// What the plugin does about a line it cannot use, in the words its own
-/// refusal uses; for whoever meets it first, user or admin.
-pub const TELL_THE_ADMINS: &str =
-    "tell the cluster admins: jobs without --beamtime are not affected, --beamtime jobs are \
-     refused until the spank-beamtime line in plugstack.conf is fixed";
-
 /// Where the plugin is configured and with what, as this host's Slurm sees it.
 pub struct PluginSetup {
     pub conf_file: PathBuf,

@@ -20,10 +20,10 @@ use std::ffi::OsString;
 use std::fmt;
 
 use beamtime::discovery::{DiscoveryError, SearchOrigin, SearchPath};
-use beamtime::plugin_config::{PluginConfig, TargetTemplate};
+use beamtime::plugin_config::{PluginConfig, TargetTemplate, BAD_LINE_FIX};
 
 use crate::failure::{Failure, Status};
-use crate::plugstack::{find_plugin, BadLine, PluginSetup, Unavailable, TELL_THE_ADMINS};
+use crate::plugstack::{find_plugin, BadLine, PluginSetup, Unavailable};
 use crate::slurm_query::Slurm;
 
 /// Reads one environment variable; the real environment, or a test's.
@@ -117,7 +117,7 @@ impl From<SettingsError> for Failure {
 /// plugin's words.
 impl From<BadLine> for Failure {
     fn from(bad: BadLine) -> Failure {
-        Failure::new(Status::Config, bad.to_string(), TELL_THE_ADMINS)
+        Failure::new(Status::Config, bad.to_string(), BAD_LINE_FIX)
     }
 }
 
@@ -314,7 +314,7 @@ mod tests {
             )),
             "{failure}"
         );
-        assert_eq!(failure.hint, TELL_THE_ADMINS);
+        assert_eq!(failure.hint, BAD_LINE_FIX);
     }
 
     #[test]

@@ -538,7 +538,7 @@ fn a_plugstack_line_the_plugin_cannot_use_is_78_with_the_argument_and_the_line()
         "bt-submit: error: {}:2: plugstack.conf argument 'colour=blue': unknown key 'colour'",
         drop_in.display()
     );
-    let hint = "hint: tell the cluster admins: jobs without --beamtime are not affected, \
+    let hint = "hint: Tell the cluster admins: jobs without --beamtime are not affected, \
                 --beamtime jobs are refused until the spank-beamtime line in plugstack.conf is fixed";
     for args in [
         &["--beamtime", "11099001", "job.sh"][..],

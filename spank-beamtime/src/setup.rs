@@ -2,15 +2,11 @@
 //! that cannot be used becomes the refusal of every `--beamtime` job and of
 //! nothing else (see `dispatch.rs`).
 
-use beamtime::plugin_config::PluginConfig;
+use beamtime::plugin_config::{PluginConfig, BAD_LINE_FIX};
 use beamtime::policy::{Refusal, Rule};
 use slurm_spank::spank_log_error;
 
 use crate::PLUGIN;
-
-const TELL_THE_ADMINS: &str =
-    "Tell the cluster admins: jobs without --beamtime are not affected, --beamtime jobs are \
-     refused until the spank-beamtime line in plugstack.conf is fixed";
 
 pub fn parse<E: std::fmt::Display>(
     arguments: Result<Vec<&str>, E>,
@@ -19,11 +15,11 @@ pub fn parse<E: std::fmt::Display>(
         Refusal::new(
             Rule::SiteConfiguration,
             format!("the plugstack.conf arguments cannot be read: {error}"),
-            TELL_THE_ADMINS,
+            BAD_LINE_FIX,
         )
     })?;
     PluginConfig::parse(arguments)
-        .map_err(|error| Refusal::new(Rule::SiteConfiguration, error.to_string(), TELL_THE_ADMINS))
+        .map_err(|error| Refusal::new(Rule::SiteConfiguration, error.to_string(), BAD_LINE_FIX))
 }
 
 /// A line that parses but cannot grant anything: said when the plugin loads,

@@ -3,7 +3,7 @@
 //! [`parse_metadata`](super::parse_metadata).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::id::{Beamline, BeamtimeId};
 
@@ -231,16 +231,6 @@ pub struct Metadata {
     pub users: Users,
     pub asapo: Option<Asapo>,
     pub online: Online,
-}
-
-impl Metadata {
-    /// Where reserved compute nodes see the beamline filesystem of this
-    /// beamtime: `/beamline/<beamline>/current`.
-    pub fn beamline_current_path(&self) -> PathBuf {
-        Path::new("/beamline")
-            .join(self.beamline.as_str())
-            .join("current")
-    }
 }
 
 #[cfg(test)]
