@@ -1374,3 +1374,49 @@ fn cluster_configuration() -> &'static str {
         "1 node"
     }
 }
+
+/// Someone who can write in a folder on a metadata pattern plants a link there that
+/// points at another root-owned copy of the beamtime's file (a stale one). The lookup
+/// follows links only when root or a trusted owner made them, so the stale copy is
+/// not taken: the job is refused for the link, on both sides, and nothing runs.
+#[test]
+fn a_link_planted_in_a_writable_folder_on_a_pattern_is_not_followed_to_a_stale_copy() {
+    let _turn = shared_turn();
+    let c = cluster();
+    let bt = beamtime("11099532", "p532", "bttest76");
+    assert_payload_runs(&bt);
+    let account = UnixUser::get(&bt.account);
+    // The beamline has moved on: the current folder no longer holds this beamtime's file,
+    // so the core pattern (`<state>/core/*/{id}/beamtime-metadata-{id}.json`) is searched.
+    let stale = c.state_dir().join("stale-copies/11099532");
+    fs::create_dir_all(&stale).unwrap();
+    fs::rename(
+        &bt.metadata_path,
+        stale.join("beamtime-metadata-11099532.json"),
+    )
+    .unwrap();
+    // A core folder the account may write in, with the account's link in it.
+    let core = c.state_dir().join("core/p532");
+    fs::create_dir_all(&core).unwrap();
+    std::os::unix::fs::chown(&core, Some(account.uid), Some(account.gid)).unwrap();
+    let link = core.join("11099532");
+    c.as_user(&bt.account, "ln")
+        .arg("-s")
+        .arg(&stale)
+        .arg(&link)
+        .run()
+        .assert_success();
+    let expected = format!(
+        "{} on its path is a symbolic link owned by uid {}, and only links of root or a \
+         trusted owner are followed",
+        link.display(),
+        account.uid
+    );
+    assert_refused_everywhere(&bt, "planted-link", &[&expected]);
+    fs::remove_dir_all(&core).unwrap();
+    fs::rename(
+        stale.join("beamtime-metadata-11099532.json"),
+        &bt.metadata_path,
+    )
+    .unwrap();
+}
