@@ -12,8 +12,39 @@ use std::ptr;
 use beamtime::policy::ControllerJob;
 
 #[allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]
+// NO_VAL is bound for every release and needed only by 26.05's step id.
+#[cfg_attr(not(slurm_load_job_by_step_id), allow(dead_code))]
 mod sys {
     include!(concat!(env!("OUT_DIR"), "/slurm_job_query.rs"));
+}
+
+// slurm-spank's bindings (plugin_version) and these must come from the same
+// headers: a build folder reused for another release's headers would otherwise
+// give a plugin that names one release and calls another's API.
+const _: () = assert!(
+    sys::SLURM_VERSION_NUMBER == slurm_spank::SLURM_VERSION_NUMBER,
+    "slurm-spank was built against another Slurm release: use one CARGO_TARGET_DIR per release"
+);
+
+/// The flag clang evaluated for build.rs (`SLURM_BIT(4)` from 24.11 on).
+const SHOW_LOCAL: u16 = sys::BT_SHOW_LOCAL as u16;
+
+/// What slurm_load_job takes to name the job: the job id until 25.11, a step
+/// id from 26.05 on, where a job is named by its id with the other fields
+/// unset (`SLURM_STEP_ID_INITIALIZER`: sluid 0, the rest NO_VAL).
+#[cfg(not(slurm_load_job_by_step_id))]
+fn job_query(job_id: u32) -> u32 {
+    job_id
+}
+
+#[cfg(slurm_load_job_by_step_id)]
+fn job_query(job_id: u32) -> sys::slurm_step_id_t {
+    sys::slurm_step_id_t {
+        sluid: 0,
+        job_id,
+        step_het_comp: sys::NO_VAL,
+        step_id: sys::NO_VAL,
+    }
 }
 
 /// `S_JOB_STEPID` of the extern step, which holds no user task to guard.
@@ -34,13 +65,14 @@ pub fn controller_job(job_id: u32) -> Result<ControllerJob, String> {
     // second RPC per step and node (measured with sdiag on the 4-host cluster).
     // SAFETY: slurm_load_job writes a pointer it allocated into `response`;
     // the guard below frees it exactly once.
-    let rc = unsafe { sys::slurm_load_job(&mut response, job_id, sys::SHOW_LOCAL as u16) };
+    let rc = unsafe { sys::slurm_load_job(&mut response, job_query(job_id), SHOW_LOCAL) };
     if rc != 0 || response.is_null() {
-        // SAFETY: both calls only read libslurm's thread-local errno and its static strings.
-        let why = unsafe {
-            let errno = sys::slurm_get_errno();
-            cstr_to_string(sys::slurm_strerror(errno)).unwrap_or_else(|| format!("error {errno}"))
-        };
+        // libslurm reports its error codes in errno (slurm_get_errno() returned
+        // just that until 24.11 removed it).
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        // SAFETY: slurm_strerror returns a static string or null.
+        let why = unsafe { cstr_to_string(sys::slurm_strerror(errno)) }
+            .unwrap_or_else(|| format!("error {errno}"));
         return Err(format!(
             "the controller did not answer for job {job_id}: {why}"
         ));
