@@ -19,5 +19,6 @@ use_slurm_root() {
     mkdir -p "$TARGET_DIR/slurm-include"
     ln -sfn "$root/usr/include/slurm" "$TARGET_DIR/slurm-include/slurm"
     export C_INCLUDE_PATH=$TARGET_DIR/slurm-include
+    # shellcheck disable=SC2034 # read by package.sh
     SLURM_VERSION_H=$TARGET_DIR/slurm-include/slurm/slurm_version.h
 }
