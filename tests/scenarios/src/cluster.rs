@@ -36,6 +36,36 @@ pub struct Cluster {
     state: PathBuf,
 }
 
+/// The mount points at or below `root` in this (the host's) mount namespace.
+pub fn host_mounts_below(root: &Path) -> Vec<String> {
+    let root = root.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("read /proc/self/mountinfo")
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(str::to_owned))
+        .filter(|point| *point == root || point.starts_with(&format!("{root}/")))
+        .collect()
+}
+
+/// Nothing a job did shows on the host: no mount at or below /beamline, and
+/// /beamline itself still empty (every view the plugin builds is private to a task).
+#[track_caller]
+pub fn assert_host_untouched() {
+    assert_eq!(
+        host_mounts_below(Path::new("/beamline")),
+        Vec::<String>::new(),
+        "mounts left on the host"
+    );
+    let left: Vec<_> = std::fs::read_dir("/beamline")
+        .expect("read /beamline")
+        .map(|e| e.expect("a /beamline entry").path())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "/beamline on the host is not empty: {left:?}"
+    );
+}
+
 impl Cluster {
     /// The cluster that `eval "$(tests/cluster/cluster.sh env)"` points at.
     /// Panics — the test fails — when `SLURM_CONF`/`BT_TEST_STATE` are unset, when not

@@ -207,6 +207,19 @@ pub struct Output {
 }
 
 impl Output {
+    /// The line of one check in `bt-submit doctor`'s text report
+    /// (`ok   CHECK …`, `FAIL CHECK …`, `skip CHECK …`).
+    #[track_caller]
+    pub fn doctor_check(&self, check: &str) -> &str {
+        self.stdout
+            .lines()
+            .find(|l| {
+                l.get(5..)
+                    .is_some_and(|rest| rest.starts_with(&format!("{check} ")))
+            })
+            .unwrap_or_else(|| panic!("no line for check {check}:\n{self}"))
+    }
+
     /// The exit code; `None` when a signal ended the process.
     pub fn code(&self) -> Option<i32> {
         self.status.code()

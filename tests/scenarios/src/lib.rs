@@ -24,7 +24,8 @@ mod users;
 pub mod wait;
 
 pub use cluster::{
-    Cluster, LogCursor, RestorePlugstack, DEFAULT_ACCOUNT, MULTI_NODES, NODE, TEST_USER,
+    assert_host_untouched, host_mounts_below, Cluster, LogCursor, RestorePlugstack,
+    DEFAULT_ACCOUNT, MULTI_NODES, NODE, TEST_USER,
 };
 pub use cmd::{Cmd, Output, DEFAULT_TIMEOUT};
 pub use fixture::{Beamtime, BeamtimeSpec};

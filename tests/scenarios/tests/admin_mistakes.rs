@@ -8,7 +8,7 @@
 //! One test, alone in its file: it rewrites plugstack.conf for the whole
 //! cluster and restores it when done, even on failure.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use scenarios::{Beamtime, BeamtimeSpec, Cluster, Output, RestorePlugstack, NODE, TEST_USER};
 
@@ -29,6 +29,16 @@ fn submit_args(bt: &Beamtime) -> Vec<String> {
 /// A plugstack.conf line for the installed plugin with `args`.
 fn plugstack_line(plugin: &std::path::Path, args: &str) -> String {
     format!("required {} {args}\n", plugin.display())
+}
+
+/// srun as `user` in `wd`, with the login side's slurm.conf `conf` (the cluster's
+/// own when `None`).
+fn srun(c: &Cluster, user: &str, wd: &Path, conf: Option<&Path>, argv: &[&str]) -> Output {
+    let mut cmd = c.as_user(user, "srun").cwd(wd);
+    if let Some(conf) = conf {
+        cmd = cmd.env("SLURM_CONF", conf);
+    }
+    cmd.args(argv).run()
 }
 
 #[track_caller]
@@ -101,12 +111,8 @@ fn a_bad_plugstack_line_fails_only_beamtime_jobs_on_either_side_and_drains_nothi
     assert_ran(&out, "salloc");
 
     let args = submit_args(&bt);
-    let out = c
-        .as_user(&bt.account, "srun")
-        .cwd(&wd)
-        .args(&args)
-        .args(payload)
-        .run();
+    let beamtime_payload: Vec<&str> = args.iter().map(String::as_str).chain(payload).collect();
+    let out = srun(&c, &bt.account, &wd, None, &beamtime_payload);
     assert_refused_by_client(&out, "srun");
     let out = c.sbatch(
         &bt.account,
@@ -180,52 +186,25 @@ fn a_bad_plugstack_line_fails_only_beamtime_jobs_on_either_side_and_drains_nothi
         "good-login-side",
         &plugstack_line(&plugin, &good_args),
     );
-    let out = c
-        .as_user(&bt.account, "srun")
-        .cwd(&wd)
-        .env("SLURM_CONF", &good_client)
-        .args(&args)
-        .args(payload)
-        .run();
+    let out = srun(&c, &bt.account, &wd, Some(&good_client), &beamtime_payload);
     assert_refused_by_node(&c, &out, "plugstack.conf argument 'no_such_argument=1'");
-    let out = c
-        .as_user(TEST_USER, "srun")
-        .cwd(&plain_wd)
-        .env("SLURM_CONF", &good_client)
-        .arg("true")
-        .run();
+    let out = srun(&c, TEST_USER, &plain_wd, Some(&good_client), &["true"]);
     assert_ran(&out, "srun on a good login side");
 
     // 3. The other way round: the node is right again, the login side has the bad line.
     c.set_plugstack(Some(&plugin), &good_args);
-    let bad_client: PathBuf = c.slurm_conf_with_plugstack(
+    let bad_client = c.slurm_conf_with_plugstack(
         &bt.account,
         "bad-login-side",
         &plugstack_line(&plugin, &format!("{good_args} {BAD_ARGUMENT}")),
     );
-    let out = c
-        .as_user(&bt.account, "srun")
-        .cwd(&wd)
-        .env("SLURM_CONF", &bad_client)
-        .args(&args)
-        .args(payload)
-        .run();
+    let out = srun(&c, &bt.account, &wd, Some(&bad_client), &beamtime_payload);
     assert_refused_by_client(&out, "srun");
-    let out = c
-        .as_user(TEST_USER, "srun")
-        .cwd(&plain_wd)
-        .env("SLURM_CONF", &bad_client)
-        .arg("true")
-        .run();
+    let out = srun(&c, TEST_USER, &plain_wd, Some(&bad_client), &["true"]);
     assert_ran(&out, "srun on a bad login side");
     assert!(out.stderr.contains(BAD_LINE_LOGGED), "{out}");
     // And the beamtime runs once both sides are right.
-    let out = c
-        .as_user(&bt.account, "srun")
-        .cwd(&wd)
-        .args(&args)
-        .args(payload)
-        .run();
+    let out = srun(&c, &bt.account, &wd, None, &beamtime_payload);
     out.assert_success().assert_stdout_contains("payload-ran");
     c.assert_node_not_drained();
 }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use scenarios::{Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE, TEST_USER};
+use scenarios::{
+    assert_host_untouched, Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE, TEST_USER,
+};
 
 /// A refused task's exit status (EX_NOPERM).
 const REFUSED: i32 = 77;
@@ -110,32 +112,6 @@ fn rewrite_metadata(bt: &Beamtime, change: impl FnOnce(&mut serde_json::Value)) 
 }
 
 /// Mount points at or below /beamline in the host's mount table.
-fn host_beamline_mounts() -> Vec<String> {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4).map(str::to_owned))
-        .filter(|mount_point| mount_point == "/beamline" || mount_point.starts_with("/beamline/"))
-        .collect()
-}
-
-#[track_caller]
-fn assert_host_untouched() {
-    assert_eq!(
-        host_beamline_mounts(),
-        Vec::<String>::new(),
-        "mounts left on the host"
-    );
-    let left: Vec<_> = fs::read_dir("/beamline")
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert!(
-        left.is_empty(),
-        "/beamline on the host is not empty: {left:?}"
-    );
-}
-
 fn job_container_enabled() -> bool {
     cluster().recorded("job_container") == "1"
 }

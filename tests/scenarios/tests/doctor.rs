@@ -38,18 +38,6 @@ fn doctor(user: &str, args: &[&str]) -> Output {
         .run()
 }
 
-/// The line of one check in the text report.
-#[track_caller]
-fn line<'o>(out: &'o Output, check: &str) -> &'o str {
-    out.stdout
-        .lines()
-        .find(|l| {
-            l.get(5..)
-                .is_some_and(|rest| rest.starts_with(&format!("{check} ")))
-        })
-        .unwrap_or_else(|| panic!("no line for check {check}:\n{out}"))
-}
-
 #[test]
 fn a_started_beamtime_passes_every_check_for_its_account() {
     let c = cluster();
@@ -71,27 +59,29 @@ fn a_started_beamtime_passes_every_check_for_its_account() {
         "beamline-source",
     ] {
         assert!(
-            line(&out, check).starts_with("ok   "),
+            out.doctor_check(check).starts_with("ok   "),
             "{check} did not pass:\n{out}"
         );
     }
     assert!(
-        line(&out, "reservations").ends_with("11099101, 11099101_1 active"),
+        out.doctor_check("reservations")
+            .ends_with("11099101, 11099101_1 active"),
         "{out}"
     );
     assert!(
-        line(&out, "nodes").ends_with(&format!("{NODE} up")),
+        out.doctor_check("nodes").ends_with(&format!("{NODE} up")),
         "{out}"
     );
     assert!(
-        line(&out, "plugin").contains(&format!(
+        out.doctor_check("plugin").contains(&format!(
             "{}/etc/plugstack.conf loads ",
             c.state_dir().display()
         )),
         "{out}"
     );
     assert!(
-        line(&out, "beamline-source").contains(&format!("{} is there", bt.current_dir.display())),
+        out.doctor_check("beamline-source")
+            .contains(&format!("{} is there", bt.current_dir.display())),
         "{out}"
     );
     out.assert_stdout_contains("all 9 checks passed");
@@ -111,11 +101,11 @@ fn another_user_is_told_the_beamtime_is_not_theirs_and_exits_1() {
     let out = doctor(TEST_USER, &["--beamtime", &bt.id]);
     assert_eq!(out.code(), Some(1), "{out}");
     // The beamtime's folder is closed to others: the plugin would not find the file for them either.
-    let metadata = line(&out, "metadata");
+    let metadata = out.doctor_check("metadata");
     assert!(metadata.starts_with("FAIL "), "{out}");
     assert!(metadata.contains("you may not look into"), "{out}");
-    assert!(line(&out, "user").starts_with("skip "), "{out}");
-    assert!(line(&out, "plugin").starts_with("ok   "), "{out}");
+    assert!(out.doctor_check("user").starts_with("skip "), "{out}");
+    assert!(out.doctor_check("plugin").starts_with("ok   "), "{out}");
 
     // Given a root-owned copy of the file, the user and reservation checks speak.
     // Under the facility's name: the plugin, and so doctor, know the id from it.
@@ -126,16 +116,16 @@ fn another_user_is_told_the_beamtime_is_not_theirs_and_exits_1() {
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o644)).unwrap();
     let out = doctor(TEST_USER, &["--metadata", copy.to_str().unwrap()]);
     assert_eq!(out.code(), Some(1), "{out}");
-    assert!(line(&out, "metadata").starts_with("ok   "), "{out}");
+    assert!(out.doctor_check("metadata").starts_with("ok   "), "{out}");
     assert!(
-        line(&out, "user").contains(&format!(
+        out.doctor_check("user").contains(&format!(
             "you are {TEST_USER}, but beamtime {} runs as its account {}",
             bt.id, bt.account
         )),
         "{out}"
     );
     assert!(
-        line(&out, "reservation-access").contains(&format!(
+        out.doctor_check("reservation-access").contains(&format!(
             "user {TEST_USER} is not admitted by Users={}",
             bt.account
         )),
@@ -148,7 +138,8 @@ fn another_user_is_told_the_beamtime_is_not_theirs_and_exits_1() {
     let out = doctor(TEST_USER, &["--metadata", copy.to_str().unwrap()]);
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(
-        line(&out, "metadata").contains("not by a trusted owner"),
+        out.doctor_check("metadata")
+            .contains("not by a trusted owner"),
         "{out}"
     );
 }
@@ -164,18 +155,18 @@ fn a_deleted_reservation_fails_the_reservation_check_with_its_name() {
         .assert_success();
     let out = doctor(&bt.account, &["--beamtime", &bt.id]);
     assert_eq!(out.code(), Some(1), "{out}");
-    let reservations = line(&out, "reservations");
+    let reservations = out.doctor_check("reservations");
     assert!(reservations.starts_with("FAIL "), "{out}");
     assert!(
         reservations.ends_with(&format!("reservation {} does not exist", bt.id)),
         "{out}"
     );
     assert!(
-        line(&out, "reservation-access").starts_with("skip "),
+        out.doctor_check("reservation-access").starts_with("skip "),
         "{out}"
     );
-    assert!(line(&out, "nodes").starts_with("ok   "), "{out}");
-    assert!(line(&out, "partition").starts_with("ok   "), "{out}");
+    assert!(out.doctor_check("nodes").starts_with("ok   "), "{out}");
+    assert!(out.doctor_check("partition").starts_with("ok   "), "{out}");
 }
 
 /// `scontrol show config` reports the controller's PlugStackConfig; a host
@@ -193,7 +184,7 @@ fn a_host_whose_srun_does_not_load_the_plugin_fails_the_plugin_check() {
         .arg(&bt.metadata_path)
         .run();
     assert_eq!(out.code(), Some(1), "{out}");
-    let plugin = line(&out, "plugin");
+    let plugin = out.doctor_check("plugin");
     assert!(plugin.starts_with("FAIL "), "{out}");
     assert!(
         plugin.ends_with("but srun here does not offer --beamtime: it does not load the plugin"),
@@ -206,6 +197,9 @@ fn a_host_whose_srun_does_not_load_the_plugin_fails_the_plugin_check() {
         "nodes",
         "beamline-source",
     ] {
-        assert!(line(&out, check).starts_with("ok   "), "{check}:\n{out}");
+        assert!(
+            out.doctor_check(check).starts_with("ok   "),
+            "{check}:\n{out}"
+        );
     }
 }

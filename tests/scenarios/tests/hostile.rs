@@ -22,7 +22,10 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use scenarios::{wait, Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE};
+use scenarios::{
+    assert_host_untouched, host_mounts_below, wait, Beamtime, BeamtimeSpec, Cluster, Output,
+    UnixUser, NODE,
+};
 
 /// A refused task's exit status (EX_NOPERM).
 const REFUSED: i32 = 77;
@@ -222,34 +225,6 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, i64, i64)> {
     }
     seen.sort();
     seen
-}
-
-/// Mount points at or below `root` in the host's mount table.
-fn host_mounts_below(root: &Path) -> Vec<String> {
-    let root = root.to_string_lossy().into_owned();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4).map(str::to_owned))
-        .filter(|point| *point == root || point.starts_with(&format!("{root}/")))
-        .collect()
-}
-
-#[track_caller]
-fn assert_host_untouched() {
-    assert_eq!(
-        host_mounts_below(Path::new("/beamline")),
-        Vec::<String>::new(),
-        "mounts left on the host"
-    );
-    let left: Vec<_> = fs::read_dir("/beamline")
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert!(
-        left.is_empty(),
-        "/beamline on the host is not empty: {left:?}"
-    );
 }
 
 /// The same submission, refused on both sides with `expected` in the message, running

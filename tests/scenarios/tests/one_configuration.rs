@@ -38,18 +38,6 @@ fn run(c: &Cluster, bt: &Beamtime, args: &[&str]) -> Output {
         .run()
 }
 
-/// The line of one check in doctor's text report.
-#[track_caller]
-fn line<'o>(out: &'o Output, check: &str) -> &'o str {
-    out.stdout
-        .lines()
-        .find(|l| {
-            l.get(5..)
-                .is_some_and(|rest| rest.starts_with(&format!("{check} ")))
-        })
-        .unwrap_or_else(|| panic!("no line for check {check}:\n{out}"))
-}
-
 /// `file:line` of the plugin's line in the cluster's plugstack.conf.
 #[track_caller]
 fn plugin_line(c: &Cluster) -> String {
@@ -111,7 +99,7 @@ fn bt_submit_finds_the_metadata_and_the_target_where_the_plugin_does() {
     assert_show(&c, &bt, "/beamline/p61/current");
     let out = run(&c, &bt, &["doctor", "--beamtime", &bt.id]);
     out.assert_success();
-    let metadata = line(&out, "metadata");
+    let metadata = out.doctor_check("metadata");
     assert!(
         metadata.contains(&format!(
             "{} (beamtime {}",
@@ -127,7 +115,8 @@ fn bt_submit_finds_the_metadata_and_the_target_where_the_plugin_does() {
         "{out}"
     );
     assert!(
-        line(&out, "beamline-source").ends_with("jobs see it as /beamline/p61/current"),
+        out.doctor_check("beamline-source")
+            .ends_with("jobs see it as /beamline/p61/current"),
         "{out}"
     );
 
@@ -141,7 +130,8 @@ fn bt_submit_finds_the_metadata_and_the_target_where_the_plugin_does() {
     let out = run(&c, &bt, &["doctor", "--beamtime", &bt.id]);
     out.assert_success();
     assert!(
-        line(&out, "beamline-source").ends_with("jobs see it as /beamline/p61/data"),
+        out.doctor_check("beamline-source")
+            .ends_with("jobs see it as /beamline/p61/data"),
         "{out}"
     );
     let out = run(
@@ -178,5 +168,5 @@ fn bt_submit_finds_the_metadata_and_the_target_where_the_plugin_does() {
     assert!(first.starts_with("FAIL plugstack-line "), "{out}");
     assert!(first.contains(&said), "{out}");
     // The plugin still loads and offers --beamtime; only its line is wrong.
-    assert!(line(&out, "plugin").starts_with("ok   "), "{out}");
+    assert!(out.doctor_check("plugin").starts_with("ok   "), "{out}");
 }
