@@ -48,4 +48,4 @@ pub mod policy;
 pub mod shell;
 pub mod trust;
 pub mod users;
-mod walk;
+pub mod walk;

@@ -6,7 +6,8 @@
 //! on a search pattern planted there could otherwise point the lookup at
 //! another trusted-owned copy of the same beamtime's file (a stale one). The
 //! file itself is never reached through a link. The mount side
-//! (`spank-beamtime/src/stepd/task_root.rs`) follows no link at all.
+//! (`spank-beamtime/src/stepd/task_root.rs`) walks its folders with the same
+//! [`open_folder`] and follows no link at all.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
@@ -71,8 +72,10 @@ pub fn open_file(path: &Path, trusted: impl Fn(u32) -> bool) -> Result<File, Wal
     Ok(File::from(fd))
 }
 
-/// An `O_PATH` handle on the folder `path` names, walked as described above.
-fn open_folder(path: &Path, trusted: &impl Fn(u32) -> bool) -> Result<OwnedFd, WalkError> {
+/// An `O_PATH` handle on the folder `path` names, walked as described above,
+/// following only links whose owner `trusted` accepts (`|_| false`: none, as
+/// the plugin's mount side does).
+pub fn open_folder(path: &Path, trusted: &impl Fn(u32) -> bool) -> Result<OwnedFd, WalkError> {
     let root = || open_root(Path::new("/"));
     let mut current = root().map_err(|error| WalkError::Io {
         at: PathBuf::from("/"),

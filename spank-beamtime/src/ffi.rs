@@ -154,11 +154,6 @@ pub fn enter_private_mount_namespace() -> io::Result<()> {
     }
 }
 
-/// An `O_PATH` handle on `/`, where path walks start.
-pub fn open_root() -> io::Result<OwnedFd> {
-    open_path_handle(libc::AT_FDCWD, c"/")
-}
-
 /// Opens directory `name` (one path component) inside `at` as an `O_PATH`
 /// handle, refusing to follow it if it is a symlink.
 pub fn open_directory_no_follow(at: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {

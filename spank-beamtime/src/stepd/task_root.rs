@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use beamtime::policy::{Grant, Refusal, Rule};
 use beamtime::trust::{distrust, FileFacts, TrustPolicy};
+use beamtime::walk::{self, WalkError};
 use slurm_spank::{spank_log_info, spank_log_verbose};
 
 use super::decide::refused_line;
@@ -175,19 +176,29 @@ fn check_source_is_the_beamtimes(
 /// Opens an absolute path one component at a time, refusing any symlink on
 /// the way, and returns an `O_PATH` handle on the directory it names.
 fn walk_no_symlinks(path: &Path) -> Result<OwnedFd, String> {
-    let mut current = ffi::open_root().map_err(|e| format!("cannot open /: {e}"))?;
-    let mut walked = Path::new("/").to_path_buf();
-    for component in path.components() {
-        let name = match component {
-            Component::RootDir => continue,
-            Component::Normal(name) => name,
-            _ => return Err(format!("{} is not a plain absolute path", path.display())),
-        };
-        walked.push(name);
-        current = ffi::open_directory_no_follow(current.as_fd(), name)
-            .map_err(|e| component_error(&walked, &current, name, e))?;
+    if path
+        .components()
+        .any(|c| !matches!(c, Component::RootDir | Component::Normal(_)))
+    {
+        return Err(format!("{} is not a plain absolute path", path.display()));
     }
-    Ok(current)
+    walk::open_folder(path, &|_| false).map_err(|error| match error {
+        WalkError::UntrustedLink { link, .. } => format!(
+            "{} is a symbolic link, which the plugin does not follow",
+            link.display()
+        ),
+        WalkError::Io { at, error } if error.kind() == io::ErrorKind::NotFound => {
+            format!("{} does not exist", at.display())
+        }
+        WalkError::Io { at, error } if error.raw_os_error() == Some(libc::ENOTDIR) => {
+            format!("{} is not a folder", at.display())
+        }
+        WalkError::Io { at, error } => format!("cannot open {}: {error}", at.display()),
+        // Neither follows from a walk that takes no link.
+        WalkError::FileIsLink | WalkError::TooManyLinks { .. } => {
+            format!("{} cannot be walked: {error:?}", path.display())
+        }
+    })
 }
 
 fn component_error(
