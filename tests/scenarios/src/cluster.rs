@@ -215,6 +215,32 @@ impl Cluster {
         path
     }
 
+    /// The one `decision=refused` line slurmd's log has for the job whose node
+    /// refusal `out` shows (`spank-beamtime: error: job N refused on …`): every
+    /// refusal is logged exactly once per step and node, which admins count by rule.
+    #[track_caller]
+    pub fn refusal_logged_once(&self, out: &Output) -> String {
+        let job = out
+            .stderr
+            .split("spank-beamtime: error: job ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_else(|| panic!("no node refusal in:\n{out}"));
+        let log =
+            std::fs::read_to_string(self.log_dir().join("slurmd.log")).expect("read slurmd.log");
+        let prefix = format!("spank-beamtime: job={job} ");
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(&prefix) && l.contains(" decision=refused rule="))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "job {job}: refusal lines in slurmd.log: {lines:#?}"
+        );
+        lines[0].to_owned()
+    }
+
     /// What `cluster.sh up` recorded in `etc/cluster.args` under `key` (`plugin`,
     /// `plugin_args`, `nodes`, `job_container`, …); empty when it recorded nothing.
     pub fn recorded(&self, key: &str) -> String {

@@ -61,6 +61,8 @@ fn assert_refused_by_node(c: &Cluster, out: &Output, expected: &str) {
         !out.stdout.contains("payload-ran"),
         "the payload ran:\n{out}"
     );
+    let logged = c.refusal_logged_once(out);
+    assert!(logged.contains(" rule=site-configuration "), "{logged}");
     c.assert_node_not_drained();
 }
 

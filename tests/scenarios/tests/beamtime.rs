@@ -82,6 +82,7 @@ fn assert_refused_by_node(out: &Output, expected: &str) {
         out.stderr.contains(expected),
         "stderr lacks {expected:?}:\n{out}"
     );
+    cluster().refusal_logged_once(out);
     cluster().assert_node_not_drained();
 }
 

@@ -191,6 +191,7 @@ fn assert_refused_by_node(out: &Output, expected: &[&str]) {
         !out.stdout.contains("payload-ran"),
         "the refused task ran:\n{out}"
     );
+    cluster().refusal_logged_once(out);
     cluster().assert_node_not_drained();
 }
 
