@@ -49,6 +49,7 @@ const KEYS: &[&str] = &[
     "min_uid",
     "state_dir",
     "job_cache_seconds",
+    "prestart",
 ];
 
 /// A path with `{id}` and `{beamline}` placeholders, checked once at load time.
@@ -172,6 +173,16 @@ pub struct PluginConfig {
     pub state_dir: PathBuf,
     /// Zero: every step asks the controller.
     pub job_cache: Duration,
+    /// What a beamtime's jobs get while its beamline folder is not (or no
+    /// longer) its own: run without the beamline (default), or be refused.
+    pub prestart: Prestart,
+}
+
+/// `prestart=run|refuse`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prestart {
+    Run,
+    Refuse,
 }
 
 impl PluginConfig {
@@ -189,6 +200,7 @@ impl PluginConfig {
         let mut min_uid = None;
         let mut state_dir = None;
         let mut job_cache_seconds = None;
+        let mut prestart = None;
 
         for argument in arguments {
             let Some((key, value)) = argument.split_once('=') else {
@@ -239,6 +251,15 @@ impl PluginConfig {
                         )
                     })?,
                 )?,
+                "prestart" => set_once(
+                    &mut prestart,
+                    argument,
+                    match value {
+                        "run" => Prestart::Run,
+                        "refuse" => Prestart::Refuse,
+                        _ => return Err(ConfigError::new(argument, "expected run or refuse")),
+                    },
+                )?,
                 _ => {
                     return Err(ConfigError::new(
                         argument,
@@ -267,6 +288,7 @@ impl PluginConfig {
             min_uid: min_uid.unwrap_or(DEFAULT_MIN_UID),
             state_dir: state_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             job_cache: Duration::from_secs(job_cache_seconds.unwrap_or(DEFAULT_JOB_CACHE_SECONDS)),
+            prestart: prestart.unwrap_or(Prestart::Run),
         })
     }
 

@@ -8,11 +8,11 @@
 //! Nothing here touches Slurm or the file system, so every rule has a unit test.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::id::{Beamline, BeamtimeId};
 use crate::metadata::{Metadata, Online, OnlineAnalysis};
-use crate::plugin_config::PluginConfig;
+use crate::plugin_config::{PluginConfig, Prestart};
 
 /// The rule a refusal is about; its name goes into slurmd's log so admins can
 /// count refusals by cause.
@@ -33,6 +33,7 @@ pub enum Rule {
     ControllerUnavailable,
     SiteConfiguration,
     MountFailed,
+    PreStart,
 }
 
 impl Rule {
@@ -53,6 +54,7 @@ impl Rule {
             Rule::ControllerUnavailable => "controller-unavailable",
             Rule::SiteConfiguration => "site-configuration",
             Rule::MountFailed => "mount-failed",
+            Rule::PreStart => "pre-start",
         }
     }
 }
@@ -110,6 +112,13 @@ pub trait StepFacts {
     fn node(&mut self) -> Result<String, Refusal>;
     /// What the controller says about the job (a query, or the node's job cache).
     fn controller(&mut self) -> Result<ControllerJob, Refusal>;
+    /// What the beamline folder `source` holds, `file_name` being this
+    /// beamtime's metadata file (see [`Phase`]); asked last.
+    fn beamline_folder(
+        &mut self,
+        source: &Path,
+        file_name: &str,
+    ) -> Result<BeamlineFolder, Refusal>;
 }
 
 /// Facts about the job on this node, all known already.
@@ -119,6 +128,8 @@ pub struct JobFacts {
     pub account_uid: Option<u32>,
     pub controller: ControllerJob,
     pub node: String,
+    /// What [`StepFacts::beamline_folder`] answers.
+    pub beamline_folder: BeamlineFolder,
 }
 
 impl StepFacts for JobFacts {
@@ -134,6 +145,45 @@ impl StepFacts for JobFacts {
     fn controller(&mut self) -> Result<ControllerJob, Refusal> {
         Ok(self.controller.clone())
     }
+    fn beamline_folder(&mut self, _: &Path, _: &str) -> Result<BeamlineFolder, Refusal> {
+        Ok(self.beamline_folder)
+    }
+}
+
+/// Where a beamtime with online resources stands on this node's beamline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The beamline's folder holds this beamtime's own metadata file: its data is there.
+    Online,
+    /// It does not: the beamtime has not started on the beamline yet (the
+    /// facility's pre-start, when only the core filesystem has its folder), or
+    /// the beamline has moved on to another beamtime. Jobs run without the
+    /// beamline, and see nothing of whichever beamtime the folder holds.
+    PreStart,
+}
+
+impl Phase {
+    /// As `BEAMTIME_PHASE` and the log's `phase=` say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Online => "online",
+            Phase::PreStart => "pre-start",
+        }
+    }
+}
+
+/// What the beamline's folder on the node (`source=`) holds, as the node sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeamlineFolder {
+    /// No folder: the beamtime has not started on the beamline.
+    Absent,
+    /// A trusted copy of this beamtime's metadata file: it is this beamtime's.
+    ThisBeamtime,
+    /// Another beamtime's (or commissioning run's) metadata file, not this one's.
+    AnotherBeamtime,
+    /// No metadata file of any beamtime: not what the start script leaves, but
+    /// what an unmounted file system's empty mount point looks like.
+    NoBeamtime,
 }
 
 /// What an accepted job gets: the mount to make and the variables to export.
@@ -152,6 +202,8 @@ pub struct Grant {
     /// The metadata file's name, which `source` must hold while it is this
     /// beamtime's (a beamline's `current` folder moves on to the next one).
     pub metadata_file_name: String,
+    /// Pre-start: only the empty tmpfs over `hide_root`, no beamline.
+    pub phase: Phase,
     pub environment: Vec<(&'static str, String)>,
 }
 
@@ -333,11 +385,41 @@ pub fn decide(
         ));
     };
     let beamline = &metadata.beamline;
+    let source = source.expand(id, beamline);
+    let metadata_file_name = metadata.kind.file_name(id);
+    let phase = match facts.beamline_folder(&source, &metadata_file_name)? {
+        BeamlineFolder::ThisBeamtime => Phase::Online,
+        BeamlineFolder::Absent | BeamlineFolder::AnotherBeamtime => Phase::PreStart,
+        BeamlineFolder::NoBeamtime => {
+            return Err(Refusal::new(
+                Rule::MountFailed,
+                format!(
+                    "the beamline folder could not be set up: {} holds no beamtime's metadata \
+                     file, not even {metadata_file_name}: is the beamline file system mounted \
+                     on this node?",
+                    source.display()
+                ),
+                "Report this to the cluster admins",
+            ))
+        }
+    };
+    if phase == Phase::PreStart && config.prestart == Prestart::Refuse {
+        return Err(Refusal::new(
+            Rule::PreStart,
+            format!(
+                "beamtime {id} has not started on beamline {beamline} yet (or the beamline has \
+                 moved on): its beamline folder does not hold it"
+            ),
+            "This site runs beamtime jobs only once the beamtime has started on its \
+             beamline (prestart=refuse); submit again then",
+        ));
+    }
     let target = config.target.expand(id, beamline);
     let mut environment = vec![
         ("BEAMTIME_ID", id.to_string()),
         ("BEAMTIME_BEAMLINE", beamline.to_string()),
         ("BEAMTIME_BEAMLINE_PATH", target.display().to_string()),
+        ("BEAMTIME_PHASE", phase.as_str().to_owned()),
     ];
     if let Some(core) = &metadata.core_path {
         environment.push(("BEAMTIME_CORE_PATH", core.display().to_string()));
@@ -346,11 +428,12 @@ pub fn decide(
         beamtime: id.clone(),
         beamline: beamline.clone(),
         reservation: reservation.clone(),
-        source: source.expand(id, beamline),
+        source,
         target,
         hide_root: config.target.hide_root().to_path_buf(),
         writable: config.writable.clone(),
-        metadata_file_name: metadata.kind.file_name(id),
+        metadata_file_name,
+        phase,
         environment,
     })
 }
@@ -390,6 +473,7 @@ mod tests {
                 account: Some("11099005".into()),
             },
             node: "max-p3a931".into(),
+            beamline_folder: BeamlineFolder::ThisBeamtime,
         }
     }
 
@@ -414,6 +498,7 @@ mod tests {
                 ("BEAMTIME_ID", "11099005".to_owned()),
                 ("BEAMTIME_BEAMLINE", "p21".to_owned()),
                 ("BEAMTIME_BEAMLINE_PATH", "/beamline/p21/current".to_owned()),
+                ("BEAMTIME_PHASE", "online".to_owned()),
                 (
                     "BEAMTIME_CORE_PATH",
                     "/asap3/petra3/gpfs/p21/2024/data/11099005".to_owned()
@@ -656,6 +741,21 @@ mod tests {
             self.asked.push("controller");
             self.known.controller()
         }
+        fn beamline_folder(
+            &mut self,
+            source: &Path,
+            name: &str,
+        ) -> Result<BeamlineFolder, Refusal> {
+            assert_eq!(
+                (source, name),
+                (
+                    Path::new("/srv/p21/current"),
+                    "beamtime-metadata-11099005.json"
+                )
+            );
+            self.asked.push("source");
+            self.known.beamline_folder(source, name)
+        }
     }
 
     #[test]
@@ -670,7 +770,7 @@ mod tests {
         };
         assert_eq!(
             decide_with(job()),
-            (Ok(()), vec!["account", "node", "controller"])
+            (Ok(()), vec!["account", "node", "controller", "source"])
         );
         let stranger = JobFacts { uid: 1000, ..job() };
         assert_eq!(
@@ -697,6 +797,52 @@ mod tests {
         assert_eq!(
             (refusal.rule, facts.asked),
             (Rule::NoOnlineResources, vec![])
+        );
+    }
+
+    #[test]
+    fn a_beamline_folder_without_the_beamtime_is_pre_start_and_runs_unless_refused() {
+        let absent = JobFacts {
+            beamline_folder: BeamlineFolder::Absent,
+            ..job()
+        };
+        let grant = decide(&config(""), &dedicated(), &mut absent.clone()).unwrap();
+        assert_eq!(grant.phase, Phase::PreStart);
+        let not_current = JobFacts {
+            beamline_folder: BeamlineFolder::AnotherBeamtime,
+            ..job()
+        };
+        let grant = decide(&config(""), &dedicated(), &mut not_current.clone()).unwrap();
+        assert_eq!(grant.phase, Phase::PreStart);
+        assert!(grant
+            .environment
+            .contains(&("BEAMTIME_PHASE", "pre-start".to_owned())));
+        let refusal = refused(&config("prestart=refuse"), &dedicated(), &not_current);
+        assert_eq!(refusal.rule, Rule::PreStart);
+        assert!(
+            refusal
+                .problem
+                .contains("has not started on beamline p21 yet"),
+            "{refusal}"
+        );
+        assert!(refusal.fix.contains("prestart=refuse"), "{refusal}");
+        let online = decide(&config("prestart=refuse"), &dedicated(), &mut job()).unwrap();
+        assert_eq!(online.phase, Phase::Online);
+    }
+
+    #[test]
+    fn a_beamline_folder_with_no_beamtime_at_all_is_a_node_fault_not_pre_start() {
+        let unmounted = JobFacts {
+            beamline_folder: BeamlineFolder::NoBeamtime,
+            ..job()
+        };
+        let refusal = refused(&config(""), &dedicated(), &unmounted);
+        assert_eq!(refusal.rule, Rule::MountFailed);
+        assert!(
+            refusal
+                .problem
+                .contains("/srv/p21/current holds no beamtime's metadata file"),
+            "{refusal}"
         );
     }
 

@@ -3,16 +3,18 @@
 //! not writable by group or others, size cap) are made on the open descriptor
 //! that is then read, so swapping the path between check and use gains nothing.
 
+use std::ffi::OsStr;
 use std::fmt;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::capped::{read_capped, ReadFailure};
 use crate::discovery::{select_by_id, DiscoveryError, FileIdentity, SearchPath, Selected};
 use crate::id::BeamtimeId;
-use crate::metadata::{parse_metadata, Metadata, MAX_METADATA_BYTES};
+use crate::metadata::{parse_metadata, Metadata, MetadataKind, MAX_METADATA_BYTES};
 use crate::plugin_config::OwnerSpec;
-use crate::policy::{Refusal, Rule};
+use crate::policy::{BeamlineFolder, Refusal, Rule};
 use crate::users;
 use crate::walk::{self, WalkError};
 
@@ -174,6 +176,48 @@ pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<(FileIdentity, 
         })
     })?;
     Ok((FileIdentity::of(&stat), bytes))
+}
+
+/// What the beamline folder behind `folder` holds, `name` being this
+/// beamtime's metadata file: how the node tells whether a beamline's `current`
+/// folder is this beamtime's (see [`crate::policy::Phase`]). An error for a
+/// file of that name that is a link or not trusted, which the start script
+/// would never leave.
+pub fn beamline_folder(
+    folder: BorrowedFd<'_>,
+    name: &str,
+    policy: &TrustPolicy,
+) -> Result<BeamlineFolder, String> {
+    match walk::open_file_in(folder, OsStr::new(name)) {
+        Ok(file) => {
+            let stat = file.metadata().map_err(|e| format!("{name}: {e}"))?;
+            match distrust(&FileFacts::of(&stat), policy) {
+                None => Ok(BeamlineFolder::ThisBeamtime),
+                Some(why) => Err(format!("{name} is not trusted: {why}")),
+            }
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            // The folder behind the handle, listed through its /proc name.
+            let listed = std::fs::read_dir(format!("/proc/self/fd/{}", folder.as_raw_fd()))
+                .map_err(|e| format!("cannot list the folder: {e}"))?;
+            let another = listed.filter_map(Result::ok).any(|entry| {
+                entry
+                    .file_name()
+                    .to_str()
+                    .and_then(MetadataKind::from_file_name)
+                    .is_some()
+            });
+            Ok(if another {
+                BeamlineFolder::AnotherBeamtime
+            } else {
+                BeamlineFolder::NoBeamtime
+            })
+        }
+        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => {
+            Err(format!("{name} is a symbolic link"))
+        }
+        Err(error) => Err(format!("{name}: {error}")),
+    }
 }
 
 /// Finds, reads, checks and parses the metadata of beamtime `id` in the
@@ -373,6 +417,27 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
         let refusal = read_trusted(&fifo, &owner_of(&fifo)).unwrap_err();
         assert!(refusal.problem.contains("not a regular file"), "{refusal}");
+    }
+
+    #[test]
+    fn a_beamline_folder_holds_this_beamtime_another_or_none() {
+        let scratch = Scratch::new();
+        let folder = fs::File::open(&scratch.0).unwrap();
+        let name = "beamtime-metadata-11099001.json";
+        let holds =
+            |policy: &TrustPolicy| beamline_folder(std::os::fd::AsFd::as_fd(&folder), name, policy);
+        assert_eq!(holds(&stranger()), Ok(BeamlineFolder::NoBeamtime));
+        scratch.write("beamtime-metadata-11099002.json", GOOD);
+        assert_eq!(holds(&stranger()), Ok(BeamlineFolder::AnotherBeamtime));
+        let path = scratch.write(name, GOOD);
+        assert_eq!(holds(&owner_of(&path)), Ok(BeamlineFolder::ThisBeamtime));
+        let refused = holds(&stranger()).unwrap_err();
+        let expected = format!("{name} is not trusted: it is owned by uid");
+        assert!(refused.starts_with(&expected), "{refused}");
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", &path).unwrap();
+        let link = holds(&owner_of(&scratch.0));
+        assert_eq!(link, Err(format!("{name} is a symbolic link")));
     }
 
     #[test]

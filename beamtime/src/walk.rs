@@ -12,7 +12,7 @@
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -60,16 +60,25 @@ pub fn open_file(path: &Path, trusted: impl Fn(u32) -> bool) -> Result<File, Wal
         }
     };
     let folder = open_folder(parent, &trusted)?;
-    let fd = openat(
-        &folder,
-        name,
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
-    )
-    .map_err(|error| match error.raw_os_error() {
+    open_file_in(folder.as_fd(), name).map_err(|error| match error.raw_os_error() {
         Some(libc::ELOOP) => WalkError::FileIsLink,
         _ => io_error(path, error),
-    })?;
-    Ok(File::from(fd))
+    })
+}
+
+/// Opens the file `name` in the folder behind `folder` for reading, never
+/// through a link (`ELOOP`) and without blocking on a FIFO.
+pub fn open_file_in(folder: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
+    let name = c_name(name)?;
+    // SAFETY: a valid directory descriptor and a NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            folder.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    owned(fd).map(File::from)
 }
 
 /// An `O_PATH` handle on the folder `path` names, walked as described above,

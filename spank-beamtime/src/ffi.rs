@@ -318,26 +318,6 @@ pub fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(identity(a)? == identity(b)?)
 }
 
-/// Opens the regular file `name` inside `at` for reading, without following
-/// a symlink and without blocking on a FIFO.
-pub fn open_file_no_follow(at: BorrowedFd<'_>, name: &OsStr) -> io::Result<std::fs::File> {
-    let c_name = CString::new(name.as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))?;
-    // SAFETY: openat with a valid dirfd and a NUL-terminated name.
-    let fd = unsafe {
-        libc::openat(
-            at.as_raw_fd(),
-            c_name.as_ptr(),
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: openat returned a new descriptor that nothing else owns.
-    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-}
-
 /// Ends a refused task before it can exec the user's program. `_exit` skips
 /// the atexit handlers and buffers the forked child shares with slurmstepd.
 pub fn exit_task(status: i32) -> ! {

@@ -8,10 +8,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use beamtime::job_cache::{CachedAnswer, JobCache};
 use beamtime::plugin_config::PluginConfig;
-use beamtime::policy::{self, ControllerJob, Grant, Refusal, Rule, StepFacts};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use beamtime::policy::{self, BeamlineFolder, ControllerJob, Grant, Refusal, Rule, StepFacts};
+use beamtime::trust::{beamline_folder, TrustPolicy};
+use beamtime::walk;
 use slurm_spank::{spank_log_error, spank_log_info, SpankHandle};
 
-use super::{Granted, Verdict};
+use super::{describe, not_the_beamtimes, Granted, Verdict};
 use crate::load::{account_uid, load_beamtime};
 use crate::{ffi, PLUGIN};
 
@@ -71,14 +76,16 @@ pub fn decide(
     let node = ffi::slurmd_node_name();
     let mut answered_by = None;
     let decided = config.map_err(Refusal::clone).and_then(|config| {
+        let loaded = load_beamtime(config, requested)?;
         let mut facts = NodeFacts {
             config,
+            trust: &loaded.trust,
+            beamtime: requested,
             job,
             uid,
             node: node.clone(),
             answered_by: None,
         };
-        let loaded = load_beamtime(config, requested)?;
         let decided = policy::decide(config, &loaded.metadata, &mut facts);
         answered_by = facts.answered_by;
         let grant = decided?;
@@ -110,7 +117,8 @@ pub fn refused_line(step: &str, refusal: &Refusal) -> String {
 
 fn accepted_line(step: &str, grant: &Grant, answered_by: Option<&str>) -> String {
     format!(
-        "{step} decision=accepted reservation={} controller={} source={} target={}",
+        "{step} decision=accepted phase={} reservation={} controller={} source={} target={}",
+        grant.phase.as_str(),
         grant.reservation,
         // The policy asks the controller before it grants anything.
         answered_by.unwrap_or("none"),
@@ -164,6 +172,9 @@ fn shown_to_user(refusal: Refusal, requested: &str) -> Refusal {
 /// policy asks (see [`StepFacts`]).
 struct NodeFacts<'c> {
     config: &'c PluginConfig,
+    /// Whom the metadata was trusted for; the source folder's copy must be theirs too.
+    trust: &'c TrustPolicy,
+    beamtime: &'c str,
     job: u32,
     /// `S_JOB_UID`, from the signed credential.
     uid: u32,
@@ -196,6 +207,25 @@ impl StepFacts for NodeFacts<'_> {
         let (answer, answered_by) = controller_answer(self.config, self.job, self.uid)?;
         self.answered_by = Some(answered_by);
         Ok(answer)
+    }
+
+    /// Looked at as root before the tasks fork; each task looks again through the
+    /// handle it mounts from, so a beamline that moves on in between is not shown.
+    fn beamline_folder(&mut self, source: &Path, name: &str) -> Result<BeamlineFolder, Refusal> {
+        let cannot = |why: String| {
+            Refusal::new(
+                Rule::MountFailed,
+                format!("the beamline folder could not be set up: {why}"),
+                "Report this to the cluster admins",
+            )
+        };
+        let folder = match walk::open_folder(source, &|_| false) {
+            Ok(folder) => folder,
+            Err(error) if error.is_not_found() => return Ok(BeamlineFolder::Absent),
+            Err(error) => return Err(cannot(describe(source, error))),
+        };
+        beamline_folder(folder.as_fd(), name, self.trust)
+            .map_err(|why| cannot(not_the_beamtimes(source, self.beamtime, &why)))
     }
 }
 
@@ -295,11 +325,12 @@ mod tests {
             hide_root: PathBuf::from("/beamline"),
             writable: vec![],
             metadata_file_name: "beamtime-metadata-11099001.json".into(),
+            phase: beamtime::policy::Phase::Online,
             environment: vec![],
         };
         assert_eq!(
             accepted_line("job=7", &grant, Some("cached")),
-            "job=7 decision=accepted reservation=11099001_1 controller=cached \
+            "job=7 decision=accepted phase=online reservation=11099001_1 controller=cached \
              source=/srv/p11/current target=/beamline/p11/current"
         );
     }

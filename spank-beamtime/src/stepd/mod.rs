@@ -13,8 +13,16 @@ pub mod decide;
 pub mod task_root;
 pub mod task_user;
 
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Component, Path};
+
 use beamtime::policy::{Grant, Refusal};
 use beamtime::trust::TrustPolicy;
+use beamtime::walk::{self, WalkError};
+
+use crate::ffi;
 
 /// What this step's tasks get; decided once in slurmstepd and inherited by
 /// every forked task.
@@ -37,4 +45,146 @@ pub struct Granted {
     pub grant: Grant,
     pub trust: TrustPolicy,
     pub step: String,
+}
+
+// What both root phases use: `decide` to tell the step's phase, `task_root` to
+// mount. The beamline's folders are walked the same way in both.
+
+/// Opens an absolute path one component at a time, refusing any symlink on
+/// the way, and returns an `O_PATH` handle on the directory it names.
+pub fn walk_no_symlinks(path: &Path) -> Result<OwnedFd, String> {
+    if path
+        .components()
+        .any(|c| !matches!(c, Component::RootDir | Component::Normal(_)))
+    {
+        return Err(format!("{} is not a plain absolute path", path.display()));
+    }
+    walk::open_folder(path, &|_| false).map_err(|error| describe(path, error))
+}
+
+/// A failed walk as the user and slurmd's log read it.
+pub fn describe(path: &Path, error: WalkError) -> String {
+    match error {
+        WalkError::UntrustedLink { link, .. } => format!(
+            "{} is a symbolic link, which the plugin does not follow",
+            link.display()
+        ),
+        WalkError::Io { at, error } if error.kind() == io::ErrorKind::NotFound => {
+            format!("{} does not exist", at.display())
+        }
+        WalkError::Io { at, error } if error.raw_os_error() == Some(libc::ENOTDIR) => {
+            format!("{} is not a folder", at.display())
+        }
+        WalkError::Io { at, error } => format!("cannot open {}: {error}", at.display()),
+        // Neither follows from a walk that takes no link.
+        error @ (WalkError::FileIsLink | WalkError::TooManyLinks { .. }) => {
+            format!("{} cannot be walked: {error:?}", path.display())
+        }
+    }
+}
+
+pub fn component_error(
+    walked: &Path,
+    parent: &OwnedFd,
+    name: impl AsRef<OsStr>,
+    e: io::Error,
+) -> String {
+    if ffi::is_symlink_at(parent.as_fd(), name.as_ref()) {
+        format!(
+            "{} is a symbolic link, which the plugin does not follow",
+            walked.display()
+        )
+    } else if e.kind() == io::ErrorKind::NotFound {
+        format!("{} does not exist", walked.display())
+    } else if e.raw_os_error() == Some(libc::ENOTDIR) {
+        // What O_DIRECTORY|O_NOFOLLOW says of a symlink too: one swapped back
+        // since the open failed no longer shows as a link when checked above.
+        format!(
+            "{} is not a folder (or was a symbolic link, which the plugin does not follow)",
+            walked.display()
+        )
+    } else {
+        format!("cannot open {}: {e}", walked.display())
+    }
+}
+
+/// Why a beamline folder is not shown: it is not (or no longer) this beamtime's.
+pub fn not_the_beamtimes(source: &Path, beamtime: &str, why: &str) -> String {
+    format!(
+        "{} is not beamtime {beamtime}'s folder now: {why}",
+        source.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::PathBuf;
+
+    /// A scratch folder per test, removed when the test ends.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(label: &str) -> Scratch {
+            let dir =
+                std::env::temp_dir().join(format!("spank-beamtime-{label}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(dir.join("real/current")).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_plain_path_is_walked_to_the_folder_it_names() {
+        let scratch = Scratch::new("walk-plain");
+        let end = walk_no_symlinks(&scratch.0.join("real/current")).unwrap();
+        let opened = fs::metadata(ffi::fd_path(end.as_fd())).unwrap();
+        let expected = fs::metadata(scratch.0.join("real/current")).unwrap();
+        assert_eq!(
+            (opened.dev(), opened.ino()),
+            (expected.dev(), expected.ino())
+        );
+    }
+
+    #[test]
+    fn a_symlink_anywhere_on_the_way_is_refused_by_name() {
+        let scratch = Scratch::new("walk-link");
+        std::os::unix::fs::symlink(scratch.0.join("real"), scratch.0.join("link")).unwrap();
+        let link = scratch.0.join("link");
+        let error = walk_no_symlinks(&link.join("current")).unwrap_err();
+        assert_eq!(
+            error,
+            format!(
+                "{} is a symbolic link, which the plugin does not follow",
+                link.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_missing_folder_a_file_and_a_relative_path_each_say_what_they_are() {
+        let scratch = Scratch::new("walk-other");
+        let missing = scratch.0.join("real/gone");
+        assert_eq!(
+            walk_no_symlinks(&missing.join("deeper")).unwrap_err(),
+            format!("{} does not exist", missing.display())
+        );
+        let file = scratch.0.join("real/file");
+        fs::write(&file, b"").unwrap();
+        assert!(walk_no_symlinks(&file)
+            .unwrap_err()
+            .starts_with(&format!("{} is not a folder", file.display())));
+        assert_eq!(
+            walk_no_symlinks(Path::new("/tmp/../etc")).unwrap_err(),
+            "/tmp/../etc is not a plain absolute path"
+        );
+    }
 }

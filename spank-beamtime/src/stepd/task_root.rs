@@ -13,17 +13,15 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Component, Path};
 
 use std::time::Instant;
 
-use beamtime::policy::{Grant, Refusal, Rule};
-use beamtime::trust::{distrust, FileFacts, TrustPolicy};
-use beamtime::walk::{self, WalkError};
+use beamtime::policy::{BeamlineFolder, Grant, Phase, Refusal, Rule};
+use beamtime::trust::{beamline_folder, TrustPolicy};
 use slurm_spank::{spank_log_info, spank_log_verbose};
 
 use super::decide::refused_line;
-use super::{Granted, Verdict};
+use super::{component_error, not_the_beamtimes, walk_no_symlinks, Granted, Verdict};
 use crate::{ffi, PLUGIN};
 
 /// Small, and read-only once set up: it only holds the folders leading to the target.
@@ -74,6 +72,10 @@ fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
 
     // Handles are opened only now: open_tree needs them in the caller's namespace.
     let hide_root = walk_no_symlinks(&grant.hide_root)?;
+    if grant.phase == Phase::PreStart {
+        // Nothing of the beamline: whatever its folder holds now is not this beamtime's.
+        return mount_hide_root(grant, &hide_root).and_then(|()| seal_hide_root(grant));
+    }
     let source = walk_no_symlinks(&grant.source)?;
     check_source_is_the_beamtimes(grant, &source, trust)?;
     let mut writable: Vec<(&str, OwnedFd)> = Vec::new();
@@ -90,12 +92,7 @@ fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
         .and_then(|m| ffi::restrict_mount(m.as_fd(), true, false).map(|()| m))
         .map_err(|e| format!("cannot copy the mount of {}: {e}", grant.source.display()))?;
 
-    ffi::mount_tmpfs(&ffi::fd_path(hide_root.as_fd()), HIDE_ROOT_TMPFS_OPTIONS).map_err(|e| {
-        format!(
-            "cannot mount a tmpfs over {}: {e}",
-            grant.hide_root.display()
-        )
-    })?;
+    mount_hide_root(grant, &hide_root)?;
     // Below the hide root is now the tmpfs just mounted, which only this
     // namespace sees: nobody else can plant anything on the way to the target.
     std::fs::create_dir_all(&grant.target).map_err(|e| {
@@ -131,170 +128,46 @@ fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
             .map_err(|e| format!("cannot make {} writable: {e}", shown.display()))?;
     }
 
+    seal_hide_root(grant)
+}
+
+/// A small private tmpfs over the hide root, so no other beamline shows.
+fn mount_hide_root(grant: &Grant, hide_root: &OwnedFd) -> Result<(), String> {
+    ffi::mount_tmpfs(&ffi::fd_path(hide_root.as_fd()), HIDE_ROOT_TMPFS_OPTIONS).map_err(|e| {
+        format!(
+            "cannot mount a tmpfs over {}: {e}",
+            grant.hide_root.display()
+        )
+    })
+}
+
+/// The hide root's tmpfs made read-only (and noexec), once what it holds is set up.
+fn seal_hide_root(grant: &Grant) -> Result<(), String> {
     let tmpfs = walk_no_symlinks(&grant.hide_root)?;
     ffi::restrict_mount(tmpfs.as_fd(), true, true)
         .map_err(|e| format!("cannot make {} read-only: {e}", grant.hide_root.display()))
 }
 
-/// The source template names the beamline's *current* folder: it must hold
-/// this beamtime's own metadata file, or the beamline has moved on to another
-/// beamtime (or a commissioning run shares it) and mounting it would show
-/// someone else's data.
+/// The source template names the beamline's *current* folder: it must still
+/// hold this beamtime's own metadata file, as it did when the step was
+/// decided, or the beamline has moved on to another beamtime (or a
+/// commissioning run shares it) and mounting it would show someone else's data.
 fn check_source_is_the_beamtimes(
     grant: &Grant,
     source: &OwnedFd,
     trust: &TrustPolicy,
 ) -> Result<(), String> {
-    let name = OsStr::new(&grant.metadata_file_name);
-    let shown = grant.source.join(&grant.metadata_file_name);
-    let not_ours = |why: String| {
-        format!(
-            "{} is not beamtime {}'s folder now: {why}",
-            grant.source.display(),
-            grant.beamtime
-        )
-    };
-    let file = ffi::open_file_no_follow(source.as_fd(), name).map_err(|e| {
-        if ffi::is_symlink_at(source.as_fd(), name) {
-            not_ours(format!("{} is a symbolic link", shown.display()))
-        } else {
-            not_ours(format!("{}: {e}", shown.display()))
-        }
-    })?;
-    let stat = file
-        .metadata()
-        .map_err(|e| format!("{}: {e}", shown.display()))?;
-    match distrust(&FileFacts::of(&stat), trust) {
-        None => Ok(()),
-        Some(why) => Err(not_ours(format!(
-            "{} is not trusted: {why}",
-            shown.display()
-        ))),
-    }
-}
-
-/// Opens an absolute path one component at a time, refusing any symlink on
-/// the way, and returns an `O_PATH` handle on the directory it names.
-fn walk_no_symlinks(path: &Path) -> Result<OwnedFd, String> {
-    if path
-        .components()
-        .any(|c| !matches!(c, Component::RootDir | Component::Normal(_)))
-    {
-        return Err(format!("{} is not a plain absolute path", path.display()));
-    }
-    walk::open_folder(path, &|_| false).map_err(|error| match error {
-        WalkError::UntrustedLink { link, .. } => format!(
-            "{} is a symbolic link, which the plugin does not follow",
-            link.display()
-        ),
-        WalkError::Io { at, error } if error.kind() == io::ErrorKind::NotFound => {
-            format!("{} does not exist", at.display())
-        }
-        WalkError::Io { at, error } if error.raw_os_error() == Some(libc::ENOTDIR) => {
-            format!("{} is not a folder", at.display())
-        }
-        WalkError::Io { at, error } => format!("cannot open {}: {error}", at.display()),
-        // Neither follows from a walk that takes no link.
-        WalkError::FileIsLink | WalkError::TooManyLinks { .. } => {
-            format!("{} cannot be walked: {error:?}", path.display())
-        }
-    })
-}
-
-fn component_error(
-    walked: &Path,
-    parent: &OwnedFd,
-    name: impl AsRef<OsStr>,
-    e: io::Error,
-) -> String {
-    if ffi::is_symlink_at(parent.as_fd(), name.as_ref()) {
-        format!(
-            "{} is a symbolic link, which the plugin does not follow",
-            walked.display()
-        )
-    } else if e.kind() == io::ErrorKind::NotFound {
-        format!("{} does not exist", walked.display())
-    } else if e.raw_os_error() == Some(libc::ENOTDIR) {
-        // What O_DIRECTORY|O_NOFOLLOW says of a symlink too: one swapped back
-        // since the open failed no longer shows as a link when checked above.
-        format!(
-            "{} is not a folder (or was a symbolic link, which the plugin does not follow)",
-            walked.display()
-        )
-    } else {
-        format!("cannot open {}: {e}", walked.display())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::fs;
-    use std::os::unix::fs::MetadataExt;
-    use std::path::PathBuf;
-
-    /// A scratch folder per test, removed when the test ends.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(label: &str) -> Scratch {
-            let dir =
-                std::env::temp_dir().join(format!("spank-beamtime-{label}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(dir.join("real/current")).unwrap();
-            Scratch(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    #[test]
-    fn a_plain_path_is_walked_to_the_folder_it_names() {
-        let scratch = Scratch::new("walk-plain");
-        let end = walk_no_symlinks(&scratch.0.join("real/current")).unwrap();
-        let opened = fs::metadata(ffi::fd_path(end.as_fd())).unwrap();
-        let expected = fs::metadata(scratch.0.join("real/current")).unwrap();
-        assert_eq!(
-            (opened.dev(), opened.ino()),
-            (expected.dev(), expected.ino())
-        );
-    }
-
-    #[test]
-    fn a_symlink_anywhere_on_the_way_is_refused_by_name() {
-        let scratch = Scratch::new("walk-link");
-        std::os::unix::fs::symlink(scratch.0.join("real"), scratch.0.join("link")).unwrap();
-        let link = scratch.0.join("link");
-        let error = walk_no_symlinks(&link.join("current")).unwrap_err();
-        assert_eq!(
-            error,
-            format!(
-                "{} is a symbolic link, which the plugin does not follow",
-                link.display()
-            )
-        );
-    }
-
-    #[test]
-    fn a_missing_folder_a_file_and_a_relative_path_each_say_what_they_are() {
-        let scratch = Scratch::new("walk-other");
-        let missing = scratch.0.join("real/gone");
-        assert_eq!(
-            walk_no_symlinks(&missing.join("deeper")).unwrap_err(),
-            format!("{} does not exist", missing.display())
-        );
-        let file = scratch.0.join("real/file");
-        fs::write(&file, b"").unwrap();
-        assert!(walk_no_symlinks(&file)
-            .unwrap_err()
-            .starts_with(&format!("{} is not a folder", file.display())));
-        assert_eq!(
-            walk_no_symlinks(Path::new("/tmp/../etc")).unwrap_err(),
-            "/tmp/../etc is not a plain absolute path"
-        );
+    match beamline_folder(source.as_fd(), &grant.metadata_file_name, trust) {
+        Ok(BeamlineFolder::ThisBeamtime) => Ok(()),
+        Ok(_) => Err(not_the_beamtimes(
+            &grant.source,
+            grant.beamtime.as_str(),
+            &format!("it no longer holds {}", grant.metadata_file_name),
+        )),
+        Err(why) => Err(not_the_beamtimes(
+            &grant.source,
+            grant.beamtime.as_str(),
+            &why,
+        )),
     }
 }

@@ -4,24 +4,46 @@
 
 use std::io::Write;
 
-use beamtime::policy::Refusal;
+use beamtime::policy::{Grant, Phase, Refusal};
 use slurm_spank::SpankHandle;
 
 use super::Verdict;
 use crate::{ffi, EXIT_REFUSED, PLUGIN};
 
 pub fn enforce(spank: &mut SpankHandle, verdict: &Verdict) {
-    let Verdict::Refused(refusal) = verdict else {
-        return;
+    // One message per node is enough.
+    let first_task = spank.task_id().map_or(true, |task| task == 0);
+    let refusal = match verdict {
+        Verdict::Refused(refusal) => refusal,
+        Verdict::Granted(granted) if granted.grant.phase == Phase::PreStart => {
+            if first_task {
+                // Nothing to do if stderr is gone: the task runs all the same.
+                let _ = writeln!(std::io::stderr(), "{}", pre_start_note(&granted.grant));
+            }
+            return;
+        }
+        Verdict::Granted(_) | Verdict::Untouched => return,
     };
-    // One message per node is enough; every task still stops.
-    if spank.task_id().map_or(true, |task| task == 0) {
+    // Every task stops.
+    if first_task {
         let job = spank.job_id().map(|j| j.to_string()).unwrap_or_default();
         let node = ffi::slurmd_node_name().unwrap_or_default();
         // Nothing to do if stderr is gone (srun killed): the task exits all the same.
         let _ = writeln!(std::io::stderr(), "{}", refusal_line(&job, &node, refusal));
     }
     ffi::exit_task(EXIT_REFUSED);
+}
+
+/// Why the beamline is not there, and when it will be.
+fn pre_start_note(grant: &Grant) -> String {
+    format!(
+        "{PLUGIN}: beamtime {} has not started on beamline {} yet (BEAMTIME_PHASE=pre-start): \
+         {} appears in jobs that start after the beamtime has; until then its data is on \
+         the core filesystem (BEAMTIME_CORE_PATH)",
+        grant.beamtime,
+        grant.beamline,
+        grant.target.display()
+    )
 }
 
 fn refusal_line(job: &str, node: &str, refusal: &Refusal) -> String {
@@ -32,6 +54,38 @@ fn refusal_line(job: &str, node: &str, refusal: &Refusal) -> String {
 mod tests {
     use super::*;
     use beamtime::policy::Rule;
+
+    #[test]
+    fn a_pre_start_task_is_told_why_the_beamline_is_missing_and_where_its_data_is() {
+        let grant = Grant {
+            beamtime: beamtime::id::BeamtimeId::parse("11099031").unwrap(),
+            beamline: beamtime::id::Beamline::parse("p31").unwrap(),
+            reservation: "11099031".into(),
+            source: "/srv/p31/current".into(),
+            target: "/beamline/p31/current".into(),
+            hide_root: "/beamline".into(),
+            writable: vec![],
+            metadata_file_name: "beamtime-metadata-11099031.json".into(),
+            phase: Phase::PreStart,
+            environment: vec![],
+        };
+        let note = pre_start_note(&grant);
+        assert!(
+            note.starts_with(
+                "spank-beamtime: beamtime 11099031 has not started on beamline p31 yet"
+            ),
+            "{note}"
+        );
+        assert!(
+            note.contains("/beamline/p31/current appears in jobs that start after"),
+            "{note}"
+        );
+        assert!(note.contains("BEAMTIME_CORE_PATH"), "{note}");
+        assert!(
+            !note.contains("/srv"),
+            "the node's own path is not the user's business: {note}"
+        );
+    }
 
     #[test]
     fn the_user_reads_job_node_problem_and_fix_on_one_line() {

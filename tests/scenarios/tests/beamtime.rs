@@ -189,7 +189,7 @@ fn sbatch_job_sees_only_its_own_beamline() {
     let logged = log.read_new();
     assert!(
         logged.contains(&format!(
-            "spank-beamtime: job={} step=batch uid={} beamtime={} node={NODE} decision=accepted reservation={}",
+            "spank-beamtime: job={} step=batch uid={} beamtime={} node={NODE} decision=accepted phase=online reservation={}",
             job.id,
             UnixUser::get(&bt.account).uid,
             bt.id,
@@ -279,9 +279,9 @@ fn the_second_reservation_of_a_dedicated_beamtime_is_accepted() {
         .args(["bash", "-c", "echo $BEAMTIME_ID; ls -A /beamline"])
         .run();
     out.assert_success().assert_stdout_contains("11099005\np21");
-    assert!(log
-        .read_new()
-        .contains("beamtime=11099005 node=btnode1 decision=accepted reservation=11099005_1"));
+    assert!(log.read_new().contains(
+        "beamtime=11099005 node=btnode1 decision=accepted phase=online reservation=11099005_1"
+    ));
 }
 
 #[test]
@@ -703,7 +703,7 @@ fn a_writable_subfolder_swapped_for_a_symlink_is_refused() {
 }
 
 #[test]
-fn a_beamline_that_moved_on_to_another_beamtime_is_not_mounted() {
+fn a_beamline_that_moved_on_to_another_beamtime_shows_none_of_it() {
     let c = cluster();
     let old = c.start_beamtime(&BeamtimeSpec::new("11099023", "p43", "bttest23").partition("all"));
     // The old beamtime's metadata stays on the core filesystem …
@@ -736,34 +736,39 @@ fn a_beamline_that_moved_on_to_another_beamtime_is_not_mounted() {
         .run()
         .assert_success();
 
+    // The old beamtime's jobs still run (its reservation is there), but as before the
+    // beamtime started: the beamline folder holds the next beamtime now, and none of
+    // it shows.
     let log = c.log_cursor("slurmd.log");
     let out = c
         .as_user(&old.account, "srun")
         .args(submit_args(&old))
-        .args(["echo", "the payload ran"])
+        .args([
+            "bash",
+            "-c",
+            "echo phase=$BEAMTIME_PHASE; ls -A /beamline; ls /beamline/p43/current 2>&1 || true",
+        ])
         .run();
-    assert_refused_by_node(
-        &out,
-        &format!(
-            "{} is not beamtime 11099023's folder now",
-            old.current_dir.display()
-        ),
-    );
-    assert!(!out.stdout.contains("the payload ran"), "{out}");
-    assert_host_untouched();
-    // The decision was made before the task mounted: one accept line, then exactly one
-    // refusal line with the rule admins count by.
-    let logged = log.read_new();
-    let lines: Vec<&str> = logged
-        .lines()
-        .filter(|l| l.contains("beamtime=11099023 ") && l.contains(" decision="))
-        .collect();
-    assert_eq!(lines.len(), 2, "{logged}");
-    assert!(lines[0].contains("decision=accepted"), "{logged}");
+    out.assert_success()
+        .assert_stdout_contains("phase=pre-start\n");
     assert!(
-        lines[1].contains(
-            "decision=refused rule=mount-failed reason=\"the beamline folder could not be set up: "
-        ),
+        out.stdout.contains("No such file or directory"),
+        "the beamline shows:\n{out}"
+    );
+    assert!(
+        !out.stdout.contains("11099024"),
+        "the next beamtime shows:\n{out}"
+    );
+    assert!(
+        out.stderr
+            .contains("beamtime 11099023 has not started on beamline p43 yet"),
+        "no note:\n{out}"
+    );
+    assert_host_untouched();
+    let logged = log.read_new();
+    assert!(
+        logged.lines().any(|l| l.contains("beamtime=11099023 ")
+            && l.contains("decision=accepted phase=pre-start ")),
         "{logged}"
     );
 }

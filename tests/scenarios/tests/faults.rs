@@ -216,7 +216,8 @@ fn an_unmounted_source_is_not_shown_as_an_empty_beamline() {
     assert_refused_on_the_node(
         &out,
         &format!(
-            "{dir} is not beamtime 11099046's folder now: {dir}/beamtime-metadata-11099046.json: No such file",
+            "{dir} holds no beamtime's metadata file, not even beamtime-metadata-11099046.json: \
+             is the beamline file system mounted on this node?",
             dir = bt.current_dir.display()
         ),
     );

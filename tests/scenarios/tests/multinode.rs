@@ -96,7 +96,7 @@ fn assert_accepted_in_logs(
     for (node, cursor) in logs {
         let text = cursor.read_new();
         let needle = format!(
-            "job={job} step={step} uid={} beamtime={} node={node} decision=accepted reservation={reservation}",
+            "job={job} step={step} uid={} beamtime={} node={node} decision=accepted phase=online reservation={reservation}",
             scenarios::UnixUser::get(&bt.account).uid,
             bt.id
         );
