@@ -64,7 +64,8 @@ T0=$(date +%s.%N)
 # The parts, each sourced from lib/: common.sh (messages, waiting, first checks),
 # network.sh (nodes, bridge, namespaces), config.sh (the files the daemons read),
 # daemons.sh (start and stop by recorded pid), accounts.sh (slurmdbd's accounts),
-# state.sh (the state folder). This file holds the settings (above) and
+# state.sh (the state folder), mntns.sh (a mount namespace for --private-mounts that
+# can hold job containers). This file holds the settings (above) and
 # the commands (below).
 LIB=$(dirname "${BASH_SOURCE[0]}")/lib
 # shellcheck source=lib/common.sh
@@ -79,6 +80,8 @@ source "$LIB/daemons.sh"
 source "$LIB/accounts.sh"
 # shellcheck source=lib/state.sh
 source "$LIB/state.sh"
+# shellcheck source=lib/mntns.sh
+source "$LIB/mntns.sh"
 
 # ---------------------------------------------------------------- commands
 

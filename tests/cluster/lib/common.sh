@@ -37,6 +37,16 @@ ensure_packages() {
     return 0
 }
 
+# The installed Slurm's release as a number, major * 100 + minor (22.05 → 2205), for
+# the settings that changed between releases. `slurmd -V` prints "slurm 22.05.8"
+# or, in Debian from 24.11 on, "slurm-wlm 24.11.5".
+slurm_release() {
+    local version
+    version=$(slurmd -V 2>/dev/null | awk '{print $2}')
+    [[ $version =~ ^([0-9]+)\.([0-9]+)\. ]] || die "slurmd -V: no Slurm release in '${version}'"
+    echo $((10#${BASH_REMATCH[1]} * 100 + 10#${BASH_REMATCH[2]}))
+}
+
 log_tail() {
     local f
     for f in "$@"; do

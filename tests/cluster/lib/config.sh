@@ -88,10 +88,14 @@ MinJobAge=600
 KillWait=5
 EOF
     if [[ $job_container == 1 ]]; then
-        cat >>"$SLURM_CONF_PATH" <<EOF
-JobContainerType=job_container/tmpfs
-PrologFlags=Contain
-EOF
+        # 25.11 replaced job_container/tmpfs by namespace/tmpfs (the old key still
+        # works there, with a warning); it reads the same job_container.conf.
+        if (($(slurm_release) >= 2511)); then
+            echo "NamespaceType=namespace/tmpfs" >>"$SLURM_CONF_PATH"
+        else
+            echo "JobContainerType=job_container/tmpfs" >>"$SLURM_CONF_PATH"
+        fi
+        echo "PrologFlags=Contain" >>"$SLURM_CONF_PATH"
         if ((NODE_COUNT == 1)); then
             printf 'AutoBasePath=true\nBasePath=%s\n' "$STATE/jobcontainer" >"$ETC/job_container.conf"
         else

@@ -117,14 +117,24 @@ start_mariadb() {
         >"$LOG/mariadb-install-db.log" 2>&1 ||
         { log_tail "$LOG/mariadb-install-db.log"; die "mariadb-install-db failed"; }
     # --user makes mariadbd drop to mysql itself; the socket and TCP port are ours alone.
+    # Snapshot isolation off: MariaDB 11.8 turns it on by default, and Slurm 26.05's
+    # slurmdbd warns that a write conflict then becomes fatal to it. 10.11 (Debian 12)
+    # has it off already; --loose- lets a MariaDB without the option ignore it.
     start_daemon mariadbd mariadbd -- mariadbd --no-defaults --user=mysql --datadir="$STATE/mysql" \
         --socket="$MYSQL_SOCKET" --pid-file="$RUN/mysqld/mariadbd.pid" \
         --bind-address=127.0.0.1 --port="$MYSQL_PORT" --skip-name-resolve \
         --log-error="$LOG/mariadbd.log" \
-        --innodb-buffer-pool-size=256M --innodb-log-file-size=64M --innodb-lock-wait-timeout=900
+        --innodb-buffer-pool-size=256M --innodb-log-file-size=64M --innodb-lock-wait-timeout=900 \
+        --loose-innodb-snapshot-isolation=OFF
     wait_for 60 mariadbd "$LOG/mariadbd.log" -- \
         mariadb-admin --no-defaults --socket="$MYSQL_SOCKET" -uroot ping
-    sql "CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
+    # The database exists before slurmdbd first connects. Slurm 24.11+ with MariaDB's 11.8
+    # client library otherwise dies at start ("fatal: _check_mysql_concat_is_sane" after
+    # "5027 Number of columns in result … exceeds maximum"): slurmdbd reuses the handle of
+    # its failed connect ("Unknown database") to create it, and every later result set on
+    # that handle is broken (reproduced outside Slurm).
+    sql "CREATE DATABASE slurm_acct_db;
+         CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
          GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
 }
 
@@ -153,24 +163,36 @@ export -f node_usable slurmd_start_time
 # own whose hostname is the node name (both inherited by slurmstepd and the jobs).
 # With --private-mounts, also a mount namespace of its own (unshare without --fork execs,
 # so the recorded pid is still slurmd's); slave propagation lets the host's later mounts
-# in, and nothing made inside out.
+# in, and nothing made inside out. That namespace is made on the CPU that holding_cpu
+# picks and slurmd then runs on all CPUs again: made elsewhere, job containers in it
+# fail on Linux 6.18+ (lib/mntns.sh); checked from inside once slurmd runs.
 start_slurmd() {
-    local n name log
+    local n name log cpus
     local -A before=()
-    local mounts=()
-    ((PRIVATE_MOUNTS)) && mounts=(--mount --propagation slave)
+    local mounts=() pin=() unpin=()
+    if ((PRIVATE_MOUNTS)); then
+        cpus=$(own_cpus)
+        mounts=(--mount --propagation slave)
+        pin=(taskset -c "$(holding_cpu "$cpus")")
+        unpin=(taskset -c "$cpus")
+    fi
     for n in "${NODES[@]}"; do before[$n]=$(slurmd_start_time "$n"); done
     for n in "${NODES[@]}"; do
         name=$(slurmd_name "$n")
         if ((NODE_COUNT == 1 && PRIVATE_MOUNTS)); then
-            start_daemon "$name" slurmd -- unshare "${mounts[@]}" -- slurmd -D -N "$n"
+            start_daemon "$name" slurmd -- "${pin[@]}" unshare "${mounts[@]}" -- "${unpin[@]}" slurmd -D -N "$n"
         elif ((NODE_COUNT == 1)); then
             start_daemon "$name" slurmd -- slurmd -D -N "$n"
         else
             # shellcheck disable=SC2016 # $0/$@ belong to the inner sh
             start_daemon "$name" slurmd -- nsenter --net="/run/netns/$(node_ns "$n")" -- \
-                unshare --uts "${mounts[@]}" -- sh -c 'hostname "$0" && exec "$@"' "$n" slurmd -D -N "$n"
+                "${pin[@]}" unshare --uts "${mounts[@]}" -- "${unpin[@]}" \
+                sh -c 'hostname "$0" && exec "$@"' "$n" slurmd -D -N "$n"
         fi
+        # shellcheck disable=SC2016 # $0 belongs to the inner bash
+        ((PRIVATE_MOUNTS == 0)) ||
+            nsenter --mount --target "$(pid_of "$name")" -- bash -c 'children_can_be_held "$0"' "$cpus" ||
+            die "$name's mount namespace cannot hold job containers' namespaces (lib/mntns.sh)"
     done
     for n in "${NODES[@]}"; do
         log=$LOG/$(slurmd_name "$n").log
