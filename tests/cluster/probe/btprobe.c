@@ -8,6 +8,8 @@
  * one file per hook and context, so concurrent appends from several processes don't mix.
  * fail=init:remote (say) makes that hook return an error in that context, to check what
  * the harness reports when a plugin fails there (drained node, held job, …).
+ * Compiled with -DBTPROBE_JOB_FAILURE (Slurm 26.05+), it asks Slurm to treat a failed
+ * init as the job's fault rather than the node's (spank(7), slurm_spank_init_failure_mode).
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -18,6 +20,10 @@
 #include <slurm/spank.h>
 
 SPANK_PLUGIN(btprobe, 1);
+
+#ifdef BTPROBE_JOB_FAILURE
+int slurm_spank_init_failure_mode = ESPANK_JOB_FAILURE;
+#endif
 
 static const char *ctx_name(void)
 {

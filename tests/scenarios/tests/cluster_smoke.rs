@@ -255,16 +255,17 @@ fn beamtime_without_online_resources_has_no_reservation() {
     out.assert_success();
 }
 
-/// /tmp is private to each job exactly when the cluster runs job_container/tmpfs.
+/// /tmp is private to each job exactly when the cluster runs job_container/tmpfs
+/// (namespace/tmpfs, under the key NamespaceType, from Slurm 25.11 on).
 #[test]
 fn job_tmp_matches_the_job_container_configuration() {
     let c = Cluster::from_env();
     let config = c.cmd("scontrol").args(["show", "config"]).run();
     config.assert_success();
-    let tmpfs = config
-        .stdout
-        .lines()
-        .any(|l| l.starts_with("JobContainerType") && l.contains("job_container/tmpfs"));
+    let tmpfs = config.stdout.lines().any(|l| {
+        (l.starts_with("JobContainerType") && l.contains("job_container/tmpfs"))
+            || (l.starts_with("NamespaceType") && l.contains("namespace/tmpfs"))
+    });
     let wd = c.workdir(TEST_USER, "jobtmp");
     let marker = format!(
         "/tmp/bt-harness-{}-{}",

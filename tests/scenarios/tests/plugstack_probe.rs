@@ -2,9 +2,10 @@
 //! (tests/cluster/probe/btprobe.c, which only records which hooks ran where):
 //! - after `cluster.sh plugstack`, every context loads the new stack, the spank
 //!   job_prolog/job_epilog included (those need the slurmd restart that it does);
-//! - the helpers report the two ways a node-side plugin failure looks on a batch job:
-//!   held after a prolog error, and "COMPLETED" after a remote init error — both with a
-//!   drained node, which `assert_node_not_drained` must catch.
+//! - the helpers report the ways a node-side plugin failure looks on a batch job:
+//!   held after a prolog error; after a remote init error "COMPLETED" on Slurm 22.05,
+//!   held on 24.11 and 26.05 (recorded per release as the `init_failure` figure) — all
+//!   with a drained node, which `assert_node_not_drained` must catch.
 //!
 //! It rewrites plugstack.conf and drains the node on purpose, so it is the only test in
 //! this file (cargo runs test files one after another); the original plugstack and the
@@ -16,11 +17,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn build_probe(c: &Cluster, dir: &Path) -> PathBuf {
-    let so = dir.join("btprobe.so");
+/// Compiles btprobe.c into `dir/name` with the extra compiler arguments `defines`.
+fn build_probe(c: &Cluster, dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
+    let so = dir.join(name);
     let src = Cluster::repo_root().join("tests/cluster/probe/btprobe.c");
     c.cmd("gcc")
-        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror"])
+        .args(defines)
+        .arg("-o")
         .arg(&so)
         .arg(&src)
         .run()
@@ -75,7 +79,7 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let so = build_probe(&c, &base);
+    let so = build_probe(&c, &base, "btprobe.so", &[]);
     let _restore = RestorePlugstack::new(&c);
     let user = scenarios::UnixUser::get(TEST_USER);
     let wd = c.workdir(TEST_USER, "probe");
@@ -142,21 +146,107 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
     c.resume_node();
     c.assert_node_not_drained();
 
-    // 3. A failing remote init in a batch step: Slurm reports the job COMPLETED 0:0 without
-    //    output, and drains the node — the reason a plugin must never fail there.
-    let out = fresh_out_dir(&base, "init");
-    c.set_plugstack(
-        Some(&so),
-        &format!("dir={} fail=init:remote", out.display()),
+    // 3. A failing remote init in a batch step: the script never runs. What becomes of
+    //    the job and the node depends on the release (fail_remote_init); a release not
+    //    measured yet fails there with what it did, to be added.
+    let slurm = c.cmd("sinfo").arg("-V").run();
+    slurm.assert_success();
+    let slurm = slurm.stdout.trim().to_string();
+    let release = slurm
+        .split_whitespace()
+        .last()
+        .and_then(|v| v.rsplit_once('.'))
+        .map(|(major_minor, _)| major_minor.to_string())
+        .unwrap_or_else(|| panic!("sinfo -V: no release in {slurm:?}"));
+    let expected = match release.as_str() {
+        "22.05" => InitFailure::Completed,
+        "24.11" | "26.05" => InitFailure::RequeuedHeld,
+        other => {
+            panic!("Slurm {other}: what a failed remote init does was not measured on this release")
+        }
+    };
+    fail_remote_init(&c, &so, &base, &wd, &slurm, "default", expected);
+    // 26.05 lets a plugin declare its init failures the job's fault instead of the node's.
+    if release == "26.05" {
+        let so = build_probe(
+            &c,
+            &base,
+            "btprobe-job-failure.so",
+            &["-DBTPROBE_JOB_FAILURE"],
+        );
+        fail_remote_init(
+            &c,
+            &so,
+            &base,
+            &wd,
+            &slurm,
+            "ESPANK_JOB_FAILURE",
+            InitFailure::Failed,
+        );
+    }
+}
+
+/// What a release does with a batch job whose step's remote init failed.
+#[derive(Debug, PartialEq)]
+enum InitFailure {
+    /// `COMPLETED 0:0` without output, the node drained (22.05).
+    Completed,
+    /// Requeued and held (`launch_failed_requeued_held`), the node drained (24.11, 26.05).
+    RequeuedHeld,
+    /// Ended as failed, the node left in service (26.05 with ESPANK_JOB_FAILURE).
+    Failed,
+}
+
+/// Runs a batch job under `so` failing its remote init, records the outcome as the
+/// `init_failure` figure and checks it is `expected`; leaves the node in service.
+fn fail_remote_init(
+    c: &Cluster,
+    so: &Path,
+    base: &Path,
+    wd: &Path,
+    slurm: &str,
+    mode: &str,
+    expected: InitFailure,
+) {
+    let out = fresh_out_dir(base, &format!("init-{mode}"));
+    c.set_plugstack(Some(so), &format!("dir={} fail=init:remote", out.display()));
+    let job = c.submit(TEST_USER, wd, &[], "#!/bin/bash\necho ran\n");
+    let end = c.wait_job(job.id, Duration::from_secs(60));
+    let node = c.node_state();
+    scenarios::figures::record(
+        "init_failure",
+        serde_json::json!({
+            "slurm": slurm,
+            "failure_mode": mode,
+            "job_state": end.state,
+            "job_reason": end.reason,
+            "exit_code": format!("{}:{}", end.exit_code, end.signal),
+            "node_state": node.state,
+            "node_reason": node.reason,
+        }),
     );
-    let (job, end) = c.submit_and_wait(TEST_USER, &wd, &[], "#!/bin/bash\necho ran\n");
-    assert_eq!(end.state, "COMPLETED", "{end:#?}");
     assert!(
         !job.stdout_path.exists(),
         "the batch script ran despite the failed init"
     );
-    let node = c.node_state();
-    assert!(node.state.starts_with("drain"), "{node:?}");
-    c.resume_node();
+    match expected {
+        InitFailure::Completed => assert_eq!(end.state, "COMPLETED", "{end:#?}"),
+        InitFailure::RequeuedHeld => assert!(end.requeued_held(), "expected a held job: {end:#?}"),
+        InitFailure::Failed => assert_eq!(end.state, "FAILED", "{end:#?}"),
+    }
+    if expected == InitFailure::Failed {
+        assert!(!node.state.starts_with("drain"), "{node:?}");
+    } else {
+        assert!(node.state.starts_with("drain"), "{node:?}");
+    }
+    if end.requeued_held() {
+        c.cmd("scancel")
+            .arg(job.id.to_string())
+            .run()
+            .assert_success();
+    }
+    if expected != InitFailure::Failed {
+        c.resume_node();
+    }
     c.assert_node_not_drained();
 }
