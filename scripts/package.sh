@@ -2,8 +2,11 @@
 # Builds the spank-beamtime packages from this tree, for the Slurm whose headers
 # are installed here, and prints their paths on stdout:
 #
-#   scripts/package.sh          the .deb (cargo-deb)
-#   scripts/package.sh --rpm    the .deb and the .rpm (cargo-generate-rpm)
+#   scripts/package.sh              the .deb (cargo-deb)
+#   scripts/package.sh --rpm        the .deb and the .rpm (cargo-generate-rpm)
+#   scripts/package.sh --root DIR   the .deb for the Slurm of a release root
+#                                   (scripts/release-root.sh), built here against its
+#                                   headers, in target/slurm-<suite>/debian/
 #
 # The plugin only loads into the Slurm major.minor release it was compiled for,
 # so the packages depend on exactly that release, read from slurm_version.h.
@@ -11,17 +14,21 @@
 # `cargo install --locked` when missing. Honours CARGO_TARGET_DIR.
 set -Eeuo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/releases.sh"
 
 CARGO_DEB_VERSION=3.8.0
 CARGO_GENERATE_RPM_VERSION=0.21.1
 SLURM_VERSION_H=${SLURM_VERSION_H:-/usr/include/slurm/slurm_version.h}
 
 rpm=0
-case ${1:-} in
-'') ;;
---rpm) rpm=1 ;;
-*) die "unknown option '$1' (usage: scripts/package.sh [--rpm])" ;;
-esac
+while (($#)); do
+    case $1 in
+    --rpm) rpm=1 ;;
+    --root) use_slurm_root "${2:?--root needs a release root}"; shift ;;
+    *) die "unknown option '$1' (usage: scripts/package.sh [--rpm] [--root DIR])" ;;
+    esac
+    shift
+done
 
 # SLURM_VERSION_NUMBER is 0xMMmmuu: major, minor, micro.
 slurm_release() {
