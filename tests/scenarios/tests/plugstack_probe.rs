@@ -4,7 +4,7 @@
 //!   job_prolog/job_epilog included (those need the slurmd restart that it does);
 //! - the helpers report the ways a node-side plugin failure looks on a batch job:
 //!   held after a prolog error; after a remote init error "COMPLETED" on Slurm 22.05,
-//!   held on 24.11 and 26.05 (recorded per release as the `init_failure` figure) — all
+//!   requeued on 24.11 and 26.05 (recorded per release as the `init_failure` figure) — all
 //!   with a drained node, which `assert_node_not_drained` must catch.
 //!
 //! It rewrites plugstack.conf and drains the node on purpose, so it is the only test in
@@ -160,7 +160,7 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
         .unwrap_or_else(|| panic!("sinfo -V: no release in {slurm:?}"));
     let expected = match release.as_str() {
         "22.05" => InitFailure::Completed,
-        "24.11" | "26.05" => InitFailure::RequeuedHeld,
+        "24.11" | "26.05" => InitFailure::Requeued,
         other => {
             panic!("Slurm {other}: what a failed remote init does was not measured on this release")
         }
@@ -191,8 +191,10 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
 enum InitFailure {
     /// `COMPLETED 0:0` without output, the node drained (22.05).
     Completed,
-    /// Requeued and held (`launch_failed_requeued_held`), the node drained (24.11, 26.05).
-    RequeuedHeld,
+    /// Requeued (`Restarts` ≥ 1) and pending, the node drained (24.11, 26.05): held
+    /// (`launch_failed_requeued_held`) on the plain cluster, waiting for its new
+    /// `BeginTime` with the job container.
+    Requeued,
     /// Ended as failed, the node left in service (26.05 with ESPANK_JOB_FAILURE).
     Failed,
 }
@@ -211,16 +213,35 @@ fn fail_remote_init(
     let out = fresh_out_dir(base, &format!("init-{mode}"));
     c.set_plugstack(Some(so), &format!("dir={} fail=init:remote", out.display()));
     let job = c.submit(TEST_USER, wd, &[], "#!/bin/bash\necho ran\n");
-    let end = c.wait_job(job.id, Duration::from_secs(60));
+    // Settled: ended, or requeued and pending (Cluster::wait_job waits for a held job
+    // only, and a requeued one that is not held would look unsettled to it).
+    let record = wait::poll(Duration::from_secs(60), || {
+        let record = c.job_record(job.id).unwrap_or_default();
+        let state = record.get("JobState").map_or("", String::as_str);
+        let requeued = record.get("Restarts").is_some_and(|n| n != "0");
+        let ended = !matches!(
+            state,
+            "" | "PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING"
+        );
+        if ended || (state == "PENDING" && requeued) {
+            Ok(record)
+        } else {
+            Err(record)
+        }
+    })
+    .unwrap_or_else(|record| panic!("job {} did not settle: {record:#?}", job.id));
+    let field = |key: &str| record.get(key).cloned().unwrap_or_default();
     let node = c.node_state();
     scenarios::figures::record(
         "init_failure",
         serde_json::json!({
             "slurm": slurm,
             "failure_mode": mode,
-            "job_state": end.state,
-            "job_reason": end.reason,
-            "exit_code": format!("{}:{}", end.exit_code, end.signal),
+            "job_container": c.recorded("job_container") == "1",
+            "job_state": field("JobState"),
+            "job_reason": field("Reason"),
+            "restarts": field("Restarts"),
+            "exit_code": field("ExitCode"),
             "node_state": node.state,
             "node_reason": node.reason,
         }),
@@ -229,17 +250,19 @@ fn fail_remote_init(
         !job.stdout_path.exists(),
         "the batch script ran despite the failed init"
     );
-    match expected {
-        InitFailure::Completed => assert_eq!(end.state, "COMPLETED", "{end:#?}"),
-        InitFailure::RequeuedHeld => assert!(end.requeued_held(), "expected a held job: {end:#?}"),
-        InitFailure::Failed => assert_eq!(end.state, "FAILED", "{end:#?}"),
-    }
+    let outcome = match field("JobState").as_str() {
+        "COMPLETED" => InitFailure::Completed,
+        "PENDING" => InitFailure::Requeued,
+        "FAILED" => InitFailure::Failed,
+        other => panic!("job {}: unexpected state {other}: {record:#?}", job.id),
+    };
+    assert_eq!(outcome, expected, "{record:#?}; {node:?}");
     if expected == InitFailure::Failed {
         assert!(!node.state.starts_with("drain"), "{node:?}");
     } else {
         assert!(node.state.starts_with("drain"), "{node:?}");
     }
-    if end.requeued_held() {
+    if outcome == InitFailure::Requeued {
         c.cmd("scancel")
             .arg(job.id.to_string())
             .run()
