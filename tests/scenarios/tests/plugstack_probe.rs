@@ -192,8 +192,8 @@ enum InitFailure {
     /// `COMPLETED 0:0` without output, the node drained (22.05).
     Completed,
     /// Requeued (`Restarts` ≥ 1) and pending, the node drained (24.11, 26.05): held
-    /// (`launch_failed_requeued_held`) on the plain cluster, waiting for its new
-    /// `BeginTime` with the job container.
+    /// (`launch_failed_requeued_held`), or still waiting for the `BeginTime` Slurm gives
+    /// a requeued job — both seen on 24.11's plain cluster.
     Requeued,
     /// Ended as failed, the node left in service (26.05 with ESPANK_JOB_FAILURE).
     Failed,
