@@ -4,6 +4,8 @@
 #
 #   scripts/release-root.sh trixie     Slurm 24.11
 #   scripts/release-root.sh sid        Slurm 26.05
+#   scripts/release-root.sh bookworm   Slurm 22.05, Debian 12's own: a cluster of the
+#                                      host's release apart from the host's own one
 #
 # Roots live in $BT_ROOTS (default /var/lib/spank-beamtime-roots), one folder per suite,
 # outside the repository. A root is reused when its completion stamp matches the
@@ -20,12 +22,12 @@ ROOT_PACKAGES=(slurm-wlm slurmctld slurmd slurm-client slurmdbd libslurm-dev mun
     mariadb-server libclang-dev pkg-config build-essential python3 util-linux passwd
     openssh-client iproute2 procps ca-certificates)
 
-usage() { die "usage: scripts/release-root.sh trixie|sid"; }
+usage() { die "usage: scripts/release-root.sh trixie|sid|bookworm"; }
 (($# == 1)) || usage
 suite=$1
 aptopts=()
 case $suite in
-trixie) ;;
+trixie | bookworm) ;;
 # The sid mirror reached here is a frozen snapshot whose Release file's Valid-Until
 # has passed; apt refuses it as expired unless told not to check (sid has no
 # security archive that this would weaken).

@@ -33,9 +33,11 @@ export BT_SUBMIT=/usr/bin/bt-submit
 trap '"$REPO/tests/cluster/cluster.sh" down >&2 || true' EXIT
 
 # run LABEL [cluster.sh up options…] [-- cargo test arguments…], as test-all.sh's
-# run_scenarios, with the time each part took in REPORT/times.txt.
+# run_scenarios, with the time each part took in REPORT/times.txt. A failed part is
+# noted in FAILED and the next one still runs, so the report has the whole release.
+FAILED=()
 run() {
-    local label=$1 up=() tests=(-- --test-threads=4) start
+    local label=$1 up=() tests=(-- --test-threads=4) start rc=0
     shift
     while (($#)) && [[ $1 != -- ]]; do up+=("$1"); shift; done
     if (($#)); then shift; tests=("$@"); fi
@@ -44,9 +46,11 @@ run() {
     # shellcheck disable=SC2119 # plugin_args takes extra arguments; none here
     "$REPO/tests/cluster/cluster.sh" up --plugin "$PLUGIN_SO" --plugin-args "$(plugin_args)" "${up[@]}"
     eval "$("$REPO/tests/cluster/cluster.sh" env)"
-    cargo test --locked -p scenarios "${tests[@]}" 2>&1 | tee "$report/scenarios-${label//[^a-z0-9]/_}.log"
+    cargo test --locked --no-fail-fast -p scenarios "${tests[@]}" 2>&1 |
+        tee "$report/scenarios-${label//[^a-z0-9]/_}.log" || rc=$?
     "$REPO/tests/cluster/cluster.sh" down
     echo "$label $(($(date +%s) - start))" >>"$report/times.txt"
+    ((rc == 0)) || FAILED+=("$label")
 }
 
 run "plain slurmd"
@@ -54,4 +58,5 @@ run "job_container/tmpfs" --job-container
 if [[ -n $nodes ]]; then
     run "4 hosts" --nodes 4 -- --test multinode --test multinode_queries --test multinode_faults -- --ignored --test-threads=4
 fi
+((${#FAILED[@]} == 0)) || die "Slurm $version: scenarios failed in: ${FAILED[*]} (logs in $report)"
 say "Slurm $version: every scenario passed"
