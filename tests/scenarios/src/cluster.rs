@@ -36,6 +36,21 @@ pub struct Cluster {
     state: PathBuf,
 }
 
+/// The bt-submit the scenarios run: `$BT_SUBMIT` (scripts/test-all.sh sets the
+/// installed one), else this checkout's release build.
+#[track_caller]
+pub fn bt_submit() -> PathBuf {
+    let path = std::env::var_os("BT_SUBMIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Cluster::repo_root().join("target/release/bt-submit"));
+    assert!(
+        path.exists(),
+        "{} is missing: build bt-submit (scripts/test-all.sh does)",
+        path.display()
+    );
+    path
+}
+
 /// The mount points at or below `root` in this (the host's) mount namespace.
 pub fn host_mounts_below(root: &Path) -> Vec<String> {
     let root = root.to_string_lossy().into_owned();

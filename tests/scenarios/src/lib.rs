@@ -24,7 +24,7 @@ mod users;
 pub mod wait;
 
 pub use cluster::{
-    assert_host_untouched, host_mounts_below, Cluster, LogCursor, RestorePlugstack,
+    assert_host_untouched, bt_submit, host_mounts_below, Cluster, LogCursor, RestorePlugstack,
     DEFAULT_ACCOUNT, MULTI_NODES, NODE, TEST_USER,
 };
 pub use cmd::{Cmd, Output, DEFAULT_TIMEOUT};

@@ -581,14 +581,7 @@ fn bt_submit_submits_a_beamtime_job() {
     let c = cluster();
     let bt = good();
     put_detector_file(bt);
-    let bt_submit = std::env::var_os("BT_SUBMIT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Cluster::repo_root().join("target/release/bt-submit"));
-    assert!(
-        bt_submit.exists(),
-        "{} is missing: build bt-submit (scripts/test-all.sh does)",
-        bt_submit.display()
-    );
+    let bt_submit = scenarios::bt_submit();
     let wd = c.workdir(&bt.account, "bt-submit");
     let script = wd.join("look.sh");
     fs::write(&script, LOOK_AROUND).unwrap();

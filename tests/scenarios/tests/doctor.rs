@@ -8,26 +8,13 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use scenarios::{Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE, TEST_USER};
+use scenarios::{bt_submit, Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE, TEST_USER};
 
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(Cluster::from_env)
-}
-
-fn bt_submit() -> PathBuf {
-    let path = std::env::var_os("BT_SUBMIT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Cluster::repo_root().join("target/release/bt-submit"));
-    assert!(
-        path.exists(),
-        "{} is missing: build bt-submit (scripts/test-all.sh does)",
-        path.display()
-    );
-    path
 }
 
 fn doctor(user: &str, args: &[&str]) -> Output {

@@ -12,10 +12,9 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use scenarios::{Beamtime, BeamtimeSpec, Cluster, Output, MULTI_NODES};
+use scenarios::{bt_submit, Beamtime, BeamtimeSpec, Cluster, Output, MULTI_NODES};
 
 /// A refused task's exit status (EX_NOPERM).
 const REFUSED: i32 = 77;
@@ -344,18 +343,6 @@ fn two_beamtimes_on_the_same_nodes_each_see_only_their_own_beamline() {
         );
     }
     c.assert_nodes_not_drained();
-}
-
-fn bt_submit() -> PathBuf {
-    let path = std::env::var_os("BT_SUBMIT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Cluster::repo_root().join("target/release/bt-submit"));
-    assert!(
-        path.exists(),
-        "{} is missing: build bt-submit (scripts/test-all.sh does)",
-        path.display()
-    );
-    path
 }
 
 /// One beamtime with a `cpu` reservation (btnode[1-2]) and a `gpu` one (btnode[3-4]).

@@ -12,21 +12,9 @@
 //! One test, alone in its file: it rewrites plugstack.conf for the whole
 //! cluster and restores it when done, even on failure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use scenarios::{Beamtime, BeamtimeSpec, Cluster, Output, RestorePlugstack};
-
-fn bt_submit() -> PathBuf {
-    let path = std::env::var_os("BT_SUBMIT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Cluster::repo_root().join("target/release/bt-submit"));
-    assert!(
-        path.exists(),
-        "{} is missing: build bt-submit (scripts/test-all.sh does)",
-        path.display()
-    );
-    path
-}
+use scenarios::{bt_submit, Beamtime, BeamtimeSpec, Cluster, Output, RestorePlugstack};
 
 /// bt-submit as the beamtime's account, with the environment a login gives:
 /// no BEAMTIME_METADATA_PATH, no BT_SUBMIT_CONFIG.
