@@ -5,8 +5,8 @@
 #   beamtime-start.sh --id 11099001 --beamline p11 --account bttest01
 #       [--partition ponline_p11] [--nodes btnode1] [--reservation NAME[@NODES]]…  [--cores N]
 #       [--reserved-nodes NODES]
-#       [--source-root DIR] [--metadata-dir DIR] [--title TEXT] [--proposal-type I]
-#       [--beamline-alias P11] [--no-online]
+#       [--source-root DIR] [--metadata-dir DIR] [--core-root DIR] [--title TEXT]
+#       [--proposal-type I] [--beamline-alias P11] [--no-online] [--replace | --pre-start]
 #
 #  1. the beamtime's own Unix account (--account, SSH-key login only: no password);
 #  2. the Slurm account named after the beamtime id, and the account's association with
@@ -15,13 +15,28 @@
 #     given (repeatable: <id>, <id>_1, …), on --nodes or on the NODES after @ (a Slurm
 #     host list: dedicated resources split into reservations on disjoint nodes). Whole
 #     nodes, as the facility does, unless --cores N asks for N cores per node: a
-#     whole-node reservation on a one-node test cluster would keep every other job off it;
+#     whole-node reservation on a one-node test cluster would keep every other job off it.
+#     A reservation that exists already keeps its nodes and gets Users=<account>;
 #  4. the beamline folder <source-root>/<beamline>/current/{raw,processed,shared,scratch_bl};
 #  5. beamtime-metadata-<id>.json in current/ (or --metadata-dir), root-owned 0644;
 #     reservedNodes lists every reservation's nodes, or --reserved-nodes (tests use it to
 #     make the metadata disagree with the reservations).
 # --no-online: an ordinary beamtime without online resources: no reservation and no
 # onlineAnalysis block (accounts and folders are still made).
+#
+# --pre-start: the facility's phase before the beamtime starts, "so that users can set up
+# their scripts and pipelines in advance": its storage exists only on the core filesystem.
+# Steps 1-3 as above (the node is shared, so N=1 core per node unless --cores), then the
+# core folder <core-root>/<beamline>/<id>/{raw,processed,shared,scratch_cc} (default core
+# root: $BT_TEST_STATE/core, where the test cluster's plugstack line looks) with the key
+# pair in shared/ and the metadata file, its corePath that folder. The beamline's current
+# folder is neither made nor looked into (another beamtime may still hold it), so
+# --replace and --metadata-dir do not go with it. The later call without --pre-start
+# (with --replace while another beamtime holds the beamline) starts the beamtime: steps
+# 1-5, the same key pair in current/shared, the same metadata in the core folder too, and
+# the pre-start reservations that its --reservation list no longer names deleted (one
+# with jobs in it stays until they end: Slurm refuses to delete it; scontrol delete it
+# then), so that the metadata names only reservations that exist.
 #
 # Permissions of the beamline folder (what the plugin's bind mount will show to jobs):
 #   current/             root:<account> 0750  only the beamtime's members (and root) enter
@@ -30,6 +45,7 @@
 #   current/shared       <account>:<account> 2770  holds the account's SSH key pair (id_rsa)
 #   current/scratch_bl   <account>:<account> 2770  beamline scratch
 #   current/beamtime-metadata-<id>.json  root:root 0644  written only by this script
+# The core folder likewise (scratch_cc for scratch_bl).
 #
 # Running it again for the same beamtime refreshes what exists and adds what is missing.
 # A different beamtime already "current" on the beamline is refused unless --replace,
@@ -45,7 +61,8 @@ usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 ID='' BEAMLINE='' ACCOUNT='' PARTITION='' NODES=btnode1 CORES='' TITLE='' ALIAS='' PROPOSAL_TYPE=I
 META_NODES=''
 SOURCE_ROOT=${BT_TEST_STATE:-/var/lib/spank-beamtime-test}/beamline-src
-METADATA_DIR='' ONLINE=1 REPLACE=0
+CORE_ROOT=${BT_TEST_STATE:-/var/lib/spank-beamtime-test}/core
+METADATA_DIR='' ONLINE=1 REPLACE=0 PRESTART=0
 RESERVATIONS=()
 while (($#)); do
     case $1 in
@@ -59,11 +76,13 @@ while (($#)); do
     --reserved-nodes) META_NODES=${2:?}; shift ;;
     --source-root) SOURCE_ROOT=${2:?}; shift ;;
     --metadata-dir) METADATA_DIR=${2:?}; shift ;;
+    --core-root) CORE_ROOT=${2:?}; shift ;;
     --title) TITLE=${2:?}; shift ;;
     --beamline-alias) ALIAS=${2:?}; shift ;;
     --proposal-type) PROPOSAL_TYPE=${2:?}; shift ;;
     --no-online) ONLINE=0 ;;
     --replace) REPLACE=1 ;;
+    --pre-start) PRESTART=1 ;;
     -h | --help) usage ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
@@ -76,6 +95,13 @@ done
 [[ $ACCOUNT =~ ^[a-z][a-z0-9_-]*$ ]] || die "--account: want a Unix user name (got '$ACCOUNT')"
 [[ -z $CORES || $CORES =~ ^[1-9][0-9]*$ ]] || die "--cores: want a positive number"
 [[ $SOURCE_ROOT == /* ]] || die "--source-root must be absolute"
+[[ $CORE_ROOT == /* ]] || die "--core-root must be absolute"
+if ((PRESTART)); then
+    ((!REPLACE)) || die "--pre-start does not touch the beamline folder: --replace does not apply"
+    [[ -z $METADATA_DIR ]] || die "--pre-start writes the metadata into the core folder: --metadata-dir does not apply"
+    # The node is shared with other beamtimes' pre-start reservations.
+    CORES=${CORES:-1}
+fi
 PARTITION=${PARTITION:-ponline_$BEAMLINE}
 ALIAS=${ALIAS:-${BEAMLINE^^}}
 TITLE=${TITLE:-Online analysis test beamtime $ID}
@@ -101,9 +127,16 @@ exec 9>"$SOURCE_ROOT/.beamtime-start.lock"
 flock -w 120 9 || die "another beamtime-start.sh holds $SOURCE_ROOT/.beamtime-start.lock"
 
 CURRENT=$SOURCE_ROOT/$BEAMLINE/current
+CORE=$CORE_ROOT/$BEAMLINE/$ID
+CORE_META=$CORE/beamtime-metadata-$ID.json
 # Checked before anything is created, so a refused start leaves nothing behind.
 OTHER=
-if [[ -d $CURRENT ]]; then
+if ((PRESTART)); then
+    # Only this beamtime's own file is looked for: whatever else current/ holds is not
+    # this script's business before the start.
+    [[ ! -e $CURRENT/beamtime-metadata-$ID.json ]] ||
+        die "beamtime $ID has started already ($CURRENT holds its metadata): no pre-start now"
+elif [[ -d $CURRENT ]]; then
     OTHER=$(find "$CURRENT" -maxdepth 1 -name 'beamtime-metadata-*.json' -printf '%f\n' |
         sed 's/^beamtime-metadata-\(.*\)\.json$/\1/' | grep -vxF "$ID" | head -1 || true)
     [[ -z $OTHER ]] || ((REPLACE)) || die "$CURRENT belongs to beamtime $OTHER (use --replace)"
@@ -170,39 +203,86 @@ for i in "${!RESERVATIONS[@]}"; do
         ${cores:+CoreCnt=$cores} >/dev/null
     note "created reservation $r (Nodes=$rnodes${cores:+ CoreCnt=$cores} Flags=$flags)"
 done
-
-# ---- 4. the beamline folder
-install -d -o root -g root -m 755 /beamline "$SOURCE_ROOT" "$SOURCE_ROOT/$BEAMLINE"
-if [[ -n $OTHER ]]; then
-    rm -rf --one-file-system "$SOURCE_ROOT/$BEAMLINE/previous-$OTHER"
-    mv "$CURRENT" "$SOURCE_ROOT/$BEAMLINE/previous-$OTHER"
-    note "moved beamtime $OTHER's folder to $SOURCE_ROOT/$BEAMLINE/previous-$OTHER"
+# The start after a pre-start: the reservation may have been renamed (<id> -> <id>_1);
+# Slurm cannot rename one, so the pre-start's that the new list lacks go.
+if ((!PRESTART)) && [[ -f $CORE_META && ! -e $CURRENT/beamtime-metadata-$ID.json ]]; then
+    listed=$(python3 -c 'import json, sys
+r = (json.load(open(sys.argv[1])).get("onlineAnalysis") or {}).get("slurmReservation")
+print("\n".join([r] if isinstance(r, str) else r or []))' "$CORE_META") ||
+        die "cannot read the pre-start reservations from $CORE_META"
+    while read -r old; do
+        [[ -n $old ]] || continue
+        printf '%s\n' "${RESERVATIONS[@]}" | grep -qxF "$old" && continue
+        scontrol show res "$old" >/dev/null 2>&1 || continue
+        if scontrol delete ReservationName="$old" >/dev/null 2>&1; then
+            note "deleted pre-start reservation $old"
+        else
+            note "pre-start reservation $old still has jobs: left in place (scontrol delete it when they end)"
+        fi
+    done <<<"$listed"
 fi
-# chown/chmod after mkdir (not install -d -m): they must also correct a folder that exists.
-mkdir -p "$CURRENT"/{raw,processed,shared,scratch_bl}
-chown root:"$GROUP" "$CURRENT" "$CURRENT/raw"
-chmod 750 "$CURRENT" "$CURRENT/raw"
-chown "$ACCOUNT:$GROUP" "$CURRENT"/{processed,shared,scratch_bl}
-chmod 2770 "$CURRENT"/{processed,shared,scratch_bl}
-if [[ ! -f $CURRENT/shared/id_rsa ]] && command -v ssh-keygen >/dev/null; then
-    runuser -u "$ACCOUNT" -- ssh-keygen -q -t rsa -b 2048 -N '' -C "$ACCOUNT@beamtime-$ID" \
-        -f "$CURRENT/shared/id_rsa"
-    home=$(getent passwd "$ACCOUNT" | cut -d: -f6)
-    install -d -o "$ACCOUNT" -g "$GROUP" -m 700 "$home/.ssh"
-    cat "$CURRENT/shared/id_rsa.pub" >>"$home/.ssh/authorized_keys"
-    chown "$ACCOUNT:$GROUP" "$home/.ssh/authorized_keys"
-    chmod 600 "$home/.ssh/authorized_keys"
-elif [[ ! -f $CURRENT/shared/id_rsa ]]; then
-    note "ssh-keygen not installed: no key pair in shared/ (the metadata still names it)"
+
+# ---- 4. the beamline folder (the core folder in pre-start)
+# /beamline is where jobs see the beamline on the node, under the plugin's private tmpfs.
+install -d -o root -g root -m 755 /beamline
+# Permissions as the header says; chown/chmod after mkdir (not install -d -m): they must
+# also correct a folder that exists. $1: the folder, $2: its scratch subfolder's name.
+make_storage() {
+    mkdir -p "$1"/{raw,processed,shared,"$2"}
+    chown root:"$GROUP" "$1" "$1/raw"
+    chmod 750 "$1" "$1/raw"
+    chown "$ACCOUNT:$GROUP" "$1"/{processed,shared,"$2"}
+    chmod 2770 "$1"/{processed,shared,"$2"}
+}
+# The account's key pair in $1/shared: the core folder's when it has one (made in
+# pre-start), so that the beamtime keeps one key, else a new one.
+install_key() {
+    local shared=$1/shared home
+    [[ -f $shared/id_rsa ]] && return
+    if [[ $1 != "$CORE" && -f $CORE/shared/id_rsa ]]; then
+        install -o "$ACCOUNT" -g "$GROUP" -m 600 "$CORE/shared/id_rsa" "$shared/id_rsa"
+        install -o "$ACCOUNT" -g "$GROUP" -m 644 "$CORE/shared/id_rsa.pub" "$shared/id_rsa.pub"
+    elif command -v ssh-keygen >/dev/null; then
+        runuser -u "$ACCOUNT" -- ssh-keygen -q -t rsa -b 2048 -N '' -C "$ACCOUNT@beamtime-$ID" \
+            -f "$shared/id_rsa"
+        home=$(getent passwd "$ACCOUNT" | cut -d: -f6)
+        install -d -o "$ACCOUNT" -g "$GROUP" -m 700 "$home/.ssh"
+        cat "$shared/id_rsa.pub" >>"$home/.ssh/authorized_keys"
+        chown "$ACCOUNT:$GROUP" "$home/.ssh/authorized_keys"
+        chmod 600 "$home/.ssh/authorized_keys"
+    else
+        note "ssh-keygen not installed: no key pair in $shared (the metadata still names it)"
+    fi
+}
+if ((PRESTART)); then
+    install -d -o root -g root -m 755 "$CORE_ROOT" "$CORE_ROOT/$BEAMLINE"
+    make_storage "$CORE" scratch_cc
+    install_key "$CORE"
+else
+    install -d -o root -g root -m 755 "$SOURCE_ROOT" "$SOURCE_ROOT/$BEAMLINE"
+    if [[ -n $OTHER ]]; then
+        rm -rf --one-file-system "$SOURCE_ROOT/$BEAMLINE/previous-$OTHER"
+        mv "$CURRENT" "$SOURCE_ROOT/$BEAMLINE/previous-$OTHER"
+        note "moved beamtime $OTHER's folder to $SOURCE_ROOT/$BEAMLINE/previous-$OTHER"
+    fi
+    make_storage "$CURRENT" scratch_bl
+    install_key "$CURRENT"
 fi
 
 # ---- 5. the metadata file
-METADATA_DIR=${METADATA_DIR:-$CURRENT}
+if ((PRESTART)); then
+    METADATA_DIR=$CORE
+else
+    METADATA_DIR=${METADATA_DIR:-$CURRENT}
+fi
 [[ -d $METADATA_DIR ]] || install -d -m 755 "$METADATA_DIR"
 META=$METADATA_DIR/beamtime-metadata-$ID.json
+# A beamtime with a core folder (made in pre-start) names it; others a made-up one.
+CORE_PATH=
+if ((PRESTART)) || [[ -f $CORE_META ]]; then CORE_PATH=$CORE; fi
 BT_ID=$ID BT_BEAMLINE=$BEAMLINE BT_ALIAS=$ALIAS BT_ACCOUNT=$ACCOUNT BT_PARTITION=$PARTITION \
     BT_NODES="$want_nodes" BT_RESERVATIONS="${RESERVATIONS[*]}" BT_ONLINE=$ONLINE \
-    BT_TITLE=$TITLE BT_PROPOSAL_TYPE=$PROPOSAL_TYPE BT_OUT=$META.new \
+    BT_TITLE=$TITLE BT_PROPOSAL_TYPE=$PROPOSAL_TYPE BT_CORE_PATH=$CORE_PATH BT_OUT=$META.new \
     python3 - <<'EOF'
 import datetime, json, os
 
@@ -225,7 +305,7 @@ meta = {
     "beamlineSetup": "Online analysis test setup",
     "beamtimeId": bid,
     "contact": "Jan Probe",
-    "corePath": f"/asap3/petra3/gpfs/{bl}/{now.year}/data/{bid}",
+    "corePath": e["BT_CORE_PATH"] or f"/asap3/petra3/gpfs/{bl}/{now.year}/data/{bid}",
     "eventEnd": (now + datetime.timedelta(days=3)).strftime(fmt),
     "eventStart": now.strftime(fmt),
     "facility": "PETRA III",
@@ -256,6 +336,14 @@ with open(e["BT_OUT"], "w") as f:
 EOF
 chown root:root "$META.new"
 chmod 644 "$META.new"
-mv -f "$META.new" "$META"
-note "beamtime $ID started: $CURRENT"
+if ((PRESTART)); then
+    mv -f "$META.new" "$META"
+    note "beamtime $ID in pre-start: $CORE (the beamline folder $CURRENT is left alone)"
+else
+    # The core folder's copy says the same: it names the reservations that exist now.
+    [[ -z $CORE_PATH || $META == "$CORE_META" ]] || cp -p "$META.new" "$CORE_META.new"
+    mv -f "$META.new" "$META"
+    [[ ! -f $CORE_META.new ]] || mv -f "$CORE_META.new" "$CORE_META"
+    note "beamtime $ID started: $CURRENT"
+fi
 echo "$META"
