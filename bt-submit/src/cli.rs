@@ -104,13 +104,33 @@ pub enum Mode {
     /// Get an interactive allocation with salloc
     #[command(after_help = EXIT_STATUS)]
     Salloc(SubmitArgs),
-    /// Show the beamtime: window, nodes, partition, reservations, how to log in
-    #[command(after_help = EXIT_STATUS)]
+    /// Show the beamtime: window, nodes, partition, reservations, how to log in, its phase
+    #[command(long_about = SHOW_ABOUT, after_help = EXIT_STATUS)]
     Show(ShowArgs),
     /// Check, in order, everything that decides whether a beamtime job will run
     #[command(long_about = DOCTOR_ABOUT, after_help = EXIT_STATUS)]
     Doctor(ShowArgs),
 }
+
+const SHOW_ABOUT: &str = "\
+Show the beamtime: window, nodes, partition, reservations, how to log in, and
+its phase, which says what its --beamtime jobs get:
+
+  online               the beamline folder (the plugin's source=) holds the
+                       beamtime's metadata file: jobs see the beamline
+  pre-start            it does not exist yet, or holds another beamtime's
+                       file (the beamtime has not started on the beamline, or
+                       the beamline has moved on): jobs run without the
+                       beamline, with BEAMTIME_PHASE=pre-start, unless the
+                       site refuses them (prestart=refuse)
+  no-online-resources  the metadata has no onlineAnalysis block yet: jobs are
+                       refused
+
+The phase is decided as the plugin decides it on the node, from the same
+folder; where this host does not see that folder (or may not look into it),
+show says that the node decides. --format json prints the same fields as
+JSON, the phase as \"phase\" (null when the node decides), \"jobs\" (\"run\",
+\"refused\" or null) and \"phaseNote\".";
 
 const DOCTOR_ABOUT: &str = "\
 Check, in order, everything that decides whether a beamtime job will run,
@@ -133,11 +153,16 @@ and print one line per check (ok, FAIL or skip) with a fix for each failure:
   plugin              the spank_beamtime plugin is in Slurm's plugstack
                       configuration (PlugStackConfig and its includes) and
                       srun here offers --beamtime
-  beamline-source     the beamline folder (the plugin's source=) is reached
-                      without symbolic links and holds the beamtime's
-                      metadata file, owned by a trusted owner and not
-                      writable by others, as the plugin requires before it
-                      mounts it; a folder this host does not see is said so
+  beamline-source     the beamtime's phase, from the beamline folder (the
+                      plugin's source=), reached without symbolic links:
+                      online when it holds the beamtime's metadata file,
+                      owned by a trusted owner and not writable by others,
+                      as the plugin requires before it mounts it; pre-start
+                      when it does not exist yet or holds another
+                      beamtime's, which passes (jobs run without the
+                      beamline until the beamtime starts) unless the site
+                      refuses such jobs (prestart=refuse); a folder this
+                      host does not see is left to the node
 
 A check that needs an earlier one that failed is skipped. The plugstack
 configuration must be readable, as it is for srun and sbatch. The metadata

@@ -28,6 +28,7 @@ mod choose;
 pub mod cli;
 mod doctor;
 mod failure;
+mod phase;
 mod plan;
 mod plugstack;
 mod report;
@@ -85,9 +86,12 @@ fn run() -> Result<ExitCode, Failure> {
         Some(Mode::Show(args)) => {
             let metadata = load_metadata(&args.source, &settings)?;
             let target = settings.target()?;
+            let standing = phase::from_settings(&metadata, &settings)?;
             match args.format {
-                Format::Text => write_stdout(report::summary(&metadata, &target).as_bytes())?,
-                Format::Json => write_json(&report::beamtime_json(&metadata, &target))?,
+                Format::Text => {
+                    write_stdout(report::summary(&metadata, &target, &standing).as_bytes())?
+                }
+                Format::Json => write_json(&report::beamtime_json(&metadata, &target, &standing))?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -180,7 +184,13 @@ fn submit(program: Program, args: SubmitArgs, settings: &Settings) -> Result<Exi
             Format::Text => write_stdout(&report::command_line(&invocation))?,
             Format::Json => {
                 let target = settings.target()?;
-                write_json(&report::dry_run_json(&invocation, &metadata, &target)?)?
+                let standing = phase::from_settings(&metadata, settings)?;
+                write_json(&report::dry_run_json(
+                    &invocation,
+                    &metadata,
+                    &target,
+                    &standing,
+                )?)?
             }
         }
         return Ok(ExitCode::SUCCESS);

@@ -10,6 +10,7 @@ use beamtime::shell::{quote, quote_bytes};
 use serde_json::{json, Value};
 
 use crate::failure::{Failure, Status};
+use crate::phase::Standing;
 use crate::plan::Invocation;
 
 /// The command as one shell line that runs exactly it, newline-terminated.
@@ -23,11 +24,13 @@ pub fn command_line(invocation: &Invocation) -> Vec<u8> {
     line
 }
 
-/// `target`: where the plugin shows the beamline in jobs (settings.rs).
+/// `target`: where the plugin shows the beamline in jobs (settings.rs);
+/// `standing`: the beamtime's phase (phase.rs).
 pub fn dry_run_json(
     invocation: &Invocation,
     metadata: &Metadata,
     target: &TargetTemplate,
+    standing: &Standing,
 ) -> Result<Value, Failure> {
     let args = invocation
         .args
@@ -47,7 +50,7 @@ pub fn dry_run_json(
         "program": invocation.program.name(),
         "args": args,
         "reservation": invocation.reservation,
-        "beamtime": beamtime_json(metadata, target),
+        "beamtime": beamtime_json(metadata, target, standing),
     }))
 }
 
@@ -59,7 +62,7 @@ fn time_text(time: &Option<Timestamp>) -> Option<String> {
     time.as_ref().map(Timestamp::to_string)
 }
 
-pub fn beamtime_json(metadata: &Metadata, target: &TargetTemplate) -> Value {
+pub fn beamtime_json(metadata: &Metadata, target: &TargetTemplate, standing: &Standing) -> Value {
     let online = metadata.online.ready().map(|online| {
         json!({
             "reservedNodes": online.reserved_nodes,
@@ -71,7 +74,7 @@ pub fn beamtime_json(metadata: &Metadata, target: &TargetTemplate) -> Value {
             "sshCommand": online.ssh_command(),
         })
     });
-    json!({
+    let mut value = json!({
         "id": metadata.id.as_str(),
         "kind": metadata.kind.to_string(),
         "title": metadata.title,
@@ -88,7 +91,11 @@ pub fn beamtime_json(metadata: &Metadata, target: &TargetTemplate) -> Value {
         "corePath": metadata.core_path.as_deref().map(path_text),
         "beamlinePath": path_text(&target.expand(&metadata.id, &metadata.beamline)),
         "online": online,
-    })
+    });
+    if let (Value::Object(fields), Value::Object(phase)) = (&mut value, standing.json()) {
+        fields.extend(phase);
+    }
+    value
 }
 
 /// Free text from the file, with control characters escaped so a title
@@ -101,8 +108,9 @@ fn printable(text: &str) -> String {
     }
 }
 
-/// The human-readable summary of `bt-submit show`; `target` as for [`dry_run_json`].
-pub fn summary(metadata: &Metadata, target: &TargetTemplate) -> String {
+/// The human-readable summary of `bt-submit show`; `target` and `standing` as
+/// for [`dry_run_json`].
+pub fn summary(metadata: &Metadata, target: &TargetTemplate, standing: &Standing) -> String {
     let mut rows: Vec<(&str, String)> = Vec::new();
     rows.push((
         match metadata.kind {
@@ -148,6 +156,7 @@ pub fn summary(metadata: &Metadata, target: &TargetTemplate) -> String {
         "beamline path",
         path_text(&target.expand(&metadata.id, &metadata.beamline)),
     ));
+    rows.push(("phase", standing.note.clone()));
     match metadata.online.ready() {
         Some(online) => {
             rows.push(("nodes", online.reserved_nodes.join(", ")));

@@ -10,7 +10,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -608,6 +608,109 @@ fn a_reader_that_has_gone_ends_the_output_quietly() {
     );
 }
 
+/// `show`'s phase row and its JSON fields, the whole JSON value of the latter.
+fn shown_phase(scratch: &Scratch) -> (String, Value) {
+    let output = scratch.run(["show", "--beamtime", "11099001"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let row = stdout(&output)
+        .lines()
+        .find_map(|line| line.strip_prefix("phase          "))
+        .unwrap_or_else(|| panic!("no phase row:\n{}", stdout(&output)))
+        .to_owned();
+    let output = scratch.run(["show", "--beamtime", "11099001", "--format", "json"]);
+    let value: Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(value["phaseNote"], row.as_str());
+    (row, value)
+}
+
+#[test]
+fn show_tells_the_phase_from_the_beamline_folder_as_the_node_would() {
+    let scratch = Scratch::new();
+    let metadata = scratch.copy_fixture("beamtime-metadata-11099001.json", "gpfs/current");
+    let me = fs::metadata(&metadata).map(|m| m.uid()).unwrap();
+    let source = scratch.path("src");
+    let line = format!(
+        "source={}/{{beamline}}/current trusted_owners={me}",
+        source.display()
+    );
+    scratch.plugstack(&line);
+    let current = source.join("p11/current");
+
+    // Before the start: no beamline folder yet.
+    fs::create_dir_all(&source).unwrap();
+    let (row, value) = shown_phase(&scratch);
+    assert_eq!(
+        row,
+        format!(
+            "pre-start: {} does not exist yet: beamtime 11099001 has not started on beamline \
+             p11 yet (or the beamline has moved on); jobs run without /beamline/p11/current \
+             until the beamtime starts (BEAMTIME_PHASE=pre-start); its data is on the core \
+             filesystem at /asap3/petra3/gpfs/p11/2024/data/11099001 (BEAMTIME_CORE_PATH)",
+            current.display()
+        )
+    );
+    assert_eq!(
+        (&value["phase"], &value["jobs"]),
+        (&"pre-start".into(), &"run".into())
+    );
+
+    // Started: the folder holds the beamtime's own trusted copy.
+    fs::create_dir_all(&current).unwrap();
+    fs::copy(&metadata, current.join("beamtime-metadata-11099001.json")).unwrap();
+    let (row, value) = shown_phase(&scratch);
+    assert!(row.starts_with("online: "), "{row}");
+    assert_eq!(
+        (&value["phase"], &value["jobs"]),
+        (&"online".into(), &"run".into())
+    );
+
+    // The beamline moved on to the next beamtime, at a site that refuses such jobs.
+    fs::remove_file(current.join("beamtime-metadata-11099001.json")).unwrap();
+    fs::copy(&metadata, current.join("beamtime-metadata-11099002.json")).unwrap();
+    scratch.plugstack(&format!("{line} prestart=refuse"));
+    let (row, value) = shown_phase(&scratch);
+    assert!(
+        row.ends_with(
+            "this site refuses its --beamtime jobs until the beamtime starts (prestart=refuse)"
+        ),
+        "{row}"
+    );
+    assert_eq!(
+        (&value["phase"], &value["jobs"]),
+        (&"pre-start".into(), &"refused".into())
+    );
+
+    // No folder of any beamtime: the node refuses the jobs (its mount fails).
+    fs::remove_file(current.join("beamtime-metadata-11099002.json")).unwrap();
+    let (row, value) = shown_phase(&scratch);
+    assert!(row.contains("holds no beamtime's metadata file"), "{row}");
+    assert_eq!(
+        (&value["phase"], &value["jobs"]),
+        (&Value::Null, &"refused".into())
+    );
+}
+
+#[test]
+fn without_the_plugins_line_show_leaves_the_phase_to_the_node() {
+    let scratch = Scratch::new();
+    scratch.copy_fixture("beamtime-metadata-11099001.json", "gpfs/current");
+    let (row, value) = shown_phase(&scratch);
+    assert!(
+        row.starts_with(
+            "the plugin's line could not be read here ('scontrol show config' failed (exit status: 1): "
+        ) && row.ends_with(
+            "so the phase is decided on the node: jobs see /beamline/p11/current once the \
+             beamline folder there holds the beamtime's beamtime-metadata-11099001.json"
+        ),
+        "{row}"
+    );
+    assert_eq!(
+        (&value["phase"], &value["jobs"]),
+        (&Value::Null, &Value::Null)
+    );
+}
+
 #[test]
 fn show_works_before_start() {
     let scratch = Scratch::new();
@@ -628,6 +731,10 @@ fn show_works_before_start() {
     let value: Value =
         serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(value["online"], Value::Null);
+    assert_eq!(
+        (&value["phase"], &value["jobs"]),
+        (&"no-online-resources".into(), &"refused".into())
+    );
 }
 
 #[test]

@@ -2,17 +2,15 @@
 //! [`super::examine`] decides the order and what runs at all.
 
 use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
 
 use beamtime::id::BeamtimeId;
 use beamtime::metadata::{Metadata, OnlineAnalysis};
-use beamtime::trust::{distrust, FileFacts};
 use beamtime::users::LookupError;
 
 use super::metadata::Trusted;
 use super::{Check, Problem, ASK_ADMIN};
-use crate::plugstack::{BadLine, PluginSetup, Unavailable, UsableLine};
+use crate::phase::{self, Fault, State};
+use crate::plugstack::{BadLine, PluginSetup, Unavailable};
 use crate::slurm_query::{QueryError, Slurm};
 use crate::slurm_text::{node_unusable, partition_not_up, AccessList, Reservation};
 
@@ -326,149 +324,51 @@ pub(super) fn plugin(plugin: &Result<PluginSetup, Unavailable>, slurm: &dyn Slur
     )
 }
 
-/// The folder the plugin mounts for this beamline, from its `source=`, as
-/// the node will find it: reached without a symbolic link, and holding a
-/// copy of the beamtime's metadata file under its usual name from one of the
-/// trusted owners (task_root.rs `check_source_is_the_beamtimes`: how the
-/// plugin knows the beamline's `current` folder is still this beamtime's).
-/// Checked from this host where it sees the folder; the nodes may see a
-/// file system this host does not mount, which is no failure.
+/// The folder the plugin mounts for this beamline, from its `source=`, and
+/// so the beamtime's phase, decided as the node decides it (crate::phase):
+/// online when the folder holds a trusted copy of the beamtime's metadata
+/// file, pre-start (jobs run without the beamline) when it is missing or holds
+/// another beamtime's. A pre-start beamtime passes unless `prestart=refuse`;
+/// a folder the node refuses fails; one this host cannot see or look into is
+/// the node's to decide, which is no failure.
 pub(super) fn beamline_source(
     plugin: &Result<PluginSetup, Unavailable>,
     trusted: &Trusted,
 ) -> Check {
+    const NAME: &str = "beamline-source";
     let line = match plugin {
         Ok(PluginSetup {
             config: Ok(line), ..
         }) => line,
-        Ok(_) => return Check::skip("beamline-source", "plugstack-line"),
-        Err(_) => return Check::skip("beamline-source", "plugin"),
+        Ok(_) => return Check::skip(NAME, "plugstack-line"),
+        Err(_) => return Check::skip(NAME, "plugin"),
     };
     let metadata = &trusted.metadata;
+    let standing = phase::standing(metadata, &line.config.target, Ok((line, &trusted.policy)));
     let folder = line.source.expand(&metadata.id, &metadata.beamline);
-    let seen_as = line.config.target.expand(&metadata.id, &metadata.beamline);
-    let top = fixed_folder(line);
-    if !top.exists() {
-        return Check::pass(
-            "beamline-source",
-            format!(
-                "{} is not visible from this host ({} is not here), so its copy of the \
-                 metadata file cannot be checked from here; the compute nodes must see it",
-                folder.display(),
-                top.display()
-            ),
-        );
-    }
-    if let Some(verdict) = walk_without_links(&folder) {
-        return verdict;
-    }
-    let name = metadata.kind.file_name(&metadata.id);
-    let copy = folder.join(&name);
-    let fix = format!(
-        "the plugin mounts {} only while it holds beamtime {}'s metadata file {name}, owned by \
-         {} and not writable by group or others: the facility's start script must put that \
-         copy there ({ASK_ADMIN} or the beamline staff)",
-        folder.display(),
-        metadata.id,
-        trusted.owners
-    );
-    let not_ours = |why: String| {
-        Check::fail(
-            "beamline-source",
-            format!(
-                "{} is not beamtime {}'s folder now: {why}",
-                folder.display(),
-                metadata.id
-            ),
-            fix.as_str(),
-        )
-    };
-    match fs::symlink_metadata(&copy) {
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => closed_to_you(&folder),
-        Err(e) => not_ours(format!("{}: {e}", copy.display())),
-        Ok(m) if m.file_type().is_symlink() => {
-            not_ours(format!("{} is a symbolic link", copy.display()))
+    let fix = match standing.state {
+        State::NoOnlineResources => return Check::skip(NAME, "online-resources"),
+        State::Decided { refused: false, .. } | State::OnTheNode => {
+            return Check::pass(NAME, standing.note)
         }
-        Ok(m) => match distrust(&FileFacts::of(&m), &trusted.policy) {
-            Some(why) => not_ours(format!("{} is not trusted: {why}", copy.display())),
-            None => Check::pass(
-                "beamline-source",
-                format!(
-                    "{} is there and holds the beamtime's {name}, trusted; jobs see it as {}",
-                    folder.display(),
-                    seen_as.display()
-                ),
-            ),
-        },
-    }
-}
-
-/// The source template's folder before its first placeholder
-/// (`/gpfs/beamline` of `/gpfs/beamline/{beamline}/current`), or the folder
-/// above a template without one: the file system the nodes mount it from.
-fn fixed_folder(line: &UsableLine) -> PathBuf {
-    let text = line.source.as_str();
-    match text.find('{') {
-        Some(at) => PathBuf::from(&text[..text[..at].rfind('/').unwrap_or(0).max(1)]),
-        None => Path::new(text)
-            .parent()
-            .unwrap_or(Path::new("/"))
-            .to_path_buf(),
-    }
-}
-
-/// Each folder from `/` to `folder` as the plugin opens it: a symbolic link
-/// anywhere on the way is refused, so the mount fails. `None` when the walk
-/// gets there, else the check's verdict.
-fn walk_without_links(folder: &Path) -> Option<Check> {
-    let mut walked = PathBuf::new();
-    for component in folder.components() {
-        walked.push(component);
-        match fs::symlink_metadata(&walked) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Some(Check::fail(
-                    "beamline-source",
-                    format!(
-                        "{} is a symbolic link, which the plugin does not follow: every job's \
-                         mount fails",
-                        walked.display()
-                    ),
-                    format!("{ASK_ADMIN}: source= must name the real folder, without links"),
-                ))
-            }
-            Ok(m) if !m.is_dir() => {
-                return Some(Check::fail(
-                    "beamline-source",
-                    format!("{} is not a folder", walked.display()),
-                    ASK_ADMIN,
-                ))
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                return Some(closed_to_you(folder))
-            }
-            Err(e) => {
-                return Some(Check::fail(
-                    "beamline-source",
-                    format!("{}: {e}", walked.display()),
-                    "the beamline folder is made when the beamtime starts: ask the beamline \
-                     staff",
-                ))
-            }
-        }
-    }
-    None
-}
-
-/// A beamtime's folder is open only to its members; root on the node sees it.
-fn closed_to_you(folder: &Path) -> Check {
-    Check::pass(
-        "beamline-source",
-        format!(
-            "{} cannot be checked: you may not look into it (a beamtime's folder is open to its \
-             members); run doctor as the beamtime's account to check its copy of the metadata \
-             file",
-            folder.display()
+        State::Decided { refused: true, .. } => format!(
+            "wait until beamtime {} has started on beamline {} (the beamline staff know when): \
+             this site runs beamtime jobs only then",
+            metadata.id, metadata.beamline
         ),
-    )
+        State::Broken(Fault::Link) => {
+            format!("{ASK_ADMIN}: source= must name the real folder, without links")
+        }
+        State::Broken(Fault::Copy) => format!(
+            "the plugin mounts {} only while it holds beamtime {}'s metadata file {}, owned by \
+             {} and not writable by group or others: the facility's start script must put that \
+             copy there ({ASK_ADMIN} or the beamline staff)",
+            folder.display(),
+            metadata.id,
+            metadata.kind.file_name(&metadata.id),
+            trusted.owners
+        ),
+        State::Broken(Fault::Other) => ASK_ADMIN.to_owned(),
+    };
+    Check::fail(NAME, standing.note, fix)
 }

@@ -632,19 +632,20 @@ fn world_with_source(source: &str) -> World {
 }
 
 #[test]
-fn the_source_folder_must_be_there_without_links_and_hold_the_beamtimes_trusted_copy() {
+fn the_source_folder_is_online_only_with_the_beamtimes_trusted_copy() {
     let world = world_with_source("{beamline}/current");
     let source = check(&world.examine_as("bttest01"), "beamline-source").clone();
     assert_eq!(source.outcome, Outcome::Pass);
     assert_eq!(
         source.detail,
         format!(
-            "{}/p11/current is there and holds the beamtime's beamtime-metadata-11099001.json, \
-             trusted; jobs see it as /beamline/p11/current",
+            "online: {}/p11/current is there and holds the beamtime's \
+             beamtime-metadata-11099001.json, trusted; jobs see it as /beamline/p11/current",
             world.dir.display()
         )
     );
 
+    // A folder with no beamtime's file at all is what an unmounted file system leaves.
     let world = world_with_source("source/{beamline}");
     let folder = world.dir.join("source/p11");
     fs::create_dir_all(&folder).unwrap();
@@ -654,8 +655,9 @@ fn the_source_folder_must_be_there_without_links_and_hold_the_beamtimes_trusted_
     assert_eq!(
         source.detail,
         format!(
-            "{0} is not beamtime 11099001's folder now: {0}/beamtime-metadata-11099001.json: No \
-             such file or directory (os error 2)",
+            "{} holds no beamtime's metadata file, not even beamtime-metadata-11099001.json: \
+             the plugin refuses the beamtime's jobs (an unmounted file system's mount point \
+             looks like this)",
             folder.display()
         )
     );
@@ -674,13 +676,14 @@ fn the_source_folder_must_be_there_without_links_and_hold_the_beamtimes_trusted_
     fs::write(&copy, GOOD).unwrap();
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o666)).unwrap();
     let source = check(&world.examine_as("bttest01"), "beamline-source").clone();
-    assert!(
-        source.detail.ends_with(&format!(
-            "{} is not trusted: it is writable by group or others (mode 0666)",
-            copy.display()
-        )),
-        "{}",
-        source.detail
+    assert_eq!(source.outcome, Outcome::Fail);
+    assert_eq!(
+        source.detail,
+        format!(
+            "{} is not beamtime 11099001's folder now: beamtime-metadata-11099001.json is not \
+             trusted: it is writable by group or others (mode 0666)",
+            folder.display()
+        )
     );
 
     fs::remove_file(&copy).unwrap();
@@ -692,10 +695,11 @@ fn the_source_folder_must_be_there_without_links_and_hold_the_beamtimes_trusted_
     )
     .unwrap();
     let source = check(&world.examine_as("bttest01"), "beamline-source").clone();
+    assert_eq!(source.outcome, Outcome::Fail);
     assert!(
         source
             .detail
-            .ends_with(&format!("{} is a symbolic link", copy.display())),
+            .ends_with("beamtime-metadata-11099001.json is a symbolic link"),
         "{}",
         source.detail
     );
@@ -715,30 +719,88 @@ fn a_link_on_the_way_to_the_source_folder_fails_the_mount() {
             world.dir.display()
         )
     );
+    assert!(source.fix.ends_with("without links"), "{}", source.fix);
+}
+
+const PRE_START_JOBS: &str = "beamtime 11099001 has not started on beamline p11 yet (or the \
+     beamline has moved on); jobs run without /beamline/p11/current until the beamtime starts \
+     (BEAMTIME_PHASE=pre-start); its data is on the core filesystem at \
+     /asap3/petra3/gpfs/p11/2024/data/11099001 (BEAMTIME_CORE_PATH)";
+
+#[test]
+fn a_missing_beamline_folder_is_pre_start_and_passes() {
+    // The metadata stays readable through the plugin's pattern (the core
+    // filesystem's copy, in the facility's pre-start); the beamline folder is not there yet.
+    let world = world_with_source("{beamline}/gone");
+    let report = world.examine_as("bttest01");
+    let source = check(&report, "beamline-source");
+    assert_eq!(source.outcome, Outcome::Pass, "{}", report.text());
+    assert_eq!(
+        source.detail,
+        format!(
+            "pre-start: {}/p11/gone does not exist yet: {PRE_START_JOBS}",
+            world.dir.display()
+        )
+    );
+    assert!(report.all_passed(), "{}", report.text());
 }
 
 #[test]
-fn a_missing_beamline_folder_fails_and_an_invisible_file_system_is_said_so() {
-    // The metadata stays readable through the plugin's pattern; only the folder the plugin mounts goes.
-    let world = world_with_source("{beamline}/gone");
+fn a_folder_holding_another_beamtime_is_pre_start_and_refused_only_with_prestart_refuse() {
+    let world = world_with_source("source/{beamline}");
+    let folder = world.dir.join("source/p11");
+    fs::create_dir_all(&folder).unwrap();
+    let other = folder.join("beamtime-metadata-11099002.json");
+    fs::write(&other, GOOD).unwrap();
     let source = check(&world.examine_as("bttest01"), "beamline-source").clone();
+    assert_eq!(source.outcome, Outcome::Pass);
+    assert_eq!(
+        source.detail,
+        format!(
+            "pre-start: {} holds another beamtime's metadata file, not \
+             beamtime-metadata-11099001.json: {PRE_START_JOBS}",
+            folder.display()
+        )
+    );
+
+    let d = world.dir.display();
+    world.plugin_line(&format!(
+        "trusted_owners={} metadata={d}/*/current/beamtime-metadata-{{id}}.json \
+         source={d}/source/{{beamline}} prestart=refuse",
+        world.me()
+    ));
+    let report = world.examine_as("bttest01");
+    let source = check(&report, "beamline-source");
     assert_eq!(source.outcome, Outcome::Fail);
     assert!(
-        source
-            .detail
-            .ends_with("p11/gone: No such file or directory (os error 2)"),
+        source.detail.ends_with(
+            "beamtime 11099001 has not started on beamline p11 yet (or the beamline has moved \
+             on); this site refuses its --beamtime jobs until the beamtime starts \
+             (prestart=refuse)"
+        ),
         "{}",
         source.detail
     );
+    assert_eq!(
+        source.fix,
+        "wait until beamtime 11099001 has started on beamline p11 (the beamline staff know \
+         when): this site runs beamtime jobs only then"
+    );
+    assert!(!report.all_passed());
+}
 
+#[test]
+fn a_file_system_this_host_does_not_see_is_left_to_the_node() {
     let world = world_with_source("gpfs/{beamline}/current");
     let source = check(&world.examine_as("bttest01"), "beamline-source").clone();
     assert_eq!(source.outcome, Outcome::Pass);
     assert_eq!(
         source.detail,
         format!(
-            "{0}/gpfs/p11/current is not visible from this host ({0}/gpfs is not here), so its \
-             copy of the metadata file cannot be checked from here; the compute nodes must see it",
+            "{0}/gpfs/p11/current is not visible from this host ({0}/gpfs is not here), so the \
+             phase is decided on the node: jobs see /beamline/p11/current once \
+             {0}/gpfs/p11/current holds the beamtime's beamtime-metadata-11099001.json, and \
+             before that run without it (BEAMTIME_PHASE=pre-start)",
             world.dir.display()
         )
     );
