@@ -25,6 +25,11 @@ pub struct BeamtimeSpec {
     pub online: bool,
     /// Further options for beamtime-start.sh (`--title`, `--proposal-type`, …).
     pub extra_args: Vec<String>,
+    /// `--pre-start`: the metadata only in the core folder, the beamline left alone.
+    pub pre_start: bool,
+    /// The beamtime this start takes the beamline over from, on purpose (see
+    /// [`BeamtimeSpec::replacing`]).
+    pub replaces: Option<String>,
 }
 
 impl BeamtimeSpec {
@@ -38,6 +43,8 @@ impl BeamtimeSpec {
             cores: 1,
             online: true,
             extra_args: Vec::new(),
+            pre_start: false,
+            replaces: None,
         }
     }
 
@@ -64,6 +71,24 @@ impl BeamtimeSpec {
 
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra_args.push(arg.into());
+        self
+    }
+
+    /// The facility's pre-start (`beamtime-start.sh --pre-start`): account, Slurm account,
+    /// reservation and the metadata in `<state>/core/<beamline>/<id>/`, where the test
+    /// cluster's plugstack line looks; the beamline's `current` folder is not touched, so
+    /// it may serve another beamtime meanwhile. Start the same spec without this later to
+    /// bring the beamtime online.
+    pub fn pre_start(mut self) -> Self {
+        self.pre_start = true;
+        self
+    }
+
+    /// This start takes the beamline over from beamtime `id`, which an earlier start in
+    /// this test binary gave it: the facility's next beamtime (`--replace` moves the old
+    /// folder aside). Without it, a second beamtime on one beamline is taken for a slip.
+    pub fn replacing(mut self, id: &str) -> Self {
+        self.replaces = Some(id.into());
         self
     }
 }
@@ -108,20 +133,24 @@ impl Cluster {
     }
 
     /// Runs slurm-conf-examples/beamtime-start.sh for `spec` and returns what it made.
-    /// Always passes `--replace`, so a beamline's `current` left by an earlier test binary
-    /// does not block; within this test process, a beamline may serve one beamtime id only
-    /// (give every test its own beamline name, e.g. `p11` in one test, `p99` with
-    /// partition `all` in another) — this panics otherwise.
+    /// Passes `--replace` (but not for a pre-start, which leaves the beamline alone), so a
+    /// beamline's `current` left by an earlier test binary does not block; within this test
+    /// process, a beamline may serve one beamtime id only (give every test its own beamline
+    /// name, e.g. `p11` in one test, `p99` with partition `all` in another), unless the spec
+    /// says whose beamline it takes over ([`BeamtimeSpec::replacing`]) — this panics
+    /// otherwise. A pre-start's `metadata_path` is in the core folder.
     #[track_caller]
     pub fn start_beamtime(&self, spec: &BeamtimeSpec) -> Beamtime {
-        {
+        if !spec.pre_start {
             let mut beamlines = BEAMLINES.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(other) = beamlines.get(&spec.beamline) {
-                assert_eq!(
-                    other, &spec.id,
-                    "beamline {} already serves beamtime {other} in this test binary; use another beamline name for {}",
-                    spec.beamline, spec.id
-                );
+                if spec.replaces.as_ref() != Some(other) {
+                    assert_eq!(
+                        other, &spec.id,
+                        "beamline {} already serves beamtime {other} in this test binary; use another beamline name for {}",
+                        spec.beamline, spec.id
+                    );
+                }
             }
             beamlines.insert(spec.beamline.clone(), spec.id.clone());
         }
@@ -135,8 +164,12 @@ impl Cluster {
                 &spec.beamline,
                 "--account",
                 &spec.account,
-                "--replace",
             ])
+            .arg(if spec.pre_start {
+                "--pre-start"
+            } else {
+                "--replace"
+            })
             .args(["--nodes", NODE])
             .args(["--cores", &spec.cores.to_string()])
             .timeout(Duration::from_secs(180));
