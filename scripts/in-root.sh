@@ -41,6 +41,8 @@ if [[ ${1:-} == --inside ]]; then
     mkdir -p "$root/run/lock"
     mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
     printf '127.0.0.1\tlocalhost bt-%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$suite" >"$root/run/hosts"
+    # bookworm's minbase has no /etc/hosts to bind over.
+    [[ -e $root/etc/hosts ]] || : >"$root/etc/hosts"
     mount --bind "$root/run/hosts" "$root/etc/hosts"
     for dir in "$repo" "${CARGO_HOME:-$HOME/.cargo}" "${RUSTUP_HOME:-$HOME/.rustup}"; do
         [[ -d $dir ]] || continue
