@@ -29,8 +29,9 @@
 # Steps 1-3 as above (the node is shared, so N=1 core per node unless --cores), then the
 # core folder <core-root>/<beamline>/<id>/{raw,processed,shared,scratch_cc} (default core
 # root: $BT_TEST_STATE/core, where the test cluster's plugstack line looks) with the key
-# pair in shared/ and the metadata file, its corePath that folder. The beamline's current
-# folder is neither made nor looked into (another beamtime may still hold it), so
+# pair in shared/ and the metadata file, its corePath that folder. The beamline's folder
+# <source-root>/<beamline> is made if missing (the beamline's file system), its current
+# folder neither made nor looked into (another beamtime may still hold it), so
 # --replace and --metadata-dir do not go with it. The later call without --pre-start
 # (with --replace while another beamtime holds the beamline) starts the beamtime: steps
 # 1-5, the same key pair in current/shared, the same metadata in the core folder too, and
@@ -225,6 +226,10 @@ fi
 # ---- 4. the beamline folder (the core folder in pre-start)
 # /beamline is where jobs see the beamline on the node, under the plugin's private tmpfs.
 install -d -o root -g root -m 755 /beamline
+# The beamline's own file system (<source-root>/<beamline>) is there whatever beamtime it
+# holds, pre-start included: the plugin tells "not started yet" from a missing current/
+# under it, and a missing beamline folder from a file system that is not mounted.
+install -d -o root -g root -m 755 "$SOURCE_ROOT/$BEAMLINE"
 # Permissions as the header says; chown/chmod after mkdir (not install -d -m): they must
 # also correct a folder that exists. $1: the folder, $2: its scratch subfolder's name.
 make_storage() {

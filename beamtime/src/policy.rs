@@ -172,6 +172,17 @@ impl Phase {
     }
 }
 
+/// The phase a beamline folder's contents give; `None` for a folder holding
+/// no beamtime's file at all, which the node refuses. bt-submit tells the
+/// phase with this too.
+pub fn phase_of(holds: BeamlineFolder) -> Option<Phase> {
+    match holds {
+        BeamlineFolder::ThisBeamtime => Some(Phase::Online),
+        BeamlineFolder::Absent | BeamlineFolder::AnotherBeamtime => Some(Phase::PreStart),
+        BeamlineFolder::NoBeamtime => None,
+    }
+}
+
 /// What the beamline's folder on the node (`source=`) holds, as the node sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BeamlineFolder {
@@ -387,10 +398,10 @@ pub fn decide(
     let beamline = &metadata.beamline;
     let source = source.expand(id, beamline);
     let metadata_file_name = metadata.kind.file_name(id);
-    let phase = match facts.beamline_folder(&source, &metadata_file_name)? {
-        BeamlineFolder::ThisBeamtime => Phase::Online,
-        BeamlineFolder::Absent | BeamlineFolder::AnotherBeamtime => Phase::PreStart,
-        BeamlineFolder::NoBeamtime => {
+    let holds = facts.beamline_folder(&source, &metadata_file_name)?;
+    let phase = match phase_of(holds) {
+        Some(phase) => phase,
+        None => {
             return Err(Refusal::new(
                 Rule::MountFailed,
                 format!(

@@ -5,7 +5,7 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -178,28 +178,68 @@ pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<(FileIdentity, 
     Ok((FileIdentity::of(&stat), bytes))
 }
 
-/// What the beamline folder behind `folder` holds, `name` being this
-/// beamtime's metadata file: how the node tells whether a beamline's `current`
-/// folder is this beamtime's (see [`crate::policy::Phase`]). An error for a
-/// file of that name that is a link or not trusted, which the start script
-/// would never leave.
-pub fn beamline_folder(
-    folder: BorrowedFd<'_>,
+/// Why a beamline folder could not be told apart.
+#[derive(Debug)]
+pub enum FolderError {
+    /// The walk to it failed: a symbolic link on the way, a folder above it
+    /// missing (an unmounted file system), no permission …
+    Walk(WalkError),
+    /// It holds a file of this beamtime's name that is a link or not trusted,
+    /// which the start script would never leave.
+    Copy(String),
+    /// It could not be listed.
+    List(std::io::Error),
+}
+
+/// What the beamline folder `source` holds, `name` being this beamtime's
+/// metadata file: how the node tells whether a beamline's folder is this
+/// beamtime's (see [`crate::policy::Phase`]). Walked from `/` following no
+/// link. Only the folder itself may be missing (a beamline between two
+/// beamtimes, or before the first): a missing folder above it is a fault.
+pub fn inspect_beamline_folder(
+    source: &Path,
     name: &str,
     policy: &TrustPolicy,
-) -> Result<BeamlineFolder, String> {
+) -> Result<BeamlineFolder, FolderError> {
+    let folder = match walk::open_folder(source, &|_| false) {
+        Ok(folder) => folder,
+        Err(WalkError::Io { at, error })
+            if error.kind() == std::io::ErrorKind::NotFound && at == source =>
+        {
+            return Ok(BeamlineFolder::Absent)
+        }
+        Err(error) => return Err(FolderError::Walk(error)),
+    };
+    beamline_folder(folder.as_fd(), source, name, policy)
+}
+
+/// What the folder behind the handle `folder` (named `shown` in messages)
+/// holds: [`inspect_beamline_folder`] for a folder already open, as a task's
+/// mount side has it.
+pub fn beamline_folder(
+    folder: BorrowedFd<'_>,
+    shown: &Path,
+    name: &str,
+    policy: &TrustPolicy,
+) -> Result<BeamlineFolder, FolderError> {
+    let file_shown = shown.join(name);
     match walk::open_file_in(folder, OsStr::new(name)) {
         Ok(file) => {
-            let stat = file.metadata().map_err(|e| format!("{name}: {e}"))?;
+            let stat = file
+                .metadata()
+                .map_err(|e| FolderError::Copy(format!("{}: {e}", file_shown.display())))?;
             match distrust(&FileFacts::of(&stat), policy) {
                 None => Ok(BeamlineFolder::ThisBeamtime),
-                Some(why) => Err(format!("{name} is not trusted: {why}")),
+                Some(why) => Err(FolderError::Copy(format!(
+                    "{} is not trusted: {why}",
+                    file_shown.display()
+                ))),
             }
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             // The folder behind the handle, listed through its /proc name.
             let listed = std::fs::read_dir(format!("/proc/self/fd/{}", folder.as_raw_fd()))
-                .map_err(|e| format!("cannot list the folder: {e}"))?;
+                .map_err(FolderError::List)?;
             let another = listed.filter_map(Result::ok).any(|entry| {
                 entry
                     .file_name()
@@ -213,10 +253,14 @@ pub fn beamline_folder(
                 BeamlineFolder::NoBeamtime
             })
         }
-        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => {
-            Err(format!("{name} is a symbolic link"))
-        }
-        Err(error) => Err(format!("{name}: {error}")),
+        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => Err(FolderError::Copy(format!(
+            "{} is a symbolic link",
+            file_shown.display()
+        ))),
+        Err(error) => Err(FolderError::Copy(format!(
+            "{}: {error}",
+            file_shown.display()
+        ))),
     }
 }
 
@@ -422,22 +466,50 @@ mod tests {
     #[test]
     fn a_beamline_folder_holds_this_beamtime_another_or_none() {
         let scratch = Scratch::new();
-        let folder = fs::File::open(&scratch.0).unwrap();
+        let source = scratch.0.join("current");
         let name = "beamtime-metadata-11099001.json";
-        let holds =
-            |policy: &TrustPolicy| beamline_folder(std::os::fd::AsFd::as_fd(&folder), name, policy);
-        assert_eq!(holds(&stranger()), Ok(BeamlineFolder::NoBeamtime));
-        scratch.write("beamtime-metadata-11099002.json", GOOD);
-        assert_eq!(holds(&stranger()), Ok(BeamlineFolder::AnotherBeamtime));
-        let path = scratch.write(name, GOOD);
-        assert_eq!(holds(&owner_of(&path)), Ok(BeamlineFolder::ThisBeamtime));
-        let refused = holds(&stranger()).unwrap_err();
-        let expected = format!("{name} is not trusted: it is owned by uid");
-        assert!(refused.starts_with(&expected), "{refused}");
+        let holds = |policy: &TrustPolicy| inspect_beamline_folder(&source, name, policy);
+        assert!(matches!(holds(&stranger()), Ok(BeamlineFolder::Absent)));
+        fs::create_dir(&source).unwrap();
+        assert!(matches!(holds(&stranger()), Ok(BeamlineFolder::NoBeamtime)));
+        scratch.write("current/beamtime-metadata-11099002.json", GOOD);
+        assert!(matches!(
+            holds(&stranger()),
+            Ok(BeamlineFolder::AnotherBeamtime)
+        ));
+        let path = scratch.write(&format!("current/{name}"), GOOD);
+        assert!(matches!(
+            holds(&owner_of(&path)),
+            Ok(BeamlineFolder::ThisBeamtime)
+        ));
+        match holds(&stranger()) {
+            Err(FolderError::Copy(why)) => assert!(
+                why.starts_with(&format!(
+                    "{} is not trusted: it is owned by uid",
+                    path.display()
+                )),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
         fs::remove_file(&path).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", &path).unwrap();
-        let link = holds(&owner_of(&scratch.0));
-        assert_eq!(link, Err(format!("{name} is a symbolic link")));
+        match holds(&owner_of(&scratch.0)) {
+            Err(FolderError::Copy(why)) => {
+                assert_eq!(why, format!("{} is a symbolic link", path.display()))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_folder_above_the_beamline_folder_is_a_fault_not_pre_start() {
+        let scratch = Scratch::new();
+        let source = scratch.0.join("unmounted/p11/current");
+        match inspect_beamline_folder(&source, "beamtime-metadata-11099001.json", &stranger()) {
+            Err(FolderError::Walk(error)) => assert!(error.is_not_found(), "{error:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

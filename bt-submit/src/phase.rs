@@ -9,16 +9,14 @@
 //! file system only the nodes mount, a folder closed to this user, no plugin
 //! line to read), the phase is the node's to decide, and bt-submit says so.
 
-use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 
 use beamtime::metadata::Metadata;
 use beamtime::plugin_config::{Prestart, TargetTemplate};
-use beamtime::policy::{BeamlineFolder, Phase};
-use beamtime::trust::{beamline_folder, TrustPolicy};
-use beamtime::walk::{self, WalkError};
+use beamtime::policy::{phase_of, BeamlineFolder, Phase};
+use beamtime::trust::{inspect_beamline_folder, FolderError, TrustPolicy};
+use beamtime::walk::WalkError;
 use serde_json::{json, Value};
 
 use crate::plugstack::{BadLine, UsableLine};
@@ -115,48 +113,39 @@ pub fn standing(
             Some((&folder, prestart)),
         );
     }
-    let handle = match walk::open_folder(&folder, &|_| false) {
-        Ok(handle) => handle,
-        // As on the node: no folder is the beamtime's pre-start.
-        Err(error) if error.is_not_found() => {
-            return at.judged(&folder, BeamlineFolder::Absent, prestart)
-        }
-        Err(WalkError::UntrustedLink { link, .. }) => {
-            return broken(
-                Fault::Link,
-                format!(
-                    "{} is a symbolic link, which the plugin does not follow: every job's mount \
-                     fails",
-                    link.display()
-                ),
-            )
-        }
-        Err(WalkError::Io { error, .. }) if error.kind() == io::ErrorKind::PermissionDenied => {
-            return at.closed(&folder, prestart)
-        }
-        Err(WalkError::Io { at: path, error }) => {
-            return broken(
-                Fault::Other,
-                format!("cannot open {}: {error}", path.display()),
-            )
-        }
-        // A walk that follows no link ends in neither.
-        Err(error @ (WalkError::FileIsLink | WalkError::TooManyLinks { .. })) => {
-            return broken(
-                Fault::Other,
-                format!("{} cannot be walked: {error:?}", folder.display()),
-            )
-        }
-    };
-    // root on the node looks into every folder; this user may not (a
-    // beamtime's folder is open only to its members).
-    let listed = fs::read_dir(format!("/proc/self/fd/{}", handle.as_raw_fd()));
-    if matches!(&listed, Err(e) if e.kind() == io::ErrorKind::PermissionDenied) {
-        return at.closed(&folder, prestart);
-    }
-    match beamline_folder(handle.as_fd(), &at.file_name, policy) {
+    match inspect_beamline_folder(&folder, &at.file_name, policy) {
         Ok(holds) => at.judged(&folder, holds, prestart),
-        Err(why) => broken(
+        // root on the node looks into every folder; this user may not (a
+        // beamtime's folder is open only to its members).
+        Err(FolderError::Walk(WalkError::Io { error, .. }) | FolderError::List(error))
+            if error.kind() == io::ErrorKind::PermissionDenied =>
+        {
+            at.closed(&folder, prestart)
+        }
+        Err(FolderError::Walk(WalkError::UntrustedLink { link, .. })) => broken(
+            Fault::Link,
+            format!(
+                "{} is a symbolic link, which the plugin does not follow: every job's mount \
+                 fails",
+                link.display()
+            ),
+        ),
+        Err(FolderError::Walk(WalkError::Io { at: path, error })) => broken(
+            Fault::Other,
+            format!("cannot open {}: {error}", path.display()),
+        ),
+        // A walk that follows no link ends in neither.
+        Err(FolderError::Walk(
+            error @ (WalkError::FileIsLink | WalkError::TooManyLinks { .. }),
+        )) => broken(
+            Fault::Other,
+            format!("{} cannot be walked: {error:?}", folder.display()),
+        ),
+        Err(FolderError::List(error)) => broken(
+            Fault::Other,
+            format!("cannot list {}: {error}", folder.display()),
+        ),
+        Err(FolderError::Copy(why)) => broken(
             Fault::Copy,
             format!(
                 "{} is not beamtime {}'s folder now: {why}",
@@ -164,16 +153,6 @@ pub fn standing(
                 metadata.id
             ),
         ),
-    }
-}
-
-/// The phase the plugin gives a folder's contents (`policy::decide`); `None`
-/// for a folder it refuses.
-fn phase_of(holds: BeamlineFolder) -> Option<Phase> {
-    match holds {
-        BeamlineFolder::ThisBeamtime => Some(Phase::Online),
-        BeamlineFolder::Absent | BeamlineFolder::AnotherBeamtime => Some(Phase::PreStart),
-        BeamlineFolder::NoBeamtime => None,
     }
 }
 

@@ -637,8 +637,8 @@ fn show_tells_the_phase_from_the_beamline_folder_as_the_node_would() {
     scratch.plugstack(&line);
     let current = source.join("p11/current");
 
-    // Before the start: no beamline folder yet.
-    fs::create_dir_all(&source).unwrap();
+    // Before the start: the beamline's file system, no current folder in it yet.
+    fs::create_dir_all(source.join("p11")).unwrap();
     let (row, value) = shown_phase(&scratch);
     assert_eq!(
         row,

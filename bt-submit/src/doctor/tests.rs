@@ -680,9 +680,10 @@ fn the_source_folder_is_online_only_with_the_beamtimes_trusted_copy() {
     assert_eq!(
         source.detail,
         format!(
-            "{} is not beamtime 11099001's folder now: beamtime-metadata-11099001.json is not \
-             trusted: it is writable by group or others (mode 0666)",
-            folder.display()
+            "{} is not beamtime 11099001's folder now: {} is not trusted: it is writable by \
+             group or others (mode 0666)",
+            folder.display(),
+            copy.display()
         )
     );
 

@@ -8,15 +8,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use beamtime::job_cache::{CachedAnswer, JobCache};
 use beamtime::plugin_config::PluginConfig;
-use std::os::fd::AsFd;
 use std::path::Path;
 
 use beamtime::policy::{self, BeamlineFolder, ControllerJob, Grant, Refusal, Rule, StepFacts};
-use beamtime::trust::{beamline_folder, TrustPolicy};
-use beamtime::walk;
+use beamtime::trust::{inspect_beamline_folder, TrustPolicy};
 use slurm_spank::{spank_log_error, spank_log_info, SpankHandle};
 
-use super::{describe, not_the_beamtimes, Granted, Verdict};
+use super::{folder_problem, Granted, Verdict};
 use crate::load::{account_uid, load_beamtime};
 use crate::{ffi, PLUGIN};
 
@@ -212,20 +210,16 @@ impl StepFacts for NodeFacts<'_> {
     /// Looked at as root before the tasks fork; each task looks again through the
     /// handle it mounts from, so a beamline that moves on in between is not shown.
     fn beamline_folder(&mut self, source: &Path, name: &str) -> Result<BeamlineFolder, Refusal> {
-        let cannot = |why: String| {
+        inspect_beamline_folder(source, name, self.trust).map_err(|error| {
             Refusal::new(
                 Rule::MountFailed,
-                format!("the beamline folder could not be set up: {why}"),
+                format!(
+                    "the beamline folder could not be set up: {}",
+                    folder_problem(source, self.beamtime, error)
+                ),
                 "Report this to the cluster admins",
             )
-        };
-        let folder = match walk::open_folder(source, &|_| false) {
-            Ok(folder) => folder,
-            Err(error) if error.is_not_found() => return Ok(BeamlineFolder::Absent),
-            Err(error) => return Err(cannot(describe(source, error))),
-        };
-        beamline_folder(folder.as_fd(), name, self.trust)
-            .map_err(|why| cannot(not_the_beamtimes(source, self.beamtime, &why)))
+        })
     }
 }
 

@@ -19,7 +19,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path};
 
 use beamtime::policy::{Grant, Refusal};
-use beamtime::trust::TrustPolicy;
+use beamtime::trust::{FolderError, TrustPolicy};
 use beamtime::walk::{self, WalkError};
 
 use crate::ffi;
@@ -114,6 +114,15 @@ pub fn not_the_beamtimes(source: &Path, beamtime: &str, why: &str) -> String {
         "{} is not beamtime {beamtime}'s folder now: {why}",
         source.display()
     )
+}
+
+/// Why the beamline folder `source` could not be told apart, for the user and the log.
+pub fn folder_problem(source: &Path, beamtime: &str, error: FolderError) -> String {
+    match error {
+        FolderError::Walk(error) => describe(source, error),
+        FolderError::Copy(why) => not_the_beamtimes(source, beamtime, &why),
+        FolderError::List(error) => format!("cannot list {}: {error}", source.display()),
+    }
 }
 
 #[cfg(test)]

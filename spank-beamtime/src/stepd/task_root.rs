@@ -21,7 +21,9 @@ use beamtime::trust::{beamline_folder, TrustPolicy};
 use slurm_spank::{spank_log_info, spank_log_verbose};
 
 use super::decide::refused_line;
-use super::{component_error, not_the_beamtimes, walk_no_symlinks, Granted, Verdict};
+use super::{
+    component_error, folder_problem, not_the_beamtimes, walk_no_symlinks, Granted, Verdict,
+};
 use crate::{ffi, PLUGIN};
 
 /// Small, and read-only once set up: it only holds the folders leading to the target.
@@ -157,17 +159,19 @@ fn check_source_is_the_beamtimes(
     source: &OwnedFd,
     trust: &TrustPolicy,
 ) -> Result<(), String> {
-    match beamline_folder(source.as_fd(), &grant.metadata_file_name, trust) {
+    let beamtime = grant.beamtime.as_str();
+    match beamline_folder(
+        source.as_fd(),
+        &grant.source,
+        &grant.metadata_file_name,
+        trust,
+    ) {
         Ok(BeamlineFolder::ThisBeamtime) => Ok(()),
         Ok(_) => Err(not_the_beamtimes(
             &grant.source,
-            grant.beamtime.as_str(),
+            beamtime,
             &format!("it no longer holds {}", grant.metadata_file_name),
         )),
-        Err(why) => Err(not_the_beamtimes(
-            &grant.source,
-            grant.beamtime.as_str(),
-            &why,
-        )),
+        Err(error) => Err(folder_problem(&grant.source, beamtime, error)),
     }
 }

@@ -146,7 +146,7 @@ impl Drop for MovedAside {
 }
 
 #[test]
-fn a_mount_source_that_is_gone_refuses_the_step_and_leaves_nothing() {
+fn a_beamline_folder_that_is_gone_runs_the_step_without_it_and_creates_nothing() {
     let _turn = take_turn();
     let c = Cluster::from_env();
     let bt = beamtime_with_core_metadata(&c, "11099045", "p65", "bttest46");
@@ -159,18 +159,41 @@ fn a_mount_source_that_is_gone_refuses_the_step_and_leaves_nothing() {
         to: bt.current_dir.with_extension("gone"),
     };
     fs::rename(&aside.from, &aside.to).unwrap();
+    // What a beamline looks like between two beamtimes (stopBeamtime unlinks current/):
+    // the step runs as in pre-start, with nothing under /beamline.
     let out = beamtime_step(&c, &bt);
-    assert_refused_on_the_node(
-        &out,
-        &format!(
-            "the beamline folder could not be set up: {} does not exist",
-            bt.current_dir.display()
-        ),
+    out.assert_success().assert_stdout_contains("payload-ran");
+    assert!(
+        out.stderr.contains(&format!(
+            "beamtime {} has not started on beamline {} yet",
+            bt.id, bt.beamline
+        )),
+        "no pre-start note:\n{out}"
+    );
+    assert!(
+        !out.stdout.contains("raw"),
+        "something of a beamline shows:\n{out}"
     );
     assert!(
         !bt.current_dir.exists(),
         "the plugin created the missing source"
     );
+    // The beamline's own folder gone too is a file system that is not there: refused.
+    let beamline = bt.current_dir.parent().unwrap().to_owned();
+    let beamline_aside = MovedAside {
+        from: beamline.clone(),
+        to: beamline.with_extension("gone"),
+    };
+    fs::rename(&beamline_aside.from, &beamline_aside.to).unwrap();
+    let out = beamtime_step(&c, &bt);
+    assert_refused_on_the_node(
+        &out,
+        &format!(
+            "the beamline folder could not be set up: {} does not exist",
+            beamline.display()
+        ),
+    );
+    drop(beamline_aside);
     c.assert_node_not_drained();
 }
 
