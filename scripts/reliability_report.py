@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Writes reliability.md (to stdout) from what scripts/test-all.sh collected in REPORT_DIR:
 the test logs (unit.log, scenarios-<config>.log), the figures the tests recorded
-(figures.jsonl, see tests/scenarios/src/figures.rs), the fuzzing summary (fuzz.txt) and
-machine.txt. Every number in the document comes from those files.
+(figures.jsonl, see tests/scenarios/src/figures.rs), the fuzzing summary (fuzz.txt),
+machine.txt, and for each other Slurm release a folder slurm-<major.minor>/ with its own
+scenarios-<config>.log, figures.jsonl and release.txt (scripts/release-tests.sh). Every
+number in the document comes from those files.
 
     scripts/reliability_report.py REPORT_DIR > reliability.md
 """
@@ -97,17 +99,36 @@ def humanize(name):
     return name.replace("_", " ")
 
 
+def release_of(version_line):
+    """'22.05' from sinfo -V's 'slurm 22.05.8' or 'slurm-wlm 24.11.5'."""
+    m = re.search(r"(\d+\.\d+)\.\d+", version_line or "")
+    return m.group(1) if m else "?"
+
+
 def main():
     report = Path(sys.argv[1])
     machine = dict(
         line.split("=", 1) for line in (report / "machine.txt").read_text().splitlines() if "=" in line
     )
+    # One column per release and cluster configuration: the host's release first, then
+    # each root's (slurm-<release>/).
+    host_release = release_of(machine.get("slurm"))
+    folders = [(host_release, report)]
+    folders += [(d.name[len("slurm-"):], d) for d in sorted(report.glob("slurm-*")) if d.is_dir()]
     runs = OrderedDict()
-    for slug in CONFIGS:
-        log = report / f"scenarios-{slug}.log"
-        if log.exists():
-            runs[slug] = parse_test_log(log.read_text())
+    labels = {}
+    for release, folder in folders:
+        for slug in CONFIGS:
+            log = folder / f"scenarios-{slug}.log"
+            if log.exists():
+                runs[(release, slug)] = parse_test_log(log.read_text())
+                labels[(release, slug)] = f"Slurm {release}, {CONFIGS[slug]}"
     figures = read_figures(report / "figures.jsonl")
+    # A failed remote init: what each release does with the job and the node.
+    init_failures = [(host_release, f) for f in figures if f["figure"] == "init_failure"]
+    for release, folder in folders[1:]:
+        init_failures += [(release, f) for f in read_figures(folder / "figures.jsonl")
+                          if f["figure"] == "init_failure"]
     fuzz = read_fuzz(report / "fuzz.txt")
     unit_passed, unit_failed = unit_totals((report / "unit.log").read_text())
 
@@ -127,8 +148,15 @@ def main():
     total = sum(len(b["tests"]) for r in runs.values() for name, b in r.items() if name != "unit")
     failed = sum(1 for r in runs.values() for name, b in r.items() if name != "unit"
                  for s in b["tests"].values() if s == "FAILED")
-    w(f"- Real-cluster scenario runs: {total} (over {len(runs)} cluster configurations), failed: {failed}.")
+    releases = sorted({release for release, _ in runs})
+    w(f"- Real-cluster scenario runs: {total} (over {len(runs)} cluster configurations on Slurm "
+      f"{', '.join(releases)}), failed: {failed}.")
     w(f"- Unit and property tests: {unit_passed} passed, {unit_failed} failed.")
+    times = report / "release-times.txt"
+    if times.exists():
+        parts = [line.split() for line in times.read_text().splitlines() if line.strip()]
+        w("- Other releases, seconds per part (Debian suite, part): "
+          + ", ".join(f"{suite} {part} {secs} s" for suite, part, secs in parts) + ".")
     if fuzz:
         execs = sum(int(r[1]) for r in fuzz)
         crashes = sum(int(r[6]) for r in fuzz)
@@ -146,14 +174,14 @@ def main():
 
     w("## Scenarios by what they prove")
     w("")
-    header = "| binary | what it proves | " + " | ".join(CONFIGS[s] for s in runs) + " |"
+    header = "| binary | what it proves | " + " | ".join(labels[k] for k in runs) + " |"
     w(header)
     w("|" + "---|" * (2 + len(runs)))
     names = [b for b in BINARIES if any(b in r for r in runs.values())]
     names += sorted({b for r in runs.values() for b in r if b not in BINARIES and b != "unit"})
     for binary in names:
         cells = []
-        for slug, r in runs.items():
+        for r in runs.values():
             b = r.get(binary)
             if not b or not any(s != "ignored" for s in b["tests"].values()):
                 cells.append("–")
@@ -182,6 +210,20 @@ def main():
         w("")
         w("</details>")
         w("")
+
+    if init_failures:
+        w("## Failure outcomes per Slurm release")
+        w("")
+        w("A plugin whose remote `init` fails in a batch step (`plugstack_probe.rs`, with the "
+          "btprobe plugin): what each release did with the job and the node. Failure mode "
+          "`ESPANK_JOB_FAILURE`: btprobe built to declare its init failures the job's fault "
+          "(`slurm_spank_init_failure_mode`, 26.05 only).")
+        w("")
+        table(w, ["Slurm", "cluster", "failure mode", "job state", "job reason", "requeued",
+                  "exit code", "node", "node reason"],
+              [[f["slurm"], "job container" if f["job_container"] else "plain", f["failure_mode"],
+                f["job_state"], f["job_reason"] or "–", f["restarts"], f["exit_code"],
+                f["node_state"], f["node_reason"] or "–"] for _, f in init_failures])
 
     if load:
         w("## Load")
