@@ -257,6 +257,14 @@ pub fn beamline_folder(
             "{} is a symbolic link",
             file_shown.display()
         ))),
+        // A folder the caller may not look into (root on the node always may): the
+        // walk stopped there, nothing is known of its contents.
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(FolderError::Walk(WalkError::Io {
+                at: file_shown,
+                error,
+            }))
+        }
         Err(error) => Err(FolderError::Copy(format!(
             "{}: {error}",
             file_shown.display()
