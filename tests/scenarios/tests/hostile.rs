@@ -1375,23 +1375,23 @@ fn cluster_configuration() -> &'static str {
 fn a_link_planted_in_a_writable_folder_on_a_pattern_is_not_followed_to_a_stale_copy() {
     let _turn = shared_turn();
     let c = cluster();
-    let bt = beamtime("11099532", "p532", "bttest76");
+    let bt = beamtime("11099539", "p539", "bttest79");
     assert_payload_runs(&bt);
     let account = UnixUser::get(&bt.account);
     // The beamline has moved on: the current folder no longer holds this beamtime's file,
     // so the core pattern (`<state>/core/*/{id}/beamtime-metadata-{id}.json`) is searched.
-    let stale = c.state_dir().join("stale-copies/11099532");
+    let stale = c.state_dir().join("stale-copies/11099539");
     fs::create_dir_all(&stale).unwrap();
     fs::rename(
         &bt.metadata_path,
-        stale.join("beamtime-metadata-11099532.json"),
+        stale.join("beamtime-metadata-11099539.json"),
     )
     .unwrap();
     // A core folder the account may write in, with the account's link in it.
-    let core = c.state_dir().join("core/p532");
+    let core = c.state_dir().join("core/p539");
     fs::create_dir_all(&core).unwrap();
     std::os::unix::fs::chown(&core, Some(account.uid), Some(account.gid)).unwrap();
-    let link = core.join("11099532");
+    let link = core.join("11099539");
     c.as_user(&bt.account, "ln")
         .arg("-s")
         .arg(&stale)
@@ -1407,7 +1407,7 @@ fn a_link_planted_in_a_writable_folder_on_a_pattern_is_not_followed_to_a_stale_c
     assert_refused_everywhere(&bt, "planted-link", &[&expected]);
     fs::remove_dir_all(&core).unwrap();
     fs::rename(
-        stale.join("beamtime-metadata-11099532.json"),
+        stale.join("beamtime-metadata-11099539.json"),
         &bt.metadata_path,
     )
     .unwrap();
