@@ -96,30 +96,14 @@ pub fn open_folder(path: &Path, trusted: &impl Fn(u32) -> bool) -> Result<OwnedF
     let mut links = 0;
     while let Some(name) = pending.pop() {
         let at = walked.join(&name);
-        let handle = openat(
-            &current,
-            &name,
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-        .map_err(|error| WalkError::Io {
-            at: at.clone(),
-            error,
-        })?;
-        let stat = fstat(&handle).map_err(|error| WalkError::Io {
-            at: at.clone(),
-            error,
-        })?;
-        match stat.st_mode & libc::S_IFMT {
-            libc::S_IFDIR => {
+        match open_entry(current.as_fd(), &name, &at)? {
+            Entry::Folder(handle) => {
                 current = handle;
                 walked = at;
             }
-            libc::S_IFLNK => {
-                if !trusted(stat.st_uid) {
-                    return Err(WalkError::UntrustedLink {
-                        link: at,
-                        owner: stat.st_uid,
-                    });
+            Entry::Link { handle, owner } => {
+                if !trusted(owner) {
+                    return Err(WalkError::UntrustedLink { link: at, owner });
                 }
                 links += 1;
                 if links > MAX_LINKS {
@@ -139,13 +123,55 @@ pub fn open_folder(path: &Path, trusted: &impl Fn(u32) -> bool) -> Result<OwnedF
                     walked = PathBuf::from("/");
                 }
             }
-            _ => {
-                let error = io::Error::from_raw_os_error(libc::ENOTDIR);
-                return Err(WalkError::Io { at, error });
-            }
         }
     }
     Ok(current)
+}
+
+/// The folder `name` inside the folder behind `folder` (`shown` in errors),
+/// as an `O_PATH` handle; a link there is refused, never followed. One step
+/// of [`open_folder`], for a walk that continues from a handle.
+pub fn open_child_folder(
+    folder: BorrowedFd<'_>,
+    name: &OsStr,
+    shown: &Path,
+) -> Result<OwnedFd, WalkError> {
+    match open_entry(folder, name, shown)? {
+        Entry::Folder(handle) => Ok(handle),
+        Entry::Link { owner, .. } => Err(WalkError::UntrustedLink {
+            link: shown.to_owned(),
+            owner,
+        }),
+    }
+}
+
+/// What one path component is, told from a handle on it, not by a second look
+/// at its name.
+enum Entry {
+    Folder(OwnedFd),
+    Link { handle: OwnedFd, owner: u32 },
+}
+
+fn open_entry(folder: BorrowedFd<'_>, name: &OsStr, at: &Path) -> Result<Entry, WalkError> {
+    let io_error = |error| WalkError::Io {
+        at: at.to_owned(),
+        error,
+    };
+    let handle = openat(
+        folder,
+        name,
+        libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+    )
+    .map_err(io_error)?;
+    let stat = fstat(&handle).map_err(io_error)?;
+    match stat.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => Ok(Entry::Folder(handle)),
+        libc::S_IFLNK => Ok(Entry::Link {
+            handle,
+            owner: stat.st_uid,
+        }),
+        _ => Err(io_error(io::Error::from_raw_os_error(libc::ENOTDIR))),
+    }
 }
 
 /// The names of `path`'s components; `..` is kept and resolved by the kernel
@@ -175,7 +201,7 @@ fn open_root(path: &Path) -> io::Result<OwnedFd> {
     owned(fd)
 }
 
-fn openat(dir: &OwnedFd, name: &OsStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+fn openat(dir: BorrowedFd<'_>, name: &OsStr, flags: libc::c_int) -> io::Result<OwnedFd> {
     let name = c_name(name)?;
     // SAFETY: a valid directory descriptor and a NUL-terminated name.
     let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
@@ -317,6 +343,29 @@ mod tests {
             open_file(&s.0.join("loop/file.json"), |_| true),
             Err(WalkError::TooManyLinks { .. })
         ));
+    }
+
+    #[test]
+    fn a_child_folder_opens_and_a_link_or_file_there_is_refused_by_what_it_is() {
+        let s = Scratch::new("child");
+        symlink(s.0.join("real/sub"), s.0.join("real/link")).unwrap();
+        let real = open_folder(&s.0.join("real"), &|_| false).unwrap();
+        let child = |name: &str| open_child_folder(real.as_fd(), OsStr::new(name), &s.0.join(name));
+        assert!(child("sub").is_ok());
+        match child("link") {
+            Err(WalkError::UntrustedLink { link, owner }) => {
+                assert_eq!((link, owner), (s.0.join("link"), me()))
+            }
+            other => panic!("{other:?}"),
+        }
+        fs::write(s.0.join("real/file"), b"").unwrap();
+        match child("file") {
+            Err(WalkError::Io { error, .. }) => {
+                assert_eq!(error.raw_os_error(), Some(libc::ENOTDIR))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(child("gone").unwrap_err().is_not_found());
     }
 
     #[test]

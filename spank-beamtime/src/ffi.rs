@@ -2,7 +2,7 @@
 //! through the slurm-spank crate). Each function here is a safe wrapper whose
 //! errors are values; nothing here decides anything.
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -154,30 +154,6 @@ pub fn enter_private_mount_namespace() -> io::Result<()> {
     }
 }
 
-/// Opens directory `name` (one path component) inside `at` as an `O_PATH`
-/// handle, refusing to follow it if it is a symlink.
-pub fn open_directory_no_follow(at: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
-    let c_name = CString::new(name.as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))?;
-    open_path_handle(at.as_raw_fd(), &c_name)
-}
-
-fn open_path_handle(dir: libc::c_int, name: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: openat with a valid dirfd (or AT_FDCWD) and a NUL-terminated name.
-    let fd = unsafe {
-        libc::openat(
-            dir,
-            name.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: openat returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// The real uid of the calling process (the submitting user, in srun/sbatch/salloc).
 pub fn current_uid() -> u32 {
     // SAFETY: getuid cannot fail.
@@ -188,24 +164,6 @@ pub fn current_uid() -> u32 {
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() }
-}
-
-/// Whether `name` inside `at` is a symbolic link (for error messages only).
-pub fn is_symlink_at(at: BorrowedFd<'_>, name: &OsStr) -> bool {
-    let Ok(c_name) = CString::new(name.as_bytes()) else {
-        return false;
-    };
-    // SAFETY: stat is plain old data filled by fstatat.
-    unsafe {
-        let mut stat: libc::stat = std::mem::zeroed();
-        libc::fstatat(
-            at.as_raw_fd(),
-            c_name.as_ptr(),
-            &mut stat,
-            libc::AT_SYMLINK_NOFOLLOW,
-        ) == 0
-            && stat.st_mode & libc::S_IFMT == libc::S_IFLNK
-    }
 }
 
 /// The path through which the kernel reaches exactly the object behind `fd`,

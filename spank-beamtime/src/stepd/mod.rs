@@ -13,16 +13,13 @@ pub mod decide;
 pub mod task_root;
 pub mod task_user;
 
-use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path};
 
 use beamtime::policy::{Grant, Refusal};
 use beamtime::trust::{FolderError, TrustPolicy};
 use beamtime::walk::{self, WalkError};
-
-use crate::ffi;
 
 /// What this step's tasks get; decided once in slurmstepd and inherited by
 /// every forked task.
@@ -83,31 +80,6 @@ pub fn describe(path: &Path, error: WalkError) -> String {
     }
 }
 
-pub fn component_error(
-    walked: &Path,
-    parent: &OwnedFd,
-    name: impl AsRef<OsStr>,
-    e: io::Error,
-) -> String {
-    if ffi::is_symlink_at(parent.as_fd(), name.as_ref()) {
-        format!(
-            "{} is a symbolic link, which the plugin does not follow",
-            walked.display()
-        )
-    } else if e.kind() == io::ErrorKind::NotFound {
-        format!("{} does not exist", walked.display())
-    } else if e.raw_os_error() == Some(libc::ENOTDIR) {
-        // What O_DIRECTORY|O_NOFOLLOW says of a symlink too: one swapped back
-        // since the open failed no longer shows as a link when checked above.
-        format!(
-            "{} is not a folder (or was a symbolic link, which the plugin does not follow)",
-            walked.display()
-        )
-    } else {
-        format!("cannot open {}: {e}", walked.display())
-    }
-}
-
 /// Why a beamline folder is not shown: it is not (or no longer) this beamtime's.
 pub fn not_the_beamtimes(source: &Path, beamtime: &str, why: &str) -> String {
     format!(
@@ -128,7 +100,9 @@ pub fn folder_problem(source: &Path, beamtime: &str, error: FolderError) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ffi;
     use std::fs;
+    use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
     use std::path::PathBuf;
 

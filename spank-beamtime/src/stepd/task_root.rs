@@ -11,19 +11,17 @@
 //! the mount.
 
 use std::ffi::OsStr;
-use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use std::time::Instant;
 
 use beamtime::policy::{BeamlineFolder, Grant, Phase, Refusal, Rule};
 use beamtime::trust::{beamline_folder, TrustPolicy};
+use beamtime::walk;
 use slurm_spank::{spank_log_info, spank_log_verbose};
 
 use super::decide::refused_line;
-use super::{
-    component_error, folder_problem, not_the_beamtimes, walk_no_symlinks, Granted, Verdict,
-};
+use super::{describe, folder_problem, not_the_beamtimes, walk_no_symlinks, Granted, Verdict};
 use crate::{ffi, PLUGIN};
 
 /// Small, and read-only once set up: it only holds the folders leading to the target.
@@ -82,11 +80,12 @@ fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
     check_source_is_the_beamtimes(grant, &source, trust)?;
     let mut writable: Vec<(&str, OwnedFd)> = Vec::new();
     for name in &grant.writable {
-        match ffi::open_directory_no_follow(source.as_fd(), OsStr::new(name)) {
+        let shown = grant.source.join(name);
+        match walk::open_child_folder(source.as_fd(), OsStr::new(name), &shown) {
             Ok(fd) => writable.push((name, fd)),
             // A beamtime without this subfolder simply has nothing writable there.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(component_error(&grant.source.join(name), &source, name, e)),
+            Err(error) if error.is_not_found() => {}
+            Err(error) => return Err(describe(&shown, error)),
         }
     }
 
@@ -116,8 +115,8 @@ fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
         let shown = grant.target.join(name);
         // Looked up through the attached copy, then compared with the folder
         // that was opened from the source: a swap in between is refused.
-        let mountpoint = ffi::open_directory_no_follow(beamline.as_fd(), OsStr::new(name))
-            .map_err(|e| component_error(&shown, &beamline, name, e))?;
+        let mountpoint = walk::open_child_folder(beamline.as_fd(), OsStr::new(name), &shown)
+            .map_err(|error| describe(&shown, error))?;
         if !ffi::same_file(mountpoint.as_fd(), folder.as_fd()).map_err(|e| e.to_string())? {
             return Err(format!(
                 "{} changed while it was being mounted",
