@@ -149,9 +149,11 @@ start_slurmctld() {
     wait_for 60 slurmctld "$LOG/slurmctld.log" -- timeout 5 sinfo -h
 }
 
-# Usable = registered and responding; "reserved"/"mixed" count once beamtimes exist.
+# Usable = registered and responding; "reserved"/"mixed"/"planned" count once beamtimes
+# exist. The same rule as NodeState::is_usable in tests/scenarios/src/slurm.rs: a trailing
+# '+' (completing) or '-' (planned) leaves the base state to decide.
 node_usable() {
-    [[ $(timeout 5 sinfo -h -N -n "$1" -o '%T' | sort -u) =~ ^(idle|mixed|allocated|reserved|completing)$ ]]
+    [[ $(timeout 5 sinfo -h -N -n "$1" -o '%T' | sort -u) =~ ^(idle|planned|mixed|allocated|reserved|completing)[+-]?$ ]]
 }
 slurmd_start_time() {
     timeout 5 scontrol show node "$1" -o 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' || true

@@ -154,15 +154,17 @@ pub struct NodeState {
 
 impl NodeState {
     /// Able to take jobs: not drained, draining, down, failing or unresponsive (`*`).
-    /// `reserved` is normal once beamtimes exist; `completing` passes in a moment.
+    /// `reserved` and `planned` are normal once beamtimes exist; `completing` passes in a
+    /// moment.
     pub fn is_usable(&self) -> bool {
         // sinfo appends '+' while a job on the node is completing, and '-' while the
         // backfill scheduler has planned a job there (NODE_STATE_PLANNED; seen on 26.05
         // after the load burst) (node_state_string in Slurm's slurm_protocol_defs.c); the
-        // base state decides.
+        // base state decides. An idle node with a planned job reads "planned" (seen on
+        // 24.11 with job_container/tmpfs while a pending job waited for a reservation).
         matches!(
             self.state.trim_end_matches(['+', '-']),
-            "idle" | "mixed" | "allocated" | "reserved" | "completing"
+            "idle" | "planned" | "mixed" | "allocated" | "reserved" | "completing"
         )
     }
 }
