@@ -42,7 +42,7 @@ pub mod discovery;
 pub mod id;
 pub mod job_cache;
 pub mod metadata;
-mod pattern;
+pub mod pattern;
 pub mod plugin_config;
 pub mod policy;
 pub mod shell;

@@ -165,7 +165,7 @@ fn matching_entries(folder: &Path, component: &str, denied: &mut Vec<PathBuf>) -
 
 /// Whether `name` matches `pattern`, where `*` stands for any run of
 /// characters. Like a shell, `*` does not match a leading `.`.
-pub(crate) fn wildcard_matches(pattern: &str, name: &str) -> bool {
+pub fn wildcard_matches(pattern: &str, name: &str) -> bool {
     if name.starts_with('.') && !pattern.starts_with('.') {
         return false;
     }

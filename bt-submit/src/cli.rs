@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use beamtime::id::BeamtimeId;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -23,6 +24,7 @@ The first word chooses what to do:
   bt-submit salloc [OPTIONS] [--] [SALLOC_OPTIONS...] [COMMAND [ARGS...]]
   bt-submit show   [--beamtime ID | --metadata FILE] [--format json]
   bt-submit doctor [--beamtime ID | --metadata FILE] [--format json]
+  bt-submit watch  [OPTIONS] DIR -- [SBATCH_OPTIONS...] SCRIPT [ARGS...]
 bt-submit's own options come right after that word; the first argument that
 is not one of them starts the options for sbatch/srun/salloc, and so does --.
 (A batch script called sbatch, srun, salloc or show is given as ./NAME.)
@@ -63,13 +65,17 @@ says which it chose.";
 const EXIT_STATUS: &str = "\
 Exit status:
   sbatch's, srun's or salloc's own status once it runs
-  0    --dry-run or show succeeded; doctor: every check passed
+  0    --dry-run or show succeeded; doctor: every check passed; watch:
+       stopped by SIGINT or SIGTERM
   1    doctor: a check failed or could not be made (see its output)
-  64   wrong command line
-  65   invalid or ambiguous metadata, or your options contradict it
-  66   metadata file not found or not readable
+  64   wrong command line; watch: another watch uses the state file
+  65   invalid or ambiguous metadata, or your options contradict it; watch:
+       the state file is damaged or belongs to another folder
+  66   metadata file not found or not readable; watch: the folder to watch
+       cannot be opened
   69   the beamtime has no online analysis resources yet
-  74   output could not be written
+  74   output could not be written; watch: the state file could not be
+       written (the watch stops rather than risk submitting a file twice)
   78   invalid search path (BEAMTIME_METADATA_PATH or the config file), or a
        plugstack line the plugin cannot use
   126  sbatch/srun/salloc could not be run
@@ -110,7 +116,54 @@ pub enum Mode {
     /// Check, in order, everything that decides whether a beamtime job will run
     #[command(long_about = DOCTOR_ABOUT, after_help = EXIT_STATUS)]
     Doctor(ShowArgs),
+    /// Submit one batch job per new file in a folder, once the file is complete, exactly once
+    #[command(long_about = WATCH_ABOUT, after_help = EXIT_STATUS)]
+    Watch(WatchArgs),
 }
+
+const WATCH_ABOUT: &str = "\
+Submit one batch job per new file below DIR (subfolders included), once the
+file is complete, exactly once, even across restarts of the watch:
+
+  bt-submit watch /beamline/p11/current/raw --pattern '*.h5' -- analyse.sh {}
+
+Everything after -- is what 'bt-submit sbatch' takes: sbatch options, then
+the script and its arguments. Each argument that is exactly {} becomes the
+file's absolute path (an argument that only contains {} is left alone);
+without any {}, the path is added as the script's last argument. The script
+must be where the job's node sees it. Each job gets
+--comment=bt-submit-watch:<id>:<n> (so no --comment of your own): by it the
+watch counts its jobs and finds, after a crash, a job it submitted but had
+not recorded.
+
+A file is complete when inotify reports it closed after writing or renamed
+into place (and it has not changed since), or else when two looks --settle
+seconds apart find the same size and mtime. The folder is looked through
+every --poll-interval seconds whether or not inotify works: on a cluster
+filesystem (GPFS) files written by another host raise no inotify event here.
+--pattern matches file names (not folders): * is any run of characters, and
+names starting with . are skipped unless the pattern starts with . too, so a
+detector's hidden temporary file renamed into place is submitted under its
+final name only. Symbolic links are not followed.
+
+\"The same file\" is the same path below DIR: a path once submitted is never
+submitted again, even if the file is rewritten. The state file (--state,
+default $XDG_STATE_HOME/bt-submit/ or ~/.local/state/bt-submit/, named after
+DIR; never inside DIR, where the watch writes nothing) records every
+submitted path and its job, and is replaced atomically (temporary file,
+fsync, rename, fsync of its folder). Before each sbatch it records the
+submission it starts; a watch killed during one asks Slurm on restart for
+the job by its comment (squeue, so within the controller's MinJobAge of the
+job's end) and records it instead of submitting again. On start it submits
+every file not in the state: on the first start, all files already there.
+
+A failed submission is logged and tried again after 2 s, then 4, 8, ... up
+to 5 minutes, until it succeeds. With --max-in-flight N, no job is submitted
+while N of the watch's jobs are pending or running, as squeue says.
+SIGINT and SIGTERM stop the watch after the submission under way (sbatch runs
+in a process group of its own, so Ctrl-C does not interrupt it). One line
+per file on stdout: the file and its job id, or why it was not submitted.
+The watch never changes or deletes anything in DIR.";
 
 const SHOW_ABOUT: &str = "\
 Show the beamtime: window, nodes, partition, reservations, how to log in, and
@@ -212,6 +265,59 @@ pub struct SubmitArgs {
         allow_hyphen_values = true
     )]
     pub args: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub source: Source,
+
+    /// Use this one of the beamtime's reservations [default: the first]
+    #[arg(long, value_name = "NAME")]
+    pub reservation: Option<String>,
+
+    /// Submit files whose name matches GLOB (* is any run of characters)
+    #[arg(long, value_name = "GLOB", default_value = "*")]
+    pub pattern: String,
+
+    /// A file unchanged in size and mtime for this long is complete
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds)]
+    pub settle: Duration,
+
+    /// Look through the folder this often (inotify or not)
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = seconds)]
+    pub poll_interval: Duration,
+
+    /// Keep at most N of the watch's jobs pending or running (as squeue says)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: Option<u32>,
+
+    /// The state file [default: $XDG_STATE_HOME/bt-submit/watch-<DIR name>-<hash>.json]
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// Do not use inotify: find files by looking through the folder only
+    #[arg(long)]
+    pub no_inotify: bool,
+
+    /// The folder to watch
+    #[arg(value_name = "DIR")]
+    pub folder: PathBuf,
+
+    /// After --: options for sbatch, then the script and its arguments ({} = the file)
+    #[arg(value_name = "SBATCH_ARGS", last = true, required = true)]
+    pub args: Vec<OsString>,
+}
+
+/// A number of seconds, fractions allowed (`0.5`).
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(0.0..=86_400.0).contains(&value) {
+        return Err(format!("'{text}' is not between 0 and 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(value))
 }
 
 #[derive(Debug, Args)]

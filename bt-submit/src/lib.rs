@@ -5,6 +5,7 @@
 //! bt-submit sbatch|srun|salloc [OPTIONS] [--] [PROGRAM_OPTIONS...] [SCRIPT|COMMAND [ARGS...]]
 //! bt-submit show [--beamtime ID | --metadata FILE] [--format json]
 //! bt-submit doctor [--beamtime ID | --metadata FILE] [--format json]
+//! bt-submit watch [OPTIONS] DIR -- [SBATCH_OPTIONS...] SCRIPT [ARGS...]
 //! ```
 //!
 //! The metadata file (from `--metadata`, `--beamtime` or the working
@@ -39,6 +40,7 @@ mod slurm_query;
 pub mod slurm_text;
 #[cfg(test)]
 mod testing;
+mod watch;
 
 use std::env;
 use std::io::{self, Write};
@@ -52,7 +54,7 @@ use beamtime::users::LookupError;
 use clap::error::ErrorKind;
 use clap::Parser;
 
-use cli::{Cli, Format, Mode, Source, SubmitArgs};
+use cli::{Cli, Format, Mode, Source, SubmitArgs, WatchArgs};
 use failure::{Failure, Status};
 use plan::{plan, Request};
 use settings::{Origin, Settings};
@@ -96,7 +98,62 @@ fn run() -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Mode::Doctor(args)) => run_doctor(&args.source, args.format, &settings),
+        Some(Mode::Watch(args)) => run_watch(args, &settings),
     }
+}
+
+fn run_watch(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
+    let user = slurm_options::scan(Program::Sbatch, &args.args);
+    if !user.comments.is_empty() {
+        return Err(Failure::new(
+            Status::Usage,
+            "bt-submit watch gives each job its own --comment, by which it counts its jobs and              finds them after a crash; it cannot take yours",
+            "leave --comment out of the sbatch options",
+        ));
+    }
+    let folder = absolute(&args.folder)?.canonicalize().map_err(|error| {
+        Failure::new(
+            Status::NoInput,
+            format!("cannot watch {}: {error}", args.folder.display()),
+            "name an existing folder you may read",
+        )
+    })?;
+    if !folder.is_dir() {
+        return Err(Failure::new(
+            Status::NoInput,
+            format!("cannot watch {}: it is not a folder", folder.display()),
+            "name the folder the files arrive in",
+        ));
+    }
+    let state = match args.state {
+        Some(path) => absolute(&path)?,
+        None => watch::default_state_file(&folder, &|name| env::var_os(name)).ok_or_else(|| {
+            Failure::new(
+                Status::Usage,
+                "no place for the watch's state file: neither XDG_STATE_HOME nor HOME is set",
+                "give the state file with --state FILE",
+            )
+        })?,
+    };
+    let (_, invocation) = planned(
+        Program::Sbatch,
+        &args.source,
+        args.reservation,
+        args.args,
+        settings,
+    )?;
+    let options = watch::Options {
+        folder,
+        pattern: args.pattern,
+        settle: args.settle,
+        poll_interval: args.poll_interval,
+        max_in_flight: args.max_in_flight.map(|n| n as usize),
+        state,
+        inotify: !args.no_inotify,
+        template: invocation.args,
+    };
+    watch::run(&options, &watch::LocalQueue)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_doctor(source: &Source, format: Format, settings: &Settings) -> Result<ExitCode, Failure> {
@@ -155,12 +212,20 @@ fn current_user() -> Result<Option<String>, LookupError> {
     beamtime::users::current().map(|account| account.map(|a| a.name))
 }
 
-fn submit(program: Program, args: SubmitArgs, settings: &Settings) -> Result<ExitCode, Failure> {
-    let metadata = load_metadata(&args.source, settings)?;
+/// The command for the user's arguments, from the metadata (and the
+/// controller, to choose a reservation); its warnings told on stderr.
+fn planned(
+    program: Program,
+    source: &Source,
+    reservation: Option<String>,
+    user_args: Vec<std::ffi::OsString>,
+    settings: &Settings,
+) -> Result<(Metadata, plan::Invocation), Failure> {
+    let metadata = load_metadata(source, settings)?;
     let mut request = Request {
         program,
-        reservation: args.reservation,
-        user_args: args.args,
+        reservation,
+        user_args,
     };
     let me = current_user();
     let mut invocation = plan(&request, &metadata, &me)?;
@@ -179,6 +244,12 @@ fn submit(program: Program, args: SubmitArgs, settings: &Settings) -> Result<Exi
             warning.message, warning.hint
         ));
     }
+    Ok((metadata, invocation))
+}
+
+fn submit(program: Program, args: SubmitArgs, settings: &Settings) -> Result<ExitCode, Failure> {
+    let (metadata, invocation) =
+        planned(program, &args.source, args.reservation, args.args, settings)?;
     if args.dry_run {
         match args.format {
             Format::Text => write_stdout(&report::command_line(&invocation))?,

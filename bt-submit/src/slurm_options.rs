@@ -241,6 +241,8 @@ pub struct UserOptions {
     pub has_operand: bool,
     /// sbatch `--wrap`, which stands in for a script.
     pub has_wrap: bool,
+    /// `--comment`, which `bt-submit watch` gives its jobs itself.
+    pub comments: Vec<String>,
 }
 
 impl UserOptions {
@@ -255,6 +257,7 @@ impl UserOptions {
             "nodes" => self.nodes.push(value),
             "constraint" => self.constraints.push(value),
             "wrap" => self.has_wrap = true,
+            "comment" => self.comments.push(value),
             _ => {}
         }
     }

@@ -218,6 +218,7 @@ mod tests {
             "man/bt-submit.1",
             "man/bt-submit-doctor.1",
             "man/bt-submit-show.1",
+            "man/bt-submit-watch.1",
             "man/spank-beamtime.8",
             "completions/bt-submit.bash",
             "completions/_bt-submit",
@@ -232,8 +233,11 @@ mod tests {
         assert!(main_page.contains("doctor"), "{main_page}");
         let doctor = fs::read_to_string(dir.join("man/bt-submit-doctor.1")).unwrap();
         assert!(doctor.contains("reservation\\-access"), "{doctor}");
+        let watch = fs::read_to_string(dir.join("man/bt-submit-watch.1")).unwrap();
+        assert!(watch.contains("\\-\\-max\\-in\\-flight"), "{watch}");
         let bash = fs::read_to_string(dir.join("completions/bt-submit.bash")).unwrap();
         assert!(bash.contains("--beamtime"), "{bash}");
+        assert!(bash.contains("--max-in-flight"), "{bash}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

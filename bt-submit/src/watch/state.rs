@@ -1,0 +1,437 @@
+//! The watch's state file: which files were submitted, as which job, and the
+//! one submission that may be under way. It is what makes "exactly once"
+//! hold across restarts.
+//!
+//! "The same file" is the same path below the watched folder: a detector
+//! writes each scan under a new name, and a name once submitted is never
+//! submitted again, even if the file is later rewritten or replaced. A file
+//! renamed into place (`x.part` → `x.h5`) is the file under its final name.
+//! Inode numbers are not the identity: a deleted file's inode is reused by
+//! the next one, which would then never be submitted.
+//!
+//! The file is rewritten whole after every change: written to a temporary
+//! file beside it, fsync'ed, renamed over the old one and the folder
+//! fsync'ed, so a crash leaves the old or the new state, never a mix.
+//! Before sbatch runs, the state records the submission it is about to make
+//! and the comment (`--comment`) its job will carry; a watch that died
+//! between sbatch and recording the job id finds, on restart, the job by
+//! that comment in Slurm instead of submitting the file twice.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::complete::Look;
+use super::os;
+
+const FORMAT: &str = "bt-submit watch state 1";
+
+/// A file that was submitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub job: u64,
+    /// How the file looked when it was submitted (for the record only).
+    pub look: Look,
+}
+
+/// A submission begun and not known to have ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub file: String,
+    /// The `--comment` of its job, unique to this watch and this file.
+    pub marker: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Unique to one state file; the prefix of its jobs' comments.
+    pub watch_id: String,
+    /// The watched folder, absolute.
+    pub folder: PathBuf,
+    pub submitted: BTreeMap<String, Submitted>,
+    pub submitting: Option<Intent>,
+    next_marker: u64,
+}
+
+impl Record {
+    pub fn new(watch_id: String, folder: PathBuf) -> Record {
+        Record {
+            watch_id,
+            folder,
+            submitted: BTreeMap::new(),
+            submitting: None,
+            next_marker: 1,
+        }
+    }
+
+    /// The start of every comment this watch's jobs carry.
+    pub fn marker_prefix(&self) -> String {
+        format!("bt-submit-watch:{}:", self.watch_id)
+    }
+
+    /// Records that `file` is about to be submitted; returns its marker.
+    pub fn begin(&mut self, file: &str) -> String {
+        let marker = format!("{}{}", self.marker_prefix(), self.next_marker);
+        self.next_marker += 1;
+        self.submitting = Some(Intent {
+            file: file.to_owned(),
+            marker: marker.clone(),
+        });
+        marker
+    }
+
+    /// The submission under way ended with a job.
+    pub fn finish(&mut self, file: &str, job: u64, look: Look) {
+        self.submitted
+            .insert(file.to_owned(), Submitted { job, look });
+        if self.submitting.as_ref().is_some_and(|i| i.file == file) {
+            self.submitting = None;
+        }
+    }
+
+    /// The submission under way is known to have made no job.
+    pub fn abandon(&mut self) {
+        self.submitting = None;
+    }
+
+    pub fn render(&self) -> String {
+        let submitted: serde_json::Map<String, Value> = self
+            .submitted
+            .iter()
+            .map(|(file, s)| {
+                (
+                    file.clone(),
+                    json!({
+                        "job": s.job,
+                        "size": s.look.size,
+                        "mtimeNs": s.look.mtime_ns.to_string(),
+                    }),
+                )
+            })
+            .collect();
+        let value = json!({
+            "format": FORMAT,
+            "watchId": self.watch_id,
+            "folder": self.folder.to_string_lossy(),
+            "nextMarker": self.next_marker,
+            "submitting": self.submitting.as_ref().map(|i| json!({"file": i.file, "marker": i.marker})),
+            "submitted": submitted,
+        });
+        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    /// Reads a state file's text; the error says which key is wrong.
+    pub fn parse(text: &str) -> Result<Record, String> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| format!("it is not valid JSON: {e}"))?;
+        if value.get("format").and_then(Value::as_str) != Some(FORMAT) {
+            return Err(format!("its \"format\" is not \"{FORMAT}\""));
+        }
+        let string = |key: &str| {
+            value
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("\"{key}\" is missing or not a string"))
+        };
+        let watch_id = string("watchId")?;
+        let folder = PathBuf::from(string("folder")?);
+        let next_marker = value
+            .get("nextMarker")
+            .and_then(Value::as_u64)
+            .ok_or("\"nextMarker\" is missing or not a number")?;
+        let submitting = match value.get("submitting") {
+            None | Some(Value::Null) => None,
+            Some(intent) => {
+                let field = |key: &str| {
+                    intent
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| format!("\"submitting\".\"{key}\" is missing"))
+                };
+                Some(Intent {
+                    file: field("file")?,
+                    marker: field("marker")?,
+                })
+            }
+        };
+        let mut submitted = BTreeMap::new();
+        let files = value
+            .get("submitted")
+            .and_then(Value::as_object)
+            .ok_or("\"submitted\" is missing or not an object")?;
+        for (file, entry) in files {
+            let bad = || format!("\"submitted\".\"{file}\" needs \"job\", \"size\", \"mtimeNs\"");
+            let job = entry.get("job").and_then(Value::as_u64).ok_or_else(bad)?;
+            let size = entry.get("size").and_then(Value::as_u64).ok_or_else(bad)?;
+            let mtime_ns = entry
+                .get("mtimeNs")
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(bad)?;
+            submitted.insert(
+                file.clone(),
+                Submitted {
+                    job,
+                    look: Look { size, mtime_ns },
+                },
+            );
+        }
+        Ok(Record {
+            watch_id,
+            folder,
+            submitted,
+            submitting,
+            next_marker,
+        })
+    }
+}
+
+/// Why the state file cannot be used.
+#[derive(Debug)]
+pub enum StateError {
+    /// It cannot be read, written or locked.
+    Io { path: PathBuf, error: io::Error },
+    /// Another watch holds it.
+    InUse { path: PathBuf },
+    /// Its content is not a state file, or not this folder's.
+    Invalid { path: PathBuf, why: String },
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateError::Io { path, error } => write!(f, "state file {}: {error}", path.display()),
+            StateError::InUse { path } => write!(
+                f,
+                "state file {} is in use by another bt-submit watch",
+                path.display()
+            ),
+            StateError::Invalid { path, why } => {
+                write!(f, "state file {} cannot be used: {why}", path.display())
+            }
+        }
+    }
+}
+
+/// The state file on disk, locked for this watch while it lives.
+pub struct StateFile {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl StateFile {
+    /// Opens (or, if it does not exist, creates) the state of the watch of
+    /// `folder`; refuses a file another watch holds or one made for another folder.
+    pub fn open(path: &Path, folder: &Path) -> Result<(StateFile, Record), StateError> {
+        let io_error = |error| StateError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io_error)?;
+        }
+        let lock_path = sibling(path, ".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|error| StateError::Io {
+                path: lock_path.clone(),
+                error,
+            })?;
+        if !os::try_lock(&lock).map_err(io_error)? {
+            return Err(StateError::InUse {
+                path: path.to_path_buf(),
+            });
+        }
+        let record = match File::open(path) {
+            Ok(mut file) => {
+                let mut text = String::new();
+                file.read_to_string(&mut text).map_err(io_error)?;
+                let record = Record::parse(&text).map_err(|why| StateError::Invalid {
+                    path: path.to_path_buf(),
+                    why,
+                })?;
+                if record.folder != folder {
+                    return Err(StateError::Invalid {
+                        path: path.to_path_buf(),
+                        why: format!(
+                            "it belongs to the watch of {}, not of {}",
+                            record.folder.display(),
+                            folder.display()
+                        ),
+                    });
+                }
+                record
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                let id = random_id().map_err(io_error)?;
+                Record::new(id, folder.to_path_buf())
+            }
+            Err(error) => return Err(io_error(error)),
+        };
+        let state = StateFile {
+            path: path.to_path_buf(),
+            _lock: lock,
+        };
+        Ok((state, record))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the file with `record`: temp file, fsync, rename, fsync of the folder.
+    pub fn save(&self, record: &Record) -> Result<(), StateError> {
+        let io_error = |error| StateError::Io {
+            path: self.path.clone(),
+            error,
+        };
+        let temporary = sibling(&self.path, ".new");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(io_error)?;
+        file.write_all(record.render().as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io_error)?;
+        fs::rename(&temporary, &self.path).map_err(io_error)?;
+        let folder = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(folder)
+            .and_then(|f| f.sync_all())
+            .map_err(io_error)
+    }
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// A name no other watch has: the watch's id in its state file and in its
+/// jobs' comments.
+fn random_id() -> io::Result<String> {
+    let mut bytes = [0u8; 8];
+    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "bt-submit-watch-state-{label}-{}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn look() -> Look {
+        Look {
+            size: 42,
+            mtime_ns: 1_700_000_000_123_456_789,
+        }
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let mut record = Record::new("0123abcd".into(), "/gpfs/raw".into());
+        let marker = record.begin("scan 1/a.h5");
+        record.finish("scan 1/a.h5", 17, look());
+        let next = record.begin("b\"quoted\".h5");
+        assert_ne!(marker, next);
+        assert!(next.starts_with("bt-submit-watch:0123abcd:"));
+        assert_eq!(Record::parse(&record.render()), Ok(record));
+    }
+
+    #[test]
+    fn a_finished_submission_is_no_longer_under_way() {
+        let mut record = Record::new("id".into(), "/d".into());
+        record.begin("a");
+        record.finish("a", 5, look());
+        assert_eq!(record.submitting, None);
+        assert_eq!(record.submitted["a"].job, 5);
+        record.begin("b");
+        record.abandon();
+        assert_eq!(record.submitting, None);
+        assert!(!record.submitted.contains_key("b"));
+    }
+
+    #[test]
+    fn a_damaged_state_file_says_what_is_wrong() {
+        assert!(Record::parse("{").unwrap_err().contains("not valid JSON"));
+        assert!(Record::parse("{\"format\": \"x\"}")
+            .unwrap_err()
+            .contains("\"format\""));
+        let mut value: Value =
+            serde_json::from_str(&Record::new("i".into(), "/d".into()).render()).unwrap();
+        value["submitted"] = json!({"a": {"job": 1}});
+        assert!(Record::parse(&value.to_string())
+            .unwrap_err()
+            .contains("\"submitted\".\"a\""));
+    }
+
+    #[test]
+    fn the_state_survives_a_reopen_and_keeps_its_id() {
+        let dir = temp_dir("reopen");
+        let path = dir.join("sub/state.json");
+        let (file, mut record) = StateFile::open(&path, Path::new("/data")).unwrap();
+        record.begin("x");
+        record.finish("x", 9, look());
+        record.begin("y");
+        file.save(&record).unwrap();
+        drop(file);
+        let (_file, again) = StateFile::open(&path, Path::new("/data")).unwrap();
+        assert_eq!(again, record);
+        assert_eq!(again.submitting.unwrap().file, "y");
+        assert!(!sibling(&path, ".new").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn two_watches_cannot_share_a_state_file() {
+        let dir = temp_dir("lock");
+        let path = dir.join("state.json");
+        let (_held, _) = StateFile::open(&path, Path::new("/data")).unwrap();
+        assert!(matches!(
+            StateFile::open(&path, Path::new("/data")),
+            Err(StateError::InUse { .. })
+        ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_file_of_another_folder_is_refused() {
+        let dir = temp_dir("folder");
+        let path = dir.join("state.json");
+        let (file, record) = StateFile::open(&path, Path::new("/data/a")).unwrap();
+        file.save(&record).unwrap();
+        drop(file);
+        let refused = StateFile::open(&path, Path::new("/data/b")).err().unwrap();
+        assert!(refused
+            .to_string()
+            .contains("belongs to the watch of /data/a"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
