@@ -29,6 +29,7 @@ BINARIES = OrderedDict([
     ("plugin_load", "The installed plugin's exported symbols"),
     ("plugstack_probe", "What Slurm does with the plugin's return codes (measured)"),
     ("doctor", "bt-submit doctor on the real cluster"),
+    ("watch", "bt-submit watch: one job per new, complete file, exactly once across a SIGKILL and restart; --max-in-flight; retries"),
     ("cluster_smoke", "The test cluster itself"),
 ])
 
@@ -36,6 +37,7 @@ CONFIGS = OrderedDict([
     ("plain_slurmd", "1 node"),
     ("job_container_tmpfs", "1 node, job_container/tmpfs"),
     ("4_hosts", "4 hosts"),
+    ("bt_submit_watch", "1 node, bt-submit watch"),
 ])
 
 

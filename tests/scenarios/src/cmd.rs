@@ -101,10 +101,9 @@ impl Cmd {
             .join(" ")
     }
 
-    /// Runs the command to completion or until its timeout, then kills its whole process
-    /// group. Never panics for the command's own failure: look at the [`Output`].
-    #[track_caller]
-    pub fn run(&self) -> Output {
+    /// The command as std runs it: exact environment, no stdin, a process group of its
+    /// own, and the user's identity.
+    fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .env_clear()
@@ -136,6 +135,14 @@ impl Cmd {
                 });
             }
         }
+        cmd
+    }
+
+    /// Runs the command to completion or until its timeout, then kills its whole process
+    /// group. Never panics for the command's own failure: look at the [`Output`].
+    #[track_caller]
+    pub fn run(&self) -> Output {
+        let mut cmd = self.command();
         let user = self
             .user
             .as_ref()
@@ -179,6 +186,78 @@ impl Cmd {
             elapsed: started.elapsed(),
             stdout,
             stderr,
+        }
+    }
+}
+
+impl Cmd {
+    /// Starts the command in the background (for a long-running one such as
+    /// `bt-submit watch`), its stdout and stderr appended to `log`. The [`Background`]
+    /// kills its process group when dropped, so a failing test leaves nothing running.
+    #[track_caller]
+    pub fn spawn(&self, log: &Path) -> Background {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let err = out.try_clone().expect("dup the log file");
+        let mut cmd = self.command();
+        cmd.stdout(out).stderr(err);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", self.display()));
+        Background {
+            cmdline: self.display(),
+            child: Some(child),
+        }
+    }
+}
+
+/// A command started by [`Cmd::spawn`].
+#[derive(Debug)]
+pub struct Background {
+    cmdline: String,
+    child: Option<std::process::Child>,
+}
+
+impl Background {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// Sends `signal` to the command itself (not its group).
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+        unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
+    }
+
+    /// Waits up to `timeout` for the command to end; panics if it does not.
+    #[track_caller]
+    pub fn wait(mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("not waited for yet");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the child") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                // SAFETY: kill(2) on the process group the child leads.
+                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                let _ = child.wait();
+                panic!("`{}` did not end within {timeout:?}", self.cmdline);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the process group the child leads.
+            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+            let _ = child.wait();
         }
     }
 }

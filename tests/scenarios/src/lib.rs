@@ -27,7 +27,7 @@ pub use cluster::{
     assert_host_untouched, bt_submit, host_mounts_below, Cluster, LogCursor, RestorePlugstack,
     DEFAULT_ACCOUNT, MULTI_NODES, NODE, TEST_USER,
 };
-pub use cmd::{Cmd, Output, DEFAULT_TIMEOUT};
+pub use cmd::{Background, Cmd, Output, DEFAULT_TIMEOUT};
 pub use fixture::{Beamtime, BeamtimeSpec};
 pub use slurm::{Job, JobEnd, NodeState};
 pub use users::UnixUser;
