@@ -6,6 +6,8 @@
 # the node's mount table). Run as root:
 #
 #   bench/run.sh [ROUNDS]        (default 40 rounds per comparison: about 8 minutes on 2 cores)
+#   bench/run.sh ROUNDS watch    (only section 8, bt-submit watch: replaces that section of
+#                                 docs/benchmarks.md and leaves the others as they are)
 #
 # Uses the cluster of tests/cluster/cluster.sh, so BT_TEST_STATE and the BT_*_PORT variables
 # choose which one (and which state folder) it brings up and down; CARGO_TARGET_DIR where
@@ -18,6 +20,11 @@ ROUNDS=${1:-40}
 if ! [[ $ROUNDS =~ ^[0-9]+$ ]] || ((ROUNDS < 4)); then
     die "ROUNDS: want a whole number, at least 4 (quartiles need a few values)"
 fi
+ONLY=${2:-}
+[[ -z $ONLY || $ONLY == watch ]] || die "unknown part '$ONLY': the one part that runs alone is 'watch'"
+# Files bt-submit watch has already submitted while it idles (section 8).
+WATCH_IDLE_FILES=10000
+WATCH_IDLE_SECONDS=60
 CLUSTER=$REPO/tests/cluster/cluster.sh
 BEAMTIME=11099001
 # Controller queries are counts, not timings: a few jobs per shape show whether they vary.
@@ -27,9 +34,11 @@ OUT=$(mktemp -d /var/tmp/spank-beamtime-bench.XXXXXX)
 
 need_root
 ensure_cargo
-say "building the metadata micro-benchmarks (criterion)"
-# Before the cluster starts, so that compiling never competes with a measurement.
-(cd "$REPO" && cargo bench --locked -p beamtime-bench --bench metadata --no-run)
+if [[ -z $ONLY ]]; then
+    say "building the metadata micro-benchmarks (criterion)"
+    # Before the cluster starts, so that compiling never competes with a measurement.
+    (cd "$REPO" && cargo bench --locked -p beamtime-bench --bench metadata --no-run)
+fi
 start_cluster_with_fresh_plugin
 # On success the raw measurements have moved to the target folder by now (see the end);
 # after a failure they help find out why.
@@ -89,6 +98,129 @@ STEPS
 }
 # The job scripts run as bttest01 and append to files here.
 chmod 777 "$OUT"
+
+# Section 8: bt-submit watch, as bttest01, on folders this script writes into as the
+# detector would. sbatch is found first in a folder whose sbatch notes the time it was
+# started and then is the real one, so "file complete -> sbatch started" is measured where
+# the watch hands over to Slurm; the jobs are real (and trivial).
+measure_watch() {
+    local dir=$BT_TEST_STATE/work/watch-bench uid gid pid pids=()
+    uid=$(id -u bttest01) gid=$(id -g bttest01)
+    rm -rf --one-file-system "$dir"
+    mkdir -p "$dir"/{bin,inotify,polling,idle,out}
+    cat >"$dir/bin/sbatch" <<SBATCH
+#!/bin/sh
+echo "\$(date +%s%N) \$*" >>"$dir/sbatch-started"
+exec /usr/bin/sbatch "\$@"
+SBATCH
+    printf '#!/bin/sh\ntrue\n' >"$dir/job.sh"
+    chmod 755 "$dir/bin/sbatch" "$dir/job.sh"
+    chown -R bttest01 "$dir"
+    # setpriv execs: $! is the watch itself, whose CPU time /proc tells.
+    watch_as_bttest01() {
+        setpriv --reuid="$uid" --regid="$gid" --init-groups \
+            env -C "$dir/out" SLURM_CONF="$SLURM_CONF" PATH="$dir/bin:$PATH" HOME="$dir" \
+            BEAMTIME_METADATA_PATH="$BT_TEST_STATE/beamline-src/*/current/beamtime-metadata-{id}.json" \
+            "$BT_SUBMIT" watch --beamtime "$BEAMTIME" "$@" >>"$OUT/watch.log" 2>&1 &
+    }
+    say "8. bt-submit watch: file complete -> sbatch started, inotify vs looking only ($ROUNDS rounds)"
+    watch_as_bttest01 --settle 1 --poll-interval 1 --state "$dir/inotify.json" "$dir/inotify" \
+        -- -o /dev/null "$dir/job.sh" {}
+    pids+=($!)
+    watch_as_bttest01 --no-inotify --settle 1 --poll-interval 1 --state "$dir/polling.json" "$dir/polling" \
+        -- -o /dev/null "$dir/job.sh" {}
+    pids+=($!)
+    sleep 2
+    # One file at a time, alternately to each watch; a random pause between files, so that
+    # the writes fall anywhere in the looking watch's 1 s cycle.
+    python3 - "$dir" "$ROUNDS" "$OUT" <<'WRITE'
+import os, random, sys, time
+folder, rounds, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+started = os.path.join(folder, "sbatch-started")
+def lines():
+    try:
+        with open(started) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+settle_ns = 1_000_000_000
+results = {"inotify": [], "polling": []}
+for i in range(rounds):
+    for kind in ("inotify", "polling"):
+        before = len(lines())
+        path = f"{folder}/{kind}/frame_{i:04d}.dat"
+        with open(path, "wb") as f:
+            f.write(b"x" * 65536)
+        complete = time.time_ns() + (0 if kind == "inotify" else settle_ns)
+        deadline = time.time() + 30
+        while len(lines()) == before:
+            if time.time() > deadline:
+                sys.exit(f"no sbatch started for {path} within 30 s")
+            time.sleep(0.002)
+        stamp, args = lines()[before].split(" ", 1)
+        if not args.endswith(" " + path):
+            sys.exit(f"sbatch started for another file: {args}")
+        results[kind].append((int(stamp) - complete) // 1000)
+        time.sleep(random.uniform(0.1, 1.1))
+for kind, values in results.items():
+    with open(f"{out}/watch-latency-{kind}", "w") as f:
+        f.write("".join(f"{v}\n" for v in values))
+WRITE
+    kill -TERM "${pids[@]}"
+    for pid in "${pids[@]}"; do
+        wait "$pid" || die "bt-submit watch did not end cleanly on SIGTERM (see $OUT/watch.log)"
+    done
+
+    say "8. bt-submit watch idle with $WATCH_IDLE_FILES files already submitted (${WATCH_IDLE_SECONDS} s)"
+    # 100 scan folders of 100 files, all in the state as submitted (job ids made up: the
+    # watch asks Slurm about none of them while idle).
+    python3 - "$dir/idle" "$dir/idle.json" "$WATCH_IDLE_FILES" <<'FILES'
+import json, os, sys
+folder, state, n = os.path.realpath(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+submitted = {}
+for i in range(n):
+    rel = f"scan_{i // 100:03d}/frame_{i % 100:03d}.dat"
+    path = os.path.join(folder, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(b"x" * 1024)
+    st = os.stat(path)
+    submitted[rel] = {"job": i + 1, "size": st.st_size, "mtimeNs": str(st.st_mtime_ns)}
+with open(state, "w") as f:
+    json.dump({"format": "bt-submit watch state 1", "watchId": "bench", "folder": folder,
+               "nextMarker": 1, "submitting": None, "submitted": submitted}, f)
+FILES
+    chown -R bttest01 "$dir"
+    watch_as_bttest01 --settle 1 --poll-interval 1 --state "$dir/idle.json" "$dir/idle" \
+        -- -o /dev/null "$dir/job.sh" {}
+    pid=$!
+    sleep 5
+    local before after
+    before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    sleep "$WATCH_IDLE_SECONDS"
+    after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    echo "$WATCH_IDLE_FILES $WATCH_IDLE_SECONDS $((after - before)) $(getconf CLK_TCK)" \
+        "$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")" >"$OUT/watch-idle"
+    kill -TERM "$pid"
+    wait "$pid" || die "bt-submit watch did not end cleanly on SIGTERM (see $OUT/watch.log)"
+    (($(wc -l <"$dir/sbatch-started") == 2 * ROUNDS)) ||
+        die "the idle watch ran sbatch (see $OUT/watch.log)"
+    as_user bttest01 scancel -u bttest01 || true
+    rm -rf --one-file-system "$dir"
+}
+
+if [[ $ONLY == watch ]]; then
+    measure_watch
+    say "writing section 8 of docs/benchmarks.md"
+    python3 "$REPO/bench/report.py" --watch "$OUT" "$REPO/docs"
+    # Kept, to render section 8 again: python3 bench/report.py --watch TARGET/bench-last-watch docs
+    last=$(cd "$REPO" && realpath -m "$TARGET_DIR")/bench-last-watch
+    rm -rf "$last"
+    chmod 755 "$OUT"
+    mv "$OUT" "$last"
+    say "raw measurements: $last"
+    exit 0
+fi
 
 say "1. a new one-task job: srun -n1 true, no plugin vs plugin loaded but unused ($ROUNDS rounds)"
 # srun and slurmstepd read plugstack.conf afresh for every job (tests/cluster/README.md), so
@@ -207,6 +339,8 @@ start = time.perf_counter()
 ctypes.CDLL(sys.argv[1], mode=os.RTLD_LAZY | os.RTLD_LOCAL)
 print(round((time.perf_counter() - start) * 1e6))' "$PLUGIN_SO" >>"$OUT/dlopen"
 done
+
+measure_watch
 
 say "4. mount setup against the node's mount table: the cluster again, slurmd in a mount namespace of its own"
 # The extra mounts must not touch the host: they go into slurmd's own namespace
