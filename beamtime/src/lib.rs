@@ -47,6 +47,7 @@ pub mod metadata;
 mod pattern;
 pub mod plugin_config;
 pub mod policy;
+pub mod requested;
 pub mod shell;
 pub mod trust;
 pub mod untrusted;

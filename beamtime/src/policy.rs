@@ -19,6 +19,7 @@ use crate::plugin_config::{PluginConfig, Prestart};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
     InvalidBeamtimeId,
+    ConflictingBeamtime,
     MetadataNotFound,
     MetadataAmbiguous,
     MetadataUntrusted,
@@ -40,6 +41,7 @@ impl Rule {
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::InvalidBeamtimeId => "invalid-beamtime-id",
+            Rule::ConflictingBeamtime => "conflicting-beamtime",
             Rule::MetadataNotFound => "metadata-not-found",
             Rule::MetadataAmbiguous => "metadata-ambiguous",
             Rule::MetadataUntrusted => "metadata-untrusted",
