@@ -344,7 +344,7 @@ mod tests {
         let cases = [
             (
                 Rule::WrongUser,
-                "beamtime 11099001 runs as its account 'bttest01' (uid 5001), not as uid 1000",
+                "beamtime 11099001 runs as its account 'bttest01' (uid 5001), and this job's user is uid 1000",
                 "Log in as the beamtime account (ssh -i /gpfs/p11/current/shared/key -l bttest01 n1)",
             ),
             (
