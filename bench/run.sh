@@ -12,9 +12,8 @@
 # Uses the cluster of tests/cluster/cluster.sh, so BT_TEST_STATE and the BT_*_PORT variables
 # choose which one (and which state folder) it brings up and down; CARGO_TARGET_DIR where
 # the builds and criterion's estimates go.
-# shellcheck disable=SC2119 # plugin_args (lib.sh) takes optional extra arguments; none here
 set -Eeuo pipefail
-# shellcheck source=../scripts/lib.sh
+# shellcheck source=SCRIPTDIR/../scripts/lib.sh
 source "$(dirname "$0")/../scripts/lib.sh"
 ROUNDS=${1:-40}
 if ! [[ $ROUNDS =~ ^[0-9]+$ ]] || ((ROUNDS < 4)); then

@@ -54,7 +54,8 @@ as_beamtime "$BT_SUBMIT" --beamtime "$ID" --dry-run analyse.sh
 say "$ACCOUNT\$ bt-submit --beamtime $ID --wait -o analyse-%j.out analyse.sh"
 as_beamtime "$BT_SUBMIT" --beamtime "$ID" --wait -o 'analyse-%j.out' analyse.sh
 say "what the job saw"
-cat "$(ls -t "$home"/analyse-*.out | head -1)"
+# The newest output file: this run's job.
+find "$home" -maxdepth 1 -name 'analyse-*.out' -printf '%T@ %p\n' | sort -rn | head -1 | cut -d' ' -f2- | xargs cat
 
 say "and another user is refused"
 as_other() { runuser -u btalice -- env -C /tmp SLURM_CONF="$SLURM_CONF" PATH="$PATH" "$@"; }

@@ -14,9 +14,10 @@ need_root() {
     [[ $(id -u) == 0 ]] || die "run as root: the tests start Slurm daemons, create users and mount file systems"
 }
 
-ensure_build_packages() {
+# ensure_packages PACKAGE…: installs those of them that are missing, from Debian's archive.
+ensure_packages() {
     local missing=() p
-    for p in "${BUILD_PACKAGES[@]}"; do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     ((${#missing[@]} == 0)) && return 0
@@ -24,6 +25,8 @@ ensure_build_packages() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
+
+ensure_build_packages() { ensure_packages "${BUILD_PACKAGES[@]}"; }
 
 ensure_cargo() {
     if ! command -v cargo >/dev/null && [[ -x $HOME/.cargo/bin/cargo ]]; then
@@ -69,8 +72,7 @@ plugin_args() {
         "metadata=$BT_TEST_STATE/core/*/{id}/beamtime-metadata-{id}.json" \
         "source=$src/{beamline}/current" \
         "writable=processed,shared" \
-        "state_dir=$BT_TEST_STATE/plugin-state" \
-        "$@"
+        "state_dir=$BT_TEST_STATE/plugin-state"
 }
 
 # Builds the plugin and bt-submit and (re)starts the local cluster with that plugin in

@@ -57,6 +57,33 @@ need_command() {
 
 ensure_cargo
 read -r release next < <(slurm_release)
+# merge_floors "DEPENDS": cargo-deb's $auto gives each binary its own libc6 floor
+# ("libc6 (>= 2.34), libc6 (>= 2.35)"); one entry per package, with the highest floor,
+# says the same once. Entries of another form stay as they are, in their order.
+merge_floors() {
+    local entry name version kept=() i
+    local -A floor=()
+    IFS=',' read -ra entries <<<"$1"
+    for entry in "${entries[@]}"; do
+        entry=${entry# }
+        if [[ $entry =~ ^([^ ]+)\ \(\>=\ ([^\)]+)\)$ ]]; then
+            name=${BASH_REMATCH[1]} version=${BASH_REMATCH[2]}
+            if [[ -z ${floor[$name]:-} ]]; then
+                kept+=("@$name")
+                floor[$name]=$version
+            elif dpkg --compare-versions "$version" gt "${floor[$name]}"; then
+                floor[$name]=$version
+            fi
+        else
+            kept+=("$entry")
+        fi
+    done
+    for i in "${!kept[@]}"; do
+        [[ ${kept[$i]} == @* ]] && name=${kept[$i]#@} && kept[i]="$name (>= ${floor[$name]})"
+    done
+    (IFS=','; printf '%s' "${kept[*]}" | sed 's/,/, /g')
+}
+
 build_release
 say "man pages and completions (xtask)"
 assets=$TARGET_DIR/release/assets
@@ -76,7 +103,8 @@ rm -rf "$unpacked"
 dpkg-deb --raw-extract "$deb" "$unpacked"
 depends="slurm-wlm-basic-plugins (>= $release), slurm-wlm-basic-plugins (<< $next)"
 if grep -q '^Depends:' "$unpacked/DEBIAN/control"; then
-    sed -i "s/^Depends: .*/&, $depends/" "$unpacked/DEBIAN/control"
+    auto=$(sed -n 's/^Depends: //p' "$unpacked/DEBIAN/control")
+    sed -i "s/^Depends: .*/Depends: $(merge_floors "$auto"), $depends/" "$unpacked/DEBIAN/control"
 else
     sed -i "/^Architecture:/a Depends: $depends" "$unpacked/DEBIAN/control"
 fi

@@ -20,7 +20,7 @@ ROOTS=${BT_ROOTS:-/var/lib/spank-beamtime-roots}
 # build and the scenarios call: there is no network inside a root to install the rest.
 ROOT_PACKAGES=(slurm-wlm slurmctld slurmd slurm-client slurmdbd libslurm-dev munge
     mariadb-server libclang-dev pkg-config build-essential python3 util-linux passwd
-    openssh-client iproute2 procps ca-certificates)
+    openssh-client openssh-server iproute2 procps ca-certificates)
 
 usage() { die "usage: scripts/release-root.sh trixie|sid|bookworm"; }
 (($# == 1)) || usage

@@ -43,7 +43,6 @@ run() {
     if (($#)); then shift; tests=("$@"); fi
     say "Slurm $version, real-Slurm scenarios: $label"
     start=$(date +%s)
-    # shellcheck disable=SC2119 # plugin_args takes extra arguments; none here
     "$REPO/tests/cluster/cluster.sh" up --plugin "$PLUGIN_SO" --plugin-args "$(plugin_args)" "${up[@]}"
     eval "$("$REPO/tests/cluster/cluster.sh" env)"
     cargo test --locked --no-fail-fast -p scenarios "${tests[@]}" 2>&1 |

@@ -25,6 +25,9 @@ say "formatting and lints"
 cargo fmt --all --check
 (cd "$REPO/fuzz" && cargo fmt --check)
 cargo clippy --workspace --all-targets --locked -- -D warnings 2>&1 | tee "$REPORT/clippy.log"
+ensure_packages shellcheck
+mapfile -t shell_scripts < <(git ls-files '*.sh')
+shellcheck -x "${shell_scripts[@]}" .ci/run
 
 say "unit tests"
 # default-members: the scenarios crate needs the cluster and runs below.

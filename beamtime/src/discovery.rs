@@ -19,9 +19,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::capped::{read_file_capped, ReadFailure};
-use crate::id::{shown, BeamtimeId};
+use crate::id::BeamtimeId;
 use crate::metadata::{parse_metadata, Metadata, MetadataError, MetadataKind, MetadataProblem};
 pub use crate::pattern::{expand_pattern, substitute_id, Expansion, PatternError, SearchPattern};
+use crate::untrusted::shown;
 
 /// Environment variable with colon-separated search patterns; when set and
 /// not empty it replaces the config file and the defaults.

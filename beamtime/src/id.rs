@@ -9,6 +9,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::untrusted::shown;
+
 /// Longest beamtime id, beamline, partition, reservation or node name accepted.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -136,20 +138,6 @@ impl fmt::Display for IdError {
 }
 
 impl std::error::Error for IdError {}
-
-/// Quotes an untrusted value for an error message: control characters are
-/// escaped so a hostile value cannot forge log lines, and long values are cut
-/// so a megabyte-sized one cannot flood them.
-pub(crate) fn shown(value: &str) -> String {
-    const SHOWN_CHARS: usize = 80;
-    let mut chars = value.chars();
-    let head: String = chars.by_ref().take(SHOWN_CHARS).collect();
-    if chars.next().is_some() {
-        format!("{:?}…", head)
-    } else {
-        format!("{head:?}")
-    }
-}
 
 /// Checks `value` against the rules for `kind`.
 pub fn check_name(kind: NameKind, value: &str) -> Result<(), IdError> {

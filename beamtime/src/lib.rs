@@ -12,6 +12,8 @@
 //! - [`discovery`]: search patterns, lookup by id or from a working
 //!   directory, and [`discovery::read_metadata_file`] for user-side tools.
 //! - [`shell`]: POSIX shell quoting for commands shown to people.
+//! - [`untrusted`]: how a value from a user or a file is shown in messages
+//!   and log lines (escaped and bounded).
 //!
 //! # Search path configuration
 //!
@@ -45,7 +47,9 @@ pub mod metadata;
 pub mod pattern;
 pub mod plugin_config;
 pub mod policy;
+pub mod requested;
 pub mod shell;
 pub mod trust;
+pub mod untrusted;
 pub mod users;
 pub mod walk;

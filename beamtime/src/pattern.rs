@@ -11,7 +11,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::id::{shown, BeamtimeId};
+use crate::id::BeamtimeId;
+use crate::untrusted::shown;
 
 const ID_PLACEHOLDER: &str = "{id}";
 

@@ -19,6 +19,7 @@ use crate::plugin_config::{PluginConfig, Prestart};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
     InvalidBeamtimeId,
+    ConflictingBeamtime,
     MetadataNotFound,
     MetadataAmbiguous,
     MetadataUntrusted,
@@ -40,6 +41,7 @@ impl Rule {
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::InvalidBeamtimeId => "invalid-beamtime-id",
+            Rule::ConflictingBeamtime => "conflicting-beamtime",
             Rule::MetadataNotFound => "metadata-not-found",
             Rule::MetadataAmbiguous => "metadata-ambiguous",
             Rule::MetadataUntrusted => "metadata-untrusted",
@@ -224,6 +226,17 @@ struct Job {
     node: String,
 }
 
+/// Whose uid [`check_submitter`] is given, so that its message names the
+/// right one: `srun --jobid` by root attaches to a job of another user, and
+/// the uid srun runs as is then not the job's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitter {
+    /// The user running srun, sbatch or salloc (the courtesy check).
+    Client(u32),
+    /// The job's user, `S_JOB_UID` (the node's decision).
+    Job(u32),
+}
+
 /// The checks that need nothing but the metadata and who submits: shared by
 /// the courtesy check in srun/sbatch/salloc and the node's decision.
 /// `account_uid` looks the beamtime's account up in the user database; it is
@@ -231,7 +244,7 @@ struct Job {
 pub fn check_submitter<'m>(
     config: &PluginConfig,
     metadata: &'m Metadata,
-    uid: u32,
+    submitter: Submitter,
     account_uid: impl FnOnce(&str) -> Result<Option<u32>, Refusal>,
 ) -> Result<&'m OnlineAnalysis, Refusal> {
     let id = &metadata.id;
@@ -273,11 +286,15 @@ pub fn check_submitter<'m>(
             "Refusing to run a beamtime as a system account; ask the facility to fix the metadata",
         ));
     }
+    let (uid, who) = match submitter {
+        Submitter::Client(uid) => (uid, "you submit as"),
+        Submitter::Job(uid) => (uid, "this job's user is"),
+    };
     if uid != account_uid {
         return Err(Refusal::new(
             Rule::WrongUser,
             format!(
-                "beamtime {id} runs as its account '{account}' (uid {account_uid}), not as \
+                "beamtime {id} runs as its account '{account}' (uid {account_uid}), and {who} \
                  uid {uid}"
             ),
             format!(
@@ -314,9 +331,12 @@ pub fn decide(
     metadata: &Metadata,
     facts: &mut impl StepFacts,
 ) -> Result<Grant, Refusal> {
-    let online = check_submitter(config, metadata, facts.job_uid(), |account| {
-        facts.account_uid(account)
-    })?;
+    let online = check_submitter(
+        config,
+        metadata,
+        Submitter::Job(facts.job_uid()),
+        |account| facts.account_uid(account),
+    )?;
     let node = facts.node()?;
     let controller = facts.controller()?;
     let job = Job { controller, node };
@@ -336,6 +356,22 @@ pub fn decide(
         }
         Some(reservation) => reservation,
     };
+    // `--reservation=A,B` lets Slurm pick; the controller then reports the list
+    // it was given, not the one the job runs in, so nothing can be checked.
+    if reservation.contains(',') {
+        return Err(Refusal::new(
+            Rule::WrongReservation,
+            format!(
+                "the job was submitted with a list of reservations ('{reservation}'), and Slurm \
+                 tells the plugin that list, not the reservation the job runs in; beamtime {id} \
+                 jobs name one of its reservations ({valid})"
+            ),
+            format!(
+                "Submit with one reservation, e.g. --reservation={} (bt-submit picks one for you)",
+                online.reservations[0]
+            ),
+        ));
+    }
     if !online.reservations.iter().any(|r| r == reservation) {
         return Err(Refusal::new(
             Rule::WrongReservation,
@@ -540,7 +576,10 @@ mod tests {
             refusal.problem.contains("'bttest05' (uid 5005)"),
             "{refusal}"
         );
-        assert!(refusal.problem.contains("not as uid 1000"), "{refusal}");
+        assert!(
+            refusal.problem.contains("and this job's user is uid 1000"),
+            "{refusal}"
+        );
         // The fixture's key (/srv/p21/current/shared/id_rsa) is not on this machine.
         assert!(
             refusal.fix.contains("(ssh -l bttest05 max-p3a931)"),
@@ -625,6 +664,26 @@ mod tests {
             refusal.problem.contains("(11099005, 11099005_1)"),
             "{refusal}"
         );
+    }
+
+    #[test]
+    fn a_list_of_reservations_is_refused_as_a_list_not_as_the_one_the_job_runs_in() {
+        let mut job = job();
+        job.controller.reservation = Some("11099005,11099005_1".into());
+        let refusal = refused(&config(""), &dedicated(), &job);
+        assert_eq!(refusal.rule, Rule::WrongReservation);
+        assert!(
+            refusal.problem.starts_with(
+                "the job was submitted with a list of reservations ('11099005,11099005_1'), and \
+                 Slurm tells the plugin that list, not the reservation the job runs in"
+            ),
+            "{refusal}"
+        );
+        assert!(
+            !refusal.problem.contains("the job runs in reservation"),
+            "{refusal}"
+        );
+        assert!(refusal.fix.contains("--reservation=11099005"), "{refusal}");
     }
 
     #[test]

@@ -61,11 +61,19 @@ fn a_key_given_twice_is_refused_with_its_position() {
     let text = String::from_utf8(fixture_bytes(NORMAL)).unwrap();
     let doubled = text.replacen("{", "{\n    \"beamline\": \"p99\",", 1);
     let message = message_for(doubled.as_bytes(), ORIGIN);
-    assert_contains(&message, &format!("{ORIGIN}:"));
-    assert_contains(
-        &message,
-        "duplicate key \"beamline\" (a key may appear once per object)",
+    let line = text
+        .lines()
+        .position(|line| line.starts_with("    \"beamline\": "))
+        .expect("the fixture has a beamline")
+        + 2;
+    assert_eq!(
+        message,
+        format!(
+            "{ORIGIN}:{line}:14: the key \"beamline\" appears twice in one object; a key may \
+             appear once, so which value counts is ambiguous, report the file to the beamline staff"
+        )
     );
+    assert!(!message.contains("damaged"), "{message}");
 
     // Nested objects too, and not only known keys.
     let nested = text.replacen(
@@ -74,10 +82,91 @@ fn a_key_given_twice_is_refused_with_its_position() {
         1,
     );
     assert_ne!(nested, text, "the fixture has an onlineAnalysis block");
-    assert_contains(
-        &message_for(nested.as_bytes(), ORIGIN),
-        "duplicate key \"x\"",
+    let problem = parse_error(nested.as_bytes(), ORIGIN);
+    assert!(
+        matches!(problem.problem(), MetadataProblem::RepeatedKey { key, .. } if key == "x"),
+        "{problem}"
     );
+}
+
+#[test]
+fn a_known_key_spelled_in_another_case_is_refused_naming_both_spellings() {
+    let moved = |from: &'static str, to: &'static str| -> Edit {
+        Box::new(move |d: &mut Value| {
+            let (object, name) = match from.split_once('.') {
+                Some((block, name)) => (&mut d[block], name),
+                None => (&mut *d, from),
+            };
+            let object = object.as_object_mut().unwrap();
+            let value = object.remove(name).unwrap();
+            object.insert(to.to_owned(), value);
+        })
+    };
+    let cases: [(Edit, &str); 4] = [
+        (
+            moved("beamline", "Beamline"),
+            "Beamline: expected the key beamline, spelled exactly so",
+        ),
+        (
+            moved("onlineAnalysis", "OnlineAnalysis"),
+            "OnlineAnalysis: expected the key onlineAnalysis, spelled exactly so",
+        ),
+        (
+            moved("onlineAnalysis.userAccount", "UserAccount"),
+            "onlineAnalysis.UserAccount: expected the key onlineAnalysis.userAccount, spelled \
+             exactly so; a key spelled otherwise is ambiguous (one reader takes it, another \
+             ignores it), report the file to the beamline staff",
+        ),
+        (
+            moved("corePath", "core_path"),
+            "core_path: expected the key corePath, spelled exactly so",
+        ),
+    ];
+    for (edit, expected) in cases {
+        let message = edited_message(edit);
+        assert_contains(&message, &format!("{ORIGIN}: {expected}"));
+    }
+}
+
+#[test]
+fn two_spellings_of_one_key_are_refused_naming_both() {
+    let cases: [(Edit, &str); 3] = [
+        (
+            Box::new(|d| d["core-path"] = json!("/asap3/petra3/gpfs/p99/2024/data/11099001")),
+            "core-path and corePath are two spellings of one key; a file may name each key once, \
+             so which value counts is ambiguous, report the file to the beamline staff",
+        ),
+        (
+            Box::new(|d| d["Beamline"] = json!("p99")),
+            "Beamline and beamline are two spellings of one key",
+        ),
+        (
+            Box::new(|d| d["onlineAnalysis"]["useraccount"] = json!("bttest99")),
+            "onlineAnalysis.userAccount and onlineAnalysis.useraccount are two spellings",
+        ),
+    ];
+    for (edit, expected) in cases {
+        assert_contains(&edited_message(edit), &format!("{ORIGIN}: {expected}"));
+    }
+    // Even when one of them holds an absent value: which one counts is still a guess.
+    let message = edited_message(|d| d["core-path"] = json!("None"));
+    assert_contains(
+        &message,
+        "core-path and corePath are two spellings of one key",
+    );
+}
+
+#[test]
+fn a_long_key_spelling_is_shown_cut() {
+    // Underscores do not count in a spelling: this is a spelling of beamline.
+    let key = format!("Beam{}line", "_".repeat(200));
+    let message = edited_message(|d| {
+        let object = d.as_object_mut().unwrap();
+        let value = object.remove("beamline").unwrap();
+        object.insert(key, value);
+    });
+    assert_contains(&message, &format!("{ORIGIN}: \"Beam___"));
+    assert_contains(&message, "… (208 characters): expected the key beamline");
 }
 
 #[test]

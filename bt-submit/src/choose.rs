@@ -8,6 +8,8 @@
 //!
 //! [`choose`] is pure; [`ask_controller`] asks scontrol through [`Slurm`].
 
+use beamtime::untrusted::shown;
+
 use crate::failure::{Failure, Status};
 use crate::slurm_query::Slurm;
 use crate::slurm_text::parse_record;
@@ -94,7 +96,10 @@ pub fn choose(wants: &Wants, holdings: &[Holding], beamtime: &str) -> Result<Cho
         Some(text) => min_nodes(text).ok_or_else(|| {
             Failure::new(
                 Status::Usage,
-                format!("cannot read the node count {text:?}; nothing was submitted"),
+                format!(
+                    "cannot read the node count {}; nothing was submitted",
+                    shown(text)
+                ),
                 "give --nodes N or --nodes MIN-MAX",
             )
         })?,
@@ -105,8 +110,9 @@ pub fn choose(wants: &Wants, holdings: &[Holding], beamtime: &str) -> Result<Cho
             Failure::new(
                 Status::Usage,
                 format!(
-                    "bt-submit cannot choose a reservation for the constraint {text:?}: it \
-                     understands feature names joined by & or by |; nothing was submitted"
+                    "bt-submit cannot choose a reservation for the constraint {}: it \
+                     understands feature names joined by & or by |; nothing was submitted",
+                    shown(text)
                 ),
                 "name the reservation yourself with --reservation NAME (bt-submit show lists them)",
             )

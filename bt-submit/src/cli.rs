@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use beamtime::id::BeamtimeId;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 const ABOUT: &str = "Submit Slurm jobs to a beamtime's online analysis resources";
 
@@ -60,7 +60,24 @@ the metadata file; if they do not, nothing is submitted.
 When the beamtime has several reservations and you give -N/--nodes or
 -C/--constraint but no --reservation, bt-submit asks the controller which
 nodes each reservation holds, takes the first one that can satisfy them, and
-says which it chose.";
+says which it chose.
+
+--remote submits from one of the beamtime's reserved nodes instead, for a
+computer that sees the beamline filesystem but is no Slurm submit host (the
+beamline's own): bt-submit logs in there with ssh as the beamtime account
+(userAccount) with its key (sshPrivateKeyPath), to --node or else to the
+first of reservedNodes that answers, and runs the same sbatch command there,
+every argument quoted exactly. Host keys are checked against known_hosts
+(an unknown node is refused, never added); BatchMode=yes, IdentitiesOnly=yes
+and a connect timeout keep ssh from prompting, from offering other keys and
+from hanging on a node that is down. sbatch runs in the account's home on
+the node, so the script and every path must be ones the node sees (the
+beamline filesystem is shared): give them absolutely. It prints 'Submitted
+batch job ID' as sbatch does, and the node on stderr (with --format json:
+jobId, cluster, node and the ssh command), and exits with sbatch's status. Only the metadata file is read
+here; the controller is asked on the node. srun and salloc are interactive
+and are not run over --remote: log in with the command 'bt-submit show'
+prints.";
 
 const EXIT_STATUS: &str = "\
 Exit status:
@@ -71,15 +88,18 @@ Exit status:
   64   wrong command line; watch: another watch uses the state file
   65   invalid or ambiguous metadata, or your options contradict it; watch:
        the state file is damaged or belongs to another folder
-  66   metadata file not found or not readable; watch: the folder to watch
-       cannot be opened
+  66   metadata file (or, with --remote, the ssh key) not found or not
+       readable; watch: the folder to watch cannot be opened
+  68   --remote: none of the reserved nodes answered over ssh
   69   the beamtime has no online analysis resources yet
   74   output could not be written; watch: the state file could not be
        written (the watch stops rather than risk submitting a file twice)
+  77   --remote: the node's host key is not in known_hosts or has changed,
+       the node refused the beamtime's key, or the key file is open to others
   78   invalid search path (BEAMTIME_METADATA_PATH or the config file), or a
        plugstack line the plugin cannot use
-  126  sbatch/srun/salloc could not be run
-  127  sbatch/srun/salloc is not on PATH";
+  126  sbatch/srun/salloc (or ssh, or sbatch on the node) could not be run
+  127  sbatch/srun/salloc (or ssh, or sbatch on the node) is not on PATH";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -157,11 +177,18 @@ the job by its comment (squeue, so within the controller's MinJobAge of the
 job's end) and records it instead of submitting again. On start it submits
 every file not in the state: on the first start, all files already there.
 
+With --remote, sbatch and squeue run on a reserved node over ssh as for
+'bt-submit --remote' (see bt-submit --help); DIR is read here, and each
+file's path is given to the job as it is here, so DIR must be where the
+nodes see it under the same path (the beamline filesystem).
+
 A failed submission is logged and tried again after 2 s, then 4, 8, ... up
 to 5 minutes, until it succeeds. With --max-in-flight N, no job is submitted
 while N of the watch's jobs are pending or running, as squeue says.
-SIGINT and SIGTERM stop the watch after the submission under way (sbatch runs
-in a process group of its own, so Ctrl-C does not interrupt it). One line
+SIGINT and SIGTERM stop the watch after the submission under way (a local
+sbatch runs in a process group of its own, so Ctrl-C does not interrupt it;
+with --remote it does reach ssh, and the next start asks Slurm by the
+comment what that submission did). One line
 per file on stdout: the file and its job id, or why it was not submitted.
 The watch never changes or deletes anything in DIR.";
 
@@ -242,6 +269,7 @@ pub struct Source {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("dry_or_remote").args(["dry_run", "remote"]).multiple(true)))]
 pub struct SubmitArgs {
     #[command(flatten)]
     pub source: Source,
@@ -254,8 +282,16 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Output format of --dry-run
-    #[arg(long, value_enum, default_value_t = Format::Text, requires = "dry_run")]
+    /// Submit over ssh from one of the beamtime's reserved nodes, as its account (sbatch only)
+    #[arg(long)]
+    pub remote: bool,
+
+    /// With --remote: log in to this reserved node [default: the first that answers]
+    #[arg(long, value_name = "NODE", requires = "remote")]
+    pub node: Option<String>,
+
+    /// Output format of --dry-run and --remote
+    #[arg(long, value_enum, default_value_t = Format::Text, requires = "dry_or_remote")]
     pub format: Format,
 
     /// Options for sbatch/srun/salloc, then the script or command and its arguments
@@ -299,6 +335,14 @@ pub struct WatchArgs {
     /// Do not use inotify: find files by looking through the folder only
     #[arg(long)]
     pub no_inotify: bool,
+
+    /// Submit over ssh from one of the beamtime's reserved nodes, as its account (squeue there too)
+    #[arg(long)]
+    pub remote: bool,
+
+    /// With --remote: log in to this reserved node [default: the first that answers]
+    #[arg(long, value_name = "NODE", requires = "remote")]
+    pub node: Option<String>,
 
     /// The folder to watch
     #[arg(value_name = "DIR")]

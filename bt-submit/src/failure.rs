@@ -14,10 +14,16 @@ pub enum Status {
     DataError = 65,
     /// 66: no metadata file found, or it cannot be read.
     NoInput = 66,
+    /// 68: `--remote`: none of the reserved nodes answered over ssh.
+    NoHost = 68,
     /// 69: the beamtime has no online analysis resources yet.
     Unavailable = 69,
     /// 74: the output could not be written.
     IoError = 74,
+    /// 77: `--remote`: ssh may not or will not log in: the node's host key is
+    /// unknown or changed, the node refused the beamtime's key, or the key file
+    /// is open to others. Trying again changes nothing until someone fixes it.
+    NoPermission = 77,
     /// 78: a setting is invalid: the search path (`BEAMTIME_METADATA_PATH`,
     /// the config file) or the plugin's plugstack line.
     Config = 78,

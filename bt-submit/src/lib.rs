@@ -19,10 +19,16 @@
 //! Exit statuses (also in `--help`): the program's own once it runs; 0 for a
 //! successful `--dry-run` or `show`, or when every `doctor` check passed; 1
 //! when a `doctor` check failed; 64 wrong command line; 65 invalid or
-//! ambiguous metadata, or the user's options contradict it; 66 metadata not
-//! found or unreadable; 69 no online resources yet; 74 output failed; 78
-//! invalid search path configuration, or a plugstack line the plugin cannot
-//! use; 126 the program could not be run; 127 the program is not on PATH.
+//! ambiguous metadata, or the user's options contradict it; 66 metadata (or,
+//! with `--remote`, the ssh key) not found or unreadable; 68 `--remote`: no
+//! reserved node answered; 69 no online resources yet; 74 output failed; 77
+//! `--remote`: the node's host key is unknown or changed, the key was refused
+//! or is open to others; 78 invalid search path configuration, or a plugstack
+//! line the plugin cannot use; 126 the program (or ssh) could not be run; 127
+//! the program (or ssh) is not on PATH.
+//!
+//! `--remote` runs the same sbatch command on a reserved node over ssh
+//! (ssh.rs, submit.rs) and prints the job id sbatch gave there.
 
 mod choose;
 // Public for xtask, which makes the man pages and completions from it.
@@ -36,6 +42,11 @@ mod report;
 mod settings;
 mod slurm_options;
 mod slurm_query;
+// Public with submit: a Submitter::Remote is made from it.
+pub mod ssh;
+// The one way to submit a batch job and get its id back, and to ask Slurm for
+// the submitter's queued jobs, here or over ssh: --remote and watch use it.
+pub mod submit;
 // Public for the real-Slurm tests, which read scontrol's records the same way.
 pub mod slurm_text;
 #[cfg(test)]
@@ -59,7 +70,9 @@ use failure::{Failure, Status};
 use plan::{plan, Request};
 use settings::{Origin, Settings};
 use slurm_options::Program;
-use slurm_query::SlurmCommands;
+use slurm_query::{Slurm, SlurmCommands};
+use ssh::Remote;
+use submit::{SubmitError, Submitter};
 
 /// The whole program; `main.rs` only calls this. Every way out returns here
 /// (nothing calls `process::exit`), so the exit status is decided in one place.
@@ -135,9 +148,17 @@ fn run_watch(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> 
             )
         })?,
     };
-    let (_, invocation) = planned(
+    let metadata = load_metadata(&args.source, settings)?;
+    let submitter = submitter_for(
         Program::Sbatch,
-        &args.source,
+        &metadata,
+        args.remote,
+        args.node.as_deref(),
+    )?;
+    let invocation = planned(
+        Program::Sbatch,
+        &metadata,
+        &submitter,
         args.reservation,
         args.args,
         settings,
@@ -152,7 +173,7 @@ fn run_watch(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> 
         inotify: !args.no_inotify,
         template: invocation.args,
     };
-    watch::run(&options, &watch::LocalQueue)?;
+    watch::run(&options, &submitter)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -212,30 +233,57 @@ fn current_user() -> Result<Option<String>, LookupError> {
     beamtime::users::current().map(|account| account.map(|a| a.name))
 }
 
+/// Where the job goes: this host, or with `--remote` a reserved node over ssh.
+fn submitter_for(
+    program: Program,
+    metadata: &Metadata,
+    remote: bool,
+    node: Option<&str>,
+) -> Result<Submitter, Failure> {
+    Ok(if remote {
+        Submitter::Remote(remote_target(program, metadata, node)?)
+    } else {
+        Submitter::Local
+    })
+}
+
 /// The command for the user's arguments, from the metadata (and the
-/// controller, to choose a reservation); its warnings told on stderr.
+/// controller, asked where the job is submitted, to choose a reservation);
+/// its warnings told on stderr.
 fn planned(
     program: Program,
-    source: &Source,
+    metadata: &Metadata,
+    submitter: &Submitter,
     reservation: Option<String>,
     user_args: Vec<std::ffi::OsString>,
     settings: &Settings,
-) -> Result<(Metadata, plan::Invocation), Failure> {
-    let metadata = load_metadata(source, settings)?;
+) -> Result<plan::Invocation, Failure> {
+    // Over ssh the job is submitted as the beamtime account, whoever runs bt-submit.
+    let me = match submitter {
+        Submitter::Remote(_) => Ok(metadata
+            .online
+            .ready()
+            .map(|online| online.user_account.clone())),
+        Submitter::Local => current_user(),
+    };
     let mut request = Request {
         program,
         reservation,
         user_args,
     };
-    let me = current_user();
-    let mut invocation = plan(&request, &metadata, &me)?;
-    // Only a request that is valid otherwise costs a controller query.
+    let mut invocation = plan(&request, metadata, &me)?;
+    // Only a request that is valid otherwise costs a controller query, made
+    // where the job is submitted.
     if request.reservation.is_none() {
+        let slurm: &dyn Slurm = match submitter {
+            Submitter::Remote(remote) => remote,
+            Submitter::Local => settings.slurm(),
+        };
         if let Some(chosen) =
-            reservation_for_resources(program, &request.user_args, &metadata, settings)?
+            reservation_for_resources(program, &request.user_args, metadata, slurm)?
         {
             request.reservation = Some(chosen);
-            invocation = plan(&request, &metadata, &me)?;
+            invocation = plan(&request, metadata, &me)?;
         }
     }
     for warning in &invocation.warnings {
@@ -244,27 +292,25 @@ fn planned(
             warning.message, warning.hint
         ));
     }
-    Ok((metadata, invocation))
+    Ok(invocation)
 }
 
 fn submit(program: Program, args: SubmitArgs, settings: &Settings) -> Result<ExitCode, Failure> {
-    let (metadata, invocation) =
-        planned(program, &args.source, args.reservation, args.args, settings)?;
+    let metadata = load_metadata(&args.source, settings)?;
+    let submitter = submitter_for(program, &metadata, args.remote, args.node.as_deref())?;
+    let invocation = planned(
+        program,
+        &metadata,
+        &submitter,
+        args.reservation,
+        args.args,
+        settings,
+    )?;
     if args.dry_run {
-        match args.format {
-            Format::Text => write_stdout(&report::command_line(&invocation))?,
-            Format::Json => {
-                let target = settings.target()?;
-                let standing = phase::from_settings(&metadata, settings)?;
-                write_json(&report::dry_run_json(
-                    &invocation,
-                    &metadata,
-                    &target,
-                    &standing,
-                )?)?
-            }
-        }
-        return Ok(ExitCode::SUCCESS);
+        return dry_run(&invocation, &submitter, args.format, &metadata, settings);
+    }
+    if let Submitter::Remote(_) = &submitter {
+        return submit_remotely(&invocation, &submitter, args.format);
     }
     let error = Command::new(program.name()).args(&invocation.args).exec();
     Err(if error.kind() == io::ErrorKind::NotFound {
@@ -274,7 +320,8 @@ fn submit(program: Program, args: SubmitArgs, settings: &Settings) -> Result<Exi
                 "{} not found on PATH; nothing was submitted",
                 program.name()
             ),
-            "run bt-submit where the Slurm commands are installed, or add them to PATH",
+            "run bt-submit where the Slurm commands are installed, or add them to PATH, or \
+             submit from a reserved node with --remote",
         )
     } else {
         Failure::new(
@@ -286,6 +333,111 @@ fn submit(program: Program, args: SubmitArgs, settings: &Settings) -> Result<Exi
             format!("check the {} found on PATH", program.name()),
         )
     })
+}
+
+/// `--remote`: sbatch only, on the beamtime's reserved nodes as its account.
+fn remote_target(
+    program: Program,
+    metadata: &Metadata,
+    node: Option<&str>,
+) -> Result<Remote, Failure> {
+    if program != Program::Sbatch {
+        return Err(Failure::new(
+            Status::Usage,
+            format!(
+                "--remote submits batch jobs only; {} is interactive and needs your terminal",
+                program.name()
+            ),
+            format!(
+                "run 'bt-submit {}' on a reserved node, logged in there as the beamtime \
+                 account ('bt-submit show' prints how)",
+                program.name()
+            ),
+        ));
+    }
+    let online = metadata
+        .online
+        .ready()
+        .ok_or_else(|| plan::not_ready(metadata))?;
+    Remote::new(online, node)
+}
+
+fn dry_run(
+    invocation: &plan::Invocation,
+    submitter: &Submitter,
+    format: Format,
+    metadata: &Metadata,
+    settings: &Settings,
+) -> Result<ExitCode, Failure> {
+    match (format, submitter) {
+        (Format::Text, Submitter::Local) => write_stdout(&report::command_line(invocation))?,
+        (Format::Text, Submitter::Remote(_)) => write_stdout(&ssh::shell_line(
+            &submitter.sbatch_command(&invocation.args),
+        ))?,
+        (Format::Json, _) => {
+            let target = settings.target()?;
+            let standing = phase::from_settings(metadata, settings)?;
+            let mut json = report::dry_run_json(invocation, metadata, &target, &standing)?;
+            if let (Submitter::Remote(remote), serde_json::Value::Object(fields)) =
+                (submitter, &mut json)
+            {
+                fields.insert("node".to_owned(), remote.first_node().into());
+                fields.insert(
+                    "command".to_owned(),
+                    report::strings_json(&submitter.sbatch_command(&invocation.args))?.into(),
+                );
+            }
+            write_json(&json)?
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Submits over ssh and hands back what sbatch said: the job id on stdout as
+/// sbatch prints it (or as JSON), its warnings on stderr, its exit status.
+fn submit_remotely(
+    invocation: &plan::Invocation,
+    submitter: &Submitter,
+    format: Format,
+) -> Result<ExitCode, Failure> {
+    match submitter.sbatch(&invocation.args) {
+        Ok(submitted) => {
+            let node = submitted.node.clone().unwrap_or_default();
+            match format {
+                Format::Text => {
+                    let cluster = submitted
+                        .cluster
+                        .as_ref()
+                        .map(|c| format!(" on cluster {c}"))
+                        .unwrap_or_default();
+                    tell(&format!("bt-submit: submitted on {node}\n"));
+                    write_stdout(
+                        format!("Submitted batch job {}{cluster}\n", submitted.job_id).as_bytes(),
+                    )?
+                }
+                Format::Json => {
+                    let command = match submitter {
+                        Submitter::Remote(remote) => {
+                            remote.command(&node, "sbatch", &submit::parsable(&invocation.args))
+                        }
+                        Submitter::Local => submitter.sbatch_command(&invocation.args),
+                    };
+                    write_json(&serde_json::json!({
+                        "jobId": submitted.job_id,
+                        "cluster": submitted.cluster,
+                        "node": node,
+                        "command": report::strings_json(&command)?,
+                    }))?
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(SubmitError::Refused { status, stderr }) => {
+            tell(&stderr);
+            Ok(ExitCode::from(status))
+        }
+        Err(SubmitError::Failed(failure)) => Err(failure),
+    }
 }
 
 fn current_dir() -> Result<PathBuf, Failure> {
@@ -314,7 +466,7 @@ fn reservation_for_resources(
     program: Program,
     user_args: &[std::ffi::OsString],
     metadata: &Metadata,
-    settings: &Settings,
+    slurm: &dyn Slurm,
 ) -> Result<Option<String>, Failure> {
     let user = slurm_options::scan(program, user_args);
     let wants = choose::Wants {
@@ -327,7 +479,7 @@ fn reservation_for_resources(
     if wants.is_empty() || !user.reservations.is_empty() || online.reservations.len() < 2 {
         return Ok(None);
     }
-    let holdings = choose::ask_controller(settings.slurm(), &online.reservations)?;
+    let holdings = choose::ask_controller(slurm, &online.reservations)?;
     let choice = choose::choose(&wants, &holdings, metadata.id.as_str())?;
     tell(&format!(
         "bt-submit: using reservation {} {}\n",

@@ -5,6 +5,7 @@ use std::ffi::OsString;
 
 use beamtime::id::BeamtimeId;
 use beamtime::metadata::{Metadata, OnlineAnalysis};
+use beamtime::untrusted::shown_token;
 use beamtime::users::LookupError;
 
 use crate::failure::{Failure, Status};
@@ -151,8 +152,8 @@ fn contradiction(what: &str, yours: &str, beamtimes: &str, id: &BeamtimeId) -> F
         Status::DataError,
         format!(
             "your option asks for {what} {} but beamtime {id} uses {what} {}; nothing was submitted",
-            beamtime::shell::quote(yours),
-            beamtime::shell::quote(beamtimes)
+            shown_token(yours),
+            shown_token(beamtimes)
         ),
         format!("leave the --{what} option out: bt-submit sets it from the metadata file"),
     )
@@ -180,7 +181,7 @@ fn choose_reservation(
                 format!(
                     "reservation {} is not one of beamtime {}'s reservations: {valid}; nothing \
                      was submitted",
-                    beamtime::shell::quote(name),
+                    shown_token(name),
                     metadata.id
                 ),
                 format!(
@@ -192,7 +193,11 @@ fn choose_reservation(
             Some(earlier) if earlier != name => {
                 return Err(Failure::new(
                     Status::DataError,
-                    format!("two different reservations asked for: {earlier} and {name}; nothing was submitted"),
+                    format!(
+                        "two different reservations asked for: {} and {}; nothing was submitted",
+                        shown_token(earlier),
+                        shown_token(name)
+                    ),
                     "give the reservation once, with bt-submit's --reservation NAME",
                 ))
             }
@@ -340,7 +345,7 @@ mod tests {
             &dedicated,
         );
         assert!(
-            failed.message.contains("asks for partition 'a b'"),
+            failed.message.contains("asks for partition \"a b\""),
             "{}",
             failed.message
         );

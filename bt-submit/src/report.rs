@@ -1,6 +1,7 @@
 //! What bt-submit prints: the dry-run command and the beamtime summary, as
 //! text for people and as JSON for scripts.
 
+use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -32,26 +33,33 @@ pub fn dry_run_json(
     target: &TargetTemplate,
     standing: &Standing,
 ) -> Result<Value, Failure> {
-    let args = invocation
-        .args
-        .iter()
-        .enumerate()
-        .map(|(index, arg)| {
-            arg.to_str().map(str::to_owned).ok_or_else(|| {
-                Failure::new(
-                    Status::Usage,
-                    format!("argument {} of the command is not valid UTF-8, which JSON cannot carry exactly", index + 1),
-                    "use --dry-run without --format json to see the command",
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let args = strings_json(&invocation.args)?;
     Ok(json!({
         "program": invocation.program.name(),
         "args": args,
         "reservation": invocation.reservation,
         "beamtime": beamtime_json(metadata, target, standing),
     }))
+}
+
+/// Arguments as JSON strings, which carry only valid UTF-8 exactly.
+pub fn strings_json(args: &[OsString]) -> Result<Vec<String>, Failure> {
+    args.iter()
+        .enumerate()
+        .map(|(index, arg)| {
+            arg.to_str().map(str::to_owned).ok_or_else(|| {
+                Failure::new(
+                    Status::Usage,
+                    format!(
+                        "argument {} of the command is not valid UTF-8, which JSON cannot carry \
+                         exactly",
+                        index + 1
+                    ),
+                    "use --format text to see the command",
+                )
+            })
+        })
+        .collect()
 }
 
 fn path_text(path: &Path) -> String {

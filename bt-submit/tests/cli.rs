@@ -371,6 +371,71 @@ fn dry_run_quotes_for_the_shell() {
 }
 
 #[test]
+fn remote_dry_run_prints_the_whole_ssh_command() {
+    let scratch = Scratch::new();
+    let metadata = fixture("beamtime-metadata-11099005.json");
+    let key = fs::canonicalize(fixtures())
+        .unwrap_or_else(|error| panic!("{error}"))
+        .join("shared/id_rsa");
+    let output = scratch.run([
+        OsStr::new("--metadata"),
+        metadata.as_os_str(),
+        OsStr::new("--remote"),
+        OsStr::new("--dry-run"),
+        OsStr::new("/gpfs/p21/scan 1.sh"),
+        OsStr::new("a;b"),
+    ]);
+    let expected = format!(
+        "ssh -i {} -l bttest05 -o BatchMode=yes -o IdentitiesOnly=yes -o \
+         StrictHostKeyChecking=yes -o ConnectTimeout=10 -o LogLevel=ERROR max-p3a931 {}\n",
+        key.display(),
+        r#"'exec sbatch --parsable --partition=ponline_p21 --reservation=11099005 --beamtime=11099005 '\''/gpfs/p21/scan 1.sh'\'' '\''a;b'\'''"#
+    );
+    assert_eq!(stdout(&output), expected, "{}", stderr(&output));
+    let json = scratch.run([
+        OsStr::new("--metadata"),
+        metadata.as_os_str(),
+        OsStr::new("--remote"),
+        OsStr::new("--node"),
+        OsStr::new("max-p3ag934"),
+        OsStr::new("--dry-run"),
+        OsStr::new("--format"),
+        OsStr::new("json"),
+        OsStr::new("job.sh"),
+    ]);
+    let value: Value = serde_json::from_str(&stdout(&json))
+        .unwrap_or_else(|error| panic!("{error}: {}", stderr(&json)));
+    assert_eq!(value["node"], "max-p3ag934");
+    assert_eq!(value["command"][0], "ssh");
+    assert_eq!(value["command"][15], "max-p3ag934");
+}
+
+#[test]
+fn a_remote_key_ssh_would_refuse_is_reported_before_connecting() {
+    let scratch = Scratch::new();
+    let metadata = scratch.copy_fixture("beamtime-metadata-11099005.json", "bl");
+    let remote = |scratch: &Scratch| {
+        scratch.run([
+            OsStr::new("--metadata"),
+            metadata.as_os_str(),
+            OsStr::new("--remote"),
+            OsStr::new("job.sh"),
+        ])
+    };
+    let err = failed(&remote(&scratch), 66);
+    assert_contains(&err, "bl/shared/id_rsa (sshPrivateKeyPath) does not exist");
+    let key = scratch.write("bl/shared/id_rsa", b"not a key\n");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let err = failed(&remote(&scratch), 77);
+    assert_contains(&err, "is yours and open to others (mode 0644)");
+    assert_contains(
+        &err,
+        &format!("hint: make it private: chmod 600 {}", key.display()),
+    );
+}
+
+#[test]
 fn dry_run_json_parses_back() {
     let scratch = Scratch::new();
     let metadata = fixture("beamtime-metadata-11099005.json");
@@ -854,10 +919,29 @@ fn usage_errors_are_64() {
     let scratch = Scratch::new();
     let metadata = fixture("beamtime-metadata-11099001.json");
     let metadata = metadata.to_string_lossy();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["--format", "json", "job.sh"],
-            "the following required arguments were not provided: --dry-run",
+            "the following required arguments were not provided: <--dry-run|--remote>",
+        ),
+        (
+            &["--node", "max-p3a901", "job.sh"],
+            "the following required arguments were not provided: --remote",
+        ),
+        (
+            &["srun", "--remote", "--metadata", &metadata, "hostname"],
+            "--remote submits batch jobs only; srun is interactive",
+        ),
+        (
+            &[
+                "--remote",
+                "--node",
+                "elsewhere",
+                "--metadata",
+                &metadata,
+                "job.sh",
+            ],
+            "--node elsewhere is not one of the beamtime's reserved nodes: max-p3a901",
         ),
         (
             &["--beamtime", "11099001", "--metadata", &metadata, "job.sh"],
@@ -1101,7 +1185,10 @@ fn help_documents_modes_and_exit_statuses() {
         "target= of that",
         "64   wrong command line",
         "69   the beamtime has no online analysis resources yet",
-        "127  sbatch/srun/salloc is not on PATH",
+        "--remote",
+        "68   --remote: none of the reserved nodes answered over ssh",
+        "77   --remote: the node's host key is not in known_hosts",
+        "127  sbatch/srun/salloc (or ssh, or sbatch on the node) is not on PATH",
     ] {
         assert_contains(&help, expected);
     }

@@ -4,12 +4,13 @@
 //! variable), so nothing here is enforcement — slurmstepd decides again.
 
 use beamtime::plugin_config::PluginConfig;
-use beamtime::policy::{self, Refusal};
+use beamtime::policy::{self, Refusal, Submitter};
 
 use crate::ffi;
 use crate::load::{account_uid, load_beamtime};
 
 pub fn check_before_submit(config: &PluginConfig, requested: &str) -> Result<(), Refusal> {
     let loaded = load_beamtime(config, requested)?;
-    policy::check_submitter(config, &loaded.metadata, ffi::current_uid(), account_uid).map(|_| ())
+    let submitter = Submitter::Client(ffi::current_uid());
+    policy::check_submitter(config, &loaded.metadata, submitter, account_uid).map(|_| ())
 }

@@ -24,7 +24,7 @@ pub struct Beamtime {
 impl Beamtime {
     /// The `--beamtime` value, if the job carries one. `None` in every context
     /// where the plugin is idle, so such jobs cost nothing beyond this lookup.
-    fn requested(&self, spank: &SpankHandle) -> Option<String> {
+    fn requested(&self, spank: &SpankHandle) -> Option<option::Requested> {
         self.config.as_ref()?;
         option::requested(spank)
     }
@@ -58,14 +58,19 @@ unsafe impl Plugin for Beamtime {
         let (Some(requested), Some(config)) = (self.requested(spank), self.config.as_ref()) else {
             return Ok(());
         };
-        let config = config.as_ref();
+        // A job that names two beamtimes is refused before anything is read,
+        // as a plugstack line that did not parse refuses every --beamtime job.
+        let config = match &requested.refused {
+            Some(refusal) => Err(refusal),
+            None => config.as_ref(),
+        };
         match spank.context()? {
             // An error here stops srun/sbatch/salloc before a job exists.
             Context::Local | Context::Allocator => {
-                client::check_before_submit(config.map_err(Refusal::clone)?, &requested)?
+                client::check_before_submit(config.map_err(Refusal::clone)?, &requested.id)?
             }
             // Never an error here: see stepd/decide.rs.
-            Context::Remote => self.verdict = stepd::decide::decide(spank, config, &requested),
+            Context::Remote => self.verdict = stepd::decide::decide(spank, config, &requested.id),
             Context::Slurmd | Context::JobScript => {}
         }
         Ok(())

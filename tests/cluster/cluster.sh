@@ -26,6 +26,8 @@ CTLD_PORT=${BT_CTLD_PORT:-16817}
 SLURMD_PORT=${BT_SLURMD_PORT:-16818}
 DBD_PORT=${BT_DBD_PORT:-16819}
 MYSQL_PORT=${BT_MYSQL_PORT:-16306}
+# The reserved node's sshd for bt-submit --remote (loopback; see start_sshd).
+SSHD_PORT=${BT_SSHD_PORT:-$((CTLD_PORT + 83))}
 SLURM_DEBUG=${BT_SLURM_DEBUG:-info}
 # Multi-node network: names and the /24 derive from the controller port, so clusters with
 # their own ports never share a bridge, namespace or address. BT_NET overrides the /24
@@ -44,7 +46,8 @@ PARTITIONS=(ponline_p11 ponline_p21 ponline_p07)
 DEFAULT_ACCOUNT=btusers
 TEST_USER=btalice
 PACKAGES=(slurm-wlm slurmctld slurmd slurm-client libslurm-dev munge libclang-dev
-    mariadb-server slurmdbd python3 util-linux passwd openssh-client gcc libc6-dev iproute2)
+    mariadb-server slurmdbd python3 util-linux passwd openssh-client openssh-server gcc libc6-dev
+    iproute2)
 
 ETC=$STATE/etc
 RUN=$STATE/run
@@ -54,7 +57,7 @@ MUNGE_SOCKET=$RUN/munge/munge.socket
 MYSQL_SOCKET=$RUN/mysqld/mysqld.sock
 # Stop order: consumers before the services they depend on. set_nodes adds one slurmd
 # per node in multi-node mode (slurmd-<node>).
-DAEMONS=(slurmd slurmctld slurmdbd mariadbd munged)
+DAEMONS=(slurmd slurmctld slurmdbd mariadbd munged sshd)
 # Daemons get a minimal, known environment: slurmstepd inherits slurmd's, and the test
 # runner's (CARGO_*, RUST_*, pyenv shims …) must not leak into jobs or plugins.
 CLEAN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -143,6 +146,8 @@ cmd_up() {
         say "starting slurmd on ${NODES[*]} ($NET.11..$((10 + NODE_COUNT)):$SLURMD_PORT, features: $(for n in "${NODES[@]}"; do printf '%s=%s ' "$n" "$(node_features "$n")"; done))"
     fi
     start_slurmd
+    say "starting sshd on 127.0.0.1:$SSHD_PORT (logins to the reserved node for bt-submit --remote)"
+    start_sshd
     say "accounting: account $DEFAULT_ACCOUNT, user $TEST_USER"
     accounting_base
     # shellcheck disable=SC2034 # read by the EXIT trap
@@ -150,7 +155,7 @@ cmd_up() {
     say "up ($NODE_COUNT node(s), $( ((job_container)) && echo 'job_container/tmpfs, ')$( ((PRIVATE_MOUNTS)) && echo 'private slurmd mount namespace, ')plugin: ${plugin:-none})"
     cat >&2 <<EOF
   config:  $SLURM_CONF_PATH   (plugstack: $ETC/plugstack.conf)
-  logs:    $LOG/{slurmctld,slurmd$( ((NODE_COUNT > 1)) && echo '-<node>'),slurmdbd,mariadbd,munged}.log
+  logs:    $LOG/{slurmctld,slurmd$( ((NODE_COUNT > 1)) && echo '-<node>'),slurmdbd,mariadbd,munged,sshd}.log
   use:     eval "\$($0 env)"
 EOF
 }
@@ -189,6 +194,7 @@ cmd_down() {
         for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
         kill -KILL "$pid" 2>/dev/null || true
     done
+    stop_daemon sshd 10
     stop_daemon slurmctld 20
     stop_daemon slurmdbd 20
     stop_daemon mariadbd 60
@@ -226,6 +232,7 @@ cmd_env() {
     [[ -f $SLURM_CONF_PATH ]] || die "no test cluster configuration in $STATE (run '$0 up')"
     printf 'export SLURM_CONF=%q\n' "$SLURM_CONF_PATH"
     printf 'export BT_TEST_STATE=%q\n' "$STATE"
+    printf 'export BT_SSHD_PORT=%q\n' "$SSHD_PORT"
 }
 
 cmd_plugstack() {

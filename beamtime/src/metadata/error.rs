@@ -5,7 +5,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::parse::MAX_METADATA_BYTES;
-use crate::id::{shown, IdError};
+use crate::id::IdError;
+use crate::untrusted::shown;
 
 /// What is wrong with a metadata file. Key paths look like
 /// `onlineAnalysis.slurmReservation[1]`.
@@ -27,6 +28,22 @@ pub enum MetadataProblem {
         line: usize,
         column: usize,
         message: String,
+    },
+    /// One object names `key` twice.
+    RepeatedKey {
+        key: String,
+        line: usize,
+        column: usize,
+    },
+    /// Two keys of one object are spellings of one key of the format.
+    KeySpelledTwice {
+        first: String,
+        second: String,
+    },
+    /// A key spelled otherwise than the format spells it (case, `-`, `_`).
+    KeyMisspelled {
+        found: String,
+        expected: String,
     },
     NotAnObject {
         found: &'static str,
@@ -120,6 +137,23 @@ impl fmt::Display for MetadataError {
             } => write!(
                 f,
                 "{path}:{line}:{column}: invalid JSON: {message}; the file is damaged or cut off, \
+                 {REPORT_TO_STAFF}"
+            ),
+            MetadataProblem::RepeatedKey { key, line, column } => write!(
+                f,
+                "{path}:{line}:{column}: the key {} appears twice in one object; a key may \
+                 appear once, so which value counts is ambiguous, {REPORT_TO_STAFF}",
+                shown(key)
+            ),
+            MetadataProblem::KeySpelledTwice { first, second } => write!(
+                f,
+                "{path}: {first} and {second} are two spellings of one key; a file may name \
+                 each key once, so which value counts is ambiguous, {REPORT_TO_STAFF}"
+            ),
+            MetadataProblem::KeyMisspelled { found, expected } => write!(
+                f,
+                "{path}: {found}: expected the key {expected}, spelled exactly so; a key spelled \
+                 otherwise is ambiguous (one reader takes it, another ignores it), \
                  {REPORT_TO_STAFF}"
             ),
             MetadataProblem::NotAnObject { found } => write!(

@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 
 use super::error::MetadataProblem;
 use super::model::{Person, Timestamp};
-use crate::id::{check_name, shown, NameKind};
+use crate::id::{check_name, NameKind};
+use crate::untrusted::{shown, shown_token};
 
 /// A value's type as the messages name it: "found a list".
 pub(super) fn type_name(value: &Value) -> &'static str {
@@ -19,6 +20,19 @@ pub(super) fn type_name(value: &Value) -> &'static str {
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
     }
+}
+
+/// Whether a key of the file is a spelling of the format's key `spelling`:
+/// equal but for case, `-` and `_`, the ways the format's own spellings of a
+/// key differ (`corePath`, `core-path`) and a hand-edited file would.
+fn same_key(key: &str, spelling: &str) -> bool {
+    let letters = |text: &str| {
+        text.chars()
+            .filter(|ch| !matches!(ch, '-' | '_'))
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    letters(key) == letters(spelling)
 }
 
 fn is_absent(value: &Value) -> bool {
@@ -53,19 +67,38 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// The first of the accepted spellings that holds a present value.
-    pub(super) fn lookup(&self, spellings: &[&str]) -> Option<(String, &'a Value)> {
-        spellings.iter().find_map(|spelling| {
-            self.map
-                .get(*spelling)
-                .filter(|value| !is_absent(value))
-                .map(|value| (self.key(spelling), value))
-        })
+    /// The value of the key `spellings` name (the format's spellings of one
+    /// key, current first), with the key path it was found at, if it holds a
+    /// present value. A key spelled another way (`Beamline`, `user_account`)
+    /// or two spellings of one key (`corePath` and `core-path`) are refused:
+    /// readers differ in which one they take, as with a repeated key.
+    pub(super) fn lookup(
+        &self,
+        spellings: &[&str],
+    ) -> Result<Option<(String, &'a Value)>, MetadataProblem> {
+        let mut spelled = self
+            .map
+            .iter()
+            .filter(|(key, _)| spellings.iter().any(|spelling| same_key(key, spelling)));
+        match (spelled.next(), spelled.next()) {
+            (None, _) => Ok(None),
+            (Some((first, _)), Some((second, _))) => Err(MetadataProblem::KeySpelledTwice {
+                first: self.key(&shown_token(first)),
+                second: self.key(&shown_token(second)),
+            }),
+            (Some((key, value)), None) if spellings.contains(&key.as_str()) => {
+                Ok((!is_absent(value)).then(|| (self.key(key), value)))
+            }
+            (Some((key, _)), None) => Err(MetadataProblem::KeyMisspelled {
+                found: self.key(&shown_token(key)),
+                expected: self.key(spellings[0]),
+            }),
+        }
     }
 
     /// A present string value together with the key path it was found at.
     fn text_entry(&self, spellings: &[&str]) -> Result<Option<(String, &'a str)>, MetadataProblem> {
-        match self.lookup(spellings) {
+        match self.lookup(spellings)? {
             None => Ok(None),
             Some((key, Value::String(text))) => Ok(Some((key, text))),
             Some((key, other)) => Err(MetadataProblem::WrongType {
@@ -97,7 +130,7 @@ impl<'a> Fields<'a> {
     }
 
     pub(super) fn object(&self, spellings: &[&str]) -> Result<Option<Fields<'a>>, MetadataProblem> {
-        match self.lookup(spellings) {
+        match self.lookup(spellings)? {
             None => Ok(None),
             Some((key, Value::Object(map))) => Ok(Some(Fields { map, at: key })),
             Some((key, other)) => Err(MetadataProblem::WrongType {
@@ -133,7 +166,7 @@ impl<'a> Fields<'a> {
                 .map_err(|error| MetadataProblem::InvalidName { key, error })
         };
         let mut names: Vec<String> = Vec::new();
-        match self.lookup(spellings) {
+        match self.lookup(spellings)? {
             None => {}
             Some((key, Value::String(text))) => names.push(checked(key, text)?),
             Some((key, Value::Array(items))) => {
@@ -164,7 +197,7 @@ impl<'a> Fields<'a> {
     }
 
     pub(super) fn text_list(&self, spellings: &[&str]) -> Result<Vec<String>, MetadataProblem> {
-        match self.lookup(spellings) {
+        match self.lookup(spellings)? {
             None => Ok(Vec::new()),
             Some((key, Value::Array(items))) => items
                 .iter()

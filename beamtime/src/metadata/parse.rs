@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::error::{MetadataError, MetadataProblem};
 use super::fields::{type_name, Fields};
 use super::model::{Asapo, Metadata, MetadataKind, Online, OnlineAnalysis, Users};
-use super::strict_json;
+use super::strict_json::{self, StrictError};
 use crate::id::{Beamline, BeamtimeId, NameKind};
 
 /// Largest metadata file accepted. Real files are a few KiB; the cap keeps a
@@ -40,13 +40,18 @@ fn parse_document(bytes: &[u8], origin: &Path) -> Result<Metadata, MetadataProbl
                 + 1,
         }
     })?;
-    let document = strict_json::from_str(text).map_err(|error| {
-        let full = error.to_string();
-        let location = format!(" at line {} column {}", error.line(), error.column());
-        MetadataProblem::Syntax {
-            line: error.line(),
-            column: error.column(),
-            message: full.strip_suffix(&location).unwrap_or(&full).to_owned(),
+    let document = strict_json::from_str(text).map_err(|error| match error {
+        StrictError::Json(error) => {
+            let full = error.to_string();
+            let location = format!(" at line {} column {}", error.line(), error.column());
+            MetadataProblem::Syntax {
+                line: error.line(),
+                column: error.column(),
+                message: full.strip_suffix(&location).unwrap_or(&full).to_owned(),
+            }
+        }
+        StrictError::RepeatedKey { key, line, column } => {
+            MetadataProblem::RepeatedKey { key, line, column }
         }
     })?;
     let Value::Object(top) = &document else {
@@ -63,7 +68,7 @@ fn parse_document(bytes: &[u8], origin: &Path) -> Result<Metadata, MetadataProbl
         .and_then(MetadataKind::from_file_name);
     let kind = match name_says {
         Some((kind, _)) => kind,
-        None if top.lookup(&["beamtimeId"]).is_none() && top.lookup(&["id"]).is_some() => {
+        None if top.lookup(&["beamtimeId"])?.is_none() && top.lookup(&["id"])?.is_some() => {
             MetadataKind::Commissioning
         }
         None => MetadataKind::Beamtime,

@@ -6,11 +6,12 @@
 //! up), submits the complete ones one at a time and then waits for the next
 //! event or the next due time. The pieces: complete.rs decides when a file
 //! is complete, state.rs keeps what was submitted, tree.rs walks the folder,
-//! queue.rs talks to Slurm, os.rs holds the system calls.
+//! os.rs holds the system calls; jobs are submitted and Slurm is asked
+//! through the [`Submitter`] that `bt-submit --remote` uses too, on this host
+//! or on a reserved node over ssh.
 
 mod complete;
 mod os;
-mod queue;
 mod state;
 mod tree;
 
@@ -22,10 +23,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use complete::{Candidate, Verdict, Why};
 use os::{EventKind, Inotify};
-pub use queue::{LocalQueue, Queue};
 use state::{Record, StateError, StateFile};
 
 use crate::failure::{Failure, Status};
+use crate::submit::{SubmitError, Submitter};
 
 /// How the watch was asked to run.
 #[derive(Debug, Clone)]
@@ -101,7 +102,7 @@ pub fn default_state_file(
 }
 
 /// Runs the watch until SIGINT or SIGTERM; one line per file on stdout.
-pub fn run(options: &Options, queue: &dyn Queue) -> Result<(), Failure> {
+pub fn run(options: &Options, submitter: &Submitter) -> Result<(), Failure> {
     os::catch_stop_signals().map_err(|error| {
         Failure::new(
             Status::IoError,
@@ -111,7 +112,7 @@ pub fn run(options: &Options, queue: &dyn Queue) -> Result<(), Failure> {
     })?;
     let (state, record) =
         StateFile::open(&options.state, &options.folder).map_err(state_failure)?;
-    let mut watch = Watch::new(options, queue, state, record);
+    let mut watch = Watch::new(options, submitter, state, record);
     watch.run()
 }
 
@@ -152,7 +153,7 @@ struct InFlight {
 
 struct Watch<'a> {
     options: &'a Options,
-    queue: &'a dyn Queue,
+    submitter: &'a Submitter,
     state: StateFile,
     record: Record,
     candidates: BTreeMap<String, Candidate>,
@@ -170,7 +171,12 @@ struct Watch<'a> {
 }
 
 impl<'a> Watch<'a> {
-    fn new(options: &'a Options, queue: &'a dyn Queue, state: StateFile, record: Record) -> Self {
+    fn new(
+        options: &'a Options,
+        submitter: &'a Submitter,
+        state: StateFile,
+        record: Record,
+    ) -> Self {
         let inotify = if options.inotify {
             match Inotify::new() {
                 Ok(inotify) => Some(inotify),
@@ -187,7 +193,7 @@ impl<'a> Watch<'a> {
         };
         Watch {
             options,
-            queue,
+            submitter,
             state,
             record,
             candidates: BTreeMap::new(),
@@ -438,15 +444,17 @@ impl<'a> Watch<'a> {
             return false;
         }
         self.in_flight.asked_at = Some(now);
-        match self.queue.jobs(&self.record.marker_prefix(), true) {
-            Ok(jobs) => {
-                self.in_flight.counted = jobs.len();
+        match self.submitter.queued() {
+            Ok(queued) => {
+                // Slurm's answer, narrowed to the jobs this watch submitted.
+                let ours: HashSet<u64> = self.record.submitted.values().map(|s| s.job).collect();
+                self.in_flight.counted = queued.iter().filter(|id| ours.contains(id)).count();
                 self.in_flight.submitted_since = 0;
             }
             Err(error) => {
                 log(&format!(
                     "cannot count this watch's jobs in Slurm ({}); waiting",
-                    error.0
+                    error.message
                 ));
                 return false;
             }
@@ -489,17 +497,34 @@ impl<'a> Watch<'a> {
             &self.options.template,
             &self.options.folder.join(rel),
         ));
-        match self.queue.submit(&args) {
-            Ok(job) => {
+        match self.submitter.sbatch(&args) {
+            Ok(submitted) => {
+                let job = submitted.job_id;
                 self.record.finish(rel, job, look);
                 self.state.save(&self.record).map_err(state_failure)?;
                 self.candidates.remove(rel);
                 self.retries.remove(rel);
                 self.submitted += 1;
                 self.in_flight.submitted_since += 1;
-                log(&format!("{rel} -> job {job} ({why})"));
+                let node = submitted
+                    .node
+                    .map(|node| format!(" on {node}"))
+                    .unwrap_or_default();
+                log(&format!("{rel} -> job {job}{node} ({why})"));
             }
             Err(error) => {
+                let reason = match error {
+                    SubmitError::Refused { status, stderr } => format!(
+                        "sbatch failed (exit status {status}): {}",
+                        stderr
+                            .lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .unwrap_or("no message")
+                            .trim()
+                    ),
+                    SubmitError::Failed(failure) => failure.message,
+                };
                 let retry = self
                     .retries
                     .entry(rel.to_owned())
@@ -508,8 +533,7 @@ impl<'a> Watch<'a> {
                 let delay = retry_delay(retry.failures);
                 retry.at = now + delay.as_millis() as u64;
                 log(&format!(
-                    "{rel}: not submitted: {}; trying again in {} s (failure {})",
-                    error.0,
+                    "{rel}: not submitted: {reason}; trying again in {} s (failure {})",
                     delay.as_secs(),
                     retry.failures
                 ));
@@ -530,18 +554,18 @@ impl<'a> Watch<'a> {
         if now < self.resolve_at {
             return Ok(false);
         }
-        match self.queue.jobs(&intent.marker, false) {
+        match self.submitter.with_comment(&intent.marker) {
             Err(error) => {
                 self.resolve_at = now + self.options.poll_interval.as_millis() as u64;
                 log(&format!(
                     "{}: cannot tell whether its last submission made a job ({}); nothing is submitted until Slurm answers",
-                    intent.file, error.0
+                    intent.file, error.message
                 ));
                 Ok(false)
             }
             Ok(jobs) => {
-                match jobs.iter().find(|(_, comment)| *comment == intent.marker) {
-                    Some((job, _)) => {
+                match jobs.first() {
+                    Some(job) => {
                         let look = tree::look(&self.options.folder, &intent.file).unwrap_or(
                             complete::Look {
                                 size: 0,

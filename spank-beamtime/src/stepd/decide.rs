@@ -12,6 +12,7 @@ use std::path::Path;
 
 use beamtime::policy::{self, BeamlineFolder, ControllerJob, Grant, Refusal, Rule, StepFacts};
 use beamtime::trust::{inspect_beamline_folder, TrustPolicy};
+use beamtime::untrusted::shown_token;
 use slurm_spank::{spank_log_error, spank_log_info, SpankHandle};
 
 use super::{folder_problem, Granted, Verdict};
@@ -32,7 +33,7 @@ impl Step {
             self.job,
             step_name(self.step),
             self.uid,
-            beamtime.escape_default()
+            shown_token(beamtime)
         )
     }
 }
@@ -45,8 +46,9 @@ fn step_name(step: u32) -> String {
     }
 }
 
-/// `config` is the plugstack line, or the refusal a line that did not parse
-/// gives every `--beamtime` job.
+/// `config` is the plugstack line, or the refusal the job gets before anything
+/// is read: the one a line that did not parse gives every `--beamtime` job, or
+/// the job's two different beamtimes (see `option::requested`).
 pub fn decide(
     spank: &mut SpankHandle,
     config: Result<&PluginConfig, &Refusal>,
@@ -62,7 +64,7 @@ pub fn decide(
         let node = ffi::slurmd_node_name().unwrap_or_default();
         let step = format!(
             "job=unknown step=unknown uid=unknown beamtime={} node={node}",
-            requested.escape_default()
+            shown_token(requested)
         );
         spank_log_error!("{PLUGIN}: {}", refused_line(&step, &refusal));
         return Verdict::Refused(refusal);
@@ -131,7 +133,7 @@ fn accepted_line(step: &str, grant: &Grant, answered_by: Option<&str>) -> String
 /// path and how to log in stay in the log. Members get them from the
 /// client-side check, which runs as them, and from `bt-submit show`/`doctor`.
 fn shown_to_user(refusal: Refusal, requested: &str) -> Refusal {
-    let id = requested.escape_default();
+    let id = shown_token(requested);
     let members_see =
         format!("its members see the details with `bt-submit doctor --beamtime {id}`");
     match refusal.rule {
@@ -304,7 +306,14 @@ mod tests {
         };
         assert_eq!(
             step.describe("1109\nfake decision=accepted", "btnode1"),
-            "job=7 step=0 uid=5005 beamtime=1109\\nfake decision=accepted node=btnode1"
+            "job=7 step=0 uid=5005 beamtime=\"1109\\nfake decision=accepted\" node=btnode1"
+        );
+        let forged = "1".repeat(100_000);
+        let line = step.describe(&forged, "btnode1");
+        assert!(line.len() < 200, "{line}");
+        assert!(
+            line.contains("… (100000 characters) node=btnode1"),
+            "{line}"
         );
     }
 
@@ -335,7 +344,7 @@ mod tests {
         let cases = [
             (
                 Rule::WrongUser,
-                "beamtime 11099001 runs as its account 'bttest01' (uid 5001), not as uid 1000",
+                "beamtime 11099001 runs as its account 'bttest01' (uid 5001), and this job's user is uid 1000",
                 "Log in as the beamtime account (ssh -i /gpfs/p11/current/shared/key -l bttest01 n1)",
             ),
             (

@@ -3,6 +3,7 @@
 //! here, once per node, and the task ends with the refusal's status.
 
 use std::io::Write;
+use std::path::Path;
 
 use beamtime::policy::{Grant, Phase, Refusal};
 use slurm_spank::SpankHandle;
@@ -22,7 +23,18 @@ pub fn enforce(spank: &mut SpankHandle, verdict: &Verdict) {
             }
             return;
         }
-        Verdict::Granted(_) | Verdict::Untouched => return,
+        Verdict::Granted(granted) => {
+            if first_task {
+                let note = std::env::current_dir()
+                    .ok()
+                    .and_then(|cwd| working_directory_note(&granted.grant, &cwd));
+                if let Some(note) = note {
+                    let _ = writeln!(std::io::stderr(), "{note}");
+                }
+            }
+            return;
+        }
+        Verdict::Untouched => return,
     };
     // Every task stops.
     if first_task {
@@ -44,6 +56,24 @@ fn pre_start_note(grant: &Grant) -> String {
         grant.beamline,
         grant.target.display()
     )
+}
+
+/// slurmstepd changes into the step's working directory twice: once before
+/// it forks the tasks, in the node's own mount namespace, where a folder
+/// below the hide root does not exist (it says "couldn't chdir … going to
+/// /tmp instead" on the task's stderr, and no plugin hook runs earlier), and
+/// again in each task after the plugin has shown the beamline. A task that
+/// does run below the hide root is told so, lest the first message send its
+/// user after a problem that is not there.
+fn working_directory_note(grant: &Grant, cwd: &Path) -> Option<String> {
+    (cwd != grant.hide_root && cwd.starts_with(&grant.hide_root)).then(|| {
+        format!(
+            "{PLUGIN}: the task runs in {cwd}, inside the job's view of the beamline; if \
+             slurmstepd said that it couldn't chdir there and went to /tmp, that was \
+             before the view existed, and the task's directory is right",
+            cwd = cwd.display()
+        )
+    })
 }
 
 fn refusal_line(job: &str, node: &str, refusal: &Refusal) -> String {
@@ -85,6 +115,35 @@ mod tests {
             !note.contains("/srv"),
             "the node's own path is not the user's business: {note}"
         );
+    }
+
+    #[test]
+    fn a_task_below_the_hide_root_is_told_its_directory_is_right() {
+        let grant = Grant {
+            beamtime: beamtime::id::BeamtimeId::parse("11099031").unwrap(),
+            beamline: beamtime::id::Beamline::parse("p31").unwrap(),
+            reservation: "11099031".into(),
+            source: "/srv/p31/current".into(),
+            target: "/beamline/p31/current".into(),
+            hide_root: "/beamline".into(),
+            writable: vec![],
+            metadata_file_name: "beamtime-metadata-11099031.json".into(),
+            phase: Phase::Online,
+            environment: vec![],
+        };
+        let note = working_directory_note(&grant, Path::new("/beamline/p31/current/processed"))
+            .expect("a note");
+        assert!(
+            note.starts_with("spank-beamtime: the task runs in /beamline/p31/current/processed,"),
+            "{note}"
+        );
+        for elsewhere in ["/tmp", "/beamline", "/beamlines/x", "/home/u"] {
+            assert_eq!(
+                working_directory_note(&grant, Path::new(elsewhere)),
+                None,
+                "{elsewhere}"
+            );
+        }
     }
 
     #[test]

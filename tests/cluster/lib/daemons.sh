@@ -149,6 +149,43 @@ start_slurmctld() {
     wait_for 60 slurmctld "$LOG/slurmctld.log" -- timeout 5 sinfo -h
 }
 
+# The reserved node's OpenSSH server, for bt-submit --remote: Debian's sshd with a config,
+# host key and authorized keys of its own under $ETC/sshd, on loopback port $SSHD_PORT, never
+# the system's ssh service (ensure_packages keeps the package from starting it). Logins are
+# by key only, and only for accounts that a test gives a file in $ETC/sshd/authorized_keys/
+# (named after the account); every session gets the test cluster's SLURM_CONF, so sbatch
+# run there reaches this cluster. Tests make their known_hosts entry from
+# $ETC/sshd/host_ed25519_key.pub.
+start_sshd() {
+    local dir=$ETC/sshd
+    install -d -m 755 "$dir" "$dir/authorized_keys"
+    ssh-keygen -q -t ed25519 -N '' -C "test cluster sshd" -f "$dir/host_ed25519_key"
+    # UsePAM: the facility's accounts have no password, which sshd without PAM takes
+    # for a locked account; PAM's account checks pass them, as on a real node.
+    printf '%s\n' \
+        "Port $SSHD_PORT" \
+        "ListenAddress 127.0.0.1" \
+        "HostKey $dir/host_ed25519_key" \
+        "PidFile none" \
+        "AuthorizedKeysFile $dir/authorized_keys/%u" \
+        "PubkeyAuthentication yes" \
+        "PasswordAuthentication no" \
+        "KbdInteractiveAuthentication no" \
+        "PermitRootLogin no" \
+        "UsePAM yes" \
+        "X11Forwarding no" \
+        "AllowTcpForwarding no" \
+        "AllowAgentForwarding no" \
+        "PermitUserEnvironment no" \
+        "SetEnv SLURM_CONF=$SLURM_CONF_PATH" >"$dir/sshd_config"
+    # Debian's sshd will not start without its privilege-separation folder, which the
+    # system's ssh service would create (systemd's RuntimeDirectory).
+    install -d -m 755 /run/sshd
+    /usr/sbin/sshd -t -f "$dir/sshd_config" || die "sshd refuses $dir/sshd_config"
+    start_daemon sshd /usr/sbin/sshd -- /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$LOG/sshd.log"
+    wait_for 10 sshd "$LOG/sshd.log" -- timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SSHD_PORT"
+}
+
 # Usable = registered and responding; "reserved"/"mixed"/"planned" count once beamtimes
 # exist. The same rule as NodeState::is_usable in tests/scenarios/src/slurm.rs: a trailing
 # '+' (completing) or '-' (planned) leaves the base state to decide.

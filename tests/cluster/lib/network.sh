@@ -12,7 +12,7 @@ set_nodes() {
     for ((i = 1; i <= NODE_COUNT; i++)); do NODES+=("btnode$i"); done
     if ((NODE_COUNT == 1)); then
         CTLD_ADDR=127.0.0.1
-        DAEMONS=(slurmd slurmctld slurmdbd mariadbd munged)
+        DAEMONS=(slurmd slurmctld slurmdbd mariadbd munged sshd)
         return 0
     fi
     # The controller's own address, beside the bridge's: a test can cut a node off from
@@ -21,7 +21,7 @@ set_nodes() {
     CTLD_ADDR=$NET.2
     DAEMONS=()
     for n in "${NODES[@]}"; do DAEMONS+=("slurmd-$n"); done
-    DAEMONS+=(slurmctld slurmdbd mariadbd munged)
+    DAEMONS+=(slurmctld slurmdbd mariadbd munged sshd)
 }
 # The configured cluster's node count and slurmd namespaces (cluster.args), for
 # down/status/plugstack: a slurmd restarted by plugstack must come back as it started.

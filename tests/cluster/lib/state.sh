@@ -19,10 +19,10 @@ reset_state() {
     chmod 755 "$STATE"
     rm -rf --one-file-system "$STATE/log.prev"
     [[ -d $LOG ]] && mv "$LOG" "$STATE/log.prev"
-    # plugin-state: the plugin's job cache; a fresh controller hands out job ids from 1 again.
-    rm -rf --one-file-system "$RUN" "$STATE/ctld" "$STATE/spool" "$STATE/mysql" "$STATE/munge" \
-        "$STATE/jobcontainer" "$STATE/beamline-src" "$STATE/work" "$STATE/plugins" "$ETC" \
-        "$STATE/plugin-state" "$STATE"/probe-*
+    # Everything but the previous logs goes, whatever wrote it (the daemons, the plugin's
+    # job cache — a fresh controller hands out job ids from 1 again — and what scenarios
+    # leave behind: core files, hide roots, copies), so no run sees another's leftovers.
+    find "$STATE" -mindepth 1 -maxdepth 1 ! -name log.prev -exec rm -rf --one-file-system {} +
     install -d -m 755 "$ETC" "$RUN" "$LOG" "$STATE/spool" "$STATE/spool/slurmd" "$STATE/beamline-src" "$STATE/work"
     install -d -o slurm -g slurm -m 755 "$STATE/ctld"
     if [[ $job_container == 1 ]]; then

@@ -479,7 +479,8 @@ fn a_duplicate_beamline_key_is_refused_instead_of_one_value_silently_winning() {
     write_metadata(&bt.metadata_path, &hostile);
     // The parser stops at the end of the repeated key.
     let message = format!(
-        "{}:{line}:{}: invalid JSON: duplicate key \"beamline\" (a key may appear once per object)",
+        "{}:{line}:{}: the key \"beamline\" appears twice in one object; a key may appear \
+         once, so which value counts is ambiguous",
         bt.metadata_path.display(),
         key.len()
     );

@@ -1,0 +1,497 @@
+//! Running a Slurm command on one of the beamtime's reserved nodes over
+//! OpenSSH, as the beamtime account with the beamtime's key: the ssh command
+//! line, the remote command quoted from the argument vector, the key file
+//! checked before connecting, the node chosen, and ssh's failures told apart.
+//!
+//! Host keys are checked against the system's known_hosts, never switched off
+//! (`StrictHostKeyChecking=yes` overrides any `no` in the user's ssh_config):
+//! the key is the beamtime's and the node runs its jobs, so a node that cannot
+//! prove who it is gets neither.
+
+use std::cell::OnceCell;
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use beamtime::metadata::OnlineAnalysis;
+use beamtime::shell::quote_bytes;
+
+use crate::failure::{Failure, Status, ASK_ADMIN};
+use crate::slurm_query::{QueryError, QueryErrorKind, Slurm};
+use crate::submit::cannot_start;
+
+/// Seconds ssh waits for a node to answer before the next one is tried.
+pub const CONNECT_TIMEOUT_SECONDS: u32 = 10;
+
+/// The options that make ssh fit for a program: no prompts (`BatchMode`), only
+/// the beamtime's key (`IdentitiesOnly`, not whatever the agent holds), host
+/// keys checked, a bounded wait for a node that is down, and only ssh's errors
+/// on stderr, so that they can be told apart.
+fn fixed_options() -> [String; 5] {
+    [
+        "BatchMode=yes".to_owned(),
+        "IdentitiesOnly=yes".to_owned(),
+        "StrictHostKeyChecking=yes".to_owned(),
+        format!("ConnectTimeout={CONNECT_TIMEOUT_SECONDS}"),
+        "LogLevel=ERROR".to_owned(),
+    ]
+}
+
+/// The beamtime account on its reserved nodes.
+#[derive(Debug)]
+pub struct Remote {
+    account: String,
+    key: Option<PathBuf>,
+    /// In the order they are tried.
+    nodes: Vec<String>,
+    /// The first node that answered: every later command of this run goes there.
+    answered: OnceCell<String>,
+}
+
+impl Remote {
+    /// `node`: the user's `--node`, which must be one of `reservedNodes` (the
+    /// beamtime's key opens only those); without it every reserved node is
+    /// tried in the metadata's order.
+    pub fn new(online: &OnlineAnalysis, node: Option<&str>) -> Result<Remote, Failure> {
+        let nodes = match node {
+            Some(node) if online.reserved_nodes.iter().any(|n| n == node) => {
+                vec![node.to_owned()]
+            }
+            Some(node) => {
+                return Err(Failure::new(
+                    Status::Usage,
+                    format!(
+                        "--node {} is not one of the beamtime's reserved nodes: {}",
+                        beamtime::shell::quote(node),
+                        online.reserved_nodes.join(", ")
+                    ),
+                    "name one of them with --node, or leave --node out to use the first that \
+                     answers",
+                ))
+            }
+            None => online.reserved_nodes.clone(),
+        };
+        Ok(Remote {
+            account: online.user_account.clone(),
+            key: online.ssh_private_key.clone(),
+            nodes,
+            answered: OnceCell::new(),
+        })
+    }
+
+    /// The node tried first (for `--dry-run`).
+    pub fn first_node(&self) -> &str {
+        self.answered
+            .get()
+            .or(self.nodes.first())
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The whole ssh command that runs `program args` on `node`.
+    pub fn command(&self, node: &str, program: &str, args: &[OsString]) -> Vec<OsString> {
+        let mut command: Vec<OsString> = vec!["ssh".into()];
+        if let Some(key) = &self.key {
+            command.push("-i".into());
+            command.push(key.into());
+        }
+        command.push("-l".into());
+        command.push(self.account.clone().into());
+        for option in fixed_options() {
+            command.push("-o".into());
+            command.push(option.into());
+        }
+        command.push(node.into());
+        command.push(remote_command(program, args));
+        command
+    }
+
+    /// Runs `program args` on the first node that answers (the one that
+    /// answered before, once one has) and returns that node and what the
+    /// program gave. A node that does not answer (refused, timed out, no
+    /// route, unknown name) is passed over before anything ran on it, so the
+    /// command never runs twice; every other ssh failure ends here.
+    pub fn run(&self, program: &str, args: &[OsString]) -> Result<(String, Output), Failure> {
+        if let Some(key) = &self.key {
+            check_key(key, current_uid())?;
+        }
+        let candidates: Vec<&String> = match self.answered.get() {
+            Some(node) => vec![node],
+            None => self.nodes.iter().collect(),
+        };
+        let mut unanswered: Vec<String> = Vec::new();
+        for node in candidates {
+            let command = self.command(node, program, args);
+            let output = Command::new(&command[0])
+                .args(&command[1..])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|error| cannot_start("ssh", &error))?;
+            // ssh's own failures exit 255; any other status is the program's.
+            if output.status.code() != Some(SSH_FAILED) {
+                let _ = self.answered.set(node.clone());
+                return match output.status.code() {
+                    Some(127) => Err(Failure::new(
+                        Status::NotFound,
+                        format!("{program} not found on {node}'s PATH; nothing was submitted"),
+                        format!("{program} must be installed on the reserved nodes; {ASK_ADMIN}"),
+                    )),
+                    Some(126) => Err(Failure::new(
+                        Status::CannotExecute,
+                        format!("{program} cannot be run on {node}; nothing was submitted"),
+                        ASK_ADMIN,
+                    )),
+                    _ => Ok((node.clone(), output)),
+                };
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            match SshFailure::of(&stderr) {
+                SshFailure::NoAnswer => unanswered.push(last_line(&stderr).to_owned()),
+                failure => return Err(self.failure(node, failure, &stderr)),
+            }
+        }
+        Err(Failure::new(
+            Status::NoHost,
+            format!(
+                "none of the reserved nodes answered over ssh: {}; nothing was submitted",
+                unanswered.join("; ")
+            ),
+            format!(
+                "try again when a node is up, or name one with --node; if they are all up, \
+                 {ASK_ADMIN}"
+            ),
+        ))
+    }
+
+    fn failure(&self, node: &str, failure: SshFailure, stderr: &str) -> Failure {
+        let said = last_line(stderr);
+        match failure {
+            SshFailure::UnknownHostKey => Failure::new(
+                Status::NoPermission,
+                format!(
+                    "the host key of {node} is not in known_hosts, and bt-submit does not log \
+                     in to a node it cannot verify (ssh: {said}); nothing was submitted"
+                ),
+                format!(
+                    "the cluster's administrators must add {node}'s host key to \
+                     /etc/ssh/ssh_known_hosts on this computer (ssh-keyscan {node}, with the \
+                     fingerprint checked on the node: ssh-keygen -lf \
+                     /etc/ssh/ssh_host_ed25519_key.pub)"
+                ),
+            ),
+            SshFailure::ChangedHostKey => Failure::new(
+                Status::NoPermission,
+                format!(
+                    "the host key of {node} does not match known_hosts: the node was \
+                     reinstalled, or it is not {node}; nothing was submitted"
+                ),
+                format!(
+                    "{ASK_ADMIN} to check {node}'s host key and correct known_hosts; do not \
+                     remove the entry yourself"
+                ),
+            ),
+            SshFailure::Denied => Failure::new(
+                Status::NoPermission,
+                format!(
+                    "{node} refused the login as {} with {} (ssh: {said}); nothing was \
+                     submitted",
+                    self.account,
+                    self.key_text()
+                ),
+                format!(
+                    "check that the metadata's sshPrivateKeyPath is the beamtime's current key; \
+                     its public half must be in {}'s authorized keys on the node",
+                    self.account
+                ),
+            ),
+            SshFailure::Other => Failure::new(
+                Status::CannotExecute,
+                format!("ssh to {node} failed: {said}; nothing was submitted"),
+                format!(
+                    "run the command that --dry-run prints to see ssh's whole message; {ASK_ADMIN} \
+                     if it is about the node"
+                ),
+            ),
+            SshFailure::NoAnswer => unreachable!("handled by the caller"),
+        }
+    }
+
+    fn key_text(&self) -> String {
+        match &self.key {
+            Some(key) => format!("key {}", key.display()),
+            None => "the default keys (the metadata names no sshPrivateKeyPath)".to_owned(),
+        }
+    }
+}
+
+/// The controller queries bt-submit makes before a submission (choosing a
+/// reservation, choose.rs) are made on the node too: the beamline computer
+/// may have no Slurm at all.
+impl Slurm for Remote {
+    fn query(&self, program: &str, args: &[&str]) -> Result<String, QueryError> {
+        let command = format!("{program} {}", args.join(" "));
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let (node, output) = self.run(program, &args).map_err(|failure| QueryError {
+            command: command.clone(),
+            kind: QueryErrorKind::CannotRun(failure.message),
+        })?;
+        if output.status.success() {
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        Err(QueryError {
+            command: format!("{command} (on {node})"),
+            kind: QueryErrorKind::Failed {
+                status: output.status,
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            },
+        })
+    }
+}
+
+/// ssh's exit status for its own failures.
+const SSH_FAILED: i32 = 255;
+
+/// What ssh's stderr says went wrong (with `LogLevel=ERROR`, only errors are
+/// on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SshFailure {
+    /// No connection was made: nothing ran on the node.
+    NoAnswer,
+    UnknownHostKey,
+    ChangedHostKey,
+    Denied,
+    Other,
+}
+
+impl SshFailure {
+    fn of(stderr: &str) -> SshFailure {
+        if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+            SshFailure::ChangedHostKey
+        } else if stderr.contains("host key is known for")
+            || stderr.contains("Host key verification failed")
+        {
+            SshFailure::UnknownHostKey
+        } else if stderr.contains("Permission denied") {
+            SshFailure::Denied
+        } else if stderr.contains("ssh: connect to host ")
+            || stderr.contains("ssh: Could not resolve hostname")
+        {
+            SshFailure::NoAnswer
+        } else {
+            SshFailure::Other
+        }
+    }
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+}
+
+/// The remote command: every argument quoted for the POSIX shell that sshd
+/// starts as the account's login shell, joined by spaces, so that the shell
+/// there rebuilds exactly this argument vector (spaces, quotes, `;`, `$(…)`,
+/// globs, newlines: single quotes keep every byte but `'`, which is written
+/// `'\''`). `exec`, so that the program's exit status is ssh's.
+pub fn remote_command(program: &str, args: &[OsString]) -> OsString {
+    let mut line = b"exec ".to_vec();
+    line.extend_from_slice(&quote_bytes(program.as_bytes()));
+    for arg in args {
+        line.push(b' ');
+        line.extend_from_slice(&quote_bytes(arg.as_bytes()));
+    }
+    OsString::from_vec(line)
+}
+
+fn current_uid() -> u32 {
+    // The owner of a file this process creates is its effective uid, and
+    // /proc/self is the portable way to ask without libc: its owner is ours.
+    fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
+
+/// The key file as ssh will take it, checked before connecting: it must exist
+/// and be readable, and if it is this user's own it must be private, since ssh
+/// ignores a key its owner leaves readable or writable to others ("UNPROTECTED
+/// PRIVATE KEY FILE"). A key owned by someone else (the beamtime account's,
+/// readable to the beamline computer's user through a group) is taken as is.
+pub fn check_key(key: &Path, uid: u32) -> Result<(), Failure> {
+    let shown = key.display();
+    let metadata = fs::metadata(key).map_err(|error| {
+        let why = if error.kind() == io::ErrorKind::NotFound {
+            "does not exist".to_owned()
+        } else {
+            error.to_string()
+        };
+        Failure::new(
+            Status::NoInput,
+            format!(
+                "the beamtime's ssh key {shown} (sshPrivateKeyPath) {why}; nothing was submitted"
+            ),
+            "run bt-submit where the beamline filesystem is mounted, or ask the beamline staff \
+             whether the key was moved",
+        )
+    })?;
+    if let Err(error) = fs::File::open(key) {
+        return Err(Failure::new(
+            Status::NoInput,
+            format!("the beamtime's ssh key {shown} (sshPrivateKeyPath) cannot be read: {error}; nothing was submitted"),
+            "run bt-submit as a user who may read the beamtime's shared folder (the beamtime \
+             account, or one in its group)",
+        ));
+    }
+    let mode = metadata.mode() & 0o777;
+    if metadata.uid() == uid && mode & 0o077 != 0 {
+        return Err(Failure::new(
+            Status::NoPermission,
+            format!(
+                "the beamtime's ssh key {shown} is yours and open to others (mode {mode:04o}), \
+                 so ssh would refuse to use it; nothing was submitted"
+            ),
+            format!(
+                "make it private: chmod 600 {}",
+                beamtime::shell::quote(&key.to_string_lossy())
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// For `--dry-run`: the command shell-quoted on one line.
+pub fn shell_line(command: &[OsString]) -> Vec<u8> {
+    let mut line = Vec::new();
+    for (index, arg) in command.iter().enumerate() {
+        if index > 0 {
+            line.push(b' ');
+        }
+        line.extend_from_slice(&quote_bytes(OsStr::as_bytes(arg)));
+    }
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn online(nodes: &[&str]) -> OnlineAnalysis {
+        OnlineAnalysis {
+            reserved_nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            partition: "ponline_p21".to_owned(),
+            reservations: vec!["11099005".to_owned()],
+            user_account: "bttest05".to_owned(),
+            ssh_private_key: Some(PathBuf::from("/gpfs/p21/shared/id_rsa")),
+            ssh_public_key: None,
+        }
+    }
+
+    #[test]
+    fn the_ssh_command_logs_in_as_the_account_with_the_key_and_checks_host_keys() {
+        let remote = match Remote::new(&online(&["n1", "n2"]), None) {
+            Ok(remote) => remote,
+            Err(failure) => panic!("{failure}"),
+        };
+        let line = shell_line(&remote.command("n1", "sbatch", &["job.sh".into()]));
+        assert_eq!(
+            String::from_utf8_lossy(&line),
+            "ssh -i /gpfs/p21/shared/id_rsa -l bttest05 -o BatchMode=yes -o IdentitiesOnly=yes \
+             -o StrictHostKeyChecking=yes -o ConnectTimeout=10 -o LogLevel=ERROR n1 \
+             'exec sbatch job.sh'\n"
+        );
+    }
+
+    #[test]
+    fn a_node_outside_the_reservation_is_refused() {
+        let failure = Remote::new(&online(&["n1"]), Some("elsewhere")).err();
+        assert_eq!(failure.map(|f| f.status), Some(Status::Usage));
+        let remote = Remote::new(&online(&["n1", "n2"]), Some("n2"));
+        assert_eq!(remote.map(|r| r.nodes), Ok(vec!["n2".to_owned()]));
+    }
+
+    #[test]
+    fn the_remote_command_rebuilds_the_argument_vector_in_a_real_shell() {
+        let tricky: Vec<OsString> = [
+            "a b",
+            "it's",
+            "\"q\"",
+            "x;touch /tmp/no",
+            "$(id)",
+            "`id`",
+            "*",
+            "?[a]",
+            "a\nb",
+            "",
+            "~",
+            "#c",
+            "-n",
+            "é",
+        ]
+        .iter()
+        .map(OsString::from)
+        .chain([OsString::from_vec(b"\xff\x01".to_vec())])
+        .collect();
+        let mut args = vec![OsString::from("%s\\0")];
+        args.extend(tricky.iter().cloned());
+        let command = remote_command("printf", &args);
+        let output = Command::new("sh").arg("-c").arg(&command).output();
+        let expected: Vec<u8> = tricky
+            .iter()
+            .flat_map(|arg| [arg.as_bytes(), b"\0"].concat())
+            .collect();
+        assert_eq!(output.map(|o| o.stdout).ok(), Some(expected));
+    }
+
+    #[test]
+    fn ssh_failures_are_told_apart() {
+        let cases = [
+            ("ssh: connect to host 127.0.0.1 port 1: Connection refused", SshFailure::NoAnswer),
+            ("ssh: connect to host n1 port 22: Connection timed out", SshFailure::NoAnswer),
+            ("ssh: Could not resolve hostname n9: Name or service not known", SshFailure::NoAnswer),
+            ("No ED25519 host key is known for n1 and you have requested strict checking.\nHost key verification failed.", SshFailure::UnknownHostKey),
+            ("@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.", SshFailure::ChangedHostKey),
+            ("bttest05@n1: Permission denied (publickey).", SshFailure::Denied),
+            ("kex_exchange_identification: read: Connection reset by peer", SshFailure::Other),
+        ];
+        for (stderr, expected) in cases {
+            assert_eq!(SshFailure::of(stderr), expected, "{stderr}");
+        }
+    }
+
+    #[test]
+    fn a_key_is_checked_as_ssh_will_take_it() {
+        let dir = std::env::temp_dir().join(format!("bt-submit-key-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let key = dir.join("id_rsa");
+        fs::write(&key, "key").unwrap_or_else(|e| panic!("{e}"));
+        let me = current_uid();
+        let set_mode = |mode| {
+            fs::set_permissions(&key, fs::Permissions::from_mode(mode))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        set_mode(0o600);
+        assert_eq!(check_key(&key, me), Ok(()));
+        set_mode(0o640);
+        let failure = check_key(&key, me).err();
+        assert_eq!(
+            failure.as_ref().map(|f| f.status),
+            Some(Status::NoPermission)
+        );
+        assert!(failure.is_some_and(|f| f.hint.contains("chmod 600")));
+        // Someone else's key, readable through a group: ssh takes it.
+        assert_eq!(check_key(&key, me.wrapping_add(1)), Ok(()));
+        let missing = check_key(&dir.join("nothing"), me).err();
+        assert_eq!(missing.map(|f| f.status), Some(Status::NoInput));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

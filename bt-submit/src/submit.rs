@@ -1,0 +1,303 @@
+//! Submitting a batch job and asking Slurm about the submitter's own jobs, on
+//! this host or on one of the beamtime's reserved nodes over ssh: the one place
+//! bt-submit runs sbatch as a child and reads its job id back. `bt-submit
+//! --remote` and `bt-submit watch` both submit through a [`Submitter`], so a
+//! job submitted either way is submitted the same way.
+//!
+//! Plain `bt-submit` without `--remote` does not come here: it replaces itself
+//! with sbatch (lib.rs), so that sbatch's output and exit status are the user's.
+
+use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output, Stdio};
+
+use crate::failure::{Failure, Status};
+use crate::ssh::Remote;
+
+/// Where jobs are submitted and Slurm is asked.
+#[derive(Debug)]
+pub enum Submitter {
+    /// The Slurm commands on this host's PATH.
+    Local,
+    /// The same commands on a reserved node, logged in as the beamtime account.
+    Remote(Remote),
+}
+
+/// A job sbatch accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub job_id: u64,
+    /// The cluster sbatch names after the id (`--parsable` prints `ID;CLUSTER`
+    /// in a federation or with `-M`), else none.
+    pub cluster: Option<String>,
+    /// The node it was submitted from, for a remote submission.
+    pub node: Option<String>,
+}
+
+/// Why a submission did not give a job id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitError {
+    /// sbatch ran and refused the job: its exit status and what it printed on
+    /// stderr, which says why.
+    Refused { status: u8, stderr: String },
+    /// sbatch could not be run, or not reached, or gave no job id.
+    Failed(Failure),
+}
+
+impl From<Failure> for SubmitError {
+    fn from(failure: Failure) -> SubmitError {
+        SubmitError::Failed(failure)
+    }
+}
+
+/// What one run of a Slurm command gave.
+struct Ran {
+    output: Output,
+    node: Option<String>,
+}
+
+impl Submitter {
+    /// Runs `sbatch --parsable ARGS` (`args` as the plan made them: the
+    /// metadata's options, then the user's, then the script and its arguments)
+    /// and returns the job id sbatch printed.
+    pub fn sbatch(&self, args: &[OsString]) -> Result<Submitted, SubmitError> {
+        let ran = self.run("sbatch", &parsable(args))?;
+        let stderr = String::from_utf8_lossy(&ran.output.stderr).into_owned();
+        if !ran.output.status.success() {
+            return Err(SubmitError::Refused {
+                status: exit_byte(&ran.output),
+                stderr,
+            });
+        }
+        let stdout = String::from_utf8_lossy(&ran.output.stdout);
+        let (job_id, cluster) = parse_parsable(&stdout).ok_or_else(|| {
+            Failure::new(
+                Status::CannotExecute,
+                format!(
+                    "sbatch{} exited 0 but printed no job id (stdout {:?}, stderr {:?}); the \
+                     job may have been submitted",
+                    on_node(&ran.node),
+                    stdout.trim(),
+                    stderr.trim()
+                ),
+                "look for it with 'squeue --me' before submitting again",
+            )
+        })?;
+        Ok(Submitted {
+            job_id,
+            cluster,
+            node: ran.node,
+        })
+    }
+
+    /// The ids of the caller's jobs that Slurm still holds (pending, running,
+    /// suspended, completing …), asked from Slurm each time, never counted here:
+    /// `squeue --me`, where the jobs are submitted.
+    pub fn queued(&self) -> Result<BTreeSet<u64>, Failure> {
+        let args: Vec<OsString> = ["--me", "--noheader", "--array", "--format=%A"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let ran = self.run("squeue", &args)?;
+        let stdout = String::from_utf8_lossy(&ran.output.stdout);
+        if !ran.output.status.success() {
+            return Err(Failure::new(
+                Status::CannotExecute,
+                format!(
+                    "squeue{} failed with status {}: {}",
+                    on_node(&ran.node),
+                    exit_byte(&ran.output),
+                    last_line(&String::from_utf8_lossy(&ran.output.stderr))
+                ),
+                "check that the Slurm controller answers (squeue --me)",
+            ));
+        }
+        stdout
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                line.parse::<u64>().map_err(|_| {
+                    Failure::new(
+                        Status::CannotExecute,
+                        format!("squeue{} printed {line:?} for a job id", on_node(&ran.node)),
+                        "report this as a bug, with the output of 'squeue --me --format=%A'",
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The ids of the caller's jobs, finished ones included while the
+    /// controller still holds them (its MinJobAge), whose comment is exactly
+    /// `comment`: how `bt-submit watch` finds a job it submitted but had not
+    /// recorded when it died.
+    pub fn with_comment(&self, comment: &str) -> Result<BTreeSet<u64>, Failure> {
+        let args: Vec<OsString> = ["--me", "--noheader", "--states=all", "--format=%A|%k"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let ran = self.run("squeue", &args)?;
+        if !ran.output.status.success() {
+            return Err(Failure::new(
+                Status::CannotExecute,
+                format!(
+                    "squeue{} failed with status {}: {}",
+                    on_node(&ran.node),
+                    exit_byte(&ran.output),
+                    last_line(&String::from_utf8_lossy(&ran.output.stderr))
+                ),
+                "check that the Slurm controller answers (squeue --me)",
+            ));
+        }
+        Ok(jobs_with_comment(
+            &String::from_utf8_lossy(&ran.output.stdout),
+            comment,
+        ))
+    }
+
+    /// What [`Submitter::sbatch`] runs, for `--dry-run`: `sbatch --parsable …`
+    /// here, or the whole ssh command for the first node it would try.
+    pub fn sbatch_command(&self, args: &[OsString]) -> Vec<OsString> {
+        let args = parsable(args);
+        match self {
+            Submitter::Local => std::iter::once(OsString::from("sbatch"))
+                .chain(args)
+                .collect(),
+            Submitter::Remote(remote) => remote.command(remote.first_node(), "sbatch", &args),
+        }
+    }
+
+    fn run(&self, program: &str, args: &[OsString]) -> Result<Ran, Failure> {
+        match self {
+            Submitter::Local => {
+                // A process group of its own: a Ctrl-C at the terminal stops
+                // `bt-submit watch` after the sbatch under way, not that sbatch
+                // half way (plain bt-submit execs sbatch and never comes here).
+                let output = Command::new(program)
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .process_group(0)
+                    .output()
+                    .map_err(|error| cannot_start(program, &error))?;
+                Ok(Ran { output, node: None })
+            }
+            Submitter::Remote(remote) => {
+                let (node, output) = remote.run(program, args)?;
+                Ok(Ran {
+                    output,
+                    node: Some(node),
+                })
+            }
+        }
+    }
+}
+
+/// sbatch's arguments with `--parsable` first, so that its answer is the job
+/// id alone whatever the user's options.
+pub(crate) fn parsable(args: &[OsString]) -> Vec<OsString> {
+    std::iter::once(OsString::from("--parsable"))
+        .chain(args.iter().cloned())
+        .collect()
+}
+
+/// `--parsable` output: `ID` or `ID;CLUSTER` on the last line (sbatch may print
+/// warnings before it).
+fn parse_parsable(stdout: &str) -> Option<(u64, Option<String>)> {
+    let line = stdout.lines().rev().find(|line| !line.trim().is_empty())?;
+    let (id, cluster) = match line.trim().split_once(';') {
+        Some((id, cluster)) => (id, Some(cluster.to_owned())),
+        None => (line.trim(), None),
+    };
+    Some((id.parse().ok()?, cluster))
+}
+
+/// squeue's `%A|%k` lines whose comment is `comment`.
+fn jobs_with_comment(stdout: &str, comment: &str) -> BTreeSet<u64> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let (id, theirs) = line.trim().split_once('|')?;
+            (theirs == comment).then(|| id.parse().ok())?
+        })
+        .collect()
+}
+
+/// The exit status as the shell reports it: a signal as 128+N.
+pub(crate) fn exit_byte(output: &Output) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (output.status.code(), output.status.signal()) {
+        (Some(code), _) => u8::try_from(code).unwrap_or(u8::MAX),
+        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(u8::MAX),
+        (None, None) => u8::MAX,
+    }
+}
+
+fn on_node(node: &Option<String>) -> String {
+    node.as_ref()
+        .map(|node| format!(" on {node}"))
+        .unwrap_or_default()
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+}
+
+/// A program on this host that could not be started: not on PATH (127) or not
+/// runnable (126), as the shell would say.
+pub(crate) fn cannot_start(program: impl AsRef<OsStr>, error: &io::Error) -> Failure {
+    let program = program.as_ref().to_string_lossy();
+    if error.kind() == io::ErrorKind::NotFound {
+        Failure::new(
+            Status::NotFound,
+            format!("{program} not found on PATH; nothing was submitted"),
+            format!("install {program} here, or add its folder to PATH"),
+        )
+    } else {
+        Failure::new(
+            Status::CannotExecute,
+            format!("cannot run {program}: {error}; nothing was submitted"),
+            format!("check the {program} found on PATH"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsable_output_gives_the_id_and_the_cluster() {
+        assert_eq!(parse_parsable("1234\n"), Some((1234, None)));
+        assert_eq!(
+            parse_parsable("sbatch: warning: x\n77;cl1\n"),
+            Some((77, Some("cl1".to_owned())))
+        );
+        assert_eq!(parse_parsable("Submitted batch job 5\n"), None);
+        assert_eq!(parse_parsable(""), None);
+    }
+
+    #[test]
+    fn only_jobs_with_exactly_that_comment_are_found() {
+        let out = "10|bt-submit-watch:ab:1\n11|other\n12|bt-submit-watch:ab:10\n13|\n";
+        assert_eq!(
+            jobs_with_comment(out, "bt-submit-watch:ab:1"),
+            BTreeSet::from([10])
+        );
+        assert!(jobs_with_comment(out, "bt-submit-watch:cd:1").is_empty());
+    }
+
+    #[test]
+    fn a_local_sbatch_that_is_missing_is_status_127() {
+        let error = io::Error::from(io::ErrorKind::NotFound);
+        assert_eq!(cannot_start("sbatch", &error).status, Status::NotFound);
+        let error = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert_eq!(cannot_start("sbatch", &error).status, Status::CannotExecute);
+    }
+}
