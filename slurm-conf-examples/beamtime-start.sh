@@ -104,6 +104,8 @@ if ((PRESTART)); then
     CORES=${CORES:-1}
 fi
 PARTITION=${PARTITION:-ponline_$BEAMLINE}
+# "slurm 22.05.8" → 22.05.8: how CoreCnt is written depends on the release.
+SLURM_RELEASE=$(scontrol --version | awk '{print $2}')
 ALIAS=${ALIAS:-${BEAMLINE^^}}
 TITLE=${TITLE:-Online analysis test beamtime $ID}
 ((${#RESERVATIONS[@]})) || RESERVATIONS=("$ID")
@@ -196,9 +198,17 @@ for i in "${!RESERVATIONS[@]}"; do
     flags=IGNORE_JOBS
     # Slurm refuses a reservation on nodes another one holds unless it may overlap.
     if grep -qxF -f <(scontrol show hostnames "$rnodes") <(reserved_nodes "$r"); then flags+=,OVERLAP; fi
-    # N cores on each node: 22.05 wants CoreCnt per node of the list (N,N,…).
+    # N cores on each node. Up to 23.02 CoreCnt takes one count per node of the list
+    # (N,N,…); from 23.11 on it is one total for all of them, and a list is refused.
     cores=''
-    [[ -n $CORES ]] && cores=$(scontrol show hostnames "$rnodes" | sed "s/.*/$CORES/" | paste -sd,)
+    if [[ -n $CORES ]]; then
+        count=$(scontrol show hostnames "$rnodes" | wc -l)
+        if [[ $(printf '%s\n' 23.11 "$SLURM_RELEASE" | sort -V | head -1) == 23.11 ]]; then
+            cores=$((CORES * count))
+        else
+            cores=$(for ((k = 0; k < count; k++)); do echo "$CORES"; done | paste -sd,)
+        fi
+    fi
     scontrol create reservation ReservationName="$r" Users="$ACCOUNT" Nodes="$rnodes" \
         PartitionName="$PARTITION" StartTime=now Duration=infinite Flags="$flags" \
         ${cores:+CoreCnt=$cores} >/dev/null

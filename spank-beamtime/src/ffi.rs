@@ -154,6 +154,137 @@ pub fn enter_private_mount_namespace() -> io::Result<()> {
     }
 }
 
+/// Moves the calling process into the mount namespace `namespace` refers to
+/// (an open `/proc/<pid>/ns/mnt`). The kernel sets root and working folder to
+/// that namespace's root.
+///
+/// Called in a task's freshly forked child: it shares no file-system
+/// attributes with another process, which setns requires.
+pub fn join_mount_namespace(namespace: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: a plain syscall on a valid descriptor.
+    check(unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNS) })
+}
+
+/// A connected pair of sequenced-packet sockets, both closed on exec: a
+/// process slurmstepd forks inherits both ends, the program a task execs none.
+pub fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two descriptors into the array it is given,
+    // which are then owned here and nowhere else.
+    unsafe {
+        check(libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        ))?;
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
+/// A receive on `socket` that waits longer than `timeout` fails with
+/// `WouldBlock` instead of waiting for ever.
+pub fn set_receive_timeout(socket: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<()> {
+    let value = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: setsockopt reads a timeval of the size given.
+    check(unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&value as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })
+}
+
+/// Room for one descriptor's control message.
+const ONE_FD_SPACE: usize = 64;
+
+/// Sends one message on a sequenced-packet socket: `data`, and `fd` (as
+/// SCM_RIGHTS: the receiver gets its own descriptor of the same file) if given.
+pub fn send_message(
+    socket: BorrowedFd<'_>,
+    data: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let mut control = [0u8; ONE_FD_SPACE];
+    // SAFETY: msghdr is plain old data; every pointer in it points at a live
+    // buffer of the length given, and CMSG_* stay inside `control`, whose
+    // size covers CMSG_SPACE of one descriptor.
+    unsafe {
+        let mut message: libc::msghdr = std::mem::zeroed();
+        message.msg_iov = &mut iov;
+        message.msg_iovlen = 1;
+        if let Some(fd) = fd {
+            let length = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize;
+            debug_assert!(length <= control.len());
+            message.msg_control = control.as_mut_ptr().cast();
+            message.msg_controllen = length;
+            let header = libc::CMSG_FIRSTHDR(&message);
+            (*header).cmsg_level = libc::SOL_SOCKET;
+            (*header).cmsg_type = libc::SCM_RIGHTS;
+            (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
+            libc::CMSG_DATA(header)
+                .cast::<libc::c_int>()
+                .write_unaligned(fd.as_raw_fd());
+        }
+        let sent = libc::sendmsg(socket.as_raw_fd(), &message, libc::MSG_NOSIGNAL);
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Receives one message sent by [`send_message`]: its data (cut at `max`
+/// bytes) and the descriptor it carried, if any, closed on exec.
+pub fn receive_message(
+    socket: BorrowedFd<'_>,
+    max: usize,
+) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
+    let mut data = vec![0u8; max];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    let mut control = [0u8; ONE_FD_SPACE];
+    // SAFETY: as in send_message; a descriptor the kernel put into the
+    // control message is new and owned by nothing else, so it becomes an
+    // OwnedFd exactly once.
+    unsafe {
+        let mut message: libc::msghdr = std::mem::zeroed();
+        message.msg_iov = &mut iov;
+        message.msg_iovlen = 1;
+        message.msg_control = control.as_mut_ptr().cast();
+        message.msg_controllen = control.len();
+        let received = libc::recvmsg(socket.as_raw_fd(), &mut message, libc::MSG_CMSG_CLOEXEC);
+        if received < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        data.truncate(received as usize);
+        let mut fd = None;
+        let header = libc::CMSG_FIRSTHDR(&message);
+        if !header.is_null()
+            && (*header).cmsg_level == libc::SOL_SOCKET
+            && (*header).cmsg_type == libc::SCM_RIGHTS
+        {
+            let raw = libc::CMSG_DATA(header)
+                .cast::<libc::c_int>()
+                .read_unaligned();
+            fd = Some(OwnedFd::from_raw_fd(raw));
+        }
+        Ok((data, fd))
+    }
+}
+
 /// The real uid of the calling process (the submitting user, in srun/sbatch/salloc).
 pub fn current_uid() -> u32 {
     // SAFETY: getuid cannot fail.

@@ -2,7 +2,7 @@
 # A one-node Slurm 22.05 cluster with real, enforced accounting (MariaDB + slurmdbd),
 # for tests that must prove a SPANK plugin's behaviour on the real thing.
 #
-#   cluster.sh up [--nodes N] [--job-container] [--private-mounts] [--plugin /path/lib.so] [--plugin-args "k=v k=v"]
+#   cluster.sh up [--nodes N] [--job-container] [--private-mounts | --shared-root] [--plugin /path/lib.so] [--plugin-args "k=v k=v"]
 #   cluster.sh down | status | env
 #   cluster.sh plugstack [--plugin /path/lib.so] [--plugin-args "k=v …"] [--no-restart]
 #
@@ -15,7 +15,9 @@
 # net_up); the upper half of the nodes have Features=gpu, the others Features=cpu.
 # --private-mounts: each slurmd (and so every slurmstepd and job) gets a mount namespace of
 # its own, a slave of the host's: mounts added there (nsenter --mount --target <slurmd pid>)
-# grow the node's mount table without touching the host's.
+# grow the node's mount table without touching the host's. --shared-root: the same, but
+# every mount in it shared (as systemd makes a host's), for the proof that the plugin's
+# mounts never propagate back (tests/scenarios/tests/step_namespace.rs).
 # See tests/cluster/README.md for the measurements behind the choices made here.
 set -Eeuo pipefail
 
@@ -39,6 +41,7 @@ CTLD_ADDR=127.0.0.1
 NODE_COUNT=1
 NODES=(btnode1)
 PRIVATE_MOUNTS=0
+SHARED_ROOT=0
 
 CLUSTER_NAME=btcluster
 NODE_CPUS=64
@@ -89,12 +92,13 @@ source "$LIB/mntns.sh"
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
-    local job_container=0 plugin='' plugin_args='' nodes=1 private_mounts=0
+    local job_container=0 plugin='' plugin_args='' nodes=1 private_mounts=0 shared_root=0
     while (($#)); do
         case $1 in
         --nodes) nodes=${2:?--nodes needs a number}; shift ;;
         --job-container) job_container=1 ;;
         --private-mounts) private_mounts=1 ;;
+        --shared-root) private_mounts=1 shared_root=1 ;;
         --plugin) plugin=${2:?--plugin needs a path}; shift ;;
         --plugin-args) plugin_args=${2?--plugin-args needs a value}; shift ;;
         *) die "up: unknown option $1" ;;
@@ -110,6 +114,7 @@ cmd_up() {
         die "already up: ${running[*]} running; run '$0 down' first (up always starts from empty state)"
     set_nodes "$nodes"
     PRIVATE_MOUNTS=$private_mounts
+    SHARED_ROOT=$shared_root
     ensure_packages
     export SLURM_CONF=$SLURM_CONF_PATH
     # A previous multi-node run that died without 'down' may have left its network.
@@ -123,8 +128,8 @@ cmd_up() {
     fi
     write_configs "$job_container"
     write_plugstack "$plugin" "$plugin_args"
-    printf 'nodes=%s\njob_container=%s\nprivate_mounts=%s\nplugin=%s\nplugin_args=%s\n' "$NODE_COUNT" \
-        "$job_container" "$PRIVATE_MOUNTS" "$plugin" "$plugin_args" >"$ETC/cluster.args"
+    printf 'nodes=%s\njob_container=%s\nprivate_mounts=%s\nshared_root=%s\nplugin=%s\nplugin_args=%s\n' \
+        "$NODE_COUNT" "$job_container" "$PRIVATE_MOUNTS" "$SHARED_ROOT" "$plugin" "$plugin_args" >"$ETC/cluster.args"
 
     # shellcheck disable=SC2034 # read by the EXIT trap
     UP_DONE=0

@@ -10,6 +10,7 @@
 //!   wired to the user: a refused task says why there and exits before exec.
 
 pub mod decide;
+pub mod step_namespace;
 pub mod task_root;
 pub mod task_user;
 
@@ -20,6 +21,8 @@ use std::path::{Component, Path};
 use beamtime::policy::{Grant, Refusal};
 use beamtime::trust::{FolderError, TrustPolicy};
 use beamtime::walk::{self, WalkError};
+
+use step_namespace::StepNamespace;
 
 /// What this step's tasks get; decided once in slurmstepd and inherited by
 /// every forked task.
@@ -35,13 +38,15 @@ pub enum Verdict {
 }
 
 /// What to mount, whom to trust for the check that the source folder still
-/// belongs to the beamtime when the task mounts it, and who and where, for
-/// the refusal line a failed mount logs.
+/// belongs to the beamtime when the task mounts it, who and where, for the
+/// refusal line a failed mount logs, and how the step's tasks on this node
+/// share one namespace.
 #[derive(Debug)]
 pub struct Granted {
     pub grant: Grant,
     pub trust: TrustPolicy,
     pub step: String,
+    pub namespace: StepNamespace,
 }
 
 // What both root phases use: `decide` to tell the step's phase, `task_root` to

@@ -1,8 +1,9 @@
 //! `task_init_privileged`, as root, in each task's forked child: after
 //! slurmstepd joined any job container namespace and before the user's
 //! program runs, the job's view of the beamline is built. Everything happens
-//! in a mount namespace private to that task, so nothing is left on the host
-//! when the task ends.
+//! in a mount namespace private to the step on this node: task 0 builds it,
+//! the step's other tasks here join it (`step_namespace`), and nothing is left
+//! on the host when the step ends.
 //!
 //! Every folder is opened as a handle, one component at a time without
 //! following symlinks, and every mount is made from and onto handles
@@ -21,30 +22,48 @@ use beamtime::walk;
 use slurm_spank::{spank_log_info, spank_log_verbose};
 
 use super::decide::refused_line;
+use super::step_namespace::StepNamespace;
 use super::{describe, folder_problem, not_the_beamtimes, walk_no_symlinks, Granted, Verdict};
 use crate::{ffi, PLUGIN};
 
 /// Small, and read-only once set up: it only holds the folders leading to the target.
 const HIDE_ROOT_TMPFS_OPTIONS: &str = "mode=0755,size=64k,nr_inodes=256";
 
-/// Builds a granted step's namespace in this task; a failure turns the
+/// Puts this task into the step's namespace: task 0 (or a step's only task)
+/// builds it, every other task joins what task 0 built. A failure turns the
 /// verdict into a refusal, which the task reports as the user (`task_user`).
 ///
 /// `task` is the task's id on this node: task 0 writes the step's refusal
 /// line, as `decide` does once per step and node, so counting
-/// `decision=refused` counts steps; another task that fails alone (which
-/// needs the source to change between two tasks' mounts) logs its failure
+/// `decision=refused` counts steps; another task that fails logs its failure
 /// without a decision.
 pub fn prepare_task(verdict: &mut Verdict, task: Option<i32>) {
     let Verdict::Granted(granted) = verdict else {
         return;
     };
-    let Granted { grant, trust, step } = granted.as_ref();
+    let Granted {
+        grant,
+        trust,
+        step,
+        namespace,
+    } = granted.as_ref();
     let started = Instant::now();
-    let shown = show_beamline(grant, trust);
+    let shown = match (namespace, task) {
+        (StepNamespace::Shared { .. }, Some(0)) => namespace.share(show_beamline(grant, trust)),
+        (StepNamespace::Shared { .. }, Some(_)) => namespace.join(),
+        // Without its id a task cannot know whether it is task 0: it builds its
+        // own, and the others, waiting for task 0, stop if it never comes.
+        (StepNamespace::Shared { .. }, None) | (StepNamespace::OwnTask, _) => {
+            show_beamline(grant, trust)
+        }
+    };
     // For admins weighing the cost on nodes with large mount tables (bench/ reads it too).
+    let how = match (namespace, task) {
+        (StepNamespace::Shared { .. }, Some(task)) if task != 0 => "joined",
+        _ => "set up",
+    };
     spank_log_verbose!(
-        "{PLUGIN}: beamtime={} mount namespace set up in {} us",
+        "{PLUGIN}: beamtime={} mount namespace {how} in {} us",
         grant.beamtime,
         started.elapsed().as_micros()
     );

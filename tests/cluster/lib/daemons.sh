@@ -202,7 +202,9 @@ export -f node_usable slurmd_start_time
 # own whose hostname is the node name (both inherited by slurmstepd and the jobs).
 # With --private-mounts, also a mount namespace of its own (unshare without --fork execs,
 # so the recorded pid is still slurmd's); slave propagation lets the host's later mounts
-# in, and nothing made inside out. That namespace is made on the CPU that holding_cpu
+# in, and nothing made inside out. --shared-root makes every mount in it shared instead,
+# as systemd makes a host's: a namespace copied from it without changing propagation
+# would send its mounts back into slurmd's. That namespace is made on the CPU that holding_cpu
 # picks and slurmd then runs on all CPUs again: made elsewhere, job containers in it
 # fail on Linux 6.18+ (lib/mntns.sh); checked from inside once slurmd runs.
 start_slurmd() {
@@ -211,7 +213,7 @@ start_slurmd() {
     local mounts=() pin=() unpin=()
     if ((PRIVATE_MOUNTS)); then
         cpus=$(own_cpus)
-        mounts=(--mount --propagation slave)
+        mounts=(--mount --propagation "$( ((SHARED_ROOT)) && echo shared || echo slave)")
         pin=(taskset -c "$(holding_cpu "$cpus")")
         unpin=(taskset -c "$cpus")
     fi

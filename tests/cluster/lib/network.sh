@@ -26,14 +26,15 @@ set_nodes() {
 # The configured cluster's node count and slurmd namespaces (cluster.args), for
 # down/status/plugstack: a slurmd restarted by plugstack must come back as it started.
 load_nodes() {
-    local n='' m=''
+    local n='' m='' r=''
     if [[ -f $ETC/cluster.args ]]; then
         n=$(sed -n 's/^nodes=//p' "$ETC/cluster.args")
         m=$(sed -n 's/^private_mounts=//p' "$ETC/cluster.args")
+        r=$(sed -n 's/^shared_root=//p' "$ETC/cluster.args")
     fi
     set_nodes "${n:-1}"
     # shellcheck disable=SC2034 # read by start_slurmd (daemons.sh)
-    PRIVATE_MOUNTS=${m:-0}
+    PRIVATE_MOUNTS=${m:-0} SHARED_ROOT=${r:-0}
 }
 slurmd_name() { if ((NODE_COUNT == 1)); then echo slurmd; else echo "slurmd-$1"; fi; }
 node_index() { echo "${1#btnode}"; }
