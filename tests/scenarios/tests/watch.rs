@@ -6,7 +6,9 @@
 //! being written is not submitted; `--max-in-flight 4` never has more than 4
 //! jobs queued or running; a failed sbatch is retried until it succeeds.
 //!
-//! Beamtime 11099850 (beamline p850, account bttest850), shared by these tests.
+//! Beamtime 11099850 (beamline p850, account bttest850), shared by these tests; 11099851
+//! (p851, bttest851) for the watch on "the beamline computer" (user bttest852, in
+//! bttest851's group, no Slurm configuration) that submits over ssh with `--remote`.
 //!
 //! Every test here is `#[ignore]`d: they test bt-submit, not the node's configuration, and
 //! make some 450 jobs, so scripts/test-all.sh runs them once, in a pass of their own
@@ -22,7 +24,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use scenarios::{bt_submit, Background, Beamtime, BeamtimeSpec, Cluster, UnixUser};
+use scenarios::{bt_submit, Background, Beamtime, BeamtimeSpec, Cluster, UnixUser, NODE};
 
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -523,4 +525,106 @@ fn a_failed_submission_is_reported_and_retried_until_it_succeeds() {
     let mut expected = BTreeMap::new();
     expected.insert(path, 4);
     assert_one_whole_file_per_job(&s, &expected, &submissions);
+}
+
+#[test]
+#[ignore = "bt-submit watch: scripts/test-all.sh runs it in a pass of its own (--ignored)"]
+fn a_watch_on_the_beamline_computer_submits_over_ssh_and_counts_its_jobs_there() {
+    let c = cluster();
+    let sshd = c.sshd();
+    let bt = c.start_beamtime(&BeamtimeSpec::new("11099851", "p851", "bttest851").partition("all"));
+    // The beamtime's key as the facility leaves it: in shared/, readable by its group.
+    let key = bt.current_dir.join("shared/id_rsa");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+    sshd.authorize(&bt.account, &key.with_extension("pub"));
+    let computer = "bttest852";
+    c.ensure_unix_user(computer, &[bt.account.as_str()]);
+    sshd.beamline_computer(computer, &[(NODE, sshd.port)], true);
+
+    let work = c.workdir(&bt.account, "watch-remote");
+    let data = work.join("raw");
+    let out = work.join("out");
+    fs::create_dir(&data).unwrap();
+    fs::create_dir(&out).unwrap();
+    let u = UnixUser::get(&bt.account);
+    chown(&out, Some(u.uid), Some(u.gid)).unwrap();
+    let script = work.join("analyse.sh");
+    fs::write(
+        &script,
+        "#!/bin/bash\necho \"$(id -un) $SLURM_JOB_RESERVATION $1\"\nsleep 2\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let own = c.workdir(computer, "watch-remote-state");
+    let log = own.join("watch.log");
+    let watch = c
+        .as_user(computer, bt_submit())
+        .env_remove("SLURM_CONF")
+        .arg("watch")
+        .arg("--metadata")
+        .arg(&bt.metadata_path)
+        .args([
+            "--remote",
+            "--node",
+            NODE,
+            "--settle",
+            "0.5",
+            "--max-in-flight",
+            "1",
+        ])
+        .arg("--state")
+        .arg(own.join("state.json"))
+        .arg(&data)
+        .arg("--")
+        .arg("-o")
+        .arg(out.join("out-%j.txt"))
+        .arg(&script)
+        .arg("{}")
+        .cwd(&own)
+        .spawn(&log);
+    let files: Vec<PathBuf> = (0..3).map(|n| data.join(format!("f{n}.h5"))).collect();
+    for file in &files {
+        fs::write(file, b"remote").unwrap();
+    }
+    let text = || fs::read_to_string(&log).unwrap_or_default();
+    let jobs: Vec<(String, u32)> = scenarios::wait::poll(Duration::from_secs(120), || {
+        let found: Vec<(String, u32)> = text()
+            .lines()
+            .filter_map(|line| {
+                let (_, rest) = line.split_once(' ')?;
+                let (file, rest) = rest.split_once(" -> job ")?;
+                let (job, rest) = rest.split_once(' ')?;
+                assert!(rest.starts_with(&format!("on {NODE} ")), "{line}");
+                Some((file.to_owned(), job.parse().ok()?))
+            })
+            .collect();
+        if found.len() == 3 {
+            Ok(found)
+        } else {
+            Err(found.len())
+        }
+    })
+    .unwrap_or_else(|n| panic!("{n} of 3 files submitted; the watch's log:\n{}", text()));
+    watch.signal(libc::SIGTERM);
+    assert!(watch.wait(Duration::from_secs(30)).success(), "{}", text());
+    // squeue over ssh said the one job in flight was still there.
+    assert!(
+        text().contains("waiting: 1 of this watch's jobs are pending or running"),
+        "{}",
+        text()
+    );
+    let mut seen = BTreeSet::new();
+    for (file, job) in &jobs {
+        c.wait_job(*job, Duration::from_secs(120))
+            .assert_completed_ok();
+        let said = fs::read_to_string(out.join(format!("out-{job}.txt"))).unwrap();
+        let path = data.join(file);
+        assert_eq!(
+            said,
+            format!("{} {} {}\n", bt.account, bt.id, path.display()),
+            "job {job}"
+        );
+        assert!(seen.insert(path), "{file} submitted twice");
+    }
+    assert_eq!(seen, files.into_iter().collect::<BTreeSet<_>>());
 }
