@@ -286,9 +286,10 @@ def watch_section(folder: Path) -> list[str]:
         "Without inotify the wait after the settle time is up to one poll interval, and the settle time "
         "itself starts only when the watch first sees the file as it finally is, up to one more interval "
         "after the last write: the watch measures it on its own clock, not from the file's mtime, which "
-        "comes from the writing host's clock (docs/user.md). While idle the watch lists the folder and its "
-        f"{files // 100} subfolders once a second; a file already submitted costs a name lookup in the "
-        "state, no stat. Its peak resident memory with the "
+        "comes from the writing host's clock (docs/user.md). While idle the watch stats the folder and its "
+        f"{files // 100} subfolders once a second and lists only a folder whose mtime changed since its last "
+        "listing (and each at least once a minute, bt-submit/src/watch/tree.rs); a file already submitted "
+        "costs no stat. Its peak resident memory with the "
         f"{files:,} files in its state was {hwm_kb / 1024:.1f} MiB (VmHWM).",
         "",
     ]

@@ -161,6 +161,8 @@ into place (and it has not changed since), or else when two looks --settle
 seconds apart find the same size and mtime. The folder is looked through
 every --poll-interval seconds whether or not inotify works: on a cluster
 filesystem (GPFS) files written by another host raise no inotify event here.
+A folder whose mtime has not changed since it was last listed costs one stat
+(nothing was added to it); each is listed at least once a minute.
 --pattern matches file names (not folders): * is any run of characters, and
 names starting with . are skipped unless the pattern starts with . too, so a
 detector's hidden temporary file renamed into place is submitted under its

@@ -163,6 +163,8 @@ struct Watch<'a> {
     /// inotify watch descriptor → folder below the watched one.
     watched: HashMap<i32, String>,
     watched_folders: HashSet<String>,
+    /// What each folder's last listing saw (tree.rs).
+    listings: HashMap<String, tree::Listing>,
     clock: Instant,
     in_flight: InFlight,
     submitted: usize,
@@ -202,6 +204,7 @@ impl<'a> Watch<'a> {
             inotify,
             watched: HashMap::new(),
             watched_folders: HashSet::new(),
+            listings: HashMap::new(),
             clock: Instant::now(),
             in_flight: InFlight {
                 counted: 0,
@@ -270,9 +273,25 @@ impl<'a> Watch<'a> {
     /// candidates get a new look, new folders an inotify watch.
     fn walk(&mut self, now: u64) {
         let submitted = &self.record.submitted;
-        let found = tree::walk(&self.options.folder, &self.options.pattern, &|rel| {
-            submitted.contains_key(rel)
-        });
+        // Folders holding files not submitted yet are listed at every walk:
+        // a file that disappears from one must be noticed.
+        let busy: HashSet<String> = self
+            .candidates
+            .keys()
+            .map(|rel| {
+                rel.rsplit_once('/')
+                    .map_or("", |(folder, _)| folder)
+                    .to_owned()
+            })
+            .collect();
+        let found = tree::walk(
+            &self.options.folder,
+            &self.options.pattern,
+            &|rel| submitted.contains_key(rel),
+            &busy,
+            &mut self.listings,
+            now,
+        );
         let mut present = HashSet::with_capacity(found.files.len());
         for (rel, look) in found.files {
             match self.candidates.get_mut(&rel) {

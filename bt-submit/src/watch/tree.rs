@@ -2,6 +2,7 @@
 //! whose names match the pattern that are not submitted yet. Read-only: the
 //! watch never changes or deletes anything there.
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -26,13 +27,78 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
     beamtime::pattern::wildcard_matches(pattern, name)
 }
 
+/// What the last listing of a folder saw, so that a folder nothing was
+/// added to since costs one stat instead of a listing: creating, renaming
+/// into or deleting an entry changes the folder's mtime.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    mtime_ns: i128,
+    /// When this mtime was first seen (the watch's clock, ms).
+    mtime_seen_at: u64,
+    /// When the folder was last listed.
+    listed_at: u64,
+    subfolders: Vec<String>,
+}
+
+/// How long an mtime must have been seen before a listing proves that no
+/// entry came after it: an entry added within the same timestamp tick as
+/// the change before it leaves the mtime as it was, so the folder is listed
+/// again once the mtime has stood for this long.
+pub const MTIME_STANDS_MS: u64 = 1000;
+
+/// A folder is listed at least this often whatever its mtime says, in case
+/// a filesystem keeps a folder's mtime from other hosts' changes for a while.
+pub const RELIST_MS: u64 = 60_000;
+
+/// Whether the folder needs no listing now: its mtime is the one of its last
+/// listing, that listing came after the mtime had stood for
+/// [`MTIME_STANDS_MS`], and it is less than [`RELIST_MS`] old.
+pub fn may_skip(last: Option<&Listing>, mtime_ns: i128, now: u64) -> bool {
+    last.is_some_and(|last| {
+        last.mtime_ns == mtime_ns
+            && last.listed_at >= last.mtime_seen_at + MTIME_STANDS_MS
+            && now < last.listed_at + RELIST_MS
+    })
+}
+
 /// Walks `root` without following symbolic links; `skip(rel)` tells which
-/// files need no look (already submitted), so they cost no stat.
-pub fn walk(root: &Path, pattern: &str, skip: &dyn Fn(&str) -> bool) -> Found {
+/// files need no look (already submitted), so they cost no stat. Folders in
+/// `busy` (holding files not submitted yet) are always listed; the others
+/// only when [`may_skip`] says they may have changed.
+pub fn walk(
+    root: &Path,
+    pattern: &str,
+    skip: &dyn Fn(&str) -> bool,
+    busy: &HashSet<String>,
+    listings: &mut HashMap<String, Listing>,
+    now: u64,
+) -> Found {
     let mut found = Found::default();
     let mut pending = vec![String::new()];
+    let mut visited = HashSet::new();
     while let Some(folder) = pending.pop() {
         let dir = root.join(&folder);
+        let mtime_ns = match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => mtime_of(&meta),
+            Ok(_) => continue,
+            Err(error) => {
+                found
+                    .unusable
+                    .push((shown(&folder), format!("cannot read the folder: {error}")));
+                continue;
+            }
+        };
+        visited.insert(folder.clone());
+        let last = listings.get(&folder);
+        if !busy.contains(&folder) && may_skip(last, mtime_ns, now) {
+            pending.extend(last.map(|l| l.subfolders.clone()).unwrap_or_default());
+            found.folders.push(folder);
+            continue;
+        }
+        let mtime_seen_at = match last {
+            Some(last) if last.mtime_ns == mtime_ns => last.mtime_seen_at,
+            _ => now,
+        };
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(error) => {
@@ -42,7 +108,7 @@ pub fn walk(root: &Path, pattern: &str, skip: &dyn Fn(&str) -> bool) -> Found {
                 continue;
             }
         };
-        found.folders.push(folder.clone());
+        let mut subfolders = Vec::new();
         for entry in entries.flatten() {
             let Ok(name) = entry.file_name().into_string() else {
                 found.unusable.push((
@@ -57,7 +123,7 @@ pub fn walk(root: &Path, pattern: &str, skip: &dyn Fn(&str) -> bool) -> Found {
             };
             if kind.is_dir() {
                 if !name.starts_with('.') {
-                    pending.push(rel);
+                    subfolders.push(rel);
                 }
             } else if kind.is_file() && name_matches(pattern, &name) && !skip(&rel) {
                 if let Ok(meta) = entry.metadata() {
@@ -65,7 +131,20 @@ pub fn walk(root: &Path, pattern: &str, skip: &dyn Fn(&str) -> bool) -> Found {
                 }
             }
         }
+        pending.extend(subfolders.iter().cloned());
+        listings.insert(
+            folder.clone(),
+            Listing {
+                mtime_ns,
+                mtime_seen_at,
+                listed_at: now,
+                subfolders,
+            },
+        );
+        found.folders.push(folder);
     }
+    // Folders that are gone are forgotten.
+    listings.retain(|folder, _| visited.contains(folder));
     found
 }
 
@@ -78,8 +157,12 @@ pub fn look(root: &Path, rel: &str) -> Option<Look> {
 fn look_of(meta: &fs::Metadata) -> Look {
     Look {
         size: meta.len(),
-        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        mtime_ns: mtime_of(meta),
     }
+}
+
+fn mtime_of(meta: &fs::Metadata) -> i128 {
+    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
 }
 
 pub fn join(folder: &str, name: &str) -> String {
@@ -121,7 +204,14 @@ mod tests {
             fs::write(root.join(file), b"data").unwrap();
         }
         std::os::unix::fs::symlink(root.join("a.h5"), root.join("link.h5")).unwrap();
-        let found = walk(&root, "*.h5", &|rel| rel == "old.h5");
+        let found = walk(
+            &root,
+            "*.h5",
+            &|rel| rel == "old.h5",
+            &HashSet::new(),
+            &mut HashMap::new(),
+            0,
+        );
         let mut files: Vec<&str> = found.files.iter().map(|(rel, _)| rel.as_str()).collect();
         files.sort();
         assert_eq!(files, ["a.h5", "scan 1/c.h5", "scan 1/deeper/d.h5"]);
@@ -132,6 +222,61 @@ mod tests {
         assert_eq!(look(&root, "scan 1/c.h5").map(|l| l.size), Some(4));
         assert_eq!(look(&root, "link.h5"), None);
         assert_eq!(look(&root, "gone.h5"), None);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_folder_is_listed_again_unless_its_mtime_has_stood_since_a_listing() {
+        let listing = |mtime_ns, mtime_seen_at, listed_at| Listing {
+            mtime_ns,
+            mtime_seen_at,
+            listed_at,
+            subfolders: Vec::new(),
+        };
+        // Never listed, or changed since: listed.
+        assert!(!may_skip(None, 5, 10_000));
+        assert!(!may_skip(Some(&listing(5, 0, 2000)), 6, 3000));
+        // Listed when its mtime was new: an entry in the same tick could hide.
+        assert!(!may_skip(Some(&listing(5, 1000, 1500)), 5, 3000));
+        // Listed after the mtime had stood for a second: nothing came since.
+        assert!(may_skip(Some(&listing(5, 1000, 2000)), 5, 3000));
+        // But at least once a minute.
+        assert!(!may_skip(Some(&listing(5, 1000, 2000)), 5, 62_000));
+    }
+
+    #[test]
+    fn a_file_added_to_a_folder_not_listed_for_a_while_is_found() {
+        let root =
+            std::env::temp_dir().join(format!("bt-submit-watch-skip-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("scan")).unwrap();
+        fs::write(root.join("scan/a.h5"), b"a").unwrap();
+        // An old mtime, so that adding b.h5 below surely changes it.
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        fs::File::open(root.join("scan"))
+            .and_then(|folder| folder.set_modified(old))
+            .unwrap();
+        let mut listings = HashMap::new();
+        let none = HashSet::new();
+        let submitted = |rel: &str| rel == "scan/a.h5";
+        let walk_at = |listings: &mut HashMap<String, Listing>, now| {
+            let found = walk(&root, "*", &submitted, &none, listings, now);
+            found
+                .files
+                .into_iter()
+                .map(|(rel, _)| rel)
+                .collect::<Vec<_>>()
+        };
+        assert!(walk_at(&mut listings, 0).is_empty());
+        assert!(walk_at(&mut listings, 1500).is_empty());
+        // Now the folders may be skipped: one stat each.
+        assert!(may_skip(
+            listings.get("scan"),
+            listings["scan"].mtime_ns,
+            2000
+        ));
+        fs::write(root.join("scan/b.h5"), b"b").unwrap();
+        assert_eq!(walk_at(&mut listings, 2000), ["scan/b.h5"]);
         fs::remove_dir_all(&root).unwrap();
     }
 
