@@ -283,10 +283,11 @@ def watch_section(folder: Path) -> list[str]:
         f"| CPU while idle, {files:,} files already submitted | ≈ 0 | {cpu_percent:.2f} % of one core "
         f"({cpu_ms_per_look:.1f} ms per look through the folder, one look a second) | — | — |",
         "",
-        "Without inotify the wait after the settle time is up to one poll interval, and the settle time "
-        "itself starts only when the watch first sees the file as it finally is, up to one more interval "
-        "after the last write: the watch measures it on its own clock, not from the file's mtime, which "
-        "comes from the writing host's clock (docs/user.md). While idle the watch stats the folder and its "
+        "Without inotify the watch first sees the file as it finally is at its next look, up to one poll "
+        "interval after the last write, and counts the settle time from there, on its own clock (not from "
+        "the file's mtime, which comes from the writing host's clock, docs/user.md), with one more look "
+        "exactly when it is up: so it submits between 0 and one interval after the settle time is up. "
+        "While idle the watch stats the folder and its "
         f"{files // 100} subfolders once a second and lists only a folder whose mtime changed since its last "
         "listing (and each at least once a minute, bt-submit/src/watch/tree.rs); a file already submitted "
         "costs no stat. Its peak resident memory with the "
