@@ -388,6 +388,7 @@ fn attaching_to_another_users_job_names_who_submits() {
             .collect::<Vec<_>>(),
         "#!/bin/bash\nsleep 120\n",
     );
+    let _cancel = Cancel(job.id);
     scenarios::wait::poll(std::time::Duration::from_secs(60), || {
         let state = c
             .job_record(job.id)
@@ -430,8 +431,17 @@ fn attaching_to_another_users_job_names_who_submits() {
         UnixUser::get(&bt.account).uid.to_string(),
         "{out}"
     );
-    c.cmd("scancel").arg(&jobid).run().assert_success();
     c.assert_node_not_drained();
+}
+
+/// Cancels the job when the test ends, passed or not: a job left sleeping in the
+/// beamtime's one-core reservation would keep the next run's job pending.
+struct Cancel(u32);
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        cluster().cmd("scancel").arg(self.0.to_string()).run();
+    }
 }
 
 /// The Slurm release the cluster runs, as (major, minor).
