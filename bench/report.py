@@ -242,7 +242,7 @@ def tasks_svg(runs: dict, path: Path) -> None:
     """Milliseconds a --beamtime step adds (median) against its task count, one line per table size."""
     width, height, left, right, top, bottom = 760, 400, 70, 150, 50, 60
     counts = sorted({tasks for _, tasks in runs})
-    added = {key: pair.added for key, (pair, _, _) in runs.items()}
+    added = {key: pair.added for key, (pair, *_) in runs.items()}
     highest = max(max(added.values()), 0.1) * 1.2
     lowest = min(min(added.values()), 0.0)
     x_of = lambda t: left + counts.index(t) / max(len(counts) - 1, 1) * (width - left - right)  # noqa: E731
@@ -333,6 +333,7 @@ def main() -> None:
                     Pair(folder, f"{name}-step-plain", f"{name}-step-beamtime"),
                     load(folder, f"{name}-set-up"),
                     load(folder, f"{name}-joined"),
+                    load(folder, f"{name}-waited"),
                 )
     join_target, many_tasks_target = 0.3, 1.05
     empty_setup = statistics.median(mount_points[0][1])
@@ -610,18 +611,19 @@ def main() -> None:
             f"`--beamtime` interleaved, {rounds} each; task 0 logs `mount namespace set up in`, every other task "
             "`mount namespace joined in` (from its wait for task 0 to its join).",
             "",
-            "| extra mounts | tasks | step plain, ms | step `--beamtime`, ms | ratio | task 0 setup, ms | join per other task, ms |",
-            "|---|---|---|---|---|---|---|",
+            "| extra mounts | tasks | step plain, ms | step `--beamtime`, ms | ratio | task 0 setup, ms | join per other task, ms | its wait for task 0, ms |",
+            "|---|---|---|---|---|---|---|---|",
         ]
-        for (n, tasks), (pair, setup, joins) in sorted(task_runs.items()):
+        for (n, tasks), (pair, setup, joins, waits) in sorted(task_runs.items()):
             lines.append(
                 f"| {n:,} | {tasks} | {spread(pair.base)} | {spread(pair.variant)} | {pair.interval()} "
-                f"| {spread(setup)} | {spread(joins) if joins else '–'} |"
+                f"| {spread(setup)} | {spread(joins) if joins else '–'} | {spread(waits) if waits else '–'} |"
             )
         lines += [
             "",
-            "A task that joins waits for task 0, so its time includes task 0's setup where it started first; "
-            "the medians show what a task pays once the namespace is there.",
+            "A task that joins first waits for task 0's namespace (the last column: task 0's setup, where the task "
+            "started first), then joins it (the join column: `setns` and back to its working folder). The wait "
+            "is the step's one copy of the table, paid once however many tasks the step has.",
             "",
             "![step time added against tasks](benchmarks-tasks.svg)",
         ]

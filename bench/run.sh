@@ -289,12 +289,14 @@ for n in "${MOUNT_TABLE_SIZES[@]}"; do
         offset=$(stat -c %s "$log")
         write_steps_script "$BT_TEST_STATE/work/$name.sh" "$name-step-plain" "$name-step-beamtime" "$tasks"
         as_user bttest01 salloc -p ponline_p11 --reservation="$BEAMTIME" -n"$tasks" "$BT_TEST_STATE/work/$name.sh"
-        # Task 0 of each step sets the namespace up, every other task joins it.
-        for what in "set up" joined; do
-            tail -c "+$((offset + 1))" "$log" |
-                sed -n "s/.*spank-beamtime: beamtime=$BEAMTIME mount namespace $what in \([0-9]*\) us\$/\1/p" \
-                    >"$OUT/$name-${what// /-}"
-        done
+        # Task 0 of each step sets the namespace up, every other task waits for it and joins.
+        new_log() { tail -c "+$((offset + 1))" "$log"; }
+        new_log | sed -n "s/.*spank-beamtime: beamtime=$BEAMTIME mount namespace set up in \([0-9]*\) us\$/\1/p" \
+            >"$OUT/$name-set-up"
+        new_log | sed -n "s/.*spank-beamtime: beamtime=$BEAMTIME mount namespace joined in \([0-9]*\) us after waiting [0-9]* us for task 0\$/\1/p" \
+            >"$OUT/$name-joined"
+        new_log | sed -n "s/.*spank-beamtime: beamtime=$BEAMTIME mount namespace joined in [0-9]* us after waiting \([0-9]*\) us for task 0\$/\1/p" \
+            >"$OUT/$name-waited"
         found=$(wc -l <"$OUT/$name-set-up")
         ((found == ROUNDS)) || die "$log: $found 'mount namespace set up' lines for $ROUNDS steps of $tasks tasks"
         # Tasks that log at the same moment can garble each other's line in slurmd's log
