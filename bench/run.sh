@@ -29,6 +29,10 @@ BEAMTIME=11099001
 # Controller queries are counts, not timings: a few jobs per shape show whether they vary.
 QUERY_REPEATS=3
 MOUNT_TABLE_SIZES=(0 100 1000 5000)
+# Steps of several tasks (one per core, as MPI runs them), at these table sizes: the
+# namespace is built by each node's task 0 and joined by the others (#16).
+TASK_COUNTS=(1 8 32)
+TASK_TABLE_SIZES=(0 1000 5000)
 OUT=$(mktemp -d /var/tmp/spank-beamtime-bench.XXXXXX)
 
 need_root
@@ -59,7 +63,7 @@ forget_job_cache() {
 
 start_beamtime() {
     "$REPO/slurm-conf-examples/beamtime-start.sh" --id "$BEAMTIME" --beamline p11 --account bttest01 \
-        --partition ponline_p11 --cores 2 --replace >/dev/null
+        --partition ponline_p11 --cores "${TASK_COUNTS[-1]}" --replace >/dev/null
     mkdir -p "$BT_TEST_STATE/work"
     chmod 1777 "$BT_TEST_STATE/work"
 }
@@ -81,16 +85,17 @@ timed() {
     echo "$(((end - start) / 1000))" >>"$file"
 }
 
-# A job script running ROUNDS pairs of one-task steps, plain and --beamtime, each timed.
+# A job script running ROUNDS pairs of steps of TASKS tasks (default 1), plain and
+# --beamtime, each timed.
 write_steps_script() {
-    local script=$1 plain=$2 beamtime=$3
+    local script=$1 plain=$2 beamtime=$3 tasks=${4:-1}
     cat >"$script" <<STEPS
 #!/bin/bash
 set -e
 $(declare -f timed)
 for ((i = 0; i < $ROUNDS; i++)); do
-    timed $OUT/$plain srun -n1 true
-    timed $OUT/$beamtime srun --beamtime=$BEAMTIME -n1 true
+    timed $OUT/$plain srun -n$tasks true
+    timed $OUT/$beamtime srun --beamtime=$BEAMTIME -n$tasks true
 done
 STEPS
     chmod 755 "$script"
@@ -411,6 +416,30 @@ for n in "${MOUNT_TABLE_SIZES[@]}"; do
     ((found == ROUNDS)) ||
         die "$log: $found 'mount namespace set up' lines for $ROUNDS beamtime steps (does the plugin log them at verbose?)"
     namespace_copy_times >"$OUT/mounts-$n-unshare"
+    [[ " ${TASK_TABLE_SIZES[*]} " == *" $n "* ]] || continue
+    for tasks in "${TASK_COUNTS[@]}"; do
+        say "4. $n extra mounts, steps of $tasks tasks ($ROUNDS rounds)"
+        name=mounts-$n-tasks-$tasks
+        offset=$(stat -c %s "$log")
+        write_steps_script "$BT_TEST_STATE/work/$name.sh" "$name-step-plain" "$name-step-beamtime" "$tasks"
+        as_user bttest01 salloc -p ponline_p11 --reservation="$BEAMTIME" -n"$tasks" "$BT_TEST_STATE/work/$name.sh"
+        # Task 0 of each step sets the namespace up, every other task waits for it and joins.
+        new_log() { tail -c "+$((offset + 1))" "$log"; }
+        new_log | sed -n "s/.*spank-beamtime: beamtime=$BEAMTIME mount namespace set up in \([0-9]*\) us\$/\1/p" \
+            >"$OUT/$name-set-up"
+        new_log | sed -n "s/.*spank-beamtime: beamtime=$BEAMTIME mount namespace joined in \([0-9]*\) us after waiting [0-9]* us for task 0\$/\1/p" \
+            >"$OUT/$name-joined"
+        new_log | sed -n "s/.*spank-beamtime: beamtime=$BEAMTIME mount namespace joined in [0-9]* us after waiting \([0-9]*\) us for task 0\$/\1/p" \
+            >"$OUT/$name-waited"
+        found=$(wc -l <"$OUT/$name-set-up")
+        ((found == ROUNDS)) || die "$log: $found 'mount namespace set up' lines for $ROUNDS steps of $tasks tasks"
+        # Tasks that log at the same moment can garble each other's line in slurmd's log
+        # (seen: 1 of 124); what is readable is enough, none or too many is not.
+        found=$(wc -l <"$OUT/$name-joined")
+        ((found <= ROUNDS * (tasks - 1) && (tasks == 1 || found > 0))) ||
+            die "$log: $found 'mount namespace joined' lines for $ROUNDS steps of $tasks tasks"
+        echo "$n $tasks $found $((ROUNDS * (tasks - 1)))" >>"$OUT/joined-lines"
+    done
 done
 # The namespace, and every mount in it, ends with slurmd and its steps.
 "$CLUSTER" down >&2

@@ -6,7 +6,8 @@
 # Installs DEB (scripts/package.sh --root ROOT) with dpkg as a site would, then runs the
 # one-node scenarios against the installed plugin and bt-submit on a local cluster
 # (tests/cluster/cluster.sh, unchanged): plainly, then with the release's job container
-# (job_container/tmpfs, namespace/tmpfs from 25.11); with --nodes also the 4-host
+# (job_container/tmpfs, namespace/tmpfs from 25.11), then on a node whose / is shared
+# (the propagation proof of step_namespace.rs); with --nodes also the 4-host
 # scenarios. Logs and figures go to REPORT_DIR/slurm-<major.minor>/, which
 # scripts/reliability_report.py reads as one release's column. CARGO_TARGET_DIR should
 # be the release's own (scripts/releases.sh).
@@ -54,6 +55,7 @@ run() {
 
 run "plain slurmd"
 run "job_container/tmpfs" --job-container
+run "shared root" --shared-root -- --test step_namespace -- --ignored --test-threads=1
 if [[ -n $nodes ]]; then
     run "4 hosts" --nodes 4 -- --test multinode --test multinode_queries --test multinode_faults -- --ignored --test-threads=4
 fi

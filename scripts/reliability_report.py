@@ -31,11 +31,18 @@ BINARIES = OrderedDict([
     ("doctor", "bt-submit doctor on the real cluster"),
     ("watch", "bt-submit watch: one job per new, complete file, exactly once across a SIGKILL and restart; --max-in-flight; retries"),
     ("cluster_smoke", "The test cluster itself"),
+    ("prestart", "A beamtime before its start: no beamline shown, or refused with prestart=refuse"),
+    ("step_namespace", "One mount namespace per step and node: tasks share it, steps never do, nothing reaches a node with a shared /"),
+    ("attack_messages", "Independent attack (#17): key variants, unbounded log values, misleading messages, option precedence"),
+    ("attack_runs", "Independent attack (#17): requeue and the job cache, reservation changes, tasks outliving their job, writable names"),
+    ("remote", "bt-submit --remote: sbatch on a reserved node over a real sshd, host keys checked, exact quoting"),
+    ("watch", "bt-submit watch: one job per new complete file, exactly once across restarts"),
 ])
 
 CONFIGS = OrderedDict([
     ("plain_slurmd", "1 node"),
     ("job_container_tmpfs", "1 node, job_container/tmpfs"),
+    ("shared_root", "1 node, shared /"),
     ("4_hosts", "4 hosts"),
     ("bt_submit_watch", "1 node, bt-submit watch"),
 ])

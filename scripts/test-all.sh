@@ -69,9 +69,9 @@ run_scenarios "4 hosts" --nodes 4 -- --test multinode --test multinode_queries -
 
 # The other supported releases, each in a Debian root of its own (scripts/release-root.sh:
 # made once, then reused): the .deb built here against that root's headers, installed there, and the one-node scenarios in both
-# configurations on a cluster inside it (scripts/in-root.sh, scripts/release-tests.sh).
-# Not the 4-host scenarios: on 26.05 slurm-conf-examples/beamtime-start.sh's per-node
-# CoreCnt list is refused (a single count since 23.11). A root that cannot be made, or a
+# configurations and on a shared / on a cluster inside it (scripts/in-root.sh, scripts/release-tests.sh).
+# Not the 4-host scenarios, for time (about 4 min more per release; release-tests.sh
+# --nodes runs them). A root that cannot be made, or a
 # release tool that is missing, fails the run. Measured per release (2 cores, warm
 # roots): package 1–2.5 min, scenarios 8–9 min; a root from nothing about 100 s.
 release_part() {

@@ -164,12 +164,16 @@ fi
 if [[ $(sacctmgr_t -n -P show user "$ACCOUNT" format=DefaultAccount) != "$ID" ]]; then
     sacctmgr_t -i modify user where name="$ACCOUNT" set DefaultAccount="$ID" >/dev/null
 fi
-# slurmctld receives new associations from slurmdbd asynchronously; a reservation or job
-# for the account before that is refused. Bounded wait until the controller has it.
+# slurmctld receives new associations, and the user's new default account, from slurmdbd
+# asynchronously; a reservation or job for the account before that is refused (a job
+# without --account is charged to the old default: "Invalid account or account/partition
+# combination"). Bounded wait until the controller has both.
 for ((i = 0; ; i++)); do
     scontrol show assoc_mgr users="$ACCOUNT" accounts="$ID" flags=assoc 2>/dev/null |
-        grep -q "UserName=$ACCOUNT(" && break
-    ((i < 150)) || die "slurmctld did not learn association $ACCOUNT/$ID within 30 s"
+        grep -q "UserName=$ACCOUNT(" &&
+        scontrol show assoc_mgr users="$ACCOUNT" flags=users 2>/dev/null |
+        grep -qE "UserName=$ACCOUNT\([0-9]+\).* DefAccount=$ID( |$)" && break
+    ((i < 150)) || die "slurmctld did not learn association $ACCOUNT/$ID (default account $ID) within 30 s"
     sleep 0.2
 done
 

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::untrusted::shown;
+use crate::untrusted::{shown, SHOWN_CHARS};
 
 /// Longest beamtime id, beamline, partition, reservation or node name accepted.
 pub const MAX_NAME_LEN: usize = 64;
@@ -126,6 +126,10 @@ impl fmt::Display for IdError {
         write!(f, "invalid {} {}: ", self.kind.noun(), self.shown_value)?;
         match &self.problem {
             NameProblem::Empty => f.write_str("it is empty")?,
+            // A value cut in the message already says how long it is.
+            NameProblem::TooLong { length } if *length > SHOWN_CHARS => {
+                f.write_str("it is too long")?
+            }
             NameProblem::TooLong { length } => write!(f, "it is {length} characters long")?,
             NameProblem::ForbiddenChar { ch, position } => {
                 write!(f, "{ch:?} at position {position} is not allowed")?
@@ -310,7 +314,7 @@ mod tests {
         let long = "1".repeat(100_000);
         let message = rejection(NameKind::BeamtimeId, &long);
         assert!(
-            message.contains("it is 100000 characters long"),
+            message.contains("\"… (100000 characters): it is too long"),
             "{message}"
         );
         assert!(message.len() < 400, "{message}");

@@ -204,6 +204,18 @@ pub fn set_receive_timeout(socket: BorrowedFd<'_>, timeout: std::time::Duration)
 /// Room for one descriptor's control message.
 const ONE_FD_SPACE: usize = 64;
 
+/// A message header for one data buffer and a control buffer. Both must
+/// outlive every use of the header, which points at them.
+fn message_header(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
+    // SAFETY: msghdr is plain old data, for which all zeroes is a valid value.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = control.len();
+    message
+}
+
 /// Sends one message on a sequenced-packet socket: `data`, and `fd` (as
 /// SCM_RIGHTS: the receiver gets its own descriptor of the same file) if given.
 pub fn send_message(
@@ -216,28 +228,28 @@ pub fn send_message(
         iov_len: data.len(),
     };
     let mut control = [0u8; ONE_FD_SPACE];
-    // SAFETY: msghdr is plain old data; every pointer in it points at a live
-    // buffer of the length given, and CMSG_* stay inside `control`, whose
-    // size covers CMSG_SPACE of one descriptor.
+    let int = std::mem::size_of::<libc::c_int>() as u32;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let used = if fd.is_some() {
+        unsafe { libc::CMSG_SPACE(int) as usize }
+    } else {
+        0
+    };
+    let message = message_header(&mut iov, &mut control[..used]);
+    // SAFETY: the header points at `iov` and `control`, both alive here; with a
+    // descriptor, CMSG_FIRSTHDR is the start of `control`, whose `used` bytes
+    // hold CMSG_SPACE of one int, so the header and its data stay inside it.
     unsafe {
-        let mut message: libc::msghdr = std::mem::zeroed();
-        message.msg_iov = &mut iov;
-        message.msg_iovlen = 1;
         if let Some(fd) = fd {
-            let length = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize;
-            debug_assert!(length <= control.len());
-            message.msg_control = control.as_mut_ptr().cast();
-            message.msg_controllen = length;
             let header = libc::CMSG_FIRSTHDR(&message);
             (*header).cmsg_level = libc::SOL_SOCKET;
             (*header).cmsg_type = libc::SCM_RIGHTS;
-            (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
+            (*header).cmsg_len = libc::CMSG_LEN(int) as usize;
             libc::CMSG_DATA(header)
                 .cast::<libc::c_int>()
                 .write_unaligned(fd.as_raw_fd());
         }
-        let sent = libc::sendmsg(socket.as_raw_fd(), &message, libc::MSG_NOSIGNAL);
-        if sent < 0 {
+        if libc::sendmsg(socket.as_raw_fd(), &message, libc::MSG_NOSIGNAL) < 0 {
             return Err(io::Error::last_os_error());
         }
     }
@@ -256,31 +268,27 @@ pub fn receive_message(
         iov_len: data.len(),
     };
     let mut control = [0u8; ONE_FD_SPACE];
-    // SAFETY: as in send_message; a descriptor the kernel put into the
-    // control message is new and owned by nothing else, so it becomes an
-    // OwnedFd exactly once.
+    let mut message = message_header(&mut iov, &mut control);
+    // SAFETY: the header points at `iov` and `control`, both alive here; a
+    // descriptor the kernel put into the control message is new and owned by
+    // nothing else, so it becomes an OwnedFd exactly once.
     unsafe {
-        let mut message: libc::msghdr = std::mem::zeroed();
-        message.msg_iov = &mut iov;
-        message.msg_iovlen = 1;
-        message.msg_control = control.as_mut_ptr().cast();
-        message.msg_controllen = control.len();
         let received = libc::recvmsg(socket.as_raw_fd(), &mut message, libc::MSG_CMSG_CLOEXEC);
         if received < 0 {
             return Err(io::Error::last_os_error());
         }
         data.truncate(received as usize);
-        let mut fd = None;
         let header = libc::CMSG_FIRSTHDR(&message);
-        if !header.is_null()
+        let carries_fd = !header.is_null()
             && (*header).cmsg_level == libc::SOL_SOCKET
-            && (*header).cmsg_type == libc::SCM_RIGHTS
-        {
-            let raw = libc::CMSG_DATA(header)
-                .cast::<libc::c_int>()
-                .read_unaligned();
-            fd = Some(OwnedFd::from_raw_fd(raw));
-        }
+            && (*header).cmsg_type == libc::SCM_RIGHTS;
+        let fd = carries_fd.then(|| {
+            OwnedFd::from_raw_fd(
+                libc::CMSG_DATA(header)
+                    .cast::<libc::c_int>()
+                    .read_unaligned(),
+            )
+        });
         Ok((data, fd))
     }
 }

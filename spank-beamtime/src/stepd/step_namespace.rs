@@ -18,7 +18,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::ffi;
 
@@ -90,7 +90,10 @@ impl StepNamespace {
 
     /// Every task but 0: waits for task 0's namespace and moves into it. The
     /// working folder is kept by name, as a task that built its own would.
-    pub fn join(&self) -> Result<(), String> {
+    /// Returns how long the wait for task 0 took, which is task 0's setup and
+    /// not this task's own cost.
+    pub fn join(&self) -> Result<Duration, String> {
+        let started = Instant::now();
         let Self::Shared { receiver, .. } = self else {
             return Err("this step has no namespace of task 0 to join".to_owned());
         };
@@ -115,6 +118,7 @@ impl StepNamespace {
             }
             _ => return Err("task 0 of this step sent no namespace".to_owned()),
         };
+        let waited = started.elapsed();
         let folder = std::env::current_dir();
         ffi::join_mount_namespace(namespace.as_fd())
             .map_err(|e| format!("cannot join the step's mount namespace: {e}"))?;
@@ -124,6 +128,6 @@ impl StepNamespace {
         if let Ok(folder) = folder {
             let _ = std::env::set_current_dir(folder);
         }
-        Ok(())
+        Ok(waited)
     }
 }

@@ -48,9 +48,12 @@ pub fn prepare_task(verdict: &mut Verdict, task: Option<i32>) {
         namespace,
     } = granted.as_ref();
     let started = Instant::now();
+    let mut waited = None;
     let shown = match (namespace, task) {
         (StepNamespace::Shared { .. }, Some(0)) => namespace.share(show_beamline(grant, trust)),
-        (StepNamespace::Shared { .. }, Some(_)) => namespace.join(),
+        (StepNamespace::Shared { .. }, Some(_)) => namespace.join().map(|wait| {
+            waited = Some(wait);
+        }),
         // Without its id a task cannot know whether it is task 0: it builds its
         // own, and the others, waiting for task 0, stop if it never comes.
         (StepNamespace::Shared { .. }, None) | (StepNamespace::OwnTask, _) => {
@@ -58,15 +61,20 @@ pub fn prepare_task(verdict: &mut Verdict, task: Option<i32>) {
         }
     };
     // For admins weighing the cost on nodes with large mount tables (bench/ reads it too).
-    let how = match (namespace, task) {
-        (StepNamespace::Shared { .. }, Some(task)) if task != 0 => "joined",
-        _ => "set up",
-    };
-    spank_log_verbose!(
-        "{PLUGIN}: beamtime={} mount namespace {how} in {} us",
-        grant.beamtime,
-        started.elapsed().as_micros()
-    );
+    let took = started.elapsed();
+    match waited {
+        Some(waited) => spank_log_verbose!(
+            "{PLUGIN}: beamtime={} mount namespace joined in {} us after waiting {} us for task 0",
+            grant.beamtime,
+            (took - waited).as_micros(),
+            waited.as_micros()
+        ),
+        None => spank_log_verbose!(
+            "{PLUGIN}: beamtime={} mount namespace set up in {} us",
+            grant.beamtime,
+            took.as_micros()
+        ),
+    }
     if let Err(why) = shown {
         let refusal = Refusal::new(
             Rule::MountFailed,

@@ -85,9 +85,8 @@ mod tests {
     use super::*;
     use beamtime::policy::Rule;
 
-    #[test]
-    fn a_pre_start_task_is_told_why_the_beamline_is_missing_and_where_its_data_is() {
-        let grant = Grant {
+    fn grant(phase: Phase) -> Grant {
+        Grant {
             beamtime: beamtime::id::BeamtimeId::parse("11099031").unwrap(),
             beamline: beamtime::id::Beamline::parse("p31").unwrap(),
             reservation: "11099031".into(),
@@ -96,9 +95,14 @@ mod tests {
             hide_root: "/beamline".into(),
             writable: vec![],
             metadata_file_name: "beamtime-metadata-11099031.json".into(),
-            phase: Phase::PreStart,
+            phase,
             environment: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn a_pre_start_task_is_told_why_the_beamline_is_missing_and_where_its_data_is() {
+        let grant = grant(Phase::PreStart);
         let note = pre_start_note(&grant);
         assert!(
             note.starts_with(
@@ -119,18 +123,7 @@ mod tests {
 
     #[test]
     fn a_task_below_the_hide_root_is_told_its_directory_is_right() {
-        let grant = Grant {
-            beamtime: beamtime::id::BeamtimeId::parse("11099031").unwrap(),
-            beamline: beamtime::id::Beamline::parse("p31").unwrap(),
-            reservation: "11099031".into(),
-            source: "/srv/p31/current".into(),
-            target: "/beamline/p31/current".into(),
-            hide_root: "/beamline".into(),
-            writable: vec![],
-            metadata_file_name: "beamtime-metadata-11099031.json".into(),
-            phase: Phase::Online,
-            environment: vec![],
-        };
+        let grant = grant(Phase::Online);
         let note = working_directory_note(&grant, Path::new("/beamline/p31/current/processed"))
             .expect("a note");
         assert!(

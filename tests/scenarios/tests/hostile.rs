@@ -330,8 +330,8 @@ fn a_beamline_that_is_a_path_or_holds_control_long_or_non_ascii_text_is_refused_
         (
             "long",
             &long,
-            format!("\"p{}\"…", "a".repeat(79)),
-            "it is 300 characters long".into(),
+            format!("\"p{}\"… (300 characters)", "a".repeat(79)),
+            "it is too long".into(),
         ),
         (
             "non-ascii",
