@@ -5,8 +5,8 @@
 //! line, the quoting and the classification of ssh's messages are unit-tested in
 //! bt-submit (src/ssh.rs); here they meet ssh, sshd and Slurm.
 //!
-//! Beamtimes 11099800 (account bttest800, reserved nodes btdown800 — which does not answer
-//! — and btnode1) for the submissions, and 11099802 (bttest802) for the refusals, which
+//! Beamtimes 11099800 (account bttest800, reservations 11099800 and 11099800_1, reserved
+//! nodes btdown800 — which does not answer — and btnode1) for the submissions, and 11099802 (bttest802) for the refusals, which
 //! never submit anything, so that "nothing was submitted" can be checked from accounting
 //! at any time. Beamline computers: bttest801 (in bttest800's group), bttest803 (no
 //! known_hosts entry), bttest804 (a key of its own), bttest805 (not in the group).
@@ -50,6 +50,7 @@ fn site() -> &'static Site {
         let open = c.start_beamtime(
             &BeamtimeSpec::new("11099800", "p800", "bttest800")
                 .partition("all")
+                .reservations(&["11099800", "11099800_1"])
                 .arg("--reserved-nodes")
                 .arg(&format!("btdown800,{NODE}")),
         );
@@ -268,6 +269,38 @@ fn arguments_with_every_special_character_arrive_intact() {
         !planted.exists(),
         "an argument was executed on the node: {}",
         planted.display()
+    );
+}
+
+#[test]
+fn the_controller_is_asked_on_the_node_when_a_reservation_must_be_chosen() {
+    let c = cluster();
+    let bt = &site().open;
+    assert!(
+        !Path::new("/etc/slurm/slurm.conf").exists(),
+        "this host has a slurm.conf of its own: the beamline computer must have none here"
+    );
+    let (_, job) = script(bt, "remote-choice", "echo \"$SLURM_JOB_RESERVATION\"\n");
+    // -N with two reservations: bt-submit asks which reservation's nodes fit, and without
+    // SLURM_CONF or a slurm.conf here it can only have asked on the node.
+    let out = remote_submit(
+        BEAMLINE_COMPUTER,
+        &bt.metadata_path,
+        &["-N", "1", "--output=/dev/null", job.to_str().unwrap()],
+    );
+    out.assert_success();
+    out.assert_stderr_contains("bt-submit: using reservation 11099800 ");
+    let id = out
+        .stdout
+        .strip_prefix("Submitted batch job ")
+        .and_then(|rest| rest.trim().parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    let end = c.wait_job(id, Duration::from_secs(120));
+    end.assert_completed_ok();
+    assert_eq!(
+        end.record.get("Reservation").map(String::as_str),
+        Some("11099800"),
+        "{end:#?}"
     );
 }
 
