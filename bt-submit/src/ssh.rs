@@ -117,7 +117,7 @@ impl Remote {
     /// command never runs twice; every other ssh failure ends here.
     pub fn run(&self, program: &str, args: &[OsString]) -> Result<(String, Output), Failure> {
         if let Some(key) = &self.key {
-            check_key(key, current_uid())?;
+            check_key(key, beamtime::users::current_uid())?;
         }
         let candidates: Vec<&String> = match self.answered.get() {
             Some(node) => vec![node],
@@ -311,14 +311,6 @@ pub fn remote_command(program: &str, args: &[OsString]) -> OsString {
     OsString::from_vec(line)
 }
 
-fn current_uid() -> u32 {
-    // The owner of a file this process creates is its effective uid, and
-    // /proc/self is the portable way to ask without libc: its owner is ours.
-    fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX)
-}
-
 /// The key file as ssh will take it, checked before connecting: it must exist
 /// and be readable, and if it is this user's own it must be private, since ssh
 /// ignores a key its owner leaves readable or writable to others ("UNPROTECTED
@@ -474,7 +466,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let key = dir.join("id_rsa");
         fs::write(&key, "key").unwrap_or_else(|e| panic!("{e}"));
-        let me = current_uid();
+        let me = beamtime::users::current_uid();
         let set_mode = |mode| {
             fs::set_permissions(&key, fs::Permissions::from_mode(mode))
                 .unwrap_or_else(|e| panic!("{e}"))
