@@ -151,7 +151,7 @@ impl Remote {
             let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
             match SshFailure::of(&stderr) {
                 SshFailure::NoAnswer => unanswered.push(last_line(&stderr).to_owned()),
-                failure => return Err(self.failure(node, failure, &stderr)),
+                SshFailure::Refused(refusal) => return Err(self.failure(node, refusal, &stderr)),
             }
         }
         Err(Failure::new(
@@ -167,10 +167,10 @@ impl Remote {
         ))
     }
 
-    fn failure(&self, node: &str, failure: SshFailure, stderr: &str) -> Failure {
+    fn failure(&self, node: &str, refusal: Refusal, stderr: &str) -> Failure {
         let said = last_line(stderr);
-        match failure {
-            SshFailure::UnknownHostKey => Failure::new(
+        match refusal {
+            Refusal::UnknownHostKey => Failure::new(
                 Status::NoPermission,
                 format!(
                     "the host key of {node} is not in known_hosts, and bt-submit does not log \
@@ -183,7 +183,7 @@ impl Remote {
                      /etc/ssh/ssh_host_ed25519_key.pub)"
                 ),
             ),
-            SshFailure::ChangedHostKey => Failure::new(
+            Refusal::ChangedHostKey => Failure::new(
                 Status::NoPermission,
                 format!(
                     "the host key of {node} does not match known_hosts: the node was \
@@ -194,7 +194,7 @@ impl Remote {
                      remove the entry yourself"
                 ),
             ),
-            SshFailure::Denied => Failure::new(
+            Refusal::Denied => Failure::new(
                 Status::NoPermission,
                 format!(
                     "{node} refused the login as {} with {} (ssh: {said}); nothing was \
@@ -208,7 +208,7 @@ impl Remote {
                     self.account
                 ),
             ),
-            SshFailure::Other => Failure::new(
+            Refusal::Other => Failure::new(
                 Status::CannotExecute,
                 format!("ssh to {node} failed: {said}; nothing was submitted"),
                 format!(
@@ -216,7 +216,6 @@ impl Remote {
                      if it is about the node"
                 ),
             ),
-            SshFailure::NoAnswer => unreachable!("handled by the caller"),
         }
     }
 
@@ -260,8 +259,14 @@ const SSH_FAILED: i32 = 255;
 /// on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SshFailure {
-    /// No connection was made: nothing ran on the node.
+    /// No connection was made: nothing ran on the node, the next may be tried.
     NoAnswer,
+    /// The node answered and ssh stopped: trying another node would not help.
+    Refused(Refusal),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
     UnknownHostKey,
     ChangedHostKey,
     Denied,
@@ -270,21 +275,22 @@ enum SshFailure {
 
 impl SshFailure {
     fn of(stderr: &str) -> SshFailure {
-        if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
-            SshFailure::ChangedHostKey
+        let refused = if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+            Refusal::ChangedHostKey
         } else if stderr.contains("host key is known for")
             || stderr.contains("Host key verification failed")
         {
-            SshFailure::UnknownHostKey
+            Refusal::UnknownHostKey
         } else if stderr.contains("Permission denied") {
-            SshFailure::Denied
+            Refusal::Denied
         } else if stderr.contains("ssh: connect to host ")
             || stderr.contains("ssh: Could not resolve hostname")
         {
-            SshFailure::NoAnswer
+            return SshFailure::NoAnswer;
         } else {
-            SshFailure::Other
-        }
+            Refusal::Other
+        };
+        SshFailure::Refused(refused)
     }
 }
 
@@ -449,10 +455,10 @@ mod tests {
             ("ssh: connect to host 127.0.0.1 port 1: Connection refused", SshFailure::NoAnswer),
             ("ssh: connect to host n1 port 22: Connection timed out", SshFailure::NoAnswer),
             ("ssh: Could not resolve hostname n9: Name or service not known", SshFailure::NoAnswer),
-            ("No ED25519 host key is known for n1 and you have requested strict checking.\nHost key verification failed.", SshFailure::UnknownHostKey),
-            ("@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.", SshFailure::ChangedHostKey),
-            ("bttest05@n1: Permission denied (publickey).", SshFailure::Denied),
-            ("kex_exchange_identification: read: Connection reset by peer", SshFailure::Other),
+            ("No ED25519 host key is known for n1 and you have requested strict checking.\nHost key verification failed.", SshFailure::Refused(Refusal::UnknownHostKey)),
+            ("@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.", SshFailure::Refused(Refusal::ChangedHostKey)),
+            ("bttest05@n1: Permission denied (publickey).", SshFailure::Refused(Refusal::Denied)),
+            ("kex_exchange_identification: read: Connection reset by peer", SshFailure::Refused(Refusal::Other)),
         ];
         for (stderr, expected) in cases {
             assert_eq!(SshFailure::of(stderr), expected, "{stderr}");
