@@ -29,6 +29,7 @@ BINARIES = OrderedDict([
     ("plugin_load", "The installed plugin's exported symbols"),
     ("plugstack_probe", "What Slurm does with the plugin's return codes (measured)"),
     ("doctor", "bt-submit doctor on the real cluster"),
+    ("remote", "bt-submit --remote from a beamline computer over the harness's sshd: account, reservation and beamline on the node, the next node when the first is down, exact arguments; unknown host key, wrong, unreadable and too-open keys refused with nothing submitted"),
     ("cluster_smoke", "The test cluster itself"),
 ])
 

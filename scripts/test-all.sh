@@ -3,7 +3,9 @@
 # (munged, MariaDB, slurmdbd, slurmctld, slurmd) started and stopped here, once
 # plainly and once with job_container/tmpfs, then the multi-node scenarios on 4 hosts
 # (network + UTS namespaces, tests/cluster/README.md), then the one-node scenarios on
-# Slurm 24.11 and 26.05 in Debian roots (below). Run as root on Debian 12.
+# Slurm 24.11 and 26.05 in Debian roots (below). The one-node passes include remote.rs,
+# bt-submit --remote against the sshd that cluster.sh starts for the node. Run as root on
+# Debian 12.
 set -Eeuo pipefail
 source "$(dirname "$0")/lib.sh"
 
