@@ -126,13 +126,16 @@ impl Remote {
         let mut unanswered: Vec<String> = Vec::new();
         for node in candidates {
             let command = self.command(node, program, args);
-            let output = Command::new(&command[0])
+            let mut output = Command::new(&command[0])
                 .args(&command[1..])
                 .stdin(Stdio::null())
                 .output()
                 .map_err(|error| cannot_start("ssh", &error))?;
-            // ssh's own failures exit 255; any other status is the program's.
-            if output.status.code() != Some(SSH_FAILED) {
+            // ssh exits 255 for its own failures, but sbatch exits 255 for some
+            // of its refusals too: only the mark the remote shell prints before
+            // it starts the program tells that the program ran.
+            if let Some(program_stderr) = without_start_mark(&output.stderr) {
+                output.stderr = program_stderr;
                 let _ = self.answered.set(node.clone());
                 return match output.status.code() {
                     Some(127) => Err(Failure::new(
@@ -149,6 +152,11 @@ impl Remote {
                 };
             }
             let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            if output.status.code() != Some(SSH_FAILED) {
+                // Logged in, but the login shell never ran the command (an account
+                // whose shell is nologin, a broken profile).
+                return Err(self.failure(node, Refusal::Other, &stderr));
+            }
             match SshFailure::of(&stderr) {
                 SshFailure::NoAnswer => unanswered.push(last_line(&stderr).to_owned()),
                 SshFailure::Refused(refusal) => return Err(self.failure(node, refusal, &stderr)),
@@ -302,19 +310,37 @@ fn last_line(text: &str) -> &str {
         .trim()
 }
 
+/// What the remote shell prints on stderr, on a line of its own, right before
+/// it starts the program.
+const START_MARK: &str = "bt-submit-remote-command-starts";
+
 /// The remote command: every argument quoted for the POSIX shell that sshd
 /// starts as the account's login shell, joined by spaces, so that the shell
 /// there rebuilds exactly this argument vector (spaces, quotes, `;`, `$(…)`,
 /// globs, newlines: single quotes keep every byte but `'`, which is written
-/// `'\''`). `exec`, so that the program's exit status is ssh's.
+/// `'\''`). First [`START_MARK`] on stderr, then `exec`, so that the
+/// program's exit status is ssh's and a 255 of the program's can be told from
+/// ssh's own.
 pub fn remote_command(program: &str, args: &[OsString]) -> OsString {
-    let mut line = b"exec ".to_vec();
+    let mut line = format!("echo {START_MARK} >&2; exec ").into_bytes();
     line.extend_from_slice(&quote_bytes(program.as_bytes()));
     for arg in args {
         line.push(b' ');
         line.extend_from_slice(&quote_bytes(arg.as_bytes()));
     }
     OsString::from_vec(line)
+}
+
+/// `stderr` without the start mark's line, when the mark is there (what a login
+/// script printed before it stays).
+fn without_start_mark(stderr: &[u8]) -> Option<Vec<u8>> {
+    let mark = format!("{START_MARK}\n");
+    let at = stderr
+        .windows(mark.len())
+        .enumerate()
+        .find(|(at, window)| *window == mark.as_bytes() && (*at == 0 || stderr[at - 1] == b'\n'))
+        .map(|(at, _)| at)?;
+    Some([&stderr[..at], &stderr[at + mark.len()..]].concat())
 }
 
 /// The key file as ssh will take it, checked before connecting: it must exist
@@ -404,7 +430,7 @@ mod tests {
             String::from_utf8_lossy(&line),
             "ssh -i /gpfs/p21/shared/id_rsa -l bttest05 -o BatchMode=yes -o IdentitiesOnly=yes \
              -o StrictHostKeyChecking=yes -o ConnectTimeout=10 -o LogLevel=ERROR n1 \
-             'exec sbatch job.sh'\n"
+             'echo bt-submit-remote-command-starts >&2; exec sbatch job.sh'\n"
         );
     }
 
@@ -447,6 +473,24 @@ mod tests {
             .flat_map(|arg| [arg.as_bytes(), b"\0"].concat())
             .collect();
         assert_eq!(output.map(|o| o.stdout).ok(), Some(expected));
+    }
+
+    #[test]
+    fn the_start_mark_is_found_on_a_line_of_its_own_and_taken_out() {
+        let mark = START_MARK;
+        assert_eq!(
+            without_start_mark(format!("{mark}\nsbatch: error: x\n").as_bytes()),
+            Some(b"sbatch: error: x\n".to_vec())
+        );
+        assert_eq!(
+            without_start_mark(format!("profile says hi\n{mark}\n").as_bytes()),
+            Some(b"profile says hi\n".to_vec())
+        );
+        assert_eq!(
+            without_start_mark(b"ssh: connect to host n1 port 22: refused\n"),
+            None
+        );
+        assert_eq!(without_start_mark(format!("x{mark}\n").as_bytes()), None);
     }
 
     #[test]

@@ -273,6 +273,30 @@ fn arguments_with_every_special_character_arrive_intact() {
 }
 
 #[test]
+fn sbatchs_refusal_on_the_node_comes_back_with_its_message_and_status() {
+    let bt = &site().open;
+    let (_, job) = script(bt, "remote-refused", "true\n");
+    let out = remote_submit(
+        BEAMLINE_COMPUTER,
+        &bt.metadata_path,
+        &["--time=not-a-time", job.to_str().unwrap()],
+    );
+    // What sbatch itself exits with for this refusal (255 on 22.05: not ssh's 255).
+    let direct = cluster()
+        .cmd("sbatch")
+        .args(["--time=not-a-time", "--wrap=true"])
+        .run();
+    direct.assert_failure();
+    assert_eq!(
+        out.code(),
+        direct.code(),
+        "sbatch's own exit status:\n{out}\n{direct}"
+    );
+    assert_eq!(out.stdout, "", "{out}");
+    out.assert_stderr_contains("sbatch: error: Invalid --time specification");
+}
+
+#[test]
 fn the_controller_is_asked_on_the_node_when_a_reservation_must_be_chosen() {
     let c = cluster();
     let bt = &site().open;
