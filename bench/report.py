@@ -364,13 +364,13 @@ def main() -> None:
         f"`--beamtime` {hwm['beamtime'] / 1024:.1f} MiB ({(hwm['beamtime'] - hwm['no-plugin']) / 1024:+.2f}) | — |"
     )
     lines.append(
-        f"| 8 | from the beamline computer: `bt-submit --remote --dry-run` vs MENTO 0.2.1 building its ssh+sbatch "
+        f"| 9 | from the beamline computer: `bt-submit --remote --dry-run` vs MENTO 0.2.1 building its ssh+sbatch "
         f"command | ratio ≤ {remote_target:g} | {remote.interval()} ({ms(remote.variant_median)} vs "
         f"{ms(remote.base_median)} ms) | "
         + (
             ("met" if remote.high <= remote_target else f"met (median ratio); its 95 % interval reaches {remote.high:.3f}")
             if remote.ratio <= remote_target
-            else f"NOT met: ratio {remote.ratio:.3f} (why: section 8 below)"
+            else f"NOT met: ratio {remote.ratio:.3f} (why: section 9 below)"
         )
         + " |"
     )
@@ -612,12 +612,12 @@ def main() -> None:
         "",
     ]
 
-    # ---- 8
+    # ---- 9
     mento_command = (folder / "remote-mento-command").read_text().strip()
     bt_command = (folder / "remote-bt-submit-command").read_text().strip()
     floor_share = process_start / remote.variant_median if remote.variant_median else 0.0
     lines += [
-        "## 8: from the beamline computer: `bt-submit --remote --dry-run` vs MENTO 0.2.1",
+        "## 9: from the beamline computer: `bt-submit --remote --dry-run` vs MENTO 0.2.1",
         "",
         "What each takes to turn the beamtime metadata into the ssh command that submits a script on a reserved "
         "node, as a new process on the beamline computer, for the same metadata file (the fixture "

@@ -25,7 +25,7 @@ QUERY_REPEATS=3
 MOUNT_TABLE_SIZES=(0 100 1000 5000)
 OUT=$(mktemp -d /var/tmp/spank-beamtime-bench.XXXXXX)
 
-# MENTO, the beamline tool bt-submit --remote replaces (section 8), goes into a venv.
+# MENTO, the beamline tool bt-submit --remote replaces (section 9), goes into a venv.
 BUILD_PACKAGES+=(python3-venv)
 MENTO_VERSION=0.2.1
 need_root
@@ -175,7 +175,7 @@ for ((i = 0; i < ROUNDS; i++)); do
 done
 as_user bttest01 scancel -u bttest01 || true
 
-say "8. from the beamline computer: bt-submit --remote --dry-run vs MENTO $MENTO_VERSION building its ssh+sbatch command ($ROUNDS rounds)"
+say "9. from the beamline computer: bt-submit --remote --dry-run vs MENTO $MENTO_VERSION building its ssh+sbatch command ($ROUNDS rounds)"
 # MENTO from PyPI in a venv under the target folder, never system-wide.
 mento_venv=$TARGET_DIR/mento-venv
 if ! "$mento_venv/bin/python3" -c "import importlib.metadata as m, sys
