@@ -113,8 +113,9 @@ impl Remote {
     /// Runs `program args` on the first node that answers (the one that
     /// answered before, once one has) and returns that node and what the
     /// program gave. A node that does not answer (refused, timed out, no
-    /// route, unknown name) is passed over before anything ran on it, so the
-    /// command never runs twice; every other ssh failure ends here.
+    /// route, unknown name, no ssh handshake) is passed over before anything
+    /// ran on it, so the command never runs twice; every other ssh failure
+    /// ends here.
     pub fn run(&self, program: &str, args: &[OsString]) -> Result<(String, Output), Failure> {
         if let Some(key) = &self.key {
             check_key(key, beamtime::users::current_uid())?;
@@ -293,6 +294,10 @@ impl SshFailure {
             Refusal::Denied
         } else if stderr.contains("ssh: connect to host ")
             || stderr.contains("ssh: Could not resolve hostname")
+            // Connected, but no ssh server spoke within ConnectTimeout, or it
+            // hung up before the handshake: still nothing ran there.
+            || stderr.contains("timed out during banner exchange")
+            || stderr.contains("kex_exchange_identification:")
         {
             return SshFailure::NoAnswer;
         } else {
@@ -502,7 +507,9 @@ mod tests {
             ("No ED25519 host key is known for n1 and you have requested strict checking.\nHost key verification failed.", SshFailure::Refused(Refusal::UnknownHostKey)),
             ("@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.", SshFailure::Refused(Refusal::ChangedHostKey)),
             ("bttest05@n1: Permission denied (publickey).", SshFailure::Refused(Refusal::Denied)),
-            ("kex_exchange_identification: read: Connection reset by peer", SshFailure::Refused(Refusal::Other)),
+            ("kex_exchange_identification: read: Connection reset by peer", SshFailure::NoAnswer),
+            ("Connection timed out during banner exchange\nConnection to UNKNOWN port 65535 timed out", SshFailure::NoAnswer),
+            ("Received disconnect from 127.0.0.1 port 22:2: Too many authentication failures", SshFailure::Refused(Refusal::Other)),
         ];
         for (stderr, expected) in cases {
             assert_eq!(SshFailure::of(stderr), expected, "{stderr}");

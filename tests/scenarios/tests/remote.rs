@@ -9,13 +9,15 @@
 //! nodes btdown800 — which does not answer — and btnode1) for the submissions, and 11099802 (bttest802) for the refusals, which
 //! never submit anything, so that "nothing was submitted" can be checked from accounting
 //! at any time. Beamline computers: bttest801 (in bttest800's group), bttest803 (no
-//! known_hosts entry), bttest804 (a key of its own), bttest805 (not in the group).
+//! known_hosts entry), bttest804 (a key of its own), bttest805 (not in the group), bttest806
+//! (for whom the first reserved node accepts connections but never speaks ssh).
 
 use std::fs;
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use scenarios::{bt_submit, Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, DOWN_PORT, NODE};
 
@@ -209,6 +211,45 @@ fn the_first_reserved_node_down_the_next_one_is_used() {
     assert_eq!(down.code(), Some(68), "{down}");
     down.assert_stderr_contains("none of the reserved nodes answered over ssh");
     down.assert_stderr_contains("Connection refused");
+}
+
+#[test]
+fn a_first_node_that_accepts_but_never_speaks_ssh_is_passed_over_after_the_timeout() {
+    let c = cluster();
+    let bt = &site().open;
+    // A port that takes connections (the kernel's backlog) and never says a word: a node
+    // whose sshd hangs. For this beamline computer the first reserved node is there.
+    let mute = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = mute.local_addr().unwrap().port();
+    let user = "bttest806";
+    c.ensure_unix_user(user, &["bttest800"]);
+    let sshd = c.sshd();
+    sshd.beamline_computer(user, &[("btdown800", port), (NODE, sshd.port)], true);
+    let (_, job) = script(bt, "remote-mute", "true\n");
+    let started = Instant::now();
+    let out = remote_submit(
+        user,
+        &bt.metadata_path,
+        &[
+            "--format",
+            "json",
+            "--output=/dev/null",
+            job.to_str().unwrap(),
+        ],
+    );
+    let waited = started.elapsed();
+    out.assert_success();
+    let value: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}:\n{out}"));
+    assert_eq!(value["node"], NODE, "{out}");
+    assert!(
+        waited >= Duration::from_secs(9),
+        "the mute node was given up after {waited:?}, before ssh's ConnectTimeout"
+    );
+    let id = value["jobId"].as_u64().unwrap_or_else(|| panic!("{out}"));
+    c.wait_job(id as u32, Duration::from_secs(120))
+        .assert_completed_ok();
+    drop(mute);
 }
 
 #[test]
