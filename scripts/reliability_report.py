@@ -24,6 +24,7 @@ BINARIES = OrderedDict([
     ("load", "Load: a burst of mixed jobs and concurrent steps"),
     ("multinode", "Several hosts: reservations on disjoint nodes, srun -N, features"),
     ("multinode_queries", "Controller queries per job, node and step"),
+    ("multinode_remote", "bt-submit --remote to reserved nodes by their own addresses and sshds; the first cut off, the next takes the job"),
     ("admin_mistakes", "Admin mistakes: a bad plugstack line, on both sides or on one, fails only --beamtime jobs"),
     ("one_configuration", "bt-submit finds metadata and the beamline path where the plugin does"),
     ("plugin_load", "The installed plugin's exported symbols"),

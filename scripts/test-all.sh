@@ -4,8 +4,8 @@
 # plainly and once with job_container/tmpfs, then the multi-node scenarios on 4 hosts
 # (network + UTS namespaces, tests/cluster/README.md), then the one-node scenarios on
 # Slurm 24.11 and 26.05 in Debian roots (below). The one-node passes include remote.rs,
-# bt-submit --remote against the sshd that cluster.sh starts for the node. Run as root on
-# Debian 12.
+# bt-submit --remote against the loopback sshd that cluster.sh starts for the node; the
+# 4-host pass multinode_remote.rs, against each node's own sshd. Run as root on Debian 12.
 set -Eeuo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -57,7 +57,7 @@ run_scenarios() {
 run_scenarios "plain slurmd"
 run_scenarios "job_container/tmpfs" --job-container
 # The multi-node scenarios are #[ignore]d in the one-node passes above.
-run_scenarios "4 hosts" --nodes 4 -- --test multinode --test multinode_queries --test multinode_faults -- --ignored --test-threads=4
+run_scenarios "4 hosts" --nodes 4 -- --test multinode --test multinode_queries --test multinode_faults --test multinode_remote -- --ignored --test-threads=4
 
 # The other supported releases, each in a Debian root of its own (scripts/release-root.sh:
 # made once, then reused): the .deb built here against that root's headers, installed there, and the one-node scenarios in both
