@@ -305,9 +305,17 @@ def splice_watch_section(docs: Path, section: list[str]) -> None:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         lines[start:end] = section
     else:
-        while lines and not lines[-1]:
-            lines.pop()
-        lines += [""] + section
+        # Before the first later section (## 9, …), or at the end.
+        later = next(
+            (i for i, line in enumerate(lines) if (m := re.match(r"## (\d+)", line)) and int(m.group(1)) > 8),
+            None,
+        )
+        if later is None:
+            while lines and not lines[-1]:
+                lines.pop()
+            lines += [""] + section
+        else:
+            lines[later:later] = section
     path.write_text("\n".join(lines).rstrip("\n") + "\n")
 
 
@@ -372,6 +380,9 @@ def main() -> None:
     batch_started = Pair(folder, "batch-no-plugin-started", "batch-plugin-unused-started")
     step = Pair(folder, "step-plain", "step-beamtime")
     submit = Pair(folder, "submit-sbatch", "submit-bt-submit")
+    remote = Pair(folder, "remote-mento", "remote-bt-submit")
+    remote_target = 0.05
+    process_start = statistics.median(load(folder, "remote-process-start"))
     dlopen = load(folder, "dlopen")
     dlopen_median = statistics.median(dlopen)
 
@@ -504,6 +515,17 @@ def main() -> None:
         f"| 7 | slurmstepd peak memory (VmHWM) | none (report) | no plugin {hwm['no-plugin'] / 1024:.1f} MiB, "
         f"loaded {hwm['plugin-unused'] / 1024:.1f} MiB ({(hwm['plugin-unused'] - hwm['no-plugin']) / 1024:+.2f}), "
         f"`--beamtime` {hwm['beamtime'] / 1024:.1f} MiB ({(hwm['beamtime'] - hwm['no-plugin']) / 1024:+.2f}) | — |"
+    )
+    lines.append(
+        f"| 9 | from the beamline computer: `bt-submit --remote --dry-run` vs MENTO 0.2.1 building its ssh+sbatch "
+        f"command | ratio ≤ {remote_target:g} | {remote.interval()} ({ms(remote.variant_median)} vs "
+        f"{ms(remote.base_median)} ms) | "
+        + (
+            ("met" if remote.high <= remote_target else f"met (median ratio); its 95 % interval reaches {remote.high:.3f}")
+            if remote.ratio <= remote_target
+            else f"NOT met: ratio {remote.ratio:.3f} (why: section 9 below)"
+        )
+        + " |"
     )
 
     # ---- 1, 2, 6: launch latency
@@ -773,6 +795,45 @@ def main() -> None:
     ]
 
     lines += watch_section(folder)
+    # ---- 9
+    mento_command = (folder / "remote-mento-command").read_text().strip()
+    bt_command = (folder / "remote-bt-submit-command").read_text().strip()
+    floor_share = process_start / remote.variant_median if remote.variant_median else 0.0
+    lines += [
+        "## 9: from the beamline computer: `bt-submit --remote --dry-run` vs MENTO 0.2.1",
+        "",
+        "What each takes to turn the beamtime metadata into the ssh command that submits a script on a reserved "
+        "node, as a new process on the beamline computer, for the same metadata file (the fixture "
+        "`beamtime-metadata-11099005.json`: two reservations, four nodes, in `<root>/current/` with its key): "
+        "MENTO 0.2.1 from PyPI (in a venv) locating and parsing it and calling `get_ssh_command` and "
+        "`get_sbatch_command`, as `Trigger.run` does before it starts ssh; `bt-submit --remote --dry-run`, which "
+        "finds the file from the folder it runs in, parses and checks it strictly, plans the sbatch options and "
+        f"quotes the remote command. Interleaved with a `/bin/true` as the floor, {rounds} rounds; median ms (q1–q3).",
+        "",
+        "| command | time |",
+        "|---|---|",
+        f"| MENTO 0.2.1 (python3, `import mento`, metadata, both commands) | {spread(remote.base)} |",
+        f"| `bt-submit --remote --dry-run` | {spread(remote.variant)} |",
+        f"| `/bin/true` (starting any process here) | {spread(load(folder, 'remote-process-start'))} |",
+        "",
+        f"Ratio bt-submit / MENTO: {remote.interval()}. Starting a process alone takes {ms(process_start)} ms here, "
+        f"{floor_share:.0%} of bt-submit's median: what bt-submit itself does is a small part of its time, while "
+        "MENTO's is mostly the Python interpreter's start and its imports.",
+        "",
+        "The two commands, for the record (the key's folder is this run's):",
+        "",
+        "```",
+        mento_command,
+        bt_command,
+        "```",
+        "",
+        "MENTO's turns host-key checking off, pastes the remote command into double quotes (its arguments are split "
+        "again on the node, their `;` or `$(…)` run there) and passes the list of reservations as one Python list "
+        "literal; bt-submit's checks host keys, quotes every argument exactly and adds `--beamtime` "
+        "([user.md](user.md), \"From the beamline computer\").",
+        "",
+    ]
+
     (docs / "benchmarks.md").write_text("\n".join(lines))
     launch_svg(
         [

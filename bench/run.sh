@@ -35,6 +35,9 @@ TASK_COUNTS=(1 8 32)
 TASK_TABLE_SIZES=(0 1000 5000)
 OUT=$(mktemp -d /var/tmp/spank-beamtime-bench.XXXXXX)
 
+# MENTO, the beamline tool bt-submit --remote replaces (section 9), goes into a venv.
+BUILD_PACKAGES+=(python3-venv)
+MENTO_VERSION=0.2.1
 need_root
 ensure_cargo
 if [[ -z $ONLY ]]; then
@@ -307,6 +310,47 @@ for ((i = 0; i < ROUNDS; i++)); do
         "$BT_SUBMIT" --beamtime "$BEAMTIME" --parsable -o /dev/null --wrap true
 done
 as_user bttest01 scancel -u bttest01 || true
+
+say "9. from the beamline computer: bt-submit --remote --dry-run vs MENTO $MENTO_VERSION building its ssh+sbatch command ($ROUNDS rounds)"
+# MENTO from PyPI in a venv under the target folder, never system-wide.
+mento_venv=$TARGET_DIR/mento-venv
+if ! "$mento_venv/bin/python3" -c "import importlib.metadata as m, sys
+sys.exit(m.version('desy-mento') != '$MENTO_VERSION')" 2>/dev/null; then
+    python3 -m venv "$mento_venv"
+    "$mento_venv/bin/pip" install --quiet "desy-mento==$MENTO_VERSION"
+fi
+# The same metadata for both: a beamline folder as MENTO expects it (<root>/current with
+# the metadata file, its key and the ASAP::O tokens it checks for), the fixture with two
+# reservations and four nodes.
+beamline=$OUT/gpfs/current
+mkdir -p "$beamline/shared"
+cp "$REPO/beamtime/tests/fixtures/beamtime-metadata-11099005.json" "$beamline/"
+install -m 600 /dev/null "$beamline/shared/id_rsa"
+touch "$beamline/shared/asapo-token.txt" "$beamline/shared/asapo-token-clbt.txt"
+# MENTO's own way, as mento.trigger.Trigger.run builds it before handing it to Popen:
+# locate and parse the metadata, then get_ssh_command and get_sbatch_command.
+cat >"$OUT/mento-command.py" <<'MENTO'
+import sys
+from mento.metadata import get_beamtime_metadata
+from mento.trigger import get_ssh_command, get_sbatch_command
+info = get_beamtime_metadata(root_dir=sys.argv[1])
+print(f'{get_ssh_command(info)} "{get_sbatch_command(info)} {" ".join(sys.argv[2:])}"')
+MENTO
+# Both find the metadata from where they run: MENTO under its root, bt-submit from the
+# folder it runs in. /bin/true is the floor: what starting any process costs here.
+(
+    cd "$beamline"
+    for ((i = 0; i < ROUNDS; i++)); do
+        timed "$OUT/remote-mento" "$mento_venv/bin/python3" "$OUT/mento-command.py" "$OUT/gpfs" \
+            /gpfs/current/processed/analyse.sh scan_00042
+        timed "$OUT/remote-bt-submit" "$BT_SUBMIT" --remote --dry-run /gpfs/current/processed/analyse.sh scan_00042
+        timed "$OUT/remote-process-start" /bin/true
+    done
+)
+"$mento_venv/bin/python3" "$OUT/mento-command.py" "$OUT/gpfs" /gpfs/current/processed/analyse.sh scan_00042 \
+    >"$OUT/remote-mento-command"
+(cd "$beamline" && "$BT_SUBMIT" --remote --dry-run /gpfs/current/processed/analyse.sh scan_00042) \
+    >"$OUT/remote-bt-submit-command"
 
 say "7. slurmstepd memory: no plugin vs plugin unused vs --beamtime ($ROUNDS rounds)"
 # A task's parent is its step's slurmstepd (task/none forks tasks itself). VmHWM is that

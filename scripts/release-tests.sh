@@ -57,7 +57,7 @@ run "plain slurmd"
 run "job_container/tmpfs" --job-container
 run "shared root" --shared-root -- --test step_namespace -- --ignored --test-threads=1
 if [[ -n $nodes ]]; then
-    run "4 hosts" --nodes 4 -- --test multinode --test multinode_queries --test multinode_faults -- --ignored --test-threads=4
+    run "4 hosts" --nodes 4 -- --test multinode --test multinode_queries --test multinode_faults --test multinode_remote -- --ignored --test-threads=4
 fi
 ((${#FAILED[@]} == 0)) || die "Slurm $version: scenarios failed in: ${FAILED[*]} (logs in $report)"
 say "Slurm $version: every scenario passed"

@@ -4,7 +4,9 @@
 # plainly, once with job_container/tmpfs and once on a node whose / is shared, then
 # bt-submit watch's, then the multi-node scenarios on 4 hosts
 # (network + UTS namespaces, tests/cluster/README.md), then the one-node scenarios on
-# Slurm 24.11 and 26.05 in Debian roots (below). Run as root on Debian 12.
+# Slurm 24.11 and 26.05 in Debian roots (below). The one-node passes include remote.rs,
+# bt-submit --remote against the loopback sshd that cluster.sh starts for the node; the
+# 4-host pass multinode_remote.rs, against each node's own sshd. Run as root on Debian 12.
 set -Eeuo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -65,7 +67,7 @@ run_scenarios "job_container/tmpfs" --job-container
 # slurmd's table (the test is #[ignore]d in the passes above, which cannot show it).
 run_scenarios "shared root" --shared-root -- --test step_namespace -- --ignored --test-threads=1
 # The multi-node scenarios are #[ignore]d in the one-node passes above.
-run_scenarios "4 hosts" --nodes 4 -- --test multinode --test multinode_queries --test multinode_faults -- --ignored --test-threads=4
+run_scenarios "4 hosts" --nodes 4 -- --test multinode --test multinode_queries --test multinode_faults --test multinode_remote -- --ignored --test-threads=4
 
 # The other supported releases, each in a Debian root of its own (scripts/release-root.sh:
 # made once, then reused): the .deb built here against that root's headers, installed there, and the one-node scenarios in both

@@ -89,8 +89,14 @@ pub fn uid_of(name: &str) -> Result<Option<u32>, LookupError> {
 
 /// The real user of this process.
 pub fn current() -> Result<Option<Account>, LookupError> {
+    by_uid(current_uid())
+}
+
+/// The real uid of this process: who runs it, as ssh (its key-permission check) and the
+/// user database see it.
+pub fn current_uid() -> u32 {
     // SAFETY: getuid has no preconditions and cannot fail.
-    by_uid(unsafe { libc::getuid() })
+    unsafe { libc::getuid() }
 }
 
 /// Every group `account` is in, its primary group included, as `initgroups`

@@ -113,11 +113,12 @@ impl Remote {
     /// Runs `program args` on the first node that answers (the one that
     /// answered before, once one has) and returns that node and what the
     /// program gave. A node that does not answer (refused, timed out, no
-    /// route, unknown name) is passed over before anything ran on it, so the
-    /// command never runs twice; every other ssh failure ends here.
+    /// route, unknown name, no ssh handshake) is passed over before anything
+    /// ran on it, so the command never runs twice; every other ssh failure
+    /// ends here.
     pub fn run(&self, program: &str, args: &[OsString]) -> Result<(String, Output), Failure> {
         if let Some(key) = &self.key {
-            check_key(key, current_uid())?;
+            check_key(key, beamtime::users::current_uid())?;
         }
         let candidates: Vec<&String> = match self.answered.get() {
             Some(node) => vec![node],
@@ -126,13 +127,16 @@ impl Remote {
         let mut unanswered: Vec<String> = Vec::new();
         for node in candidates {
             let command = self.command(node, program, args);
-            let output = Command::new(&command[0])
+            let mut output = Command::new(&command[0])
                 .args(&command[1..])
                 .stdin(Stdio::null())
                 .output()
                 .map_err(|error| cannot_start("ssh", &error))?;
-            // ssh's own failures exit 255; any other status is the program's.
-            if output.status.code() != Some(SSH_FAILED) {
+            // ssh exits 255 for its own failures, but sbatch exits 255 for some
+            // of its refusals too: only the mark the remote shell prints before
+            // it starts the program tells that the program ran.
+            if let Some(program_stderr) = without_start_mark(&output.stderr) {
+                output.stderr = program_stderr;
                 let _ = self.answered.set(node.clone());
                 return match output.status.code() {
                     Some(127) => Err(Failure::new(
@@ -149,9 +153,14 @@ impl Remote {
                 };
             }
             let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            if output.status.code() != Some(SSH_FAILED) {
+                // Logged in, but the login shell never ran the command (an account
+                // whose shell is nologin, a broken profile).
+                return Err(self.failure(node, Refusal::Other, &stderr));
+            }
             match SshFailure::of(&stderr) {
                 SshFailure::NoAnswer => unanswered.push(last_line(&stderr).to_owned()),
-                failure => return Err(self.failure(node, failure, &stderr)),
+                SshFailure::Refused(refusal) => return Err(self.failure(node, refusal, &stderr)),
             }
         }
         Err(Failure::new(
@@ -167,10 +176,10 @@ impl Remote {
         ))
     }
 
-    fn failure(&self, node: &str, failure: SshFailure, stderr: &str) -> Failure {
+    fn failure(&self, node: &str, refusal: Refusal, stderr: &str) -> Failure {
         let said = last_line(stderr);
-        match failure {
-            SshFailure::UnknownHostKey => Failure::new(
+        match refusal {
+            Refusal::UnknownHostKey => Failure::new(
                 Status::NoPermission,
                 format!(
                     "the host key of {node} is not in known_hosts, and bt-submit does not log \
@@ -183,7 +192,7 @@ impl Remote {
                      /etc/ssh/ssh_host_ed25519_key.pub)"
                 ),
             ),
-            SshFailure::ChangedHostKey => Failure::new(
+            Refusal::ChangedHostKey => Failure::new(
                 Status::NoPermission,
                 format!(
                     "the host key of {node} does not match known_hosts: the node was \
@@ -194,7 +203,7 @@ impl Remote {
                      remove the entry yourself"
                 ),
             ),
-            SshFailure::Denied => Failure::new(
+            Refusal::Denied => Failure::new(
                 Status::NoPermission,
                 format!(
                     "{node} refused the login as {} with {} (ssh: {said}); nothing was \
@@ -208,7 +217,7 @@ impl Remote {
                     self.account
                 ),
             ),
-            SshFailure::Other => Failure::new(
+            Refusal::Other => Failure::new(
                 Status::CannotExecute,
                 format!("ssh to {node} failed: {said}; nothing was submitted"),
                 format!(
@@ -216,7 +225,6 @@ impl Remote {
                      if it is about the node"
                 ),
             ),
-            SshFailure::NoAnswer => unreachable!("handled by the caller"),
         }
     }
 
@@ -260,8 +268,14 @@ const SSH_FAILED: i32 = 255;
 /// on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SshFailure {
-    /// No connection was made: nothing ran on the node.
+    /// No connection was made: nothing ran on the node, the next may be tried.
     NoAnswer,
+    /// The node answered and ssh stopped: trying another node would not help.
+    Refused(Refusal),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
     UnknownHostKey,
     ChangedHostKey,
     Denied,
@@ -270,21 +284,26 @@ enum SshFailure {
 
 impl SshFailure {
     fn of(stderr: &str) -> SshFailure {
-        if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
-            SshFailure::ChangedHostKey
+        let refused = if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+            Refusal::ChangedHostKey
         } else if stderr.contains("host key is known for")
             || stderr.contains("Host key verification failed")
         {
-            SshFailure::UnknownHostKey
+            Refusal::UnknownHostKey
         } else if stderr.contains("Permission denied") {
-            SshFailure::Denied
+            Refusal::Denied
         } else if stderr.contains("ssh: connect to host ")
             || stderr.contains("ssh: Could not resolve hostname")
+            // Connected, but no ssh server spoke within ConnectTimeout, or it
+            // hung up before the handshake: still nothing ran there.
+            || stderr.contains("timed out during banner exchange")
+            || stderr.contains("kex_exchange_identification:")
         {
-            SshFailure::NoAnswer
+            return SshFailure::NoAnswer;
         } else {
-            SshFailure::Other
-        }
+            Refusal::Other
+        };
+        SshFailure::Refused(refused)
     }
 }
 
@@ -296,13 +315,19 @@ fn last_line(text: &str) -> &str {
         .trim()
 }
 
+/// What the remote shell prints on stderr, on a line of its own, right before
+/// it starts the program.
+const START_MARK: &str = "bt-submit-remote-command-starts";
+
 /// The remote command: every argument quoted for the POSIX shell that sshd
 /// starts as the account's login shell, joined by spaces, so that the shell
 /// there rebuilds exactly this argument vector (spaces, quotes, `;`, `$(…)`,
 /// globs, newlines: single quotes keep every byte but `'`, which is written
-/// `'\''`). `exec`, so that the program's exit status is ssh's.
+/// `'\''`). First [`START_MARK`] on stderr, then `exec`, so that the
+/// program's exit status is ssh's and a 255 of the program's can be told from
+/// ssh's own.
 pub fn remote_command(program: &str, args: &[OsString]) -> OsString {
-    let mut line = b"exec ".to_vec();
+    let mut line = format!("echo {START_MARK} >&2; exec ").into_bytes();
     line.extend_from_slice(&quote_bytes(program.as_bytes()));
     for arg in args {
         line.push(b' ');
@@ -311,12 +336,16 @@ pub fn remote_command(program: &str, args: &[OsString]) -> OsString {
     OsString::from_vec(line)
 }
 
-fn current_uid() -> u32 {
-    // The owner of a file this process creates is its effective uid, and
-    // /proc/self is the portable way to ask without libc: its owner is ours.
-    fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX)
+/// `stderr` without the start mark's line, when the mark is there (what a login
+/// script printed before it stays).
+fn without_start_mark(stderr: &[u8]) -> Option<Vec<u8>> {
+    let mark = format!("{START_MARK}\n");
+    let at = stderr
+        .windows(mark.len())
+        .enumerate()
+        .find(|(at, window)| *window == mark.as_bytes() && (*at == 0 || stderr[at - 1] == b'\n'))
+        .map(|(at, _)| at)?;
+    Some([&stderr[..at], &stderr[at + mark.len()..]].concat())
 }
 
 /// The key file as ssh will take it, checked before connecting: it must exist
@@ -406,7 +435,7 @@ mod tests {
             String::from_utf8_lossy(&line),
             "ssh -i /gpfs/p21/shared/id_rsa -l bttest05 -o BatchMode=yes -o IdentitiesOnly=yes \
              -o StrictHostKeyChecking=yes -o ConnectTimeout=10 -o LogLevel=ERROR n1 \
-             'exec sbatch job.sh'\n"
+             'echo bt-submit-remote-command-starts >&2; exec sbatch job.sh'\n"
         );
     }
 
@@ -452,15 +481,35 @@ mod tests {
     }
 
     #[test]
+    fn the_start_mark_is_found_on_a_line_of_its_own_and_taken_out() {
+        let mark = START_MARK;
+        assert_eq!(
+            without_start_mark(format!("{mark}\nsbatch: error: x\n").as_bytes()),
+            Some(b"sbatch: error: x\n".to_vec())
+        );
+        assert_eq!(
+            without_start_mark(format!("profile says hi\n{mark}\n").as_bytes()),
+            Some(b"profile says hi\n".to_vec())
+        );
+        assert_eq!(
+            without_start_mark(b"ssh: connect to host n1 port 22: refused\n"),
+            None
+        );
+        assert_eq!(without_start_mark(format!("x{mark}\n").as_bytes()), None);
+    }
+
+    #[test]
     fn ssh_failures_are_told_apart() {
         let cases = [
             ("ssh: connect to host 127.0.0.1 port 1: Connection refused", SshFailure::NoAnswer),
             ("ssh: connect to host n1 port 22: Connection timed out", SshFailure::NoAnswer),
             ("ssh: Could not resolve hostname n9: Name or service not known", SshFailure::NoAnswer),
-            ("No ED25519 host key is known for n1 and you have requested strict checking.\nHost key verification failed.", SshFailure::UnknownHostKey),
-            ("@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.", SshFailure::ChangedHostKey),
-            ("bttest05@n1: Permission denied (publickey).", SshFailure::Denied),
-            ("kex_exchange_identification: read: Connection reset by peer", SshFailure::Other),
+            ("No ED25519 host key is known for n1 and you have requested strict checking.\nHost key verification failed.", SshFailure::Refused(Refusal::UnknownHostKey)),
+            ("@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.", SshFailure::Refused(Refusal::ChangedHostKey)),
+            ("bttest05@n1: Permission denied (publickey).", SshFailure::Refused(Refusal::Denied)),
+            ("kex_exchange_identification: read: Connection reset by peer", SshFailure::NoAnswer),
+            ("Connection timed out during banner exchange\nConnection to UNKNOWN port 65535 timed out", SshFailure::NoAnswer),
+            ("Received disconnect from 127.0.0.1 port 22:2: Too many authentication failures", SshFailure::Refused(Refusal::Other)),
         ];
         for (stderr, expected) in cases {
             assert_eq!(SshFailure::of(stderr), expected, "{stderr}");
@@ -474,7 +523,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let key = dir.join("id_rsa");
         fs::write(&key, "key").unwrap_or_else(|e| panic!("{e}"));
-        let me = current_uid();
+        let me = beamtime::users::current_uid();
         let set_mode = |mode| {
             fs::set_permissions(&key, fs::Permissions::from_mode(mode))
                 .unwrap_or_else(|e| panic!("{e}"))

@@ -200,6 +200,7 @@ cmd_down() {
         kill -KILL "$pid" 2>/dev/null || true
     done
     stop_daemon sshd 10
+    for n in "${NODES[@]}"; do stop_daemon "sshd-$n" 10; done
     stop_daemon slurmctld 20
     stop_daemon slurmdbd 20
     stop_daemon mariadbd 60

@@ -149,25 +149,53 @@ start_slurmctld() {
     wait_for 60 slurmctld "$LOG/slurmctld.log" -- timeout 5 sinfo -h
 }
 
-# The reserved node's OpenSSH server, for bt-submit --remote: Debian's sshd with a config,
-# host key and authorized keys of its own under $ETC/sshd, on loopback port $SSHD_PORT, never
-# the system's ssh service (ensure_packages keeps the package from starting it). Logins are
-# by key only, and only for accounts that a test gives a file in $ETC/sshd/authorized_keys/
-# (named after the account); every session gets the test cluster's SLURM_CONF, so sbatch
-# run there reaches this cluster. Tests make their known_hosts entry from
-# $ETC/sshd/host_ed25519_key.pub.
+# The reserved nodes' OpenSSH servers, for bt-submit --remote: Debian's sshd with a config,
+# host key and authorized keys of its own under $ETC/sshd, never the system's ssh service
+# (ensure_packages keeps the package from starting it). One on loopback port $SSHD_PORT for
+# btnode1 of the one-node cluster (in every configuration); with several nodes also one in
+# each node's network and UTS namespaces, on port 22 of the node's own address (a real
+# reserved node's login, $ETC/sshd/<node>/, its address in $ETC/sshd/<node>/address).
+# Logins are by key only, and only for accounts that a test gives a file in
+# $ETC/sshd/authorized_keys/ (named after the account); every session gets the test
+# cluster's SLURM_CONF, so sbatch run there reaches this cluster. Tests make their
+# known_hosts entries from the host_ed25519_key.pub next to each sshd_config.
 start_sshd() {
-    local dir=$ETC/sshd
+    local dir=$ETC/sshd n
     install -d -m 755 "$dir" "$dir/authorized_keys"
-    ssh-keygen -q -t ed25519 -N '' -C "test cluster sshd" -f "$dir/host_ed25519_key"
+    # Debian's sshd will not start without its privilege-separation folder, which the
+    # system's ssh service would create (systemd's RuntimeDirectory).
+    install -d -m 755 /run/sshd
+    write_sshd_config "$dir" 127.0.0.1 "$SSHD_PORT"
+    start_daemon sshd /usr/sbin/sshd -- /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$LOG/sshd.log"
+    wait_for 10 sshd "$LOG/sshd.log" -- timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SSHD_PORT"
+    ((NODE_COUNT > 1)) || return 0
+    for n in "${NODES[@]}"; do
+        install -d -m 755 "$dir/$n"
+        node_addr "$n" >"$dir/$n/address"
+        write_sshd_config "$dir/$n" "$(node_addr "$n")" 22
+        # shellcheck disable=SC2016 # $0/$@ belong to the inner sh
+        start_daemon "sshd-$n" /usr/sbin/sshd -- nsenter --net="/run/netns/$(node_ns "$n")" -- \
+            unshare --uts -- sh -c 'hostname "$0" && exec "$@"' "$n" \
+            /usr/sbin/sshd -D -f "$dir/$n/sshd_config" -E "$LOG/sshd-$n.log"
+    done
+    for n in "${NODES[@]}"; do
+        wait_for 10 "sshd-$n" "$LOG/sshd-$n.log" -- \
+            timeout 2 bash -c "exec 3<>/dev/tcp/$(node_addr "$n")/22"
+    done
+}
+
+# write_sshd_config DIR ADDRESS PORT: DIR/sshd_config and a new host key in DIR.
+write_sshd_config() {
+    local dir=$1
+    ssh-keygen -q -t ed25519 -N '' -C "test cluster sshd $2" -f "$dir/host_ed25519_key"
     # UsePAM: the facility's accounts have no password, which sshd without PAM takes
     # for a locked account; PAM's account checks pass them, as on a real node.
     printf '%s\n' \
-        "Port $SSHD_PORT" \
-        "ListenAddress 127.0.0.1" \
+        "Port $3" \
+        "ListenAddress $2" \
         "HostKey $dir/host_ed25519_key" \
         "PidFile none" \
-        "AuthorizedKeysFile $dir/authorized_keys/%u" \
+        "AuthorizedKeysFile $ETC/sshd/authorized_keys/%u" \
         "PubkeyAuthentication yes" \
         "PasswordAuthentication no" \
         "KbdInteractiveAuthentication no" \
@@ -178,12 +206,7 @@ start_sshd() {
         "AllowAgentForwarding no" \
         "PermitUserEnvironment no" \
         "SetEnv SLURM_CONF=$SLURM_CONF_PATH" >"$dir/sshd_config"
-    # Debian's sshd will not start without its privilege-separation folder, which the
-    # system's ssh service would create (systemd's RuntimeDirectory).
-    install -d -m 755 /run/sshd
     /usr/sbin/sshd -t -f "$dir/sshd_config" || die "sshd refuses $dir/sshd_config"
-    start_daemon sshd /usr/sbin/sshd -- /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$LOG/sshd.log"
-    wait_for 10 sshd "$LOG/sshd.log" -- timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SSHD_PORT"
 }
 
 # Usable = registered and responding; "reserved"/"mixed"/"planned" count once beamtimes

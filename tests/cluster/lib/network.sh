@@ -22,6 +22,7 @@ set_nodes() {
     DAEMONS=()
     for n in "${NODES[@]}"; do DAEMONS+=("slurmd-$n"); done
     DAEMONS+=(slurmctld slurmdbd mariadbd munged sshd)
+    for n in "${NODES[@]}"; do DAEMONS+=("sshd-$n"); done
 }
 # The configured cluster's node count and slurmd namespaces (cluster.args), for
 # down/status/plugstack: a slurmd restarted by plugstack must come back as it started.

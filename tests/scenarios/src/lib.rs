@@ -12,7 +12,7 @@
 //! By responsibility: `cluster` (the cluster's files, commands against it, logs,
 //! plugstack, several nodes), `cmd` (running one command as a user, bounded in time),
 //! `users` (Unix accounts), `slurm` (jobs, nodes, reservations as Slurm reports them),
-//! `fixture` (beamtimes), `sshd` (the reserved node's sshd and beamline computers for
+//! `fixture` (beamtimes), `sshd` (the reserved nodes' sshds and beamline computers for
 //! `bt-submit --remote`), [`wait`] (polling with a deadline), [`figures`] (measurements
 //! for the reliability report).
 
@@ -32,5 +32,5 @@ pub use cluster::{
 pub use cmd::{Background, Cmd, Output, DEFAULT_TIMEOUT};
 pub use fixture::{Beamtime, BeamtimeSpec};
 pub use slurm::{Job, JobEnd, NodeState};
-pub use sshd::{Sshd, DOWN_PORT};
+pub use sshd::{beamline_computer_of_nodes, NodeSshd, Sshd, DOWN_PORT};
 pub use users::UnixUser;

@@ -40,24 +40,117 @@ impl Cluster {
                 panic!("BT_SSHD_PORT is not set: eval \"$(tests/cluster/cluster.sh env)\" first")
             });
         let dir = self.state_dir().join("etc/sshd");
-        let public = dir.join("host_ed25519_key.pub");
-        let text = fs::read_to_string(&public).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (the cluster was started without its sshd?)",
-                public.display()
-            )
-        });
-        let host_key = text
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ");
         Sshd {
             port,
-            host_key,
+            host_key: read_host_key(&dir.join("host_ed25519_key.pub")),
             authorized_keys: dir.join("authorized_keys"),
         }
     }
+}
+
+/// One node's own sshd in the cluster of several hosts: port 22 of the node's address,
+/// inside its network and UTS namespaces.
+#[derive(Clone, Debug)]
+pub struct NodeSshd {
+    pub node: String,
+    pub address: String,
+    /// `ssh-ed25519 AAAA…`, for known_hosts.
+    pub host_key: String,
+    /// Its log: `<state>/log/sshd-<node>.log`.
+    pub log: PathBuf,
+}
+
+#[track_caller]
+fn read_host_key(public: &Path) -> String {
+    let text = fs::read_to_string(public).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the cluster was started without its sshd?)",
+            public.display()
+        )
+    });
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Cluster {
+    /// The sshd of `node` in a cluster of several hosts; panics when it has none.
+    #[track_caller]
+    pub fn node_sshd(&self, node: &str) -> NodeSshd {
+        let dir = self.state_dir().join("etc/sshd").join(node);
+        let address_file = dir.join("address");
+        let address = fs::read_to_string(&address_file)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (a node sshd exists only with cluster.sh up --nodes N)",
+                    address_file.display()
+                )
+            })
+            .trim()
+            .to_owned();
+        NodeSshd {
+            node: node.to_owned(),
+            address,
+            host_key: read_host_key(&dir.join("host_ed25519_key.pub")),
+            log: self.log_dir().join(format!("sshd-{node}.log")),
+        }
+    }
+}
+
+/// One `Host` entry of a beamline computer's ssh_config, and its known_hosts line if any.
+struct Host<'a> {
+    name: &'a str,
+    address: &'a str,
+    port: u16,
+    host_key: Option<&'a str>,
+}
+
+/// Writes `user`'s `~/.ssh/config` and `~/.ssh/known_hosts` for `hosts`, replacing both.
+#[track_caller]
+fn write_ssh_view(user: &str, hosts: &[Host]) {
+    let u = UnixUser::get(user);
+    let dir = u.home.join(".ssh");
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut config = String::new();
+    let mut known_hosts = String::new();
+    for host in hosts {
+        config.push_str(&format!(
+            "Host {}\n    HostName {}\n    Port {}\n    HostKeyAlias {}\n",
+            host.name, host.address, host.port, host.name
+        ));
+        if let Some(key) = host.host_key {
+            known_hosts.push_str(&format!("{} {key}\n", host.name));
+        }
+    }
+    for (name, text) in [("config", config), ("known_hosts", known_hosts)] {
+        let path = dir.join(name);
+        fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        chown(&path, Some(u.uid), Some(u.gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    chown(&dir, Some(u.uid), Some(u.gid))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", dir.display()));
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+}
+
+/// A beamline computer of a cluster of several hosts: every node in `nodes` by its own
+/// address and port 22, its host key known.
+#[track_caller]
+pub fn beamline_computer_of_nodes(user: &str, nodes: &[NodeSshd]) {
+    let hosts: Vec<Host> = nodes
+        .iter()
+        .map(|n| Host {
+            name: &n.node,
+            address: &n.address,
+            port: 22,
+            host_key: Some(&n.host_key),
+        })
+        .collect();
+    write_ssh_view(user, &hosts);
 }
 
 impl Sshd {
@@ -78,31 +171,16 @@ impl Sshd {
     /// port. Replaces what an earlier call wrote.
     #[track_caller]
     pub fn beamline_computer(&self, user: &str, nodes: &[(&str, u16)], known: bool) {
-        let u = UnixUser::get(user);
-        let dir = u.home.join(".ssh");
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        let mut config = String::new();
-        let mut known_hosts = String::new();
-        for (node, port) in nodes {
-            config.push_str(&format!(
-                "Host {node}\n    HostName 127.0.0.1\n    Port {port}\n    HostKeyAlias {node}\n"
-            ));
-            if known && *port == self.port {
-                known_hosts.push_str(&format!("{node} {}\n", self.host_key));
-            }
-        }
-        for (name, text) in [("config", config), ("known_hosts", known_hosts)] {
-            let path = dir.join(name);
-            fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            chown(&path, Some(u.uid), Some(u.gid))
-                .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        }
-        chown(&dir, Some(u.uid), Some(u.gid))
-            .unwrap_or_else(|e| panic!("chown {}: {e}", dir.display()));
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let hosts: Vec<Host> = nodes
+            .iter()
+            .map(|(node, port)| Host {
+                name: node,
+                address: "127.0.0.1",
+                port: *port,
+                host_key: (known && *port == self.port).then_some(self.host_key.as_str()),
+            })
+            .collect();
+        write_ssh_view(user, &hosts);
     }
 }
 

@@ -5,17 +5,19 @@
 //! line, the quoting and the classification of ssh's messages are unit-tested in
 //! bt-submit (src/ssh.rs); here they meet ssh, sshd and Slurm.
 //!
-//! Beamtimes 11099800 (account bttest800, reserved nodes btdown800 — which does not answer
-//! — and btnode1) for the submissions, and 11099802 (bttest802) for the refusals, which
+//! Beamtimes 11099800 (account bttest800, reservations 11099800 and 11099800_1, reserved
+//! nodes btdown800 — which does not answer — and btnode1) for the submissions, and 11099802 (bttest802) for the refusals, which
 //! never submit anything, so that "nothing was submitted" can be checked from accounting
 //! at any time. Beamline computers: bttest801 (in bttest800's group), bttest803 (no
-//! known_hosts entry), bttest804 (a key of its own), bttest805 (not in the group).
+//! known_hosts entry), bttest804 (a key of its own), bttest805 (not in the group), bttest806
+//! (for whom the first reserved node accepts connections but never speaks ssh).
 
 use std::fs;
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use scenarios::{bt_submit, Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, DOWN_PORT, NODE};
 
@@ -50,6 +52,7 @@ fn site() -> &'static Site {
         let open = c.start_beamtime(
             &BeamtimeSpec::new("11099800", "p800", "bttest800")
                 .partition("all")
+                .reservations(&["11099800", "11099800_1"])
                 .arg("--reserved-nodes")
                 .arg(&format!("btdown800,{NODE}")),
         );
@@ -211,6 +214,45 @@ fn the_first_reserved_node_down_the_next_one_is_used() {
 }
 
 #[test]
+fn a_first_node_that_accepts_but_never_speaks_ssh_is_passed_over_after_the_timeout() {
+    let c = cluster();
+    let bt = &site().open;
+    // A port that takes connections (the kernel's backlog) and never says a word: a node
+    // whose sshd hangs. For this beamline computer the first reserved node is there.
+    let mute = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = mute.local_addr().unwrap().port();
+    let user = "bttest806";
+    c.ensure_unix_user(user, &["bttest800"]);
+    let sshd = c.sshd();
+    sshd.beamline_computer(user, &[("btdown800", port), (NODE, sshd.port)], true);
+    let (_, job) = script(bt, "remote-mute", "true\n");
+    let started = Instant::now();
+    let out = remote_submit(
+        user,
+        &bt.metadata_path,
+        &[
+            "--format",
+            "json",
+            "--output=/dev/null",
+            job.to_str().unwrap(),
+        ],
+    );
+    let waited = started.elapsed();
+    out.assert_success();
+    let value: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}:\n{out}"));
+    assert_eq!(value["node"], NODE, "{out}");
+    assert!(
+        waited >= Duration::from_secs(9),
+        "the mute node was given up after {waited:?}, before ssh's ConnectTimeout"
+    );
+    let id = value["jobId"].as_u64().unwrap_or_else(|| panic!("{out}"));
+    c.wait_job(id as u32, Duration::from_secs(120))
+        .assert_completed_ok();
+    drop(mute);
+}
+
+#[test]
 fn arguments_with_every_special_character_arrive_intact() {
     let c = cluster();
     let bt = &site().open;
@@ -268,6 +310,62 @@ fn arguments_with_every_special_character_arrive_intact() {
         !planted.exists(),
         "an argument was executed on the node: {}",
         planted.display()
+    );
+}
+
+#[test]
+fn sbatchs_refusal_on_the_node_comes_back_with_its_message_and_status() {
+    let bt = &site().open;
+    let (_, job) = script(bt, "remote-refused", "true\n");
+    let out = remote_submit(
+        BEAMLINE_COMPUTER,
+        &bt.metadata_path,
+        &["--time=not-a-time", job.to_str().unwrap()],
+    );
+    // What sbatch itself exits with for this refusal (255 on 22.05: not ssh's 255).
+    let direct = cluster()
+        .cmd("sbatch")
+        .args(["--time=not-a-time", "--wrap=true"])
+        .run();
+    direct.assert_failure();
+    assert_eq!(
+        out.code(),
+        direct.code(),
+        "sbatch's own exit status:\n{out}\n{direct}"
+    );
+    assert_eq!(out.stdout, "", "{out}");
+    out.assert_stderr_contains("sbatch: error: Invalid --time specification");
+}
+
+#[test]
+fn the_controller_is_asked_on_the_node_when_a_reservation_must_be_chosen() {
+    let c = cluster();
+    let bt = &site().open;
+    assert!(
+        !Path::new("/etc/slurm/slurm.conf").exists(),
+        "this host has a slurm.conf of its own: the beamline computer must have none here"
+    );
+    let (_, job) = script(bt, "remote-choice", "echo \"$SLURM_JOB_RESERVATION\"\n");
+    // -N with two reservations: bt-submit asks which reservation's nodes fit, and without
+    // SLURM_CONF or a slurm.conf here it can only have asked on the node.
+    let out = remote_submit(
+        BEAMLINE_COMPUTER,
+        &bt.metadata_path,
+        &["-N", "1", "--output=/dev/null", job.to_str().unwrap()],
+    );
+    out.assert_success();
+    out.assert_stderr_contains("bt-submit: using reservation 11099800 ");
+    let id = out
+        .stdout
+        .strip_prefix("Submitted batch job ")
+        .and_then(|rest| rest.trim().parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    let end = c.wait_job(id, Duration::from_secs(120));
+    end.assert_completed_ok();
+    assert_eq!(
+        end.record.get("Reservation").map(String::as_str),
+        Some("11099800"),
+        "{end:#?}"
     );
 }
 
