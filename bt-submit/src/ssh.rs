@@ -8,7 +8,7 @@
 //! the key is the beamtime's and the node runs its jobs, so a node that cannot
 //! prove who it is gets neither.
 
-use std::cell::OnceCell;
+use std::cell::RefCell;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
@@ -48,8 +48,10 @@ pub struct Remote {
     key: Option<PathBuf>,
     /// In the order they are tried.
     nodes: Vec<String>,
-    /// The first node that answered: every later command of this run goes there.
-    answered: OnceCell<String>,
+    /// The node that answered last: later commands of this run try it first,
+    /// and the others when it stops answering (a long `watch --remote`
+    /// outlives a node's reboot).
+    answered: RefCell<Option<String>>,
 }
 
 impl Remote {
@@ -79,17 +81,24 @@ impl Remote {
             account: online.user_account.clone(),
             key: online.ssh_private_key.clone(),
             nodes,
-            answered: OnceCell::new(),
+            answered: RefCell::new(None),
         })
     }
 
     /// The node tried first (for `--dry-run`).
-    pub fn first_node(&self) -> &str {
-        self.answered
-            .get()
-            .or(self.nodes.first())
-            .map(String::as_str)
-            .unwrap_or_default()
+    pub fn first_node(&self) -> String {
+        self.candidates().into_iter().next().unwrap_or_default()
+    }
+
+    /// The nodes in the order the next command tries them: the one that
+    /// answered last first, then the others in the metadata's order.
+    fn candidates(&self) -> Vec<String> {
+        let answered = self.answered.borrow().clone();
+        answered
+            .iter()
+            .chain(self.nodes.iter().filter(|n| Some(*n) != answered.as_ref()))
+            .cloned()
+            .collect()
     }
 
     /// The whole ssh command that runs `program args` on `node`.
@@ -111,7 +120,7 @@ impl Remote {
     }
 
     /// Runs `program args` on the first node that answers (the one that
-    /// answered before, once one has) and returns that node and what the
+    /// answered last tried first) and returns that node and what the
     /// program gave. A node that does not answer (refused, timed out, no
     /// route, unknown name, no ssh handshake) is passed over before anything
     /// ran on it, so the command never runs twice; every other ssh failure
@@ -120,12 +129,8 @@ impl Remote {
         if let Some(key) = &self.key {
             check_key(key, beamtime::users::current_uid())?;
         }
-        let candidates: Vec<&String> = match self.answered.get() {
-            Some(node) => vec![node],
-            None => self.nodes.iter().collect(),
-        };
         let mut unanswered: Vec<String> = Vec::new();
-        for node in candidates {
+        for node in &self.candidates() {
             let command = self.command(node, program, args);
             let mut output = Command::new(&command[0])
                 .args(&command[1..])
@@ -137,7 +142,7 @@ impl Remote {
             // it starts the program tells that the program ran.
             if let Some(program_stderr) = without_start_mark(&output.stderr) {
                 output.stderr = program_stderr;
-                let _ = self.answered.set(node.clone());
+                *self.answered.borrow_mut() = Some(node.clone());
                 return match output.status.code() {
                     Some(127) => Err(Failure::new(
                         Status::NotFound,
@@ -437,6 +442,15 @@ mod tests {
              -o StrictHostKeyChecking=yes -o ConnectTimeout=10 -o LogLevel=ERROR n1 \
              'echo bt-submit-remote-command-starts >&2; exec sbatch job.sh'\n"
         );
+    }
+
+    #[test]
+    fn the_node_that_answered_last_is_tried_first_and_the_others_after_it() {
+        let remote = Remote::new(&online(&["n1", "n2", "n3"]), None).unwrap();
+        assert_eq!(remote.candidates(), ["n1", "n2", "n3"]);
+        *remote.answered.borrow_mut() = Some("n2".to_owned());
+        assert_eq!(remote.candidates(), ["n2", "n1", "n3"]);
+        assert_eq!(remote.first_node(), "n2");
     }
 
     #[test]

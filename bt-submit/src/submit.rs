@@ -166,7 +166,7 @@ impl Submitter {
             Submitter::Local => std::iter::once(OsString::from("sbatch"))
                 .chain(args)
                 .collect(),
-            Submitter::Remote(remote) => remote.command(remote.first_node(), "sbatch", &args),
+            Submitter::Remote(remote) => remote.command(&remote.first_node(), "sbatch", &args),
         }
     }
 
