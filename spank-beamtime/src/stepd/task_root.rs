@@ -39,7 +39,9 @@ pub fn prepare_task(verdict: &mut Verdict, task: Option<i32>) {
     let Verdict::Granted(granted) = verdict else {
         return;
     };
-    let Granted { grant, trust, step } = granted.as_ref();
+    let Granted {
+        grant, trust, step, ..
+    } = granted.as_ref();
     let started = Instant::now();
     let shown = show_beamline(grant, trust);
     // For admins weighing the cost on nodes with large mount tables (bench/ reads it too).

@@ -1,0 +1,153 @@
+//! Issue #17, findings 1–4: what a beamtime's own account can do with the job's runs, its
+//! reservation, its tasks' lifetime and the names in its beamline folder. Each test plays
+//! the attack as the issue wrote it, on the real cluster, and asserts what holds now
+//! (docs/security.md, "Independent attack (#17)").
+//!
+//! Beamtimes 11099750–11099799, accounts bttest750–bttest799, beamlines p750–p799.
+
+use std::time::Duration;
+
+use scenarios::{wait, Beamtime, BeamtimeSpec, Cluster, Job, LogCursor, DEFAULT_TIMEOUT};
+
+fn beamtime(c: &Cluster, id: &str, beamline: &str, account: &str) -> Beamtime {
+    c.start_beamtime(
+        &BeamtimeSpec::new(id, beamline, account)
+            .partition("all")
+            .cores(1),
+    )
+}
+
+/// The plugin's decision line for `step` of `job`, once slurmstepd has logged it
+/// (slurmd.log is written asynchronously). `seen` keeps what earlier calls read.
+#[track_caller]
+fn decision_line(log: &LogCursor, seen: &mut String, job: u32, step: &str) -> String {
+    let needle = format!("spank-beamtime: job={job} step={step} ");
+    let timeout = Duration::from_secs(60);
+    wait::poll(timeout, || {
+        seen.push_str(&log.read_new());
+        // The newest line: a requeued job logs a decision per run.
+        seen.lines()
+            .rev()
+            .find(|line| line.contains(&needle) && line.contains("decision="))
+            .map(str::to_owned)
+            .ok_or(())
+    })
+    .unwrap_or_else(|()| {
+        panic!(
+            "{} has no decision for job {job} step {step} after {timeout:?}:\n{seen}",
+            log.path.display()
+        )
+    })
+}
+
+/// The controller's `JobState` of `job`, waited for until `wanted` says yes.
+#[track_caller]
+fn wait_state(c: &Cluster, job: u32, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+    let timeout = Duration::from_secs(60);
+    wait::poll(timeout, || {
+        let state = c
+            .job_record(job)
+            .and_then(|r| r.get("JobState").cloned())
+            .unwrap_or_default();
+        if wanted(&state) {
+            Ok(state)
+        } else {
+            Err(state)
+        }
+    })
+    .unwrap_or_else(|last| {
+        panic!(
+            "job {job} is not {what} after {timeout:?} (JobState={last}): {:#?}",
+            c.job_record(job)
+        )
+    })
+}
+
+/// `scontrol ARGS` as the job's owner, which must succeed: every step of the attack is
+/// something Slurm lets the owner do.
+#[track_caller]
+fn scontrol_as(c: &Cluster, job: &Job, args: &[&str]) {
+    c.as_user(&job.user, "scontrol")
+        .args(args)
+        .run()
+        .assert_success();
+}
+
+/// Finding 1: the owner requeues a running beamtime job, clears its reservation while it
+/// is pending and lets it start again at once. Its first run was accepted; the second run
+/// runs outside any reservation, and its batch step must be refused, not accepted from
+/// the answer the first run left in the node's job cache.
+#[test]
+fn a_requeued_job_that_runs_again_outside_the_reservation_is_refused() {
+    let c = Cluster::from_env();
+    let bt = beamtime(&c, "11099750", "p750", "bttest750");
+    let wd = c.workdir(&bt.account, "requeue");
+    let log = c.log_cursor("slurmd.log");
+    let mut seen = String::new();
+    let job = c.submit(
+        &bt.account,
+        &wd,
+        &[
+            &format!("--beamtime={}", bt.id),
+            "--partition=all",
+            &format!("--reservation={}", bt.id),
+            "--open-mode=append",
+        ],
+        "#!/bin/bash\necho \"run-sees $(ls -A /beamline)\"\nsleep 600\n",
+    );
+
+    let first = decision_line(&log, &mut seen, job.id, "batch");
+    assert!(
+        first.contains("decision=accepted") && first.contains("controller=asked"),
+        "the first run's batch step: {first}"
+    );
+    wait_state(&c, job.id, "running", |s| s == "RUNNING");
+    wait::poll(DEFAULT_TIMEOUT, || {
+        job.stdout()
+            .contains(&format!("run-sees {}", bt.beamline))
+            .then_some(())
+            .ok_or(())
+    })
+    .unwrap_or_else(|()| panic!("the first run saw no beamline: {}", job.stdout()));
+
+    scontrol_as(&c, &job, &["requeue", &job.id.to_string()]);
+    wait_state(&c, job.id, "pending again", |s| s == "PENDING");
+    let id = format!("JobId={}", job.id);
+    scontrol_as(&c, &job, &["update", &id, "Reservation="]);
+    // Slurm holds a requeued job back for a while; its owner may start it now.
+    scontrol_as(&c, &job, &["update", &id, "StartTime=now"]);
+
+    let end = c.wait_job(job.id, Duration::from_secs(180));
+    let second = decision_line(&log, &mut seen, job.id, "batch");
+    assert_ne!(second, first, "no second run was logged:\n{seen}");
+    assert!(
+        second.contains("decision=refused rule=no-reservation"),
+        "the second run, outside the reservation: {second}"
+    );
+    let record = c.job_record(job.id).unwrap_or_default();
+    assert_eq!(
+        record.get("Restarts").map(String::as_str),
+        Some("1"),
+        "{record:#?}"
+    );
+    // scontrol leaves the key out for a job without a reservation.
+    assert!(
+        matches!(
+            record.get("Reservation").map(String::as_str),
+            None | Some("(null)")
+        ),
+        "{record:#?}"
+    );
+    assert_eq!(
+        (end.state.as_str(), end.exit_code),
+        ("FAILED", 77),
+        "{end:#?}"
+    );
+    assert_eq!(
+        job.stdout().matches("run-sees").count(),
+        1,
+        "the second run's program ran: {}",
+        job.stdout()
+    );
+    c.assert_node_not_drained();
+}
