@@ -151,3 +151,119 @@ fn a_requeued_job_that_runs_again_outside_the_reservation_is_refused() {
     );
     c.assert_node_not_drained();
 }
+
+/// A process of the test's own, stopped by its pid when dropped.
+struct Background(std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Finding 4: where the beamline folder itself is writable by the account, the account
+/// swaps the names of `processed` (writable=) and `scratch_bl` (meant read-only) in a loop
+/// while steps start. The writable mount used to land on whichever folder held the name.
+/// Now no step gets a writable mount there: each is refused with a message for the admins,
+/// and no write lands anywhere. In the facility's layout (the folder root's) the same
+/// step writes to processed.
+#[test]
+fn writable_subfolders_are_refused_where_the_account_can_swap_their_names() {
+    let c = Cluster::from_env();
+    let bt = beamtime(&c, "11099753", "p753", "bttest753");
+    let account = scenarios::UnixUser::get(&bt.account);
+    let current = bt.current_dir.clone();
+    let (processed, scratch) = (current.join("processed"), current.join("scratch_bl"));
+    // The site's mistake the attack needs: the account may rename what is in current/.
+    std::os::unix::fs::chown(&current, Some(account.uid), None).unwrap();
+    let swap = format!(
+        "cd {} && while :; do mv processed x && mv scratch_bl processed && mv x scratch_bl; done",
+        current.display()
+    );
+    // setpriv execs bash as the account (runuser would fork it and leave it running when
+    // killed), so the pid dropped is the loop's own.
+    let swapper = Background(
+        std::process::Command::new("setpriv")
+            .arg(format!("--reuid={}", account.uid))
+            .arg(format!("--regid={}", account.gid))
+            .args(["--init-groups", "--", "bash", "-c", &swap])
+            .spawn()
+            .expect("start the renaming loop"),
+    );
+    let wd = c.workdir(&bt.account, "swap-names");
+    let target = format!("/beamline/{}/current/processed", bt.beamline);
+    let step = |n: usize| {
+        c.run_as(
+            &bt.account,
+            &wd,
+            &[
+                "srun",
+                &format!("--beamtime={}", bt.id),
+                "--partition=all",
+                &format!("--reservation={}", bt.id),
+                "-n1",
+                "bash",
+                "-c",
+                &format!("touch {target}/marker-{n} && echo wrote marker-{n}"),
+            ],
+        )
+    };
+    for n in 0..8 {
+        let out = step(n);
+        assert_eq!(out.code(), Some(77), "step {n} was not refused:\n{out}");
+        assert!(
+            out.stderr.contains("cannot be made writable")
+                && out.stderr.contains(&format!(
+                    "{}: it is owned by uid {}",
+                    current.display(),
+                    account.uid
+                ))
+                && out
+                    .stderr
+                    .contains("writable= is honoured only in a beamline folder"),
+            "step {n} does not tell the admins why and what to do:\n{out}"
+        );
+    }
+    let mut swapper = swapper;
+    assert!(
+        matches!(swapper.0.try_wait(), Ok(None)),
+        "the renaming loop stopped early (it needs current/ writable by the account)"
+    );
+    drop(swapper);
+    if !processed.exists() || !scratch.exists() {
+        // Stopped between two renames: put the names back.
+        let _ = std::fs::rename(
+            current.join("x"),
+            if processed.exists() {
+                &scratch
+            } else {
+                &processed
+            },
+        );
+    }
+    for folder in [&processed, &scratch] {
+        let markers: Vec<_> = std::fs::read_dir(folder)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("marker-"))
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            markers.is_empty(),
+            "writes landed in {}: {markers:?}",
+            folder.display()
+        );
+    }
+
+    // The facility's layout: current/ is root's, the names cannot move.
+    std::os::unix::fs::chown(&current, Some(0), None).unwrap();
+    let out = step(99);
+    out.assert_success();
+    assert!(
+        processed.join("marker-99").exists(),
+        "the accepted step did not write to processed:\n{out}"
+    );
+    c.assert_node_not_drained();
+    scenarios::assert_host_untouched();
+}
