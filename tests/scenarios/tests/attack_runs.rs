@@ -175,6 +175,18 @@ fn writable_subfolders_are_refused_where_the_account_can_swap_their_names() {
     let account = scenarios::UnixUser::get(&bt.account);
     let current = bt.current_dir.clone();
     let (processed, scratch) = (current.join("processed"), current.join("scratch_bl"));
+    let markers = |folder: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(folder)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("marker-"))
+            .map(|e| e.path())
+            .collect()
+    };
+    // An earlier run's accepted step left its marker (and the loop may have moved it).
+    for marker in markers(&processed).into_iter().chain(markers(&scratch)) {
+        std::fs::remove_file(marker).unwrap();
+    }
     // The site's mistake the attack needs: the account may rename what is in current/.
     std::os::unix::fs::chown(&current, Some(account.uid), None).unwrap();
     let swap = format!(
@@ -243,15 +255,10 @@ fn writable_subfolders_are_refused_where_the_account_can_swap_their_names() {
         );
     }
     for folder in [&processed, &scratch] {
-        let markers: Vec<_> = std::fs::read_dir(folder)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("marker-"))
-            .map(|e| e.file_name())
-            .collect();
+        let landed = markers(folder);
         assert!(
-            markers.is_empty(),
-            "writes landed in {}: {markers:?}",
+            landed.is_empty(),
+            "writes landed in {}: {landed:?}",
             folder.display()
         );
     }
@@ -266,4 +273,107 @@ fn writable_subfolders_are_refused_where_the_account_can_swap_their_names() {
     );
     c.assert_node_not_drained();
     scenarios::assert_host_untouched();
+}
+
+/// The pids of the processes of `uid` whose command line is exactly `argv`.
+fn processes_of(uid: u32, argv: &[&str]) -> Vec<u32> {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            use std::os::unix::fs::MetadataExt;
+            let owned = std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid);
+            owned && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted)
+        })
+        .collect()
+}
+
+/// Finding 3: a task that leaves its session outlives its job under proctrack/linuxproc
+/// (the test cluster's), and with it the beamline view the plugin gave it, readable
+/// through /proc/PID/root by the account. Slurm's process tracking decides this, not the
+/// plugin: the defence is proctrack/cgroup, which the admin guide requires, and
+/// `bt-submit doctor` warns on a cluster without it. This asserts both halves here: the
+/// leftover (the documented residual of linuxproc) and the warning.
+#[test]
+fn a_task_that_leaves_its_session_outlives_its_job_only_without_proctrack_cgroup() {
+    let c = Cluster::from_env();
+    let bt = beamtime(&c, "11099752", "p752", "bttest752");
+    let account = scenarios::UnixUser::get(&bt.account);
+    let config = c.cmd("scontrol").args(["show", "config"]).run();
+    config.assert_success();
+    let proctrack = config
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ProctrackType"))
+        .map(|v| v.trim_start_matches([' ', '=']).trim().to_owned())
+        .expect("scontrol show config names no ProctrackType");
+    let wd = c.workdir(&bt.account, "outlive");
+    let sleeper = ["sleep", "97"];
+    c.run_as(
+        &bt.account,
+        &wd,
+        &[
+            "srun",
+            &format!("--beamtime={}", bt.id),
+            "--partition=all",
+            &format!("--reservation={}", bt.id),
+            "-n1",
+            "bash",
+            "-c",
+            "setsid -f sh -c 'exec sleep 97' </dev/null >/dev/null 2>&1",
+        ],
+    )
+    .assert_success();
+    // srun has returned: the step and its job have ended.
+    let left = wait::poll(Duration::from_secs(10), || {
+        let left = processes_of(account.uid, &sleeper);
+        if left.is_empty() {
+            Err(left)
+        } else {
+            Ok(left)
+        }
+    });
+    let doctor = c
+        .as_user(&bt.account, scenarios::bt_submit())
+        .args(["doctor", "--beamtime", &bt.id])
+        .run();
+    let lifetime = doctor.doctor_check("task-lifetime").to_owned();
+    match proctrack.as_str() {
+        "proctrack/linuxproc" => {
+            let left = left.unwrap_or_else(|_| panic!("no task outlived the job under linuxproc"));
+            let pid = left[0];
+            let view = format!("/proc/{pid}/root/beamline/{}/current", bt.beamline);
+            let seen = c.run_as(&bt.account, &wd, &["ls", "-A", &view]);
+            for pid in &left {
+                // This test's own leftover, ended by its pid.
+                // SAFETY: kill has no memory preconditions.
+                unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+            }
+            assert!(
+                seen.success() && seen.stdout.contains("raw"),
+                "the leftover of a beamtime task should still show the beamline there \
+                 (docs/security.md, #17 finding 3):\n{seen}"
+            );
+            assert!(
+                lifetime.starts_with("warn ")
+                    && lifetime.contains("ProctrackType=proctrack/linuxproc"),
+                "doctor does not warn about linuxproc:\n{doctor}"
+            );
+            doctor.assert_success();
+            doctor.assert_stdout_contains("ProctrackType=proctrack/cgroup in slurm.conf");
+        }
+        "proctrack/cgroup" => {
+            assert!(
+                left.is_err(),
+                "a task outlived its job under proctrack/cgroup: {left:?}"
+            );
+            assert!(lifetime.starts_with("ok "), "{doctor}");
+        }
+        other => panic!("this test knows linuxproc and cgroup, not {other}"),
+    }
+    c.assert_node_not_drained();
 }
