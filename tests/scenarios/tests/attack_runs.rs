@@ -5,6 +5,7 @@
 //!
 //! Beamtimes 11099750–11099799, accounts bttest750–bttest799, beamlines p750–p799.
 
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use scenarios::{wait, Beamtime, BeamtimeSpec, Cluster, Job, LogCursor, DEFAULT_TIMEOUT};
@@ -152,12 +153,14 @@ fn a_requeued_job_that_runs_again_outside_the_reservation_is_refused() {
     c.assert_node_not_drained();
 }
 
-/// A process of the test's own, stopped by its pid when dropped.
+/// A process of the test's own, leading a process group of its own; dropping it kills
+/// that group by its id, so no command it started runs on after it.
 struct Background(std::process::Child);
 
 impl Drop for Background {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SAFETY: kill has no memory preconditions; the group is this child's own.
+        unsafe { libc::kill(-(self.0.id() as libc::pid_t), libc::SIGKILL) };
         let _ = self.0.wait();
     }
 }
@@ -200,6 +203,7 @@ fn writable_subfolders_are_refused_where_the_account_can_swap_their_names() {
             .arg(format!("--reuid={}", account.uid))
             .arg(format!("--regid={}", account.gid))
             .args(["--init-groups", "--", "bash", "-c", &swap])
+            .process_group(0)
             .spawn()
             .expect("start the renaming loop"),
     );
@@ -375,5 +379,134 @@ fn a_task_that_leaves_its_session_outlives_its_job_only_without_proctrack_cgroup
         }
         other => panic!("this test knows linuxproc and cgroup, not {other}"),
     }
+    c.assert_node_not_drained();
+}
+
+/// Waits until `path` exists (a job's script touches it).
+#[track_caller]
+fn wait_for(path: &std::path::Path, what: &str) {
+    wait::for_path(path, Duration::from_secs(60), what);
+}
+
+/// Finding 2, first direction: the owner clears the reservation of a running beamtime
+/// job. Slurm allows it; the plugin's job cache keeps answering for the job's later
+/// steps on the node until `job_cache_seconds` end (docs/security.md says exactly this).
+/// Asserted here as documented: the step after the change is accepted from the cache.
+#[test]
+fn a_reservation_cleared_on_a_running_job_is_seen_only_when_the_cached_answer_ends() {
+    let c = Cluster::from_env();
+    let bt = beamtime(&c, "11099754", "p754", "bttest754");
+    let wd = c.workdir(&bt.account, "cleared");
+    let log = c.log_cursor("slurmd.log");
+    let mut seen = String::new();
+    let script = format!(
+        "#!/bin/bash\nsrun -n1 true && touch {wd}/first\nwhile [ ! -e {wd}/go ]; do sleep 0.2; done\n\
+         srun -n1 bash -c 'echo later-sees $(ls -A /beamline)'\n",
+        wd = wd.display()
+    );
+    let job = c.submit(
+        &bt.account,
+        &wd,
+        &[
+            &format!("--beamtime={}", bt.id),
+            "--partition=all",
+            &format!("--reservation={}", bt.id),
+        ],
+        &script,
+    );
+    wait_for(&wd.join("first"), "the job's first step");
+    scontrol_as(
+        &c,
+        &job,
+        &["update", &format!("JobId={}", job.id), "Reservation="],
+    );
+    let record = c.job_record(job.id).unwrap_or_default();
+    assert!(
+        matches!(
+            record.get("Reservation").map(String::as_str),
+            None | Some("(null)")
+        ),
+        "Slurm kept the reservation: {record:#?}"
+    );
+    std::fs::write(wd.join("go"), "").unwrap();
+    let end = c.wait_job(job.id, DEFAULT_TIMEOUT);
+    end.assert_completed_ok();
+    let later = decision_line(&log, &mut seen, job.id, "1");
+    assert!(
+        later.contains("decision=accepted")
+            && later.contains(&format!("reservation={}", bt.id))
+            && later.contains("controller=cached"),
+        "the step after the change: {later}"
+    );
+    assert!(
+        job.stdout()
+            .contains(&format!("later-sees {}", bt.beamline)),
+        "{}",
+        job.stdout()
+    );
+    c.assert_node_not_drained();
+}
+
+/// Finding 2, other direction: a job without `--beamtime`, allocated outside the
+/// reservation, is moved into it by its owner while it runs. The controller then says it
+/// is in the reservation, and a `--beamtime` step of it is accepted on the reservation's
+/// node, although its cores were allocated outside it: what the plugin can check is the
+/// job's reservation now, not where its cores came from (docs/security.md).
+#[test]
+fn a_job_moved_into_the_reservation_while_it_runs_gets_its_beamtime_steps_accepted() {
+    let c = Cluster::from_env();
+    let bt = beamtime(&c, "11099755", "p755", "bttest755");
+    let wd = c.workdir(&bt.account, "moved-in");
+    let log = c.log_cursor("slurmd.log");
+    let mut seen = String::new();
+    let script = format!(
+        "#!/bin/bash\ntouch {wd}/running\nwhile [ ! -e {wd}/go ]; do sleep 0.2; done\n",
+        wd = wd.display()
+    );
+    let job = c.submit(&bt.account, &wd, &["--partition=all"], &script);
+    wait_for(&wd.join("running"), "the plain job");
+    let before = c.job_record(job.id).unwrap_or_default();
+    assert!(
+        matches!(
+            before.get("Reservation").map(String::as_str),
+            None | Some("(null)")
+        ),
+        "the plain job started in a reservation: {before:#?}"
+    );
+    scontrol_as(
+        &c,
+        &job,
+        &[
+            "update",
+            &format!("JobId={}", job.id),
+            &format!("Reservation={}", bt.id),
+        ],
+    );
+    let step = c.run_as(
+        &bt.account,
+        &wd,
+        &[
+            "srun",
+            &format!("--jobid={}", job.id),
+            "--overlap",
+            &format!("--beamtime={}", bt.id),
+            "-n1",
+            "bash",
+            "-c",
+            "echo step-sees $(ls -A /beamline)",
+        ],
+    );
+    std::fs::write(wd.join("go"), "").unwrap();
+    step.assert_success();
+    assert!(
+        step.stdout.contains(&format!("step-sees {}", bt.beamline)),
+        "{step}"
+    );
+    let line = decision_line(&log, &mut seen, job.id, "0");
+    assert!(
+        line.contains("decision=accepted") && line.contains(&format!("reservation={}", bt.id)),
+        "{line}"
+    );
+    c.wait_job(job.id, DEFAULT_TIMEOUT).assert_completed_ok();
     c.assert_node_not_drained();
 }
