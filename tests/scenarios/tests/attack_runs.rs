@@ -18,24 +18,24 @@ fn beamtime(c: &Cluster, id: &str, beamline: &str, account: &str) -> Beamtime {
     )
 }
 
-/// The plugin's decision line for `step` of `job`, once slurmstepd has logged it
-/// (slurmd.log is written asynchronously). `seen` keeps what earlier calls read.
+/// The `nth` (from 1) decision line of the plugin for `step` of `job`, once slurmstepd has
+/// logged it (slurmd.log is written asynchronously; a requeued job logs one per run).
+/// `seen` is what the log held since `log` was placed, for the messages.
 #[track_caller]
-fn decision_line(log: &LogCursor, seen: &mut String, job: u32, step: &str) -> String {
+fn decision_line(log: &LogCursor, seen: &mut String, job: u32, step: &str, nth: usize) -> String {
     let needle = format!("spank-beamtime: job={job} step={step} ");
     let timeout = Duration::from_secs(60);
     wait::poll(timeout, || {
-        seen.push_str(&log.read_new());
-        // The newest line: a requeued job logs a decision per run.
+        *seen = log.read_new();
         seen.lines()
-            .rev()
-            .find(|line| line.contains(&needle) && line.contains("decision="))
+            .filter(|line| line.contains(&needle) && line.contains("decision="))
+            .nth(nth - 1)
             .map(str::to_owned)
             .ok_or(())
     })
     .unwrap_or_else(|()| {
         panic!(
-            "{} has no decision for job {job} step {step} after {timeout:?}:\n{seen}",
+            "{} has no decision {nth} for job {job} step {step} after {timeout:?}:\n{seen}",
             log.path.display()
         )
     })
@@ -97,7 +97,7 @@ fn a_requeued_job_that_runs_again_outside_the_reservation_is_refused() {
         "#!/bin/bash\necho \"run-sees $(ls -A /beamline)\"\nsleep 600\n",
     );
 
-    let first = decision_line(&log, &mut seen, job.id, "batch");
+    let first = decision_line(&log, &mut seen, job.id, "batch", 1);
     assert!(
         first.contains("decision=accepted") && first.contains("controller=asked"),
         "the first run's batch step: {first}"
@@ -115,11 +115,12 @@ fn a_requeued_job_that_runs_again_outside_the_reservation_is_refused() {
     wait_state(&c, job.id, "pending again", |s| s == "PENDING");
     let id = format!("JobId={}", job.id);
     scontrol_as(&c, &job, &["update", &id, "Reservation="]);
-    // Slurm holds a requeued job back for a while; its owner may start it now.
-    scontrol_as(&c, &job, &["update", &id, "StartTime=now"]);
+    // Slurm holds a requeued job back for a while; its owner may start it at once. A few
+    // seconds' grace: a launch onto a node still ending the first run failed with exit 1.
+    scontrol_as(&c, &job, &["update", &id, "StartTime=now+5"]);
 
     let end = c.wait_job(job.id, Duration::from_secs(180));
-    let second = decision_line(&log, &mut seen, job.id, "batch");
+    let second = decision_line(&log, &mut seen, job.id, "batch", 2);
     assert_ne!(second, first, "no second run was logged:\n{seen}");
     assert!(
         second.contains("decision=refused rule=no-reservation"),
@@ -152,6 +153,100 @@ fn a_requeued_job_that_runs_again_outside_the_reservation_is_refused() {
         job.stdout().matches("run-sees").count(),
         1,
         "the second run's program ran: {}",
+        job.stdout()
+    );
+    c.assert_node_not_drained();
+}
+
+/// Finding 1 for srun steps, whose `S_SLURM_RESTART_COUNT` is 0 in every run: a batch
+/// job without `--beamtime` whose srun steps ask for the beamtime. Its first run's step is
+/// accepted and stored the answer; after the same requeue as above, the second run's step
+/// (outside any reservation) must ask again and be refused.
+#[test]
+fn a_requeued_jobs_srun_step_outside_the_reservation_is_refused() {
+    let c = Cluster::from_env();
+    let bt = beamtime(&c, "11099756", "p756", "bttest756");
+    let wd = c.workdir(&bt.account, "requeue-srun");
+    let log = c.log_cursor("slurmd.log");
+    let mut seen = String::new();
+    let script = format!(
+        "#!/bin/bash\nrun=${{SLURM_RESTART_COUNT:-0}}\n\
+         srun --beamtime={id} -n1 bash -c 'echo step-sees $(ls -A /beamline)'\n\
+         echo $? >{wd}/rc-$run\nsleep 600\n",
+        id = bt.id,
+        wd = wd.display()
+    );
+    let job = c.submit(
+        &bt.account,
+        &wd,
+        &[
+            "--partition=all",
+            &format!("--reservation={}", bt.id),
+            "--open-mode=append",
+        ],
+        &script,
+    );
+    wait_for(&wd.join("rc-0"), "the first run's step");
+    let first = decision_line(&log, &mut seen, job.id, "0", 1);
+    assert!(
+        first.contains("decision=accepted"),
+        "the first run's step: {first}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(wd.join("rc-0")).unwrap().trim(),
+        "0"
+    );
+
+    scontrol_as(&c, &job, &["requeue", &job.id.to_string()]);
+    wait_state(&c, job.id, "pending again", |s| s == "PENDING");
+    let id = format!("JobId={}", job.id);
+    scontrol_as(&c, &job, &["update", &id, "Reservation="]);
+    scontrol_as(&c, &job, &["update", &id, "StartTime=now+5"]);
+    let second_ran = wait::poll(Duration::from_secs(60), || {
+        if wd.join("rc-1").exists() {
+            return Ok(true);
+        }
+        // With job_container/tmpfs Slurm 22.05 fails this quick restart itself (see above).
+        match c
+            .job_record(job.id)
+            .and_then(|r| r.get("JobState").cloned())
+        {
+            Some(state) if state == "FAILED" => Ok(false),
+            _ => Err(()),
+        }
+    })
+    .unwrap_or_else(|()| {
+        panic!(
+            "the second run neither ran its step nor ended: {:#?}",
+            c.job_record(job.id)
+        )
+    });
+    let _ = c.cmd("scancel").arg(job.id.to_string()).run();
+    if second_ran {
+        let second = decision_line(&log, &mut seen, job.id, "0", 2);
+        assert_ne!(
+            second, first,
+            "the second run's step logged no decision:\n{seen}"
+        );
+        assert!(
+            second.contains("decision=refused rule=no-reservation"),
+            "the second run's step, outside the reservation: {second}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(wd.join("rc-1")).unwrap().trim(),
+            "77"
+        );
+    } else {
+        assert!(
+            job.stderr().contains("container_g_join failed"),
+            "the second run failed for another reason: {}",
+            job.stderr()
+        );
+    }
+    assert_eq!(
+        job.stdout().matches("step-sees").count(),
+        1,
+        "the second run's step saw the beamline: {}",
         job.stdout()
     );
     c.assert_node_not_drained();
@@ -435,7 +530,7 @@ fn a_reservation_cleared_on_a_running_job_is_seen_only_when_the_cached_answer_en
     std::fs::write(wd.join("go"), "").unwrap();
     let end = c.wait_job(job.id, DEFAULT_TIMEOUT);
     end.assert_completed_ok();
-    let later = decision_line(&log, &mut seen, job.id, "1");
+    let later = decision_line(&log, &mut seen, job.id, "1", 1);
     assert!(
         later.contains("decision=accepted")
             && later.contains(&format!("reservation={}", bt.id))
@@ -506,7 +601,7 @@ fn a_job_moved_into_the_reservation_while_it_runs_gets_its_beamtime_steps_accept
         step.stdout.contains(&format!("step-sees {}", bt.beamline)),
         "{step}"
     );
-    let line = decision_line(&log, &mut seen, job.id, "0");
+    let line = decision_line(&log, &mut seen, job.id, "0", 1);
     assert!(
         line.contains("decision=accepted") && line.contains(&format!("reservation={}", bt.id)),
         "{line}"
