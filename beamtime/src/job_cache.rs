@@ -18,6 +18,24 @@
 //! state) within the cache time reuses it only for the same user — the same
 //! beamtime account, in whose own reservation the old job ran.
 //!
+//! An entry is also bound to one run of the job on this node. A job its owner
+//! requeues runs again under the same id, and may run outside any reservation
+//! then (#17): an answer of its first run must not stand for the second. The
+//! node knows no run number for srun steps (`S_SLURM_RESTART_COUNT` is the
+//! batch step's only), but it knows which of the job's steps are alive here:
+//! each beamtime step keeps the job's run token (`job-<id>.run`) open with a
+//! shared `flock` until its slurmstepd exits ([`RunHold`]). A step that finds
+//! the token held joins that run; one that finds nobody holding it begins a
+//! new run, with a new token and a new name for it, and the entries of the
+//! old run no longer answer. A requeue ends every step of the job on every
+//! node before the job runs again, so its new run always asks first. Only
+//! batch jobs can be requeued (slurmctld refuses others: "Only batch jobs are
+//! accepted"), and the controller's answer says whether the job is one: the
+//! answer for an salloc or srun allocation stands for the job's lifetime as
+//! before. For a batch job, the batch step holds the token on its node for
+//! the whole run; on its other nodes an answer stands only while another step
+//! of the job runs there.
+//!
 //! The folder is slurmstepd's (root's) alone: it and every folder above it
 //! must be owned by the plugin's user and writable by nobody else, so nobody
 //! can plant or swap an entry. The cache is an optimisation only: a folder
@@ -45,6 +63,8 @@ const CLOCK_SKEW_SECONDS: u64 = 60;
 pub struct CachedAnswer {
     pub job: u32,
     pub uid: u32,
+    /// The name of the run of the job on this node it was asked in ([`RunHold::run`]).
+    pub run: String,
     /// Seconds since the Unix epoch when the controller answered.
     pub fetched_at: u64,
     pub controller: ControllerJob,
@@ -55,9 +75,16 @@ impl CachedAnswer {
     /// (a value with a line break: then the job is simply not cached).
     pub fn encode(&self) -> Option<String> {
         let mut text = format!(
-            "job={}\nuid={}\nfetched_at={}\n",
-            self.job, self.uid, self.fetched_at
+            "job={}\nuid={}\nrun={}\nfetched_at={}\nbatch={}\n",
+            self.job,
+            self.uid,
+            self.run,
+            self.fetched_at,
+            u8::from(self.controller.batch)
         );
+        if self.run.contains(['\n', '\r']) {
+            return None;
+        }
         for (key, value) in [
             ("reservation", &self.controller.reservation),
             ("account", &self.controller.account),
@@ -73,7 +100,7 @@ impl CachedAnswer {
     }
 
     pub fn decode(text: &str) -> Result<CachedAnswer, String> {
-        let (mut job, mut uid, mut fetched_at) = (None, None, None);
+        let (mut job, mut uid, mut run, mut fetched_at, mut batch) = (None, None, None, None, None);
         let mut controller = ControllerJob::default();
         for line in text.lines() {
             let (key, value) = line.split_once('=').ok_or_else(|| {
@@ -90,7 +117,13 @@ impl CachedAnswer {
             let slot_taken = match key {
                 "job" => job.replace(number()?).is_some(),
                 "uid" => uid.replace(number()?).is_some(),
+                "run" => run.replace(value.to_owned()).is_some(),
                 "fetched_at" => fetched_at.replace(number()?).is_some(),
+                "batch" => match value {
+                    "0" => batch.replace(false).is_some(),
+                    "1" => batch.replace(true).is_some(),
+                    _ => return Err(format!("batch={value:?} is not 0 or 1")),
+                },
                 "reservation" => controller.reservation.replace(value.to_owned()).is_some(),
                 "account" => controller.account.replace(value.to_owned()).is_some(),
                 _ => {
@@ -108,24 +141,50 @@ impl CachedAnswer {
         let narrow = |key: &str, value: u64| {
             u32::try_from(value).map_err(|_| format!("{key} is out of range"))
         };
+        controller.batch = batch.ok_or_else(|| missing("batch"))?;
         Ok(CachedAnswer {
             job: narrow("job", job.ok_or_else(|| missing("job"))?)?,
             uid: narrow("uid", uid.ok_or_else(|| missing("uid"))?)?,
+            run: run.ok_or_else(|| missing("run"))?,
             fetched_at: fetched_at.ok_or_else(|| missing("fetched_at"))?,
             controller,
         })
     }
 
     /// Whether this answer may stand in for asking the controller about
-    /// `job` run by `uid` at time `now`.
-    pub fn answers(&self, job: u32, uid: u32, now: u64, lifetime: Duration) -> bool {
+    /// `job` run by `uid` in the run named `run` at time `now`. A job that is
+    /// not a batch job cannot be requeued: it has one run, and its answer
+    /// stands across the gaps between its steps.
+    pub fn answers(&self, job: u32, uid: u32, run: &str, now: u64, lifetime: Duration) -> bool {
         let age_ok = match now.checked_sub(self.fetched_at) {
             Some(age) => age < lifetime.as_secs(),
             None => self.fetched_at - now <= CLOCK_SKEW_SECONDS,
         };
-        self.job == job && self.uid == uid && age_ok
+        let same_run = !self.controller.batch || self.run == run;
+        self.job == job && self.uid == uid && same_run && age_ok
     }
 }
+
+/// A step's membership in the current run of its job on this node: the run
+/// token, kept open with a shared lock for as long as the step's slurmstepd
+/// lives. Opened close-on-exec, so the step's programs never hold it; dropped
+/// (or the process ending) releases it.
+#[derive(Debug)]
+pub struct RunHold {
+    _token: File,
+    run: String,
+}
+
+impl RunHold {
+    /// The run's name, written in the token when the run began on this node.
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+}
+
+/// Attempts to join a run whose token is being replaced before giving up
+/// (and asking the controller).
+const JOIN_ATTEMPTS: usize = 4;
 
 /// The cache folder, checked and ready for one step's lookup and store.
 #[derive(Debug)]
@@ -215,9 +274,82 @@ impl JobCache {
         self.dir.join(format!("job-{job}"))
     }
 
-    /// The stored answer for this job and user if it is still valid; `Err`
-    /// only says why an entry that exists was not used.
-    pub fn lookup(&self, job: u32, uid: u32, now: u64) -> Result<Option<ControllerJob>, String> {
+    fn token_path(&self, job: u32) -> PathBuf {
+        self.dir.join(format!("job-{job}.run"))
+    }
+
+    /// Joins the run of `job` whose steps live on this node now, or begins a
+    /// new one when none does. A token that a live step holds refuses an
+    /// exclusive lock: a step granted one knows the token's run has no step
+    /// left here (an earlier run, or one whose steps all ended) and puts a new
+    /// token in its place while it holds the lock. A step that took its
+    /// shared lock on a token no longer in place tries again.
+    pub fn join_run(&self, job: u32) -> Result<RunHold, String> {
+        let path = self.token_path(job);
+        let at = |e: std::io::Error| format!("{}: {e}", path.display());
+        for _ in 0..JOIN_ATTEMPTS {
+            let token = match OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&path)
+            {
+                Err(e) if e.kind() == ErrorKind::NotFound => return self.begin_run(job),
+                Err(e) => return Err(at(e)),
+                Ok(token) => token,
+            };
+            if try_flock(&token, libc::LOCK_EX).map_err(at)? {
+                // Held exclusively, so nobody joins it before it is replaced.
+                return self.begin_run(job);
+            }
+            if !try_flock(&token, libc::LOCK_SH).map_err(at)? {
+                continue; // another step is replacing it right now
+            }
+            let stat = token.metadata().map_err(at)?;
+            if stat.nlink() == 0 {
+                continue; // replaced between opening and locking
+            }
+            if !stat.file_type().is_file() || stat.uid() != self.owner || stat.size() > 128 {
+                return Err(format!(
+                    "{} is not a token the plugin wrote",
+                    path.display()
+                ));
+            }
+            let mut run = String::new();
+            (&token).read_to_string(&mut run).map_err(at)?;
+            return Ok(RunHold { _token: token, run });
+        }
+        Err(format!(
+            "{}: replaced by other steps {JOIN_ATTEMPTS} times in a row",
+            path.display()
+        ))
+    }
+
+    /// A new token, locked before it is in place so nobody finds it unheld.
+    /// Named by this process and the moment: no earlier run's token had it.
+    fn begin_run(&self, job: u32) -> Result<RunHold, String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let run = format!(
+            "{}.{}.{:09}",
+            std::process::id(),
+            now.as_secs(),
+            now.subsec_nanos()
+        );
+        let path = self.token_path(job);
+        let token = self.write_in_place(&path, run.as_bytes())?;
+        Ok(RunHold { _token: token, run })
+    }
+
+    /// The stored answer for this job, user and run if it is still valid;
+    /// `Err` only says why an entry that exists was not used.
+    pub fn lookup(
+        &self,
+        job: u32,
+        uid: u32,
+        run: &RunHold,
+        now: u64,
+    ) -> Result<Option<ControllerJob>, String> {
         let path = self.entry_path(job);
         let mut file = match OpenOptions::new()
             .read(true)
@@ -243,7 +375,7 @@ impl JobCache {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let answer = CachedAnswer::decode(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(answer
-            .answers(job, uid, now, self.lifetime)
+            .answers(job, uid, run.run(), now, self.lifetime)
             .then_some(answer.controller))
     }
 
@@ -256,17 +388,28 @@ impl JobCache {
                 answer.job
             )
         })?;
-        let path = self.entry_path(answer.job);
-        let aside = self
-            .dir
-            .join(format!(".job-{}.{}", answer.job, std::process::id()));
-        let written = write_new(&aside, text.as_bytes()).and_then(|()| fs::rename(&aside, &path));
-        if let Err(e) = written {
-            let _ = fs::remove_file(&aside);
-            return Err(format!("cannot write {}: {e}", path.display()));
-        }
+        self.write_in_place(&self.entry_path(answer.job), text.as_bytes())?;
         self.remove_outlived(answer.fetched_at);
         Ok(())
+    }
+
+    /// Writes `bytes` aside, takes a shared lock on it and renames it over
+    /// `path`; returns it open and locked.
+    fn write_in_place(&self, path: &Path, bytes: &[u8]) -> Result<File, String> {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let aside = self.dir.join(format!(".{name}.{}", std::process::id()));
+        let written = write_new(&aside, bytes).and_then(|file| {
+            // Nobody else knows the aside name: the lock is granted at once.
+            if !try_flock(&file, libc::LOCK_SH)? {
+                return Err(std::io::Error::from_raw_os_error(libc::EWOULDBLOCK));
+            }
+            fs::rename(&aside, path)?;
+            Ok(file)
+        });
+        written.map_err(|e| {
+            let _ = fs::remove_file(&aside);
+            format!("cannot write {}: {e}", path.display())
+        })
     }
 
     /// Entries of ended jobs: nothing else removes them, and a node runs
@@ -283,21 +426,48 @@ impl JobCache {
             }
             let Ok(stat) = entry.metadata() else { continue };
             let written = u64::try_from(stat.mtime()).unwrap_or(0);
-            if now.saturating_sub(written) >= self.lifetime.as_secs() {
-                let _ = fs::remove_file(entry.path());
+            if now.saturating_sub(written) < self.lifetime.as_secs() {
+                continue;
             }
+            // A token stays while a step of its run lives, however old it is.
+            if name.ends_with(".run") && !name.starts_with('.') {
+                let unheld = File::open(entry.path())
+                    .and_then(|token| try_flock(&token, libc::LOCK_EX))
+                    .unwrap_or(false);
+                if !unheld {
+                    continue;
+                }
+            }
+            let _ = fs::remove_file(entry.path());
         }
     }
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// `flock(op | LOCK_NB)`: `Ok(false)` when another open file holds a lock
+/// that conflicts. (`File::try_lock` is newer than the crate's Rust.)
+fn try_flock(file: &File, op: libc::c_int) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a descriptor the File owns for the whole call; flock reads no memory.
+    if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(error)
+    }
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<File> {
     let mut file: File = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)?;
-    file.write_all(bytes)
+    file.write_all(bytes)?;
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -310,10 +480,12 @@ mod tests {
         CachedAnswer {
             job: 42,
             uid: 1234,
+            run: "4711.1000000.000000001".into(),
             fetched_at: 1_000_000,
             controller: ControllerJob {
                 reservation: Some("11099001_1".into()),
                 account: Some("bt11099001".into()),
+                batch: true,
             },
         }
     }
@@ -351,13 +523,19 @@ mod tests {
     #[test]
     fn damaged_entries_say_what_is_wrong() {
         let cases = [
-            ("job=1\nuid=2\n", "fetched_at is missing"),
+            ("job=1\nuid=2\nfetched_at=3\nbatch=1\n", "run is missing"),
+            ("job=1\nuid=2\nrun=r\nbatch=1\n", "fetched_at is missing"),
+            ("job=1\nuid=2\nrun=r\nfetched_at=3\n", "batch is missing"),
+            (
+                "job=1\nuid=2\nrun=r\nfetched_at=3\nbatch=yes\n",
+                "is not 0 or 1",
+            ),
             ("job=1\njob=1\nuid=2\nfetched_at=3\n", "job is given twice"),
             ("job=x\n", "is not a number"),
             ("job=1\nuid=2\nfetched_at=3\nowner=root\n", "unknown key"),
             ("garbage", "is not key=value"),
             (
-                "job=99999999999\nuid=2\nfetched_at=3\n",
+                "job=99999999999\nuid=2\nrun=r\nfetched_at=3\nbatch=0\n",
                 "job is out of range",
             ),
         ];
@@ -368,23 +546,37 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_stands_only_for_its_job_and_user_and_only_for_its_lifetime() {
+    fn an_answer_stands_only_for_its_job_user_and_run_and_only_for_its_lifetime() {
+        const R: &str = "4711.1000000.000000001";
         let a = answer();
-        assert!(a.answers(42, 1234, a.fetched_at, MINUTE));
-        assert!(a.answers(42, 1234, a.fetched_at + 59, MINUTE));
-        assert!(!a.answers(42, 1234, a.fetched_at + 60, MINUTE), "expired");
-        assert!(!a.answers(43, 1234, a.fetched_at, MINUTE), "other job");
-        assert!(!a.answers(42, 1235, a.fetched_at, MINUTE), "other user");
+        assert!(a.answers(42, 1234, R, a.fetched_at, MINUTE));
+        assert!(a.answers(42, 1234, R, a.fetched_at + 59, MINUTE));
         assert!(
-            a.answers(42, 1234, a.fetched_at - 30, MINUTE),
+            !a.answers(42, 1234, R, a.fetched_at + 60, MINUTE),
+            "expired"
+        );
+        assert!(!a.answers(43, 1234, R, a.fetched_at, MINUTE), "other job");
+        assert!(!a.answers(42, 1235, R, a.fetched_at, MINUTE), "other user");
+        assert!(
+            !a.answers(42, 1234, "4711.1000000.000000002", a.fetched_at, MINUTE),
+            "other run of a batch job"
+        );
+        let mut allocation = answer();
+        allocation.controller.batch = false;
+        assert!(
+            allocation.answers(42, 1234, "4711.1000000.000000002", a.fetched_at, MINUTE),
+            "an allocation (salloc, srun) runs once: its answer stands between steps"
+        );
+        assert!(
+            a.answers(42, 1234, R, a.fetched_at - 30, MINUTE),
             "small clock step back"
         );
         assert!(
-            !a.answers(42, 1234, a.fetched_at - 3600, MINUTE),
+            !a.answers(42, 1234, R, a.fetched_at - 3600, MINUTE),
             "clock far behind"
         );
         assert!(
-            !a.answers(42, 1234, a.fetched_at, Duration::ZERO),
+            !a.answers(42, 1234, R, a.fetched_at, Duration::ZERO),
             "cache time 0 disables"
         );
     }
@@ -393,15 +585,17 @@ mod tests {
     fn a_stored_answer_is_found_by_the_same_job_and_user_only() {
         let dir = private_dir();
         let cache = JobCache::open(&dir.path().join("state"), MINUTE, me()).unwrap();
-        let a = answer();
-        assert_eq!(cache.lookup(42, 1234, a.fetched_at).unwrap(), None);
+        let run = cache.join_run(42).unwrap();
+        let a = CachedAnswer {
+            run: run.run().to_owned(),
+            ..answer()
+        };
+        let found = |uid, now| cache.lookup(42, uid, &run, now).unwrap();
+        assert_eq!(found(1234, a.fetched_at), None);
         cache.store(&a).unwrap();
-        assert_eq!(
-            cache.lookup(42, 1234, a.fetched_at + 1).unwrap(),
-            Some(a.controller.clone())
-        );
-        assert_eq!(cache.lookup(42, 999, a.fetched_at + 1).unwrap(), None);
-        assert_eq!(cache.lookup(42, 1234, a.fetched_at + 61).unwrap(), None);
+        assert_eq!(found(1234, a.fetched_at + 1), Some(a.controller.clone()));
+        assert_eq!(found(999, a.fetched_at + 1), None);
+        assert_eq!(found(1234, a.fetched_at + 61), None);
         let mode = fs::metadata(dir.path().join("state/job-42"))
             .unwrap()
             .mode();
@@ -443,20 +637,108 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_stands_only_while_a_step_of_its_run_lives() {
+        let dir = private_dir();
+        let cache = JobCache::open(&dir.path().join("state"), MINUTE, me()).unwrap();
+        let batch = cache.join_run(42).unwrap();
+        let a = CachedAnswer {
+            run: batch.run().to_owned(),
+            ..answer()
+        };
+        let now = a.fetched_at + 1;
+        cache.store(&a).unwrap();
+        let step = cache.join_run(42).unwrap();
+        assert_eq!(step.run(), batch.run(), "a step joins the live run");
+        assert_eq!(
+            cache.lookup(42, 1234, &step, now).unwrap(),
+            Some(a.controller.clone())
+        );
+        // An answer stored again by a step keeps standing for the batch step's run.
+        cache.store(&a).unwrap();
+        drop(step);
+        let later = cache.join_run(42).unwrap();
+        assert_eq!(
+            cache.lookup(42, 1234, &later, now).unwrap(),
+            Some(a.controller.clone())
+        );
+        drop((batch, later));
+        // Every step of that run has ended (a requeue ends them all): the next
+        // step begins a new run, and the old answer does not stand for it.
+        let requeued = cache.join_run(42).unwrap();
+        assert_ne!(requeued.run(), a.run);
+        assert_eq!(cache.lookup(42, 1234, &requeued, now).unwrap(), None);
+    }
+
+    #[test]
+    fn a_step_does_not_join_a_run_whose_token_is_being_replaced() {
+        let dir = private_dir();
+        let state = dir.path().join("state");
+        let cache = JobCache::open(&state, MINUTE, me()).unwrap();
+        let first = cache.join_run(42).unwrap().run().to_owned();
+        // Another step found the token unheld and is replacing it: it holds
+        // the exclusive lock. This step neither joins that run nor waits: it
+        // asks the controller without the cache.
+        let replacer = File::open(state.join("job-42.run")).unwrap();
+        assert!(try_flock(&replacer, libc::LOCK_EX).unwrap());
+        let error = cache.join_run(42).unwrap_err();
+        assert!(error.contains("replaced by other steps"), "{error}");
+        drop(replacer);
+        let joined = cache.join_run(42).unwrap();
+        assert_ne!(joined.run(), first);
+        let token = fs::read_to_string(state.join("job-42.run")).unwrap();
+        assert_eq!(token, joined.run(), "the token in place is the new run's");
+    }
+
+    #[test]
+    fn a_held_token_outlives_the_cache_time_an_unheld_one_does_not() {
+        let dir = private_dir();
+        let state = dir.path().join("state");
+        let cache = JobCache::open(&state, MINUTE, me()).unwrap();
+        let held = cache.join_run(7).unwrap();
+        drop(cache.join_run(8).unwrap());
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        for name in ["job-7.run", "job-8.run"] {
+            File::options()
+                .write(true)
+                .open(state.join(name))
+                .unwrap()
+                .set_modified(hour_ago)
+                .unwrap();
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        cache
+            .store(&CachedAnswer {
+                fetched_at: now,
+                ..answer()
+            })
+            .unwrap();
+        assert!(state.join("job-7.run").exists(), "a held token was removed");
+        assert!(!state.join("job-8.run").exists(), "an unheld one was kept");
+        drop(held);
+    }
+
+    #[test]
     fn entries_the_plugin_did_not_write_are_not_used() {
         let dir = private_dir();
         let state = dir.path().join("state");
         let cache = JobCache::open(&state, MINUTE, me()).unwrap();
+        let run = cache.join_run(1).unwrap();
         fs::write(state.join("job-1"), "not an entry").unwrap();
         assert!(cache
-            .lookup(1, 1, 0)
+            .lookup(1, 1, &run, 0)
             .unwrap_err()
             .contains("is not key=value"));
         std::os::unix::fs::symlink(state.join("job-42"), state.join("job-2")).unwrap();
-        assert!(cache.lookup(2, 1, 0).is_err(), "a symlink was followed");
+        assert!(
+            cache.lookup(2, 1, &run, 0).is_err(),
+            "a symlink was followed"
+        );
         fs::write(state.join("job-3"), vec![b'x'; 5000]).unwrap();
         assert!(cache
-            .lookup(3, 1, 0)
+            .lookup(3, 1, &run, 0)
             .unwrap_err()
             .contains("not an entry the plugin wrote"));
     }

@@ -99,6 +99,9 @@ impl std::error::Error for Refusal {}
 pub struct ControllerJob {
     pub reservation: Option<String>,
     pub account: Option<String>,
+    /// A batch job (`batch_flag`): the only kind Slurm requeues, so the only
+    /// kind that runs more than once under one id (see `job_cache`).
+    pub batch: bool,
 }
 
 /// Where the node's decision gets its trusted facts. [`decide`] asks for them
@@ -518,6 +521,7 @@ mod tests {
             controller: ControllerJob {
                 reservation: Some("11099005".into()),
                 account: Some("11099005".into()),
+                batch: true,
             },
             node: "max-p3a931".into(),
             beamline_folder: BeamlineFolder::ThisBeamtime,
@@ -775,6 +779,7 @@ mod tests {
             controller: ControllerJob {
                 reservation: Some("c20240312_000_GPUTEST".into()),
                 account: None,
+                batch: true,
             },
             node: "max-p3ag901".into(),
             ..job()

@@ -87,6 +87,36 @@ impl FileFacts {
             size: stat.size(),
         }
     }
+
+    /// Of the object behind a handle (an `O_PATH` one included): `fstat`.
+    pub fn of_handle(handle: BorrowedFd<'_>) -> std::io::Result<FileFacts> {
+        let file = std::fs::File::from(handle.try_clone_to_owned()?);
+        Ok(FileFacts::of(&file.metadata()?))
+    }
+}
+
+/// Why the names inside a beamline folder could be swapped by someone the
+/// plugin does not trust, or `None` when only root or a trusted owner can
+/// rename what is in it. The site's writable subfolders are found by name:
+/// where the account (or any member) can rename entries of the folder, it
+/// can put another of its folders under a writable name while tasks start,
+/// or move a mounted one after (#17), so `writable=` is honoured only in a
+/// folder nobody else can change. The mode's group bits are the ACL mask,
+/// so an ACL granting writes shows there too.
+pub fn names_can_be_swapped(folder: &FileFacts, policy: &TrustPolicy) -> Option<String> {
+    if folder.owner != 0 && !policy.owners.contains(&folder.owner) {
+        return Some(format!(
+            "it is owned by uid {}, who can rename what is in it",
+            folder.owner
+        ));
+    }
+    if folder.mode & 0o022 != 0 {
+        return Some(format!(
+            "it is writable by group or others (mode {:04o}), who can rename what is in it",
+            folder.mode & 0o7777
+        ));
+    }
+    None
 }
 
 /// Why an open file is not trusted, or `None` when it is.
@@ -615,5 +645,26 @@ mod tests {
             ),
             "{refusal}"
         );
+    }
+    #[test]
+    fn writable_subfolders_need_a_folder_only_root_or_a_trusted_owner_can_change() {
+        let policy = TrustPolicy {
+            owners: vec![0, 900],
+        };
+        let folder = |owner, mode| FileFacts {
+            is_regular: false,
+            owner,
+            mode: libc::S_IFDIR | mode,
+            size: 4096,
+        };
+        // The facility's layout: root:<beamtime group> 0750.
+        assert_eq!(names_can_be_swapped(&folder(0, 0o750), &policy), None);
+        assert_eq!(names_can_be_swapped(&folder(900, 0o755), &policy), None);
+        let account = names_can_be_swapped(&folder(5001, 0o750), &policy).unwrap();
+        assert!(account.contains("owned by uid 5001"), "{account}");
+        for mode in [0o770, 0o2770, 0o1777, 0o757] {
+            let why = names_can_be_swapped(&folder(0, mode), &policy).unwrap();
+            assert!(why.contains(&format!("mode {mode:04o}")), "{why}");
+        }
     }
 }

@@ -245,6 +245,11 @@ and print one line per check (ok, FAIL or skip) with a fix for each failure:
                       beamline until the beamtime starts) unless the site
                       refuses such jobs (prestart=refuse); a folder this
                       host does not see is left to the node
+  task-lifetime       Slurm tracks every process of a job
+                      (ProctrackType=proctrack/cgroup); any other
+                      ProctrackType is a warning for the admins: a process
+                      that leaves its session outlives its job with the
+                      beamline it was shown (a warning does not fail)
 
 A check that needs an earlier one that failed is skipped. The plugstack
 configuration must be readable, as it is for srun and sbatch. The metadata

@@ -14,7 +14,9 @@ use beamtime::trust::{OwnerError, TrustPolicy};
 
 use crate::failure::ASK_ADMIN;
 use crate::slurm_query::{QueryError, Slurm};
-use crate::slurm_text::{is_beamtime_plugin, parse_plugstack, plugstack_config, PlugstackLine};
+use crate::slurm_text::{
+    is_beamtime_plugin, parse_plugstack, plugstack_config, proctrack_type, PlugstackLine,
+};
 
 /// Where the plugin is configured and with what, as this host's Slurm sees it.
 pub struct PluginSetup {
@@ -26,6 +28,8 @@ pub struct PluginSetup {
     pub required: bool,
     /// The line's arguments, or why the plugin refuses every `--beamtime` job over them.
     pub config: Result<UsableLine, BadLine>,
+    /// slurm.conf's `ProctrackType`, from the same `scontrol show config`.
+    pub proctrack: Option<String>,
 }
 
 impl PluginSetup {
@@ -118,10 +122,10 @@ impl Unavailable {
 
 /// The plugin's line: one `scontrol show config`, then the files it names.
 pub fn find_plugin(slurm: &dyn Slurm) -> Result<PluginSetup, Unavailable> {
-    let config = slurm
+    let config_text = slurm
         .query("scontrol", &["show", "config"])
         .map_err(Unavailable::Query)?;
-    let top = plugstack_config(&config).ok_or(Unavailable::NoPlugStackConfig)?;
+    let top = plugstack_config(&config_text).ok_or(Unavailable::NoPlugStackConfig)?;
     let mut files = vec![PathBuf::from(&top)];
     let mut index = 0;
     while index < files.len() {
@@ -156,6 +160,7 @@ pub fn find_plugin(slurm: &dyn Slurm) -> Result<PluginSetup, Unavailable> {
                         path,
                         required,
                         config,
+                        proctrack: proctrack_type(&config_text),
                     });
                 }
                 PlugstackLine::Plugin { .. } => {}

@@ -224,9 +224,19 @@ pub fn partition_not_up(line: &str) -> Option<String> {
 
 /// `PlugStackConfig` from `scontrol show config` (`Key = value` lines).
 pub fn plugstack_config(show_config: &str) -> Option<String> {
+    config_value(show_config, "PlugStackConfig")
+}
+
+/// `ProctrackType` from `scontrol show config`: which plugin tracks a job's
+/// processes, and so whether any can outlive the job (security.md, #17).
+pub fn proctrack_type(show_config: &str) -> Option<String> {
+    config_value(show_config, "ProctrackType")
+}
+
+fn config_value(show_config: &str, wanted: &str) -> Option<String> {
     show_config.lines().find_map(|line| {
         let (key, value) = line.split_once('=')?;
-        (key.trim() == "PlugStackConfig")
+        (key.trim() == wanted)
             .then(|| value.trim().to_owned())
             .filter(|v| v != "(null)")
     })
@@ -431,6 +441,10 @@ mod tests {
             Some("/var/lib/spank-beamtime-h7/etc/plugstack.conf")
         );
         assert_eq!(plugstack_config("SlurmctldPlugstack      = (null)\n"), None);
+        assert_eq!(
+            proctrack_type(&fixture("show-config.txt")).as_deref(),
+            Some("proctrack/linuxproc")
+        );
     }
 
     #[test]

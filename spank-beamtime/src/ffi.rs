@@ -105,6 +105,7 @@ pub fn controller_job(job_id: u32) -> Result<ControllerJob, String> {
     Ok(ControllerJob {
         reservation: reservation.filter(|r| !r.is_empty()),
         account: account.filter(|a| !a.is_empty()),
+        batch: job.batch_flag != 0,
     })
 }
 

@@ -372,3 +372,34 @@ pub(super) fn beamline_source(
     };
     Check::fail(NAME, standing.note, fix)
 }
+
+/// Whether a task can outlive its job, and with it the beamline view the
+/// plugin gave it: only proctrack/cgroup finds every process of a job,
+/// including one that left its session (`setsid`); linuxproc and pgid lose it
+/// (security.md, #17 finding 3). Beamtime jobs run either way: a warning.
+pub(super) fn task_lifetime(plugin: &Result<PluginSetup, Unavailable>) -> Check {
+    const NAME: &str = "task-lifetime";
+    let Ok(setup) = plugin else {
+        return Check::skip(NAME, "plugin");
+    };
+    match setup.proctrack.as_deref() {
+        Some("proctrack/cgroup") => Check::pass(
+            NAME,
+            "ProctrackType=proctrack/cgroup: no process of a job outlives it",
+        ),
+        Some(other) => Check::warn(
+            NAME,
+            format!(
+                "ProctrackType={other}: a process that leaves its session (setsid) outlives \
+                 its job, and keeps the beamline it was shown"
+            ),
+            format!("{ASK_ADMIN}: set ProctrackType=proctrack/cgroup in slurm.conf"),
+        ),
+        None => Check::warn(
+            NAME,
+            "scontrol show config names no ProctrackType: whether a process can outlive its \
+             job is not known",
+            format!("{ASK_ADMIN}: set ProctrackType=proctrack/cgroup in slurm.conf"),
+        ),
+    }
+}

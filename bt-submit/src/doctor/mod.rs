@@ -31,6 +31,8 @@ use crate::slurm_text::Reservation;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Pass,
+    /// Beamtime jobs run, but the site leaves a weakness the admins should fix.
+    Warn,
     Fail,
     /// Not checked because an earlier check it needs failed.
     Skip,
@@ -59,6 +61,15 @@ impl Check {
         Check {
             name,
             outcome: Outcome::Fail,
+            detail: detail.into(),
+            fix: fix.into(),
+        }
+    }
+
+    fn warn(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            name,
+            outcome: Outcome::Warn,
             detail: detail.into(),
             fix: fix.into(),
         }
@@ -115,8 +126,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// No check failed or was skipped: a warning does not stop a job.
     pub fn all_passed(&self) -> bool {
-        self.checks.iter().all(|c| c.outcome == Outcome::Pass)
+        self.checks
+            .iter()
+            .all(|c| matches!(c.outcome, Outcome::Pass | Outcome::Warn))
     }
 }
 
@@ -156,6 +170,7 @@ pub fn examine(
         }
         checks.push(checks::plugin(plugin, slurm));
         checks.push(Check::skip("beamline-source", "online-resources"));
+        checks.push(checks::task_lifetime(plugin));
         return Report {
             beamtime: metadata.map(|m| m.id.to_string()).or(match target {
                 Target::Id(id) => Some(id.to_string()),
@@ -184,6 +199,7 @@ pub fn examine(
     checks.push(checks::partition(online, slurm));
     checks.push(checks::plugin(plugin, slurm));
     checks.push(checks::beamline_source(plugin, trusted));
+    checks.push(checks::task_lifetime(plugin));
 
     Report {
         beamtime: Some(metadata.id.to_string()),

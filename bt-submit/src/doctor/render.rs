@@ -14,17 +14,25 @@ impl Report {
         for check in &self.checks {
             let mark = match check.outcome {
                 Outcome::Pass => "ok  ",
+                Outcome::Warn => "warn",
                 Outcome::Fail => "FAIL",
                 Outcome::Skip => "skip",
             };
             out.push_str(&format!("{mark} {:<18} {}\n", check.name, check.detail));
-            if !check.fix.is_empty() && check.outcome == Outcome::Fail {
+            if !check.fix.is_empty() && matches!(check.outcome, Outcome::Fail | Outcome::Warn) {
                 out.push_str(&format!("     {:<18} fix: {}\n", "", check.fix));
             }
         }
         let count = |outcome| self.checks.iter().filter(|c| c.outcome == outcome).count();
         let (failed, skipped) = (count(Outcome::Fail), count(Outcome::Skip));
-        if failed == 0 && skipped == 0 {
+        let warned = count(Outcome::Warn);
+        if failed == 0 && skipped == 0 && warned > 0 {
+            out.push_str(&format!(
+                "all {} checks passed, {warned} with a warning for the admins: beamtime jobs \
+                 can run\n",
+                self.checks.len()
+            ));
+        } else if failed == 0 && skipped == 0 {
             out.push_str(&format!(
                 "all {} checks passed: beamtime jobs can run\n",
                 self.checks.len()
@@ -56,6 +64,7 @@ impl Report {
 fn result_name(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Pass => "pass",
+        Outcome::Warn => "warn",
         Outcome::Fail => "fail",
         Outcome::Skip => "skip",
     }

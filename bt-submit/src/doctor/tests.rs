@@ -147,7 +147,7 @@ fn check<'r>(report: &'r Report, name: &str) -> &'r Check {
     report.checks.iter().find(|c| c.name == name).unwrap()
 }
 
-const ORDER: [&str; 9] = [
+const ORDER: [&str; 10] = [
     "metadata",
     "online-resources",
     "user",
@@ -157,6 +157,7 @@ const ORDER: [&str; 9] = [
     "partition",
     "plugin",
     "beamline-source",
+    "task-lifetime",
 ];
 
 #[test]
@@ -166,15 +167,54 @@ fn a_ready_beamtime_passes_every_check_in_order() {
     let names: Vec<&str> = report.checks.iter().map(|c| c.name).collect();
     assert_eq!(names, ORDER);
     assert!(report.all_passed(), "{}", report.text());
+    // The fixture's cluster, like the test cluster, tracks processes with linuxproc.
+    let lifetime = check(&report, "task-lifetime");
+    assert_eq!(lifetime.outcome, Outcome::Warn);
+    assert!(
+        lifetime
+            .detail
+            .contains("ProctrackType=proctrack/linuxproc")
+            && lifetime.fix.contains("ProctrackType=proctrack/cgroup"),
+        "{lifetime:?}"
+    );
+    assert!(
+        report.text().ends_with(
+            "all 10 checks passed, 1 with a warning for the admins: beamtime jobs can run\n"
+        ),
+        "{}",
+        report.text()
+    );
     assert!(
         report
             .text()
-            .ends_with("all 9 checks passed: beamtime jobs can run\n"),
+            .contains("fix: ask the cluster's administrators: set ProctrackType"),
         "{}",
         report.text()
     );
     assert_eq!(report.json()["ok"], true);
     assert_eq!(report.json()["checks"][7]["result"], "pass");
+    assert_eq!(report.json()["checks"][9]["result"], "warn");
+}
+
+#[test]
+fn proctrack_cgroup_passes_the_task_lifetime_check() {
+    let mut world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let show_config = fixture("show-config.txt")
+        .replace(
+            "/var/lib/spank-beamtime-h7/etc/plugstack.conf",
+            &world.dir.join("plugstack.conf").display().to_string(),
+        )
+        .replace("proctrack/linuxproc", "proctrack/cgroup");
+    world.slurm.answer("scontrol show config", show_config);
+    let report = world.examine_as("bttest01");
+    assert_eq!(check(&report, "task-lifetime").outcome, Outcome::Pass);
+    assert!(
+        report
+            .text()
+            .ends_with("all 10 checks passed: beamtime jobs can run\n"),
+        "{}",
+        report.text()
+    );
 }
 
 #[test]
@@ -208,7 +248,7 @@ fn the_wrong_user_is_told_how_to_log_in_and_is_not_admitted_by_the_reservation()
         text.contains("fix: log in as the beamtime account"),
         "{text}"
     );
-    assert!(text.ends_with("2 failed, 0 not checked, of 9 checks: a beamtime job would not run; start with the first FAIL\n"), "{text}");
+    assert!(text.ends_with("2 failed, 0 not checked, of 10 checks: a beamtime job would not run; start with the first FAIL\n"), "{text}");
 }
 
 #[test]
@@ -325,6 +365,7 @@ fn without_metadata_only_the_plugin_is_checked() {
         .map(|n| match *n {
             "metadata" => (*n, Outcome::Fail),
             "plugin" => (*n, Outcome::Pass),
+            "task-lifetime" => (*n, Outcome::Warn),
             _ => (*n, Outcome::Skip),
         })
         .collect();
@@ -464,7 +505,7 @@ fn a_bad_plugstack_line_is_reported_first_and_the_rest_is_checked_without_it() {
     let text = report.text();
     assert!(text.contains("\nFAIL plugstack-line     "), "{text}");
     assert!(
-        text.ends_with("of 10 checks: a beamtime job would not run; start with the first FAIL\n"),
+        text.ends_with("of 11 checks: a beamtime job would not run; start with the first FAIL\n"),
         "{text}"
     );
 

@@ -7,7 +7,7 @@
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use beamtime::job_cache::{CachedAnswer, JobCache};
+use beamtime::job_cache::{CachedAnswer, JobCache, RunHold};
 use beamtime::plugin_config::PluginConfig;
 use std::path::Path;
 
@@ -87,16 +87,18 @@ pub fn decide(
             uid,
             node: node.clone(),
             answered_by: None,
+            cache_hold: None,
         };
         let decided = policy::decide(config, &loaded.metadata, &mut facts);
         answered_by = facts.answered_by;
         let grant = decided?;
         export_environment(spank, &grant)?;
-        Ok((grant, loaded.trust))
+        let cache_hold = facts.cache_hold;
+        Ok((grant, loaded.trust, cache_hold))
     });
     let step = step.describe(requested, node.as_deref().unwrap_or_default());
     match decided {
-        Ok((grant, trust)) => {
+        Ok((grant, trust, cache_hold)) => {
             spank_log_info!("{PLUGIN}: {}", accepted_line(&step, &grant, answered_by));
             let namespace = step_namespace(spank, &step);
             Verdict::Granted(Box::new(Granted {
@@ -104,6 +106,7 @@ pub fn decide(
                 trust,
                 step,
                 namespace,
+                _cache_hold: cache_hold,
             }))
         }
         Err(refusal) => {
@@ -203,6 +206,9 @@ struct NodeFacts<'c> {
     node: Option<String>,
     /// `asked` or `cached`: whether this step cost the controller a query.
     answered_by: Option<&'static str>,
+    /// This step's membership in the job's current run on this node, which
+    /// keeps the run's cached answer standing for its later steps.
+    cache_hold: Option<RunHold>,
 }
 
 impl StepFacts for NodeFacts<'_> {
@@ -225,8 +231,9 @@ impl StepFacts for NodeFacts<'_> {
     }
 
     fn controller(&mut self) -> Result<ControllerJob, Refusal> {
-        let (answer, answered_by) = controller_answer(self.config, self.job, self.uid)?;
+        let (answer, answered_by, hold) = controller_answer(self.config, self.job, self.uid)?;
         self.answered_by = Some(answered_by);
+        self.cache_hold = hold;
         Ok(answer)
     }
 
@@ -247,26 +254,29 @@ impl StepFacts for NodeFacts<'_> {
 }
 
 /// The job's reservation and account: from the node's job cache when an
-/// earlier step of the job stored them recently, else from the controller.
-/// A cache that cannot be used only costs the query.
+/// earlier step of the job's current run on this node stored them recently,
+/// else from the controller. A cache that cannot be used only costs the query.
 fn controller_answer(
     config: &PluginConfig,
     job: u32,
     uid: u32,
-) -> Result<(ControllerJob, &'static str), Refusal> {
+) -> Result<(ControllerJob, &'static str, Option<RunHold>), Refusal> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let cache = if config.job_cache.is_zero() {
+    let joined = if config.job_cache.is_zero() {
         None
     } else {
         JobCache::open(&config.state_dir, config.job_cache, ffi::effective_uid())
+            .and_then(|cache| cache.join_run(job).map(|run| (cache, run)))
             .map_err(|why| spank_log_info!("{PLUGIN}: job={job} job cache not used: {why}"))
             .ok()
     };
-    if let Some(cache) = &cache {
-        match cache.lookup(job, uid, now) {
-            Ok(Some(controller)) => return Ok((controller, "cached")),
+    if let Some((cache, run)) = &joined {
+        match cache.lookup(job, uid, run, now) {
+            Ok(Some(controller)) => {
+                return Ok((controller, "cached", joined.map(|(_, run)| run)));
+            }
             Ok(None) => {}
             Err(why) => spank_log_info!("{PLUGIN}: job={job} cached answer not used: {why}"),
         }
@@ -279,18 +289,20 @@ fn controller_answer(
              resubmit in a minute, and tell the cluster admins if it keeps happening",
         )
     })?;
-    if let Some(cache) = &cache {
-        let answer = CachedAnswer {
-            job,
-            uid,
-            fetched_at: now,
-            controller: controller.clone(),
-        };
-        if let Err(why) = cache.store(&answer) {
-            spank_log_info!("{PLUGIN}: job={job} answer not cached: {why}");
-        }
+    let Some((cache, run)) = joined else {
+        return Ok((controller, "asked", None));
+    };
+    let answer = CachedAnswer {
+        job,
+        uid,
+        run: run.run().to_owned(),
+        fetched_at: now,
+        controller: controller.clone(),
+    };
+    if let Err(why) = cache.store(&answer) {
+        spank_log_info!("{PLUGIN}: job={job} answer not cached: {why}");
     }
-    Ok((controller, "asked"))
+    Ok((controller, "asked", Some(run)))
 }
 
 fn export_environment(spank: &mut SpankHandle, grant: &Grant) -> Result<(), Refusal> {

@@ -18,6 +18,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path};
 
+use beamtime::job_cache::RunHold;
 use beamtime::policy::{Grant, Refusal};
 use beamtime::trust::{FolderError, TrustPolicy};
 use beamtime::walk::{self, WalkError};
@@ -47,6 +48,10 @@ pub struct Granted {
     pub trust: TrustPolicy,
     pub step: String,
     pub namespace: StepNamespace,
+    /// The step's membership in its job's run on this node, kept for as long
+    /// as slurmstepd keeps the verdict: the step's whole life (see
+    /// `beamtime::job_cache`); `None` without a usable cache.
+    pub _cache_hold: Option<RunHold>,
 }
 
 // What both root phases use: `decide` to tell the step's phase, `task_root` to

@@ -17,7 +17,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use beamtime::policy::{BeamlineFolder, Grant, Phase, Refusal, Rule};
-use beamtime::trust::{beamline_folder, TrustPolicy};
+use beamtime::trust::{beamline_folder, names_can_be_swapped, FileFacts, TrustPolicy};
 use beamtime::walk;
 use slurm_spank::{spank_log_info, spank_log_verbose};
 
@@ -46,6 +46,7 @@ pub fn prepare_task(verdict: &mut Verdict, task: Option<i32>) {
         trust,
         step,
         namespace,
+        ..
     } = granted.as_ref();
     let started = Instant::now();
     let mut waited = None;
@@ -115,6 +116,10 @@ fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
             Err(error) => return Err(describe(&shown, error)),
         }
     }
+    // Without a writable mount every name shows read-only, whatever it names.
+    if !writable.is_empty() {
+        names_stay_put(grant, &source, trust, &writable)?;
+    }
 
     let beamline = ffi::clone_mount(source.as_fd())
         .and_then(|m| ffi::restrict_mount(m.as_fd(), true, false).map(|()| m))
@@ -155,8 +160,49 @@ fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
             .and_then(|m| ffi::attach(m.as_fd(), mountpoint.as_fd()))
             .map_err(|e| format!("cannot make {} writable: {e}", shown.display()))?;
     }
+    if !writable.is_empty() {
+        // Checked again with every mount attached: each name still leads to
+        // the folder mounted there, and still nobody but the facility can rename.
+        for (name, folder) in &writable {
+            let shown = grant.target.join(name);
+            let now = walk::open_child_folder(beamline.as_fd(), OsStr::new(name), &shown)
+                .map_err(|error| describe(&shown, error))?;
+            if !ffi::same_file(now.as_fd(), folder.as_fd()).map_err(|e| e.to_string())? {
+                return Err(format!(
+                    "{} changed while it was being mounted",
+                    grant.source.join(name).display()
+                ));
+            }
+        }
+        names_stay_put(grant, &source, trust, &writable)?;
+    }
 
     seal_hide_root(grant)
+}
+
+/// The writable subfolders are found by name; only where nobody but root or
+/// a trusted owner can rename entries of the source folder does a name stay
+/// the folder it was (`trust::names_can_be_swapped`).
+fn names_stay_put(
+    grant: &Grant,
+    source: &OwnedFd,
+    trust: &TrustPolicy,
+    writable: &[(&str, OwnedFd)],
+) -> Result<(), String> {
+    let facts = FileFacts::of_handle(source.as_fd())
+        .map_err(|e| format!("cannot inspect {}: {e}", grant.source.display()))?;
+    let Some(why) = names_can_be_swapped(&facts, trust) else {
+        return Ok(());
+    };
+    let names: Vec<&str> = writable.iter().map(|(name, _)| *name).collect();
+    Err(format!(
+        "{} cannot be made writable: {}: {why}, so its names are not a stable identity \
+         (writable= is honoured only in a beamline folder that only root or a trusted owner \
+         can change; the cluster admins make it root's and not group- or other-writable, as \
+         the facility's start script does, or drop writable=)",
+        names.join(", "),
+        grant.source.display()
+    ))
 }
 
 /// A small private tmpfs over the hide root, so no other beamline shows.

@@ -283,10 +283,23 @@ impl Cluster {
     /// `cluster.sh plugstack` with `plugin` (none: an empty stack) and its arguments.
     fn plugstack_cmd(&self, plugin: Option<&Path>, plugin_args: &str) -> Cmd {
         let script = Cluster::repo_root().join("tests/cluster/cluster.sh");
-        let cmd = self
+        let mut cmd = self
             .cmd(&script)
             .arg("plugstack")
             .timeout(Duration::from_secs(120));
+        // cluster.sh names a multi-host cluster's network namespaces after its ports: without
+        // them it restarts slurmd into another cluster's namespaces (the defaults').
+        for name in [
+            "BT_CTLD_PORT",
+            "BT_SLURMD_PORT",
+            "BT_DBD_PORT",
+            "BT_MYSQL_PORT",
+            "BT_NET",
+        ] {
+            if let Some(value) = std::env::var_os(name) {
+                cmd = cmd.env(name, value);
+            }
+        }
         match plugin {
             Some(p) => cmd
                 .arg("--plugin")

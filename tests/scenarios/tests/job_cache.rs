@@ -203,8 +203,9 @@ fn a_full_cache_folder_costs_a_query_per_step_and_nothing_else() {
     assert_eq!(count(&got, "asked"), 3, "{got:?}");
     let logged = log.read_new();
     assert!(
+        // The run token (job_cache's RunHold) is the first file a step writes.
         logged.contains(&format!(
-            "spank-beamtime: job={} answer not cached: cannot write",
+            "spank-beamtime: job={} job cache not used: cannot write",
             job.id
         )) && logged.contains("No space left on device"),
         "{logged}"
