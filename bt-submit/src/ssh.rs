@@ -22,7 +22,7 @@ use beamtime::shell::quote_bytes;
 
 use crate::failure::{Failure, Status, ASK_ADMIN};
 use crate::slurm_query::{QueryError, QueryErrorKind, Slurm};
-use crate::submit::cannot_start;
+use crate::submit::{cannot_start, last_line};
 
 /// Seconds ssh waits for a node to answer before the next one is tried.
 pub const CONNECT_TIMEOUT_SECONDS: u32 = 10;
@@ -310,14 +310,6 @@ impl SshFailure {
         };
         SshFailure::Refused(refused)
     }
-}
-
-fn last_line(text: &str) -> &str {
-    text.lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or("")
-        .trim()
 }
 
 /// What the remote shell prints on stderr, on a line of its own, right before

@@ -241,7 +241,8 @@ fn on_node(node: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-fn last_line(text: &str) -> &str {
+/// The last line of a program's stderr that says something: what it ended with.
+pub(crate) fn last_line(text: &str) -> &str {
     text.lines()
         .rev()
         .find(|line| !line.trim().is_empty())

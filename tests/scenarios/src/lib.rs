@@ -31,6 +31,6 @@ pub use cluster::{
 };
 pub use cmd::{Background, Cmd, Output, DEFAULT_TIMEOUT};
 pub use fixture::{Beamtime, BeamtimeSpec};
-pub use slurm::{Job, JobEnd, NodeState};
+pub use slurm::{assert_refused_by_client, Job, JobEnd, NodeState, REFUSED};
 pub use sshd::{beamline_computer_of_nodes, NodeSshd, Sshd, DOWN_PORT};
 pub use users::UnixUser;

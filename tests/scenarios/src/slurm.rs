@@ -429,6 +429,53 @@ impl Cluster {
     }
 }
 
+/// A refused task's exit status (EX_NOPERM), on srun and in sacct.
+pub const REFUSED: i32 = 77;
+
+impl Cluster {
+    /// A step refused on the node: srun exits [`REFUSED`], the node's refusal and each of
+    /// `expected` are on its stderr, the payload (which prints `payload-ran`) never ran,
+    /// slurmd logged one refusal line and the node is not drained.
+    #[track_caller]
+    pub fn assert_refused_by_node(&self, out: &Output, expected: &[&str]) {
+        assert_eq!(
+            out.code(),
+            Some(REFUSED),
+            "srun must fail with {REFUSED}:\n{out}"
+        );
+        assert!(
+            out.stderr.contains("spank-beamtime: error: job ")
+                && out.stderr.contains(&format!(" refused on {NODE}: ")),
+            "no refusal message from the node:\n{out}"
+        );
+        for text in expected {
+            assert!(out.stderr.contains(text), "stderr lacks {text:?}:\n{out}");
+        }
+        assert!(
+            !out.stdout.contains("payload-ran"),
+            "the refused task ran:\n{out}"
+        );
+        self.refusal_logged_once(out);
+        self.assert_node_not_drained();
+    }
+}
+
+/// A submission `program` (srun, sbatch, salloc) refused before a job existed: it failed,
+/// printed no job id, and its stderr has the plugin's refusal and each of `expected`.
+#[track_caller]
+pub fn assert_refused_by_client(out: &Output, program: &str, expected: &[&str]) {
+    out.assert_failure();
+    assert!(out.stdout.trim().is_empty(), "a job was submitted:\n{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("{program}: error: spank-beamtime: ")),
+        "no client-side refusal:\n{out}"
+    );
+    for text in expected {
+        assert!(out.stderr.contains(text), "stderr lacks {text:?}:\n{out}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,10 +11,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use scenarios::{assert_host_untouched, Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE};
-
-/// A refused task's exit status (EX_NOPERM).
-const REFUSED: i32 = 77;
+use scenarios::{
+    assert_host_untouched, assert_refused_by_client, Beamtime, BeamtimeSpec, Cluster, Output,
+    UnixUser, REFUSED,
+};
 
 /// How Slurm hands `--beamtime` to slurmstepd in the job's environment.
 const OPTION_VARIABLE: &str = "_SLURM_SPANK_OPTION_beamtime_beamtime";
@@ -68,43 +68,6 @@ fn write_metadata(path: &Path, document: &serde_json::Value) {
     fs::rename(&staging, path).unwrap();
 }
 
-#[track_caller]
-fn assert_refused_by_node(out: &Output, expected: &[&str]) {
-    assert_eq!(
-        out.code(),
-        Some(REFUSED),
-        "srun must fail with {REFUSED}:\n{out}"
-    );
-    assert!(
-        out.stderr.contains("spank-beamtime: error: job ")
-            && out.stderr.contains(&format!(" refused on {NODE}: ")),
-        "no refusal message from the node:\n{out}"
-    );
-    for text in expected {
-        assert!(out.stderr.contains(text), "stderr lacks {text:?}:\n{out}");
-    }
-    assert!(
-        !out.stdout.contains("payload-ran"),
-        "the refused task ran:\n{out}"
-    );
-    cluster().refusal_logged_once(out);
-    cluster().assert_node_not_drained();
-}
-
-#[track_caller]
-fn assert_refused_by_client(out: &Output, program: &str, expected: &[&str]) {
-    out.assert_failure();
-    assert!(out.stdout.trim().is_empty(), "a job was submitted:\n{out}");
-    assert!(
-        out.stderr
-            .contains(&format!("{program}: error: spank-beamtime: ")),
-        "no client-side refusal:\n{out}"
-    );
-    for text in expected {
-        assert!(out.stderr.contains(text), "stderr lacks {text:?}:\n{out}");
-    }
-}
-
 // ------------------------------------------------------------------------------------------
 // Finding 5: metadata key variants
 
@@ -138,7 +101,7 @@ fn assert_variant_refused(
     write_metadata(&bt.metadata_path, hostile);
     let message = format!("{}: {expected}", bt.metadata_path.display());
     let node = bypassed_srun(bt, &wd, &bt.id, &["echo", "payload-ran"]);
-    assert_refused_by_node(&node, &[&message, REPORT]);
+    cluster().assert_refused_by_node(&node, &[&message, REPORT]);
     let client = c.sbatch(
         &bt.account,
         &wd,
@@ -230,7 +193,7 @@ fn a_forged_100000_character_id_reaches_the_log_cut_and_escaped() {
     let log = c.log_cursor("slurmd.log");
 
     let node = bypassed_srun(&bt, &wd, &forged, &["echo", "payload-ran"]);
-    assert_refused_by_node(&node, &[&format!("… ({length} characters)")]);
+    cluster().assert_refused_by_node(&node, &[&format!("… ({length} characters)")]);
     let line = c.refusal_logged_once(&node);
     assert!(line.contains("rule=invalid-beamtime-id"), "{line}");
     assert!(
@@ -359,7 +322,7 @@ fn a_list_of_the_beamtimes_reservations_is_refused_as_a_list() {
             "payload-ran",
         ])
         .run();
-    assert_refused_by_node(
+    cluster().assert_refused_by_node(
         &out,
         &[
             "the job was submitted with a list of reservations ('11099703,11099703_1'), and \
@@ -528,7 +491,7 @@ fn a_forged_option_in_the_export_list_is_refused_naming_both_ids() {
         ])
         .args(["echo", "payload-ran"])
         .run();
-    assert_refused_by_node(&out, &[&srun_both, &format!("says {other}")]);
+    cluster().assert_refused_by_node(&out, &[&srun_both, &format!("says {other}")]);
     let line = c.refusal_logged_once(&out);
     assert!(line.contains("rule=conflicting-beamtime"), "{line}");
     c.assert_node_not_drained();

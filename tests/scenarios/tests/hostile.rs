@@ -23,12 +23,9 @@ use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use scenarios::{
-    assert_host_untouched, host_mounts_below, wait, Beamtime, BeamtimeSpec, Cluster, Output,
-    UnixUser, NODE,
+    assert_host_untouched, assert_refused_by_client, host_mounts_below, wait, Beamtime,
+    BeamtimeSpec, Cluster, Output, UnixUser, NODE, REFUSED,
 };
-
-/// A refused task's exit status (EX_NOPERM).
-const REFUSED: i32 = 77;
 
 /// beamtime::metadata::MAX_METADATA_BYTES (this crate does not depend on the library).
 const MAX_METADATA_BYTES: usize = 1024 * 1024;
@@ -172,43 +169,6 @@ fn bypassed_srun(bt: &Beamtime, wd: &Path, command: &[String]) -> Output {
         .run()
 }
 
-#[track_caller]
-fn assert_refused_by_node(out: &Output, expected: &[&str]) {
-    assert_eq!(
-        out.code(),
-        Some(REFUSED),
-        "srun must fail with {REFUSED}:\n{out}"
-    );
-    assert!(
-        out.stderr.contains("spank-beamtime: error: job ")
-            && out.stderr.contains(&format!(" refused on {NODE}: ")),
-        "no refusal message from the node:\n{out}"
-    );
-    for text in expected {
-        assert!(out.stderr.contains(text), "stderr lacks {text:?}:\n{out}");
-    }
-    assert!(
-        !out.stdout.contains("payload-ran"),
-        "the refused task ran:\n{out}"
-    );
-    cluster().refusal_logged_once(out);
-    cluster().assert_node_not_drained();
-}
-
-#[track_caller]
-fn assert_refused_by_client(out: &Output, program: &str, expected: &[&str]) {
-    out.assert_failure();
-    assert!(out.stdout.trim().is_empty(), "a job was submitted:\n{out}");
-    assert!(
-        out.stderr
-            .contains(&format!("{program}: error: spank-beamtime: ")),
-        "no client-side refusal:\n{out}"
-    );
-    for text in expected {
-        assert!(out.stderr.contains(text), "stderr lacks {text:?}:\n{out}");
-    }
-}
-
 /// Every file and folder below `dir` with its size and modification time: what
 /// "nothing was written" compares.
 fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, i64, i64)> {
@@ -249,7 +209,7 @@ fn assert_refused_on_both_sides(
     let before = snapshot(&bt.current_dir);
 
     let node = bypassed_srun(bt, &wd, &payload(&wd, tag));
-    assert_refused_by_node(&node, by_node);
+    cluster().assert_refused_by_node(&node, by_node);
 
     let out = c.sbatch(
         &bt.account,
@@ -1043,9 +1003,9 @@ fn a_hide_root_reached_through_a_symlink_is_refused_and_nothing_is_mounted_throu
             .args(submit_args(&bt))
             .args(payload(&wd, "srun"))
             .run();
-        assert_refused_by_node(&out, &[&why, "Report this to the cluster admins"]);
+        cluster().assert_refused_by_node(&out, &[&why, "Report this to the cluster admins"]);
         let out = bypassed_srun(&bt, &wd, &payload(&wd, "bypassed"));
-        assert_refused_by_node(&out, &[&why]);
+        cluster().assert_refused_by_node(&out, &[&why]);
 
         let job = c.submit(
             &bt.account,
