@@ -437,7 +437,15 @@ fn another_beamtime_on_the_beamline_shows_none_of_it_and_a_running_job_keeps_its
     );
 
     let renamed = format!("{}_1", bt.id);
-    let started = c.start_beamtime(&spec.reservations(&[&renamed]).replacing(&holder.id));
+    // Two cores: the new reservation is made with IGNORE_JOBS and OVERLAP while the
+    // pre-start job runs, and one core of it may be the very one that job holds (seen in
+    // the job_container pass: the step below then waited for it until its timeout).
+    let started = c.start_beamtime(
+        &spec
+            .reservations(&[&renamed])
+            .cores(2)
+            .replacing(&holder.id),
+    );
     assert!(
         c.reservation(&bt.id).is_some(),
         "the pre-start reservation went while its job runs"
