@@ -7,6 +7,8 @@ use std::time::Duration;
 use beamtime::id::BeamtimeId;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+use crate::watch;
+
 const ABOUT: &str = "Submit Slurm jobs to a beamtime's online analysis resources";
 
 const LONG_ABOUT: &str = "\
@@ -147,6 +149,12 @@ file is complete, exactly once, even across restarts of the watch:
 
   bt-submit watch /beamline/p11/current/raw --pattern '*.h5' -- analyse.sh {}
 
+or, with --each folder, one job per new scan folder directly below DIR, once
+everything in it is complete ({} is then the folder):
+
+  bt-submit watch /beamline/p11/current/raw --each folder --pattern 'scan_*' \
+      --done-file scan.done -- analyse-scan.sh {}
+
 Everything after -- is what 'bt-submit sbatch' takes: sbatch options, then
 the script and its arguments. Each argument that is exactly {} becomes the
 file's absolute path (an argument that only contains {} is left alone);
@@ -168,11 +176,23 @@ names starting with . are skipped unless the pattern starts with . too, so a
 detector's hidden temporary file renamed into place is submitted under its
 final name only. Symbolic links are not followed.
 
-\"The same file\" is the same path below DIR: a path once submitted is never
-submitted again, even if the file is rewritten. The state file (--state,
+With --each folder, --pattern matches the names of the folders directly
+below DIR (files there are left alone), and a scan folder is complete when
+two looks --settle seconds apart find every file below it (hidden ones
+included) as before: the same files, sizes and mtimes. A scan that pauses
+longer than that would be submitted early; if the detector or the beamline
+control writes a last file when a scan ends, name it with --done-file NAME:
+the folder is then complete once NAME is in it and nothing changed between
+that look and the one right before sbatch, and never by settling. Every
+folder not submitted yet is summed up file by file at every look.
+
+\"The same file\" is the same path below DIR (a scan folder: the same name):
+a path once submitted is never submitted again, even if the file is
+rewritten or more files come into the folder. The state file (--state,
 default $XDG_STATE_HOME/bt-submit/ or ~/.local/state/bt-submit/, named after
-DIR; never inside DIR, where the watch writes nothing) records every
-submitted path and its job, and is replaced atomically (temporary file,
+DIR and whether it watches files or folders; never inside DIR, where the
+watch writes nothing) records every submitted path and its job, and is
+replaced atomically (temporary file,
 fsync, rename, fsync of its folder). Before each sbatch it records the
 submission it starts; a watch killed during one asks Slurm on restart for
 the job by its comment (squeue, so within the controller's MinJobAge of the
@@ -319,9 +339,17 @@ pub struct WatchArgs {
     #[arg(long, value_name = "NAME")]
     pub reservation: Option<String>,
 
-    /// Submit files whose name matches GLOB (* is any run of characters)
+    /// One job per new file below DIR, or per new scan folder directly below it
+    #[arg(long, value_enum, value_name = "WHAT", default_value = "file")]
+    pub each: watch::Each,
+
+    /// Submit files (with --each folder: folders) whose name matches GLOB (* is any run of characters)
     #[arg(long, value_name = "GLOB", default_value = "*")]
     pub pattern: String,
+
+    /// With --each folder: a scan folder is complete once it holds a file NAME, not before
+    #[arg(long, value_name = "NAME", value_parser = done_file_name)]
+    pub done_file: Option<String>,
 
     /// A file unchanged in size and mtime for this long is complete
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds)]
@@ -358,6 +386,16 @@ pub struct WatchArgs {
     /// After --: options for sbatch, then the script and its arguments ({} = the file)
     #[arg(value_name = "SBATCH_ARGS", last = true, required = true)]
     pub args: Vec<OsString>,
+}
+
+/// A name of a file in a scan folder, not a path.
+fn done_file_name(text: &str) -> Result<String, String> {
+    if text.is_empty() || text == "." || text == ".." || text.contains('/') {
+        return Err(format!(
+            "'{text}' is not a file name (the done file is looked for directly in each scan folder)"
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 /// A number of seconds, fractions allowed (`0.5`).

@@ -120,8 +120,16 @@ fn run_watch(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> 
     if !user.comments.is_empty() {
         return Err(Failure::new(
             Status::Usage,
-            "bt-submit watch gives each job its own --comment, by which it counts its jobs and              finds them after a crash; it cannot take yours",
+            "bt-submit watch gives each job its own --comment, by which it counts its jobs and \
+             finds them after a crash; it cannot take yours",
             "leave --comment out of the sbatch options",
+        ));
+    }
+    if args.done_file.is_some() && args.each != watch::Each::Folder {
+        return Err(Failure::new(
+            Status::Usage,
+            "--done-file tells when a scan folder is complete; this watch submits each file",
+            "add --each folder to submit one job per scan folder, or leave --done-file out",
         ));
     }
     let folder = absolute(&args.folder)?.canonicalize().map_err(|error| {
@@ -140,13 +148,14 @@ fn run_watch(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> 
     }
     let state = match args.state {
         Some(path) => absolute(&path)?,
-        None => watch::default_state_file(&folder, &|name| env::var_os(name)).ok_or_else(|| {
-            Failure::new(
-                Status::Usage,
-                "no place for the watch's state file: neither XDG_STATE_HOME nor HOME is set",
-                "give the state file with --state FILE",
-            )
-        })?,
+        None => watch::default_state_file(&folder, args.each, &|name| env::var_os(name))
+            .ok_or_else(|| {
+                Failure::new(
+                    Status::Usage,
+                    "no place for the watch's state file: neither XDG_STATE_HOME nor HOME is set",
+                    "give the state file with --state FILE",
+                )
+            })?,
     };
     let metadata = load_metadata(&args.source, settings)?;
     let submitter = submitter_for(
@@ -165,6 +174,8 @@ fn run_watch(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> 
     )?;
     let options = watch::Options {
         folder,
+        each: args.each,
+        done_file: args.done_file,
         pattern: args.pattern,
         settle: args.settle,
         poll_interval: args.poll_interval,

@@ -919,7 +919,8 @@ fn usage_errors_are_64() {
     let scratch = Scratch::new();
     let metadata = fixture("beamtime-metadata-11099001.json");
     let metadata = metadata.to_string_lossy();
-    let cases: [(&[&str], &str); 9] = [
+    let data = scratch.root.to_string_lossy();
+    let cases: [(&[&str], &str); 12] = [
         (
             &["--format", "json", "job.sh"],
             "the following required arguments were not provided: <--dry-run|--remote>",
@@ -967,6 +968,36 @@ fn usage_errors_are_64() {
             "no command given for srun",
         ),
         (&["show", "job.sh"], "unexpected argument 'job.sh' found"),
+        (
+            &[
+                "watch",
+                "--metadata",
+                &metadata,
+                "--done-file",
+                "scan.done",
+                &data,
+                "--",
+                "job.sh",
+            ],
+            "--done-file tells when a scan folder is complete; this watch submits each file",
+        ),
+        (
+            &[
+                "watch",
+                "--each",
+                "folder",
+                "--done-file",
+                "done/scan",
+                &data,
+                "--",
+                "job.sh",
+            ],
+            "'done/scan' is not a file name",
+        ),
+        (
+            &["watch", "--each", "scan", &data, "--", "job.sh"],
+            "invalid value 'scan' for '--each <WHAT>'",
+        ),
     ];
     for (args, expected) in cases {
         let err = failed(&scratch.run(args), 64);

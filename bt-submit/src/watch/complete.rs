@@ -1,5 +1,6 @@
-//! When a new file is complete: the pure decision, from what was seen of it
-//! and when, on the watch's own clock (milliseconds since it started).
+//! When a new file (or scan folder) is complete: the pure decision, from
+//! what was seen of it and when, on the watch's own clock (milliseconds since
+//! it started).
 //!
 //! Complete means either that inotify reported it closed after writing or
 //! renamed into place and it has not changed since, or that its size and
@@ -10,13 +11,22 @@
 //! when this watch first saw the file as it is now, not from its mtime: the
 //! mtime comes from the writing host's clock, and a clock that lags would
 //! make a file still being written look settled.
+//!
+//! A scan folder is looked at as a whole (tree.rs sums it up): complete when
+//! nothing in it changed for the settle time, or, with `--done-file`, only
+//! once that file is in it and nothing changed since it was seen.
 
-/// What a look at the file (`stat`) shows.
+/// What a look at the file (`stat`) shows; for a scan folder, the sum of
+/// every file below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Look {
     pub size: u64,
-    /// mtime in nanoseconds since the epoch.
+    /// mtime in nanoseconds since the epoch; for a folder, the latest of
+    /// itself, its folders and its files (an entry added, renamed or
+    /// removed changes its folder's).
     pub mtime_ns: i128,
+    /// 1 for a file; for a folder, how many files are below it.
+    pub files: u64,
 }
 
 /// Why a file counts as complete.
@@ -24,6 +34,8 @@ pub struct Look {
 pub enum Why {
     ClosedAfterWriting,
     RenamedIntoPlace,
+    /// A scan folder's `--done-file` is in it.
+    DoneFileFound,
     /// Unchanged for this many milliseconds.
     Settled(u64),
 }
@@ -33,6 +45,7 @@ impl std::fmt::Display for Why {
         match self {
             Why::ClosedAfterWriting => write!(f, "closed after writing"),
             Why::RenamedIntoPlace => write!(f, "renamed into place"),
+            Why::DoneFileFound => write!(f, "its done file is there"),
             Why::Settled(ms) => write!(f, "unchanged for {:.1} s", *ms as f64 / 1000.0),
         }
     }
@@ -43,6 +56,8 @@ pub enum Verdict {
     Complete(Why),
     /// Look again at this time (if nothing else calls for a look sooner).
     LookAgainAt(u64),
+    /// Only a report makes it complete (a scan folder waiting for its done file).
+    AwaitReport,
 }
 
 /// A file not submitted yet, as the watch has seen it.
@@ -81,18 +96,23 @@ impl Candidate {
     }
 
     /// inotify reported the file closed after writing or renamed into
-    /// place, and `look` is how it looked right after.
+    /// place (or a scan folder's done file was seen in it), and `look` is
+    /// how it looked right after.
     pub fn reported(&mut self, why: Why, look: Look, now: u64) {
         self.looked(look, now);
         self.event = Some((why, look));
     }
 
     /// Settled counts only what was seen: two looks `settle_ms` apart that
-    /// found the file the same, not the time since the last look.
-    pub fn verdict(&self, settle_ms: u64) -> Verdict {
+    /// found the file the same, not the time since the last look. Without a
+    /// settle time only a report makes it complete.
+    pub fn verdict(&self, settle_ms: Option<u64>) -> Verdict {
         if let Some((why, _)) = self.event {
             return Verdict::Complete(why);
         }
+        let Some(settle_ms) = settle_ms else {
+            return Verdict::AwaitReport;
+        };
         let unchanged_for = self.last_looked.saturating_sub(self.unchanged_since);
         if unchanged_for >= settle_ms {
             Verdict::Complete(Why::Settled(unchanged_for))
@@ -106,10 +126,14 @@ impl Candidate {
 mod tests {
     use super::*;
 
-    const SETTLE: u64 = 2000;
+    const SETTLE: Option<u64> = Some(2000);
 
     fn look(size: u64, mtime_ns: i128) -> Look {
-        Look { size, mtime_ns }
+        Look {
+            size,
+            mtime_ns,
+            files: 1,
+        }
     }
 
     #[test]
@@ -130,7 +154,7 @@ mod tests {
             let now = step * 1500;
             file.looked(look(step * 4096, i128::from(now)), now);
             file.looked(look(step * 4096, i128::from(now)), now + 1000);
-            assert_eq!(file.verdict(SETTLE), Verdict::LookAgainAt(now + SETTLE));
+            assert_eq!(file.verdict(SETTLE), Verdict::LookAgainAt(now + 2000));
         }
     }
 
@@ -181,5 +205,33 @@ mod tests {
         file.reported(Why::ClosedAfterWriting, look(10, 1), 0);
         file.looked(look(30, 5), 400);
         assert_eq!(file.verdict(SETTLE), Verdict::LookAgainAt(2400));
+    }
+
+    fn folder(files: u64, size: u64) -> Look {
+        Look {
+            size,
+            mtime_ns: 7,
+            files,
+        }
+    }
+
+    #[test]
+    fn a_folder_gaining_a_file_is_a_change() {
+        let mut scan = Candidate::first_seen(folder(3, 300), 0);
+        scan.looked(folder(4, 300), 1500);
+        scan.looked(folder(4, 300), 2000);
+        assert_eq!(scan.verdict(Some(2000)), Verdict::LookAgainAt(3500));
+    }
+
+    #[test]
+    fn with_a_done_file_only_its_finding_completes_a_folder() {
+        let mut scan = Candidate::first_seen(folder(3, 300), 0);
+        scan.looked(folder(3, 300), 1_000_000);
+        assert_eq!(scan.verdict(None), Verdict::AwaitReport);
+        scan.reported(Why::DoneFileFound, folder(4, 300), 1_000_100);
+        assert_eq!(scan.verdict(None), Verdict::Complete(Why::DoneFileFound));
+        // Written to after the done file was seen: it waits for the next finding.
+        scan.looked(folder(5, 900), 1_000_200);
+        assert_eq!(scan.verdict(None), Verdict::AwaitReport);
     }
 }

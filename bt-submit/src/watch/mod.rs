@@ -1,5 +1,6 @@
 //! `bt-submit watch DIR -- SCRIPT ARGS`: one batch job per new file below
-//! DIR, submitted once the file is complete, exactly once across restarts.
+//! DIR (or, with `--each folder`, per new scan folder directly below it),
+//! submitted once it is complete, exactly once across restarts.
 //!
 //! Each pass of the loop looks at what is due (new files from the periodic
 //! walk of the folder, files inotify reported, files whose settle time is
@@ -28,11 +29,41 @@ use state::{Record, StateError, StateFile};
 use crate::failure::{Failure, Status};
 use crate::submit::{SubmitError, Submitter};
 
+/// What one job is submitted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Each {
+    /// Every new file below the folder whose name matches `--pattern`.
+    File,
+    /// Every new folder directly below it whose name matches: a scan, with
+    /// everything in it.
+    Folder,
+}
+
+impl Each {
+    pub fn name(self) -> &'static str {
+        match self {
+            Each::File => "file",
+            Each::Folder => "folder",
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Each::File => "files",
+            Each::Folder => "folders",
+        }
+    }
+}
+
 /// How the watch was asked to run.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Absolute, without symbolic links.
     pub folder: PathBuf,
+    pub each: Each,
+    /// With `Each::Folder`: a scan folder is complete once this file is in
+    /// it, and not before, however long nothing changes.
+    pub done_file: Option<String>,
     pub pattern: String,
     pub settle: Duration,
     pub poll_interval: Duration,
@@ -43,9 +74,9 @@ pub struct Options {
     pub template: Vec<OsString>,
 }
 
-/// The arguments for one file: each argument that is exactly `{}` becomes
-/// the file's absolute path; without any, the path is appended as the
-/// script's last argument.
+/// The arguments for one file (or scan folder): each argument that is
+/// exactly `{}` becomes its absolute path; without any, the path is
+/// appended as the script's last argument.
 pub fn arguments_for(template: &[OsString], file: &Path) -> Vec<OsString> {
     let placeholder = OsString::from("{}");
     if !template.contains(&placeholder) {
@@ -73,10 +104,11 @@ pub fn retry_delay(failures: u32) -> Duration {
 
 /// Where the state of the watch of `folder` lives unless `--state` says:
 /// `$XDG_STATE_HOME/bt-submit/` (else `~/.local/state/bt-submit/`), named
-/// after the folder, never inside the watched folder (the watch writes
-/// nothing there).
+/// after the folder (and, for a watch of scan folders, after that), never
+/// inside the watched folder (the watch writes nothing there).
 pub fn default_state_file(
     folder: &Path,
+    each: Each,
     env: &dyn Fn(&str) -> Option<OsString>,
 ) -> Option<PathBuf> {
     let base = match env("XDG_STATE_HOME").filter(|v| Path::new(v).is_absolute()) {
@@ -95,9 +127,13 @@ pub fn default_state_file(
         .fold(0xcbf29ce484222325u64, |h, b| {
             (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
         });
+    let kind = match each {
+        Each::File => "",
+        Each::Folder => "folders-",
+    };
     Some(
         base.join("bt-submit")
-            .join(format!("watch-{name}-{hash:016x}.json")),
+            .join(format!("watch-{kind}{name}-{hash:016x}.json")),
     )
 }
 
@@ -111,7 +147,7 @@ pub fn run(options: &Options, submitter: &Submitter) -> Result<(), Failure> {
         )
     })?;
     let (state, record) =
-        StateFile::open(&options.state, &options.folder).map_err(state_failure)?;
+        StateFile::open(&options.state, &options.folder, options.each).map_err(state_failure)?;
     let mut watch = Watch::new(options, submitter, state, record);
     watch.run()
 }
@@ -127,7 +163,7 @@ fn state_failure(error: StateError) -> Failure {
             Status::DataError,
             error.to_string(),
             "give --state the file of this folder's watch, or a new file to start afresh \
-             (every file in the folder is then submitted again)",
+             (everything in the folder is then submitted again)",
         ),
         StateError::Io { .. } => Failure::new(
             Status::IoError,
@@ -221,26 +257,67 @@ impl<'a> Watch<'a> {
         self.clock.elapsed().as_millis() as u64
     }
 
+    /// How long a file or scan folder must stay unchanged to be complete;
+    /// `None` when only its done file makes a scan folder complete.
+    fn settle_ms(&self) -> Option<u64> {
+        match self.options.done_file {
+            Some(_) => None,
+            None => Some(self.options.settle.as_millis() as u64),
+        }
+    }
+
+    /// A new look at a file or scan folder; `None` when it is gone (or, a
+    /// folder, cannot be read).
+    fn look_again(&self, rel: &str) -> Option<complete::Look> {
+        match self.options.each {
+            Each::File => tree::look(&self.options.folder, rel),
+            Each::Folder => tree::look_folder(&self.options.folder, rel),
+        }
+    }
+
+    /// Logs that `rel` will not be submitted: gone before it was complete.
+    fn forget_gone(&mut self, rel: &str) {
+        self.candidates.remove(rel);
+        self.retries.remove(rel);
+        log(&format!(
+            "{rel}: not submitted: it disappeared before it was complete"
+        ));
+    }
+
     fn run(&mut self) -> Result<(), Failure> {
         let o = self.options;
+        let what = match (o.each, &o.done_file) {
+            (Each::File, _) => format!("files {}", o.pattern),
+            (Each::Folder, None) => format!("scan folders {}", o.pattern),
+            (Each::Folder, Some(name)) => {
+                format!(
+                    "scan folders {}, each complete once it holds {name}",
+                    o.pattern
+                )
+            }
+        };
+        let settle = match self.settle_ms() {
+            Some(_) => format!("settle {} s, ", secs(o.settle)),
+            None => String::new(),
+        };
         log(&format!(
-            "watching {} for {} (settle {} s, looking every {} s{}{}), state {}: {} files submitted before",
+            "watching {} for {what} ({settle}looking every {} s{}{}), state {}: {} {} submitted before",
             o.folder.display(),
-            o.pattern,
-            secs(o.settle),
             secs(o.poll_interval),
             if self.inotify.is_some() { ", inotify" } else { "" },
             o.max_in_flight.map(|n| format!(", at most {n} jobs in flight")).unwrap_or_default(),
             self.state.path().display(),
-            self.record.submitted.len()
+            self.record.submitted.len(),
+            o.each.plural()
         ));
         let poll_ms = o.poll_interval.as_millis() as u64;
         let mut next_walk = 0;
         loop {
             if let Some(signal) = os::stop_requested() {
                 log(&format!(
-                    "stopping on {signal}: {} files submitted in this run, {} waiting to be complete",
+                    "stopping on {signal}: {} {} submitted in this run, {} waiting to be complete",
                     self.submitted,
+                    o.each.plural(),
                     self.candidates.len()
                 ));
                 return Ok(());
@@ -269,36 +346,29 @@ impl<'a> Watch<'a> {
         }
     }
 
-    /// Looks through the whole folder: new files become candidates, known
-    /// candidates get a new look, new folders an inotify watch.
+    /// Looks through the whole folder: new files (or scan folders) become
+    /// candidates, known candidates get a new look, new folders an inotify
+    /// watch.
     fn walk(&mut self, now: u64) {
-        let submitted = &self.record.submitted;
-        // Folders holding files not submitted yet are listed at every walk:
-        // a file that disappears from one must be noticed.
-        let busy: HashSet<String> = self
-            .candidates
-            .keys()
-            .map(|rel| {
-                rel.rsplit_once('/')
-                    .map_or("", |(folder, _)| folder)
-                    .to_owned()
-            })
-            .collect();
-        let found = tree::walk(
-            &self.options.folder,
-            &self.options.pattern,
-            &|rel| submitted.contains_key(rel),
-            &busy,
-            &mut self.listings,
-            now,
-        );
+        let found = match self.options.each {
+            Each::File => self.walk_files(now),
+            Each::Folder => {
+                let submitted = &self.record.submitted;
+                tree::walk_scan_folders(&self.options.folder, &self.options.pattern, &|rel| {
+                    submitted.contains_key(rel)
+                })
+            }
+        };
         let mut present = HashSet::with_capacity(found.files.len());
         for (rel, look) in found.files {
-            match self.candidates.get_mut(&rel) {
-                Some(candidate) => candidate.looked(look, now),
-                None => {
-                    self.candidates
-                        .insert(rel.clone(), Candidate::first_seen(look, now));
+            let candidate = self
+                .candidates
+                .entry(rel.clone())
+                .or_insert_with(|| Candidate::first_seen(look, now));
+            candidate.looked(look, now);
+            if let Some(done_file) = &self.options.done_file {
+                if tree::holds_file(&self.options.folder, &rel, done_file) {
+                    candidate.reported(Why::DoneFileFound, look, now);
                 }
             }
             present.insert(rel);
@@ -310,11 +380,7 @@ impl<'a> Watch<'a> {
             .cloned()
             .collect();
         for rel in gone {
-            self.candidates.remove(&rel);
-            self.retries.remove(&rel);
-            log(&format!(
-                "{rel}: not submitted: it disappeared before it was complete"
-            ));
+            self.forget_gone(&rel);
         }
         for (rel, why) in found.unusable {
             if self.told_unusable.insert(rel.clone()) {
@@ -340,7 +406,34 @@ impl<'a> Watch<'a> {
         }
     }
 
+    /// Every folder below the watched one, listed where it may have changed.
+    fn walk_files(&mut self, now: u64) -> tree::Found {
+        let submitted = &self.record.submitted;
+        // Folders holding files not submitted yet are listed at every walk:
+        // a file that disappears from one must be noticed.
+        let busy: HashSet<String> = self
+            .candidates
+            .keys()
+            .map(|rel| {
+                rel.rsplit_once('/')
+                    .map_or("", |(folder, _)| folder)
+                    .to_owned()
+            })
+            .collect();
+        tree::walk(
+            &self.options.folder,
+            &self.options.pattern,
+            &|rel| submitted.contains_key(rel),
+            &busy,
+            &mut self.listings,
+            now,
+        )
+    }
+
     fn handle(&mut self, events: Vec<os::Event>) {
+        if self.options.each == Each::Folder {
+            return self.handle_in_scan_folders(events);
+        }
         let now = self.now();
         let mut walk_again = false;
         for event in events {
@@ -381,17 +474,59 @@ impl<'a> Watch<'a> {
         }
     }
 
+    /// Watching scan folders, an event in the watched folder itself (a new
+    /// folder) calls for a walk; in a scan folder only its done file
+    /// counts: the files of a scan say nothing about whether it is complete.
+    fn handle_in_scan_folders(&mut self, events: Vec<os::Event>) {
+        let now = self.now();
+        let mut walk_again = false;
+        for event in events {
+            if event.kind == EventKind::Overflow {
+                walk_again = true;
+                continue;
+            }
+            let Some(folder) = self.watched.get(&event.watch) else {
+                continue;
+            };
+            if folder.is_empty() {
+                walk_again = true;
+                continue;
+            }
+            let is_done_file =
+                self.options.done_file.as_deref().is_some_and(|name| {
+                    event.name == name && event.kind != EventKind::FolderCreated
+                });
+            if !is_done_file || !self.candidates.contains_key(folder) {
+                continue;
+            }
+            let folder = folder.clone();
+            match self.look_again(&folder) {
+                Some(look) => {
+                    if let Some(candidate) = self.candidates.get_mut(&folder) {
+                        candidate.reported(Why::DoneFileFound, look, now);
+                    }
+                }
+                None => walk_again = true,
+            }
+        }
+        if walk_again {
+            self.walk(now);
+        }
+    }
+
     /// The earliest time something is due: a settle time up, a retry, an in-flight recount.
     /// A complete file still here after a pass waits for its retry, or else
     /// for room in the queue, which the next walk's pass asks about again.
     fn next_due(&self) -> Option<u64> {
-        let settle = self.options.settle.as_millis() as u64;
+        let settle = self.settle_ms();
         let now = self.now();
         let looks = self.candidates.iter().filter_map(|(rel, c)| {
             let retry = self.retries.get(rel).map(|r| r.at);
             match c.verdict(settle) {
                 Verdict::LookAgainAt(at) => Some(at.max(retry.unwrap_or(0))),
                 Verdict::Complete(_) => retry.filter(|&at| at > now),
+                // Found by the next walk (or its inotify event).
+                Verdict::AwaitReport => None,
             }
         });
         looks.min()
@@ -401,7 +536,7 @@ impl<'a> Watch<'a> {
         if self.record.submitting.is_some() && !self.resolve_intent()? {
             return Ok(());
         }
-        let settle = self.options.settle.as_millis() as u64;
+        let settle = self.settle_ms();
         let now = self.now();
         // Files whose settle time is up get the look that proves it first.
         let due: Vec<String> = self
@@ -411,19 +546,13 @@ impl<'a> Watch<'a> {
             .map(|(rel, _)| rel.clone())
             .collect();
         for rel in due {
-            match tree::look(&self.options.folder, &rel) {
+            match self.look_again(&rel) {
                 Some(look) => {
                     if let Some(c) = self.candidates.get_mut(&rel) {
                         c.looked(look, now);
                     }
                 }
-                None => {
-                    self.candidates.remove(&rel);
-                    self.retries.remove(&rel);
-                    log(&format!(
-                        "{rel}: not submitted: it disappeared before it was complete"
-                    ));
-                }
+                None => self.forget_gone(&rel),
             }
         }
         let complete: Vec<(String, Why)> = self
@@ -431,7 +560,7 @@ impl<'a> Watch<'a> {
             .iter()
             .filter_map(|(rel, c)| match c.verdict(settle) {
                 Verdict::Complete(why) => Some((rel.clone(), why)),
-                Verdict::LookAgainAt(_) => None,
+                Verdict::LookAgainAt(_) | Verdict::AwaitReport => None,
             })
             .filter(|(rel, _)| self.retries.get(rel).map_or(true, |r| r.at <= now))
             .collect();
@@ -492,20 +621,14 @@ impl<'a> Watch<'a> {
     fn submit(&mut self, rel: &str, why: Why) -> Result<(), Failure> {
         let now = self.now();
         // One last look right before sbatch: a file changed since is not complete.
-        let Some(look) = tree::look(&self.options.folder, rel) else {
-            self.candidates.remove(rel);
-            self.retries.remove(rel);
-            log(&format!(
-                "{rel}: not submitted: it disappeared before it was complete"
-            ));
+        let Some(look) = self.look_again(rel) else {
+            self.forget_gone(rel);
             return Ok(());
         };
+        let settle = self.settle_ms();
         if let Some(candidate) = self.candidates.get_mut(rel) {
             candidate.looked(look, now);
-            if !matches!(
-                candidate.verdict(self.options.settle.as_millis() as u64),
-                Verdict::Complete(_)
-            ) {
+            if !matches!(candidate.verdict(settle), Verdict::Complete(_)) {
                 return Ok(());
             }
         }
@@ -585,12 +708,11 @@ impl<'a> Watch<'a> {
             Ok(jobs) => {
                 match jobs.first() {
                     Some(job) => {
-                        let look = tree::look(&self.options.folder, &intent.file).unwrap_or(
-                            complete::Look {
-                                size: 0,
-                                mtime_ns: 0,
-                            },
-                        );
+                        let look = self.look_again(&intent.file).unwrap_or(complete::Look {
+                            size: 0,
+                            mtime_ns: 0,
+                            files: 0,
+                        });
                         self.record.finish(&intent.file, *job, look);
                         self.candidates.remove(&intent.file);
                         self.retries.remove(&intent.file);
@@ -690,13 +812,15 @@ mod tests {
             "HOME" => Some(OsString::from("/home/u")),
             _ => None,
         };
-        let a = default_state_file(Path::new("/gpfs/raw"), &env).unwrap();
-        let b = default_state_file(Path::new("/other/raw"), &env).unwrap();
+        let a = default_state_file(Path::new("/gpfs/raw"), Each::File, &env).unwrap();
+        let b = default_state_file(Path::new("/other/raw"), Each::File, &env).unwrap();
+        let scans = default_state_file(Path::new("/gpfs/raw"), Each::Folder, &env).unwrap();
         assert!(a.starts_with("/home/u/.local/state/bt-submit"));
         assert!(a.to_string_lossy().contains("watch-raw-"));
+        assert!(scans.to_string_lossy().contains("watch-folders-raw-"));
         assert_ne!(a, b);
         let xdg = |name: &str| (name == "XDG_STATE_HOME").then(|| OsString::from("/state"));
-        assert!(default_state_file(Path::new("/gpfs/raw"), &xdg)
+        assert!(default_state_file(Path::new("/gpfs/raw"), Each::File, &xdg)
             .unwrap()
             .starts_with("/state/bt-submit"));
     }

@@ -2,6 +2,10 @@
 //! one submission that may be under way. It is what makes "exactly once"
 //! hold across restarts.
 //!
+//! A watch of scan folders keeps its folders the same way, by their names;
+//! the state says which of the two it is, so that neither is taken for the
+//! other.
+//!
 //! "The same file" is the same path below the watched folder: a detector
 //! writes each scan under a new name, and a name once submitted is never
 //! submitted again, even if the file is later rewritten or replaced. A file
@@ -26,7 +30,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::complete::Look;
-use super::os;
+use super::{os, Each};
 
 const FORMAT: &str = "bt-submit watch state 1";
 
@@ -52,16 +56,19 @@ pub struct Record {
     pub watch_id: String,
     /// The watched folder, absolute.
     pub folder: PathBuf,
+    /// What each job was submitted for.
+    pub each: Each,
     pub submitted: BTreeMap<String, Submitted>,
     pub submitting: Option<Intent>,
     next_marker: u64,
 }
 
 impl Record {
-    pub fn new(watch_id: String, folder: PathBuf) -> Record {
+    pub fn new(watch_id: String, folder: PathBuf, each: Each) -> Record {
         Record {
             watch_id,
             folder,
+            each,
             submitted: BTreeMap::new(),
             submitting: None,
             next_marker: 1,
@@ -103,20 +110,22 @@ impl Record {
             .submitted
             .iter()
             .map(|(file, s)| {
-                (
-                    file.clone(),
-                    json!({
-                        "job": s.job,
-                        "size": s.look.size,
-                        "mtimeNs": s.look.mtime_ns.to_string(),
-                    }),
-                )
+                let mut entry = json!({
+                    "job": s.job,
+                    "size": s.look.size,
+                    "mtimeNs": s.look.mtime_ns.to_string(),
+                });
+                if self.each == Each::Folder {
+                    entry["files"] = s.look.files.into();
+                }
+                (file.clone(), entry)
             })
             .collect();
         let value = json!({
             "format": FORMAT,
             "watchId": self.watch_id,
             "folder": self.folder.to_string_lossy(),
+            "each": self.each.name(),
             "nextMarker": self.next_marker,
             "submitting": self.submitting.as_ref().map(|i| json!({"file": i.file, "marker": i.marker})),
             "submitted": submitted,
@@ -142,6 +151,19 @@ impl Record {
         };
         let watch_id = string("watchId")?;
         let folder = PathBuf::from(string("folder")?);
+        // Written before scan folders could be watched: a watch of files.
+        let each = match value.get("each").map(Value::as_str) {
+            None => Each::File,
+            Some(Some(name)) if name == Each::File.name() => Each::File,
+            Some(Some(name)) if name == Each::Folder.name() => Each::Folder,
+            Some(_) => {
+                return Err(format!(
+                    "\"each\" is not \"{}\" or \"{}\"",
+                    Each::File.name(),
+                    Each::Folder.name()
+                ))
+            }
+        };
         let next_marker = value
             .get("nextMarker")
             .and_then(Value::as_u64)
@@ -169,6 +191,12 @@ impl Record {
             .ok_or("\"submitted\" is missing or not an object")?;
         for (file, entry) in files {
             let bad = || format!("\"submitted\".\"{file}\" needs \"job\", \"size\", \"mtimeNs\"");
+            let files = match entry.get("files") {
+                None => 1,
+                Some(count) => count
+                    .as_u64()
+                    .ok_or_else(|| format!("\"submitted\".\"{file}\".\"files\" is not a number"))?,
+            };
             let job = entry.get("job").and_then(Value::as_u64).ok_or_else(bad)?;
             let size = entry.get("size").and_then(Value::as_u64).ok_or_else(bad)?;
             let mtime_ns = entry
@@ -180,13 +208,18 @@ impl Record {
                 file.clone(),
                 Submitted {
                     job,
-                    look: Look { size, mtime_ns },
+                    look: Look {
+                        size,
+                        mtime_ns,
+                        files,
+                    },
                 },
             );
         }
         Ok(Record {
             watch_id,
             folder,
+            each,
             submitted,
             submitting,
             next_marker,
@@ -229,8 +262,9 @@ pub struct StateFile {
 
 impl StateFile {
     /// Opens (or, if it does not exist, creates) the state of the watch of
-    /// `folder`; refuses a file another watch holds or one made for another folder.
-    pub fn open(path: &Path, folder: &Path) -> Result<(StateFile, Record), StateError> {
+    /// `folder`; refuses a file another watch holds or one made for another
+    /// folder, or for the other kind of watch.
+    pub fn open(path: &Path, folder: &Path, each: Each) -> Result<(StateFile, Record), StateError> {
         let io_error = |error| StateError::Io {
             path: path.to_path_buf(),
             error,
@@ -272,11 +306,21 @@ impl StateFile {
                         ),
                     });
                 }
+                if record.each != each {
+                    return Err(StateError::Invalid {
+                        path: path.to_path_buf(),
+                        why: format!(
+                            "it is the state of a watch that submits each {}, not each {}",
+                            record.each.name(),
+                            each.name()
+                        ),
+                    });
+                }
                 record
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 let id = random_id().map_err(io_error)?;
-                Record::new(id, folder.to_path_buf())
+                Record::new(id, folder.to_path_buf(), each)
             }
             Err(error) => return Err(io_error(error)),
         };
@@ -351,12 +395,13 @@ mod tests {
         Look {
             size: 42,
             mtime_ns: 1_700_000_000_123_456_789,
+            files: 1,
         }
     }
 
     #[test]
     fn a_record_reads_back_as_written() {
-        let mut record = Record::new("0123abcd".into(), "/gpfs/raw".into());
+        let mut record = Record::new("0123abcd".into(), "/gpfs/raw".into(), Each::File);
         let marker = record.begin("scan 1/a.h5");
         record.finish("scan 1/a.h5", 17, look());
         let next = record.begin("b\"quoted\".h5");
@@ -367,7 +412,7 @@ mod tests {
 
     #[test]
     fn a_finished_submission_is_no_longer_under_way() {
-        let mut record = Record::new("id".into(), "/d".into());
+        let mut record = Record::new("id".into(), "/d".into(), Each::File);
         record.begin("a");
         record.finish("a", 5, look());
         assert_eq!(record.submitting, None);
@@ -385,7 +430,8 @@ mod tests {
             .unwrap_err()
             .contains("\"format\""));
         let mut value: Value =
-            serde_json::from_str(&Record::new("i".into(), "/d".into()).render()).unwrap();
+            serde_json::from_str(&Record::new("i".into(), "/d".into(), Each::File).render())
+                .unwrap();
         value["submitted"] = json!({"a": {"job": 1}});
         assert!(Record::parse(&value.to_string())
             .unwrap_err()
@@ -396,13 +442,13 @@ mod tests {
     fn the_state_survives_a_reopen_and_keeps_its_id() {
         let dir = temp_dir("reopen");
         let path = dir.join("sub/state.json");
-        let (file, mut record) = StateFile::open(&path, Path::new("/data")).unwrap();
+        let (file, mut record) = StateFile::open(&path, Path::new("/data"), Each::File).unwrap();
         record.begin("x");
         record.finish("x", 9, look());
         record.begin("y");
         file.save(&record).unwrap();
         drop(file);
-        let (_file, again) = StateFile::open(&path, Path::new("/data")).unwrap();
+        let (_file, again) = StateFile::open(&path, Path::new("/data"), Each::File).unwrap();
         assert_eq!(again, record);
         assert_eq!(again.submitting.unwrap().file, "y");
         assert!(!sibling(&path, ".new").exists());
@@ -413,9 +459,9 @@ mod tests {
     fn two_watches_cannot_share_a_state_file() {
         let dir = temp_dir("lock");
         let path = dir.join("state.json");
-        let (_held, _) = StateFile::open(&path, Path::new("/data")).unwrap();
+        let (_held, _) = StateFile::open(&path, Path::new("/data"), Each::File).unwrap();
         assert!(matches!(
-            StateFile::open(&path, Path::new("/data")),
+            StateFile::open(&path, Path::new("/data"), Each::File),
             Err(StateError::InUse { .. })
         ));
         fs::remove_dir_all(&dir).unwrap();
@@ -425,13 +471,52 @@ mod tests {
     fn a_state_file_of_another_folder_is_refused() {
         let dir = temp_dir("folder");
         let path = dir.join("state.json");
-        let (file, record) = StateFile::open(&path, Path::new("/data/a")).unwrap();
+        let (file, record) = StateFile::open(&path, Path::new("/data/a"), Each::File).unwrap();
         file.save(&record).unwrap();
         drop(file);
-        let refused = StateFile::open(&path, Path::new("/data/b")).err().unwrap();
+        let refused = StateFile::open(&path, Path::new("/data/b"), Each::File)
+            .err()
+            .unwrap();
         assert!(refused
             .to_string()
             .contains("belongs to the watch of /data/a"));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_file_of_the_other_kind_of_watch_is_refused() {
+        let dir = temp_dir("each");
+        let path = dir.join("state.json");
+        let (file, record) = StateFile::open(&path, Path::new("/data"), Each::Folder).unwrap();
+        file.save(&record).unwrap();
+        drop(file);
+        let refused = StateFile::open(&path, Path::new("/data"), Each::File)
+            .err()
+            .unwrap();
+        assert!(refused
+            .to_string()
+            .contains("a watch that submits each folder, not each file"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_scan_folder_record_keeps_its_file_count_and_an_old_record_is_of_files() {
+        let mut record = Record::new("f".into(), "/raw".into(), Each::Folder);
+        record.begin("scan_1");
+        let scan = Look {
+            files: 1200,
+            ..look()
+        };
+        record.finish("scan_1", 3, scan);
+        assert_eq!(Record::parse(&record.render()), Ok(record));
+        let mut old: Value =
+            serde_json::from_str(&Record::new("o".into(), "/d".into(), Each::File).render())
+                .unwrap();
+        old.as_object_mut().unwrap().remove("each");
+        assert_eq!(Record::parse(&old.to_string()).unwrap().each, Each::File);
+        old["each"] = json!("scan");
+        assert!(Record::parse(&old.to_string())
+            .unwrap_err()
+            .contains("\"each\""));
     }
 }

@@ -1,6 +1,8 @@
 //! Looking through the watched folder: every folder below it, and the files
-//! whose names match the pattern that are not submitted yet. Read-only: the
-//! watch never changes or deletes anything there.
+//! whose names match the pattern that are not submitted yet — or, watching
+//! scan folders, the folders directly below it whose names match, each
+//! summed up as one look. Read-only: the watch never changes or deletes
+//! anything there.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -148,6 +150,96 @@ pub fn walk(
     found
 }
 
+/// Watching scan folders: the folders directly below `root` whose names
+/// match and that `skip` does not rule out, each with the look of
+/// everything below it. Files directly in `root` are no scan and left
+/// alone. Every such folder is summed up at every walk, file by file: a file
+/// being written changes its size, not its folder's mtime.
+pub fn walk_scan_folders(root: &Path, pattern: &str, skip: &dyn Fn(&str) -> bool) -> Found {
+    let mut found = Found::default();
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(error) => {
+            found
+                .unusable
+                .push((".".to_owned(), format!("cannot read the folder: {error}")));
+            return found;
+        }
+    };
+    found.folders.push(String::new());
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            found.unusable.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                "its name is not UTF-8".to_owned(),
+            ));
+            continue;
+        };
+        let is_folder = entry.file_type().is_ok_and(|kind| kind.is_dir());
+        if !is_folder || !name_matches(pattern, &name) || skip(&name) {
+            continue;
+        }
+        match sum_up(&root.join(&name)) {
+            Ok(look) => {
+                found.files.push((name.clone(), look));
+                found.folders.push(name);
+            }
+            Err(why) => found.unusable.push((name, why)),
+        }
+    }
+    found
+}
+
+/// A new look at one scan folder; `None` when it is gone or cannot be read.
+pub fn look_folder(root: &Path, rel: &str) -> Option<Look> {
+    sum_up(&root.join(rel)).ok()
+}
+
+/// Whether the scan folder `rel` holds a plain file `name`.
+pub fn holds_file(root: &Path, rel: &str, name: &str) -> bool {
+    fs::symlink_metadata(root.join(rel).join(name)).is_ok_and(|meta| meta.file_type().is_file())
+}
+
+/// Every plain file below `folder` (hidden ones too: a detector's temporary
+/// file is part of a scan still being written), without following symbolic
+/// links: how many, their total size, and the latest mtime of them and of
+/// the folders.
+fn sum_up(folder: &Path) -> Result<Look, String> {
+    let meta = fs::symlink_metadata(folder).map_err(|e| format!("cannot read the folder: {e}"))?;
+    if !meta.is_dir() {
+        return Err("it is no longer a folder".to_owned());
+    }
+    let mut look = Look {
+        size: 0,
+        mtime_ns: mtime_of(&meta),
+        files: 0,
+    };
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = fs::read_dir(&dir).map_err(|error| {
+            format!(
+                "cannot read {}: {error}",
+                dir.strip_prefix(folder).unwrap_or(&dir).display()
+            )
+        })?;
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else if !meta.file_type().is_file() {
+                continue;
+            } else {
+                look.files += 1;
+                look.size += meta.len();
+            }
+            look.mtime_ns = look.mtime_ns.max(mtime_of(&meta));
+        }
+    }
+    Ok(look)
+}
+
 /// A new look at one file; `None` when it is gone or no longer a plain file.
 pub fn look(root: &Path, rel: &str) -> Option<Look> {
     let meta = fs::symlink_metadata(root.join(rel)).ok()?;
@@ -158,6 +250,7 @@ fn look_of(meta: &fs::Metadata) -> Look {
     Look {
         size: meta.len(),
         mtime_ns: mtime_of(meta),
+        files: 1,
     }
 }
 
@@ -277,6 +370,44 @@ mod tests {
         ));
         fs::write(root.join("scan/b.h5"), b"b").unwrap();
         assert_eq!(walk_at(&mut listings, 2000), ["scan/b.h5"]);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn scan_folders_are_summed_up_whole_and_only_the_new_matching_ones() {
+        let root =
+            std::env::temp_dir().join(format!("bt-submit-watch-scans-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for folder in [
+            "scan_1/frames",
+            "scan_2",
+            "scan_old",
+            "calib",
+            ".hidden_scan",
+        ] {
+            fs::create_dir_all(root.join(folder)).unwrap();
+        }
+        fs::write(root.join("scan_1/frames/a.h5"), b"12345").unwrap();
+        fs::write(root.join("scan_1/.b.h5.part"), b"123").unwrap();
+        fs::write(root.join("scan_1/master.h5"), b"1").unwrap();
+        fs::write(root.join("scan_3.h5"), b"not a folder").unwrap();
+        std::os::unix::fs::symlink(root.join("scan_1"), root.join("scan_link")).unwrap();
+        let found = walk_scan_folders(&root, "scan_*", &|rel| rel == "scan_old");
+        let mut scans: Vec<(&str, u64, u64)> = found
+            .files
+            .iter()
+            .map(|(rel, look)| (rel.as_str(), look.files, look.size))
+            .collect();
+        scans.sort();
+        assert_eq!(scans, [("scan_1", 3, 9), ("scan_2", 0, 0)]);
+        assert!(found.unusable.is_empty(), "{:?}", found.unusable);
+        let before = look_folder(&root, "scan_2").unwrap();
+        fs::write(root.join("scan_2/a.h5"), b"").unwrap();
+        let after = look_folder(&root, "scan_2").unwrap();
+        assert_ne!(before, after, "an empty file added is a change");
+        assert!(holds_file(&root, "scan_1", "master.h5"));
+        assert!(!holds_file(&root, "scan_1", "frames"));
+        assert_eq!(look_folder(&root, "gone"), None);
         fs::remove_dir_all(&root).unwrap();
     }
 

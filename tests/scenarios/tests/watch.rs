@@ -4,7 +4,10 @@
 //! with its beamline, each seeing its whole file; a watch killed with SIGKILL and
 //! started again mid-burst still makes exactly one job per file; a file still
 //! being written is not submitted; `--max-in-flight 4` never has more than 4
-//! jobs queued or running; a failed sbatch is retried until it succeeds.
+//! jobs queued or running; a failed sbatch is retried until it succeeds. With
+//! `--each folder`, scan folders — written at once, file by file, renamed into place —
+//! become one job each once complete (by settling or by their done file), each seeing its
+//! whole scan, and none again after a restart.
 //!
 //! Beamtime 11099850 (beamline p850, account bttest850), shared by these tests; 11099851
 //! (p851, bttest851) for the watch on "the beamline computer" (user bttest852, in
@@ -46,6 +49,10 @@ fn beamtime() -> &'static Beamtime {
 /// the job found it, and the file.
 const REPORT: &str =
     "#!/bin/bash\necho \"$BEAMTIME_ID $(ls -A /beamline) $(stat -c %s \"$1\") $1\"\n";
+
+/// For a scan folder: the number of files in it as the job found them, instead of the size.
+const SCAN_REPORT: &str =
+    "#!/bin/bash\necho \"$BEAMTIME_ID $(ls -A /beamline) $(find \"$1\" -type f | wc -l) $1\"\n";
 
 /// One test's folders, all owned by the beamtime account: the data folder the watch
 /// looks at (written by root, the "detector"), the job outputs, the script and the state.
@@ -268,7 +275,7 @@ fn assert_one_whole_file_per_job(
         assert_eq!(
             Some(&size),
             expected.get(&path),
-            "job {job} saw {} with {size} bytes",
+            "job {job} saw {} with {size} bytes (a scan folder: files)",
             path.display()
         );
         assert!(
@@ -627,4 +634,134 @@ fn a_watch_on_the_beamline_computer_submits_over_ssh_and_counts_its_jobs_there()
         assert!(seen.insert(path), "{file} submitted twice");
     }
     assert_eq!(seen, files.into_iter().collect::<BTreeSet<_>>());
+}
+
+/// Writes `count` frames into `folder` (made if need be), `pause` apart.
+fn write_scan(folder: &Path, count: usize, pause: Duration) {
+    fs::create_dir_all(folder).unwrap();
+    for n in 0..count {
+        write_file(
+            &folder.join(format!("frame_{n:04}.h5")),
+            2000,
+            Arrival::AtOnce,
+        );
+        thread::sleep(pause);
+    }
+}
+
+#[test]
+#[ignore = "bt-submit watch: scripts/test-all.sh runs it in a pass of its own (--ignored)"]
+fn each_scan_folder_becomes_one_job_once_nothing_in_it_changes() {
+    let s = setup("watch-scans", SCAN_REPORT);
+    let options = [
+        "--each",
+        "folder",
+        "--pattern",
+        "scan_*",
+        "--settle",
+        "2",
+        "--poll-interval",
+        "0.5",
+    ];
+    let watch = s.start(&options, &[]);
+    let mut expected = BTreeMap::new();
+    // At once, with a subfolder of its own.
+    write_scan(&s.data.join("scan_000"), 10, Duration::ZERO);
+    write_scan(&s.data.join("scan_000/dark"), 3, Duration::ZERO);
+    expected.insert(s.data.join("scan_000"), 13);
+    // Prepared under a hidden name and renamed into place whole.
+    write_scan(&s.data.join(".scan_001.tmp"), 7, Duration::ZERO);
+    fs::rename(s.data.join(".scan_001.tmp"), s.data.join("scan_001")).unwrap();
+    expected.insert(s.data.join("scan_001"), 7);
+    // Neither a scan folder nor in one: no job.
+    write_scan(&s.data.join("calibration"), 2, Duration::ZERO);
+    write_file(&s.data.join("scan_notes.h5"), 10, Arrival::AtOnce);
+    // Frame by frame, each pause shorter than the settle time: never submitted early.
+    let slow = s.data.join("scan_002");
+    fs::create_dir(&slow).unwrap();
+    for n in 0..8 {
+        write_file(
+            &slow.join(format!("frame_{n:04}.h5")),
+            4096,
+            if n % 3 == 0 {
+                Arrival::Slowly
+            } else {
+                Arrival::AtOnce
+            },
+        );
+        thread::sleep(Duration::from_millis(900));
+        assert!(
+            !s.submissions()
+                .iter()
+                .any(|(folder, _)| folder == "scan_002"),
+            "scan_002 submitted while its frames were still coming:\n{}",
+            s.log_text()
+        );
+    }
+    expected.insert(slow, 8);
+    let submissions = s.wait_for_submissions(3, Duration::from_secs(120));
+    thread::sleep(Duration::from_secs(3));
+    let submissions_after = s.submissions();
+    s.stop(watch);
+    assert_eq!(submissions_after.len(), 3, "{}", s.log_text());
+    assert_one_whole_file_per_job(&s, &expected, &submissions);
+}
+
+#[test]
+#[ignore = "bt-submit watch: scripts/test-all.sh runs it in a pass of its own (--ignored)"]
+fn with_a_done_file_a_scan_waits_for_it_and_a_restart_submits_no_scan_twice() {
+    let s = setup("watch-done", SCAN_REPORT);
+    let options = [
+        "--each",
+        "folder",
+        "--done-file",
+        "scan.done",
+        "--settle",
+        "1",
+        "--poll-interval",
+        "0.5",
+    ];
+    let watch = s.start(&options, &[]);
+    let scan = s.data.join("scan_100");
+    write_scan(&scan, 5, Duration::from_millis(100));
+    // A pause four times the settle time: without its done file the scan is not complete.
+    thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        s.submissions(),
+        [],
+        "submitted without its done file:\n{}",
+        s.log_text()
+    );
+    write_file(&scan.join("master.h5"), 100, Arrival::AtOnce);
+    fs::write(scan.join("scan.done"), b"").unwrap();
+    let first = s.wait_for_submissions(1, Duration::from_secs(60));
+    // Its job has seen the scan before anything else is added to it.
+    cluster()
+        .wait_job(first[0].1, Duration::from_secs(120))
+        .assert_completed_ok();
+    assert!(
+        s.log_text().contains("scan_100 -> job")
+            && s.log_text().contains("(its done file is there)"),
+        "{}",
+        s.log_text()
+    );
+    s.stop(watch);
+    // While the watch is down, the finished scan gets one more file and a new scan comes.
+    fs::write(scan.join("late.txt"), b"late").unwrap();
+    let next = s.data.join("scan_101");
+    write_scan(&next, 4, Duration::ZERO);
+    fs::write(next.join("scan.done"), b"").unwrap();
+    let watch = s.start(&options, &[]);
+    let submissions = s.wait_for_submissions(2, Duration::from_secs(60));
+    thread::sleep(Duration::from_secs(2));
+    let submissions_after = s.submissions();
+    s.stop(watch);
+    assert_eq!(submissions_after.len(), 2, "{}", s.log_text());
+    assert_eq!(submissions[0], first[0]);
+    assert_eq!(submissions[1].0, "scan_101", "{}", s.log_text());
+    let mut expected = BTreeMap::new();
+    // Five frames, the master file and the done file; late.txt came after its job.
+    expected.insert(scan, 7);
+    expected.insert(next, 5);
+    assert_one_whole_file_per_job(&s, &expected, &submissions);
 }
