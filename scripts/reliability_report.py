@@ -176,7 +176,9 @@ def main():
     for f in load:
         w(f"- Load ({f.get('cluster', '?')}): {f['jobs']} jobs ({f['beamtime_jobs']} beamtime, {f['plain_jobs']} ordinary), "
           f"end states {f['states']}, {f['drained_nodes']} drained nodes, "
-          f"{f['leftover_mounts']} mounts and {f['leftover_entries_under_beamline']} entries left on the host.")
+          f"{f['leftover_mounts']} mounts, {f['leftover_entries_under_beamline']} entries, "
+          f"{f.get('leftover_namespaces', '?')} mount namespaces in use and "
+          f"{f.get('pinned_namespaces_added', '?')} pinned left on the host.")
     for f in figures:
         if f["figure"] == "controller_unreachable":
             w(f"- A node cut off from slurmctld refused its beamtime step after "
@@ -254,6 +256,8 @@ def main():
                 ("drained nodes", f["drained_nodes"]),
                 ("mounts left on the host", f["leftover_mounts"]),
                 ("entries left under /beamline on the host", f["leftover_entries_under_beamline"]),
+                ("mount namespaces still in use after the burst", f.get("leftover_namespaces", "?")),
+                ("namespaces newly pinned (nsfs) in the host's table", f.get("pinned_namespaces_added", "?")),
                 ("slurmstepd peak memory, first 50 beamtime jobs (median)", f"{f['stepd_peak_kib_first50_beamtime']} KiB"),
                 ("slurmstepd peak memory, last 50 beamtime jobs (median)", f"{f['stepd_peak_kib_last50_beamtime']} KiB"),
                 ("slurmstepd peak memory, ordinary jobs (median)", f"{f['stepd_peak_kib_plain']} KiB"),

@@ -1,9 +1,10 @@
 //! A burst of 500 jobs, beamtime and ordinary ones interleaved, some with
 //! concurrent steps on the node: every outcome right, no drained node,
-//! nothing left on the host, and slurmstepd's memory flat from the first
-//! beamtime jobs to the last.
+//! nothing left on the host (no mount, no mount namespace still held by a
+//! process or pinned by a bind mount), and slurmstepd's memory flat from the
+//! first beamtime jobs to the last.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
     let bt_dir = c.workdir(&bt.account, "load");
     let plain_dir = c.workdir(TEST_USER, "load");
 
-    // Every tenth beamtime job runs two tasks at once, each building its own namespace.
+    // Every tenth beamtime job runs two tasks at once, sharing the namespace task 0 builds.
     // Each batch script also reports the peak memory of its slurmstepd (its parent).
     let peak = "echo \"stepd-peak-kib $(awk '/^VmHWM/ {print $2}' /proc/$PPID/status)\"\n";
     let beamtime_job = format!("#!/bin/bash\necho \"$BEAMTIME_ID $(ls -A /beamline)\"\n{peak}");
@@ -39,6 +40,8 @@ fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
         "#!/bin/bash\necho \"plain $(ls -A /beamline | wc -l) ${{BEAMTIME_ID:-none}}\"\n{peak}"
     );
     let slurmd_rss_before = slurmd_rss_kib(&c);
+    let namespaces_before = mount_namespaces_in_use();
+    let pinned_before = pinned_namespaces();
 
     let started = Instant::now();
     let mut submitted = Vec::with_capacity(JOBS);
@@ -95,6 +98,24 @@ fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
     assert_eq!(leftover_mounts, 0, "mounts left on the host");
     let leftover_entries = fs::read_dir("/beamline").unwrap().count();
     assert_eq!(leftover_entries, 0, "/beamline on the host is not empty");
+    // A job's slurmstepd may take a moment after the job's end to exit.
+    let leftover_namespaces = scenarios::wait::poll(Duration::from_secs(30), || {
+        let new: BTreeMap<String, Vec<String>> = mount_namespaces_in_use()
+            .into_iter()
+            .filter(|(ns, _)| !namespaces_before.contains_key(ns))
+            .collect();
+        if new.is_empty() {
+            Ok(0)
+        } else {
+            Err(new)
+        }
+    })
+    .unwrap_or_else(|new| panic!("mount namespaces still in use after every job ended: {new:?}"));
+    let pinned_after = pinned_namespaces();
+    assert_eq!(
+        pinned_after, pinned_before,
+        "namespaces bind-mounted (nsfs) in the host's mount table, before and after the burst"
+    );
 
     // Every job has a slurmstepd of its own: a plugin that leaked would show in the peak
     // of each, through what it keeps on the node (its job cache), not across processes.
@@ -118,6 +139,8 @@ fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
             "drained_nodes": 0,
             "leftover_mounts": leftover_mounts,
             "leftover_entries_under_beamline": leftover_entries,
+            "leftover_namespaces": leftover_namespaces,
+            "pinned_namespaces_added": pinned_after.difference(&pinned_before).count(),
             "stepd_peak_kib_first50_beamtime": first,
             "stepd_peak_kib_last50_beamtime": last,
             "stepd_peak_kib_plain": median(&plain_peaks),
@@ -125,6 +148,38 @@ fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
             "slurmd_rss_kib_after": slurmd_rss_after,
         }),
     );
+}
+
+/// Each mount namespace a process on this machine is in, with those processes ("pid comm").
+fn mount_namespaces_in_use() -> BTreeMap<String, Vec<String>> {
+    let mut namespaces: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // A process that ended while being looked at is no namespace in use.
+        let Ok(ns) = fs::read_link(entry.path().join("ns/mnt")) else {
+            continue;
+        };
+        let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        namespaces
+            .entry(ns.to_string_lossy().into_owned())
+            .or_default()
+            .push(format!("{name} {}", comm.trim()));
+    }
+    namespaces
+}
+
+/// The mount points of namespace files (nsfs) in the host's table: a namespace pinned there
+/// outlives every process in it.
+fn pinned_namespaces() -> BTreeSet<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(" - nsfs "))
+        .filter_map(|line| line.split(' ').nth(4).map(str::to_owned))
+        .collect()
 }
 
 fn median(values: &[u64]) -> u64 {
