@@ -361,7 +361,10 @@ cat >"$BT_TEST_STATE/work/stepd-memory.sh" <<'PROBE'
 #!/bin/bash
 read -r comm <"/proc/$PPID/comm"
 [[ $comm == slurmstepd ]] || { echo "the task's parent is $comm, not slurmstepd" >&2; exit 1; }
-awk '/^VmHWM:/ {hwm = $2} /^VmRSS:/ {rss = $2} END {print hwm, rss}' "/proc/$PPID/status"
+# RssAnon is the process's own memory; RssFile the pages of mapped files (its libraries),
+# which every process mapping the same file shares in the page cache.
+awk '/^VmHWM:/ {hwm = $2} /^VmRSS:/ {rss = $2} /^RssAnon:/ {anon = $2} /^RssFile:/ {file = $2}
+     END {print hwm, rss, anon, file}' "/proc/$PPID/status"
 PROBE
 chmod 755 "$BT_TEST_STATE/work/stepd-memory.sh"
 memory_of() {
