@@ -96,24 +96,7 @@ impl Submitter {
     /// suspended, completing …), asked from Slurm each time, never counted here:
     /// `squeue --me`, where the jobs are submitted.
     pub fn queued(&self) -> Result<BTreeSet<u64>, Failure> {
-        let args: Vec<OsString> = ["--me", "--noheader", "--array", "--format=%A"]
-            .iter()
-            .map(OsString::from)
-            .collect();
-        let ran = self.run("squeue", &args)?;
-        let stdout = String::from_utf8_lossy(&ran.output.stdout);
-        if !ran.output.status.success() {
-            return Err(Failure::new(
-                Status::CannotExecute,
-                format!(
-                    "squeue{} failed with status {}: {}",
-                    on_node(&ran.node),
-                    exit_byte(&ran.output),
-                    last_line(&String::from_utf8_lossy(&ran.output.stderr))
-                ),
-                "check that the Slurm controller answers (squeue --me)",
-            ));
-        }
+        let (stdout, node) = self.squeue(&["--me", "--noheader", "--array", "--format=%A"])?;
         stdout
             .lines()
             .map(str::trim)
@@ -122,7 +105,7 @@ impl Submitter {
                 line.parse::<u64>().map_err(|_| {
                     Failure::new(
                         Status::CannotExecute,
-                        format!("squeue{} printed {line:?} for a job id", on_node(&ran.node)),
+                        format!("squeue{} printed {line:?} for a job id", on_node(&node)),
                         "report this as a bug, with the output of 'squeue --me --format=%A'",
                     )
                 })
@@ -135,10 +118,14 @@ impl Submitter {
     /// `comment`: how `bt-submit watch` finds a job it submitted but had not
     /// recorded when it died.
     pub fn with_comment(&self, comment: &str) -> Result<BTreeSet<u64>, Failure> {
-        let args: Vec<OsString> = ["--me", "--noheader", "--states=all", "--format=%A|%k"]
-            .iter()
-            .map(OsString::from)
-            .collect();
+        let (stdout, _) = self.squeue(&["--me", "--noheader", "--states=all", "--format=%A|%k"])?;
+        Ok(jobs_with_comment(&stdout, comment))
+    }
+
+    /// squeue's output and the node it ran on; a failed squeue is an error
+    /// naming its status and what it said last.
+    fn squeue(&self, args: &[&str]) -> Result<(String, Option<String>), Failure> {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
         let ran = self.run("squeue", &args)?;
         if !ran.output.status.success() {
             return Err(Failure::new(
@@ -152,10 +139,8 @@ impl Submitter {
                 "check that the Slurm controller answers (squeue --me)",
             ));
         }
-        Ok(jobs_with_comment(
-            &String::from_utf8_lossy(&ran.output.stdout),
-            comment,
-        ))
+        let stdout = String::from_utf8_lossy(&ran.output.stdout).into_owned();
+        Ok((stdout, ran.node))
     }
 
     /// What [`Submitter::sbatch`] runs, for `--dry-run`: `sbatch --parsable …`
