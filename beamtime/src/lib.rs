@@ -46,6 +46,7 @@ pub mod job_cache;
 pub mod metadata;
 pub mod pattern;
 pub mod plugin_config;
+pub mod problem;
 pub mod policy;
 pub mod requested;
 pub mod shell;
