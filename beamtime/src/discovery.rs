@@ -1,8 +1,9 @@
 //! Finding the metadata file of a beamtime, and reading it.
 //!
-//! Three ways, see [`Discovery`]: an explicit file, a beamtime id looked up
-//! through a [`SearchPath`], or the beamtime folder around a working
-//! directory.
+//! Two ways: a beamtime id looked up through a [`SearchPath`]
+//! ([`find_by_id`], or [`select_by_id`] for a caller with its own rules for
+//! which files count), or the beamtime folder around a working directory
+//! ([`find_from_dir`]).
 //!
 //! [`SearchPath::from_environment`] is meant for user-side tools such as
 //! `bt-submit`: it trusts the environment and a user-chosen config file
@@ -198,27 +199,6 @@ pub fn parse_config(text: &str, origin: &Path) -> Result<Option<SearchPath>, Dis
         patterns.push(pattern);
     }
     Ok((!patterns.is_empty()).then_some(SearchPath { patterns }))
-}
-
-/// How to find the metadata file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Discovery {
-    /// This file, as given.
-    File(PathBuf),
-    /// The file of this beamtime, through a [`SearchPath`].
-    Id(BeamtimeId),
-    /// The file of the beamtime folder that contains this directory.
-    FromDirectory(PathBuf),
-}
-
-impl Discovery {
-    pub fn locate(&self, search: &SearchPath) -> Result<PathBuf, DiscoveryError> {
-        match self {
-            Discovery::File(path) => Ok(path.clone()),
-            Discovery::Id(id) => find_by_id(search, id),
-            Discovery::FromDirectory(start) => find_from_dir(start),
-        }
-    }
 }
 
 /// A metadata file could not be found, or not uniquely.

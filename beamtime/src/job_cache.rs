@@ -50,7 +50,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::policy::ControllerJob;
+use crate::facts::ControllerJob;
 
 /// Entries are a few lines; anything larger was not written by the plugin.
 const MAX_ENTRY_BYTES: u64 = 4096;

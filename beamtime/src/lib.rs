@@ -1,19 +1,36 @@
-//! Beamtime metadata files of DESY's ASAP3 storage: one typed model for
-//! beamtime (`beamtime-metadata-<id>.json`) and commissioning
-//! (`commissioning-metadata-<id>.json`) files, strict validation of
-//! everything that reaches command lines or access decisions, and discovery
-//! of the file for a beamtime.
+//! The decisions of spank-beamtime, as plain values and without Slurm: what a
+//! beamtime's metadata says, where its file is and whether it may be trusted,
+//! what the plugin's plugstack line means, and whether a job may run as a
+//! beamtime on a node. The SPANK plugin gathers facts on the node and asks
+//! here; bt-submit asks the same functions before it submits.
 //!
+//! From the bottom up (each module uses only those above it in this list):
+//! - [`untrusted`]: how a value from a user or a file is shown in messages
+//!   and log lines (escaped and bounded); [`shell`]: POSIX shell quoting for
+//!   commands shown to people.
+//! - [`problem`]: one shape for "what is wrong and what to do", and the one
+//!   wording of [`problem::ASK_THE_ADMINS`].
 //! - [`id`]: validated names ([`id::BeamtimeId`], [`id::Beamline`], and the
 //!   rules for accounts, partitions, reservations and nodes).
+//! - [`users`]: the user database (NSS), answered or not.
 //! - [`metadata`]: the model and [`metadata::parse_metadata`], which does no
 //!   I/O, so a privileged caller can read the file under its own rules and
 //!   hand over the bytes.
-//! - [`discovery`]: search patterns, lookup by id or from a working
-//!   directory, and [`discovery::read_metadata_file`] for user-side tools.
-//! - [`shell`]: POSIX shell quoting for commands shown to people.
-//! - [`untrusted`]: how a value from a user or a file is shown in messages
-//!   and log lines (escaped and bounded).
+//! - [`pattern`] and [`discovery`]: search patterns, lookup by id or from a
+//!   working directory, and [`discovery::read_metadata_file`] for user-side
+//!   tools.
+//! - [`walk`]: opening a path from `/` without following links not trusted.
+//! - [`plugin_config`]: the plugin's plugstack line, parsed.
+//! - [`refusal`]: the node's [`refusal::Rule`]s and the [`refusal::Refusal`]
+//!   (a rule and a [`problem::Problem`]); [`facts`]: the facts the node's
+//!   decision is made from, and the trait through which it asks for them.
+//! - [`trust`]: reading a metadata file the way a root process must, and
+//!   finding the trusted one for an id; [`beamline`]: what a beamline's folder
+//!   on the node holds.
+//! - [`requested`]: the reservation a job asked for; [`job_cache`]: the
+//!   node's cache of controller answers.
+//! - [`policy`]: the node's decision ([`policy::decide`]) and the checks on
+//!   who submits ([`policy::check_submitter`]), from the facts above.
 //!
 //! # Search path configuration
 //!
@@ -39,15 +56,18 @@
 //! metadata_path = /asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json
 //! ```
 
+pub mod beamline;
 mod capped;
 pub mod discovery;
+pub mod facts;
 pub mod id;
 pub mod job_cache;
 pub mod metadata;
 pub mod pattern;
 pub mod plugin_config;
-pub mod problem;
 pub mod policy;
+pub mod problem;
+pub mod refusal;
 pub mod requested;
 pub mod shell;
 pub mod trust;

@@ -34,9 +34,11 @@ pub const DEFAULT_JOB_CACHE_SECONDS: u64 = 300;
 
 /// What a line the plugin cannot use means, for whoever meets it first (the
 /// plugin's refusal and bt-submit say it in these words).
-pub const BAD_LINE_FIX: &str =
-    "Tell the cluster admins: jobs without --beamtime are not affected, --beamtime jobs are \
-     refused until the spank-beamtime line in plugstack.conf is fixed";
+pub const BAD_LINE_FIX: &str = concat!(
+    crate::ask_the_admins!(),
+    ": jobs without --beamtime are not affected, --beamtime jobs are refused until the \
+     spank-beamtime line in plugstack.conf is fixed"
+);
 
 const KEYS: &[&str] = &[
     "metadata",

@@ -7,153 +7,14 @@
 //! [`Refusal`] naming the rule, the value seen, the value expected and the fix.
 //! Nothing here touches Slurm or the file system, so every rule has a unit test.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use crate::facts::{BeamlineFolder, ControllerJob, StepFacts};
 use crate::id::{Beamline, BeamtimeId};
 use crate::metadata::{Metadata, Online, OnlineAnalysis};
 use crate::plugin_config::{PluginConfig, Prestart};
-
-/// The rule a refusal is about; its name goes into slurmd's log so admins can
-/// count refusals by cause.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
-    InvalidBeamtimeId,
-    ConflictingBeamtime,
-    MetadataNotFound,
-    MetadataAmbiguous,
-    MetadataUntrusted,
-    MetadataInvalid,
-    NoOnlineResources,
-    UnsafeAccount,
-    WrongUser,
-    NoReservation,
-    WrongReservation,
-    WrongNode,
-    WrongAccount,
-    ControllerUnavailable,
-    SiteConfiguration,
-    MountFailed,
-    PreStart,
-}
-
-impl Rule {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rule::InvalidBeamtimeId => "invalid-beamtime-id",
-            Rule::ConflictingBeamtime => "conflicting-beamtime",
-            Rule::MetadataNotFound => "metadata-not-found",
-            Rule::MetadataAmbiguous => "metadata-ambiguous",
-            Rule::MetadataUntrusted => "metadata-untrusted",
-            Rule::MetadataInvalid => "metadata-invalid",
-            Rule::NoOnlineResources => "no-online-resources",
-            Rule::UnsafeAccount => "unsafe-account",
-            Rule::WrongUser => "wrong-user",
-            Rule::NoReservation => "no-reservation",
-            Rule::WrongReservation => "wrong-reservation",
-            Rule::WrongNode => "wrong-node",
-            Rule::WrongAccount => "wrong-account",
-            Rule::ControllerUnavailable => "controller-unavailable",
-            Rule::SiteConfiguration => "site-configuration",
-            Rule::MountFailed => "mount-failed",
-            Rule::PreStart => "pre-start",
-        }
-    }
-}
-
-/// Why a job may not run as the beamtime it asked for, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub rule: Rule,
-    /// What was wrong, with the value seen and the value expected.
-    pub problem: String,
-    /// What the user (or, for site problems, the admin) should do.
-    pub fix: String,
-}
-
-impl Refusal {
-    pub fn new(rule: Rule, problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        Refusal {
-            rule,
-            problem: problem.into(),
-            fix: fix.into(),
-        }
-    }
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.fix.is_empty() {
-            f.write_str(&self.problem)
-        } else {
-            write!(f, "{}. {}", self.problem, self.fix)
-        }
-    }
-}
-
-impl std::error::Error for Refusal {}
-
-/// What the controller says about the job; read through `slurm_load_job`,
-/// never from the step environment, which srun users can forge.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ControllerJob {
-    pub reservation: Option<String>,
-    pub account: Option<String>,
-    /// A batch job (`batch_flag`): the only kind Slurm requeues, so the only
-    /// kind that runs more than once under one id (see `job_cache`).
-    pub batch: bool,
-}
-
-/// Where the node's decision gets its trusted facts. [`decide`] asks for them
-/// in its own order, cheapest first and each at most once, and stops at the
-/// first refusal: a wrong user never costs a controller query. The plugin
-/// implements this on slurmstepd; [`JobFacts`] holds facts already known.
-pub trait StepFacts {
-    /// `S_JOB_UID`, set by slurmstepd from the signed credential.
-    fn job_uid(&self) -> u32;
-    /// The uid the user database gives for the metadata's `userAccount`.
-    fn account_uid(&mut self, account: &str) -> Result<Option<u32>, Refusal>;
-    /// `SLURMD_NODENAME` of slurmstepd's own environment (set by slurmd).
-    fn node(&mut self) -> Result<String, Refusal>;
-    /// What the controller says about the job (a query, or the node's job cache).
-    fn controller(&mut self) -> Result<ControllerJob, Refusal>;
-    /// What the beamline folder `source` holds, `file_name` being this
-    /// beamtime's metadata file (see [`Phase`]); asked last.
-    fn beamline_folder(
-        &mut self,
-        source: &Path,
-        file_name: &str,
-    ) -> Result<BeamlineFolder, Refusal>;
-}
-
-/// Facts about the job on this node, all known already.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobFacts {
-    pub uid: u32,
-    pub account_uid: Option<u32>,
-    pub controller: ControllerJob,
-    pub node: String,
-    /// What [`StepFacts::beamline_folder`] answers.
-    pub beamline_folder: BeamlineFolder,
-}
-
-impl StepFacts for JobFacts {
-    fn job_uid(&self) -> u32 {
-        self.uid
-    }
-    fn account_uid(&mut self, _account: &str) -> Result<Option<u32>, Refusal> {
-        Ok(self.account_uid)
-    }
-    fn node(&mut self) -> Result<String, Refusal> {
-        Ok(self.node.clone())
-    }
-    fn controller(&mut self) -> Result<ControllerJob, Refusal> {
-        Ok(self.controller.clone())
-    }
-    fn beamline_folder(&mut self, _: &Path, _: &str) -> Result<BeamlineFolder, Refusal> {
-        Ok(self.beamline_folder)
-    }
-}
+use crate::problem::ASK_THE_ADMINS;
+use crate::refusal::{Refusal, Rule};
 
 /// Where a beamtime with online resources stands on this node's beamline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,20 +47,6 @@ pub fn phase_of(holds: BeamlineFolder) -> Option<Phase> {
         BeamlineFolder::Absent | BeamlineFolder::AnotherBeamtime => Some(Phase::PreStart),
         BeamlineFolder::NoBeamtime => None,
     }
-}
-
-/// What the beamline's folder on the node (`source=`) holds, as the node sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BeamlineFolder {
-    /// No folder: the beamtime has not started on the beamline.
-    Absent,
-    /// A trusted copy of this beamtime's metadata file: it is this beamtime's.
-    ThisBeamtime,
-    /// Another beamtime's (or commissioning run's) metadata file, not this one's.
-    AnotherBeamtime,
-    /// No metadata file of any beamtime: not what the start script leaves, but
-    /// what an unmounted file system's empty mount point looks like.
-    NoBeamtime,
 }
 
 /// What an accepted job gets: the mount to make and the variables to export.
@@ -431,7 +278,7 @@ pub fn decide(
         return Err(Refusal::new(
             Rule::SiteConfiguration,
             "the site has not configured where beamline data lives (source= in plugstack.conf)",
-            "Ask the cluster admins to set source= for spank-beamtime",
+            format!("{ASK_THE_ADMINS} to set source= for spank-beamtime"),
         ));
     };
     let beamline = &metadata.beamline;
@@ -449,7 +296,7 @@ pub fn decide(
                      on this node?",
                     source.display()
                 ),
-                "Report this to the cluster admins",
+                ASK_THE_ADMINS,
             ))
         }
     };
@@ -493,6 +340,36 @@ mod tests {
     use super::*;
     use crate::metadata::parse_metadata;
     use std::path::Path;
+
+    /// Facts about the job on this node, all known already: the rules' table
+    /// of tests states each case as plain values.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct JobFacts {
+        uid: u32,
+        account_uid: Option<u32>,
+        controller: ControllerJob,
+        node: String,
+        /// What [`StepFacts::beamline_folder`] answers.
+        beamline_folder: BeamlineFolder,
+    }
+
+    impl StepFacts for JobFacts {
+        fn job_uid(&self) -> u32 {
+            self.uid
+        }
+        fn account_uid(&mut self, _account: &str) -> Result<Option<u32>, Refusal> {
+            Ok(self.account_uid)
+        }
+        fn node(&mut self) -> Result<String, Refusal> {
+            Ok(self.node.clone())
+        }
+        fn controller(&mut self) -> Result<ControllerJob, Refusal> {
+            Ok(self.controller.clone())
+        }
+        fn beamline_folder(&mut self, _: &Path, _: &str) -> Result<BeamlineFolder, Refusal> {
+            Ok(self.beamline_folder)
+        }
+    }
 
     const ACCOUNT_UID: u32 = 5005;
 
@@ -577,16 +454,19 @@ mod tests {
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::WrongUser);
         assert!(
-            refusal.problem.contains("'bttest05' (uid 5005)"),
+            refusal.problem.what.contains("'bttest05' (uid 5005)"),
             "{refusal}"
         );
         assert!(
-            refusal.problem.contains("and this job's user is uid 1000"),
+            refusal
+                .problem
+                .what
+                .contains("and this job's user is uid 1000"),
             "{refusal}"
         );
         // The fixture's key (/srv/p21/current/shared/id_rsa) is not on this machine.
         assert!(
-            refusal.fix.contains("(ssh -l bttest05 max-p3a931)"),
+            refusal.problem.fix.contains("(ssh -l bttest05 max-p3a931)"),
             "{refusal}"
         );
     }
@@ -604,7 +484,7 @@ mod tests {
         let refusal = refused(&config(""), &metadata, &JobFacts { uid: 1000, ..job() });
         std::fs::remove_dir_all(&folder).unwrap();
         let expected = format!("ssh -i {}/shared/id_rsa -l bttest05", folder.display());
-        assert!(refusal.fix.contains(&expected), "{refusal}");
+        assert!(refusal.problem.fix.contains(&expected), "{refusal}");
     }
 
     #[test]
@@ -614,11 +494,14 @@ mod tests {
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::UnsafeAccount);
         assert!(
-            refusal.problem.contains("does not exist on this node"),
+            refusal.problem.what.contains("does not exist on this node"),
             "{refusal}"
         );
         assert!(
-            refusal.problem.contains(": onlineAnalysis.userAccount)"),
+            refusal
+                .problem
+                .what
+                .contains(": onlineAnalysis.userAccount)"),
             "{refusal}"
         );
 
@@ -628,11 +511,17 @@ mod tests {
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::UnsafeAccount);
         assert!(
-            refusal.problem.contains("system account (uid 0 < 1000)"),
+            refusal
+                .problem
+                .what
+                .contains("system account (uid 0 < 1000)"),
             "{refusal}"
         );
         assert!(
-            refusal.problem.contains(": onlineAnalysis.userAccount)"),
+            refusal
+                .problem
+                .what
+                .contains(": onlineAnalysis.userAccount)"),
             "{refusal}"
         );
 
@@ -648,10 +537,13 @@ mod tests {
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::NoReservation);
         assert!(
-            refusal.problem.contains("(11099005, 11099005_1)"),
+            refusal.problem.what.contains("(11099005, 11099005_1)"),
             "{refusal}"
         );
-        assert!(refusal.fix.contains("--reservation=11099005"), "{refusal}");
+        assert!(
+            refusal.problem.fix.contains("--reservation=11099005"),
+            "{refusal}"
+        );
     }
 
     #[test]
@@ -661,11 +553,11 @@ mod tests {
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::WrongReservation);
         assert!(
-            refusal.problem.contains("reservation '11099001'"),
+            refusal.problem.what.contains("reservation '11099001'"),
             "{refusal}"
         );
         assert!(
-            refusal.problem.contains("(11099005, 11099005_1)"),
+            refusal.problem.what.contains("(11099005, 11099005_1)"),
             "{refusal}"
         );
     }
@@ -677,17 +569,20 @@ mod tests {
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::WrongReservation);
         assert!(
-            refusal.problem.starts_with(
+            refusal.problem.what.starts_with(
                 "the job was submitted with a list of reservations ('11099005,11099005_1'), and \
                  Slurm tells the plugin that list, not the reservation the job runs in"
             ),
             "{refusal}"
         );
         assert!(
-            !refusal.problem.contains("the job runs in reservation"),
+            !refusal.problem.what.contains("the job runs in reservation"),
             "{refusal}"
         );
-        assert!(refusal.fix.contains("--reservation=11099005"), "{refusal}");
+        assert!(
+            refusal.problem.fix.contains("--reservation=11099005"),
+            "{refusal}"
+        );
     }
 
     #[test]
@@ -713,6 +608,7 @@ mod tests {
         assert!(
             refusal
                 .problem
+                .what
                 .contains("lists but which is not named after it"),
             "{refusal}"
         );
@@ -724,9 +620,12 @@ mod tests {
         job.node = "max-p3a999".into();
         let refusal = refused(&config(""), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::WrongNode);
-        assert!(refusal.problem.contains("node max-p3a999"), "{refusal}");
         assert!(
-            refusal.problem.contains("max-p3a931, max-p3a932"),
+            refusal.problem.what.contains("node max-p3a999"),
+            "{refusal}"
+        );
+        assert!(
+            refusal.problem.what.contains("max-p3a931, max-p3a932"),
             "{refusal}"
         );
         assert!(decide(&config("check_nodes=no"), &dedicated(), &mut job).is_ok());
@@ -739,11 +638,12 @@ mod tests {
         assert!(decide(&config(""), &dedicated(), &mut job).is_ok());
         let refusal = refused(&config("account={id}"), &dedicated(), &job);
         assert_eq!(refusal.rule, Rule::WrongAccount);
-        assert!(refusal.problem.contains("'other'"), "{refusal}");
-        assert!(refusal.problem.contains("'11099005'"), "{refusal}");
+        assert!(refusal.problem.what.contains("'other'"), "{refusal}");
+        assert!(refusal.problem.what.contains("'11099005'"), "{refusal}");
         job.controller.account = None;
         assert!(refused(&config("account={id}"), &dedicated(), &job)
             .problem
+            .what
             .contains("(none)"));
         job.controller.account = Some("bttest05".into());
         assert!(decide(&config("account={user}"), &dedicated(), &mut job).is_ok());
@@ -757,7 +657,10 @@ mod tests {
         );
         let refusal = refused(&config(""), &industrial, &job());
         assert_eq!(refusal.rule, Rule::NoOnlineResources);
-        assert!(refusal.problem.contains("beamtime 11099003"), "{refusal}");
+        assert!(
+            refusal.problem.what.contains("beamtime 11099003"),
+            "{refusal}"
+        );
     }
 
     #[test]
@@ -765,7 +668,7 @@ mod tests {
         let config = PluginConfig::parse(std::iter::empty()).unwrap();
         let refusal = refused(&config, &dedicated(), &job());
         assert_eq!(refusal.rule, Rule::SiteConfiguration);
-        assert!(refusal.problem.contains("source="), "{refusal}");
+        assert!(refusal.problem.what.contains("source="), "{refusal}");
     }
 
     #[test]
@@ -897,10 +800,11 @@ mod tests {
         assert!(
             refusal
                 .problem
+                .what
                 .contains("has not started on beamline p21 yet"),
             "{refusal}"
         );
-        assert!(refusal.fix.contains("prestart=refuse"), "{refusal}");
+        assert!(refusal.problem.fix.contains("prestart=refuse"), "{refusal}");
         let online = decide(&config("prestart=refuse"), &dedicated(), &mut job()).unwrap();
         assert_eq!(online.phase, Phase::Online);
     }
@@ -916,6 +820,7 @@ mod tests {
         assert!(
             refusal
                 .problem
+                .what
                 .contains("/srv/p21/current holds no beamtime's metadata file"),
             "{refusal}"
         );

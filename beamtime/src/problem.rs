@@ -8,9 +8,18 @@
 
 use std::fmt;
 
+/// [`ASK_THE_ADMINS`] as a literal, for the constants that begin with it: `concat!`
+/// takes literals only.
+#[macro_export]
+macro_rules! ask_the_admins {
+    () => {
+        "ask the cluster's administrators"
+    };
+}
+
 /// Whom to send a reader to for what only the cluster's administrators can change: one
 /// wording everywhere, so a site can search its logs and mail for it.
-pub const ASK_THE_ADMINS: &str = "ask the cluster's administrators";
+pub const ASK_THE_ADMINS: &str = ask_the_admins!();
 
 /// What is wrong (with the value seen and the value expected) and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,13 +40,15 @@ impl Problem {
     }
 }
 
-/// One line: the problem, then the fix as a sentence of its own.
+/// One line: the problem, then the fix as a sentence of its own (so a fix that
+/// begins with [`ASK_THE_ADMINS`] begins with a capital here).
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.fix.is_empty() {
-            f.write_str(&self.what)
-        } else {
-            write!(f, "{}. {}", self.what, self.fix)
+        f.write_str(&self.what)?;
+        let mut fix = self.fix.chars();
+        match fix.next() {
+            None => Ok(()),
+            Some(first) => write!(f, ". {}{}", first.to_uppercase(), fix.as_str()),
         }
     }
 }
@@ -58,5 +69,9 @@ mod tests {
              ask the cluster's administrators"
         );
         assert_eq!(Problem::new("done", "").to_string(), "done");
+        assert_eq!(
+            Problem::new("source= is not set", ASK_THE_ADMINS).to_string(),
+            "source= is not set. Ask the cluster's administrators"
+        );
     }
 }

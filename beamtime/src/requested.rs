@@ -2,7 +2,7 @@
 //! than one way, and a user can set each of them: srun, sbatch and salloc must
 //! check the id slurmstepd will decide on, or refuse where the two could differ.
 
-use crate::policy::{Refusal, Rule};
+use crate::refusal::{Refusal, Rule};
 use crate::untrusted::shown_token;
 
 /// How Slurm hands the option to slurmstepd when it is not in the launch

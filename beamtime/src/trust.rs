@@ -3,18 +3,17 @@
 //! not writable by group or others, size cap) are made on the open descriptor
 //! that is then read, so swapping the path between check and use gains nothing.
 
-use std::ffi::OsStr;
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::capped::{read_capped, ReadFailure};
 use crate::discovery::{select_by_id, DiscoveryError, FileIdentity, SearchPath, Selected};
 use crate::id::BeamtimeId;
-use crate::metadata::{parse_metadata, Metadata, MetadataKind, MAX_METADATA_BYTES};
+use crate::metadata::{parse_metadata, Metadata, MAX_METADATA_BYTES};
 use crate::plugin_config::OwnerSpec;
-use crate::policy::{BeamlineFolder, Refusal, Rule};
+use crate::refusal::{Refusal, Rule};
 use crate::users;
 use crate::walk::{self, WalkError};
 
@@ -93,30 +92,6 @@ impl FileFacts {
         let file = std::fs::File::from(handle.try_clone_to_owned()?);
         Ok(FileFacts::of(&file.metadata()?))
     }
-}
-
-/// Why the names inside a beamline folder could be swapped by someone the
-/// plugin does not trust, or `None` when only root or a trusted owner can
-/// rename what is in it. The site's writable subfolders are found by name:
-/// where the account (or any member) can rename entries of the folder, it
-/// can put another of its folders under a writable name while tasks start,
-/// or move a mounted one after (#17), so `writable=` is honoured only in a
-/// folder nobody else can change. The mode's group bits are the ACL mask,
-/// so an ACL granting writes shows there too.
-pub fn names_can_be_swapped(folder: &FileFacts, policy: &TrustPolicy) -> Option<String> {
-    if folder.owner != 0 && !policy.owners.contains(&folder.owner) {
-        return Some(format!(
-            "it is owned by uid {}, who can rename what is in it",
-            folder.owner
-        ));
-    }
-    if folder.mode & 0o022 != 0 {
-        return Some(format!(
-            "it is writable by group or others (mode {:04o}), who can rename what is in it",
-            folder.mode & 0o7777
-        ));
-    }
-    None
 }
 
 /// Why an open file is not trusted, or `None` when it is.
@@ -208,100 +183,6 @@ pub fn read_trusted(path: &Path, policy: &TrustPolicy) -> Result<(FileIdentity, 
     Ok((FileIdentity::of(&stat), bytes))
 }
 
-/// Why a beamline folder could not be told apart.
-#[derive(Debug)]
-pub enum FolderError {
-    /// The walk to it failed: a symbolic link on the way, a folder above it
-    /// missing (an unmounted file system), no permission …
-    Walk(WalkError),
-    /// It holds a file of this beamtime's name that is a link or not trusted,
-    /// which the start script would never leave.
-    Copy(String),
-    /// It could not be listed.
-    List(std::io::Error),
-}
-
-/// What the beamline folder `source` holds, `name` being this beamtime's
-/// metadata file: how the node tells whether a beamline's folder is this
-/// beamtime's (see [`crate::policy::Phase`]). Walked from `/` following no
-/// link. Only the folder itself may be missing (a beamline between two
-/// beamtimes, or before the first): a missing folder above it is a fault.
-pub fn inspect_beamline_folder(
-    source: &Path,
-    name: &str,
-    policy: &TrustPolicy,
-) -> Result<BeamlineFolder, FolderError> {
-    let folder = match walk::open_folder(source, &|_| false) {
-        Ok(folder) => folder,
-        Err(WalkError::Io { at, error })
-            if error.kind() == std::io::ErrorKind::NotFound && at == source =>
-        {
-            return Ok(BeamlineFolder::Absent)
-        }
-        Err(error) => return Err(FolderError::Walk(error)),
-    };
-    beamline_folder(folder.as_fd(), source, name, policy)
-}
-
-/// What the folder behind the handle `folder` (named `shown` in messages)
-/// holds: [`inspect_beamline_folder`] for a folder already open, as a task's
-/// mount side has it.
-pub fn beamline_folder(
-    folder: BorrowedFd<'_>,
-    shown: &Path,
-    name: &str,
-    policy: &TrustPolicy,
-) -> Result<BeamlineFolder, FolderError> {
-    let file_shown = shown.join(name);
-    match walk::open_file_in(folder, OsStr::new(name)) {
-        Ok(file) => {
-            let stat = file
-                .metadata()
-                .map_err(|e| FolderError::Copy(format!("{}: {e}", file_shown.display())))?;
-            match distrust(&FileFacts::of(&stat), policy) {
-                None => Ok(BeamlineFolder::ThisBeamtime),
-                Some(why) => Err(FolderError::Copy(format!(
-                    "{} is not trusted: {why}",
-                    file_shown.display()
-                ))),
-            }
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            // The folder behind the handle, listed through its /proc name.
-            let listed = std::fs::read_dir(format!("/proc/self/fd/{}", folder.as_raw_fd()))
-                .map_err(FolderError::List)?;
-            let another = listed.filter_map(Result::ok).any(|entry| {
-                entry
-                    .file_name()
-                    .to_str()
-                    .and_then(MetadataKind::from_file_name)
-                    .is_some()
-            });
-            Ok(if another {
-                BeamlineFolder::AnotherBeamtime
-            } else {
-                BeamlineFolder::NoBeamtime
-            })
-        }
-        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => Err(FolderError::Copy(format!(
-            "{} is a symbolic link",
-            file_shown.display()
-        ))),
-        // A folder the caller may not look into (root on the node always may): the
-        // walk stopped there, nothing is known of its contents.
-        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
-            Err(FolderError::Walk(WalkError::Io {
-                at: file_shown,
-                error,
-            }))
-        }
-        Err(error) => Err(FolderError::Copy(format!(
-            "{}: {error}",
-            file_shown.display()
-        ))),
-    }
-}
-
 /// Finds, reads, checks and parses the metadata of beamtime `id` in the
 /// admin's search path. Only trusted files count: the first pattern with one
 /// decides, two different trusted files are ambiguous, and a file anybody
@@ -365,41 +246,31 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const GOOD: &[u8] = include_bytes!("../tests/fixtures/beamtime-metadata-11099001.json");
 
     /// A scratch folder per test, removed when the test ends.
-    struct Scratch(PathBuf);
+    struct Scratch(tempfile::TempDir);
 
     impl Scratch {
         fn new() -> Scratch {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "beamtime-trust-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
+            Scratch(tempfile::tempdir().unwrap())
+        }
+
+        fn path(&self) -> &Path {
+            self.0.path()
         }
 
         fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-            let path = self.0.join(name);
+            let path = self.path().join(name);
             fs::write(&path, bytes).unwrap();
             fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
             path
         }
 
         fn search(&self) -> SearchPath {
-            let pattern = format!("{}/*/beamtime-metadata-{{id}}.json", self.0.display());
+            let pattern = format!("{}/*/beamtime-metadata-{{id}}.json", self.path().display());
             SearchPath::parse_list(&pattern).unwrap()
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
         }
     }
 
@@ -430,13 +301,14 @@ mod tests {
     fn a_symlink_is_refused_even_to_a_trusted_file() {
         let scratch = Scratch::new();
         let real = scratch.write("real.json", GOOD);
-        let link = scratch.0.join("link.json");
+        let link = scratch.path().join("link.json");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let refusal = read_trusted(&link, &owner_of(&real)).unwrap_err();
         assert_eq!(refusal.rule, Rule::MetadataUntrusted);
         assert!(
             refusal
                 .problem
+                .what
                 .contains("link.json is not trusted: it is a symbolic link"),
             "{refusal}"
         );
@@ -450,10 +322,13 @@ mod tests {
         assert_eq!(refusal.rule, Rule::MetadataUntrusted);
         let owner = fs::metadata(&path).unwrap().uid();
         assert!(
-            refusal.problem.contains(&format!("owned by uid {owner}")),
+            refusal
+                .problem
+                .what
+                .contains(&format!("owned by uid {owner}")),
             "{refusal}"
         );
-        assert!(refusal.problem.contains("(uid 4000000)"), "{refusal}");
+        assert!(refusal.problem.what.contains("(uid 4000000)"), "{refusal}");
     }
 
     #[test]
@@ -466,6 +341,7 @@ mod tests {
             assert!(
                 refusal
                     .problem
+                    .what
                     .contains(&format!("writable by group or others (mode 0{mode:o})")),
                 "{refusal}"
             );
@@ -480,6 +356,7 @@ mod tests {
         assert!(
             refusal
                 .problem
+                .what
                 .contains(&format!("{} bytes, more than", MAX_METADATA_BYTES + 1)),
             "{refusal}"
         );
@@ -488,72 +365,29 @@ mod tests {
     #[test]
     fn a_directory_or_fifo_in_place_of_the_file_is_refused_without_blocking() {
         let scratch = Scratch::new();
-        let dir = scratch.0.join("dir.json");
+        let dir = scratch.path().join("dir.json");
         fs::create_dir(&dir).unwrap();
         let refusal = read_trusted(&dir, &owner_of(&dir)).unwrap_err();
-        assert!(refusal.problem.contains("not a regular file"), "{refusal}");
+        assert!(
+            refusal.problem.what.contains("not a regular file"),
+            "{refusal}"
+        );
 
-        let fifo = scratch.0.join("fifo.json");
+        let fifo = scratch.path().join("fifo.json");
         let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: a NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
         let refusal = read_trusted(&fifo, &owner_of(&fifo)).unwrap_err();
-        assert!(refusal.problem.contains("not a regular file"), "{refusal}");
-    }
-
-    #[test]
-    fn a_beamline_folder_holds_this_beamtime_another_or_none() {
-        let scratch = Scratch::new();
-        let source = scratch.0.join("current");
-        let name = "beamtime-metadata-11099001.json";
-        let holds = |policy: &TrustPolicy| inspect_beamline_folder(&source, name, policy);
-        assert!(matches!(holds(&stranger()), Ok(BeamlineFolder::Absent)));
-        fs::create_dir(&source).unwrap();
-        assert!(matches!(holds(&stranger()), Ok(BeamlineFolder::NoBeamtime)));
-        scratch.write("current/beamtime-metadata-11099002.json", GOOD);
-        assert!(matches!(
-            holds(&stranger()),
-            Ok(BeamlineFolder::AnotherBeamtime)
-        ));
-        let path = scratch.write(&format!("current/{name}"), GOOD);
-        assert!(matches!(
-            holds(&owner_of(&path)),
-            Ok(BeamlineFolder::ThisBeamtime)
-        ));
-        match holds(&stranger()) {
-            Err(FolderError::Copy(why)) => assert!(
-                why.starts_with(&format!(
-                    "{} is not trusted: it is owned by uid",
-                    path.display()
-                )),
-                "{why}"
-            ),
-            other => panic!("{other:?}"),
-        }
-        fs::remove_file(&path).unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", &path).unwrap();
-        match holds(&owner_of(&scratch.0)) {
-            Err(FolderError::Copy(why)) => {
-                assert_eq!(why, format!("{} is a symbolic link", path.display()))
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_missing_folder_above_the_beamline_folder_is_a_fault_not_pre_start() {
-        let scratch = Scratch::new();
-        let source = scratch.0.join("unmounted/p11/current");
-        match inspect_beamline_folder(&source, "beamtime-metadata-11099001.json", &stranger()) {
-            Err(FolderError::Walk(error)) => assert!(error.is_not_found(), "{error:?}"),
-            other => panic!("{other:?}"),
-        }
+        assert!(
+            refusal.problem.what.contains("not a regular file"),
+            "{refusal}"
+        );
     }
 
     #[test]
     fn lookup_by_id_finds_checks_and_parses() {
         let scratch = Scratch::new();
-        fs::create_dir(scratch.0.join("p11")).unwrap();
+        fs::create_dir(scratch.path().join("p11")).unwrap();
         let path = scratch.write("p11/beamtime-metadata-11099001.json", GOOD);
         let metadata =
             load_trusted_metadata(&id("11099001"), &scratch.search(), &owner_of(&path)).unwrap();
@@ -572,23 +406,24 @@ mod tests {
         assert!(
             refusal
                 .problem
+                .what
                 .contains("no metadata file for beamtime 11099001"),
             "{refusal}"
         );
 
-        fs::create_dir(scratch.0.join("p11")).unwrap();
-        fs::create_dir(scratch.0.join("p21")).unwrap();
+        fs::create_dir(scratch.path().join("p11")).unwrap();
+        fs::create_dir(scratch.path().join("p21")).unwrap();
         let first = scratch.write("p11/beamtime-metadata-11099001.json", GOOD);
         let second = scratch.write("p21/beamtime-metadata-11099001.json", GOOD);
         let refusal =
             load_trusted_metadata(&id("11099001"), &search, &owner_of(&first)).unwrap_err();
         assert_eq!(refusal.rule, Rule::MetadataAmbiguous);
         assert!(
-            refusal.problem.contains(&first.display().to_string()),
+            refusal.problem.what.contains(&first.display().to_string()),
             "{refusal}"
         );
         assert!(
-            refusal.problem.contains(&second.display().to_string()),
+            refusal.problem.what.contains(&second.display().to_string()),
             "{refusal}"
         );
         fs::remove_file(&second).unwrap();
@@ -601,7 +436,7 @@ mod tests {
             load_trusted_metadata(&id("11099001"), &search, &owner_of(&first)).unwrap_err();
         assert_eq!(refusal.rule, Rule::MetadataInvalid);
         assert!(
-            refusal.problem.contains(&first.display().to_string()),
+            refusal.problem.what.contains(&first.display().to_string()),
             "{refusal}"
         );
 
@@ -611,24 +446,27 @@ mod tests {
         let refusal =
             load_trusted_metadata(&id("11099002"), &search, &owner_of(&renamed)).unwrap_err();
         assert_eq!(refusal.rule, Rule::MetadataInvalid);
-        assert!(refusal.problem.contains("11099001"), "{refusal}");
+        assert!(refusal.problem.what.contains("11099001"), "{refusal}");
     }
 
     #[test]
     fn a_planted_file_neither_shadows_nor_blocks_the_real_one() {
         let scratch = Scratch::new();
         for folder in ["p11", "p12", "later"] {
-            fs::create_dir(scratch.0.join(folder)).unwrap();
+            fs::create_dir(scratch.path().join(folder)).unwrap();
         }
         let real = scratch.write("later/beamtime-metadata-11099001.json", GOOD);
         // Next to the real file's pattern, and in an earlier pattern: a user's copy and a symlink.
         let copy = scratch.write("p11/beamtime-metadata-11099001.json", GOOD);
         std::os::unix::fs::chown(&copy, Some(4_000_001), None).unwrap();
-        std::os::unix::fs::symlink(&real, scratch.0.join("p12/beamtime-metadata-11099001.json"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            &real,
+            scratch.path().join("p12/beamtime-metadata-11099001.json"),
+        )
+        .unwrap();
         let search = SearchPath::parse_list(&format!(
             "{0}/*/beamtime-metadata-{{id}}.json:{0}/later/beamtime-metadata-{{id}}.json",
-            scratch.0.display()
+            scratch.path().display()
         ))
         .unwrap();
         let metadata = load_trusted_metadata(&id("11099001"), &search, &owner_of(&real)).unwrap();
@@ -637,34 +475,13 @@ mod tests {
         // With the real file gone, the first planted one says why it is not taken.
         fs::remove_file(&real).unwrap();
         let refusal =
-            load_trusted_metadata(&id("11099001"), &search, &owner_of(&scratch.0)).unwrap_err();
+            load_trusted_metadata(&id("11099001"), &search, &owner_of(scratch.path())).unwrap_err();
         assert_eq!(refusal.rule, Rule::MetadataUntrusted);
         assert!(
-            refusal.problem.contains(
+            refusal.problem.what.contains(
                 "p11/beamtime-metadata-11099001.json is not trusted: it is owned by uid 4000001"
             ),
             "{refusal}"
         );
-    }
-    #[test]
-    fn writable_subfolders_need_a_folder_only_root_or_a_trusted_owner_can_change() {
-        let policy = TrustPolicy {
-            owners: vec![0, 900],
-        };
-        let folder = |owner, mode| FileFacts {
-            is_regular: false,
-            owner,
-            mode: libc::S_IFDIR | mode,
-            size: 4096,
-        };
-        // The facility's layout: root:<beamtime group> 0750.
-        assert_eq!(names_can_be_swapped(&folder(0, 0o750), &policy), None);
-        assert_eq!(names_can_be_swapped(&folder(900, 0o755), &policy), None);
-        let account = names_can_be_swapped(&folder(5001, 0o750), &policy).unwrap();
-        assert!(account.contains("owned by uid 5001"), "{account}");
-        for mode in [0o770, 0o2770, 0o1777, 0o757] {
-            let why = names_can_be_swapped(&folder(0, mode), &policy).unwrap();
-            assert!(why.contains(&format!("mode {mode:04o}")), "{why}");
-        }
     }
 }

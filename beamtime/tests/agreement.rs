@@ -11,7 +11,7 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
 use beamtime::discovery::{find_by_id, DiscoveryError, SearchPath, SearchPattern};
-use beamtime::policy::Rule;
+use beamtime::refusal::Rule;
 use beamtime::trust::{load_trusted_metadata, TrustPolicy};
 use common::{fixture_bytes, id, TempDir};
 

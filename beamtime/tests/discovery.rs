@@ -5,11 +5,10 @@ mod common;
 
 use std::env;
 use std::os::unix::fs::symlink;
-use std::path::PathBuf;
 
 use beamtime::discovery::{
-    find_by_id, find_from_dir, Discovery, DiscoveryError, SearchPath, SearchPattern,
-    CONFIG_FILE_VAR, DEFAULT_PATTERNS, SEARCH_PATH_VAR,
+    find_by_id, find_from_dir, DiscoveryError, SearchPath, SearchPattern, CONFIG_FILE_VAR,
+    DEFAULT_PATTERNS, SEARCH_PATH_VAR,
 };
 use common::{fixture_bytes, id, TempDir};
 
@@ -42,14 +41,7 @@ fn finds_the_file_through_wildcards() {
             "/asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json",
         ],
     );
-    assert_eq!(
-        find_by_id(&search, &id("11099001")).ok(),
-        Some(file.clone())
-    );
-    assert_eq!(
-        Discovery::Id(id("11099001")).locate(&search).ok(),
-        Some(file)
-    );
+    assert_eq!(find_by_id(&search, &id("11099001")).ok(), Some(file));
 }
 
 #[test]
@@ -151,13 +143,7 @@ fn working_directory_walks_up_to_the_beamtime_folder() {
     let dir = TempDir::new("walk");
     let file = dir.write(&format!("data/11099001/{NORMAL}"), &fixture_bytes(NORMAL));
     let deep = dir.mkdir("data/11099001/processed/run1/frames");
-    assert_eq!(find_from_dir(&deep).ok(), Some(file.clone()));
-    assert_eq!(
-        Discovery::FromDirectory(deep)
-            .locate(&SearchPath::default())
-            .ok(),
-        Some(file)
-    );
+    assert_eq!(find_from_dir(&deep).ok(), Some(file));
 
     let commissioning = dir.write(
         "commissioning/c1/commissioning-metadata-c20240312_000_GPUTEST.json",
@@ -207,17 +193,6 @@ fn two_metadata_files_in_one_folder_are_an_error() {
             second.display()
         )),
         "{message}"
-    );
-}
-
-#[test]
-fn an_explicit_file_is_taken_as_given() {
-    let path = PathBuf::from("/somewhere/meta.json");
-    assert_eq!(
-        Discovery::File(path.clone())
-            .locate(&SearchPath::default())
-            .ok(),
-        Some(path)
     );
 }
 

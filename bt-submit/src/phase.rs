@@ -4,7 +4,7 @@
 //! The plugin decides the phase on the node (`beamtime::policy::decide`) from
 //! what the beamline folder its `source=` names holds. bt-submit looks at the
 //! same folder with the same walk (`walk::open_folder`, following no link) and
-//! the same library function (`trust::beamline_folder`), so both say the same
+//! the same library function (`beamline::beamline_folder`), so both say the same
 //! wherever this host sees that folder as the nodes do. Where it does not (a
 //! file system only the nodes mount, a folder closed to this user, no plugin
 //! line to read), the phase is the node's to decide, and bt-submit says so.
@@ -12,10 +12,12 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use beamtime::beamline::{inspect_beamline_folder, FolderError};
+use beamtime::facts::BeamlineFolder;
 use beamtime::metadata::Metadata;
 use beamtime::plugin_config::{Prestart, TargetTemplate};
-use beamtime::policy::{phase_of, BeamlineFolder, Phase};
-use beamtime::trust::{inspect_beamline_folder, FolderError, TrustPolicy};
+use beamtime::policy::{phase_of, Phase};
+use beamtime::trust::TrustPolicy;
 use beamtime::walk::WalkError;
 use serde_json::{json, Value};
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use beamtime::plugin_config::BAD_LINE_FIX;
 use serde_json::Value;
 
 const BT_SUBMIT: &str = env!("CARGO_BIN_EXE_bt-submit");
@@ -603,8 +604,7 @@ fn a_plugstack_line_the_plugin_cannot_use_is_78_with_the_argument_and_the_line()
         "bt-submit: error: {}:2: plugstack.conf argument 'colour=blue': unknown key 'colour'",
         drop_in.display()
     );
-    let hint = "hint: Tell the cluster admins: jobs without --beamtime are not affected, \
-                --beamtime jobs are refused until the spank-beamtime line in plugstack.conf is fixed";
+    let hint = format!("hint: {BAD_LINE_FIX}");
     for args in [
         &["--beamtime", "11099001", "job.sh"][..],
         &["srun", "--beamtime", "11099001", "hostname"],
@@ -615,7 +615,7 @@ fn a_plugstack_line_the_plugin_cannot_use_is_78_with_the_argument_and_the_line()
             .unwrap_or_else(|error| panic!("{error}"));
         let err = failed(&output, 78);
         assert_contains(&err, &expected);
-        assert_contains(&err, hint);
+        assert_contains(&err, &hint);
     }
     // show reads the line for the beamline path, whatever found the file.
     let err = failed(&scratch.run(["show", "--beamtime", "11099001"]), 78);

@@ -4,7 +4,8 @@
 //! variable), so nothing here is enforcement — slurmstepd decides again.
 
 use beamtime::plugin_config::PluginConfig;
-use beamtime::policy::{self, Refusal, Submitter};
+use beamtime::policy::{self, Submitter};
+use beamtime::refusal::Refusal;
 
 use crate::ffi;
 use crate::load::{account_uid, load_beamtime};

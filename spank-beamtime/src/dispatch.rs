@@ -5,7 +5,7 @@
 use std::error::Error;
 
 use beamtime::plugin_config::PluginConfig;
-use beamtime::policy::Refusal;
+use beamtime::refusal::Refusal;
 use slurm_spank::{spank_log_error, Context, Plugin, SpankHandle};
 
 use crate::stepd::{self, Verdict};

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
 
-use beamtime::policy::ControllerJob;
+use beamtime::facts::ControllerJob;
 
 #[allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]
 // NO_VAL is bound for every release and needed only by 26.05's step id.

@@ -5,7 +5,8 @@
 use beamtime::id::BeamtimeId;
 use beamtime::metadata::Metadata;
 use beamtime::plugin_config::PluginConfig;
-use beamtime::policy::{Refusal, Rule};
+use beamtime::problem::ASK_THE_ADMINS;
+use beamtime::refusal::{Refusal, Rule};
 use beamtime::trust::{load_trusted_metadata, OwnerError, TrustPolicy};
 
 /// The beamtime's metadata, and whom it was trusted for (the node checks the
@@ -27,9 +28,9 @@ pub fn load_beamtime(config: &PluginConfig, requested: &str) -> Result<Loaded, R
     let trust = TrustPolicy::resolve(&config.trusted_owners).map_err(|error| {
         let fix = match error {
             OwnerError::NoSuchUser(_) => {
-                "Ask the cluster admins to fix trusted_owners= in plugstack.conf"
+                format!("{ASK_THE_ADMINS} to fix trusted_owners= in plugstack.conf")
             }
-            OwnerError::Lookup(_) => "Report this to the cluster admins",
+            OwnerError::Lookup(_) => ASK_THE_ADMINS.to_owned(),
         };
         Refusal::new(Rule::SiteConfiguration, error.to_string(), fix)
     })?;
@@ -40,11 +41,6 @@ pub fn load_beamtime(config: &PluginConfig, requested: &str) -> Result<Loaded, R
 /// The uid of the beamtime's account in the user database, as a refusal when
 /// the database cannot answer (which is not the same as "no such user").
 pub fn account_uid(account: &str) -> Result<Option<u32>, Refusal> {
-    beamtime::users::uid_of(account).map_err(|error| {
-        Refusal::new(
-            Rule::SiteConfiguration,
-            error.to_string(),
-            "Report this to the cluster admins",
-        )
-    })
+    beamtime::users::uid_of(account)
+        .map_err(|error| Refusal::new(Rule::SiteConfiguration, error.to_string(), ASK_THE_ADMINS))
 }

@@ -1,6 +1,6 @@
 //! `--beamtime=<id>`: its registration and where a step finds its value.
 
-use beamtime::policy::Refusal;
+use beamtime::refusal::Refusal;
 use beamtime::requested::{requested_beamtime, Reader, INHERITED_VARIABLE};
 use slurm_spank::{Context, SpankHandle, SpankOption};
 

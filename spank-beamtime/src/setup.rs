@@ -3,7 +3,7 @@
 //! nothing else (see `dispatch.rs`).
 
 use beamtime::plugin_config::{PluginConfig, BAD_LINE_FIX};
-use beamtime::policy::{Refusal, Rule};
+use beamtime::refusal::{Refusal, Rule};
 use slurm_spank::spank_log_error;
 
 use crate::PLUGIN;
@@ -47,7 +47,10 @@ mod tests {
         assert_eq!(refusal.rule, Rule::SiteConfiguration);
         let text = refusal.to_string();
         assert!(text.contains("'no_such_argument=1'"), "{text}");
-        assert!(text.contains("Tell the cluster admins"), "{text}");
+        assert!(
+            text.contains("Ask the cluster's administrators: "),
+            "{text}"
+        );
         assert!(
             text.contains("jobs without --beamtime are not affected"),
             "{text}"
@@ -59,7 +62,10 @@ mod tests {
         let unreadable: Result<Vec<&str>, &str> = Err("not valid UTF-8");
         let refusal = parse(unreadable).unwrap_err();
         assert!(
-            refusal.problem.contains("cannot be read: not valid UTF-8"),
+            refusal
+                .problem
+                .what
+                .contains("cannot be read: not valid UTF-8"),
             "{refusal}"
         );
     }

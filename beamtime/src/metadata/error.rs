@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::parse::MAX_METADATA_BYTES;
+use super::MAX_METADATA_BYTES;
 use crate::id::IdError;
 use crate::untrusted::shown;
 

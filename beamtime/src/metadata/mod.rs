@@ -25,4 +25,8 @@ mod strict_json;
 
 pub use error::{MetadataError, MetadataProblem};
 pub use model::{Asapo, Metadata, MetadataKind, Online, OnlineAnalysis, Person, Timestamp, Users};
-pub use parse::{parse_metadata, MAX_METADATA_BYTES};
+pub use parse::parse_metadata;
+
+/// Largest metadata file accepted. Real files are a few KiB; the cap keeps a
+/// wrong or hostile path from making the reader allocate without bound.
+pub const MAX_METADATA_BYTES: usize = 1024 * 1024;

@@ -9,11 +9,8 @@ use super::error::{MetadataError, MetadataProblem};
 use super::fields::{type_name, Fields};
 use super::model::{Asapo, Metadata, MetadataKind, Online, OnlineAnalysis, Users};
 use super::strict_json::{self, StrictError};
+use super::MAX_METADATA_BYTES;
 use crate::id::{Beamline, BeamtimeId, NameKind};
-
-/// Largest metadata file accepted. Real files are a few KiB; the cap keeps a
-/// wrong or hostile path from making the reader allocate without bound.
-pub const MAX_METADATA_BYTES: usize = 1024 * 1024;
 
 /// Parses the bytes of a metadata file. `origin` names the file in errors,
 /// decides the kind when the file name has the facility's form (and is then

@@ -67,11 +67,11 @@ pub(super) fn load(target: &Target, settings: &Settings) -> Result<Trusted, Prob
         }
     };
     let metadata = load_trusted_metadata(&id, &search, &policy).map_err(|refusal| {
-        let fix = if refusal.fix.is_empty() {
+        let fix = if refusal.problem.fix.is_empty() {
             "check the beamtime id (bt-submit show); its file appears when the beamtime starts"
                 .to_owned()
         } else {
-            lowercase_first(&refusal.fix)
+            lowercase_first(&refusal.problem.fix)
         };
         let searched = match &found_through {
             Some(how) => format!("; search path: {how}"),
@@ -84,7 +84,7 @@ pub(super) fn load(target: &Target, settings: &Settings) -> Result<Trusted, Prob
             }
             _ => fix,
         };
-        Problem::new(format!("{}{searched}", refusal.problem), fix)
+        Problem::new(format!("{}{searched}", refusal.problem.what), fix)
     })?;
     Ok(Trusted {
         metadata,

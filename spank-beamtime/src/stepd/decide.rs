@@ -9,10 +9,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use beamtime::job_cache::{CachedAnswer, JobCache, RunHold};
 use beamtime::plugin_config::PluginConfig;
+use beamtime::problem::ASK_THE_ADMINS;
 use std::path::Path;
 
-use beamtime::policy::{self, BeamlineFolder, ControllerJob, Grant, Refusal, Rule, StepFacts};
-use beamtime::trust::{inspect_beamline_folder, TrustPolicy};
+use beamtime::beamline::inspect_beamline_folder;
+use beamtime::facts::{BeamlineFolder, ControllerJob, StepFacts};
+use beamtime::policy::{self, Grant};
+use beamtime::refusal::{Refusal, Rule};
+use beamtime::trust::TrustPolicy;
 use beamtime::untrusted::shown_token;
 use slurm_spank::{spank_log_error, spank_log_info, SpankHandle};
 
@@ -61,7 +65,7 @@ pub fn decide(
         let refusal = Refusal::new(
             Rule::SiteConfiguration,
             "slurmstepd did not tell the plugin the job's id, step or user",
-            "Report this to the cluster admins",
+            ASK_THE_ADMINS,
         );
         let node = ffi::slurmd_node_name().unwrap_or_default();
         let step = format!(
@@ -135,7 +139,7 @@ pub fn refused_line(step: &str, refusal: &Refusal) -> String {
     format!(
         "{step} decision=refused rule={} reason=\"{}\"",
         refusal.rule.as_str(),
-        refusal.problem.escape_default()
+        refusal.problem.what.escape_default()
     )
 }
 
@@ -225,7 +229,7 @@ impl StepFacts for NodeFacts<'_> {
             Refusal::new(
                 Rule::SiteConfiguration,
                 "slurmstepd's environment has no SLURMD_NODENAME",
-                "Report this to the cluster admins",
+                ASK_THE_ADMINS,
             )
         })
     }
@@ -247,7 +251,7 @@ impl StepFacts for NodeFacts<'_> {
                     "the beamline folder could not be set up: {}",
                     folder_problem(source, self.beamtime, error)
                 ),
-                "Report this to the cluster admins",
+                ASK_THE_ADMINS,
             )
         })
     }
@@ -285,8 +289,10 @@ fn controller_answer(
         Refusal::new(
             Rule::ControllerUnavailable,
             why,
-            "The plugin cannot check the job's reservation without the controller; \
-             resubmit in a minute, and tell the cluster admins if it keeps happening",
+            format!(
+                "The plugin cannot check the job's reservation without the controller; \
+                 resubmit in a minute, and if it keeps happening, {ASK_THE_ADMINS}"
+            ),
         )
     })?;
     let Some((cache, run)) = joined else {
@@ -311,7 +317,7 @@ fn export_environment(spank: &mut SpankHandle, grant: &Grant) -> Result<(), Refu
             Refusal::new(
                 Rule::SiteConfiguration,
                 format!("cannot set {name} in the job's environment: {e}"),
-                "Report this to the cluster admins",
+                ASK_THE_ADMINS,
             )
         })?;
     }

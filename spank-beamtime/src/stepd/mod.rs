@@ -18,9 +18,11 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path};
 
+use beamtime::beamline::FolderError;
 use beamtime::job_cache::RunHold;
-use beamtime::policy::{Grant, Refusal};
-use beamtime::trust::{FolderError, TrustPolicy};
+use beamtime::policy::Grant;
+use beamtime::refusal::Refusal;
+use beamtime::trust::TrustPolicy;
 use beamtime::walk::{self, WalkError};
 
 use step_namespace::StepNamespace;

@@ -16,8 +16,12 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use std::time::Instant;
 
-use beamtime::policy::{BeamlineFolder, Grant, Phase, Refusal, Rule};
-use beamtime::trust::{beamline_folder, names_can_be_swapped, FileFacts, TrustPolicy};
+use beamtime::beamline::{beamline_folder, names_can_be_swapped};
+use beamtime::facts::BeamlineFolder;
+use beamtime::policy::{Grant, Phase};
+use beamtime::problem::ASK_THE_ADMINS;
+use beamtime::refusal::{Refusal, Rule};
+use beamtime::trust::{FileFacts, TrustPolicy};
 use beamtime::walk;
 use slurm_spank::{spank_log_info, spank_log_verbose};
 
@@ -80,7 +84,7 @@ pub fn prepare_task(verdict: &mut Verdict, task: Option<i32>) {
         let refusal = Refusal::new(
             Rule::MountFailed,
             format!("the beamline folder could not be set up: {why}"),
-            "Report this to the cluster admins",
+            ASK_THE_ADMINS,
         );
         // Info, not error: slurmstepd copies its errors to the user's stderr, where
         // task_init's refusal already says this once.
@@ -182,7 +186,7 @@ fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
 
 /// The writable subfolders are found by name; only where nobody but root or
 /// a trusted owner can rename entries of the source folder does a name stay
-/// the folder it was (`trust::names_can_be_swapped`).
+/// the folder it was (`beamline::names_can_be_swapped`).
 fn names_stay_put(
     grant: &Grant,
     source: &OwnedFd,
@@ -198,8 +202,8 @@ fn names_stay_put(
     Err(format!(
         "{} cannot be made writable: {}: {why}, so its names are not a stable identity \
          (writable= is honoured only in a beamline folder that only root or a trusted owner \
-         can change; the cluster admins make it root's and not group- or other-writable, as \
-         the facility's start script does, or drop writable=)",
+         can change; {ASK_THE_ADMINS} to make it root's and not group- or other-writable, as \
+         the facility's start script does, or to drop writable=)",
         names.join(", "),
         grant.source.display()
     ))

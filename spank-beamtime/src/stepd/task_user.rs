@@ -5,7 +5,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use beamtime::policy::{Grant, Phase, Refusal};
+use beamtime::policy::{Grant, Phase};
+use beamtime::refusal::Refusal;
 use slurm_spank::SpankHandle;
 
 use super::Verdict;
@@ -83,7 +84,7 @@ fn refusal_line(job: &str, node: &str, refusal: &Refusal) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beamtime::policy::Rule;
+    use beamtime::refusal::Rule;
 
     fn grant(phase: Phase) -> Grant {
         Grant {

@@ -76,7 +76,11 @@ fn assert_refused_by_client(out: &Output, program: &str) {
         )),
         "no client-side refusal naming the argument:\n{out}"
     );
-    assert!(out.stderr.contains("Tell the cluster admins"), "{out}");
+    assert!(
+        out.stderr
+            .contains("Ask the cluster's administrators: jobs without --beamtime"),
+        "{out}"
+    );
 }
 
 /// Counts `decision=refused rule=RULE` lines for beamtime `id` in new slurmd log text.

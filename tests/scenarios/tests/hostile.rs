@@ -1003,7 +1003,7 @@ fn a_hide_root_reached_through_a_symlink_is_refused_and_nothing_is_mounted_throu
             .args(submit_args(&bt))
             .args(payload(&wd, "srun"))
             .run();
-        cluster().assert_refused_by_node(&out, &[&why, "Report this to the cluster admins"]);
+        cluster().assert_refused_by_node(&out, &[&why, "Ask the cluster's administrators"]);
         let out = bypassed_srun(&bt, &wd, &payload(&wd, "bypassed"));
         cluster().assert_refused_by_node(&out, &[&why]);
 

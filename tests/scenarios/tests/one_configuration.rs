@@ -144,7 +144,7 @@ fn bt_submit_finds_the_metadata_and_the_target_where_the_plugin_does() {
     assert_eq!(out.code(), Some(78), "{out}");
     out.assert_stderr_contains(&format!("bt-submit: error: {said}"))
         .assert_stderr_contains(
-            "hint: Tell the cluster admins: jobs without --beamtime are not affected",
+            "hint: ask the cluster's administrators: jobs without --beamtime are not affected",
         );
     let out = run(&c, &bt, &["doctor", "--beamtime", &bt.id]);
     assert_eq!(out.code(), Some(1), "{out}");

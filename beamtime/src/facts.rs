@@ -1,0 +1,54 @@
+//! The facts the node's decision ([`crate::policy::decide`]) is made from,
+//! and the trait through which it asks for them. Plain values, below the
+//! policy, so that the code gathering them needs nothing of the decision.
+
+use std::path::Path;
+
+use crate::refusal::Refusal;
+
+/// What the controller says about the job; read through `slurm_load_job`,
+/// never from the step environment, which srun users can forge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControllerJob {
+    pub reservation: Option<String>,
+    pub account: Option<String>,
+    /// A batch job (`batch_flag`): the only kind Slurm requeues, so the only
+    /// kind that runs more than once under one id (see `job_cache`).
+    pub batch: bool,
+}
+
+/// Where the node's decision gets its trusted facts. [`crate::policy::decide`] asks for them
+/// in its own order, cheapest first and each at most once, and stops at the
+/// first refusal: a wrong user never costs a controller query. The plugin
+/// implements this on slurmstepd.
+pub trait StepFacts {
+    /// `S_JOB_UID`, set by slurmstepd from the signed credential.
+    fn job_uid(&self) -> u32;
+    /// The uid the user database gives for the metadata's `userAccount`.
+    fn account_uid(&mut self, account: &str) -> Result<Option<u32>, Refusal>;
+    /// `SLURMD_NODENAME` of slurmstepd's own environment (set by slurmd).
+    fn node(&mut self) -> Result<String, Refusal>;
+    /// What the controller says about the job (a query, or the node's job cache).
+    fn controller(&mut self) -> Result<ControllerJob, Refusal>;
+    /// What the beamline folder `source` holds, `file_name` being this
+    /// beamtime's metadata file (see [`crate::policy::Phase`]); asked last.
+    fn beamline_folder(
+        &mut self,
+        source: &Path,
+        file_name: &str,
+    ) -> Result<BeamlineFolder, Refusal>;
+}
+
+/// What the beamline's folder on the node (`source=`) holds, as the node sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeamlineFolder {
+    /// No folder: the beamtime has not started on the beamline.
+    Absent,
+    /// A trusted copy of this beamtime's metadata file: it is this beamtime's.
+    ThisBeamtime,
+    /// Another beamtime's (or commissioning run's) metadata file, not this one's.
+    AnotherBeamtime,
+    /// No metadata file of any beamtime: not what the start script leaves, but
+    /// what an unmounted file system's empty mount point looks like.
+    NoBeamtime,
+}
