@@ -3,6 +3,7 @@
 //! errors are values; nothing here decides anything.
 
 use std::ffi::{CStr, CString};
+use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -58,7 +59,7 @@ pub const INTERACTIVE_STEP_ID: u32 = sys::SLURM_INTERACTIVE_STEP;
 /// Runs inside slurmstepd (root, libslurm loaded, munge credentials at hand);
 /// the answer is what the controller scheduled, whatever the user put in the
 /// step's environment.
-pub fn controller_job(job_id: u32) -> Result<ControllerJob, String> {
+pub fn controller_job(job_id: u32) -> Result<ControllerJob, ControllerError> {
     let mut response: *mut sys::job_info_msg_t = ptr::null_mut();
     // SHOW_LOCAL: the step runs on this cluster, so its controller's answer is
     // authoritative; without it libslurm first asks about the federation, a
@@ -73,9 +74,7 @@ pub fn controller_job(job_id: u32) -> Result<ControllerJob, String> {
         // SAFETY: slurm_strerror returns a static string or null.
         let why = unsafe { cstr_to_string(sys::slurm_strerror(errno)) }
             .unwrap_or_else(|| format!("error {errno}"));
-        return Err(format!(
-            "the controller did not answer for job {job_id}: {why}"
-        ));
+        return Err(ControllerError::NoAnswer { job: job_id, why });
     }
     struct Freed(*mut sys::job_info_msg_t);
     impl Drop for Freed {
@@ -98,7 +97,7 @@ pub fn controller_job(job_id: u32) -> Result<ControllerJob, String> {
     let job = jobs
         .iter()
         .find(|job| job.job_id == job_id)
-        .ok_or_else(|| format!("the controller does not know job {job_id}"))?;
+        .ok_or(ControllerError::UnknownJob(job_id))?;
     // SAFETY: the strings belong to `response`, which outlives these copies.
     let (reservation, account) =
         unsafe { (cstr_to_string(job.resv_name), cstr_to_string(job.account)) };
@@ -107,6 +106,28 @@ pub fn controller_job(job_id: u32) -> Result<ControllerJob, String> {
         account: account.filter(|a| !a.is_empty()),
         batch: job.batch_flag != 0,
     })
+}
+
+/// Why [`controller_job`] has no answer about a job.
+#[derive(Debug)]
+pub enum ControllerError {
+    /// `slurm_load_job` failed; `why` is libslurm's text for its error code.
+    NoAnswer { job: u32, why: String },
+    /// The controller answered without the job.
+    UnknownJob(u32),
+}
+
+impl fmt::Display for ControllerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControllerError::NoAnswer { job, why } => {
+                write!(f, "the controller did not answer for job {job}: {why}")
+            }
+            ControllerError::UnknownJob(job) => {
+                write!(f, "the controller does not know job {job}")
+            }
+        }
+    }
 }
 
 /// # Safety

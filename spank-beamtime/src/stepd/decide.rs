@@ -20,8 +20,9 @@ use beamtime::trust::TrustPolicy;
 use beamtime::untrusted::shown_token;
 use slurm_spank::{spank_log_error, spank_log_info, SpankHandle};
 
+use super::mount_failure::MountFailure;
 use super::step_namespace::StepNamespace;
-use super::{folder_problem, Granted, Verdict};
+use super::{Granted, Verdict};
 use crate::load::{account_uid, load_beamtime};
 use crate::{ffi, PLUGIN};
 
@@ -249,7 +250,7 @@ impl StepFacts for NodeFacts<'_> {
                 Rule::MountFailed,
                 format!(
                     "the beamline folder could not be set up: {}",
-                    folder_problem(source, self.beamtime, error)
+                    MountFailure::of_folder(source.to_owned(), self.beamtime, error)
                 ),
                 ASK_THE_ADMINS,
             )
@@ -288,7 +289,7 @@ fn controller_answer(
     let controller = ffi::controller_job(job).map_err(|why| {
         Refusal::new(
             Rule::ControllerUnavailable,
-            why,
+            why.to_string(),
             format!(
                 "The plugin cannot check the job's reservation without the controller; \
                  resubmit in a minute, and if it keeps happening, {ASK_THE_ADMINS}"

@@ -10,21 +10,21 @@
 //!   wired to the user: a refused task says why there and exits before exec.
 
 pub mod decide;
+pub mod mount_failure;
 pub mod step_namespace;
 pub mod task_root;
 pub mod task_user;
 
-use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path};
 
-use beamtime::beamline::FolderError;
 use beamtime::job_cache::RunHold;
 use beamtime::policy::Grant;
 use beamtime::refusal::Refusal;
 use beamtime::trust::TrustPolicy;
-use beamtime::walk::{self, WalkError};
+use beamtime::walk;
 
+use mount_failure::MountFailure;
 use step_namespace::StepNamespace;
 
 /// What this step's tasks get; decided once in slurmstepd and inherited by
@@ -61,52 +61,17 @@ pub struct Granted {
 
 /// Opens an absolute path one component at a time, refusing any symlink on
 /// the way, and returns an `O_PATH` handle on the directory it names.
-pub fn walk_no_symlinks(path: &Path) -> Result<OwnedFd, String> {
+pub fn walk_no_symlinks(path: &Path) -> Result<OwnedFd, MountFailure> {
     if path
         .components()
         .any(|c| !matches!(c, Component::RootDir | Component::Normal(_)))
     {
-        return Err(format!("{} is not a plain absolute path", path.display()));
+        return Err(MountFailure::NotPlainPath(path.to_owned()));
     }
-    walk::open_folder(path, &|_| false).map_err(|error| describe(path, error))
-}
-
-/// A failed walk as the user and slurmd's log read it.
-pub fn describe(path: &Path, error: WalkError) -> String {
-    match error {
-        WalkError::UntrustedLink { link, .. } => format!(
-            "{} is a symbolic link, which the plugin does not follow",
-            link.display()
-        ),
-        WalkError::Io { at, error } if error.kind() == io::ErrorKind::NotFound => {
-            format!("{} does not exist", at.display())
-        }
-        WalkError::Io { at, error } if error.raw_os_error() == Some(libc::ENOTDIR) => {
-            format!("{} is not a folder", at.display())
-        }
-        WalkError::Io { at, error } => format!("cannot open {}: {error}", at.display()),
-        // Neither follows from a walk that takes no link.
-        error @ (WalkError::FileIsLink | WalkError::TooManyLinks { .. }) => {
-            format!("{} cannot be walked: {error:?}", path.display())
-        }
-    }
-}
-
-/// Why a beamline folder is not shown: it is not (or no longer) this beamtime's.
-pub fn not_the_beamtimes(source: &Path, beamtime: &str, why: &str) -> String {
-    format!(
-        "{} is not beamtime {beamtime}'s folder now: {why}",
-        source.display()
-    )
-}
-
-/// Why the beamline folder `source` could not be told apart, for the user and the log.
-pub fn folder_problem(source: &Path, beamtime: &str, error: FolderError) -> String {
-    match error {
-        FolderError::Walk(error) => describe(source, error),
-        FolderError::Copy(why) => not_the_beamtimes(source, beamtime, &why),
-        FolderError::List(error) => format!("cannot list {}: {error}", source.display()),
-    }
+    walk::open_folder(path, &|_| false).map_err(|error| MountFailure::Walk {
+        path: path.to_owned(),
+        error,
+    })
 }
 
 #[cfg(test)]
@@ -156,7 +121,7 @@ mod tests {
         let link = scratch.0.join("link");
         let error = walk_no_symlinks(&link.join("current")).unwrap_err();
         assert_eq!(
-            error,
+            error.to_string(),
             format!(
                 "{} is a symbolic link, which the plugin does not follow",
                 link.display()
@@ -169,16 +134,21 @@ mod tests {
         let scratch = Scratch::new("walk-other");
         let missing = scratch.0.join("real/gone");
         assert_eq!(
-            walk_no_symlinks(&missing.join("deeper")).unwrap_err(),
+            walk_no_symlinks(&missing.join("deeper"))
+                .unwrap_err()
+                .to_string(),
             format!("{} does not exist", missing.display())
         );
         let file = scratch.0.join("real/file");
         fs::write(&file, b"").unwrap();
         assert!(walk_no_symlinks(&file)
             .unwrap_err()
+            .to_string()
             .starts_with(&format!("{} is not a folder", file.display())));
         assert_eq!(
-            walk_no_symlinks(Path::new("/tmp/../etc")).unwrap_err(),
+            walk_no_symlinks(Path::new("/tmp/../etc"))
+                .unwrap_err()
+                .to_string(),
             "/tmp/../etc is not a plain absolute path"
         );
     }

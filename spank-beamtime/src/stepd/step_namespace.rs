@@ -20,6 +20,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use super::mount_failure::MountFailure;
 use crate::ffi;
 
 /// How long a task waits for task 0. Task 0 only checks the beamline folder
@@ -64,7 +65,7 @@ impl StepNamespace {
     /// Task 0, after building (or failing to build) the namespace it is in:
     /// hands it, or the reason it failed, to every other task of the step.
     /// An error here means the other tasks were told that it failed.
-    pub fn share(&self, built: Result<(), String>) -> Result<(), String> {
+    pub fn share(&self, built: Result<(), MountFailure>) -> Result<(), MountFailure> {
         let Self::Shared {
             sender, joiners, ..
         } = self
@@ -72,56 +73,56 @@ impl StepNamespace {
             return built;
         };
         let namespace = built.and_then(|()| {
-            File::open("/proc/self/ns/mnt")
-                .map_err(|e| format!("cannot open the namespace for the other tasks: {e}"))
+            File::open("/proc/self/ns/mnt").map_err(MountFailure::system(
+                "cannot open the namespace for the other tasks",
+            ))
         });
         let sent = (0..*joiners).try_for_each(|_| match &namespace {
             Ok(namespace) => ffi::send_message(sender.as_fd(), &[BUILT], Some(namespace.as_fd())),
             Err(why) => {
                 let mut message = vec![FAILED];
-                message.extend(why.bytes().take(LONGEST_REASON));
+                message.extend(why.to_string().bytes().take(LONGEST_REASON));
                 ffi::send_message(sender.as_fd(), &message, None)
             }
         });
         let namespace = namespace?;
         drop(namespace);
-        sent.map_err(|e| format!("cannot hand the namespace to the other tasks: {e}"))
+        sent.map_err(MountFailure::system(
+            "cannot hand the namespace to the other tasks",
+        ))
     }
 
     /// Every task but 0: waits for task 0's namespace and moves into it. The
     /// working folder is kept by name, as a task that built its own would.
     /// Returns how long the wait for task 0 took, which is task 0's setup and
     /// not this task's own cost.
-    pub fn join(&self) -> Result<Duration, String> {
+    pub fn join(&self) -> Result<Duration, MountFailure> {
         let started = Instant::now();
         let Self::Shared { receiver, .. } = self else {
-            return Err("this step has no namespace of task 0 to join".to_owned());
+            return Err(MountFailure::NoSharedNamespace);
         };
         let (message, namespace) = match ffi::receive_message(receiver.as_fd(), 1 + LONGEST_REASON)
         {
             Ok(received) => received,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(format!(
-                    "task 0 of this step did not set up the beamline within {} s",
-                    WAIT_FOR_TASK_0.as_secs()
-                ))
+                return Err(MountFailure::TaskZeroSilent(WAIT_FOR_TASK_0))
             }
-            Err(e) => return Err(format!("cannot hear from task 0 of this step: {e}")),
+            Err(e) => return Err(MountFailure::system("cannot hear from task 0 of this step")(e)),
         };
         let namespace = match (message.first(), namespace) {
             (Some(&BUILT), Some(namespace)) => namespace,
             (Some(&FAILED), _) => {
-                return Err(format!(
-                    "task 0 of this step could not set it up: {}",
-                    String::from_utf8_lossy(&message[1..])
+                return Err(MountFailure::TaskZeroFailed(
+                    String::from_utf8_lossy(&message[1..]).into_owned(),
                 ))
             }
-            _ => return Err("task 0 of this step sent no namespace".to_owned()),
+            _ => return Err(MountFailure::TaskZeroSentNothing),
         };
         let waited = started.elapsed();
         let folder = std::env::current_dir();
-        ffi::join_mount_namespace(namespace.as_fd())
-            .map_err(|e| format!("cannot join the step's mount namespace: {e}"))?;
+        ffi::join_mount_namespace(namespace.as_fd()).map_err(MountFailure::system(
+            "cannot join the step's mount namespace",
+        ))?;
         // setns moved the working folder to the namespace's root; slurmstepd
         // changes to the job's folder after this hook, but only for jobs
         // with an allocation, so the one it had is found again by its name.

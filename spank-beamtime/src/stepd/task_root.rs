@@ -13,6 +13,7 @@
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 
 use std::time::Instant;
 
@@ -26,8 +27,9 @@ use beamtime::walk;
 use slurm_spank::{spank_log_info, spank_log_verbose};
 
 use super::decide::refused_line;
+use super::mount_failure::MountFailure;
 use super::step_namespace::StepNamespace;
-use super::{describe, folder_problem, not_the_beamtimes, walk_no_symlinks, Granted, Verdict};
+use super::{walk_no_symlinks, Granted, Verdict};
 use crate::{ffi, PLUGIN};
 
 /// Small, and read-only once set up: it only holds the folders leading to the target.
@@ -98,9 +100,10 @@ pub fn prepare_task(verdict: &mut Verdict, task: Option<i32>) {
 
 /// Shows the granted beamline folder at its target, read-only but for the
 /// site's writable subfolders, and hides everything else under the hide root.
-fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
-    ffi::enter_private_mount_namespace()
-        .map_err(|e| format!("cannot create a private mount namespace: {e}"))?;
+fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), MountFailure> {
+    ffi::enter_private_mount_namespace().map_err(MountFailure::system(
+        "cannot create a private mount namespace",
+    ))?;
 
     // Handles are opened only now: open_tree needs them in the caller's namespace.
     let hide_root = walk_no_symlinks(&grant.hide_root)?;
@@ -117,7 +120,7 @@ fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
             Ok(fd) => writable.push((name, fd)),
             // A beamtime without this subfolder simply has nothing writable there.
             Err(error) if error.is_not_found() => {}
-            Err(error) => return Err(describe(&shown, error)),
+            Err(error) => return Err(MountFailure::Walk { path: shown, error }),
         }
     }
     // Without a writable mount every name shows read-only, whatever it names.
@@ -127,61 +130,73 @@ fn show_beamline(grant: &Grant, trust: &TrustPolicy) -> Result<(), String> {
 
     let beamline = ffi::clone_mount(source.as_fd())
         .and_then(|m| ffi::restrict_mount(m.as_fd(), true, false).map(|()| m))
-        .map_err(|e| format!("cannot copy the mount of {}: {e}", grant.source.display()))?;
+        .map_err(MountFailure::system(format!(
+            "cannot copy the mount of {}",
+            grant.source.display()
+        )))?;
 
     mount_hide_root(grant, &hide_root)?;
     // Below the hide root is now the tmpfs just mounted, which only this
     // namespace sees: nobody else can plant anything on the way to the target.
-    std::fs::create_dir_all(&grant.target).map_err(|e| {
-        format!(
-            "cannot create {} in the private tmpfs: {e}",
-            grant.target.display()
-        )
-    })?;
+    std::fs::create_dir_all(&grant.target).map_err(MountFailure::system(format!(
+        "cannot create {} in the private tmpfs",
+        grant.target.display()
+    )))?;
     let target = walk_no_symlinks(&grant.target)?;
-    ffi::attach(beamline.as_fd(), target.as_fd()).map_err(|e| {
-        format!(
-            "cannot mount {} at {}: {e}",
-            grant.source.display(),
-            grant.target.display()
-        )
-    })?;
+    ffi::attach(beamline.as_fd(), target.as_fd()).map_err(MountFailure::system(format!(
+        "cannot mount {} at {}",
+        grant.source.display(),
+        grant.target.display()
+    )))?;
 
     for (name, folder) in &writable {
         let shown = grant.target.join(name);
         // Looked up through the attached copy, then compared with the folder
         // that was opened from the source: a swap in between is refused.
-        let mountpoint = walk::open_child_folder(beamline.as_fd(), OsStr::new(name), &shown)
-            .map_err(|error| describe(&shown, error))?;
-        if !ffi::same_file(mountpoint.as_fd(), folder.as_fd()).map_err(|e| e.to_string())? {
-            return Err(format!(
-                "{} changed while it was being mounted",
-                grant.source.join(name).display()
-            ));
+        let mountpoint = open_mountpoint(&beamline, name, &shown)?;
+        if !same_folder(&mountpoint, folder, &shown)? {
+            return Err(MountFailure::Changed(grant.source.join(name)));
         }
         ffi::clone_mount(folder.as_fd())
             .and_then(|m| ffi::restrict_mount(m.as_fd(), false, false).map(|()| m))
             .and_then(|m| ffi::attach(m.as_fd(), mountpoint.as_fd()))
-            .map_err(|e| format!("cannot make {} writable: {e}", shown.display()))?;
+            .map_err(MountFailure::system(format!(
+                "cannot make {} writable",
+                shown.display()
+            )))?;
     }
     if !writable.is_empty() {
         // Checked again with every mount attached: each name still leads to
         // the folder mounted there, and still nobody but the facility can rename.
         for (name, folder) in &writable {
             let shown = grant.target.join(name);
-            let now = walk::open_child_folder(beamline.as_fd(), OsStr::new(name), &shown)
-                .map_err(|error| describe(&shown, error))?;
-            if !ffi::same_file(now.as_fd(), folder.as_fd()).map_err(|e| e.to_string())? {
-                return Err(format!(
-                    "{} changed while it was being mounted",
-                    grant.source.join(name).display()
-                ));
+            let now = open_mountpoint(&beamline, name, &shown)?;
+            if !same_folder(&now, folder, &shown)? {
+                return Err(MountFailure::Changed(grant.source.join(name)));
             }
         }
         names_stay_put(grant, &source, trust, &writable)?;
     }
 
     seal_hide_root(grant)
+}
+
+/// The writable subfolder `name` as the attached copy `beamline` shows it (at `shown`).
+fn open_mountpoint(beamline: &OwnedFd, name: &str, shown: &Path) -> Result<OwnedFd, MountFailure> {
+    walk::open_child_folder(beamline.as_fd(), OsStr::new(name), shown).map_err(|error| {
+        MountFailure::Walk {
+            path: shown.to_owned(),
+            error,
+        }
+    })
+}
+
+/// Whether the folder found at `shown` is the one opened from the source.
+fn same_folder(found: &OwnedFd, opened: &OwnedFd, shown: &Path) -> Result<bool, MountFailure> {
+    ffi::same_file(found.as_fd(), opened.as_fd()).map_err(MountFailure::system(format!(
+        "cannot compare {} with the folder opened from the source",
+        shown.display()
+    )))
 }
 
 /// The writable subfolders are found by name; only where nobody but root or
@@ -192,38 +207,41 @@ fn names_stay_put(
     source: &OwnedFd,
     trust: &TrustPolicy,
     writable: &[(&str, OwnedFd)],
-) -> Result<(), String> {
-    let facts = FileFacts::of_handle(source.as_fd())
-        .map_err(|e| format!("cannot inspect {}: {e}", grant.source.display()))?;
+) -> Result<(), MountFailure> {
+    let facts = FileFacts::of_handle(source.as_fd()).map_err(MountFailure::system(format!(
+        "cannot inspect {}",
+        grant.source.display()
+    )))?;
     let Some(why) = names_can_be_swapped(&facts, trust) else {
         return Ok(());
     };
-    let names: Vec<&str> = writable.iter().map(|(name, _)| *name).collect();
-    Err(format!(
-        "{} cannot be made writable: {}: {why}, so its names are not a stable identity \
-         (writable= is honoured only in a beamline folder that only root or a trusted owner \
-         can change; {ASK_THE_ADMINS} to make it root's and not group- or other-writable, as \
-         the facility's start script does, or to drop writable=)",
-        names.join(", "),
-        grant.source.display()
-    ))
-}
-
-/// A small private tmpfs over the hide root, so no other beamline shows.
-fn mount_hide_root(grant: &Grant, hide_root: &OwnedFd) -> Result<(), String> {
-    ffi::mount_tmpfs(&ffi::fd_path(hide_root.as_fd()), HIDE_ROOT_TMPFS_OPTIONS).map_err(|e| {
-        format!(
-            "cannot mount a tmpfs over {}: {e}",
-            grant.hide_root.display()
-        )
+    Err(MountFailure::NamesNotStable {
+        names: writable
+            .iter()
+            .map(|(name, _)| (*name).to_owned())
+            .collect(),
+        source: grant.source.clone(),
+        why,
     })
 }
 
+/// A small private tmpfs over the hide root, so no other beamline shows.
+fn mount_hide_root(grant: &Grant, hide_root: &OwnedFd) -> Result<(), MountFailure> {
+    ffi::mount_tmpfs(&ffi::fd_path(hide_root.as_fd()), HIDE_ROOT_TMPFS_OPTIONS).map_err(
+        MountFailure::system(format!(
+            "cannot mount a tmpfs over {}",
+            grant.hide_root.display()
+        )),
+    )
+}
+
 /// The hide root's tmpfs made read-only (and noexec), once what it holds is set up.
-fn seal_hide_root(grant: &Grant) -> Result<(), String> {
+fn seal_hide_root(grant: &Grant) -> Result<(), MountFailure> {
     let tmpfs = walk_no_symlinks(&grant.hide_root)?;
-    ffi::restrict_mount(tmpfs.as_fd(), true, true)
-        .map_err(|e| format!("cannot make {} read-only: {e}", grant.hide_root.display()))
+    ffi::restrict_mount(tmpfs.as_fd(), true, true).map_err(MountFailure::system(format!(
+        "cannot make {} read-only",
+        grant.hide_root.display()
+    )))
 }
 
 /// The source template names the beamline's *current* folder: it must still
@@ -234,7 +252,7 @@ fn check_source_is_the_beamtimes(
     grant: &Grant,
     source: &OwnedFd,
     trust: &TrustPolicy,
-) -> Result<(), String> {
+) -> Result<(), MountFailure> {
     let beamtime = grant.beamtime.as_str();
     match beamline_folder(
         source.as_fd(),
@@ -243,11 +261,15 @@ fn check_source_is_the_beamtimes(
         trust,
     ) {
         Ok(BeamlineFolder::ThisBeamtime) => Ok(()),
-        Ok(_) => Err(not_the_beamtimes(
-            &grant.source,
+        Ok(_) => Err(MountFailure::NotTheBeamtimes {
+            source: grant.source.clone(),
+            beamtime: beamtime.to_owned(),
+            why: format!("it no longer holds {}", grant.metadata_file_name),
+        }),
+        Err(error) => Err(MountFailure::of_folder(
+            grant.source.clone(),
             beamtime,
-            &format!("it no longer holds {}", grant.metadata_file_name),
+            error,
         )),
-        Err(error) => Err(folder_problem(&grant.source, beamtime, error)),
     }
 }
