@@ -3,10 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::cluster::{Cluster, NODE};
+use crate::cmd::Cmd;
+use crate::slurm::Job;
 
 /// What `slurm-conf-examples/beamtime-start.sh` should create. Defaults: one reservation
 /// named after the id, one core of the node (so other tests' jobs still fit), partition
@@ -46,6 +49,14 @@ impl BeamtimeSpec {
             pre_start: false,
             replaces: None,
         }
+    }
+
+    /// A beamtime of `account` that no other test uses: a fresh id and beamline (see
+    /// [`fresh_names`]), in partition `all` (slurm.conf has `ponline_<beamline>` partitions
+    /// only for the beamlines it names).
+    pub fn fresh(account: &str) -> Self {
+        let (id, beamline) = fresh_names();
+        BeamtimeSpec::new(&id, &beamline, account).partition("all")
     }
 
     pub fn partition(mut self, partition: &str) -> Self {
@@ -93,6 +104,24 @@ impl BeamtimeSpec {
     }
 }
 
+/// A beamtime id and a beamline name that no other test uses: the process id keeps test
+/// binaries running side by side on one cluster apart, a counter the tests of one binary.
+/// The ids begin with 2, so that they never meet the hand-picked ids (110…) that tests
+/// needing a particular beamline still use.
+fn fresh_names() -> (String, String) {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(
+        n < 1000,
+        "more than 1000 fresh beamtimes in one test binary"
+    );
+    let process = std::process::id() % 10_000;
+    (
+        format!("2{process:04}{n:03}"),
+        format!("f{process:04}{n:03}"),
+    )
+}
+
 /// A started beamtime.
 #[derive(Clone, Debug)]
 pub struct Beamtime {
@@ -111,6 +140,21 @@ pub struct Beamtime {
 }
 
 impl Beamtime {
+    /// What a user passes by hand for a job of this beamtime, without bt-submit: the
+    /// beamtime, its partition and its first reservation.
+    pub fn job_options(&self) -> Vec<String> {
+        let mut options = vec![
+            format!("--beamtime={}", self.id),
+            format!("--partition={}", self.partition),
+        ];
+        options.extend(
+            self.reservations
+                .first()
+                .map(|r| format!("--reservation={r}")),
+        );
+        options
+    }
+
     /// The metadata file, parsed.
     #[track_caller]
     pub fn metadata(&self) -> serde_json::Value {
@@ -127,6 +171,31 @@ impl Beamtime {
 static BEAMLINES: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
 
 impl Cluster {
+    /// srun as the beamtime's account with the beamtime's [`Beamtime::job_options`]; the
+    /// caller adds its own options and the command.
+    pub fn beamtime_srun(&self, bt: &Beamtime) -> Cmd {
+        self.as_user(&bt.account, "srun").args(bt.job_options())
+    }
+
+    /// [`Cluster::submit`] as the beamtime's account with the beamtime's
+    /// [`Beamtime::job_options`], then `more`.
+    #[track_caller]
+    pub fn submit_beamtime_job(
+        &self,
+        bt: &Beamtime,
+        workdir: &std::path::Path,
+        more: &[&str],
+        script: &str,
+    ) -> Job {
+        let options = bt.job_options();
+        let args: Vec<&str> = options
+            .iter()
+            .map(String::as_str)
+            .chain(more.iter().copied())
+            .collect();
+        self.submit(&bt.account, workdir, &args, script)
+    }
+
     /// Where beamtime-start.sh creates beamline folders by default: `<state>/beamline-src`.
     pub fn beamline_src(&self) -> PathBuf {
         self.state_dir().join("beamline-src")

@@ -1,7 +1,7 @@
 //! Helpers for tests that run against the real Slurm test cluster started by
 //! `tests/cluster/cluster.sh up` (see tests/cluster/README.md).
 //!
-//! Every test gets its cluster from [`Cluster::from_env`], which panics when there is no
+//! Every test gets its cluster from [`cluster()`] (once per binary, [`Cluster::from_env`]), which panics when there is no
 //! running cluster: a real-cluster test must fail loudly, never skip.
 //!
 //! The helpers are safe to use from tests running in parallel threads: nothing here keeps
@@ -26,8 +26,8 @@ mod users;
 pub mod wait;
 
 pub use cluster::{
-    assert_host_untouched, bt_submit, host_mounts_below, Cluster, LogCursor, RestorePlugstack,
-    DEFAULT_ACCOUNT, MULTI_NODES, NODE, TEST_USER,
+    assert_host_untouched, bt_submit, cluster, host_mounts_below, Cluster, LogCursor,
+    RestorePlugstack, DEFAULT_ACCOUNT, MULTI_NODES, NODE, TEST_USER,
 };
 pub use cmd::{Background, Cmd, Output, DEFAULT_TIMEOUT};
 pub use fixture::{Beamtime, BeamtimeSpec};

@@ -435,9 +435,9 @@ pub const REFUSED: i32 = 77;
 impl Cluster {
     /// A step refused on the node: srun exits [`REFUSED`], the node's refusal and each of
     /// `expected` are on its stderr, the payload (which prints `payload-ran`) never ran,
-    /// slurmd logged one refusal line and the node is not drained.
+    /// slurmd logged one refusal line and the node is not drained. Returns that line.
     #[track_caller]
-    pub fn assert_refused_by_node(&self, out: &Output, expected: &[&str]) {
+    pub fn assert_refused_by_node(&self, out: &Output, expected: &[&str]) -> String {
         assert_eq!(
             out.code(),
             Some(REFUSED),
@@ -455,8 +455,9 @@ impl Cluster {
             !out.stdout.contains("payload-ran"),
             "the refused task ran:\n{out}"
         );
-        self.refusal_logged_once(out);
+        let logged = self.refusal_logged_once(out);
         self.assert_node_not_drained();
+        logged
     }
 }
 

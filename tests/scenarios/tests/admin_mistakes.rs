@@ -10,21 +10,12 @@
 
 use std::path::Path;
 
-use scenarios::{Beamtime, BeamtimeSpec, Cluster, Output, RestorePlugstack, NODE, TEST_USER};
+use scenarios::{cluster, BeamtimeSpec, Cluster, Output, RestorePlugstack, REFUSED, TEST_USER};
 
 const BAD_ARGUMENT: &str = "no_such_argument=1";
 /// What every process that loads the plugin logs about the bad line.
 const BAD_LINE_LOGGED: &str =
     "spank-beamtime: plugstack.conf argument 'no_such_argument=1': unknown key";
-const REFUSED: i32 = 77;
-
-fn submit_args(bt: &Beamtime) -> Vec<String> {
-    vec![
-        format!("--beamtime={}", bt.id),
-        format!("--partition={}", bt.partition),
-        format!("--reservation={}", bt.reservations[0]),
-    ]
-}
 
 /// A plugstack.conf line for the installed plugin with `args`.
 fn plugstack_line(plugin: &std::path::Path, args: &str) -> String {
@@ -46,40 +37,23 @@ fn assert_ran(out: &Output, what: &str) {
     assert!(out.success(), "{what} without --beamtime must run:\n{out}");
 }
 
+/// A `--beamtime` step the node refused for the site's bad line.
 #[track_caller]
-fn assert_refused_by_node(c: &Cluster, out: &Output, expected: &str) {
-    assert_eq!(out.code(), Some(REFUSED), "must end {REFUSED}:\n{out}");
-    assert!(
-        out.stderr.contains(&format!(" refused on {NODE}: ")),
-        "no node refusal:\n{out}"
-    );
-    assert!(
-        out.stderr.contains(expected),
-        "stderr lacks {expected:?}:\n{out}"
-    );
-    assert!(
-        !out.stdout.contains("payload-ran"),
-        "the payload ran:\n{out}"
-    );
-    let logged = c.refusal_logged_once(out);
+fn assert_refused_by_node(c: &Cluster, out: &Output) {
+    let logged = c.assert_refused_by_node(out, &["plugstack.conf argument 'no_such_argument=1'"]);
     assert!(logged.contains(" rule=site-configuration "), "{logged}");
-    c.assert_node_not_drained();
 }
 
+/// A `--beamtime` submission `program` refused on the login side for the bad line.
 #[track_caller]
 fn assert_refused_by_client(out: &Output, program: &str) {
-    out.assert_failure();
-    assert!(out.stdout.trim().is_empty(), "a job was submitted:\n{out}");
-    assert!(
-        out.stderr.contains(&format!(
-            "{program}: error: spank-beamtime: plugstack.conf argument"
-        )),
-        "no client-side refusal naming the argument:\n{out}"
-    );
-    assert!(
-        out.stderr
-            .contains("Ask the cluster's administrators: jobs without --beamtime"),
-        "{out}"
+    scenarios::assert_refused_by_client(
+        out,
+        program,
+        &[
+            "spank-beamtime: plugstack.conf argument",
+            "Ask the cluster's administrators: jobs without --beamtime",
+        ],
     );
 }
 
@@ -93,13 +67,13 @@ fn refused_lines(log: &str, id: &str, rule: &str) -> usize {
 
 #[test]
 fn a_bad_plugstack_line_fails_only_beamtime_jobs_on_either_side_and_drains_nothing() {
-    let c = Cluster::from_env();
+    let c = cluster();
     let (plugin, good_args) = c.installed_plugin();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099081", "p81", "bttest81").partition("all"));
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest81"));
     let wd = c.workdir(&bt.account, "admin-mistakes");
     let plain_wd = c.workdir(TEST_USER, "admin-mistakes-plain");
     let payload = ["bash", "-c", "echo payload-ran"];
-    let _restore = RestorePlugstack::new(&c);
+    let _restore = RestorePlugstack::new(c);
 
     // 1. The whole cluster (login side and node) has the bad line.
     c.set_plugstack(Some(&plugin), &format!("{good_args} {BAD_ARGUMENT}"));
@@ -116,9 +90,9 @@ fn a_bad_plugstack_line_fails_only_beamtime_jobs_on_either_side_and_drains_nothi
     let out = c.run_as(TEST_USER, &plain_wd, &["salloc", "true"]);
     assert_ran(&out, "salloc");
 
-    let args = submit_args(&bt);
+    let args = bt.job_options();
     let beamtime_payload: Vec<&str> = args.iter().map(String::as_str).chain(payload).collect();
-    let out = srun(&c, &bt.account, &wd, None, &beamtime_payload);
+    let out = srun(c, &bt.account, &wd, None, &beamtime_payload);
     assert_refused_by_client(&out, "srun");
     let out = c.sbatch(
         &bt.account,
@@ -147,7 +121,7 @@ fn a_bad_plugstack_line_fails_only_beamtime_jobs_on_either_side_and_drains_nothi
         .args(&args[1..])
         .args(payload)
         .run();
-    assert_refused_by_node(&c, &out, "plugstack.conf argument 'no_such_argument=1'");
+    assert_refused_by_node(c, &out);
     let batch = c
         .as_user(&bt.account, "sbatch")
         .cwd(&wd)
@@ -192,9 +166,9 @@ fn a_bad_plugstack_line_fails_only_beamtime_jobs_on_either_side_and_drains_nothi
         "good-login-side",
         &plugstack_line(&plugin, &good_args),
     );
-    let out = srun(&c, &bt.account, &wd, Some(&good_client), &beamtime_payload);
-    assert_refused_by_node(&c, &out, "plugstack.conf argument 'no_such_argument=1'");
-    let out = srun(&c, TEST_USER, &plain_wd, Some(&good_client), &["true"]);
+    let out = srun(c, &bt.account, &wd, Some(&good_client), &beamtime_payload);
+    assert_refused_by_node(c, &out);
+    let out = srun(c, TEST_USER, &plain_wd, Some(&good_client), &["true"]);
     assert_ran(&out, "srun on a good login side");
 
     // 3. The other way round: the node is right again, the login side has the bad line.
@@ -204,13 +178,13 @@ fn a_bad_plugstack_line_fails_only_beamtime_jobs_on_either_side_and_drains_nothi
         "bad-login-side",
         &plugstack_line(&plugin, &format!("{good_args} {BAD_ARGUMENT}")),
     );
-    let out = srun(&c, &bt.account, &wd, Some(&bad_client), &beamtime_payload);
+    let out = srun(c, &bt.account, &wd, Some(&bad_client), &beamtime_payload);
     assert_refused_by_client(&out, "srun");
-    let out = srun(&c, TEST_USER, &plain_wd, Some(&bad_client), &["true"]);
+    let out = srun(c, TEST_USER, &plain_wd, Some(&bad_client), &["true"]);
     assert_ran(&out, "srun on a bad login side");
     assert!(out.stderr.contains(BAD_LINE_LOGGED), "{out}");
     // And the beamtime runs once both sides are right.
-    let out = srun(&c, &bt.account, &wd, None, &beamtime_payload);
+    let out = srun(c, &bt.account, &wd, None, &beamtime_payload);
     out.assert_success().assert_stdout_contains("payload-ran");
     c.assert_node_not_drained();
 }

@@ -9,10 +9,9 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use scenarios::{
-    assert_host_untouched, assert_refused_by_client, Beamtime, BeamtimeSpec, Cluster, Output,
+    assert_host_untouched, assert_refused_by_client, cluster, Beamtime, BeamtimeSpec, Output,
     UnixUser, REFUSED,
 };
 
@@ -24,11 +23,6 @@ const INHERITED_VARIABLE: &str = "SLURM_SPANK__SLURM_SPANK_OPTION_beamtime_beamt
 
 /// What every refusal of a metadata file ends with: the facility writes these files.
 const REPORT: &str = "report the file to the beamline staff";
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(Cluster::from_env)
-}
 
 fn beamtime(spec: BeamtimeSpec) -> Beamtime {
     cluster().start_beamtime(&spec.partition("all"))

@@ -12,16 +12,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use scenarios::{
-    assert_host_untouched, Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE, TEST_USER,
+    assert_host_untouched, cluster, Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE,
+    TEST_USER,
 };
 
 /// A refused task's exit status (EX_NOPERM).
 const REFUSED: i32 = 77;
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(Cluster::from_env)
-}
 
 /// The beamtime most scenarios use: beamline p11, account bttest01, one reservation.
 fn good() -> &'static Beamtime {

@@ -8,14 +8,8 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::sync::OnceLock;
 
-use scenarios::{bt_submit, Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE, TEST_USER};
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(Cluster::from_env)
-}
+use scenarios::{bt_submit, cluster, Beamtime, BeamtimeSpec, Output, UnixUser, NODE, TEST_USER};
 
 fn doctor(user: &str, args: &[&str]) -> Output {
     cluster()

@@ -23,7 +23,7 @@ use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use scenarios::{
-    assert_host_untouched, assert_refused_by_client, host_mounts_below, wait, Beamtime,
+    assert_host_untouched, assert_refused_by_client, cluster, host_mounts_below, wait, Beamtime,
     BeamtimeSpec, Cluster, Output, UnixUser, NODE, REFUSED,
 };
 
@@ -35,11 +35,6 @@ const REPORT: &str = "report the file to the beamline staff";
 
 /// How many beamtime steps a race runs through.
 const RACE_STEPS: usize = 24;
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(Cluster::from_env)
-}
 
 // ------------------------------------------------------------------------------------------
 // Turns: one test changes the cluster's plugstack.conf for a moment, which every other

@@ -12,27 +12,27 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 
 use scenarios::{bt_submit, Beamtime, BeamtimeSpec, Cluster, Output, MULTI_NODES};
 
 /// A refused task's exit status (EX_NOPERM).
 const REFUSED: i32 = 77;
 
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        let c = Cluster::from_env();
-        c.require_nodes(MULTI_NODES);
-        c
-    })
+/// The cluster, checked once to have the nodes these scenarios spread over.
+fn multinode_cluster() -> &'static Cluster {
+    static CHECKED: Once = Once::new();
+    CHECKED.call_once(|| {
+        scenarios::cluster().require_nodes(MULTI_NODES);
+    });
+    scenarios::cluster()
 }
 
 /// Dedicated resources split in two: `11099401` on btnode[1-2], `11099401_1` on btnode[3-4].
 fn split() -> &'static Beamtime {
     static SPLIT: OnceLock<Beamtime> = OnceLock::new();
     SPLIT.get_or_init(|| {
-        let bt = cluster().start_beamtime(
+        let bt = multinode_cluster().start_beamtime(
             &BeamtimeSpec::new("11099401", "p11", "bttest41")
                 .reservations(&["11099401@btnode[1-2]", "11099401_1@btnode[3-4]"]),
         );
@@ -113,7 +113,7 @@ fn assert_accepted_in_logs(
 #[test]
 #[ignore = "needs tests/cluster/cluster.sh up --nodes 4"]
 fn every_host_has_its_own_name_and_address() {
-    let c = cluster();
+    let c = multinode_cluster();
     let nodes = c.require_nodes(MULTI_NODES);
     let out = c
         .cmd("srun")
@@ -157,7 +157,7 @@ fn every_host_has_its_own_name_and_address() {
 #[test]
 #[ignore = "needs tests/cluster/cluster.sh up --nodes 4"]
 fn srun_across_a_reservations_nodes_sees_the_beamline_on_every_node() {
-    let c = cluster();
+    let c = multinode_cluster();
     let bt = split();
     let logs = c.slurmd_log_cursors();
     let out = c
@@ -201,7 +201,7 @@ fn srun_across_a_reservations_nodes_sees_the_beamline_on_every_node() {
 #[test]
 #[ignore = "needs tests/cluster/cluster.sh up --nodes 4"]
 fn a_job_in_the_second_reservation_runs_only_on_its_nodes() {
-    let c = cluster();
+    let c = multinode_cluster();
     let bt = split();
     // Slurm itself keeps the job inside the reservation's nodes: asking for a node of the
     // other reservation, or for more nodes than it holds, is refused at submission.
@@ -238,7 +238,7 @@ fn a_job_in_the_second_reservation_runs_only_on_its_nodes() {
 #[test]
 #[ignore = "needs tests/cluster/cluster.sh up --nodes 4"]
 fn a_node_outside_reserved_nodes_refuses_while_the_others_accept() {
-    let c = cluster();
+    let c = multinode_cluster();
     // The reservation holds btnode1 and btnode2; the metadata lists only btnode1.
     let bt = c.start_beamtime(
         &BeamtimeSpec::new("11099402", "p21", "bttest42")
@@ -301,7 +301,7 @@ fn a_node_outside_reserved_nodes_refuses_while_the_others_accept() {
 #[test]
 #[ignore = "needs tests/cluster/cluster.sh up --nodes 4"]
 fn two_beamtimes_on_the_same_nodes_each_see_only_their_own_beamline() {
-    let c = cluster();
+    let c = multinode_cluster();
     let a = c.start_beamtime(
         &BeamtimeSpec::new("11099403", "p07", "bttest43").reservations(&["11099403@btnode[3-4]"]),
     );
@@ -349,7 +349,7 @@ fn two_beamtimes_on_the_same_nodes_each_see_only_their_own_beamline() {
 fn mixed() -> &'static Beamtime {
     static MIXED: OnceLock<Beamtime> = OnceLock::new();
     MIXED.get_or_init(|| {
-        let bt = cluster().start_beamtime(
+        let bt = multinode_cluster().start_beamtime(
             &BeamtimeSpec::new("11099405", "p99", "bttest45")
                 .partition("all")
                 .reservations(&["11099405@btnode[1-2]", "11099405_1@btnode[3-4]"]),
@@ -362,7 +362,7 @@ fn mixed() -> &'static Beamtime {
 #[test]
 #[ignore = "needs tests/cluster/cluster.sh up --nodes 4"]
 fn bt_submit_constraint_gpu_picks_the_gpu_reservation() {
-    let c = cluster();
+    let c = multinode_cluster();
     let bt = mixed();
     let out = c
         .as_user(&bt.account, bt_submit())

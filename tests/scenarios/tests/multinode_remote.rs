@@ -17,16 +17,11 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use scenarios::{
-    beamline_computer_of_nodes, bt_submit, Beamtime, BeamtimeSpec, Cluster, LogCursor, Output,
-    MULTI_NODES,
+    beamline_computer_of_nodes, bt_submit, cluster, Beamtime, BeamtimeSpec, Cluster, LogCursor,
+    Output, MULTI_NODES,
 };
 
 const BEAMLINE_COMPUTER: &str = "bttest811";
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(Cluster::from_env)
-}
 
 /// One test at a time: cutting a node off would make the other's submission move on.
 static TURN: Mutex<()> = Mutex::new(());

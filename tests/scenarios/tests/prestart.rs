@@ -15,11 +15,11 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use scenarios::{
-    assert_host_untouched, bt_submit, wait, Beamtime, BeamtimeSpec, Cluster, LogCursor, Output,
+    assert_host_untouched, bt_submit, cluster, wait, Beamtime, BeamtimeSpec, LogCursor, Output,
     RestorePlugstack, NODE,
 };
 
@@ -36,11 +36,6 @@ fn usual_plugstack() -> RwLockReadGuard<'static, ()> {
 /// For the test that changes it.
 fn own_plugstack() -> RwLockWriteGuard<'static, ()> {
     PLUGSTACK.write().unwrap_or_else(|p| p.into_inner())
-}
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(Cluster::from_env)
 }
 
 /// bt-submit as the beamtime's account, with a login's environment: it finds the

@@ -19,12 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use scenarios::{bt_submit, Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, DOWN_PORT, NODE};
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(Cluster::from_env)
-}
+use scenarios::{bt_submit, cluster, Beamtime, BeamtimeSpec, Output, UnixUser, DOWN_PORT, NODE};
 
 struct Site {
     /// Submissions go here.

@@ -9,16 +9,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
-use std::sync::OnceLock;
 
-use scenarios::{assert_host_untouched, Beamtime, BeamtimeSpec, Cluster, Output};
+use scenarios::{assert_host_untouched, cluster, Beamtime, BeamtimeSpec, Output};
 
 const TASKS: usize = 4;
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(Cluster::from_env)
-}
 
 /// What every task prints: its local id, its mount namespace, whether it sees
 /// the beamline's marker and task 0's file in /tmp. Each task leaves its pid in

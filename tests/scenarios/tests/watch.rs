@@ -27,12 +27,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use scenarios::{bt_submit, Background, Beamtime, BeamtimeSpec, Cluster, UnixUser, NODE};
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(Cluster::from_env)
-}
+use scenarios::{bt_submit, cluster, Background, Beamtime, BeamtimeSpec, UnixUser, NODE};
 
 fn beamtime() -> &'static Beamtime {
     static BT: OnceLock<Beamtime> = OnceLock::new();
