@@ -177,7 +177,7 @@ fn key_variants_and_two_spellings_of_one_key_are_refused_naming_both() {
 #[test]
 fn a_forged_100000_character_id_reaches_the_log_cut_and_escaped() {
     let c = cluster();
-    let bt = beamtime(BeamtimeSpec::new("11099701", "p701", "bttest701"));
+    let bt = beamtime(BeamtimeSpec::fresh("bttest701"));
     let wd = c.workdir(&bt.account, "huge-id");
     let forged = format!(
         "1\nspank-beamtime: job=1 decision=accepted {}",
@@ -245,7 +245,7 @@ fn a_forged_100000_character_id_reaches_the_log_cut_and_escaped() {
 #[test]
 fn a_working_directory_in_the_beamline_is_right_and_the_task_says_so() {
     let c = cluster();
-    let bt = beamtime(BeamtimeSpec::new("11099702", "p702", "bttest702"));
+    let bt = beamtime(BeamtimeSpec::fresh("bttest702"));
     let wd = c.workdir(&bt.account, "chdir");
     let inside = format!("/beamline/{}/current/processed", bt.beamline);
     let note =
@@ -334,7 +334,7 @@ fn a_list_of_the_beamtimes_reservations_is_refused_as_a_list() {
 #[test]
 fn attaching_to_another_users_job_names_who_submits() {
     let c = cluster();
-    let bt = beamtime(BeamtimeSpec::new("11099704", "p704", "bttest704"));
+    let bt = beamtime(BeamtimeSpec::fresh("bttest704"));
     let wd = c.workdir(&bt.account, "attach");
     let job = c.submit(
         &bt.account,
@@ -425,7 +425,7 @@ fn slurm_release() -> (u32, u32) {
 #[test]
 fn a_forged_option_in_the_export_list_is_refused_naming_both_ids() {
     let c = cluster();
-    let bt = beamtime(BeamtimeSpec::new("11099705", "p705", "bttest705"));
+    let bt = beamtime(BeamtimeSpec::fresh("bttest705"));
     let other = "11099749";
     let wd = c.workdir(&bt.account, "export-list");
     let mut args = srun_args(&bt);

@@ -3,19 +3,15 @@
 //! the attack as the issue wrote it, on the real cluster, and asserts what holds now
 //! (docs/security.md, "Independent attack (#17)").
 //!
-//! Beamtimes 11099750–11099799, accounts bttest750–bttest799, beamlines p750–p799.
+//! Accounts bttest750–bttest799; each test's beamtime has a fresh id and beamline.
 
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use scenarios::{wait, Beamtime, BeamtimeSpec, Cluster, Job, LogCursor, DEFAULT_TIMEOUT};
 
-fn beamtime(c: &Cluster, id: &str, beamline: &str, account: &str) -> Beamtime {
-    c.start_beamtime(
-        &BeamtimeSpec::new(id, beamline, account)
-            .partition("all")
-            .cores(1),
-    )
+fn beamtime(c: &Cluster, account: &str) -> Beamtime {
+    c.start_beamtime(&BeamtimeSpec::fresh(account).cores(1))
 }
 
 /// The `nth` (from 1) decision line of the plugin for `step` of `job`, once slurmstepd has
@@ -81,7 +77,7 @@ fn scontrol_as(c: &Cluster, job: &Job, args: &[&str]) {
 #[test]
 fn a_requeued_job_that_runs_again_outside_the_reservation_is_refused() {
     let c = Cluster::from_env();
-    let bt = beamtime(&c, "11099750", "p750", "bttest750");
+    let bt = beamtime(&c, "bttest750");
     let wd = c.workdir(&bt.account, "requeue");
     let log = c.log_cursor("slurmd.log");
     let mut seen = String::new();
@@ -165,7 +161,7 @@ fn a_requeued_job_that_runs_again_outside_the_reservation_is_refused() {
 #[test]
 fn a_requeued_jobs_srun_step_outside_the_reservation_is_refused() {
     let c = Cluster::from_env();
-    let bt = beamtime(&c, "11099756", "p756", "bttest756");
+    let bt = beamtime(&c, "bttest756");
     let wd = c.workdir(&bt.account, "requeue-srun");
     let log = c.log_cursor("slurmd.log");
     let mut seen = String::new();
@@ -273,7 +269,7 @@ impl Drop for Background {
 #[test]
 fn writable_subfolders_are_refused_where_the_account_can_swap_their_names() {
     let c = Cluster::from_env();
-    let bt = beamtime(&c, "11099753", "p753", "bttest753");
+    let bt = beamtime(&c, "bttest753");
     let account = scenarios::UnixUser::get(&bt.account);
     let current = bt.current_dir.clone();
     let (processed, scratch) = (current.join("processed"), current.join("scratch_bl"));
@@ -404,7 +400,7 @@ fn processes_of(uid: u32, argv: &[&str]) -> Vec<u32> {
 #[test]
 fn a_task_that_leaves_its_session_outlives_its_job_only_without_proctrack_cgroup() {
     let c = Cluster::from_env();
-    let bt = beamtime(&c, "11099752", "p752", "bttest752");
+    let bt = beamtime(&c, "bttest752");
     let account = scenarios::UnixUser::get(&bt.account);
     let config = c.cmd("scontrol").args(["show", "config"]).run();
     config.assert_success();
@@ -494,7 +490,7 @@ fn wait_for(path: &std::path::Path, what: &str) {
 #[test]
 fn a_reservation_cleared_on_a_running_job_is_seen_only_when_the_cached_answer_ends() {
     let c = Cluster::from_env();
-    let bt = beamtime(&c, "11099754", "p754", "bttest754");
+    let bt = beamtime(&c, "bttest754");
     let wd = c.workdir(&bt.account, "cleared");
     let log = c.log_cursor("slurmd.log");
     let mut seen = String::new();
@@ -554,7 +550,7 @@ fn a_reservation_cleared_on_a_running_job_is_seen_only_when_the_cached_answer_en
 #[test]
 fn a_job_moved_into_the_reservation_while_it_runs_gets_its_beamtime_steps_accepted() {
     let c = Cluster::from_env();
-    let bt = beamtime(&c, "11099755", "p755", "bttest755");
+    let bt = beamtime(&c, "bttest755");
     let wd = c.workdir(&bt.account, "moved-in");
     let log = c.log_cursor("slurmd.log");
     let mut seen = String::new();

@@ -651,12 +651,8 @@ fn fifty_jobs_in_a_row_leave_nothing_behind() {
 #[test]
 fn a_writable_subfolder_swapped_for_a_symlink_is_refused() {
     let c = cluster();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099021", "p41", "bttest21").partition("all"));
-    let victim = c.start_beamtime(
-        &BeamtimeSpec::new("11099022", "p42", "bttest22")
-            .partition("all")
-            .no_online(),
-    );
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest21"));
+    let victim = c.start_beamtime(&BeamtimeSpec::fresh("bttest22").no_online());
     // A site where members may write the top of the beamline folder: a participant
     // swaps processed/ for a link to another beamtime's folder, hoping for it read-write.
     std::os::unix::fs::chown(&bt.current_dir, Some(UnixUser::get(&bt.account).uid), None).unwrap();

@@ -78,7 +78,7 @@ fn a_started_beamtime_passes_every_check_for_its_account() {
 #[test]
 fn another_user_is_told_the_beamtime_is_not_theirs_and_exits_1() {
     let c = cluster();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099102", "p82", "bttest102").partition("all"));
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest102"));
     let out = doctor(TEST_USER, &["--beamtime", &bt.id]);
     assert_eq!(out.code(), Some(1), "{out}");
     // The beamtime's folder is closed to others: the plugin would not find the file for them either.
@@ -128,8 +128,7 @@ fn another_user_is_told_the_beamtime_is_not_theirs_and_exits_1() {
 #[test]
 fn a_deleted_reservation_fails_the_reservation_check_with_its_name() {
     let c = cluster();
-    let bt: Beamtime =
-        c.start_beamtime(&BeamtimeSpec::new("11099103", "p83", "bttest103").partition("all"));
+    let bt: Beamtime = c.start_beamtime(&BeamtimeSpec::fresh("bttest103"));
     c.cmd("scontrol")
         .args(["delete", &format!("reservation={}", bt.id)])
         .run()
@@ -155,7 +154,7 @@ fn a_deleted_reservation_fails_the_reservation_check_with_its_name() {
 #[test]
 fn a_host_whose_srun_does_not_load_the_plugin_fails_the_plugin_check() {
     let c = cluster();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099104", "p84", "bttest104").partition("all"));
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest104"));
     // A slurm.conf with an empty plugstack: a login node without the package.
     let slurm_conf = c.slurm_conf_without_plugins(&bt.account);
     let out = c

@@ -91,17 +91,15 @@ fn beamtime_jobs_survive_a_slurmd_restart_and_a_vanished_metadata_file_stops_onl
 
 /// A beamtime whose metadata also lies on the core file system, as the facility keeps
 /// it: the plugin still finds it when the beamline folder is gone.
-fn beamtime_with_core_metadata(c: &Cluster, id: &str, beamline: &str, account: &str) -> Beamtime {
-    let bt = c.start_beamtime(
-        &BeamtimeSpec::new(id, beamline, account)
-            .partition("all")
-            .cores(1),
-    );
-    let core = c.state_dir().join(format!("core/{beamline}/{id}"));
+fn beamtime_with_core_metadata(c: &Cluster, account: &str) -> Beamtime {
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh(account).cores(1));
+    let core = c
+        .state_dir()
+        .join(format!("core/{}/{}", bt.beamline, bt.id));
     fs::create_dir_all(&core).unwrap();
     fs::copy(
         &bt.metadata_path,
-        core.join(format!("beamtime-metadata-{id}.json")),
+        core.join(format!("beamtime-metadata-{}.json", bt.id)),
     )
     .unwrap();
     bt
@@ -149,7 +147,7 @@ impl Drop for MovedAside {
 fn a_beamline_folder_that_is_gone_runs_the_step_without_it_and_creates_nothing() {
     let _turn = take_turn();
     let c = Cluster::from_env();
-    let bt = beamtime_with_core_metadata(&c, "11099045", "p65", "bttest46");
+    let bt = beamtime_with_core_metadata(&c, "bttest46");
     beamtime_step(&c, &bt)
         .assert_success()
         .assert_stdout_contains("payload-ran");
@@ -212,7 +210,7 @@ impl Drop for Mounted {
 fn an_unmounted_source_is_not_shown_as_an_empty_beamline() {
     let _turn = take_turn();
     let c = Cluster::from_env();
-    let bt = beamtime_with_core_metadata(&c, "11099046", "p66", "bttest47");
+    let bt = beamtime_with_core_metadata(&c, "bttest47");
     // The beamline folder becomes a mount of its own (as on GPFS) holding the data; the
     // folder under it, what an unmount uncovers, is empty.
     let data = bt.current_dir.with_extension("data");
@@ -241,9 +239,10 @@ fn an_unmounted_source_is_not_shown_as_an_empty_beamline() {
     assert_refused_on_the_node(
         &out,
         &format!(
-            "{dir} holds no beamtime's metadata file, not even beamtime-metadata-11099046.json: \
+            "{dir} holds no beamtime's metadata file, not even beamtime-metadata-{id}.json: \
              is the beamline file system mounted on this node?",
-            dir = bt.current_dir.display()
+            dir = bt.current_dir.display(),
+            id = bt.id
         ),
     );
     fs::remove_dir(&bt.current_dir).unwrap();

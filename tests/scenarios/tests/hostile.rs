@@ -11,7 +11,8 @@
 //! node with the client bypassed (a slurm.conf without the plugin and the
 //! option forged into the environment, as any user can do).
 //!
-//! Beamtimes 11099500–11099599, beamlines p500–p599, accounts bttest70–bttest99.
+//! Accounts bttest70–bttest99; the beamtime the attacks aim at is 11099590 on beamline p590,
+//! the others have fresh ids and beamlines (`BeamtimeSpec::fresh`).
 
 use std::ffi::CString;
 use std::fs;
@@ -54,8 +55,8 @@ fn exclusive_turn() -> RwLockWriteGuard<'static, ()> {
 // ------------------------------------------------------------------------------------------
 // Beamtimes
 
-fn beamtime(id: &str, beamline: &str, account: &str) -> Beamtime {
-    let bt = cluster().start_beamtime(&BeamtimeSpec::new(id, beamline, account).partition("all"));
+fn beamtime(account: &str) -> Beamtime {
+    let bt = cluster().start_beamtime(&BeamtimeSpec::fresh(account));
     put_detector_file(&bt);
     bt
 }
@@ -251,7 +252,7 @@ fn assert_payload_runs(bt: &Beamtime) {
 #[test]
 fn a_beamline_that_is_a_path_or_holds_control_long_or_non_ascii_text_is_refused_on_both_sides() {
     let _turn = shared_turn();
-    let bt = beamtime("11099500", "p500", "bttest70");
+    let bt = beamtime("bttest70");
     assert_payload_runs(&bt);
     let original = bt.metadata();
     let path = bt.metadata_path.display().to_string();
@@ -319,7 +320,7 @@ fn a_beamline_that_is_a_path_or_holds_control_long_or_non_ascii_text_is_refused_
 #[test]
 fn a_user_account_that_is_root_a_system_account_or_unknown_is_refused_on_both_sides() {
     let _turn = shared_turn();
-    let bt = beamtime("11099501", "p501", "bttest71");
+    let bt = beamtime("bttest71");
     assert_payload_runs(&bt);
     let original = bt.metadata();
     let nobody = "bthostilenobody";
@@ -363,7 +364,10 @@ fn a_user_account_that_is_root_a_system_account_or_unknown_is_refused_on_both_si
             &bt,
             tag,
             &[message, fix],
-            &["beamtime 11099501's metadata names an account that this node does not run jobs as"],
+            &[&format!(
+                "beamtime {}'s metadata names an account that this node does not run jobs as",
+                bt.id
+            )],
         );
         assert!(!node.stderr.contains(account.as_str()), "{node}");
         assert!(!node.stderr.contains(&file.to_string()), "{node}");
@@ -373,7 +377,7 @@ fn a_user_account_that_is_root_a_system_account_or_unknown_is_refused_on_both_si
 #[test]
 fn a_metadata_file_over_the_size_cap_is_refused_on_both_sides() {
     let _turn = shared_turn();
-    let bt = beamtime("11099502", "p502", "bttest72");
+    let bt = beamtime("bttest72");
     assert_payload_runs(&bt);
     // Valid JSON, right in every key: only the size is wrong.
     let mut hostile = bt.metadata();
@@ -392,7 +396,7 @@ fn a_metadata_file_over_the_size_cap_is_refused_on_both_sides() {
 #[test]
 fn deeply_nested_json_is_refused_with_its_position_on_both_sides() {
     let _turn = shared_turn();
-    let bt = beamtime("11099503", "p503", "bttest73");
+    let bt = beamtime("bttest73");
     assert_payload_runs(&bt);
     // Balanced, so only the depth is wrong (and 200 KB, well under the size cap).
     let prefix = "    \"nested\": ";
@@ -414,7 +418,7 @@ fn deeply_nested_json_is_refused_with_its_position_on_both_sides() {
 #[test]
 fn a_duplicate_beamline_key_is_refused_instead_of_one_value_silently_winning() {
     let _turn = shared_turn();
-    let bt = beamtime("11099504", "p504", "bttest74");
+    let bt = beamtime("bttest74");
     assert_payload_runs(&bt);
     // Two beamlines in one file: which one a reader takes is up to the reader, so a
     // strict parser must refuse the file rather than pick one.
@@ -430,7 +434,7 @@ fn a_duplicate_beamline_key_is_refused_instead_of_one_value_silently_winning() {
     let Some((line, text)) = repeated else {
         panic!("the start script's file has no beamline key");
     };
-    assert_eq!(text, format!("{key}: \"p504\","));
+    assert_eq!(text, format!("{key}: \"{}\",", bt.beamline));
     write_metadata(&bt.metadata_path, &hostile);
     // The parser stops at the end of the repeated key.
     let message = format!(
@@ -445,7 +449,7 @@ fn a_duplicate_beamline_key_is_refused_instead_of_one_value_silently_winning() {
 #[test]
 fn non_utf8_metadata_is_refused_with_its_position_on_both_sides() {
     let _turn = shared_turn();
-    let bt = beamtime("11099505", "p505", "bttest75");
+    let bt = beamtime("bttest75");
     assert_payload_runs(&bt);
     // "café" in Latin-1: 0xE9 is not UTF-8.
     let prefix = "    \"comment\": \"caf";
@@ -705,7 +709,7 @@ fn a_metadata_file_swapped_with_a_link_to_another_beamtimes_never_shows_the_othe
     let _turn = shared_turn();
     let c = cluster();
     let other = other();
-    let bt = beamtime("11099510", "p510", "bttest80");
+    let bt = beamtime("bttest80");
     let_account_write_the_top(&bt);
     // writable= is refused in a folder the account can write (#17 finding 4); this race
     // is about the metadata file, so the beamtime keeps no writable subfolder.
@@ -751,7 +755,8 @@ fn a_metadata_file_swapped_with_a_link_to_another_beamtimes_never_shows_the_othe
 
     assert_eq!(end.state, "COMPLETED", "{end:#?}");
     let batch = fs::read_to_string(wd.join(format!("slurm-{job}.out"))).unwrap();
-    assert!(batch.contains("batch bl=p510 sees=p510\n"), "{batch}");
+    let sees = format!("bl={0} sees={0}\n", bt.beamline);
+    assert!(batch.contains(&format!("batch {sees}")), "{batch}");
     let steps = race_steps(&wd);
     let (mut ran, mut refusals) = (0, 0);
     let saw_the_other: Vec<_> = steps
@@ -769,8 +774,7 @@ fn a_metadata_file_swapped_with_a_link_to_another_beamtimes_never_shows_the_othe
     for step in &steps {
         if step.rc == 0 {
             assert!(
-                step.out
-                    .contains("bl=p510 sees=p510\nframe data of 11099510"),
+                step.out.contains(&format!("{sees}frame data of {}", bt.id)),
                 "step {} ran with another view: {step:#?}",
                 step.n
             );
@@ -785,9 +789,10 @@ fn a_metadata_file_swapped_with_a_link_to_another_beamtimes_never_shows_the_othe
             // cannot even look behind the link into the other beamtime's folder.
             let clear = (step.err.contains(&bt.metadata_path.display().to_string())
                 && step.err.contains("symbolic link"))
-                || step.err.contains(
-                    "srun: error: spank-beamtime: no metadata file for beamtime 11099510",
-                );
+                || step.err.contains(&format!(
+                    "srun: error: spank-beamtime: no metadata file for beamtime {}",
+                    bt.id
+                ));
             assert!(
                 clear,
                 "step {} was refused without saying why: {step:#?}",
@@ -816,12 +821,8 @@ fn a_metadata_file_swapped_with_a_link_to_another_beamtimes_never_shows_the_othe
 fn a_writable_subfolder_swapped_with_a_link_to_another_beamtimes_folder_never_takes_a_write() {
     let _turn = shared_turn();
     let c = cluster();
-    let bt = beamtime("11099511", "p511", "bttest81");
-    let victim = c.start_beamtime(
-        &BeamtimeSpec::new("11099591", "p591", "bttest91")
-            .partition("all")
-            .no_online(),
-    );
+    let bt = beamtime("bttest81");
+    let victim = c.start_beamtime(&BeamtimeSpec::fresh("bttest91").no_online());
     // Open to everybody inside, closed above (current/ is the victim's members' only):
     // a marker can land here only through a mount the plugin made of it.
     let target = victim.current_dir.join("processed");
@@ -869,7 +870,10 @@ fn a_writable_subfolder_swapped_with_a_link_to_another_beamtimes_folder_never_ta
         &bt.account,
         &wd,
         &strs(&submit_args(&bt)),
-        "#!/bin/bash\ntouch /beamline/p511/current/processed/marker-$SLURM_JOB_ID && echo wrote\n",
+        &format!(
+            "#!/bin/bash\ntouch /beamline/{}/current/processed/marker-$SLURM_JOB_ID && echo wrote\n",
+            bt.beamline
+        ),
     );
     let end = c.wait_job(job.id, Duration::from_secs(300));
     let swaps = swapper.stop();
@@ -961,7 +965,7 @@ impl Drop for PlugstackWithArg {
 fn a_hide_root_reached_through_a_symlink_is_refused_and_nothing_is_mounted_through_it() {
     let _turn = exclusive_turn();
     let c = cluster();
-    let bt = beamtime("11099520", "p520", "bttest82");
+    let bt = beamtime("bttest82");
     let base = c
         .state_dir()
         .join(format!("hostile-hide-{}", std::process::id()));
@@ -1070,7 +1074,7 @@ fn a_hide_root_reached_through_a_symlink_is_refused_and_nothing_is_mounted_throu
         .args(submit_args(&bt))
         .args(["ls", "-A", "/beamline"])
         .run();
-    out.assert_success().assert_stdout_contains("p520");
+    out.assert_success().assert_stdout_contains(&bt.beamline);
     let _ = fs::remove_dir_all(&base);
 }
 
@@ -1182,7 +1186,7 @@ fn a_mid_job_switch_to_another_beamline_shows_later_steps_none_of_it_and_running
 ) {
     let _turn = shared_turn();
     let other = other();
-    let bt = beamtime("11099530", "p530", "bttest83");
+    let bt = beamtime("bttest83");
     let core = core_path(&bt);
     let r = replace_between_steps(&bt, "replaced-beamline", || {
         let mut m = bt.metadata();
@@ -1224,7 +1228,7 @@ fn a_mid_job_switch_to_another_beamline_shows_later_steps_none_of_it_and_running
 fn a_mid_job_switch_to_another_account_refuses_later_steps_and_running_ones_keep_their_view() {
     let _turn = shared_turn();
     let other = other();
-    let bt = beamtime("11099531", "p531", "bttest84");
+    let bt = beamtime("bttest84");
     let core = core_path(&bt);
     let r = replace_between_steps(&bt, "replaced-account", || {
         let mut m = bt.metadata();
@@ -1246,7 +1250,7 @@ fn a_mid_job_switch_to_another_account_refuses_later_steps_and_running_ones_keep
 fn a_mid_job_swap_for_another_beamtimes_file_refuses_later_steps_running_ones_keep_their_view() {
     let _turn = shared_turn();
     let other = other();
-    let bt = beamtime("11099532", "p532", "bttest85");
+    let bt = beamtime("bttest85");
     let core = core_path(&bt);
     let r = replace_between_steps(&bt, "replaced-file", || {
         write_metadata(&bt.metadata_path, &fs::read(&other.metadata_path).unwrap());
@@ -1266,7 +1270,7 @@ fn a_mid_job_swap_for_another_beamtimes_file_refuses_later_steps_running_ones_ke
 #[test]
 fn a_harmless_mid_job_rewrite_reaches_later_steps_only_never_mixing_old_and_new() {
     let _turn = shared_turn();
-    let bt = beamtime("11099533", "p533", "bttest86");
+    let bt = beamtime("bttest86");
     let core = core_path(&bt);
     let moved = format!("{core}-moved");
     let r = replace_between_steps(&bt, "replaced-harmless", || {
@@ -1308,23 +1312,20 @@ fn cluster_configuration() -> &'static str {
 fn a_link_planted_in_a_writable_folder_on_a_pattern_is_not_followed_to_a_stale_copy() {
     let _turn = shared_turn();
     let c = cluster();
-    let bt = beamtime("11099539", "p539", "bttest79");
+    let bt = beamtime("bttest79");
     assert_payload_runs(&bt);
     let account = UnixUser::get(&bt.account);
     // The beamline has moved on: the current folder no longer holds this beamtime's file,
     // so the core pattern (`<state>/core/*/{id}/beamtime-metadata-{id}.json`) is searched.
-    let stale = c.state_dir().join("stale-copies/11099539");
+    let file_name = format!("beamtime-metadata-{}.json", bt.id);
+    let stale = c.state_dir().join("stale-copies").join(&bt.id);
     fs::create_dir_all(&stale).unwrap();
-    fs::rename(
-        &bt.metadata_path,
-        stale.join("beamtime-metadata-11099539.json"),
-    )
-    .unwrap();
+    fs::rename(&bt.metadata_path, stale.join(&file_name)).unwrap();
     // A core folder the account may write in, with the account's link in it.
-    let core = c.state_dir().join("core/p539");
+    let core = c.state_dir().join("core").join(&bt.beamline);
     fs::create_dir_all(&core).unwrap();
     std::os::unix::fs::chown(&core, Some(account.uid), Some(account.gid)).unwrap();
-    let link = core.join("11099539");
+    let link = core.join(&bt.id);
     c.as_user(&bt.account, "ln")
         .arg("-s")
         .arg(&stale)
@@ -1339,9 +1340,5 @@ fn a_link_planted_in_a_writable_folder_on_a_pattern_is_not_followed_to_a_stale_c
     );
     assert_refused_everywhere(&bt, "planted-link", &[&expected]);
     fs::remove_dir_all(&core).unwrap();
-    fs::rename(
-        stale.join("beamtime-metadata-11099539.json"),
-        &bt.metadata_path,
-    )
-    .unwrap();
+    fs::rename(stale.join(&file_name), &bt.metadata_path).unwrap();
 }

@@ -48,12 +48,8 @@ fn answers(log: &LogCursor, job: u32) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn beamtime(c: &Cluster, id: &str, beamline: &str, account: &str) -> Beamtime {
-    c.start_beamtime(
-        &BeamtimeSpec::new(id, beamline, account)
-            .partition("all")
-            .cores(2),
-    )
+fn beamtime(c: &Cluster, account: &str) -> Beamtime {
+    c.start_beamtime(&BeamtimeSpec::fresh(account).cores(2))
 }
 
 /// A batch job of `steps` beamtime steps, each printing what it sees under /beamline.
@@ -117,7 +113,7 @@ fn answers_of(log: &LogCursor, job: u32, steps: usize) -> BTreeMap<String, Strin
 fn later_steps_of_a_job_reuse_the_answer_its_first_step_got() {
     let _turn = take_turn();
     let c = Cluster::from_env();
-    let bt = beamtime(&c, "11099060", "p70", "bttest60");
+    let bt = beamtime(&c, "bttest60");
     let log = c.log_cursor("slurmd.log");
     let job = run_steps(&c, &bt, "cache-reuse", 3);
 
@@ -147,7 +143,7 @@ fn later_steps_of_a_job_reuse_the_answer_its_first_step_got() {
 fn a_removed_cache_folder_is_made_again() {
     let _turn = take_turn();
     let c = Cluster::from_env();
-    let bt = beamtime(&c, "11099061", "p71", "bttest61");
+    let bt = beamtime(&c, "bttest61");
     let dir = state_dir(&c);
     if dir.exists() {
         fs::remove_dir_all(&dir).unwrap();
@@ -177,7 +173,7 @@ impl Drop for Unmount {
 fn a_full_cache_folder_costs_a_query_per_step_and_nothing_else() {
     let _turn = take_turn();
     let c = Cluster::from_env();
-    let bt = beamtime(&c, "11099062", "p72", "bttest62");
+    let bt = beamtime(&c, "bttest62");
     let dir = state_dir(&c);
     fs::create_dir_all(&dir).unwrap();
     // One page of space, used up: the entry's file can be created but not written.
@@ -226,7 +222,7 @@ fn a_full_cache_folder_costs_a_query_per_step_and_nothing_else() {
 fn a_cache_folder_others_can_write_to_is_not_used() {
     let _turn = take_turn();
     let c = Cluster::from_env();
-    let bt = beamtime(&c, "11099063", "p73", "bttest63");
+    let bt = beamtime(&c, "bttest63");
     let dir = state_dir(&c);
     fs::create_dir_all(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
@@ -251,7 +247,7 @@ fn a_cache_folder_others_can_write_to_is_not_used() {
 fn a_damaged_entry_is_asked_again_and_replaced() {
     let _turn = take_turn();
     let c = Cluster::from_env();
-    let bt = beamtime(&c, "11099064", "p74", "bttest64");
+    let bt = beamtime(&c, "bttest64");
     let wd = c.workdir(&bt.account, "cache-damaged");
     let go = wd.join("go");
     let script = format!(
@@ -282,7 +278,12 @@ fn a_damaged_entry_is_asked_again_and_replaced() {
     fs::write(wd.join("go-2"), "").unwrap();
     let end = c.wait_job(job.id, DEFAULT_TIMEOUT);
     assert_eq!(end.state, "COMPLETED", "{end:#?}\n{}", job.stderr());
-    assert!(job.stdout().contains("second-sees p74"), "{}", job.stdout());
+    assert!(
+        job.stdout()
+            .contains(&format!("second-sees {}", bt.beamline)),
+        "{}",
+        job.stdout()
+    );
 
     // batch asks, step 0 uses it, step 1 finds the damage and asks, step 2 uses the new answer.
     let got = answers_of(&log, job.id, 4);

@@ -470,13 +470,8 @@ fn prestart_refuse_refuses_pre_start_jobs_on_the_node_only_and_drains_nothing() 
     let _plugstack = own_plugstack();
     let c = cluster();
     let (plugin, args) = c.installed_plugin();
-    let bt = c.start_beamtime(
-        &BeamtimeSpec::new("11099613", "p613", "bttest613")
-            .partition("all")
-            .pre_start(),
-    );
-    let online =
-        c.start_beamtime(&BeamtimeSpec::new("11099614", "p614", "bttest614").partition("all"));
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest613").pre_start());
+    let online = c.start_beamtime(&BeamtimeSpec::fresh("bttest614"));
     let _restore = RestorePlugstack::new(c);
     c.set_plugstack(Some(&plugin), &format!("{args} prestart=refuse"));
     let problem = format!(

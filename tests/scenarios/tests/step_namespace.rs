@@ -108,11 +108,7 @@ fn one_namespace_for_the_step(out: &Output) -> String {
 #[test]
 fn the_tasks_of_a_step_share_one_namespace_and_two_steps_never_do() {
     let c = cluster();
-    let bt = c.start_beamtime(
-        &BeamtimeSpec::new("11099901", "p901", "bttest901")
-            .partition("all")
-            .cores(2 * TASKS as u32),
-    );
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest901").cores(2 * TASKS as u32));
     fs::write(
         bt.current_dir.join("step-namespace-marker"),
         "the beamline\n",
@@ -238,11 +234,7 @@ fn nothing_the_plugin_mounts_reaches_a_node_whose_root_is_shared() {
          not propagate, so this proves nothing"
     );
 
-    let bt = c.start_beamtime(
-        &BeamtimeSpec::new("11099902", "p902", "bttest902")
-            .partition("all")
-            .cores(TASKS as u32),
-    );
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest902").cores(TASKS as u32));
     fs::write(
         bt.current_dir.join("step-namespace-marker"),
         "the beamline\n",
