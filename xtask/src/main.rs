@@ -152,8 +152,8 @@ mod tests {
 
     /// Rule::as_str's arms are the one list of rule names there is.
     fn rules_in_code() -> BTreeSet<String> {
-        let policy = repo_file("beamtime/src/policy.rs");
-        let rules: BTreeSet<String> = policy
+        let refusal = repo_file("beamtime/src/refusal.rs");
+        let rules: BTreeSet<String> = refusal
             .lines()
             .filter_map(|l| l.trim().strip_prefix("Rule::"))
             .filter_map(|l| l.split("=> \"").nth(1))
@@ -161,7 +161,7 @@ mod tests {
             .collect();
         assert!(
             rules.len() > 10,
-            "could not read the rule names from policy.rs: {rules:?}"
+            "could not read the rule names from refusal.rs: {rules:?}"
         );
         rules
     }
