@@ -259,7 +259,8 @@ mod tests {
 
     #[test]
     fn expansion_walks_the_tree_and_follows_symlinks() {
-        let root = std::env::temp_dir().join(format!("beamtime-pattern-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path();
         let data = root.join("asap3/petra3/gpfs/p11/2024/data/11099001");
         let other_year = root.join("asap3/petra3/gpfs/p11/2023/data");
         for folder in [&data, &other_year, &root.join("beamline/p21")] {
@@ -292,6 +293,5 @@ mod tests {
         assert!(pattern(&format!("{root_text}/missing/*/{{id}}"))
             .expand(&id("1"))
             .is_empty());
-        let _ = fs::remove_dir_all(&root);
     }
 }

@@ -473,7 +473,8 @@ mod tests {
 
     #[test]
     fn the_login_hint_names_the_key_when_it_is_there() {
-        let folder = std::env::temp_dir().join(format!("policy-key-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let folder = scratch.path();
         std::fs::create_dir_all(folder.join("shared")).unwrap();
         std::fs::write(folder.join("shared/id_rsa"), b"key").unwrap();
         let metadata = parse_metadata(
@@ -482,7 +483,6 @@ mod tests {
         )
         .unwrap();
         let refusal = refused(&config(""), &metadata, &JobFacts { uid: 1000, ..job() });
-        std::fs::remove_dir_all(&folder).unwrap();
         let expected = format!("ssh -i {}/shared/id_rsa -l bttest05", folder.display());
         assert!(refusal.problem.fix.contains(&expected), "{refusal}");
     }

@@ -255,22 +255,24 @@ mod tests {
     use std::io::Read;
     use std::os::unix::fs::{chown, symlink, MetadataExt};
 
-    struct Scratch(PathBuf);
+    /// A scratch folder holding `real/sub/file.json`, removed when the test ends.
+    struct Scratch {
+        path: PathBuf,
+        _removed_on_drop: tempfile::TempDir,
+    }
 
     impl Scratch {
         fn new(label: &str) -> Scratch {
-            let dir =
-                std::env::temp_dir().join(format!("beamtime-walk-{label}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(dir.join("real/sub")).unwrap();
-            fs::write(dir.join("real/sub/file.json"), b"content").unwrap();
-            Scratch(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("beamtime-walk-{label}-"))
+                .tempdir()
+                .unwrap();
+            fs::create_dir_all(dir.path().join("real/sub")).unwrap();
+            fs::write(dir.path().join("real/sub/file.json"), b"content").unwrap();
+            Scratch {
+                path: dir.path().to_owned(),
+                _removed_on_drop: dir,
+            }
         }
     }
 
@@ -287,27 +289,27 @@ mod tests {
     #[test]
     fn a_plain_path_opens_the_file() {
         let s = Scratch::new("plain");
-        let file = open_file(&s.0.join("real/sub/file.json"), |_| false).unwrap();
+        let file = open_file(&s.path.join("real/sub/file.json"), |_| false).unwrap();
         assert_eq!(read(file), "content");
     }
 
     #[test]
     fn a_link_of_a_trusted_owner_is_followed_absolute_or_relative() {
         let s = Scratch::new("trusted");
-        symlink(s.0.join("real"), s.0.join("absolute")).unwrap();
-        symlink("real/sub", s.0.join("relative")).unwrap();
+        symlink(s.path.join("real"), s.path.join("absolute")).unwrap();
+        symlink("real/sub", s.path.join("relative")).unwrap();
         let trusted = |uid| uid == me();
-        let file = open_file(&s.0.join("absolute/sub/file.json"), trusted).unwrap();
+        let file = open_file(&s.path.join("absolute/sub/file.json"), trusted).unwrap();
         assert_eq!(read(file), "content");
-        let file = open_file(&s.0.join("relative/file.json"), trusted).unwrap();
+        let file = open_file(&s.path.join("relative/file.json"), trusted).unwrap();
         assert_eq!(read(file), "content");
     }
 
     #[test]
     fn a_link_of_anyone_else_is_refused_naming_it_and_its_owner() {
         let s = Scratch::new("untrusted");
-        let link = s.0.join("planted");
-        symlink(s.0.join("real"), &link).unwrap();
+        let link = s.path.join("planted");
+        symlink(s.path.join("real"), &link).unwrap();
         match open_file(&link.join("sub/file.json"), |uid| uid != me()) {
             Err(WalkError::UntrustedLink { link: seen, owner }) => {
                 assert_eq!((seen, owner), (link, me()));
@@ -319,11 +321,11 @@ mod tests {
     #[test]
     fn a_link_owned_by_another_user_is_told_by_its_own_owner_not_its_targets() {
         let s = Scratch::new("chowned");
-        let link = s.0.join("planted");
-        symlink(s.0.join("real"), &link).unwrap();
+        let link = s.path.join("planted");
+        symlink(s.path.join("real"), &link).unwrap();
         // lchown: the link's own owner, which is what an attacker controls.
         std::os::unix::fs::lchown(&link, Some(4_000_002), None).unwrap();
-        chown(s.0.join("real"), Some(me()), None).unwrap();
+        chown(s.path.join("real"), Some(me()), None).unwrap();
         match open_file(&link.join("sub/file.json"), |uid| uid == me()) {
             Err(WalkError::UntrustedLink { owner, .. }) => assert_eq!(owner, 4_000_002),
             other => panic!("{other:?}"),
@@ -333,14 +335,18 @@ mod tests {
     #[test]
     fn the_file_itself_is_never_a_link_and_loops_end() {
         let s = Scratch::new("file-link");
-        symlink(s.0.join("real/sub/file.json"), s.0.join("real/link.json")).unwrap();
+        symlink(
+            s.path.join("real/sub/file.json"),
+            s.path.join("real/link.json"),
+        )
+        .unwrap();
         assert!(matches!(
-            open_file(&s.0.join("real/link.json"), |_| true),
+            open_file(&s.path.join("real/link.json"), |_| true),
             Err(WalkError::FileIsLink)
         ));
-        symlink(s.0.join("loop"), s.0.join("loop")).unwrap();
+        symlink(s.path.join("loop"), s.path.join("loop")).unwrap();
         assert!(matches!(
-            open_file(&s.0.join("loop/file.json"), |_| true),
+            open_file(&s.path.join("loop/file.json"), |_| true),
             Err(WalkError::TooManyLinks { .. })
         ));
     }
@@ -348,17 +354,18 @@ mod tests {
     #[test]
     fn a_child_folder_opens_and_a_link_or_file_there_is_refused_by_what_it_is() {
         let s = Scratch::new("child");
-        symlink(s.0.join("real/sub"), s.0.join("real/link")).unwrap();
-        let real = open_folder(&s.0.join("real"), &|_| false).unwrap();
-        let child = |name: &str| open_child_folder(real.as_fd(), OsStr::new(name), &s.0.join(name));
+        symlink(s.path.join("real/sub"), s.path.join("real/link")).unwrap();
+        let real = open_folder(&s.path.join("real"), &|_| false).unwrap();
+        let child =
+            |name: &str| open_child_folder(real.as_fd(), OsStr::new(name), &s.path.join(name));
         assert!(child("sub").is_ok());
         match child("link") {
             Err(WalkError::UntrustedLink { link, owner }) => {
-                assert_eq!((link, owner), (s.0.join("link"), me()))
+                assert_eq!((link, owner), (s.path.join("link"), me()))
             }
             other => panic!("{other:?}"),
         }
-        fs::write(s.0.join("real/file"), b"").unwrap();
+        fs::write(s.path.join("real/file"), b"").unwrap();
         match child("file") {
             Err(WalkError::Io { error, .. }) => {
                 assert_eq!(error.raw_os_error(), Some(libc::ENOTDIR))
@@ -371,11 +378,11 @@ mod tests {
     #[test]
     fn missing_and_non_folder_components_say_where() {
         let s = Scratch::new("missing");
-        let error = open_file(&s.0.join("real/gone/file.json"), |_| true).unwrap_err();
+        let error = open_file(&s.path.join("real/gone/file.json"), |_| true).unwrap_err();
         assert!(error.is_not_found(), "{error:?}");
-        match open_file(&s.0.join("real/sub/file.json/x.json"), |_| true) {
+        match open_file(&s.path.join("real/sub/file.json/x.json"), |_| true) {
             Err(WalkError::Io { at, error }) => {
-                assert_eq!(at, s.0.join("real/sub/file.json"));
+                assert_eq!(at, s.path.join("real/sub/file.json"));
                 assert_eq!(error.raw_os_error(), Some(libc::ENOTDIR));
             }
             other => panic!("{other:?}"),

@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use beamtime::id::BeamtimeId;
 use beamtime::metadata::{parse_metadata, Metadata, MetadataError};
@@ -44,29 +43,26 @@ pub fn edited_fixture(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> 
     serde_json::to_vec_pretty(&document).unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// A fresh directory, removed when dropped.
-pub struct TempDir(PathBuf);
+/// A fresh directory (named after `label`, for whoever finds one left by a
+/// killed test), removed when dropped.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new(label: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "beamtime-test-{label}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap_or_else(|error| panic!("{error}"));
-        TempDir(path)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("beamtime-test-{label}-"))
+            .tempdir()
+            .unwrap_or_else(|error| panic!("{error}"));
+        TempDir(dir)
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 
     /// Writes `contents` at `relative`, creating folders on the way.
     pub fn write(&self, relative: &str, contents: &[u8]) -> PathBuf {
-        let path = self.0.join(relative);
+        let path = self.path().join(relative);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).unwrap_or_else(|error| panic!("{error}"));
         }
@@ -75,14 +71,8 @@ impl TempDir {
     }
 
     pub fn mkdir(&self, relative: &str) -> PathBuf {
-        let path = self.0.join(relative);
+        let path = self.path().join(relative);
         fs::create_dir_all(&path).unwrap_or_else(|error| panic!("{error}"));
         path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }

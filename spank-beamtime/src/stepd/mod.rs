@@ -83,31 +83,32 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
     use std::path::PathBuf;
 
-    /// A scratch folder per test, removed when the test ends.
-    struct Scratch(PathBuf);
+    /// A scratch folder holding `real/current`, removed when the test ends.
+    struct Scratch {
+        path: PathBuf,
+        _removed_on_drop: tempfile::TempDir,
+    }
 
     impl Scratch {
         fn new(label: &str) -> Scratch {
-            let dir =
-                std::env::temp_dir().join(format!("spank-beamtime-{label}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(dir.join("real/current")).unwrap();
-            Scratch(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("spank-beamtime-{label}-"))
+                .tempdir()
+                .unwrap();
+            fs::create_dir_all(dir.path().join("real/current")).unwrap();
+            Scratch {
+                path: dir.path().to_owned(),
+                _removed_on_drop: dir,
+            }
         }
     }
 
     #[test]
     fn a_plain_path_is_walked_to_the_folder_it_names() {
         let scratch = Scratch::new("walk-plain");
-        let end = walk_no_symlinks(&scratch.0.join("real/current")).unwrap();
+        let end = walk_no_symlinks(&scratch.path.join("real/current")).unwrap();
         let opened = fs::metadata(ffi::fd_path(end.as_fd())).unwrap();
-        let expected = fs::metadata(scratch.0.join("real/current")).unwrap();
+        let expected = fs::metadata(scratch.path.join("real/current")).unwrap();
         assert_eq!(
             (opened.dev(), opened.ino()),
             (expected.dev(), expected.ino())
@@ -117,8 +118,8 @@ mod tests {
     #[test]
     fn a_symlink_anywhere_on_the_way_is_refused_by_name() {
         let scratch = Scratch::new("walk-link");
-        std::os::unix::fs::symlink(scratch.0.join("real"), scratch.0.join("link")).unwrap();
-        let link = scratch.0.join("link");
+        std::os::unix::fs::symlink(scratch.path.join("real"), scratch.path.join("link")).unwrap();
+        let link = scratch.path.join("link");
         let error = walk_no_symlinks(&link.join("current")).unwrap_err();
         assert_eq!(
             error.to_string(),
@@ -132,14 +133,14 @@ mod tests {
     #[test]
     fn a_missing_folder_a_file_and_a_relative_path_each_say_what_they_are() {
         let scratch = Scratch::new("walk-other");
-        let missing = scratch.0.join("real/gone");
+        let missing = scratch.path.join("real/gone");
         assert_eq!(
             walk_no_symlinks(&missing.join("deeper"))
                 .unwrap_err()
                 .to_string(),
             format!("{} does not exist", missing.display())
         );
-        let file = scratch.0.join("real/file");
+        let file = scratch.path.join("real/file");
         fs::write(&file, b"").unwrap();
         assert!(walk_no_symlinks(&file)
             .unwrap_err()
