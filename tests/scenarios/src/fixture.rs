@@ -2,13 +2,13 @@
 //! and what it made.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::cluster::{Cluster, NODE};
-use crate::cmd::Cmd;
+use crate::cmd::{Cmd, Output};
 use crate::slurm::Job;
 
 /// What `slurm-conf-examples/beamtime-start.sh` should create. Defaults: one reservation
@@ -104,6 +104,15 @@ impl BeamtimeSpec {
     }
 }
 
+/// `options`, then `more`, as the argument list sbatch is given.
+fn then<'a>(options: &'a [String], more: &[&'a str]) -> Vec<&'a str> {
+    options
+        .iter()
+        .map(String::as_str)
+        .chain(more.iter().copied())
+        .collect()
+}
+
 /// A beamtime id and a beamline name that no other test uses: the process id keeps test
 /// binaries running side by side on one cluster apart, a counter the tests of one binary.
 /// The ids begin with 2, so that they never meet the hand-picked ids (110…) that tests
@@ -177,23 +186,32 @@ impl Cluster {
         self.as_user(&bt.account, "srun").args(bt.job_options())
     }
 
+    /// [`Cluster::sbatch`] as the beamtime's account with the beamtime's
+    /// [`Beamtime::job_options`], then `more`: for a submission that may be refused.
+    #[track_caller]
+    pub fn sbatch_beamtime_job(
+        &self,
+        bt: &Beamtime,
+        workdir: &Path,
+        more: &[&str],
+        script: &str,
+    ) -> Output {
+        let options = bt.job_options();
+        self.sbatch(&bt.account, workdir, &then(&options, more), script)
+    }
+
     /// [`Cluster::submit`] as the beamtime's account with the beamtime's
     /// [`Beamtime::job_options`], then `more`.
     #[track_caller]
     pub fn submit_beamtime_job(
         &self,
         bt: &Beamtime,
-        workdir: &std::path::Path,
+        workdir: &Path,
         more: &[&str],
         script: &str,
     ) -> Job {
         let options = bt.job_options();
-        let args: Vec<&str> = options
-            .iter()
-            .map(String::as_str)
-            .chain(more.iter().copied())
-            .collect();
-        self.submit(&bt.account, workdir, &args, script)
+        self.submit(&bt.account, workdir, &then(&options, more), script)
     }
 
     /// Where beamtime-start.sh creates beamline folders by default: `<state>/beamline-src`.

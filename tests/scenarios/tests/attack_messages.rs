@@ -28,14 +28,6 @@ fn beamtime(spec: BeamtimeSpec) -> Beamtime {
     cluster().start_beamtime(&spec.partition("all"))
 }
 
-fn srun_args(bt: &Beamtime) -> Vec<String> {
-    vec![
-        format!("--beamtime={}", bt.id),
-        "--partition=all".to_owned(),
-        format!("--reservation={}", bt.reservations[0]),
-    ]
-}
-
 /// srun as the beamtime's account with the client side skipped (a slurm.conf without the
 /// plugin) and `--beamtime` forged into the environment as `value`: what any user can do,
 /// so that only the node decides.
@@ -99,7 +91,10 @@ fn assert_variant_refused(
     let client = c.sbatch(
         &bt.account,
         &wd,
-        &srun_args(bt).iter().map(String::as_str).collect::<Vec<_>>(),
+        &bt.job_options()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
         "#!/bin/bash\necho payload-ran\n",
     );
     assert_refused_by_client(&client, "sbatch", &[&message, REPORT]);
@@ -254,14 +249,14 @@ fn a_working_directory_in_the_beamline_is_right_and_the_task_says_so() {
     let out = c
         .as_user(&bt.account, "srun")
         .cwd(&wd)
-        .args(srun_args(&bt))
+        .args(bt.job_options())
         .args(["-D", &inside, "readlink", "/proc/self/cwd"])
         .run();
     out.assert_success();
     assert_eq!(out.stdout.trim(), inside, "{out}");
     out.assert_stderr_contains(&note);
 
-    let mut args = srun_args(&bt);
+    let mut args = bt.job_options();
     args.extend(["-D".to_owned(), inside.clone()]);
     let (job, end) = c.submit_and_wait(
         &bt.account,
@@ -283,7 +278,7 @@ fn a_working_directory_in_the_beamline_is_right_and_the_task_says_so() {
     let out = c
         .as_user(&bt.account, "srun")
         .cwd(&wd)
-        .args(srun_args(&bt))
+        .args(bt.job_options())
         .args(["-D", &missing, "readlink", "/proc/self/cwd"])
         .run();
     out.assert_success();
@@ -339,7 +334,7 @@ fn attaching_to_another_users_job_names_who_submits() {
     let job = c.submit(
         &bt.account,
         &wd,
-        &srun_args(&bt)
+        &bt.job_options()
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>(),
@@ -428,7 +423,7 @@ fn a_forged_option_in_the_export_list_is_refused_naming_both_ids() {
     let bt = beamtime(BeamtimeSpec::fresh("bttest705"));
     let other = "11099749";
     let wd = c.workdir(&bt.account, "export-list");
-    let mut args = srun_args(&bt);
+    let mut args = bt.job_options();
     args.push(format!("--export=NONE,{OPTION_VARIABLE}={other}"));
     let (job, end) = c.submit_and_wait(
         &bt.account,
@@ -468,7 +463,7 @@ fn a_forged_option_in_the_export_list_is_refused_naming_both_ids() {
         .as_user(&bt.account, "srun")
         .cwd(&wd)
         .env(INHERITED_VARIABLE, other)
-        .args(srun_args(&bt))
+        .args(bt.job_options())
         .args(["echo", "payload-ran"])
         .run();
     let srun_both = format!("says {}, and {INHERITED_VARIABLE}", bt.id);

@@ -81,15 +81,10 @@ fn a_requeued_job_that_runs_again_outside_the_reservation_is_refused() {
     let wd = c.workdir(&bt.account, "requeue");
     let log = c.log_cursor("slurmd.log");
     let mut seen = String::new();
-    let job = c.submit(
-        &bt.account,
+    let job = c.submit_beamtime_job(
+        &bt,
         &wd,
-        &[
-            &format!("--beamtime={}", bt.id),
-            "--partition=all",
-            &format!("--reservation={}", bt.id),
-            "--open-mode=append",
-        ],
+        &["--open-mode=append"],
         "#!/bin/bash\necho \"run-sees $(ls -A /beamline)\"\nsleep 600\n",
     );
 
@@ -499,16 +494,7 @@ fn a_reservation_cleared_on_a_running_job_is_seen_only_when_the_cached_answer_en
          srun -n1 bash -c 'echo later-sees $(ls -A /beamline)'\n",
         wd = wd.display()
     );
-    let job = c.submit(
-        &bt.account,
-        &wd,
-        &[
-            &format!("--beamtime={}", bt.id),
-            "--partition=all",
-            &format!("--reservation={}", bt.id),
-        ],
-        &script,
-    );
+    let job = c.submit_beamtime_job(&bt, &wd, &[], &script);
     wait_for(&wd.join("first"), "the job's first step");
     scontrol_as(
         &c,

@@ -25,19 +25,6 @@ fn good() -> &'static Beamtime {
     GOOD.get_or_init(|| cluster().start_beamtime(&BeamtimeSpec::new("11099001", "p11", "bttest01")))
 }
 
-/// What a user passes by hand without bt-submit.
-fn submit_args(bt: &Beamtime) -> Vec<String> {
-    vec![
-        format!("--beamtime={}", bt.id),
-        format!("--partition={}", bt.partition),
-        format!("--reservation={}", bt.reservations[0]),
-    ]
-}
-
-fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
-}
-
 /// The node's refusal as the user sees it on srun's stderr or in the job's .err file.
 fn node_refusal(job: impl std::fmt::Display) -> String {
     format!("spank-beamtime: error: job {job} refused on {NODE}: ")
@@ -168,7 +155,8 @@ fn sbatch_job_sees_only_its_own_beamline() {
     let log = c.log_cursor("slurmd.log");
 
     let wd = c.workdir(&bt.account, "sbatch");
-    let (job, end) = c.submit_and_wait(&bt.account, &wd, &strs(&submit_args(bt)), LOOK_AROUND);
+    let job = c.submit_beamtime_job(bt, &wd, &[], LOOK_AROUND);
+    let end = c.wait_job(job.id, scenarios::DEFAULT_TIMEOUT);
     end.assert_completed_ok();
     let output = job.stdout();
     assert_saw_its_beamline(bt, &output);
@@ -224,9 +212,8 @@ fn srun_and_salloc_run_as_the_beamtime() {
     let show = "echo $BEAMTIME_ID; ls -A /beamline; cat /beamline/p11/current/raw/detector.txt";
 
     let out = c
-        .as_user(&bt.account, "srun")
+        .beamtime_srun(bt)
         .cwd(&wd)
-        .args(submit_args(bt))
         .args(["bash", "-c", show])
         .run();
     out.assert_success()
@@ -235,7 +222,7 @@ fn srun_and_salloc_run_as_the_beamtime() {
     let out = c
         .as_user(&bt.account, "salloc")
         .cwd(&wd)
-        .args(submit_args(bt))
+        .args(bt.job_options())
         .args(["srun", "bash", "-c", show])
         .run();
     out.assert_success()
@@ -249,7 +236,8 @@ fn srun_inside_a_beamtime_batch_job_inherits_the_beamtime() {
     let bt = good();
     let wd = c.workdir(&bt.account, "inherit");
     let script = "#!/bin/bash\nsrun bash -c 'echo step=$BEAMTIME_ID; ls -A /beamline'\necho srun-status=$?\n";
-    let (job, end) = c.submit_and_wait(&bt.account, &wd, &strs(&submit_args(bt)), script);
+    let job = c.submit_beamtime_job(bt, &wd, &[], script);
+    let end = c.wait_job(job.id, scenarios::DEFAULT_TIMEOUT);
     end.assert_completed_ok();
     let output = job.stdout();
     assert!(
@@ -419,11 +407,7 @@ fn a_node_outside_reserved_nodes_is_refused() {
     rewrite_metadata(&bt, |m| {
         m["onlineAnalysis"]["reservedNodes"] = serde_json::json!(["max-p3a999"])
     });
-    let out = c
-        .as_user(&bt.account, "srun")
-        .args(submit_args(&bt))
-        .arg("true")
-        .run();
+    let out = c.beamtime_srun(&bt).arg("true").run();
     assert_refused_by_node(
         &out,
         "node btnode1 is not one of beamtime 11099007's reserved nodes (max-p3a999)",
@@ -607,7 +591,8 @@ fn the_beamline_and_job_container_tmpfs_work_together() {
     let wd = c.workdir(&bt.account, "container");
     let marker = format!("/tmp/spank-beamtime-marker-{}", std::process::id());
     let script = format!("#!/bin/bash\ntouch {marker}\nls -A /beamline\n");
-    let (job, end) = c.submit_and_wait(&bt.account, &wd, &strs(&submit_args(bt)), &script);
+    let job = c.submit_beamtime_job(bt, &wd, &[], &script);
+    let end = c.wait_job(job.id, scenarios::DEFAULT_TIMEOUT);
     end.assert_completed_ok();
     assert_eq!(job.stdout(), "p11\n");
     let visible_on_host = Path::new(&marker).exists();
@@ -628,11 +613,10 @@ fn fifty_jobs_in_a_row_leave_nothing_behind() {
             .cores(2),
     );
     let wd = c.workdir(&bt.account, "fifty");
-    let args = submit_args(&bt);
     let mut ids = Vec::new();
     for n in 0..50 {
         let script = format!("#!/bin/bash\ntouch /beamline/p40/current/processed/job-{n}\n");
-        ids.push(c.submit(&bt.account, &wd, &strs(&args), &script).id);
+        ids.push(c.submit_beamtime_job(&bt, &wd, &[], &script).id);
     }
     for id in ids {
         c.wait_job(id, Duration::from_secs(300))
@@ -665,12 +649,8 @@ fn a_writable_subfolder_swapped_for_a_symlink_is_refused() {
     c.run_as(&bt.account, &wd, &["bash", "-c", &swap])
         .assert_success();
 
-    let (job, end) = c.submit_and_wait(
-        &bt.account,
-        &wd,
-        &strs(&submit_args(&bt)),
-        "#!/bin/bash\necho the payload ran\n",
-    );
+    let job = c.submit_beamtime_job(&bt, &wd, &[], "#!/bin/bash\necho the payload ran\n");
+    let end = c.wait_job(job.id, scenarios::DEFAULT_TIMEOUT);
     assert_eq!(
         (end.state.as_str(), end.exit_code),
         ("FAILED", REFUSED),
@@ -726,8 +706,7 @@ fn a_beamline_that_moved_on_to_another_beamtime_shows_none_of_it() {
     // it shows.
     let log = c.log_cursor("slurmd.log");
     let out = c
-        .as_user(&old.account, "srun")
-        .args(submit_args(&old))
+        .beamtime_srun(&old)
         .args([
             "bash",
             "-c",
@@ -763,14 +742,13 @@ fn sbatch_export_none_still_gets_its_beamline() {
     let c = cluster();
     let bt = good();
     let wd = c.workdir(&bt.account, "export-none");
-    let mut args = submit_args(bt);
-    args.push("--export=NONE".to_owned());
-    let (job, end) = c.submit_and_wait(
-        &bt.account,
+    let job = c.submit_beamtime_job(
+        bt,
         &wd,
-        &strs(&args),
+        &["--export=NONE"],
         "#!/bin/bash\n/bin/ls -A /beamline\necho \"$BEAMTIME_ID\"\n",
     );
+    let end = c.wait_job(job.id, scenarios::DEFAULT_TIMEOUT);
     end.assert_completed_ok();
     assert_eq!(job.stdout(), format!("p11\n{}\n", bt.id));
 }

@@ -42,16 +42,7 @@ fn beamtime_jobs_survive_a_slurmd_restart_and_a_vanished_metadata_file_stops_onl
          echo batch-still-sees $(ls -A /beamline)\n",
         go = go.display()
     );
-    let job = c.submit(
-        &bt.account,
-        &wd,
-        &[
-            &format!("--beamtime={}", bt.id),
-            "--partition=all",
-            &format!("--reservation={}", bt.id),
-        ],
-        &script,
-    );
+    let job = c.submit_beamtime_job(&bt, &wd, &[], &script);
     let signal = |n: u32| {
         let path = wd.join(format!("go-{n}"));
         fs::write(&path, "").unwrap();
@@ -107,13 +98,8 @@ fn beamtime_with_core_metadata(c: &Cluster, account: &str) -> Beamtime {
 
 fn beamtime_step(c: &Cluster, bt: &Beamtime) -> Output {
     let wd = c.workdir(&bt.account, "source-fault");
-    c.as_user(&bt.account, "srun")
+    c.beamtime_srun(bt)
         .cwd(&wd)
-        .args([
-            format!("--beamtime={}", bt.id),
-            "--partition=all".to_owned(),
-            format!("--reservation={}", bt.id),
-        ])
         .args(["bash", "-c", "echo payload-ran; ls -A /beamline/*/current"])
         .run()
 }

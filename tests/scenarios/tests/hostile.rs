@@ -81,18 +81,6 @@ fn put_detector_file(bt: &Beamtime) {
     fs::set_permissions(&raw, fs::Permissions::from_mode(0o644)).unwrap();
 }
 
-fn submit_args(bt: &Beamtime) -> Vec<String> {
-    vec![
-        format!("--beamtime={}", bt.id),
-        "--partition=all".to_owned(),
-        format!("--reservation={}", bt.reservations[0]),
-    ]
-}
-
-fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
-}
-
 /// Writes a metadata file as the facility's start script would (root, 0644, renamed into
 /// place), whatever its bytes: only the content is hostile.
 fn write_metadata(path: &Path, bytes: &[u8]) {
@@ -207,12 +195,7 @@ fn assert_refused_on_both_sides(
     let node = bypassed_srun(bt, &wd, &payload(&wd, tag));
     cluster().assert_refused_by_node(&node, by_node);
 
-    let out = c.sbatch(
-        &bt.account,
-        &wd,
-        &strs(&submit_args(bt)),
-        "#!/bin/bash\necho payload-ran\n",
-    );
+    let out = c.sbatch_beamtime_job(bt, &wd, &[], "#!/bin/bash\necho payload-ran\n");
     assert_refused_by_client(&out, "sbatch", by_client);
 
     assert!(
@@ -670,8 +653,7 @@ done
     .replace("@STEPS@", &RACE_STEPS.to_string())
     .replace("@BYPASS@", &bypass_conf(&bt.account).display().to_string())
     .replace("@STEP@", step);
-    c.submit(&bt.account, wd, &strs(&submit_args(bt)), &script)
-        .id
+    c.submit_beamtime_job(bt, wd, &[], &script).id
 }
 
 #[track_caller]
@@ -866,11 +848,7 @@ fn a_writable_subfolder_swapped_with_a_link_to_another_beamtimes_folder_never_ta
         &link,
         Duration::from_secs(300),
     );
-    let job = c.submit(
-        &bt.account,
-        &wd,
-        &strs(&submit_args(&bt)),
-        &format!(
+    let job = c.submit_beamtime_job(&bt, &wd, &[], &format!(
             "#!/bin/bash\ntouch /beamline/{}/current/processed/marker-$SLURM_JOB_ID && echo wrote\n",
             bt.beamline
         ),
@@ -997,21 +975,15 @@ fn a_hide_root_reached_through_a_symlink_is_refused_and_nothing_is_mounted_throu
 
         // srun's own check does not look at mounts: it lets the step through to the node.
         let out = c
-            .as_user(&bt.account, "srun")
+            .beamtime_srun(&bt)
             .cwd(&wd)
-            .args(submit_args(&bt))
             .args(payload(&wd, "srun"))
             .run();
         cluster().assert_refused_by_node(&out, &[&why, "Ask the cluster's administrators"]);
         let out = bypassed_srun(&bt, &wd, &payload(&wd, "bypassed"));
         cluster().assert_refused_by_node(&out, &[&why]);
 
-        let job = c.submit(
-            &bt.account,
-            &wd,
-            &strs(&submit_args(&bt)),
-            "#!/bin/bash\necho payload-ran\n",
-        );
+        let job = c.submit_beamtime_job(&bt, &wd, &[], "#!/bin/bash\necho payload-ran\n");
         let end = c.wait_job(job.id, scenarios::DEFAULT_TIMEOUT);
         assert_eq!(
             (end.state.as_str(), end.exit_code),
@@ -1069,9 +1041,8 @@ fn a_hide_root_reached_through_a_symlink_is_refused_and_nothing_is_mounted_throu
     // With the site's own target back, the same submission runs: the refusals were the link's.
     let wd = c.workdir(&bt.account, "hide-root-restored");
     let out = c
-        .as_user(&bt.account, "srun")
+        .beamtime_srun(&bt)
         .cwd(&wd)
-        .args(submit_args(&bt))
         .args(["ls", "-A", "/beamline"])
         .run();
     out.assert_success().assert_stdout_contains(&bt.beamline);
@@ -1111,7 +1082,7 @@ SLURM_CONF=@BYPASS@ srun -n1 bash -c '@LOOK_STEP2@' >@WD@/step-2.out 2>@WD@/step
     .replace("@LOOK_STEP2@", &look.replace("@WHO@", "step2"))
     .replace("@WD@", &wd.display().to_string())
     .replace("@BYPASS@", &bypass_conf(&bt.account).display().to_string());
-    let job = c.submit(&bt.account, &wd, &strs(&submit_args(bt)), &script);
+    let job = c.submit_beamtime_job(bt, &wd, &[], &script);
     wait_for_file(&wd.join("go-1"), job.id);
     replace();
     fs::write(wd.join("go-2"), "").unwrap();

@@ -58,16 +58,7 @@ fn run_steps(c: &Cluster, bt: &Beamtime, label: &str, steps: usize) -> Job {
     let script = format!(
         "#!/bin/bash\nfor i in $(seq {steps}); do srun -n1 bash -c 'echo step-sees $(ls -A /beamline)' || exit 1; done\n"
     );
-    let job = c.submit(
-        &bt.account,
-        &wd,
-        &[
-            &format!("--beamtime={}", bt.id),
-            "--partition=all",
-            &format!("--reservation={}", bt.id),
-        ],
-        &script,
-    );
+    let job = c.submit_beamtime_job(bt, &wd, &[], &script);
     let end = c.wait_job(job.id, DEFAULT_TIMEOUT);
     assert_eq!(
         end.state,
@@ -258,16 +249,7 @@ fn a_damaged_entry_is_asked_again_and_replaced() {
         go = go.display()
     );
     let log = c.log_cursor("slurmd.log");
-    let job = c.submit(
-        &bt.account,
-        &wd,
-        &[
-            &format!("--beamtime={}", bt.id),
-            "--partition=all",
-            &format!("--reservation={}", bt.id),
-        ],
-        &script,
-    );
+    let job = c.submit_beamtime_job(&bt, &wd, &[], &script);
     wait::for_path(
         &wd.join("go-1"),
         Duration::from_secs(60),

@@ -14,17 +14,9 @@ const JOBS: usize = 500;
 
 #[test]
 fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
-    let c = Cluster::from_env();
-    let bt = c.start_beamtime(
-        &BeamtimeSpec::new("11099030", "p50", "bttest30")
-            .partition("all")
-            .cores(4),
-    );
-    let beamtime_args = [
-        format!("--beamtime={}", bt.id),
-        "--partition=all".to_owned(),
-        format!("--reservation={}", bt.reservations[0]),
-    ];
+    let c = scenarios::cluster();
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest30").cores(4));
+    let beamtime_args = bt.job_options();
     let beamtime_args: Vec<&str> = beamtime_args.iter().map(String::as_str).collect();
     let bt_dir = c.workdir(&bt.account, "load");
     let plain_dir = c.workdir(TEST_USER, "load");
@@ -39,7 +31,7 @@ fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
     let plain_job = format!(
         "#!/bin/bash\necho \"plain $(ls -A /beamline | wc -l) ${{BEAMTIME_ID:-none}}\"\n{peak}"
     );
-    let slurmd_rss_before = slurmd_rss_kib(&c);
+    let slurmd_rss_before = slurmd_rss_kib(c);
     let namespaces_before = mount_namespaces_in_use();
     let pinned_before = pinned_namespaces();
 
@@ -66,9 +58,9 @@ fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
         let expected = if n % 2 == 1 {
             "plain 0 none\n".to_owned()
         } else if n % 20 == 0 {
-            format!("{id} p50\n{id} p50\n", id = bt.id)
+            format!("{id} {bl}\n{id} {bl}\n", id = bt.id, bl = bt.beamline)
         } else {
-            format!("{} p50\n", bt.id)
+            format!("{} {}\n", bt.id, bt.beamline)
         };
         let stdout = job.stdout();
         let (seen, peak) = stdout.split_once("stepd-peak-kib ").unwrap_or_else(|| {
@@ -131,7 +123,7 @@ fn a_burst_of_mixed_jobs_all_end_right_and_leave_nothing_behind() {
         last <= first + 1024,
         "slurmstepd's peak grew from {first} KiB (first 50 beamtime jobs) to {last} KiB (last 50)"
     );
-    let slurmd_rss_after = slurmd_rss_kib(&c);
+    let slurmd_rss_after = slurmd_rss_kib(c);
     scenarios::figures::record(
         "load",
         serde_json::json!({

@@ -156,23 +156,15 @@ fn pre_start_note(bt: &Beamtime) -> String {
     )
 }
 
-fn submit_args(bt: &Beamtime, reservation: &str) -> Vec<String> {
-    vec![
-        format!("--beamtime={}", bt.id),
-        format!("--partition={}", bt.partition),
-        format!("--reservation={reservation}"),
-    ]
-}
-
-fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
-}
-
+/// srun of LOOK for the beamtime `bt`, in `reservation` (which a test may have renamed).
 fn srun_look(bt: &Beamtime, reservation: &str) -> Output {
     let c = cluster();
-    c.as_user(&bt.account, "srun")
+    let bt = Beamtime {
+        reservations: vec![reservation.to_owned()],
+        ..bt.clone()
+    };
+    c.beamtime_srun(&bt)
         .cwd(c.workdir(&bt.account, "prestart-srun"))
-        .args(submit_args(bt, reservation))
         .args(["bash", "-c", LOOK])
         .run()
 }
@@ -255,12 +247,8 @@ fn a_pre_start_beamtime_runs_without_its_beamline_until_it_starts() {
 
     // sbatch: the batch step runs, sees no beamline, its core path, and gets the note.
     let wd = c.workdir(&bt.account, "prestart-batch");
-    let (job, end) = c.submit_and_wait(
-        &bt.account,
-        &wd,
-        &strs(&submit_args(&bt, &bt.id)),
-        &format!("#!/bin/bash\n{LOOK}"),
-    );
+    let job = c.submit_beamtime_job(&bt, &wd, &[], &format!("#!/bin/bash\n{LOOK}"));
+    let end = c.wait_job(job.id, scenarios::DEFAULT_TIMEOUT);
     end.assert_completed_ok();
     let text = job.stdout();
     View::parse(&text, None).assert_pre_start(&bt, &text);
@@ -424,7 +412,7 @@ fn another_beamtime_on_the_beamline_shows_none_of_it_and_a_running_job_keeps_its
         looked = looked.display(),
         go = go.display()
     );
-    let job = c.submit(&bt.account, &wd, &strs(&submit_args(&bt, &bt.id)), &script);
+    let job = c.submit_beamtime_job(&bt, &wd, &[], &script);
     wait::for_path(
         &looked,
         Duration::from_secs(120),
@@ -484,9 +472,8 @@ fn prestart_refuse_refuses_pre_start_jobs_on_the_node_only_and_drains_nothing() 
     // in the task with 77, the payload never runs.
     let wd = c.workdir(&bt.account, "prestart-refuse");
     let out = c
-        .as_user(&bt.account, "srun")
+        .beamtime_srun(&bt)
         .cwd(&wd)
-        .args(submit_args(&bt, &bt.id))
         .args(["bash", "-c", "echo payload-ran"])
         .run();
     assert_eq!(out.code(), Some(REFUSED), "{out}");
@@ -505,12 +492,8 @@ fn prestart_refuse_refuses_pre_start_jobs_on_the_node_only_and_drains_nothing() 
     assert!(logged.contains(" rule=pre-start "), "{logged}");
 
     // sbatch: accepted by the client (a job id), the batch step refused with 77.
-    let (job, end) = c.submit_and_wait(
-        &bt.account,
-        &wd,
-        &strs(&submit_args(&bt, &bt.id)),
-        "#!/bin/bash\necho payload-ran\n",
-    );
+    let job = c.submit_beamtime_job(&bt, &wd, &[], "#!/bin/bash\necho payload-ran\n");
+    let end = c.wait_job(job.id, scenarios::DEFAULT_TIMEOUT);
     assert_eq!(
         (end.state.as_str(), end.exit_code),
         ("FAILED", REFUSED),
@@ -525,9 +508,8 @@ fn prestart_refuse_refuses_pre_start_jobs_on_the_node_only_and_drains_nothing() 
 
     // An online beamtime runs as ever.
     let out = c
-        .as_user(&online.account, "srun")
+        .beamtime_srun(&online)
         .cwd(c.workdir(&online.account, "prestart-refuse-online"))
-        .args(submit_args(&online, &online.id))
         .args(["bash", "-c", "echo phase=$BEAMTIME_PHASE"])
         .run();
     out.assert_success()

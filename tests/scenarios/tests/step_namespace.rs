@@ -43,14 +43,9 @@ echo "task=$SLURM_LOCALID ns=$(readlink /proc/self/ns/mnt) marker=$marker tmp=$t
 /// `srun -n TASKS --beamtime` running `script`, as the beamtime's account.
 fn srun_tasks(bt: &Beamtime, workdir: &Path, script: &str) -> Output {
     cluster()
-        .as_user(&bt.account, "srun")
+        .beamtime_srun(bt)
         .cwd(workdir)
-        .args([
-            format!("--beamtime={}", bt.id),
-            format!("--partition={}", bt.partition),
-            format!("--reservation={}", bt.reservations[0]),
-            format!("-n{TASKS}"),
-        ])
+        .args([format!("-n{TASKS}")])
         .args(["bash", "-c", script])
         .timeout(scenarios::DEFAULT_TIMEOUT)
         .run()
