@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use scenarios::{
-    assert_host_untouched, cluster, Beamtime, BeamtimeSpec, Cluster, Output, UnixUser, NODE,
-    TEST_USER,
+    assert_host_untouched, assert_refused_by_client, cluster, Beamtime, BeamtimeSpec, Cluster,
+    Output, UnixUser, NODE, TEST_USER,
 };
 
 /// A refused task's exit status (EX_NOPERM).
@@ -47,41 +47,6 @@ fn bypassed_srun(user: &str, beamtime: &str, extra: &[&str], command: &[&str]) -
         .args(extra)
         .args(command)
         .run()
-}
-
-#[track_caller]
-fn assert_refused_by_node(out: &Output, expected: &str) {
-    assert_eq!(
-        out.code(),
-        Some(REFUSED),
-        "srun must fail with {REFUSED}:\n{out}"
-    );
-    assert!(
-        out.stderr.contains("spank-beamtime: error: job ")
-            && out.stderr.contains(&format!(" refused on {NODE}: ")),
-        "no refusal message:\n{out}"
-    );
-    assert!(
-        out.stderr.contains(expected),
-        "stderr lacks {expected:?}:\n{out}"
-    );
-    cluster().refusal_logged_once(out);
-    cluster().assert_node_not_drained();
-}
-
-#[track_caller]
-fn assert_refused_by_client(out: &Output, program: &str, expected: &str) {
-    out.assert_failure();
-    assert!(out.stdout.trim().is_empty(), "a job was submitted:\n{out}");
-    assert!(
-        out.stderr
-            .contains(&format!("{program}: error: spank-beamtime: ")),
-        "no client-side refusal:\n{out}"
-    );
-    assert!(
-        out.stderr.contains(expected),
-        "stderr lacks {expected:?}:\n{out}"
-    );
 }
 
 /// Writes the beamtime's metadata file again, root-owned 0644 as the start script does.
@@ -148,8 +113,7 @@ fn sbatch_job_sees_only_its_own_beamline() {
     let c = cluster();
     let bt = good();
     // Another beamtime on another beamline of the same node: the job must not see it.
-    let other =
-        c.start_beamtime(&BeamtimeSpec::new("11099002", "p12", "bttest02").partition("all"));
+    let other = c.start_beamtime(&BeamtimeSpec::fresh("bttest02"));
     put_detector_file(bt);
     put_detector_file(&other);
     let log = c.log_cursor("slurmd.log");
@@ -161,7 +125,7 @@ fn sbatch_job_sees_only_its_own_beamline() {
     let output = job.stdout();
     assert_saw_its_beamline(bt, &output);
     assert!(
-        !output.contains("p12"),
+        !output.contains(&other.beamline),
         "the job saw the other beamline:\n{output}"
     );
     assert!(bt
@@ -280,7 +244,7 @@ fn another_user_is_refused_before_submitting_and_on_the_node() {
         &[&format!("--beamtime={}", bt.id)],
         "#!/bin/bash\ntrue\n",
     );
-    assert_refused_by_client(&out, "sbatch", "you may not look into");
+    assert_refused_by_client(&out, "sbatch", &["you may not look into"]);
     assert!(out.stderr.contains("work as its account"), "{out}");
 
     // With the client's checks bypassed, the node refuses: srun …
@@ -288,12 +252,12 @@ fn another_user_is_refused_before_submitting_and_on_the_node() {
     // the account's name stays in slurmd's log.
     let log = c.log_cursor("slurmd.log");
     let out = bypassed_srun(TEST_USER, &bt.id, &[], &["true"]);
-    assert_refused_by_node(
+    cluster().assert_refused_by_node(
         &out,
-        &format!(
+        &[&format!(
             "beamtime {} jobs run only as the beamtime's own account",
             bt.id
-        ),
+        )],
     );
     assert!(
         out.stderr
@@ -359,7 +323,7 @@ fn a_job_outside_the_reservation_is_refused_even_with_a_forged_environment() {
         ])
         .args(["echo", "the payload ran"])
         .run();
-    assert_refused_by_node(&out, "the job runs outside a reservation");
+    cluster().assert_refused_by_node(&out, &["the job runs outside a reservation"]);
     assert!(
         out.stderr
             .contains(&format!("Submit with --reservation={}", bt.id)),
@@ -379,38 +343,48 @@ fn a_job_outside_the_reservation_is_refused_even_with_a_forged_environment() {
         ])
         .args(["echo", "the payload ran"])
         .run();
-    assert_refused_by_node(&out, "the job runs outside a reservation");
+    cluster().assert_refused_by_node(&out, &["the job runs outside a reservation"]);
 }
 
 #[test]
 fn a_reservation_that_is_not_the_beamtimes_is_refused() {
     let c = cluster();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099006", "p22", "bttest06").partition("all"));
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest06"));
     // An admin's reservation that happens to admit the beamtime account.
-    c.create_reservation("maintenance_p22", "bttest06");
+    let maintenance = format!("maintenance_{}", bt.beamline);
+    c.create_reservation(&maintenance, &bt.account);
     let out = c
         .as_user(&bt.account, "srun")
         .args([
             &format!("--beamtime={}", bt.id),
             "--partition=all",
-            "--reservation=maintenance_p22",
+            &format!("--reservation={maintenance}"),
             "true",
         ])
         .run();
-    assert_refused_by_node(&out, "the job runs in reservation 'maintenance_p22', which is not one of beamtime 11099006's (11099006)");
+    cluster().assert_refused_by_node(
+        &out,
+        &[&format!(
+            "the job runs in reservation '{maintenance}', which is not one of beamtime {0}'s ({0})",
+            bt.id
+        )],
+    );
 }
 
 #[test]
 fn a_node_outside_reserved_nodes_is_refused() {
     let c = cluster();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099007", "p23", "bttest07").partition("all"));
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest07"));
     rewrite_metadata(&bt, |m| {
         m["onlineAnalysis"]["reservedNodes"] = serde_json::json!(["max-p3a999"])
     });
     let out = c.beamtime_srun(&bt).arg("true").run();
-    assert_refused_by_node(
+    cluster().assert_refused_by_node(
         &out,
-        "node btnode1 is not one of beamtime 11099007's reserved nodes (max-p3a999)",
+        &[&format!(
+            "node btnode1 is not one of beamtime {}'s reserved nodes (max-p3a999)",
+            bt.id
+        )],
     );
 }
 
@@ -433,9 +407,9 @@ fn hostile_ids_are_refused_on_both_sides() {
             &[&format!("--beamtime={id}")],
             "#!/bin/bash\ntrue\n",
         );
-        assert_refused_by_client(&out, "sbatch", "invalid beamtime id");
+        assert_refused_by_client(&out, "sbatch", &["invalid beamtime id"]);
         let out = bypassed_srun(TEST_USER, id, &[], &["true"]);
-        assert_refused_by_node(&out, "invalid beamtime id");
+        cluster().assert_refused_by_node(&out, &["invalid beamtime id"]);
         assert!(
             !out.stderr.contains("a\nb"),
             "a raw newline reached the message:\n{out}"
@@ -463,9 +437,9 @@ fn assert_refused_everywhere(bt: &Beamtime, expected: &str) {
         &[&format!("--beamtime={}", bt.id), "--partition=all"],
         "#!/bin/bash\ntrue\n",
     );
-    assert_refused_by_client(&out, "sbatch", expected);
+    assert_refused_by_client(&out, "sbatch", &[expected]);
     let out = bypassed_srun(&bt.account, &bt.id, &["--partition=all"], &["true"]);
-    assert_refused_by_node(&out, expected);
+    cluster().assert_refused_by_node(&out, &[expected]);
 }
 
 #[test]
@@ -607,15 +581,14 @@ fn the_beamline_and_job_container_tmpfs_work_together() {
 #[test]
 fn fifty_jobs_in_a_row_leave_nothing_behind() {
     let c = cluster();
-    let bt = c.start_beamtime(
-        &BeamtimeSpec::new("11099020", "p40", "bttest20")
-            .partition("all")
-            .cores(2),
-    );
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest20").cores(2));
     let wd = c.workdir(&bt.account, "fifty");
     let mut ids = Vec::new();
     for n in 0..50 {
-        let script = format!("#!/bin/bash\ntouch /beamline/p40/current/processed/job-{n}\n");
+        let script = format!(
+            "#!/bin/bash\ntouch /beamline/{}/current/processed/job-{n}\n",
+            bt.beamline
+        );
         ids.push(c.submit_beamtime_job(&bt, &wd, &[], &script).id);
     }
     for id in ids {
@@ -756,12 +729,12 @@ fn sbatch_export_none_still_gets_its_beamline() {
 #[test]
 fn metadata_listing_another_beamtimes_reservation_is_refused_there() {
     let c = cluster();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099025", "p44", "bttest25").partition("all"));
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest25"));
     // Another beamtime's reservation that also admits this account, and a metadata
     // file that lists it (a copy-paste slip at the facility, or a tampered file).
     c.create_reservation("11099026", "bttest25");
     rewrite_metadata(&bt, |m| {
-        m["onlineAnalysis"]["slurmReservation"] = serde_json::json!(["11099025", "11099026"])
+        m["onlineAnalysis"]["slurmReservation"] = serde_json::json!([bt.id, "11099026"])
     });
     let out = c
         .as_user(&bt.account, "srun")
@@ -772,5 +745,12 @@ fn metadata_listing_another_beamtimes_reservation_is_refused_there() {
             "true",
         ])
         .run();
-    assert_refused_by_node(&out, "reservation '11099026', which beamtime 11099025's metadata lists but which is not named after it");
+    cluster().assert_refused_by_node(
+        &out,
+        &[&format!(
+            "reservation '11099026', which beamtime {}'s metadata lists but which is not named \
+             after it",
+            bt.id
+        )],
+    );
 }

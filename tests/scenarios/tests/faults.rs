@@ -104,19 +104,6 @@ fn beamtime_step(c: &Cluster, bt: &Beamtime) -> Output {
         .run()
 }
 
-fn assert_refused_on_the_node(out: &Output, expected: &str) {
-    out.assert_failure();
-    assert_eq!(out.code(), Some(77), "a refused task exits 77:\n{out}");
-    assert!(!out.stdout.contains("payload-ran"), "the task ran:\n{out}");
-    assert!(out.stderr.contains("refused on btnode1"), "{out}");
-    assert!(out.stderr.contains(expected), "want {expected:?}:\n{out}");
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounts.contains(" /beamline"),
-        "a mount was left on the host"
-    );
-}
-
 /// Puts a moved folder back, also when the test fails.
 struct MovedAside {
     from: PathBuf,
@@ -172,13 +159,14 @@ fn a_beamline_folder_that_is_gone_runs_the_step_without_it_and_creates_nothing()
     };
     fs::rename(&beamline_aside.from, &beamline_aside.to).unwrap();
     let out = beamtime_step(&c, &bt);
-    assert_refused_on_the_node(
+    scenarios::cluster().assert_refused_by_node(
         &out,
-        &format!(
+        &[&format!(
             "the beamline folder could not be set up: {} does not exist",
             beamline.display()
-        ),
+        )],
     );
+    scenarios::assert_host_untouched();
     drop(beamline_aside);
     c.assert_node_not_drained();
 }
@@ -222,15 +210,16 @@ fn an_unmounted_source_is_not_shown_as_an_empty_beamline() {
 
     drop(mounted);
     let out = beamtime_step(&c, &bt);
-    assert_refused_on_the_node(
+    scenarios::cluster().assert_refused_by_node(
         &out,
-        &format!(
+        &[&format!(
             "{dir} holds no beamtime's metadata file, not even beamtime-metadata-{id}.json: \
              is the beamline file system mounted on this node?",
             dir = bt.current_dir.display(),
             id = bt.id
-        ),
+        )],
     );
+    scenarios::assert_host_untouched();
     fs::remove_dir(&bt.current_dir).unwrap();
     c.assert_node_not_drained();
 }
