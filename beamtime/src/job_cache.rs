@@ -52,6 +52,9 @@ use std::time::Duration;
 
 use crate::facts::ControllerJob;
 
+mod error;
+pub use error::{CacheError, RecordError};
+
 /// Entries are a few lines; anything larger was not written by the plugin.
 const MAX_ENTRY_BYTES: u64 = 4096;
 
@@ -99,20 +102,18 @@ impl CachedAnswer {
         Some(text)
     }
 
-    pub fn decode(text: &str) -> Result<CachedAnswer, String> {
+    pub fn decode(text: &str) -> Result<CachedAnswer, RecordError> {
         let (mut job, mut uid, mut run, mut fetched_at, mut batch) = (None, None, None, None, None);
         let mut controller = ControllerJob::default();
         for line in text.lines() {
-            let (key, value) = line.split_once('=').ok_or_else(|| {
-                format!(
-                    "line {:?} is not key=value",
-                    line.escape_default().to_string()
-                )
-            })?;
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| RecordError::NotKeyValue(line.to_owned()))?;
             let number = || {
-                value
-                    .parse::<u64>()
-                    .map_err(|_| format!("{key}={value:?} is not a number"))
+                value.parse::<u64>().map_err(|_| RecordError::NotANumber {
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                })
             };
             let slot_taken = match key {
                 "job" => job.replace(number()?).is_some(),
@@ -122,24 +123,19 @@ impl CachedAnswer {
                 "batch" => match value {
                     "0" => batch.replace(false).is_some(),
                     "1" => batch.replace(true).is_some(),
-                    _ => return Err(format!("batch={value:?} is not 0 or 1")),
+                    _ => return Err(RecordError::NotABatchFlag(value.to_owned())),
                 },
                 "reservation" => controller.reservation.replace(value.to_owned()).is_some(),
                 "account" => controller.account.replace(value.to_owned()).is_some(),
-                _ => {
-                    return Err(format!(
-                        "unknown key {:?}",
-                        key.escape_default().to_string()
-                    ))
-                }
+                _ => return Err(RecordError::UnknownKey(key.to_owned())),
             };
             if slot_taken {
-                return Err(format!("{key} is given twice"));
+                return Err(RecordError::Repeated(key.to_owned()));
             }
         }
-        let missing = |key: &str| format!("{key} is missing");
-        let narrow = |key: &str, value: u64| {
-            u32::try_from(value).map_err(|_| format!("{key} is out of range"))
+        let missing = RecordError::Missing;
+        let narrow = |key: &'static str, value: u64| {
+            u32::try_from(value).map_err(|_| RecordError::OutOfRange(key))
         };
         controller.batch = batch.ok_or_else(|| missing("batch"))?;
         Ok(CachedAnswer {
@@ -198,17 +194,14 @@ impl JobCache {
     /// Checks `dir` and every folder above it (owned by `owner`, the
     /// plugin's own uid, and writable by nobody else), creating `dir` itself
     /// if it is missing.
-    pub fn open(dir: &Path, lifetime: Duration, owner: u32) -> Result<JobCache, String> {
+    pub fn open(dir: &Path, lifetime: Duration, owner: u32) -> Result<JobCache, CacheError> {
         let dot = dir
             .as_os_str()
             .as_bytes()
             .split(|b| *b == b'/')
             .any(|c| c == b"." || c == b"..");
         if !dir.is_absolute() || dot {
-            return Err(format!(
-                "{} is not an absolute path without . or ..",
-                dir.display()
-            ));
+            return Err(CacheError::NotPlainPath(dir.to_owned()));
         }
         let mut walked = PathBuf::new();
         for component in dir.components() {
@@ -227,28 +220,35 @@ impl JobCache {
                                 Err(e)
                             }
                         })
-                        .map_err(|e| format!("cannot create {}: {e}", walked.display()))?;
-                    fs::symlink_metadata(&walked)
-                        .map_err(|e| format!("{}: {e}", walked.display()))?
+                        .map_err(|error| CacheError::CreateFolder {
+                            path: walked.clone(),
+                            error,
+                        })?;
+                    fs::symlink_metadata(&walked).map_err(|error| CacheError::Io {
+                        path: walked.clone(),
+                        error,
+                    })?
                 }
-                Err(e) => return Err(format!("{}: {e}", walked.display())),
+                Err(error) => {
+                    return Err(CacheError::Io {
+                        path: walked,
+                        error,
+                    })
+                }
                 Ok(stat) => stat,
             };
             if !stat.file_type().is_dir() {
-                return Err(format!(
-                    "{} is not a folder (a symbolic link or a file)",
-                    walked.display()
-                ));
+                return Err(CacheError::NotAFolder(walked));
             }
             // Above the folder, root's folders and sticky ones like /tmp are
             // safe: nobody else can rename what is below them.
             let owner_ok = stat.uid() == owner || (!is_last && stat.uid() == 0);
             if !owner_ok {
-                return Err(format!(
-                    "{} is owned by uid {}, not by uid {owner}",
-                    walked.display(),
-                    stat.uid()
-                ));
+                return Err(CacheError::WrongOwner {
+                    path: walked,
+                    owner: stat.uid(),
+                    expected: owner,
+                });
             }
             let open_to_others = if is_last {
                 stat.mode() & 0o077 != 0
@@ -256,11 +256,10 @@ impl JobCache {
                 stat.mode() & 0o022 != 0 && stat.mode() & libc::S_ISVTX == 0
             };
             if open_to_others {
-                return Err(format!(
-                    "{} is open to others (mode {:04o})",
-                    walked.display(),
-                    stat.mode() & 0o7777
-                ));
+                return Err(CacheError::OpenToOthers {
+                    path: walked,
+                    mode: stat.mode(),
+                });
             }
         }
         Ok(JobCache {
@@ -284,9 +283,12 @@ impl JobCache {
     /// left here (an earlier run, or one whose steps all ended) and puts a new
     /// token in its place while it holds the lock. A step that took its
     /// shared lock on a token no longer in place tries again.
-    pub fn join_run(&self, job: u32) -> Result<RunHold, String> {
+    pub fn join_run(&self, job: u32) -> Result<RunHold, CacheError> {
         let path = self.token_path(job);
-        let at = |e: std::io::Error| format!("{}: {e}", path.display());
+        let at = |error| CacheError::Io {
+            path: path.clone(),
+            error,
+        };
         for _ in 0..JOIN_ATTEMPTS {
             let token = match OpenOptions::new()
                 .read(true)
@@ -309,24 +311,24 @@ impl JobCache {
                 continue; // replaced between opening and locking
             }
             if !stat.file_type().is_file() || stat.uid() != self.owner || stat.size() > 128 {
-                return Err(format!(
-                    "{} is not a token the plugin wrote",
-                    path.display()
-                ));
+                return Err(CacheError::NotWrittenByPlugin {
+                    path,
+                    kind: "a token",
+                });
             }
             let mut run = String::new();
             (&token).read_to_string(&mut run).map_err(at)?;
             return Ok(RunHold { _token: token, run });
         }
-        Err(format!(
-            "{}: replaced by other steps {JOIN_ATTEMPTS} times in a row",
-            path.display()
-        ))
+        Err(CacheError::Contended {
+            path,
+            attempts: JOIN_ATTEMPTS,
+        })
     }
 
     /// A new token, locked before it is in place so nobody finds it unheld.
     /// Named by this process and the moment: no earlier run's token had it.
-    fn begin_run(&self, job: u32) -> Result<RunHold, String> {
+    fn begin_run(&self, job: u32) -> Result<RunHold, CacheError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
@@ -349,31 +351,33 @@ impl JobCache {
         uid: u32,
         run: &RunHold,
         now: u64,
-    ) -> Result<Option<ControllerJob>, String> {
+    ) -> Result<Option<ControllerJob>, CacheError> {
         let path = self.entry_path(job);
+        let at = |error| CacheError::Io {
+            path: path.clone(),
+            error,
+        };
         let mut file = match OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path)
         {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(e) => return Err(at(e)),
             Ok(file) => file,
         };
-        let stat = file
-            .metadata()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let stat = file.metadata().map_err(at)?;
         if !stat.file_type().is_file() || stat.uid() != self.owner || stat.size() > MAX_ENTRY_BYTES
         {
-            return Err(format!(
-                "{} is not an entry the plugin wrote",
-                path.display()
-            ));
+            return Err(CacheError::NotWrittenByPlugin {
+                path,
+                kind: "an entry",
+            });
         }
         let mut text = String::new();
-        file.read_to_string(&mut text)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let answer = CachedAnswer::decode(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        file.read_to_string(&mut text).map_err(at)?;
+        let answer =
+            CachedAnswer::decode(&text).map_err(|problem| CacheError::Record { path, problem })?;
         Ok(answer
             .answers(job, uid, run.run(), now, self.lifetime)
             .then_some(answer.controller))
@@ -381,13 +385,10 @@ impl JobCache {
 
     /// Stores an answer (whole or not at all: written aside, then renamed
     /// into place), and removes entries that have outlived the cache time.
-    pub fn store(&self, answer: &CachedAnswer) -> Result<(), String> {
-        let text = answer.encode().ok_or_else(|| {
-            format!(
-                "job {}'s answer holds a line break and is not cached",
-                answer.job
-            )
-        })?;
+    pub fn store(&self, answer: &CachedAnswer) -> Result<(), CacheError> {
+        let text = answer
+            .encode()
+            .ok_or(CacheError::Unstorable { job: answer.job })?;
         self.write_in_place(&self.entry_path(answer.job), text.as_bytes())?;
         self.remove_outlived(answer.fetched_at);
         Ok(())
@@ -395,7 +396,7 @@ impl JobCache {
 
     /// Writes `bytes` aside, takes a shared lock on it and renames it over
     /// `path`; returns it open and locked.
-    fn write_in_place(&self, path: &Path, bytes: &[u8]) -> Result<File, String> {
+    fn write_in_place(&self, path: &Path, bytes: &[u8]) -> Result<File, CacheError> {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let aside = self.dir.join(format!(".{name}.{}", std::process::id()));
         let written = write_new(&aside, bytes).and_then(|file| {
@@ -406,9 +407,12 @@ impl JobCache {
             fs::rename(&aside, path)?;
             Ok(file)
         });
-        written.map_err(|e| {
+        written.map_err(|error| {
             let _ = fs::remove_file(&aside);
-            format!("cannot write {}: {e}", path.display())
+            CacheError::Write {
+                path: path.to_owned(),
+                error,
+            }
         })
     }
 

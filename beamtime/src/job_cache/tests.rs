@@ -23,8 +23,9 @@ fn me() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-fn private_dir() -> tempfile_dir::Dir {
-    tempfile_dir::Dir::new()
+fn private_dir() -> tempfile::TempDir {
+    // tempfile makes it mode 0700: no folder above the cache's may be open to others.
+    tempfile::tempdir().unwrap()
 }
 
 #[test]
@@ -68,7 +69,7 @@ fn damaged_entries_say_what_is_wrong() {
         ),
     ];
     for (text, expected) in cases {
-        let error = CachedAnswer::decode(text).unwrap_err();
+        let error = CachedAnswer::decode(text).unwrap_err().to_string();
         assert!(error.contains(expected), "{text:?}: {error}");
     }
 }
@@ -208,7 +209,7 @@ fn a_step_does_not_join_a_run_whose_token_is_being_replaced() {
     // asks the controller without the cache.
     let replacer = File::open(state.join("job-42.run")).unwrap();
     assert!(try_flock(&replacer, libc::LOCK_EX).unwrap());
-    let error = cache.join_run(42).unwrap_err();
+    let error = cache.join_run(42).unwrap_err().to_string();
     assert!(error.contains("replaced by other steps"), "{error}");
     drop(replacer);
     let joined = cache.join_run(42).unwrap();
@@ -258,6 +259,7 @@ fn entries_the_plugin_did_not_write_are_not_used() {
     assert!(cache
         .lookup(1, 1, &run, 0)
         .unwrap_err()
+        .to_string()
         .contains("is not key=value"));
     std::os::unix::fs::symlink(state.join("job-42"), state.join("job-2")).unwrap();
     assert!(
@@ -268,6 +270,7 @@ fn entries_the_plugin_did_not_write_are_not_used() {
     assert!(cache
         .lookup(3, 1, &run, 0)
         .unwrap_err()
+        .to_string()
         .contains("not an entry the plugin wrote"));
 }
 
@@ -277,19 +280,25 @@ fn a_folder_others_could_write_to_is_not_used() {
     let state = dir.path().join("state");
     JobCache::open(&state, MINUTE, me()).unwrap();
     fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let error = JobCache::open(&state, MINUTE, me()).unwrap_err();
+    let error = JobCache::open(&state, MINUTE, me())
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("is open to others (mode 0755)"), "{error}");
 
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&state, &link).unwrap();
-    let error = JobCache::open(&link, MINUTE, me()).unwrap_err();
+    let error = JobCache::open(&link, MINUTE, me()).unwrap_err().to_string();
     assert!(error.contains("is not a folder"), "{error}");
 
-    let error = JobCache::open(&state, MINUTE, me() + 1).unwrap_err();
+    let error = JobCache::open(&state, MINUTE, me() + 1)
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("not by uid"), "{error}");
 
     for relative_or_dotted in ["state", "/tmp/./state", "/tmp/x/../state"] {
-        let error = JobCache::open(Path::new(relative_or_dotted), MINUTE, me()).unwrap_err();
+        let error = JobCache::open(Path::new(relative_or_dotted), MINUTE, me())
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("not an absolute path without . or .."),
             "{error}"
@@ -300,41 +309,8 @@ fn a_folder_others_could_write_to_is_not_used() {
 #[test]
 fn a_missing_parent_is_not_created() {
     let dir = private_dir();
-    let error = JobCache::open(&dir.path().join("no/such/state"), MINUTE, me()).unwrap_err();
+    let error = JobCache::open(&dir.path().join("no/such/state"), MINUTE, me())
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("No such file"), "{error}");
-}
-
-/// A private temporary folder.
-mod tempfile_dir {
-    use std::os::unix::fs::DirBuilderExt;
-    use std::path::{Path, PathBuf};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new() -> Dir {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "job-cache-test-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&path)
-                .unwrap();
-            Dir(path)
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
