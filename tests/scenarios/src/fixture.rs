@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::cluster::{Cluster, NODE};
@@ -113,22 +113,32 @@ fn then<'a>(options: &'a [String], more: &[&'a str]) -> Vec<&'a str> {
         .collect()
 }
 
-/// A beamtime id and a beamline name that no other test uses: the process id keeps test
-/// binaries running side by side on one cluster apart, a counter the tests of one binary.
-/// The ids begin with 2, so that they never meet the hand-picked ids (110…) that tests
-/// needing a particular beamline still use.
+/// A beamtime id and a beamline name that no other test uses: a counter keeps the tests of
+/// one binary apart, a number from the binary's name the binaries. The same binary gets the
+/// same names at every run, so that running it again on one cluster takes its beamlines
+/// and reservations over (as beamtime-start.sh --replace does) instead of reserving more
+/// of the node's cores each time. The ids begin with 2 and have ten digits, so that they
+/// never meet the hand-picked ids (110…) that tests needing a particular beamline use.
 fn fresh_names() -> (String, String) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    static BINARY: OnceLock<u32> = OnceLock::new();
+    let binary = *BINARY.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let stem = exe.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        // cargo names a test binary <file>-<hash of the build>: the file part stays.
+        let name = stem.rsplit_once('-').map_or(stem, |(name, _)| name);
+        // FNV-1a: a fixed function, so the number does not change between builds.
+        let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        hash % 1_000_000
+    });
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     assert!(
         n < 1000,
         "more than 1000 fresh beamtimes in one test binary"
     );
-    let process = std::process::id() % 10_000;
-    (
-        format!("2{process:04}{n:03}"),
-        format!("f{process:04}{n:03}"),
-    )
+    (format!("2{binary:06}{n:03}"), format!("f{binary:06}{n:03}"))
 }
 
 /// A started beamtime.
