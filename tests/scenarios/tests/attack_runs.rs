@@ -94,8 +94,10 @@ fn a_requeued_job_that_runs_again_outside_the_reservation_is_refused() {
         "the first run's batch step: {first}"
     );
     wait_state(&c, job.id, "running", |s| s == "RUNNING");
+    // Slurm may report the job running before the batch step has created its output file.
     wait::poll(DEFAULT_TIMEOUT, || {
-        job.stdout()
+        std::fs::read_to_string(&job.stdout_path)
+            .unwrap_or_default()
             .contains(&format!("run-sees {}", bt.beamline))
             .then_some(())
             .ok_or(())
