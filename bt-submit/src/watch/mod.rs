@@ -11,6 +11,7 @@
 //! through the [`Submitter`] that `bt-submit --remote` uses too, on this host
 //! or on a reserved node over ssh.
 
+mod beneath;
 mod complete;
 mod os;
 mod state;
@@ -392,7 +393,9 @@ impl<'a> Watch<'a> {
                 if self.watched_folders.contains(&folder) {
                     continue;
                 }
-                match inotify.watch(&self.options.folder.join(&folder)) {
+                let handle = beneath::Folder::open_root(&self.options.folder)
+                    .and_then(|top| top.folder(&folder));
+                match handle.and_then(|handle| inotify.watch(&handle)) {
                     Ok(wd) => {
                         self.watched.insert(wd, folder.clone());
                     }
@@ -444,6 +447,11 @@ impl<'a> Watch<'a> {
                     walk_again = true;
                     continue;
                 }
+                EventKind::FolderMoved => {
+                    self.forget_moved(&event);
+                    walk_again = true;
+                    continue;
+                }
             };
             let Some(folder) = self.watched.get(&event.watch) else {
                 continue;
@@ -474,6 +482,36 @@ impl<'a> Watch<'a> {
         }
     }
 
+    /// A watched folder moved (or a subfolder moved out of one): the watches
+    /// on it and below it are dropped, for their events would be mapped back
+    /// to names that now hold something else (a link, a folder put in its
+    /// place). The walk that follows watches whatever those names hold now.
+    fn forget_moved(&mut self, event: &os::Event) {
+        let Some(folder) = self.watched.get(&event.watch) else {
+            return;
+        };
+        let moved = if event.name.is_empty() {
+            folder.clone()
+        } else {
+            tree::join(folder, &event.name.to_string_lossy())
+        };
+        let below = |f: &str| moved.is_empty() || f == moved || f.starts_with(&format!("{moved}/"));
+        let dropped: Vec<i32> = self
+            .watched
+            .iter()
+            .filter(|(_, f)| below(f))
+            .map(|(wd, _)| *wd)
+            .collect();
+        for wd in dropped {
+            if let Some(inotify) = &self.inotify {
+                inotify.unwatch(wd);
+            }
+            self.watched.remove(&wd);
+        }
+        self.watched_folders.retain(|f| !below(f));
+        self.listings.retain(|f, _| !below(f));
+    }
+
     /// Watching scan folders, an event in the watched folder itself (a new
     /// folder) calls for a walk; in a scan folder only its done file
     /// counts: the files of a scan say nothing about whether it is complete.
@@ -482,6 +520,11 @@ impl<'a> Watch<'a> {
         let mut walk_again = false;
         for event in events {
             if event.kind == EventKind::Overflow {
+                walk_again = true;
+                continue;
+            }
+            if event.kind == EventKind::FolderMoved {
+                self.forget_moved(&event);
                 walk_again = true;
                 continue;
             }
