@@ -125,6 +125,74 @@ impl Folder {
         Ok(entries)
     }
 
+    /// Opens the entry `name` of this folder with `flags` (and `mode` when it
+    /// is created), never through a link (`ELOOP`).
+    pub fn open_entry(
+        &self,
+        name: &OsStr,
+        flags: libc::c_int,
+        mode: libc::mode_t,
+    ) -> io::Result<std::fs::File> {
+        let name = c_name(name)?;
+        // SAFETY: a valid folder descriptor and a NUL-terminated name.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                name.as_ptr(),
+                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                libc::c_uint::from(mode),
+            )
+        };
+        owned(fd).map(std::fs::File::from)
+    }
+
+    /// Removes the entry `name` (a link itself, never what it points to); one
+    /// that is not there is no error.
+    pub fn remove_entry(&self, name: &OsStr) -> io::Result<()> {
+        let name = c_name(name)?;
+        // SAFETY: a valid folder descriptor and a NUL-terminated name.
+        if unsafe { libc::unlinkat(self.fd.as_raw_fd(), name.as_ptr(), 0) } == 0 {
+            return Ok(());
+        }
+        match io::Error::last_os_error() {
+            error if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            error => Err(error),
+        }
+    }
+
+    /// Renames the entry `from` to `to` in this folder, replacing what `to`
+    /// names (a link there is replaced, not followed).
+    pub fn rename_entry(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        let (from, to) = (c_name(from)?, c_name(to)?);
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: a valid folder descriptor and two NUL-terminated names.
+        if unsafe { libc::renameat(fd, from.as_ptr(), fd, to.as_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Flushes this folder's entries to disk (after a rename in it).
+    pub fn sync(&self) -> io::Result<()> {
+        let listing = openat(
+            self.fd.as_fd(),
+            OsStr::new("."),
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        )?;
+        std::fs::File::from(listing).sync_all()
+    }
+
+    /// The folder's owner and permission bits.
+    pub fn owner_and_mode(&self) -> io::Result<(u32, u32)> {
+        // SAFETY: stat is plain data, filled in by the call.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid descriptor and a writable stat.
+        if unsafe { libc::fstat(self.fd.as_raw_fd(), &mut stat) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((stat.st_uid, stat.st_mode & 0o7777))
+    }
+
     /// A path naming this very folder object (not whatever its name holds
     /// now), for calls that take only paths, such as `inotify_add_watch`.
     pub fn proc_path(&self) -> PathBuf {

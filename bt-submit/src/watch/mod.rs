@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use complete::{Candidate, Verdict, Why};
 use os::{EventKind, Inotify};
+pub use state::Sharing;
 use state::{Record, StateError, StateFile};
 
 use crate::failure::{Failure, Status};
@@ -70,6 +71,8 @@ pub struct Options {
     pub poll_interval: Duration,
     pub max_in_flight: Option<usize>,
     pub state: PathBuf,
+    /// Whether the state's folder may be one others can write.
+    pub sharing: Sharing,
     pub inotify: bool,
     /// sbatch's arguments as bt-submit plans them, `{}` still in place.
     pub template: Vec<OsString>,
@@ -147,8 +150,13 @@ pub fn run(options: &Options, submitter: &Submitter) -> Result<(), Failure> {
             "report this as a bug",
         )
     })?;
-    let (state, record) =
-        StateFile::open(&options.state, &options.folder, options.each).map_err(state_failure)?;
+    let (state, record) = StateFile::open(
+        &options.state,
+        &options.folder,
+        options.each,
+        options.sharing,
+    )
+    .map_err(state_failure)?;
     let mut watch = Watch::new(options, submitter, state, record);
     watch.run()
 }
@@ -165,6 +173,12 @@ fn state_failure(error: StateError) -> Failure {
             error.to_string(),
             "give --state the file of this folder's watch, or a new file to start afresh \
              (everything in the folder is then submitted again)",
+        ),
+        StateError::Unsafe { .. } => Failure::new(
+            Status::Usage,
+            error.to_string(),
+            "keep the state in a folder only you can write (--state FILE); if a team shares \
+             this watch's state on purpose, say so with --shared-state (see docs/user.md)",
         ),
         StateError::Io { .. } => Failure::new(
             Status::IoError,
