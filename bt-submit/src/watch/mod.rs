@@ -295,7 +295,8 @@ impl<'a> Watch<'a> {
         self.candidates.remove(rel);
         self.retries.remove(rel);
         log(&format!(
-            "{rel}: not submitted: it disappeared before it was complete"
+            "{}: not submitted: it disappeared before it was complete",
+            named(rel)
         ));
     }
 
@@ -399,7 +400,7 @@ impl<'a> Watch<'a> {
         }
         for (rel, why) in found.unusable {
             if self.told_unusable.insert(rel.clone()) {
-                log(&format!("{rel}: not submitted: {why}"));
+                log(&format!("{}: not submitted: {why}", named(&rel)));
             }
         }
         if let Some(inotify) = &self.inotify {
@@ -415,7 +416,7 @@ impl<'a> Watch<'a> {
                     }
                     Err(error) => log(&format!(
                         "{}: no inotify watch ({error}); its files are found by looking only",
-                        if folder.is_empty() { "." } else { &folder }
+                        named(&folder)
                     )),
                 }
                 self.watched_folders.insert(folder);
@@ -709,7 +710,7 @@ impl<'a> Watch<'a> {
                     .node
                     .map(|node| format!(" on {node}"))
                     .unwrap_or_default();
-                log(&format!("{rel} -> job {job}{node} ({why})"));
+                log(&format!("{} -> job {job}{node} ({why})", named(rel)));
             }
             Err(error) => {
                 let reason = match error {
@@ -732,7 +733,8 @@ impl<'a> Watch<'a> {
                 let delay = retry_delay(retry.failures);
                 retry.at = now + delay.as_millis() as u64;
                 log(&format!(
-                    "{rel}: not submitted: {reason}; trying again in {} s (failure {})",
+                    "{}: not submitted: {reason}; trying again in {} s (failure {})",
+                    named(rel),
                     delay.as_secs(),
                     retry.failures
                 ));
@@ -758,7 +760,7 @@ impl<'a> Watch<'a> {
                 self.resolve_at = now + self.options.poll_interval.as_millis() as u64;
                 log(&format!(
                     "{}: cannot tell whether its last submission made a job ({}); nothing is submitted until Slurm answers",
-                    intent.file, error.message
+                    named(&intent.file), error.message
                 ));
                 Ok(false)
             }
@@ -775,7 +777,7 @@ impl<'a> Watch<'a> {
                         self.retries.remove(&intent.file);
                         log(&format!(
                             "{} -> job {job} (its submission was interrupted; Slurm has the job)",
-                            intent.file
+                            named(&intent.file)
                         ));
                     }
                     None => self.record.abandon(),
@@ -784,6 +786,18 @@ impl<'a> Watch<'a> {
                 Ok(true)
             }
         }
+    }
+}
+
+/// A file or folder below the watched one as a log line shows it: as it is
+/// when it is a plain name, else quoted and escaped, so that a name holding a
+/// newline cannot start a forged line (`beamtime::untrusted`); "." for the
+/// watched folder itself.
+fn named(rel: &str) -> String {
+    if rel.is_empty() {
+        ".".to_owned()
+    } else {
+        beamtime::untrusted::shown_token(rel)
     }
 }
 
@@ -880,6 +894,17 @@ mod tests {
         assert!(default_state_file(Path::new("/gpfs/raw"), Each::File, &xdg)
             .unwrap()
             .starts_with("/state/bt-submit"));
+    }
+
+    #[test]
+    fn a_name_with_a_newline_cannot_start_a_log_line_of_its_own() {
+        let forged =
+            "x\n2026-12-07T00:00:00.000Z important.h5 -> job 4711 (closed after writing)\ny.h5";
+        let line = format!("{} -> job 5 (closed after writing)", named(forged));
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(line.starts_with("\"x\\n2026"), "{line}");
+        assert_eq!(named("scan_1/frame_0001.h5"), "scan_1/frame_0001.h5");
+        assert_eq!(named(""), ".");
     }
 
     #[test]

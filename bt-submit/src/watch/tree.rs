@@ -17,7 +17,8 @@ pub struct Found {
     pub files: Vec<(String, Look)>,
     /// Every folder below the watched one (relative, "" for itself).
     pub folders: Vec<String>,
-    /// Entries that cannot be watched, with the reason.
+    /// Entries that cannot be watched (by their path below the folder, "" for
+    /// itself, not yet escaped), with the reason.
     pub unusable: Vec<(String, String)>,
 }
 
@@ -81,7 +82,7 @@ pub fn walk(
         Err(error) => {
             found
                 .unusable
-                .push((".".to_owned(), format!("cannot read the folder: {error}")));
+                .push((String::new(), format!("cannot read the folder: {error}")));
             return found;
         }
     };
@@ -99,7 +100,7 @@ pub fn walk(
             Err(error) => {
                 found
                     .unusable
-                    .push((shown(&folder), format!("cannot read the folder: {error}")));
+                    .push((folder.clone(), format!("cannot read the folder: {error}")));
                 continue;
             }
         };
@@ -119,7 +120,7 @@ pub fn walk(
             Err(error) => {
                 found
                     .unusable
-                    .push((shown(&folder), format!("cannot read the folder: {error}")));
+                    .push((folder.clone(), format!("cannot read the folder: {error}")));
                 continue;
             }
         };
@@ -129,7 +130,7 @@ pub fn walk(
                 Ok(name) => name,
                 Err(name) => {
                     found.unusable.push((
-                        shown(&join(&folder, &name.to_string_lossy())),
+                        join(&folder, &name.to_string_lossy()),
                         "its name is not UTF-8".to_owned(),
                     ));
                     continue;
@@ -177,7 +178,7 @@ pub fn walk_scan_folders(root: &Path, pattern: &str, skip: &dyn Fn(&str) -> bool
         Err(error) => {
             found
                 .unusable
-                .push((".".to_owned(), format!("cannot read the folder: {error}")));
+                .push((String::new(), format!("cannot read the folder: {error}")));
             return found;
         }
     };
@@ -290,11 +291,13 @@ pub fn join(folder: &str, name: &str) -> String {
     }
 }
 
+/// A folder inside a scan folder, as an error message shows it (escaped:
+/// its name is anyone's).
 fn shown(rel: &str) -> String {
     if rel.is_empty() {
         ".".to_owned()
     } else {
-        rel.to_owned()
+        beamtime::untrusted::shown_token(rel)
     }
 }
 
