@@ -4,6 +4,8 @@
 //!    watch user's private files: the watch must not submit (or record) a file there;
 //! 2. a member of the team that keeps a watch's state in a shared folder plants links
 //!    beside the state: the watch must not write through them;
+//! 3. sbatch takes any unique prefix of a long option: `--com=mine` must meet the
+//!    watch's `--comment` refusal, `--res=other` bt-submit's reservation check;
 //! 4. the beamtime account's login script prints to stderr without a final newline:
 //!    `--remote` must still see that sbatch ran, and never say "nothing was submitted"
 //!    for a job that is queued;
@@ -347,4 +349,49 @@ fn a_login_message_without_a_final_newline_does_not_hide_that_sbatch_ran() {
     c.wait_job(id, Duration::from_secs(120))
         .assert_completed_ok();
     assert_eq!(fs::read_to_string(dir.join("out.txt")).unwrap(), "ran\n");
+}
+
+/// Finding 3. sbatch reads `--com=mine` as `--comment=mine` and `--res=other` as
+/// `--reservation=other` (getopt_long takes any unique prefix). Before #21 the watch took
+/// `--com=mine` (its job really had Comment=mine, and crash recovery, which finds a job by
+/// the watch's own comment, could not find it), and bt-submit passed `--res=other` on to
+/// sbatch beside the beamtime's own reservation.
+#[test]
+fn sbatch_abbreviations_meet_the_same_checks_as_the_full_options() {
+    let c = cluster();
+    let bt = beamtime();
+    let s = setup("attack-abbreviations", 0o755);
+    let job = s.work.join("analyse.sh");
+    let watch = c
+        .as_user(&bt.account, bt_submit())
+        .arg("watch")
+        .arg("--metadata")
+        .arg(&bt.metadata_path)
+        .arg("--state")
+        .arg(s.work.join("state.json"))
+        .arg(&s.raw)
+        .args(["--", "--com=mine"])
+        .arg(&job)
+        .timeout(Duration::from_secs(30))
+        .run();
+    assert_eq!(watch.code(), Some(64), "{watch}");
+    watch.assert_stderr_contains("gives each job its own --comment");
+    assert!(
+        !s.work.join("state.json").exists(),
+        "the watch started: {watch}"
+    );
+
+    let submit = c
+        .as_user(&bt.account, bt_submit())
+        .arg("--metadata")
+        .arg(&bt.metadata_path)
+        .arg("--res=other")
+        .arg(&job)
+        .cwd(&s.out)
+        .timeout(Duration::from_secs(30))
+        .run();
+    assert_eq!(submit.code(), Some(65), "{submit}");
+    submit
+        .assert_stderr_contains("reservation other is not one of beamtime 11099211's reservations");
+    assert_eq!(submit.stdout, "", "{submit}");
 }
