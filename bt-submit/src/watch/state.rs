@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -300,7 +301,13 @@ impl StateFile {
                 why: "it names no file".to_owned(),
             });
         };
-        fs::create_dir_all(parent).map_err(io_error)?;
+        // Only its user may write a folder made here, whatever the umask: a
+        // group-writable one would be refused just below.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(io_error)?;
         // The state's real identity: two paths to one folder (through a link
         // on the way) are one state and take one lock.
         let real_parent = fs::canonicalize(parent).map_err(io_error)?;
