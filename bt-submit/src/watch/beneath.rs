@@ -40,9 +40,17 @@ impl Folder {
     /// The watched folder itself, by its absolute path, following no link on
     /// the way (the watch resolved its links once, when it started).
     pub fn open_root(path: &Path) -> io::Result<Folder> {
+        use beamtime::walk::WalkError;
         let fd = beamtime::walk::open_folder(path, &|_| false).map_err(|error| match error {
-            beamtime::walk::WalkError::Io { error, .. } => error,
-            other => io::Error::other(format!("{other:?}")),
+            WalkError::Io { error, .. } => error,
+            WalkError::UntrustedLink { link, .. } => io::Error::other(format!(
+                "{} is a symbolic link, which the watch does not follow",
+                link.display()
+            )),
+            // Only a file's walk reports these; no link is followed here.
+            WalkError::FileIsLink | WalkError::TooManyLinks { .. } => {
+                io::Error::from_raw_os_error(libc::ELOOP)
+            }
         })?;
         Ok(Folder { fd })
     }
