@@ -9,7 +9,10 @@
 //! 4. the beamtime account's login script prints to stderr without a final newline:
 //!    `--remote` must still see that sbatch ran, and never say "nothing was submitted"
 //!    for a job that is queued;
-//! 5. a file name holding newlines must not print a forged line into the watch's log.
+//! 5. a file name holding newlines must not print a forged line into the watch's log;
+//!
+//! and one of the weaker items, on the node: a beamline folder that holds another
+//! beamtime's metadata file besides this one's is refused (beamtime 11099213, p213).
 //!
 //! Beamtime 11099211 (beamline p211, account bttest211, the watch's user and the victim);
 //! the attacker is the Unix user bttest219, in the account's group where a finding needs
@@ -392,4 +395,52 @@ fn sbatch_abbreviations_meet_the_same_checks_as_the_full_options() {
     submit
         .assert_stderr_contains("reservation other is not one of beamtime 11099211's reservations");
     assert_eq!(submit.stdout, "", "{submit}");
+}
+
+/// A weaker item of #21: a beamline folder holding two beamtimes' metadata files (a
+/// leftover of a beamtime switch) was accepted online for both; only the folder's own
+/// permissions kept the other beamtime's account out. Now whose folder it is cannot be
+/// told, and every job of either is refused on the node with the reason in its one
+/// decision line.
+#[test]
+fn a_beamline_folder_holding_another_beamtimes_metadata_too_is_refused() {
+    let c = cluster();
+    let bt = c.start_beamtime(&BeamtimeSpec::new("11099213", "p213", "bttest213").partition("all"));
+    let leftover = bt.current_dir.join("beamtime-metadata-11099298.json");
+    fs::copy(&bt.metadata_path, &leftover).unwrap();
+    let log = c.log_cursor("slurmd.log");
+    let wd = c.workdir(&bt.account, "two-beamtimes");
+    let args = [
+        format!("--beamtime={}", bt.id),
+        "--partition=all".to_owned(),
+        format!("--reservation={}", bt.reservations[0]),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let job = c.submit(&bt.account, &wd, &args, "#!/bin/bash\necho payload-ran\n");
+    let end = c.wait_job(job.id, scenarios::DEFAULT_TIMEOUT);
+    fs::remove_file(&leftover).unwrap();
+    assert_eq!(
+        (end.state.as_str(), end.exit_code),
+        ("FAILED", scenarios::REFUSED),
+        "{end:#?}"
+    );
+    assert!(!job.stdout().contains("payload-ran"), "the refused job ran");
+    // The log escapes the apostrophes of the reason: the needle has none.
+    let why = "it holds beamtime-metadata-11099298.json too, another beamtime";
+    let logged = log.read_new();
+    let mine: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains(&format!("job={} ", job.id)) && l.contains("decision="))
+        .collect();
+    assert_eq!(
+        mine.len(),
+        1,
+        "one decision line for the batch step:\n{logged}"
+    );
+    assert!(
+        mine[0].contains("decision=refused rule=mount-failed") && mine[0].contains(why),
+        "{}",
+        mine[0]
+    );
+    c.assert_node_not_drained();
 }
