@@ -73,6 +73,18 @@ pub fn inspect_beamline_folder(
     beamline_folder(folder.as_fd(), source, name, policy)
 }
 
+/// The names of the beamtime and commissioning metadata files in the folder
+/// behind the handle, listed through its /proc name.
+fn metadata_files_in(folder: BorrowedFd<'_>) -> Result<Vec<String>, FolderError> {
+    let listed = std::fs::read_dir(format!("/proc/self/fd/{}", folder.as_raw_fd()))
+        .map_err(FolderError::List)?;
+    Ok(listed
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| MetadataKind::from_file_name(name).is_some())
+        .collect())
+}
+
 /// What the folder behind the handle `folder` (named `shown` in messages)
 /// holds: [`inspect_beamline_folder`] for a folder already open, as a task's
 /// mount side has it.
@@ -88,29 +100,32 @@ pub fn beamline_folder(
             let stat = file
                 .metadata()
                 .map_err(|e| FolderError::Copy(format!("{}: {e}", file_shown.display())))?;
-            match distrust(&FileFacts::of(&stat), policy) {
-                None => Ok(BeamlineFolder::ThisBeamtime),
-                Some(why) => Err(FolderError::Copy(format!(
+            if let Some(why) = distrust(&FileFacts::of(&stat), policy) {
+                return Err(FolderError::Copy(format!(
                     "{} is not trusted: {why}",
                     file_shown.display()
+                )));
+            }
+            // A folder that holds another beamtime's file as well is neither's
+            // for certain (a leftover of a beamtime switch): refused, not
+            // shown to both (#21).
+            match metadata_files_in(folder)?
+                .into_iter()
+                .find(|file| file != name)
+            {
+                None => Ok(BeamlineFolder::ThisBeamtime),
+                Some(other) => Err(FolderError::Copy(format!(
+                    "it holds {} too, another beamtime's metadata file, so whose folder it is \
+                     cannot be told",
+                    crate::untrusted::shown_token(&other)
                 ))),
             }
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            // The folder behind the handle, listed through its /proc name.
-            let listed = std::fs::read_dir(format!("/proc/self/fd/{}", folder.as_raw_fd()))
-                .map_err(FolderError::List)?;
-            let another = listed.filter_map(Result::ok).any(|entry| {
-                entry
-                    .file_name()
-                    .to_str()
-                    .and_then(MetadataKind::from_file_name)
-                    .is_some()
-            });
-            Ok(if another {
-                BeamlineFolder::AnotherBeamtime
-            } else {
+            Ok(if metadata_files_in(folder)?.is_empty() {
                 BeamlineFolder::NoBeamtime
+            } else {
+                BeamlineFolder::AnotherBeamtime
             })
         }
         Err(error) if error.raw_os_error() == Some(libc::ELOOP) => Err(FolderError::Copy(format!(
@@ -169,7 +184,7 @@ mod tests {
         assert!(matches!(holds(&stranger()), Ok(BeamlineFolder::Absent)));
         fs::create_dir(&source).unwrap();
         assert!(matches!(holds(&stranger()), Ok(BeamlineFolder::NoBeamtime)));
-        write(
+        let other = write(
             scratch.path(),
             "current/beamtime-metadata-11099002.json",
             GOOD,
@@ -179,6 +194,16 @@ mod tests {
             Ok(BeamlineFolder::AnotherBeamtime)
         ));
         let path = write(scratch.path(), &format!("current/{name}"), GOOD);
+        // Both files: whose folder it is cannot be told.
+        match holds(&owner_of(&path)) {
+            Err(FolderError::Copy(why)) => assert_eq!(
+                why,
+                "it holds beamtime-metadata-11099002.json too, another beamtime's metadata \
+                 file, so whose folder it is cannot be told"
+            ),
+            other => panic!("{other:?}"),
+        }
+        fs::remove_file(&other).unwrap();
         assert!(matches!(
             holds(&owner_of(&path)),
             Ok(BeamlineFolder::ThisBeamtime)

@@ -129,6 +129,30 @@ fn a_known_key_spelled_in_another_case_is_refused_naming_both_spellings() {
 }
 
 #[test]
+fn a_key_that_only_looks_like_a_known_one_is_refused_like_a_case_variant() {
+    let moved = |to: &'static str| -> Edit {
+        Box::new(move |d: &mut Value| {
+            let object = d.as_object_mut().unwrap();
+            let value = object.remove("beamline").unwrap();
+            object.insert(to.to_owned(), value);
+        })
+    };
+    for (look_alike, shown) in [
+        ("beamline ", r#""beamline ""#),
+        ("beam\u{200B}line", r#""beam\u{200b}line""#),
+        (
+            "\u{FF42}\u{FF45}\u{FF41}\u{FF4D}line",
+            "\"\u{FF42}\u{FF45}\u{FF41}\u{FF4D}line\"",
+        ),
+    ] {
+        assert_contains(
+            &edited_message(moved(look_alike)),
+            &format!("{ORIGIN}: {shown}: expected the key beamline, spelled exactly so"),
+        );
+    }
+}
+
+#[test]
 fn two_spellings_of_one_key_are_refused_naming_both() {
     let cases: [(Edit, &str); 3] = [
         (

@@ -367,6 +367,10 @@ pub struct WatchArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
 
+    /// Allow a state folder that others can write (a team's shared folder): they could then change the state
+    #[arg(long)]
+    pub shared_state: bool,
+
     /// Do not use inotify: find files by looking through the folder only
     #[arg(long)]
     pub no_inotify: bool,

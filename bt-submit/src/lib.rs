@@ -181,6 +181,11 @@ fn run_watch(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> 
         poll_interval: args.poll_interval,
         max_in_flight: args.max_in_flight.map(|n| n as usize),
         state,
+        sharing: if args.shared_state {
+            watch::Sharing::Shared
+        } else {
+            watch::Sharing::OnlyMine
+        },
         inotify: !args.no_inotify,
         template: invocation.args,
     };

@@ -2,11 +2,17 @@
 //! programs' getopt does, to find the partition, reservation and beamtime
 //! they ask for, and where the script or command starts.
 //!
-//! Only option *arity* matters here: knowing which options consume the next
-//! argument is what tells `-J -p` (a job named `-p`) from `-p X`, and
-//! `-N 2 job.sh --partition=x` (script argument) from an option. Options not
-//! in the tables are taken as flags, which at worst ends the scan early; the
-//! plugin enforces the rules on the cluster side anyway.
+//! The one reader of Slurm's option syntax in bt-submit: every check on the
+//! user's options (the watch's `--comment` refusal, the contradiction checks
+//! for partition, reservation and beamtime) reads them through [`scan`]. It
+//! resolves abbreviations and arity from the option tables of each supported
+//! release, generated from Slurm's sources: knowing which options consume the
+//! next argument is what tells `-J -p` (a job named `-p`) from `-p X`, and
+//! `-N 2 job.sh --partition=x` (script argument) from an option, and knowing
+//! every option name is what tells that sbatch reads `--com=x` as
+//! `--comment=x`. Options not in the tables (another SPANK plugin's) are taken
+//! as flags, which at worst ends the scan early; the plugin enforces the rules
+//! on the cluster side anyway.
 
 use std::ffi::OsString;
 
@@ -25,207 +31,121 @@ impl Program {
             Program::Salloc => "salloc",
         }
     }
-
-    /// Short options that take an argument, attached (`-pX`) or next (`-p X`).
-    fn short_options_with_value(self) -> &'static str {
-        match self {
-            Program::Sbatch => "aAbBcCdDeFGiJLmMnNopqStwx",
-            Program::Srun => "ABcCdDeGiJLmMnNopqrStTwWx",
-            Program::Salloc => "AbBcCdDFGJLmMnNpqStwx",
-        }
-    }
 }
 
+/// Each supported release's option table of sbatch, srun and salloc, generated
+/// from its src/common/slurm_opt.c by scripts/slurm-option-table.py (never
+/// typed by hand; bt-submit/slurm-options/README.md says where each came from).
+const RELEASE_TABLES: &[(&str, &str)] = &[
+    ("22.05", include_str!("../slurm-options/22.05.tsv")),
+    ("23.11", include_str!("../slurm-options/23.11.tsv")),
+    ("24.11", include_str!("../slurm-options/24.11.tsv")),
+    ("25.05", include_str!("../slurm-options/25.05.tsv")),
+    ("25.11", include_str!("../slurm-options/25.11.tsv")),
+    ("26.05", include_str!("../slurm-options/26.05.tsv")),
+];
+
+/// What getopt lets an option take (`has_arg`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Arity {
-    /// `--name value` or `--name=value`.
+    None,
+    /// `--name value`, `--name=value`, `-x value`, `-xvalue`.
     Required,
-    /// A flag, or an optional argument that must be attached with `=`.
-    NoSeparateValue,
+    /// Only attached: `--name=value`, `-xvalue`.
+    Optional,
 }
 
-/// Long options of the three programs that take a required argument, plus
-/// `--beamtime` from the beamtime SPANK plugin.
-const LONG_WITH_VALUE: &[&str] = &[
-    "accel-bind",
-    "account",
-    "acctg-freq",
-    "array",
-    "batch",
-    "bb",
-    "bbf",
-    "beamtime",
-    "begin",
-    "chdir",
-    "cluster-constraint",
-    "clusters",
-    "comment",
-    "constraint",
-    "container",
-    "container-id",
-    "core-spec",
-    "cores-per-socket",
-    "cpu-bind",
-    "cpu-freq",
-    "cpus-per-gpu",
-    "cpus-per-task",
-    "deadline",
-    "delay-boot",
-    "dependency",
-    "distribution",
-    "epilog",
-    "error",
-    "exclude",
-    "export",
-    "export-file",
-    "extra",
-    "extra-node-info",
-    "gid",
-    "gpu-bind",
-    "gpu-freq",
-    "gpus",
-    "gpus-per-node",
-    "gpus-per-socket",
-    "gpus-per-task",
-    "gres",
-    "gres-flags",
-    "het-group",
-    "hint",
-    "input",
-    "job-name",
-    "jobid",
-    "kill-on-invalid-dep",
-    "licenses",
-    "mail-type",
-    "mail-user",
-    "mcs-label",
-    "mem",
-    "mem-bind",
-    "mem-per-cpu",
-    "mem-per-gpu",
-    "mincpus",
-    "mpi",
-    "network",
-    "nodefile",
-    "nodelist",
-    "nodes",
-    "ntasks",
-    "ntasks-per-core",
-    "ntasks-per-gpu",
-    "ntasks-per-node",
-    "ntasks-per-socket",
-    "open-mode",
-    "output",
-    "partition",
-    "power",
-    "prefer",
-    "priority",
-    "profile",
-    "prolog",
-    "qos",
-    "relative",
-    "reservation",
-    "segment",
-    "signal",
-    "slurmd-debug",
-    "sockets-per-node",
-    "switches",
-    "task-epilog",
-    "task-prolog",
-    "thread-spec",
-    "threads",
-    "threads-per-core",
-    "time",
-    "time-min",
-    "tmp",
-    "tres-bind",
-    "tres-per-task",
-    "uid",
-    "wait-all-nodes",
-    "wckey",
-    "wrap",
-];
-
-/// Long flags and options with optional arguments; listed so that
-/// abbreviations like `--part` resolve the way getopt_long resolves them.
-const LONG_WITHOUT_SEPARATE_VALUE: &[&str] = &[
-    "bcast",
-    "bell",
-    "compress",
-    "contiguous",
-    "disable-status",
-    "exact",
-    "exclusive",
-    "external-launcher",
-    "get-user-env",
-    "help",
-    "hold",
-    "ignore-pbs",
-    "immediate",
-    "kill-command",
-    "kill-on-bad-exit",
-    "label",
-    "multi-prog",
-    "nice",
-    "no-allocate",
-    "no-bell",
-    "no-kill",
-    "no-requeue",
-    "no-shell",
-    "overcommit",
-    "overlap",
-    "oversubscribe",
-    "parsable",
-    "preserve-env",
-    "propagate",
-    "pty",
-    "quiet",
-    "quit-on-interrupt",
-    "requeue",
-    "resv-ports",
-    "send-libs",
-    "spread-job",
-    "test-only",
-    "unbuffered",
-    "usage",
-    "use-min-nodes",
-    "verbose",
-    "version",
-    "wait",
-    "x11",
-];
-
-fn long_arity(program: Program, name: &str) -> Option<Arity> {
-    if name == "wait" {
-        // srun's --wait takes seconds; sbatch's and salloc's is a flag.
-        return Some(if program == Program::Srun {
-            Arity::Required
-        } else {
-            Arity::NoSeparateValue
-        });
-    }
-    if LONG_WITH_VALUE.contains(&name) {
-        Some(Arity::Required)
-    } else if LONG_WITHOUT_SEPARATE_VALUE.contains(&name) {
-        Some(Arity::NoSeparateValue)
-    } else {
-        None
-    }
+/// One entry of a program's getopt table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Opt {
+    name: &'static str,
+    arity: Arity,
+    /// getopt's `val`: `'p'` for an option with a short form, else Slurm's
+    /// `LONG_OPT_*` constant. Two names with one `val` and arity are one option.
+    val: &'static str,
 }
 
-/// The option a long name means: the exact name, or, like getopt_long, the
-/// only known option it abbreviates. Unknown or ambiguous names give `None`.
-fn resolve_long(name: &str) -> Option<&'static str> {
-    let mut known = LONG_WITH_VALUE.iter().chain(LONG_WITHOUT_SEPARATE_VALUE);
-    if let Some(exact) = known.clone().find(|candidate| **candidate == name) {
-        return Some(exact);
+/// The option the beamtime SPANK plugin adds to every program's table (SPANK
+/// options are appended to the table getopt_long is given).
+const BEAMTIME: Opt = Opt {
+    name: "beamtime",
+    arity: Arity::Required,
+    val: "spank:beamtime",
+};
+
+/// `program`'s getopt table in one release's generated table text.
+fn options_of(table: &'static str, program: Program) -> Vec<Opt> {
+    let mut options: Vec<Opt> = table
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let mut fields = line.split('\t');
+            let (name, arity, val, programs) = (
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+            );
+            if !programs.split(',').any(|p| p == program.name()) {
+                return None;
+            }
+            let arity = match arity {
+                "required" => Arity::Required,
+                "optional" => Arity::Optional,
+                _ => Arity::None,
+            };
+            Some(Opt { name, arity, val })
+        })
+        .collect();
+    options.push(BEAMTIME);
+    options
+}
+
+/// The option `name` means to getopt_long given `options`: the exact name,
+/// else the options it is a prefix of, if they are all one option (same
+/// `val` and arity, as glibc compares them); `None` for an unknown or
+/// ambiguous name, which the program itself refuses.
+fn resolve_long(options: &[Opt], name: &str) -> Option<Opt> {
+    if name.is_empty() {
+        return None;
     }
-    let first = known.find(|candidate| candidate.starts_with(name))?;
-    let unique = !LONG_WITH_VALUE
-        .iter()
-        .chain(LONG_WITHOUT_SEPARATE_VALUE)
-        .any(|candidate| candidate != first && candidate.starts_with(name));
-    (unique && !name.is_empty()).then_some(first)
+    if let Some(exact) = options.iter().find(|o| o.name == name) {
+        return Some(*exact);
+    }
+    let mut matches = options.iter().filter(|o| o.name.starts_with(name));
+    let first = *matches.next()?;
+    matches
+        .all(|o| o.val == first.val && o.arity == first.arity)
+        .then_some(first)
+}
+
+/// What a long option name may mean to `program`: its meaning in each
+/// supported release, without repeats. bt-submit does not know which release
+/// will read the options, so a check takes every meaning any release gives.
+fn long_meanings(program: Program, name: &str) -> Vec<Opt> {
+    let mut meanings: Vec<Opt> = Vec::new();
+    for (_, table) in RELEASE_TABLES {
+        if let Some(option) = resolve_long(&options_of(table, program), name) {
+            if !meanings.contains(&option) {
+                meanings.push(option);
+            }
+        }
+    }
+    meanings
+}
+
+/// What the short option `letter` may mean to `program`, in any supported release.
+fn short_meanings(program: Program, letter: char) -> Vec<Opt> {
+    let val = format!("'{letter}'");
+    let mut meanings: Vec<Opt> = Vec::new();
+    for (_, table) in RELEASE_TABLES {
+        for option in options_of(table, program) {
+            if option.val == val && !meanings.contains(&option) {
+                meanings.push(option);
+            }
+        }
+    }
+    meanings
 }
 
 /// What the user's options ask for.
@@ -264,7 +184,10 @@ impl UserOptions {
 }
 
 /// Scans `args` (the user's options, then the script or command and its
-/// arguments) up to the first operand.
+/// arguments) up to the first operand, as getopt_long reads them: long
+/// options by any unique prefix, `--name value` and `--name=value`, short
+/// options clustered (`-vvpX`). An option that means different things in
+/// different releases counts as each of them.
 pub fn scan(program: Program, args: &[OsString]) -> UserOptions {
     let mut found = UserOptions::default();
     let mut args = args.iter().map(|arg| arg.to_string_lossy().into_owned());
@@ -278,32 +201,34 @@ pub fn scan(program: Program, args: &[OsString]) -> UserOptions {
                 Some((name, value)) => (name, Some(value.to_owned())),
                 None => (long, None),
             };
-            let Some(option) = resolve_long(name) else {
-                continue;
+            let meanings = long_meanings(program, name);
+            let value = match attached {
+                Some(value) => Some(value),
+                None if meanings.iter().any(|o| o.arity == Arity::Required) => args.next(),
+                None => None,
             };
-            let value = match (attached, long_arity(program, option)) {
-                (Some(value), _) => Some(value),
-                (None, Some(Arity::Required)) => args.next(),
-                (None, _) => None,
-            };
-            found.record(option, value);
+            for option in meanings {
+                found.record(option.name, value.clone());
+            }
         } else if arg.len() > 1 && arg.starts_with('-') {
-            for (index, short) in arg.char_indices().skip(1) {
-                if program.short_options_with_value().contains(short) {
-                    let attached = &arg[index + short.len_utf8()..];
-                    let value = if attached.is_empty() {
-                        args.next()
-                    } else {
-                        Some(attached.to_owned())
-                    };
-                    match short {
-                        'p' => found.record("partition", value),
-                        'N' => found.record("nodes", value),
-                        'C' => found.record("constraint", value),
-                        _ => {}
-                    }
-                    break;
+            for (index, letter) in arg.char_indices().skip(1) {
+                let meanings = short_meanings(program, letter);
+                let takes = |arity| meanings.iter().any(|o| o.arity == arity);
+                if !takes(Arity::Required) && !takes(Arity::Optional) {
+                    continue;
                 }
+                let attached = &arg[index + letter.len_utf8()..];
+                let value = if !attached.is_empty() {
+                    Some(attached.to_owned())
+                } else if takes(Arity::Required) {
+                    args.next()
+                } else {
+                    None
+                };
+                for option in meanings {
+                    found.record(option.name, value.clone());
+                }
+                break;
             }
         } else {
             found.has_operand = true;
@@ -398,18 +323,103 @@ mod tests {
         assert!(found.has_wrap && !found.has_operand);
     }
 
+    /// Whether another option of `program`'s table in that release starts with
+    /// `prefix` too and is another option (getopt_long's ambiguity), told
+    /// from the table itself.
+    fn others_start_with(options: &[Opt], option: &Opt, prefix: &str) -> bool {
+        options.iter().any(|o| {
+            o.name != option.name
+                && o.name.starts_with(prefix)
+                && (o.val != option.val || o.arity != option.arity)
+        })
+    }
+
     #[test]
-    fn ambiguous_and_unknown_abbreviations_are_not_resolved() {
-        assert_eq!(resolve_long("p"), None);
-        assert_eq!(resolve_long("par"), None, "partition and parsable");
-        assert_eq!(resolve_long("part"), Some("partition"));
-        assert_eq!(resolve_long("res"), None, "reservation and resv-ports");
-        assert_eq!(resolve_long("nonsense"), None);
-        assert_eq!(resolve_long(""), None);
+    fn every_unique_prefix_resolves_in_every_release_and_an_ambiguous_one_does_not() {
+        for (release, table) in RELEASE_TABLES {
+            for program in [Program::Sbatch, Program::Srun, Program::Salloc] {
+                let options = options_of(table, program);
+                // A table that did not load would pass everything below.
+                assert!(
+                    options.len() > 50,
+                    "{release} {program:?}: {}",
+                    options.len()
+                );
+                for option in &options {
+                    for end in 1..=option.name.len() {
+                        let prefix = &option.name[..end];
+                        let exact = options.iter().find(|o| o.name == prefix);
+                        let resolved = resolve_long(&options, prefix);
+                        match exact {
+                            Some(exact) => assert_eq!(resolved, Some(*exact)),
+                            None if others_start_with(&options, option, prefix) => assert_eq!(
+                                resolved, None,
+                                "{release} {program:?}: --{prefix} is ambiguous"
+                            ),
+                            None => assert_eq!(
+                                resolved.map(|o| (o.val, o.arity)),
+                                Some((option.val, option.arity)),
+                                "{release} {program:?}: --{prefix} means --{}",
+                                option.name
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_checked_options_are_found_by_every_prefix_some_release_takes() {
+        // The values bt-submit checks, each with every prefix that any release's
+        // sbatch resolves to it: the check must see what sbatch sees.
+        for checked in ["comment", "reservation", "partition", "beamtime"] {
+            for end in 1..=checked.len() {
+                let prefix = &checked[..end];
+                let taken = RELEASE_TABLES.iter().any(|(_, table)| {
+                    resolve_long(&options_of(table, Program::Sbatch), prefix)
+                        .is_some_and(|o| o.name == checked)
+                });
+                let arg = format!("--{prefix}=v");
+                let found = scanned(Program::Sbatch, &[&arg, "job.sh"]);
+                let seen = match checked {
+                    "comment" => found.comments,
+                    "reservation" => found.reservations,
+                    "partition" => found.partitions,
+                    _ => found.beamtimes,
+                };
+                assert_eq!(seen == ["v"], taken, "{arg}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_abbreviations_of_the_attack_are_read_as_sbatch_reads_them() {
         assert_eq!(
-            resolve_long("mem"),
-            Some("mem"),
-            "exact names win over longer ones"
+            scanned(Program::Sbatch, &["--com=mine", "x"]).comments,
+            ["mine"]
         );
+        assert_eq!(
+            scanned(Program::Sbatch, &["--com", "mine", "x"]).comments,
+            ["mine"]
+        );
+        assert_eq!(
+            scanned(Program::Sbatch, &["--res=other", "x"]).reservations,
+            ["other"]
+        );
+        // srun has --resv-ports too: there --res is ambiguous, and srun refuses it.
+        assert!(scanned(Program::Srun, &["--res=other", "x"])
+            .reservations
+            .is_empty());
+        assert!(scanned(Program::Sbatch, &["--nonsense", "x"]) == scanned(Program::Sbatch, &["x"]));
+    }
+
+    #[test]
+    fn short_options_take_values_as_the_tables_say() {
+        // -k (--no-kill) takes its value only attached: "-k" then the script.
+        let found = scanned(Program::Sbatch, &["-k", "job.sh", "-p", "X"]);
+        assert!(found.has_operand && found.partitions.is_empty());
+        let found = scanned(Program::Salloc, &["-kpX"]);
+        assert!(found.partitions.is_empty(), "pX is -k's value");
     }
 }

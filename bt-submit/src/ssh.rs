@@ -159,12 +159,14 @@ impl Remote {
             }
             let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
             if output.status.code() != Some(SSH_FAILED) {
-                // Logged in, but the login shell never ran the command (an account
-                // whose shell is nologin, a broken profile).
-                return Err(self.failure(node, Refusal::Other, &stderr));
+                // Logged in, and no mark came back: the login shell did not run
+                // the command (nologin, a broken profile), or a profile that
+                // sends stderr elsewhere hid the mark of a command that did run.
+                return Err(self.cannot_tell(node, program, &stderr));
             }
             match SshFailure::of(&stderr) {
                 SshFailure::NoAnswer => unanswered.push(last_line(&stderr).to_owned()),
+                SshFailure::Unclear => return Err(self.cannot_tell(node, program, &stderr)),
                 SshFailure::Refused(refusal) => return Err(self.failure(node, refusal, &stderr)),
             }
         }
@@ -222,15 +224,28 @@ impl Remote {
                     self.account
                 ),
             ),
-            Refusal::Other => Failure::new(
-                Status::CannotExecute,
-                format!("ssh to {node} failed: {said}; nothing was submitted"),
-                format!(
-                    "run the command that --dry-run prints to see ssh's whole message; {ASK_ADMIN} \
-                     if it is about the node"
-                ),
-            ),
         }
+    }
+
+    /// ssh ended without the start mark, in a way that does not prove the
+    /// command never ran: bt-submit says it cannot tell, and how to find out,
+    /// for "nothing was submitted" would make a user submit again.
+    fn cannot_tell(&self, node: &str, program: &str, stderr: &str) -> Failure {
+        let said = last_line(stderr);
+        Failure::new(
+            Status::CannotExecute,
+            format!(
+                "ssh to {node} ended without the sign that {program} started there (ssh: {said}); \
+                 bt-submit cannot tell whether anything was submitted"
+            ),
+            format!(
+                "before submitting again, look for the job: squeue -u {} -o '%i %j %k' lists \
+                 the jobs of the beamtime's account with their names and comments; run the \
+                 command that --dry-run prints to see ssh's whole message, and {ASK_ADMIN} if it \
+                 is about the node",
+                self.account
+            ),
+        )
     }
 
     fn key_text(&self) -> String {
@@ -277,6 +292,8 @@ enum SshFailure {
     NoAnswer,
     /// The node answered and ssh stopped: trying another node would not help.
     Refused(Refusal),
+    /// An ssh error that does not say whether the command ran.
+    Unclear,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,7 +301,6 @@ enum Refusal {
     UnknownHostKey,
     ChangedHostKey,
     Denied,
-    Other,
 }
 
 impl SshFailure {
@@ -306,14 +322,15 @@ impl SshFailure {
         {
             return SshFailure::NoAnswer;
         } else {
-            Refusal::Other
+            return SshFailure::Unclear;
         };
         SshFailure::Refused(refused)
     }
 }
 
 /// What the remote shell prints on stderr, on a line of its own, right before
-/// it starts the program.
+/// it starts the program; a newline goes first, for a login script may have
+/// left a line unfinished (a quota or module note without its newline).
 const START_MARK: &str = "bt-submit-remote-command-starts";
 
 /// The remote command: every argument quoted for the POSIX shell that sshd
@@ -324,7 +341,7 @@ const START_MARK: &str = "bt-submit-remote-command-starts";
 /// program's exit status is ssh's and a 255 of the program's can be told from
 /// ssh's own.
 pub fn remote_command(program: &str, args: &[OsString]) -> OsString {
-    let mut line = format!("echo {START_MARK} >&2; exec ").into_bytes();
+    let mut line = format!("echo >&2; echo {START_MARK} >&2; exec ").into_bytes();
     line.extend_from_slice(&quote_bytes(program.as_bytes()));
     for arg in args {
         line.push(b' ');
@@ -333,15 +350,13 @@ pub fn remote_command(program: &str, args: &[OsString]) -> OsString {
     OsString::from_vec(line)
 }
 
-/// `stderr` without the start mark's line, when the mark is there (what a login
-/// script printed before it stays).
+/// `stderr` without the start mark and the newline before it, when the mark is
+/// there, wherever a login script's messages put it (what they printed stays).
 fn without_start_mark(stderr: &[u8]) -> Option<Vec<u8>> {
-    let mark = format!("{START_MARK}\n");
+    let mark = format!("\n{START_MARK}\n");
     let at = stderr
         .windows(mark.len())
-        .enumerate()
-        .find(|(at, window)| *window == mark.as_bytes() && (*at == 0 || stderr[at - 1] == b'\n'))
-        .map(|(at, _)| at)?;
+        .position(|window| window == mark.as_bytes())?;
     Some([&stderr[..at], &stderr[at + mark.len()..]].concat())
 }
 
@@ -432,7 +447,7 @@ mod tests {
             String::from_utf8_lossy(&line),
             "ssh -i /gpfs/p21/shared/id_rsa -l bttest05 -o BatchMode=yes -o IdentitiesOnly=yes \
              -o StrictHostKeyChecking=yes -o ConnectTimeout=10 -o LogLevel=ERROR n1 \
-             'echo bt-submit-remote-command-starts >&2; exec sbatch job.sh'\n"
+             'echo >&2; echo bt-submit-remote-command-starts >&2; exec sbatch job.sh'\n"
         );
     }
 
@@ -490,12 +505,17 @@ mod tests {
     fn the_start_mark_is_found_on_a_line_of_its_own_and_taken_out() {
         let mark = START_MARK;
         assert_eq!(
-            without_start_mark(format!("{mark}\nsbatch: error: x\n").as_bytes()),
+            without_start_mark(format!("\n{mark}\nsbatch: error: x\n").as_bytes()),
             Some(b"sbatch: error: x\n".to_vec())
         );
         assert_eq!(
-            without_start_mark(format!("profile says hi\n{mark}\n").as_bytes()),
+            without_start_mark(format!("profile says hi\n\n{mark}\n").as_bytes()),
             Some(b"profile says hi\n".to_vec())
+        );
+        // A login message without its final newline does not hide the mark.
+        assert_eq!(
+            without_start_mark(format!("quota: 91% used\n{mark}\n").as_bytes()),
+            Some(b"quota: 91% used".to_vec())
         );
         assert_eq!(
             without_start_mark(b"ssh: connect to host n1 port 22: refused\n"),
@@ -515,7 +535,7 @@ mod tests {
             ("bttest05@n1: Permission denied (publickey).", SshFailure::Refused(Refusal::Denied)),
             ("kex_exchange_identification: read: Connection reset by peer", SshFailure::NoAnswer),
             ("Connection timed out during banner exchange\nConnection to UNKNOWN port 65535 timed out", SshFailure::NoAnswer),
-            ("Received disconnect from 127.0.0.1 port 22:2: Too many authentication failures", SshFailure::Refused(Refusal::Other)),
+            ("Received disconnect from 127.0.0.1 port 22:2: Too many authentication failures", SshFailure::Unclear),
         ];
         for (stderr, expected) in cases {
             assert_eq!(SshFailure::of(stderr), expected, "{stderr}");

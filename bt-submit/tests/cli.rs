@@ -390,7 +390,7 @@ fn remote_dry_run_prints_the_whole_ssh_command() {
         "ssh -i {} -l bttest05 -o BatchMode=yes -o IdentitiesOnly=yes -o \
          StrictHostKeyChecking=yes -o ConnectTimeout=10 -o LogLevel=ERROR max-p3a931 {}\n",
         key.display(),
-        r#"'echo bt-submit-remote-command-starts >&2; exec sbatch --parsable --partition=ponline_p21 --reservation=11099005 --beamtime=11099005 '\''/gpfs/p21/scan 1.sh'\'' '\''a;b'\'''"#
+        r#"'echo >&2; echo bt-submit-remote-command-starts >&2; exec sbatch --parsable --partition=ponline_p21 --reservation=11099005 --beamtime=11099005 '\''/gpfs/p21/scan 1.sh'\'' '\''a;b'\'''"#
     );
     assert_eq!(stdout(&output), expected, "{}", stderr(&output));
     let json = scratch.run([

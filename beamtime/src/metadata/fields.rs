@@ -24,15 +24,36 @@ pub(super) fn type_name(value: &Value) -> &'static str {
 
 /// Whether a key of the file is a spelling of the format's key `spelling`:
 /// equal but for case, `-` and `_`, the ways the format's own spellings of a
-/// key differ (`corePath`, `core-path`) and a hand-edited file would.
+/// key differ (`corePath`, `core-path`) and a hand-edited file would, and
+/// for what makes a key only look like another (#21): white space, invisible
+/// characters (a zero-width space) and fullwidth letters (`ｂｅａｍｌｉｎｅ`).
 fn same_key(key: &str, spelling: &str) -> bool {
     let letters = |text: &str| {
         text.chars()
-            .filter(|ch| !matches!(ch, '-' | '_'))
+            .filter(|ch| !matches!(ch, '-' | '_') && !ch.is_whitespace() && !is_invisible(*ch))
+            .map(from_fullwidth)
             .flat_map(char::to_lowercase)
             .collect::<String>()
     };
     letters(key) == letters(spelling)
+}
+
+/// Characters that show as nothing: zero-width spaces and joiners, direction
+/// marks, the soft hyphen, variation selectors, the byte order mark, tags.
+fn is_invisible(ch: char) -> bool {
+    matches!(ch,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{E0000}'..='\u{E007F}')
+}
+
+/// The ASCII character a fullwidth form (U+FF01 to U+FF5E) stands for.
+fn from_fullwidth(ch: char) -> char {
+    match ch {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(ch as u32 - 0xFEE0).unwrap_or(ch),
+        _ => ch,
+    }
 }
 
 fn is_absent(value: &Value) -> bool {

@@ -11,6 +11,7 @@
 //! through the [`Submitter`] that `bt-submit --remote` uses too, on this host
 //! or on a reserved node over ssh.
 
+mod beneath;
 mod complete;
 mod os;
 mod state;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use complete::{Candidate, Verdict, Why};
 use os::{EventKind, Inotify};
+pub use state::Sharing;
 use state::{Record, StateError, StateFile};
 
 use crate::failure::{Failure, Status};
@@ -69,6 +71,8 @@ pub struct Options {
     pub poll_interval: Duration,
     pub max_in_flight: Option<usize>,
     pub state: PathBuf,
+    /// Whether the state's folder may be one others can write.
+    pub sharing: Sharing,
     pub inotify: bool,
     /// sbatch's arguments as bt-submit plans them, `{}` still in place.
     pub template: Vec<OsString>,
@@ -146,8 +150,13 @@ pub fn run(options: &Options, submitter: &Submitter) -> Result<(), Failure> {
             "report this as a bug",
         )
     })?;
-    let (state, record) =
-        StateFile::open(&options.state, &options.folder, options.each).map_err(state_failure)?;
+    let (state, record) = StateFile::open(
+        &options.state,
+        &options.folder,
+        options.each,
+        options.sharing,
+    )
+    .map_err(state_failure)?;
     let mut watch = Watch::new(options, submitter, state, record);
     watch.run()
 }
@@ -164,6 +173,12 @@ fn state_failure(error: StateError) -> Failure {
             error.to_string(),
             "give --state the file of this folder's watch, or a new file to start afresh \
              (everything in the folder is then submitted again)",
+        ),
+        StateError::Unsafe { .. } => Failure::new(
+            Status::Usage,
+            error.to_string(),
+            "keep the state in a folder only you can write (--state FILE); if a team shares \
+             this watch's state on purpose, say so with --shared-state (see docs/user.md)",
         ),
         StateError::Io { .. } => Failure::new(
             Status::IoError,
@@ -280,7 +295,8 @@ impl<'a> Watch<'a> {
         self.candidates.remove(rel);
         self.retries.remove(rel);
         log(&format!(
-            "{rel}: not submitted: it disappeared before it was complete"
+            "{}: not submitted: it disappeared before it was complete",
+            named(rel)
         ));
     }
 
@@ -384,7 +400,7 @@ impl<'a> Watch<'a> {
         }
         for (rel, why) in found.unusable {
             if self.told_unusable.insert(rel.clone()) {
-                log(&format!("{rel}: not submitted: {why}"));
+                log(&format!("{}: not submitted: {why}", named(&rel)));
             }
         }
         if let Some(inotify) = &self.inotify {
@@ -392,13 +408,15 @@ impl<'a> Watch<'a> {
                 if self.watched_folders.contains(&folder) {
                     continue;
                 }
-                match inotify.watch(&self.options.folder.join(&folder)) {
+                let handle = beneath::Folder::open_root(&self.options.folder)
+                    .and_then(|top| top.folder(&folder));
+                match handle.and_then(|handle| inotify.watch(&handle)) {
                     Ok(wd) => {
                         self.watched.insert(wd, folder.clone());
                     }
                     Err(error) => log(&format!(
                         "{}: no inotify watch ({error}); its files are found by looking only",
-                        if folder.is_empty() { "." } else { &folder }
+                        named(&folder)
                     )),
                 }
                 self.watched_folders.insert(folder);
@@ -444,6 +462,11 @@ impl<'a> Watch<'a> {
                     walk_again = true;
                     continue;
                 }
+                EventKind::FolderMoved => {
+                    self.forget_moved(&event);
+                    walk_again = true;
+                    continue;
+                }
             };
             let Some(folder) = self.watched.get(&event.watch) else {
                 continue;
@@ -474,6 +497,36 @@ impl<'a> Watch<'a> {
         }
     }
 
+    /// A watched folder moved (or a subfolder moved out of one): the watches
+    /// on it and below it are dropped, for their events would be mapped back
+    /// to names that now hold something else (a link, a folder put in its
+    /// place). The walk that follows watches whatever those names hold now.
+    fn forget_moved(&mut self, event: &os::Event) {
+        let Some(folder) = self.watched.get(&event.watch) else {
+            return;
+        };
+        let moved = if event.name.is_empty() {
+            folder.clone()
+        } else {
+            tree::join(folder, &event.name.to_string_lossy())
+        };
+        let below = |f: &str| moved.is_empty() || f == moved || f.starts_with(&format!("{moved}/"));
+        let dropped: Vec<i32> = self
+            .watched
+            .iter()
+            .filter(|(_, f)| below(f))
+            .map(|(wd, _)| *wd)
+            .collect();
+        for wd in dropped {
+            if let Some(inotify) = &self.inotify {
+                inotify.unwatch(wd);
+            }
+            self.watched.remove(&wd);
+        }
+        self.watched_folders.retain(|f| !below(f));
+        self.listings.retain(|f, _| !below(f));
+    }
+
     /// Watching scan folders, an event in the watched folder itself (a new
     /// folder) calls for a walk; in a scan folder only its done file
     /// counts: the files of a scan say nothing about whether it is complete.
@@ -482,6 +535,11 @@ impl<'a> Watch<'a> {
         let mut walk_again = false;
         for event in events {
             if event.kind == EventKind::Overflow {
+                walk_again = true;
+                continue;
+            }
+            if event.kind == EventKind::FolderMoved {
+                self.forget_moved(&event);
                 walk_again = true;
                 continue;
             }
@@ -652,7 +710,7 @@ impl<'a> Watch<'a> {
                     .node
                     .map(|node| format!(" on {node}"))
                     .unwrap_or_default();
-                log(&format!("{rel} -> job {job}{node} ({why})"));
+                log(&format!("{} -> job {job}{node} ({why})", named(rel)));
             }
             Err(error) => {
                 let reason = match error {
@@ -675,7 +733,8 @@ impl<'a> Watch<'a> {
                 let delay = retry_delay(retry.failures);
                 retry.at = now + delay.as_millis() as u64;
                 log(&format!(
-                    "{rel}: not submitted: {reason}; trying again in {} s (failure {})",
+                    "{}: not submitted: {reason}; trying again in {} s (failure {})",
+                    named(rel),
                     delay.as_secs(),
                     retry.failures
                 ));
@@ -701,7 +760,7 @@ impl<'a> Watch<'a> {
                 self.resolve_at = now + self.options.poll_interval.as_millis() as u64;
                 log(&format!(
                     "{}: cannot tell whether its last submission made a job ({}); nothing is submitted until Slurm answers",
-                    intent.file, error.message
+                    named(&intent.file), error.message
                 ));
                 Ok(false)
             }
@@ -718,7 +777,7 @@ impl<'a> Watch<'a> {
                         self.retries.remove(&intent.file);
                         log(&format!(
                             "{} -> job {job} (its submission was interrupted; Slurm has the job)",
-                            intent.file
+                            named(&intent.file)
                         ));
                     }
                     None => self.record.abandon(),
@@ -727,6 +786,18 @@ impl<'a> Watch<'a> {
                 Ok(true)
             }
         }
+    }
+}
+
+/// A file or folder below the watched one as a log line shows it: as it is
+/// when it is a plain name, else quoted and escaped, so that a name holding a
+/// newline cannot start a forged line (`beamtime::untrusted`); "." for the
+/// watched folder itself.
+fn named(rel: &str) -> String {
+    if rel.is_empty() {
+        ".".to_owned()
+    } else {
+        beamtime::untrusted::shown_token(rel)
     }
 }
 
@@ -823,6 +894,17 @@ mod tests {
         assert!(default_state_file(Path::new("/gpfs/raw"), Each::File, &xdg)
             .unwrap()
             .starts_with("/state/bt-submit"));
+    }
+
+    #[test]
+    fn a_name_with_a_newline_cannot_start_a_log_line_of_its_own() {
+        let forged =
+            "x\n2026-12-07T00:00:00.000Z important.h5 -> job 4711 (closed after writing)\ny.h5";
+        let line = format!("{} -> job 5 (closed after writing)", named(forged));
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(line.starts_with("\"x\\n2026"), "{line}");
+        assert_eq!(named("scan_1/frame_0001.h5"), "scan_1/frame_0001.h5");
+        assert_eq!(named(""), ".");
     }
 
     #[test]

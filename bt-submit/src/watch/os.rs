@@ -1,15 +1,17 @@
 //! The system calls `bt-submit watch` needs that std does not offer: inotify,
 //! waiting on it with a timeout, the SIGINT/SIGTERM flag and the state file's
-//! lock. Every `unsafe` of bt-submit is in this file.
+//! lock. Every `unsafe` of bt-submit is in this file and in beneath.rs (the
+//! folder handles).
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
+
+use super::beneath::Folder;
 
 /// The signal that asked the watch to stop (0: none yet). The handler only
 /// stores into it; the loop reads it between submissions.
@@ -63,6 +65,10 @@ pub enum EventKind {
     MovedIn,
     /// A folder was created (to be watched too).
     FolderCreated,
+    /// The watched folder itself was moved or deleted (`name` is empty), or
+    /// a subfolder was moved out of it (`name` says which): the names its
+    /// events carried are no longer where they were.
+    FolderMoved,
     /// The kernel dropped events: everything must be looked at again.
     Overflow,
 }
@@ -86,18 +92,31 @@ impl Inotify {
         })
     }
 
-    /// Watches one folder (not its subfolders) for closed writes, renames in
-    /// and new folders; returns the watch descriptor events carry.
-    pub fn watch(&self, folder: &Path) -> io::Result<i32> {
-        let path = CString::new(folder.as_os_str().as_bytes())
+    /// Watches one folder (not its subfolders), the very one behind the
+    /// handle, for closed writes, renames in and out, new folders and its own
+    /// move; returns the watch descriptor events carry.
+    pub fn watch(&self, folder: &Folder) -> io::Result<i32> {
+        let path = CString::new(folder.proc_path().as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-        let mask = libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO | libc::IN_CREATE | libc::IN_ONLYDIR;
+        let mask = libc::IN_CLOSE_WRITE
+            | libc::IN_MOVED_TO
+            | libc::IN_MOVED_FROM
+            | libc::IN_CREATE
+            | libc::IN_MOVE_SELF
+            | libc::IN_DELETE_SELF
+            | libc::IN_ONLYDIR;
         // SAFETY: fd is an inotify fd, path a NUL-terminated string.
         let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), path.as_ptr(), mask) };
         if wd < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(wd)
+    }
+
+    /// Stops watching a folder whose events no longer mean its old name.
+    pub fn unwatch(&self, watch: i32) {
+        // SAFETY: plain system call; an unknown descriptor only returns EINVAL.
+        unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), watch) };
     }
 
     /// Waits up to `timeout` for events (or a signal), then returns those
@@ -168,6 +187,12 @@ impl Inotify {
                     EventKind::MovedIn
                 } else if event.mask & libc::IN_CREATE != 0 && event.mask & libc::IN_ISDIR != 0 {
                     EventKind::FolderCreated
+                } else if event.mask
+                    & (libc::IN_MOVE_SELF | libc::IN_DELETE_SELF | libc::IN_IGNORED)
+                    != 0
+                    || event.mask & libc::IN_MOVED_FROM != 0 && event.mask & libc::IN_ISDIR != 0
+                {
+                    EventKind::FolderMoved
                 } else {
                     continue;
                 };

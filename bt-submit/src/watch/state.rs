@@ -14,7 +14,7 @@
 //! the next one, which would then never be submitted.
 //!
 //! The file is rewritten whole after every change: written to a temporary
-//! file beside it, fsync'ed, renamed over the old one and the folder
+//! file beside it (created exclusively, never through a link), fsync'ed, renamed over the old one and the folder
 //! fsync'ed, so a crash leaves the old or the new state, never a mix.
 //! Before sbatch runs, the state records the submission it is about to make
 //! and the comment (`--comment`) its job will carry; a watch that died
@@ -22,13 +22,15 @@
 //! that comment in Slurm instead of submitting the file twice.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use super::beneath::Folder;
 use super::complete::Look;
 use super::{os, Each};
 
@@ -236,6 +238,8 @@ pub enum StateError {
     InUse { path: PathBuf },
     /// Its content is not a state file, or not this folder's.
     Invalid { path: PathBuf, why: String },
+    /// Its folder lets others plant links or files beside it.
+    Unsafe { path: PathBuf, why: String },
 }
 
 impl std::fmt::Display for StateError {
@@ -247,58 +251,111 @@ impl std::fmt::Display for StateError {
                 "state file {} is in use by another bt-submit watch",
                 path.display()
             ),
-            StateError::Invalid { path, why } => {
+            StateError::Invalid { path, why } | StateError::Unsafe { path, why } => {
                 write!(f, "state file {} cannot be used: {why}", path.display())
             }
         }
     }
 }
 
-/// The state file on disk, locked for this watch while it lives.
+/// Whether others may write the state's folder: the watch then refuses it
+/// unless told it is a team's shared folder (`--shared-state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    OnlyMine,
+    Shared,
+}
+
+/// The state file on disk, locked for this watch while it lives. Every name
+/// is opened in a handle on its folder and never through a link: someone who
+/// can write that folder could otherwise plant `<state>.new` or
+/// `<state>.lock` as a link and have the watch overwrite or create the file
+/// it points to, with the watch user's rights.
 pub struct StateFile {
+    /// The path shown in messages: the real folder and the file's name.
     path: PathBuf,
+    folder: Folder,
+    name: OsString,
+    mode: libc::mode_t,
     _lock: File,
 }
 
 impl StateFile {
     /// Opens (or, if it does not exist, creates) the state of the watch of
     /// `folder`; refuses a file another watch holds or one made for another
-    /// folder, or for the other kind of watch.
-    pub fn open(path: &Path, folder: &Path, each: Each) -> Result<(StateFile, Record), StateError> {
+    /// folder, or for the other kind of watch, a state that is a link, and
+    /// a folder others can write unless `sharing` says it is shared.
+    pub fn open(
+        path: &Path,
+        folder: &Path,
+        each: Each,
+        sharing: Sharing,
+    ) -> Result<(StateFile, Record), StateError> {
         let io_error = |error| StateError::Io {
             path: path.to_path_buf(),
             error,
         };
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io_error)?;
-        }
-        let lock_path = sibling(path, ".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|error| StateError::Io {
-                path: lock_path.clone(),
-                error,
-            })?;
-        if !os::try_lock(&lock).map_err(io_error)? {
-            return Err(StateError::InUse {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(StateError::Invalid {
                 path: path.to_path_buf(),
+                why: "it names no file".to_owned(),
+            });
+        };
+        // Only its user may write a folder made here, whatever the umask: a
+        // group-writable one would be refused just below.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(io_error)?;
+        // The state's real identity: two paths to one folder (through a link
+        // on the way) are one state and take one lock.
+        let real_parent = fs::canonicalize(parent).map_err(io_error)?;
+        let path = real_parent.join(name);
+        let io_error = |error| StateError::Io {
+            path: path.clone(),
+            error,
+        };
+        let folder_handle = Folder::open_root(&real_parent).map_err(io_error)?;
+        let (owner, mode) = folder_handle.owner_and_mode().map_err(io_error)?;
+        let shared = folder_is_shared(mode);
+        if shared && sharing == Sharing::OnlyMine {
+            return Err(StateError::Unsafe {
+                path,
+                why: format!(
+                    "its folder {} (mode {mode:o}, owner uid {owner}) can be written by others, \
+                     who could plant links beside the state and change or replace it",
+                    real_parent.display()
+                ),
             });
         }
-        let record = match File::open(path) {
+        let mode = if shared { 0o660 } else { 0o600 };
+        let linked = |error: io::Error, entry: &str| match error.raw_os_error() {
+            Some(libc::ELOOP) => StateError::Unsafe {
+                path: path.clone(),
+                why: format!("{entry} is a symbolic link (the watch never writes through one)"),
+            },
+            _ => io_error(error),
+        };
+        let lock_name = with_suffix(name, ".lock");
+        let lock = folder_handle
+            .open_entry(&lock_name, libc::O_RDONLY | libc::O_CREAT, mode)
+            .map_err(|error| linked(error, &lock_name.to_string_lossy()))?;
+        if !os::try_lock(&lock).map_err(io_error)? {
+            return Err(StateError::InUse { path });
+        }
+        let opened = folder_handle.open_entry(name, libc::O_RDONLY | libc::O_NONBLOCK, 0);
+        let record = match opened {
             Ok(mut file) => {
                 let mut text = String::new();
                 file.read_to_string(&mut text).map_err(io_error)?;
                 let record = Record::parse(&text).map_err(|why| StateError::Invalid {
-                    path: path.to_path_buf(),
+                    path: path.clone(),
                     why,
                 })?;
                 if record.folder != folder {
                     return Err(StateError::Invalid {
-                        path: path.to_path_buf(),
+                        path,
                         why: format!(
                             "it belongs to the watch of {}, not of {}",
                             record.folder.display(),
@@ -308,7 +365,7 @@ impl StateFile {
                 }
                 if record.each != each {
                     return Err(StateError::Invalid {
-                        path: path.to_path_buf(),
+                        path,
                         why: format!(
                             "it is the state of a watch that submits each {}, not each {}",
                             record.each.name(),
@@ -322,10 +379,13 @@ impl StateFile {
                 let id = random_id().map_err(io_error)?;
                 Record::new(id, folder.to_path_buf(), each)
             }
-            Err(error) => return Err(io_error(error)),
+            Err(error) => return Err(linked(error, &name.to_string_lossy())),
         };
         let state = StateFile {
-            path: path.to_path_buf(),
+            path,
+            folder: folder_handle,
+            name: name.to_os_string(),
+            mode,
             _lock: lock,
         };
         Ok((state, record))
@@ -335,38 +395,45 @@ impl StateFile {
         &self.path
     }
 
-    /// Replaces the file with `record`: temp file, fsync, rename, fsync of the folder.
+    /// Replaces the file with `record`: a new temporary file beside it
+    /// (created exclusively, after removing whatever had its name), fsync,
+    /// rename, fsync of the folder.
     pub fn save(&self, record: &Record) -> Result<(), StateError> {
         let io_error = |error| StateError::Io {
             path: self.path.clone(),
             error,
         };
-        let temporary = sibling(&self.path, ".new");
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&temporary)
+        let temporary = with_suffix(&self.name, ".new");
+        self.folder.remove_entry(&temporary).map_err(io_error)?;
+        let mut file = self
+            .folder
+            .open_entry(
+                &temporary,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                self.mode,
+            )
             .map_err(io_error)?;
         file.write_all(record.render().as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(io_error)?;
-        fs::rename(&temporary, &self.path).map_err(io_error)?;
-        let folder = match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(folder)
-            .and_then(|f| f.sync_all())
-            .map_err(io_error)
+        self.folder
+            .rename_entry(&temporary, &self.name)
+            .map_err(io_error)?;
+        self.folder.sync().map_err(io_error)
     }
 }
 
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_os_string();
+/// Whether users other than the owner may create entries in a folder of
+/// this mode: group or world writable and not sticky (a sticky folder lets
+/// no one remove or rename another's entries).
+fn folder_is_shared(mode: u32) -> bool {
+    mode & 0o022 != 0 && mode & 0o1000 == 0
+}
+
+fn with_suffix(name: &OsStr, suffix: &str) -> OsString {
+    let mut name = name.to_os_string();
     name.push(suffix);
-    PathBuf::from(name)
+    name
 }
 
 /// A name no other watch has: the watch's id in its state file and in its
@@ -442,16 +509,18 @@ mod tests {
     fn the_state_survives_a_reopen_and_keeps_its_id() {
         let dir = temp_dir("reopen");
         let path = dir.join("sub/state.json");
-        let (file, mut record) = StateFile::open(&path, Path::new("/data"), Each::File).unwrap();
+        let (file, mut record) =
+            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
         record.begin("x");
         record.finish("x", 9, look());
         record.begin("y");
         file.save(&record).unwrap();
         drop(file);
-        let (_file, again) = StateFile::open(&path, Path::new("/data"), Each::File).unwrap();
+        let (_file, again) =
+            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
         assert_eq!(again, record);
         assert_eq!(again.submitting.unwrap().file, "y");
-        assert!(!sibling(&path, ".new").exists());
+        assert!(!dir.join("state.json.new").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -459,9 +528,10 @@ mod tests {
     fn two_watches_cannot_share_a_state_file() {
         let dir = temp_dir("lock");
         let path = dir.join("state.json");
-        let (_held, _) = StateFile::open(&path, Path::new("/data"), Each::File).unwrap();
+        let (_held, _) =
+            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
         assert!(matches!(
-            StateFile::open(&path, Path::new("/data"), Each::File),
+            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine),
             Err(StateError::InUse { .. })
         ));
         fs::remove_dir_all(&dir).unwrap();
@@ -471,10 +541,11 @@ mod tests {
     fn a_state_file_of_another_folder_is_refused() {
         let dir = temp_dir("folder");
         let path = dir.join("state.json");
-        let (file, record) = StateFile::open(&path, Path::new("/data/a"), Each::File).unwrap();
+        let (file, record) =
+            StateFile::open(&path, Path::new("/data/a"), Each::File, Sharing::OnlyMine).unwrap();
         file.save(&record).unwrap();
         drop(file);
-        let refused = StateFile::open(&path, Path::new("/data/b"), Each::File)
+        let refused = StateFile::open(&path, Path::new("/data/b"), Each::File, Sharing::OnlyMine)
             .err()
             .unwrap();
         assert!(refused
@@ -487,10 +558,11 @@ mod tests {
     fn a_state_file_of_the_other_kind_of_watch_is_refused() {
         let dir = temp_dir("each");
         let path = dir.join("state.json");
-        let (file, record) = StateFile::open(&path, Path::new("/data"), Each::Folder).unwrap();
+        let (file, record) =
+            StateFile::open(&path, Path::new("/data"), Each::Folder, Sharing::OnlyMine).unwrap();
         file.save(&record).unwrap();
         drop(file);
-        let refused = StateFile::open(&path, Path::new("/data"), Each::File)
+        let refused = StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine)
             .err()
             .unwrap();
         assert!(refused
@@ -518,5 +590,81 @@ mod tests {
         assert!(Record::parse(&old.to_string())
             .unwrap_err()
             .contains("\"each\""));
+    }
+
+    #[test]
+    fn links_planted_beside_the_state_are_neither_followed_nor_written_through() {
+        let dir = temp_dir("planted");
+        let victim = dir.join("private.txt");
+        fs::write(&victim, b"mine").unwrap();
+        let path = dir.join("state.json");
+        std::os::unix::fs::symlink(&victim, dir.join("state.json.new")).unwrap();
+        let (file, record) =
+            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
+        file.save(&record).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"mine");
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
+        drop(file);
+
+        let lock_target = dir.join("created-by-lock");
+        let other = dir.join("other.json");
+        std::os::unix::fs::symlink(&lock_target, dir.join("other.json.lock")).unwrap();
+        let refused = StateFile::open(&other, Path::new("/data"), Each::File, Sharing::OnlyMine);
+        assert!(matches!(refused, Err(StateError::Unsafe { .. })));
+        assert!(!lock_target.exists());
+
+        std::os::unix::fs::symlink(&victim, dir.join("linked.json")).unwrap();
+        let refused = StateFile::open(
+            &dir.join("linked.json"),
+            Path::new("/data"),
+            Each::File,
+            Sharing::OnlyMine,
+        );
+        assert!(matches!(refused, Err(StateError::Unsafe { .. })));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_reached_through_a_linked_folder_shares_the_lock() {
+        let dir = temp_dir("linked-folder");
+        fs::create_dir(dir.join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("via-link")).unwrap();
+        let (held, _) = StateFile::open(
+            &dir.join("real/state.json"),
+            Path::new("/data"),
+            Each::File,
+            Sharing::OnlyMine,
+        )
+        .unwrap();
+        let second = StateFile::open(
+            &dir.join("via-link/state.json"),
+            Path::new("/data"),
+            Each::File,
+            Sharing::OnlyMine,
+        );
+        assert!(matches!(second, Err(StateError::InUse { .. })));
+        assert_eq!(
+            held.path(),
+            dir.join("real").canonicalize().unwrap().join("state.json")
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_folder_others_can_write_is_refused_unless_shared_or_sticky() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("shared");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o775)).unwrap();
+        let path = dir.join("state.json");
+        let refused = StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine);
+        let Err(StateError::Unsafe { why, .. }) = refused else {
+            panic!("a group-writable folder was taken");
+        };
+        assert!(why.contains("written by others"), "{why}");
+        assert!(StateFile::open(&path, Path::new("/data"), Each::File, Sharing::Shared).is_ok());
+        assert!(folder_is_shared(0o777));
+        assert!(!folder_is_shared(0o1777));
+        assert!(!folder_is_shared(0o755));
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,10 +5,9 @@
 //! anything there.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::beneath::{Folder, Kind, Stat};
 use super::complete::Look;
 
 /// What one look through the folder found.
@@ -18,7 +17,8 @@ pub struct Found {
     pub files: Vec<(String, Look)>,
     /// Every folder below the watched one (relative, "" for itself).
     pub folders: Vec<String>,
-    /// Entries that cannot be watched, with the reason.
+    /// Entries that cannot be watched (by their path below the folder, "" for
+    /// itself, not yet escaped), with the reason.
     pub unusable: Vec<(String, String)>,
 }
 
@@ -63,7 +63,8 @@ pub fn may_skip(last: Option<&Listing>, mtime_ns: i128, now: u64) -> bool {
     })
 }
 
-/// Walks `root` without following symbolic links; `skip(rel)` tells which
+/// Walks `root` from a handle on it, never through a symbolic link (see
+/// beneath.rs); `skip(rel)` tells which
 /// files need no look (already submitted), so they cost no stat. Folders in
 /// `busy` (holding files not submitted yet) are always listed; the others
 /// only when [`may_skip`] says they may have changed.
@@ -76,17 +77,30 @@ pub fn walk(
     now: u64,
 ) -> Found {
     let mut found = Found::default();
+    let top = match Folder::open_root(root) {
+        Ok(top) => top,
+        Err(error) => {
+            found
+                .unusable
+                .push((String::new(), format!("cannot read the folder: {error}")));
+            return found;
+        }
+    };
     let mut pending = vec![String::new()];
     let mut visited = HashSet::new();
     while let Some(folder) = pending.pop() {
-        let dir = root.join(&folder);
-        let mtime_ns = match fs::symlink_metadata(&dir) {
-            Ok(meta) if meta.is_dir() => mtime_of(&meta),
-            Ok(_) => continue,
+        // A folder swapped for a link since it was listed is no folder here.
+        let (dir, mtime_ns) = match top.folder(&folder).and_then(|dir| {
+            let stat = dir.stat()?;
+            Ok((dir, stat.mtime_ns))
+        }) {
+            Ok(opened) => opened,
+            Err(error) if error.raw_os_error() == Some(libc::ELOOP) => continue,
+            Err(error) if error.raw_os_error() == Some(libc::ENOTDIR) => continue,
             Err(error) => {
                 found
                     .unusable
-                    .push((shown(&folder), format!("cannot read the folder: {error}")));
+                    .push((folder.clone(), format!("cannot read the folder: {error}")));
                 continue;
             }
         };
@@ -101,36 +115,38 @@ pub fn walk(
             Some(last) if last.mtime_ns == mtime_ns => last.mtime_seen_at,
             _ => now,
         };
-        let entries = match fs::read_dir(&dir) {
+        let entries = match dir.entries() {
             Ok(entries) => entries,
             Err(error) => {
                 found
                     .unusable
-                    .push((shown(&folder), format!("cannot read the folder: {error}")));
+                    .push((folder.clone(), format!("cannot read the folder: {error}")));
                 continue;
             }
         };
         let mut subfolders = Vec::new();
-        for entry in entries.flatten() {
-            let Ok(name) = entry.file_name().into_string() else {
-                found.unusable.push((
-                    shown(&join(&folder, &entry.file_name().to_string_lossy())),
-                    "its name is not UTF-8".to_owned(),
-                ));
-                continue;
+        for (name, kind) in entries {
+            let name = match name.into_string() {
+                Ok(name) => name,
+                Err(name) => {
+                    found.unusable.push((
+                        join(&folder, &name.to_string_lossy()),
+                        "its name is not UTF-8".to_owned(),
+                    ));
+                    continue;
+                }
             };
             let rel = join(&folder, &name);
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                if !name.starts_with('.') {
-                    subfolders.push(rel);
+            match kind {
+                Kind::Folder if !name.starts_with('.') => subfolders.push(rel),
+                Kind::File if name_matches(pattern, &name) && !skip(&rel) => {
+                    if let Ok(stat) = dir.stat_entry(name.as_ref()) {
+                        if stat.kind == Kind::File {
+                            found.files.push((rel, look_of(&stat)));
+                        }
+                    }
                 }
-            } else if kind.is_file() && name_matches(pattern, &name) && !skip(&rel) {
-                if let Ok(meta) = entry.metadata() {
-                    found.files.push((rel, look_of(&meta)));
-                }
+                _ => {}
             }
         }
         pending.extend(subfolders.iter().cloned());
@@ -157,29 +173,32 @@ pub fn walk(
 /// being written changes its size, not its folder's mtime.
 pub fn walk_scan_folders(root: &Path, pattern: &str, skip: &dyn Fn(&str) -> bool) -> Found {
     let mut found = Found::default();
-    let entries = match fs::read_dir(root) {
+    let entries = match Folder::open_root(root).and_then(|top| Ok((top.entries()?, top))) {
         Ok(entries) => entries,
         Err(error) => {
             found
                 .unusable
-                .push((".".to_owned(), format!("cannot read the folder: {error}")));
+                .push((String::new(), format!("cannot read the folder: {error}")));
             return found;
         }
     };
+    let (entries, top) = entries;
     found.folders.push(String::new());
-    for entry in entries.flatten() {
-        let Ok(name) = entry.file_name().into_string() else {
-            found.unusable.push((
-                entry.file_name().to_string_lossy().into_owned(),
-                "its name is not UTF-8".to_owned(),
-            ));
-            continue;
+    for (name, kind) in entries {
+        let name = match name.into_string() {
+            Ok(name) => name,
+            Err(name) => {
+                found.unusable.push((
+                    name.to_string_lossy().into_owned(),
+                    "its name is not UTF-8".to_owned(),
+                ));
+                continue;
+            }
         };
-        let is_folder = entry.file_type().is_ok_and(|kind| kind.is_dir());
-        if !is_folder || !name_matches(pattern, &name) || skip(&name) {
+        if kind != Kind::Folder || !name_matches(pattern, &name) || skip(&name) {
             continue;
         }
-        match sum_up(&root.join(&name)) {
+        match top.folder(&name).map_err(unreadable).and_then(sum_up) {
             Ok(look) => {
                 found.files.push((name.clone(), look));
                 found.folders.push(name);
@@ -190,72 +209,78 @@ pub fn walk_scan_folders(root: &Path, pattern: &str, skip: &dyn Fn(&str) -> bool
     found
 }
 
-/// A new look at one scan folder; `None` when it is gone or cannot be read.
+/// A new look at one scan folder; `None` when it is gone, no longer a real
+/// folder below `root`, or cannot be read.
 pub fn look_folder(root: &Path, rel: &str) -> Option<Look> {
-    sum_up(&root.join(rel)).ok()
+    let folder = Folder::open_root(root).ok()?.folder(rel).ok()?;
+    sum_up(folder).ok()
 }
 
 /// Whether the scan folder `rel` holds a plain file `name`.
 pub fn holds_file(root: &Path, rel: &str, name: &str) -> bool {
-    fs::symlink_metadata(root.join(rel).join(name)).is_ok_and(|meta| meta.file_type().is_file())
+    Folder::open_root(root)
+        .and_then(|top| top.stat_beneath(&join(rel, name)))
+        .is_ok_and(|stat| stat.kind == Kind::File)
+}
+
+fn unreadable(error: std::io::Error) -> String {
+    format!("cannot read the folder: {error}")
 }
 
 /// Every plain file below `folder` (hidden ones too: a detector's temporary
-/// file is part of a scan still being written), without following symbolic
-/// links: how many, their total size, and the latest mtime of them and of
-/// the folders.
-fn sum_up(folder: &Path) -> Result<Look, String> {
-    let meta = fs::symlink_metadata(folder).map_err(|e| format!("cannot read the folder: {e}"))?;
-    if !meta.is_dir() {
-        return Err("it is no longer a folder".to_owned());
-    }
+/// file is part of a scan still being written), each subfolder opened from
+/// the one above it without following links: how many, their total size,
+/// and the latest mtime of them and of the folders.
+fn sum_up(folder: Folder) -> Result<Look, String> {
     let mut look = Look {
         size: 0,
-        mtime_ns: mtime_of(&meta),
+        mtime_ns: folder.stat().map_err(unreadable)?.mtime_ns,
         files: 0,
     };
-    let mut pending = vec![folder.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let entries = fs::read_dir(&dir).map_err(|error| {
-            format!(
-                "cannot read {}: {error}",
-                dir.strip_prefix(folder).unwrap_or(&dir).display()
-            )
-        })?;
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else {
+    let mut pending = vec![(String::new(), folder)];
+    while let Some((rel, dir)) = pending.pop() {
+        let entries = dir
+            .entries()
+            .map_err(|error| format!("cannot read {}: {error}", shown(&rel)))?;
+        for (name, kind) in entries {
+            let stat = match kind {
+                Kind::Folder => match dir.child(&name) {
+                    Ok(child) => {
+                        let stat = child.stat();
+                        pending.push((join(&rel, &name.to_string_lossy()), child));
+                        stat
+                    }
+                    Err(_) => continue,
+                },
+                Kind::File => dir.stat_entry(&name),
+                Kind::Other => continue,
+            };
+            let Ok(stat) = stat else {
                 continue;
             };
-            if meta.is_dir() {
-                pending.push(entry.path());
-            } else if !meta.file_type().is_file() {
-                continue;
-            } else {
+            if stat.kind == Kind::File {
                 look.files += 1;
-                look.size += meta.len();
+                look.size += stat.size;
             }
-            look.mtime_ns = look.mtime_ns.max(mtime_of(&meta));
+            look.mtime_ns = look.mtime_ns.max(stat.mtime_ns);
         }
     }
     Ok(look)
 }
 
-/// A new look at one file; `None` when it is gone or no longer a plain file.
+/// A new look at one file; `None` when it is gone, no longer a plain file,
+/// or no longer below `root` by real folders.
 pub fn look(root: &Path, rel: &str) -> Option<Look> {
-    let meta = fs::symlink_metadata(root.join(rel)).ok()?;
-    meta.file_type().is_file().then(|| look_of(&meta))
+    let stat = Folder::open_root(root).ok()?.stat_beneath(rel).ok()?;
+    (stat.kind == Kind::File).then(|| look_of(&stat))
 }
 
-fn look_of(meta: &fs::Metadata) -> Look {
+fn look_of(stat: &Stat) -> Look {
     Look {
-        size: meta.len(),
-        mtime_ns: mtime_of(meta),
+        size: stat.size,
+        mtime_ns: stat.mtime_ns,
         files: 1,
     }
-}
-
-fn mtime_of(meta: &fs::Metadata) -> i128 {
-    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
 }
 
 pub fn join(folder: &str, name: &str) -> String {
@@ -266,17 +291,20 @@ pub fn join(folder: &str, name: &str) -> String {
     }
 }
 
+/// A folder inside a scan folder, as an error message shows it (escaped:
+/// its name is anyone's).
 fn shown(rel: &str) -> String {
     if rel.is_empty() {
         ".".to_owned()
     } else {
-        rel.to_owned()
+        beamtime::untrusted::shown_token(rel)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn files_in_subfolders_are_found_and_hidden_ones_and_submitted_ones_are_not() {

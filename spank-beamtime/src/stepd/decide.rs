@@ -104,12 +104,15 @@ pub fn decide(
     let step = step.describe(requested, node.as_deref().unwrap_or_default());
     match decided {
         Ok((grant, trust, cache_hold)) => {
-            spank_log_info!("{PLUGIN}: {}", accepted_line(&step, &grant, answered_by));
+            // Logged by the task once the beamline is mounted (task_root.rs): a
+            // step whose mount fails has its refusal as its only decision line.
+            let accepted = accepted_line(&step, &grant, answered_by);
             let namespace = step_namespace(spank, &step);
             Verdict::Granted(Box::new(Granted {
                 grant,
                 trust,
                 step,
+                accepted,
                 namespace,
                 _cache_hold: cache_hold,
             }))

@@ -49,6 +49,9 @@ pub struct Granted {
     pub grant: Grant,
     pub trust: TrustPolicy,
     pub step: String,
+    /// The step's `decision=accepted` log line, written once its task 0 has
+    /// the beamline mounted.
+    pub accepted: String,
     pub namespace: StepNamespace,
     /// The step's membership in its job's run on this node, kept for as long
     /// as slurmstepd keeps the verdict: the step's whole life (see

@@ -39,10 +39,11 @@ const HIDE_ROOT_TMPFS_OPTIONS: &str = "mode=0755,size=64k,nr_inodes=256";
 /// builds it, every other task joins what task 0 built. A failure turns the
 /// verdict into a refusal, which the task reports as the user (`task_user`).
 ///
-/// `task` is the task's id on this node: task 0 writes the step's refusal
-/// line, as `decide` does once per step and node, so counting
-/// `decision=refused` counts steps; another task that fails logs its failure
-/// without a decision.
+/// `task` is the task's id on this node: task 0 writes the step's one
+/// decision line, `decision=accepted` once its mount is up or
+/// `decision=refused rule=mount-failed`, so counting either counts steps
+/// (`decide` writes the refusals decided before the tasks); another task that
+/// fails logs its failure without a decision.
 pub fn prepare_task(verdict: &mut Verdict, task: Option<i32>) {
     let Verdict::Granted(granted) = verdict else {
         return;
@@ -51,6 +52,7 @@ pub fn prepare_task(verdict: &mut Verdict, task: Option<i32>) {
         grant,
         trust,
         step,
+        accepted,
         namespace,
         ..
     } = granted.as_ref();
@@ -82,6 +84,9 @@ pub fn prepare_task(verdict: &mut Verdict, task: Option<i32>) {
             took.as_micros()
         ),
     }
+    if shown.is_ok() && matches!(task, Some(0) | None) {
+        spank_log_info!("{PLUGIN}: {accepted}");
+    }
     if let Err(why) = shown {
         let refusal = Refusal::new(
             Rule::MountFailed,
@@ -91,8 +96,10 @@ pub fn prepare_task(verdict: &mut Verdict, task: Option<i32>) {
         // Info, not error: slurmstepd copies its errors to the user's stderr, where
         // task_init's refusal already says this once.
         match task {
-            Some(0) | None => spank_log_info!("{PLUGIN}: {}", refused_line(step, &refusal)),
-            Some(task) => spank_log_info!("{PLUGIN}: {step} task={task} mount failed: {why}"),
+            Some(task) if task != 0 => {
+                spank_log_info!("{PLUGIN}: {step} task={task} mount failed: {why}")
+            }
+            _ => spank_log_info!("{PLUGIN}: {}", refused_line(step, &refusal)),
         }
         *verdict = Verdict::Refused(refusal);
     }

@@ -1015,6 +1015,14 @@ fn a_hide_root_reached_through_a_symlink_is_refused_and_nothing_is_mounted_throu
                 .any(|l| l.contains(&format!("beamtime={} ", bt.id)) && l.contains(&refusal)),
             "slurmd.log lacks the mount failure:\n{logged}"
         );
+        // The refusal is each step's one decision line: no accepted line before it (#21).
+        assert!(
+            !logged
+                .lines()
+                .any(|l| l.contains(&format!("beamtime={} ", bt.id))
+                    && l.contains("decision=accepted")),
+            "a mount-failed step was logged as accepted:\n{logged}"
+        );
         for name in ["srun", "bypassed"] {
             assert!(!wd.join(trace(&wd, name)).exists(), "the payload ran");
         }
