@@ -26,8 +26,17 @@ mkdir -p "$report"
 export BT_FIGURES=$report/figures.jsonl
 echo "slurm=$version" >"$report/release.txt"
 
+# slurm_from_source: Slurm installed by `make install` (scripts/release-root.sh source).
+source "$REPO/tests/cluster/lib/slurm_install.sh"
 say "Slurm $version: installing $deb"
-dpkg -i --force-confnew "$deb" >&2
+if slurm_from_source; then
+    # No package records this Slurm, so dpkg cannot see the release the .deb depends
+    # on (Debian's slurm-wlm-basic-plugins or SchedMD's slurm-smd): a site that
+    # installs Slurm with `make install` forces it, as here.
+    dpkg -i --force-confnew --force-depends "$deb" >&2
+else
+    dpkg -i --force-confnew "$deb" >&2
+fi
 PLUGIN_SO=/usr/lib/x86_64-linux-gnu/slurm-wlm/spank_beamtime.so
 export BT_SUBMIT=/usr/bin/bt-submit
 

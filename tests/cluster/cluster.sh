@@ -48,9 +48,11 @@ NODE_CPUS=64
 PARTITIONS=(ponline_p11 ponline_p21 ponline_p07)
 DEFAULT_ACCOUNT=btusers
 TEST_USER=btalice
-PACKAGES=(slurm-wlm slurmctld slurmd slurm-client libslurm-dev munge libclang-dev
-    mariadb-server slurmdbd python3 util-linux passwd openssh-client openssh-server gcc libc6-dev
-    iproute2)
+# Debian's Slurm, unless Slurm was built from source and installed outside dpkg
+# (scripts/release-root.sh source: the releases Debian does not carry).
+SLURM_PACKAGES=(slurm-wlm slurmctld slurmd slurm-client libslurm-dev slurmdbd)
+PACKAGES=(munge libclang-dev mariadb-server python3 util-linux passwd openssh-client
+    openssh-server gcc libc6-dev iproute2)
 
 ETC=$STATE/etc
 RUN=$STATE/run
@@ -71,7 +73,7 @@ T0=$(date +%s.%N)
 # network.sh (nodes, bridge, namespaces), config.sh (the files the daemons read),
 # daemons.sh (start and stop by recorded pid), accounts.sh (slurmdbd's accounts),
 # state.sh (the state folder), mntns.sh (a mount namespace for --private-mounts that
-# can hold job containers). This file holds the settings (above) and
+# can hold job containers), slurm_install.sh (Slurm from packages or from source). This file holds the settings (above) and
 # the commands (below).
 LIB=$(dirname "${BASH_SOURCE[0]}")/lib
 # shellcheck source=lib/common.sh
@@ -88,6 +90,8 @@ source "$LIB/accounts.sh"
 source "$LIB/state.sh"
 # shellcheck source=lib/mntns.sh
 source "$LIB/mntns.sh"
+# shellcheck source=lib/slurm_install.sh
+source "$LIB/slurm_install.sh"
 
 # ---------------------------------------------------------------- commands
 
