@@ -86,6 +86,11 @@ JobCompType=jobcomp/none
 # Finished jobs stay visible to scontrol for this long; test helpers fall back to sacct.
 MinJobAge=600
 KillWait=5
+# A job's end queues a scheduling pass, which slurmctld's background loop runs at most
+# every batch_sched_delay seconds (default 3; controller.c). Jobs waiting for the cores a
+# finished job frees (a beamtime reservation's few cores) then started one pair per 3 s:
+# 50 jobs in a row took 55 s instead of 21 s; measured on 22.05.
+SchedulerParameters=batch_sched_delay=0
 EOF
     if [[ $job_container == 1 ]]; then
         # 25.11 replaced job_container/tmpfs by namespace/tmpfs (the old key still
