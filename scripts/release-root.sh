@@ -14,7 +14,7 @@
 #                                      25.11), or a site's own archive
 #
 # Roots live in $BT_ROOTS (default /var/lib/spank-beamtime-roots), one folder per suite
-# (slurm-MAJOR-MINOR for a source build), outside the repository. A root is reused when
+# (source-MAJOR-MINOR for a source build), outside the repository. A root is reused when
 # its completion stamp matches what it is made from (the package list; for a source
 # build also the archive's sha256 and the configure line) and its Slurm answers
 # `slurmd -V`; anything else (absent, a build that died half-way, a changed package
@@ -62,7 +62,7 @@ debian_root() {
     shift 2
     command -v mmdebstrap >/dev/null || {
         say "installing mmdebstrap"
-        apt-get update -qq
+        apt-get update -qq >&2
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >&2
     }
     # The mirror apt uses here (deb822 or one-line sources), so a root needs no other host.
@@ -120,7 +120,7 @@ source_root() {
     minor=$(awk '$1 == "Minor:" {print $2}' <<<"$meta")
     micro=$(awk '$1 == "Micro:" {print $2}' <<<"$meta")
     [[ $major =~ ^[0-9]+$ && $minor =~ ^[0-9]+$ ]] || die "$archive: META names no Major/Minor release"
-    root=$ROOTS/slurm-$major-$minor
+    root=$ROOTS/source-$major-$minor
     wanted="source=$(basename "$archive") sha256=$sha configure=${SOURCE_CONFIGURE[*]} packages=${COMMON_PACKAGES[*]} ${SOURCE_BUILD_PACKAGES[*]}"
     reuse_root "$root" "$wanted"
 

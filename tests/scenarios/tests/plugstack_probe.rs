@@ -4,8 +4,9 @@
 //!   job_prolog/job_epilog included (those need the slurmd restart that it does);
 //! - the helpers report the ways a node-side plugin failure looks on a batch job:
 //!   held after a prolog error; after a remote init error "COMPLETED" on Slurm 22.05,
-//!   requeued on 24.11 and 26.05 (recorded per release as the `init_failure` figure) — all
-//!   with a drained node, which `assert_node_not_drained` must catch.
+//!   requeued from 24.11 on (recorded per release as the `init_failure` figure) — all
+//!   with a drained node, which `assert_node_not_drained` must catch; from 25.05 on, with
+//!   `slurm_spank_init_failure_mode = ESPANK_JOB_FAILURE`, failed and the node left alone.
 //!
 //! It rewrites plugstack.conf and drains the node on purpose, so it is the only test in
 //! this file (cargo runs test files one after another); the original plugstack and the
@@ -160,14 +161,15 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
         .unwrap_or_else(|| panic!("sinfo -V: no release in {slurm:?}"));
     let expected = match release.as_str() {
         "22.05" => InitFailure::Completed,
-        "24.11" | "26.05" => InitFailure::Requeued,
+        "24.11" | "25.05" | "25.11" | "26.05" => InitFailure::Requeued,
         other => {
             panic!("Slurm {other}: what a failed remote init does was not measured on this release")
         }
     };
     fail_remote_init(&c, &so, &base, &wd, &slurm, "default", expected);
-    // 26.05 lets a plugin declare its init failures the job's fault instead of the node's.
-    if release == "26.05" {
+    // From 25.05 on a plugin may declare its init failures the job's fault instead of
+    // the node's (slurm_spank_init_failure_mode), as spank-beamtime does there.
+    if matches!(release.as_str(), "25.05" | "25.11" | "26.05") {
         let so = build_probe(
             &c,
             &base,
@@ -191,11 +193,11 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
 enum InitFailure {
     /// `COMPLETED 0:0` without output, the node drained (22.05).
     Completed,
-    /// Requeued (`Restarts` ≥ 1) and pending, the node drained (24.11, 26.05): held
+    /// Requeued (`Restarts` ≥ 1) and pending, the node drained (24.11 on): held
     /// (`launch_failed_requeued_held`), or still waiting for the `BeginTime` Slurm gives
     /// a requeued job — both seen on 24.11's plain cluster.
     Requeued,
-    /// Ended as failed, the node left in service (26.05 with ESPANK_JOB_FAILURE).
+    /// Ended as failed, the node left in service (25.05 on, with ESPANK_JOB_FAILURE).
     Failed,
 }
 
