@@ -100,6 +100,8 @@ start_cluster_with_fresh_plugin() {
 #                          pre-start, admin mistakes, remote submission and failure
 #                          handling (plugstack_probe); core-container those that concern
 #                          the job container: for releases that get less time
+#   namespace-tmpfs,       25.11+: namespace_plugins.rs under namespace/tmpfs / under
+#   namespace-linux        namespace/linux with its own pid and user namespaces
 #   watch                  bt-submit watch's (about bt-submit, not the node: one release)
 #   shared-root            a node whose / is shared (step_namespace's propagation proof)
 #   nodes                  the 4-host scenarios
@@ -122,6 +124,14 @@ pass_definition() {
         PASS_LABEL="job_container/tmpfs, core" PASS_UP=(--job-container) PASS_TESTS=()
         for file in "${CORE_CONTAINER_SCENARIOS[@]}"; do PASS_TESTS+=(--test "$file"); done
         PASS_TESTS+=(-- --test-threads=4)
+        ;;
+    namespace-tmpfs)
+        PASS_LABEL="namespace/tmpfs" PASS_UP=(--job-container)
+        PASS_TESTS=(--test namespace_plugins -- --ignored --test-threads=2)
+        ;;
+    namespace-linux)
+        PASS_LABEL="namespace/linux" PASS_UP=(--namespace-linux)
+        PASS_TESTS=(--test namespace_plugins -- --ignored --test-threads=2)
         ;;
     watch) PASS_LABEL="bt-submit watch" PASS_TESTS=(--test watch -- --ignored --test-threads=2) ;;
     shared-root)

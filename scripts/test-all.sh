@@ -91,6 +91,7 @@ release_part() {
 for root in "${roots[@]}"; do
     case $(basename "$root") in
     trixie | sid) release_part "$root" plain job-container shared-root ;;
+    source-25-11) release_part "$root" core core-container namespace-tmpfs namespace-linux ;;
     *) release_part "$root" core core-container ;;
     esac
 done

@@ -42,6 +42,7 @@ NODE_COUNT=1
 NODES=(btnode1)
 PRIVATE_MOUNTS=0
 SHARED_ROOT=0
+NAMESPACE_LINUX=0
 
 CLUSTER_NAME=btcluster
 NODE_CPUS=64
@@ -101,6 +102,9 @@ cmd_up() {
         case $1 in
         --nodes) nodes=${2:?--nodes needs a number}; shift ;;
         --job-container) job_container=1 ;;
+        # 25.11's namespace/linux instead of namespace/tmpfs: a job container as well
+        # (private /tmp, Contain), with its own pid and user namespaces.
+        --namespace-linux) job_container=1 NAMESPACE_LINUX=1 ;;
         --private-mounts) private_mounts=1 ;;
         --shared-root) private_mounts=1 shared_root=1 ;;
         --plugin) plugin=${2:?--plugin needs a path}; shift ;;
@@ -132,8 +136,8 @@ cmd_up() {
     fi
     write_configs "$job_container"
     write_plugstack "$plugin" "$plugin_args"
-    printf 'nodes=%s\njob_container=%s\nprivate_mounts=%s\nshared_root=%s\nplugin=%s\nplugin_args=%s\n' \
-        "$NODE_COUNT" "$job_container" "$PRIVATE_MOUNTS" "$SHARED_ROOT" "$plugin" "$plugin_args" >"$ETC/cluster.args"
+    printf 'nodes=%s\njob_container=%s\nnamespace_linux=%s\nprivate_mounts=%s\nshared_root=%s\nplugin=%s\nplugin_args=%s\n' \
+        "$NODE_COUNT" "$job_container" "$NAMESPACE_LINUX" "$PRIVATE_MOUNTS" "$SHARED_ROOT" "$plugin" "$plugin_args" >"$ETC/cluster.args"
 
     # shellcheck disable=SC2034 # read by the EXIT trap
     UP_DONE=0
@@ -161,7 +165,7 @@ cmd_up() {
     accounting_base
     # shellcheck disable=SC2034 # read by the EXIT trap
     UP_DONE=1
-    say "up ($NODE_COUNT node(s), $( ((job_container)) && echo 'job_container/tmpfs, ')$( ((PRIVATE_MOUNTS)) && echo 'private slurmd mount namespace, ')plugin: ${plugin:-none})"
+    say "up ($NODE_COUNT node(s), $( ((job_container)) && echo "$( ((NAMESPACE_LINUX)) && echo namespace/linux || echo job_container/tmpfs), ")$( ((PRIVATE_MOUNTS)) && echo 'private slurmd mount namespace, ')plugin: ${plugin:-none})"
     cat >&2 <<EOF
   config:  $SLURM_CONF_PATH   (plugstack: $ETC/plugstack.conf)
   logs:    $LOG/{slurmctld,slurmd$( ((NODE_COUNT > 1)) && echo '-<node>'),slurmdbd,mariadbd,munged,sshd}.log
