@@ -31,9 +31,11 @@ COMMON_PACKAGES=(munge mariadb-server libclang-dev pkg-config build-essential py
     util-linux passwd openssh-client openssh-server iproute2 procps ca-certificates)
 DEBIAN_SLURM_PACKAGES=(slurm-wlm slurmctld slurmd slurm-client slurmdbd libslurm-dev)
 # What Slurm's configure looks for, for the plugins the harness uses: munge's headers
-# (auth/munge, cred/munge), MariaDB's client (slurmdbd's accounting_storage/mysql) and
-# libyaml (serializer/yaml, which 25.11's namespace/linux needs to read namespace.yaml).
-SOURCE_BUILD_PACKAGES=(libmunge-dev libmariadb-dev libyaml-dev)
+# (auth/munge, cred/munge), MariaDB's client (slurmdbd's accounting_storage/mysql),
+# libyaml and json-c (serializer/yaml and serializer/json: 25.11's namespace/linux reads
+# namespace.yaml with the one, and slurmd with it configured will not start without the
+# other — measured: "fatal: serializer_required: could not find plugin for application/json").
+SOURCE_BUILD_PACKAGES=(libmunge-dev libmariadb-dev libyaml-dev libjson-c-dev)
 # Slurm installed where Debian's packages put it (the harness and the plugin's .deb
 # then work unchanged). No static archives: libtool would compile every file twice.
 # No debug information; -O1 is the optimisation Slurm's configure itself chooses by

@@ -104,7 +104,7 @@ fn the_configured_namespace_plugin_is_in_use() {
 fn a_beamtime_job_sees_its_own_beamline_and_no_other_inside_the_plugins_namespaces() {
     let c = cluster();
     let expected = expected_namespace_type();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099241", "p241", "bttest241"));
+    let bt = c.start_beamtime(&BeamtimeSpec::new("11099241", "p241", "bttest241").partition("all"));
     let other =
         c.start_beamtime(&BeamtimeSpec::new("11099242", "p242", "bttest242").partition("all"));
     put_detector_file(&bt);
@@ -157,7 +157,7 @@ fn a_beamtime_job_sees_its_own_beamline_and_no_other_inside_the_plugins_namespac
 fn another_users_beamtime_job_is_refused_by_the_node_and_the_node_stays_up() {
     let c = cluster();
     expected_namespace_type();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099243", "p243", "bttest243"));
+    let bt = c.start_beamtime(&BeamtimeSpec::new("11099243", "p243", "bttest243").partition("all"));
     // With the client's checks bypassed (plugstack without the plugin, the option forged
     // into the step's environment), as a user could: the node must refuse.
     let out = c
