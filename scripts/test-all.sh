@@ -72,8 +72,19 @@ done
 # scripts/release-tests.sh). The newest release (Debian's 26.05) gets the one-node passes in
 # full; the others the core ones, 25.11 also its two namespace plugins' — for time (README
 # says what each part costs). A root that could not be made fails the run here.
-wait "$roots_pid" || die "making the release roots failed: see $REPORT/roots.log"
-mapfile -t roots <"$REPORT/roots.txt"
+# root_number N: the Nth root the background job made, as soon as it is there (the releases
+# whose roots are ready run while the later ones are still being built).
+root_number() {
+    local n=$1
+    until (($(wc -l <"$REPORT/roots.txt") >= n)); do
+        if ! kill -0 "$roots_pid" 2>/dev/null; then
+            wait "$roots_pid" || die "making the release roots failed: see $REPORT/roots.log"
+            (($(wc -l <"$REPORT/roots.txt") >= n)) || die "only $(wc -l <"$REPORT/roots.txt") release roots were made: see $REPORT/roots.log"
+        fi
+        sleep 5
+    done
+    sed -n "${n}p" "$REPORT/roots.txt"
+}
 # release_part ROOT PASS…
 release_part() {
     local root=$1 deb start name
@@ -88,7 +99,8 @@ release_part() {
         "$REPO/scripts/in-root.sh" "$root" "$REPO/scripts/release-tests.sh" "$deb" "$REPORT" "$@"
     echo "$name scenarios $(($(date +%s) - start))" >>"$REPORT/release-times.txt"
 }
-for root in "${roots[@]}"; do
+for ((n = 1; n <= 2 + ${#SOURCE_ARCHIVES[@]}; n++)); do
+    root=$(root_number "$n")
     case $(basename "$root") in
     sid) release_part "$root" plain job-container shared-root ;;
     source-25-11) release_part "$root" core core-container namespace-tmpfs namespace-linux ;;
