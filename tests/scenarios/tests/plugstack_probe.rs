@@ -160,13 +160,13 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
         .map(|(major_minor, _)| major_minor.to_string())
         .unwrap_or_else(|| panic!("sinfo -V: no release in {slurm:?}"));
     let job_container = c.recorded("job_container") == "1";
-    let expected = match release.as_str() {
-        "22.05" => InitFailure::Completed,
-        // With the job container the init fails in the extern step, and 25.05 requeued
-        // the job without draining the node (slurmd: "_spawn_job_container: Plugin stack
-        // initialization failed").
-        "25.05" if job_container => InitFailure::RequeuedNodeUp,
-        "23.11" | "24.11" | "25.05" | "25.11" | "26.05" => InitFailure::Requeued,
+    let expected: &[InitFailure] = match release.as_str() {
+        "22.05" => &[InitFailure::Completed],
+        // With the job container the init fails in the extern step ("_spawn_job_container:
+        // Plugin stack initialization failed"); 25.05 requeued the job and drained the node
+        // in one run, and left the node in service in another.
+        "25.05" if job_container => &[InitFailure::Requeued, InitFailure::RequeuedNodeUp],
+        "23.11" | "24.11" | "25.05" | "25.11" | "26.05" => &[InitFailure::Requeued],
         other => {
             panic!("Slurm {other}: what a failed remote init does was not measured on this release")
         }
@@ -188,7 +188,7 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
             &wd,
             &slurm,
             "ESPANK_JOB_FAILURE",
-            InitFailure::Failed,
+            &[InitFailure::Failed],
         );
     }
 }
@@ -202,8 +202,8 @@ enum InitFailure {
     /// (`launch_failed_requeued_held`), or still waiting for the `BeginTime` Slurm gives
     /// a requeued job — both seen on 24.11's plain cluster.
     Requeued,
-    /// Requeued and pending as above, the node left in service (25.05 with the job
-    /// container).
+    /// Requeued and pending as above, the node left in service (seen once on 25.05 with
+    /// the job container).
     RequeuedNodeUp,
     /// Ended as failed, the node left in service (25.05 on, with ESPANK_JOB_FAILURE).
     Failed,
@@ -216,7 +216,7 @@ impl InitFailure {
 }
 
 /// Runs a batch job under `so` failing its remote init, records the outcome as the
-/// `init_failure` figure and checks it is `expected`; leaves the node in service.
+/// `init_failure` figure and checks it is one of `expected`; leaves the node in service.
 fn fail_remote_init(
     c: &Cluster,
     so: &Path,
@@ -224,7 +224,7 @@ fn fail_remote_init(
     wd: &Path,
     slurm: &str,
     mode: &str,
-    expected: InitFailure,
+    expected: &[InitFailure],
 ) {
     let out = fresh_out_dir(base, &format!("init-{mode}"));
     c.set_plugstack(Some(so), &format!("dir={} fail=init:remote", out.display()));
@@ -274,8 +274,11 @@ fn fail_remote_init(
         ("FAILED", _) => InitFailure::Failed,
         (other, _) => panic!("job {}: unexpected state {other}: {record:#?}", job.id),
     };
-    assert_eq!(outcome, expected, "{record:#?}; {node:?}");
-    assert_eq!(drained, expected.drains_the_node(), "{node:?}");
+    assert!(
+        expected.contains(&outcome),
+        "{outcome:?}, expected one of {expected:?}: {record:#?}; {node:?}"
+    );
+    assert_eq!(drained, outcome.drains_the_node(), "{node:?}");
     if matches!(outcome, InitFailure::Requeued | InitFailure::RequeuedNodeUp) {
         c.cmd("scancel")
             .arg(job.id.to_string())
