@@ -113,7 +113,7 @@ archive_path() {
 # Debian 12 root, which starts as a copy of a base root (made once) with the build
 # packages; chroot suffices for building, as nothing runs as a cluster there.
 source_root() {
-    local archive sha meta major minor micro root wanted base base_wanted partial start t
+    local archive sha meta major minor micro root wanted base base_wanted partial start
     read -r archive sha < <(archive_path "$1")
     # META at the top of every Slurm source tree names the release.
     meta=$(tar -xzOf "$archive" --wildcards --no-anchored 'META' 2>/dev/null) ||
@@ -146,17 +146,18 @@ source_root() {
     tar -xzf "$archive" -C "$partial/usr/src/slurm" --strip-components=1
     say "building Slurm $major.$minor.$micro from $(basename "$archive") in $partial (several minutes)"
     # A private mount namespace: the /proc mounted for the build goes with it.
-    t=$(date +%s)
+    # Each step's log stays in the root's /usr/src; the seconds each took go to stderr.
     unshare --mount --propagation private -- chroot "$partial" /bin/sh -ec "
         mount -t proc proc /proc
         cd /usr/src/slurm
+        t=\$(date +%s)
         ./configure $(printf '%q ' "${SOURCE_CONFIGURE[@]}") >/usr/src/slurm-configure.log 2>&1 ||
             { tail -n 40 /usr/src/slurm-configure.log; exit 1; }
-        echo configured in \$((\$(date +%s) - $t)) s
+        echo configure \$((\$(date +%s) - t)) s; t=\$(date +%s)
         make -j$(nproc) >/usr/src/slurm-make.log 2>&1 || { tail -n 60 /usr/src/slurm-make.log; exit 1; }
-        echo built in \$((\$(date +%s) - $t)) s
+        echo make \$((\$(date +%s) - t)) s; t=\$(date +%s)
         make install >/usr/src/slurm-install.log 2>&1 || { tail -n 40 /usr/src/slurm-install.log; exit 1; }
-        echo installed in \$((\$(date +%s) - $t)) s
+        echo make install \$((\$(date +%s) - t)) s
         ldconfig
         # What Debian's packages create and the harness expects (SlurmUser=slurm).
         getent passwd slurm >/dev/null || useradd --system --no-create-home --shell /usr/sbin/nologin slurm
