@@ -102,7 +102,7 @@ release_part() {
 for ((n = 1; n <= 2 + ${#SOURCE_ARCHIVES[@]}; n++)); do
     root=$(root_number "$n")
     case $(basename "$root") in
-    sid) release_part "$root" plain job-container shared-root ;;
+    sid) release_part "$root" plain job-container shared-root namespace-tmpfs ;;
     source-25-11) release_part "$root" core core-container namespace-tmpfs namespace-linux ;;
     *) release_part "$root" core core-container ;;
     esac
