@@ -88,3 +88,83 @@ start_cluster_with_fresh_plugin() {
     "$REPO/tests/cluster/cluster.sh" up --plugin "$PLUGIN_SO" --plugin-args "$(plugin_args)"
     eval "$("$REPO/tests/cluster/cluster.sh" env)"
 }
+
+# The real-Slurm scenario passes, declared once for test-all.sh (the host's release) and
+# release-tests.sh (the others). A pass is a cluster configuration (cluster.sh up options)
+# and the scenarios run on it (cargo test arguments); the scenarios that need a
+# configuration of their own are #[ignore]d elsewhere and named, with --ignored, by the
+# pass that has it. pass_definition NAME sets PASS_LABEL, PASS_UP and PASS_TESTS.
+#   plain, job-container   every one-node scenario file, plainly / with the release's job
+#                          container (job_container/tmpfs; namespace/tmpfs from 25.11)
+#   core, core-container   the files that prove loading, refusals and acceptance, mounts,
+#                          pre-start, admin mistakes, remote submission and failure
+#                          handling (plugstack_probe); core-container those that concern
+#                          the job container: for releases that get less time
+#   namespace-tmpfs,       25.11+: namespace_plugins.rs under namespace/tmpfs / under
+#   namespace-linux        namespace/linux with its own pid and user namespaces
+#   watch                  bt-submit watch's (about bt-submit, not the node: one release)
+#   shared-root            a node whose / is shared (step_namespace's propagation proof)
+#   nodes                  the 4-host scenarios
+CORE_SCENARIOS=(plugin_load cluster_smoke beamtime prestart admin_mistakes remote plugstack_probe)
+CORE_CONTAINER_SCENARIOS=(cluster_smoke beamtime plugstack_probe)
+pass_definition() {
+    local file
+    PASS_UP=()
+    PASS_TESTS=(-- --test-threads=4)
+    case $1 in
+    plain) PASS_LABEL="plain slurmd" ;;
+    job-container) PASS_LABEL="job_container/tmpfs" PASS_UP=(--job-container) ;;
+    core)
+        PASS_LABEL="plain slurmd, core"
+        PASS_TESTS=()
+        for file in "${CORE_SCENARIOS[@]}"; do PASS_TESTS+=(--test "$file"); done
+        PASS_TESTS+=(-- --test-threads=4)
+        ;;
+    core-container)
+        PASS_LABEL="job_container/tmpfs, core" PASS_UP=(--job-container) PASS_TESTS=()
+        for file in "${CORE_CONTAINER_SCENARIOS[@]}"; do PASS_TESTS+=(--test "$file"); done
+        PASS_TESTS+=(-- --test-threads=4)
+        ;;
+    namespace-tmpfs)
+        PASS_LABEL="namespace/tmpfs" PASS_UP=(--job-container)
+        PASS_TESTS=(--test namespace_plugins -- --ignored --test-threads=2)
+        ;;
+    namespace-linux)
+        PASS_LABEL="namespace/linux" PASS_UP=(--namespace-linux)
+        PASS_TESTS=(--test namespace_plugins -- --ignored --test-threads=2)
+        ;;
+    watch) PASS_LABEL="bt-submit watch" PASS_TESTS=(--test watch -- --ignored --test-threads=2) ;;
+    shared-root)
+        PASS_LABEL="shared root" PASS_UP=(--shared-root)
+        PASS_TESTS=(--test step_namespace -- --ignored --test-threads=1)
+        ;;
+    nodes)
+        PASS_LABEL="4 hosts" PASS_UP=(--nodes 4)
+        PASS_TESTS=(--test multinode --test multinode_queries --test multinode_faults
+            --test multinode_remote -- --ignored --test-threads=4)
+        ;;
+    *) die "unknown scenario pass '$1' (see pass_definition in scripts/lib.sh)" ;;
+    esac
+}
+
+# run_pass NAME REPORT: brings the local cluster up as the pass needs it (with PLUGIN_SO
+# and BT_SUBMIT), runs its scenarios against the installed plugin, and takes the cluster
+# down again. Their output goes to REPORT/scenarios-<label>.log, the seconds the pass took
+# to REPORT/times.txt. Returns cargo test's status; the cluster goes down either way.
+run_pass() {
+    local report=$2 start rc=0
+    pass_definition "$1"
+    say "real-Slurm scenarios: $PASS_LABEL ($(slurmd -V))"
+    start=$(date +%s)
+    # Explicit returns: callers that go on after a failed pass call this where set -e
+    # does not apply.
+    "$REPO/tests/cluster/cluster.sh" up --plugin "$PLUGIN_SO" --plugin-args "$(plugin_args)" "${PASS_UP[@]}" ||
+        return
+    eval "$("$REPO/tests/cluster/cluster.sh" env)" || return
+    export BT_SUBMIT
+    cargo test --locked --no-fail-fast -p scenarios "${PASS_TESTS[@]}" 2>&1 |
+        tee "$report/scenarios-${PASS_LABEL//[^a-z0-9]/_}.log" || rc=$?
+    "$REPO/tests/cluster/cluster.sh" down
+    echo "$PASS_LABEL $(($(date +%s) - start))" >>"$report/times.txt"
+    return "$rc"
+}

@@ -9,7 +9,8 @@
 #                                   headers, in target/slurm-<suite>/debian/
 #
 # The plugin only loads into the Slurm major.minor release it was compiled for,
-# so the packages depend on exactly that release, read from slurm_version.h.
+# so the packages depend on exactly that release, read from slurm_version.h, and
+# the .rpm's release names it (1.sl2511 for 25.11), as sites' Slurm plugin RPMs do.
 # Needs a Rust toolchain; installs cargo-deb / cargo-generate-rpm (pinned) with
 # `cargo install --locked` when missing. Honours CARGO_TARGET_DIR.
 set -Eeuo pipefail
@@ -101,7 +102,9 @@ deb=$(cd "$REPO" && cargo deb --quiet --locked --no-build -p bt-submit -o "$TARG
 unpacked=$TARGET_DIR/debian/unpacked
 rm -rf "$unpacked"
 dpkg-deb --raw-extract "$deb" "$unpacked"
-depends="slurm-wlm-basic-plugins (>= $release), slurm-wlm-basic-plugins (<< $next)"
+# Debian's Slurm packages or SchedMD's own (slurm-smd, built from the debian/ folder of
+# its sources from 23.11 on), whichever the site installed.
+depends="slurm-wlm-basic-plugins (>= $release) | slurm-smd (>= $release), slurm-wlm-basic-plugins (<< $next) | slurm-smd (<< $next)"
 if grep -q '^Depends:' "$unpacked/DEBIAN/control"; then
     auto=$(sed -n 's/^Depends: //p' "$unpacked/DEBIAN/control")
     sed -i "s/^Depends: .*/Depends: $(merge_floors "$auto"), $depends/" "$unpacked/DEBIAN/control"
@@ -123,6 +126,7 @@ if ((rpm)); then
     rm -rf "$TARGET_DIR/generate-rpm"
     mkdir -p "$TARGET_DIR/generate-rpm"
     (cd "$REPO" && cargo generate-rpm -p bt-submit --target-dir "$TARGET_DIR" -o "$TARGET_DIR/generate-rpm/" \
+        -s "release = \"1.sl${release/./}\"" \
         -s "requires = { slurm = \">= $release\" }" -s "conflicts = { slurm = \">= $next\" }")
     echo "$TARGET_DIR"/generate-rpm/spank-beamtime-*.rpm
 fi

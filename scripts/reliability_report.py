@@ -44,6 +44,10 @@ BINARIES = OrderedDict([
 CONFIGS = OrderedDict([
     ("plain_slurmd", "1 node"),
     ("job_container_tmpfs", "1 node, job_container/tmpfs"),
+    ("plain_slurmd__core", "1 node, core files"),
+    ("job_container_tmpfs__core", "1 node, job container, core files"),
+    ("namespace_tmpfs", "1 node, namespace/tmpfs"),
+    ("namespace_linux", "1 node, namespace/linux"),
     ("shared_root", "1 node, shared /"),
     ("4_hosts", "4 hosts"),
     ("bt_submit_watch", "1 node, bt-submit watch"),
@@ -166,8 +170,14 @@ def main():
     times = report / "release-times.txt"
     if times.exists():
         parts = [line.split() for line in times.read_text().splitlines() if line.strip()]
-        w("- Other releases, seconds per part (Debian suite, part): "
-          + ", ".join(f"{suite} {part} {secs} s" for suite, part, secs in parts) + ".")
+        w("- Other releases, seconds per part (root, part): "
+          + ", ".join(f"{root} {part} {secs} s" for root, part, secs in parts) + ".")
+    for release, folder in folders:
+        pass_times = folder / "times.txt"
+        if pass_times.exists():
+            rows = [line.rsplit(" ", 1) for line in pass_times.read_text().splitlines() if line.strip()]
+            w(f"- Slurm {release}, seconds per scenario pass: "
+              + ", ".join(f"{label} {secs} s" for label, secs in rows) + ".")
     if fuzz:
         execs = sum(int(r[1]) for r in fuzz)
         crashes = sum(int(r[6]) for r in fuzz)
@@ -230,7 +240,7 @@ def main():
         w("A plugin whose remote `init` fails in a batch step (`plugstack_probe.rs`, with the "
           "btprobe plugin): what each release did with the job and the node. Failure mode "
           "`ESPANK_JOB_FAILURE`: btprobe built to declare its init failures the job's fault "
-          "(`slurm_spank_init_failure_mode`, 26.05 only).")
+          "(`slurm_spank_init_failure_mode`, from 25.05 on).")
         w("")
         table(w, ["Slurm", "cluster", "failure mode", "job state", "job reason", "requeued",
                   "exit code", "node", "node reason"],

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 /// `SLURM_VERSION_NUMBER` (0xMMmmuu) of the first release with each change.
+const SLURM_25_05: i64 = 0x190500;
 const SLURM_26_05: i64 = 0x1a0500;
 
 /// Records the value of `SLURM_VERSION_NUMBER` as clang evaluated it.
@@ -39,6 +40,10 @@ fn main() {
     // 26.05: slurm_load_job(job_info_msg_t **, slurm_step_id_t, uint16_t) instead
     // of a bare uint32_t job id.
     println!("cargo::rustc-check-cfg=cfg(slurm_load_job_by_step_id)");
+    // 25.05: a plugin may choose what a failing `init` in slurmstepd does
+    // (`slurm_spank_init_failure_mode`, ESPANK_JOB_FAILURE or the default
+    // ESPANK_NODE_FAILURE, which drains the node).
+    println!("cargo::rustc-check-cfg=cfg(slurm_init_failure_mode)");
     // The unwinder (std needs it to catch panics at the FFI boundary) linked in
     // statically: otherwise every srun, sbatch and slurmstepd that loads the plugin
     // also loads libgcc_s.so.1, which none of them carry — measured here as 125 of
@@ -50,15 +55,21 @@ fn main() {
     let bindings = bindgen::Builder::default()
         // SHOW_LOCAL is `SLURM_BIT(4)` from 24.11 on, a function-like macro that
         // bindgen leaves out; as an enum constant clang evaluates it, on every release.
+        // ESPANK_JOB_FAILURE (slurm_errno.h, from 25.05) is a member of slurm_err_t;
+        // evaluated the same way, where it exists.
         .header_contents(
             "job_query.h",
             "#include <stdint.h>\n#include <slurm/slurm.h>\n\
-             enum bt_evaluated { BT_SHOW_LOCAL = SHOW_LOCAL };\n",
+             enum bt_evaluated { BT_SHOW_LOCAL = SHOW_LOCAL };\n\
+             #if SLURM_VERSION_NUMBER >= SLURM_VERSION_NUM(25, 5, 0)\n\
+             enum bt_failure_mode { BT_ESPANK_JOB_FAILURE = ESPANK_JOB_FAILURE };\n\
+             #endif\n",
         )
         .allowlist_function("slurm_load_job")
         .allowlist_function("slurm_free_job_info_msg")
         .allowlist_function("slurm_strerror")
         .allowlist_type("bt_evaluated")
+        .allowlist_type("bt_failure_mode")
         .prepend_enum_name(false)
         .allowlist_var("NO_VAL")
         .allowlist_var("SLURM_VERSION_NUMBER")
@@ -77,6 +88,9 @@ fn main() {
         version > 0,
         "<slurm/slurm.h> did not define SLURM_VERSION_NUMBER"
     );
+    if version >= SLURM_25_05 {
+        println!("cargo:rustc-cfg=slurm_init_failure_mode");
+    }
     if version >= SLURM_26_05 {
         println!("cargo:rustc-cfg=slurm_load_job_by_step_id");
     }

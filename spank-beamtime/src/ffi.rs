@@ -30,6 +30,11 @@ const _: () = assert!(
 /// The flag clang evaluated for build.rs (`SLURM_BIT(4)` from 24.11 on).
 const SHOW_LOCAL: u16 = sys::BT_SHOW_LOCAL as u16;
 
+/// `ESPANK_JOB_FAILURE` (25.05 on): what lib.rs declares a failing `init` to be.
+#[cfg(slurm_init_failure_mode)]
+pub const ESPANK_JOB_FAILURE: std::os::raw::c_int =
+    sys::BT_ESPANK_JOB_FAILURE as std::os::raw::c_int;
+
 /// What slurm_load_job takes to name the job: the job id until 25.11, a step
 /// id from 26.05 on, where a job is named by its id with the other fields
 /// unset (`SLURM_STEP_ID_INITIALIZER`: sluid 0, the rest NO_VAL).

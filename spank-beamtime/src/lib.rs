@@ -38,6 +38,18 @@ pub static plugin_type: [u8; 6] = *b"spank\0";
 #[no_mangle]
 pub static plugin_version: std::os::raw::c_uint = slurm_spank::SLURM_VERSION_NUMBER;
 
+/// From 25.05 on, what slurmstepd does when `init` fails in a `required` plugin:
+/// the default, ESPANK_NODE_FAILURE, drains the node and requeues a batch job;
+/// ESPANK_JOB_FAILURE fails the job and leaves the node alone. Remote `init`
+/// only parses the plugstack line and registers the option, and a line that
+/// does not parse is kept as every --beamtime job's refusal rather than
+/// returned, so a failure here is the plugin's own fault or Slurm's, never the
+/// node's: it must not drain it. Older releases do not read the symbol.
+#[cfg(slurm_init_failure_mode)]
+#[allow(non_upper_case_globals)]
+#[no_mangle]
+pub static slurm_spank_init_failure_mode: std::os::raw::c_int = ffi::ESPANK_JOB_FAILURE;
+
 macro_rules! export_hooks {
     ($($symbol:ident => $method:ident),* $(,)?) => {$(
         #[no_mangle]
@@ -48,7 +60,7 @@ macro_rules! export_hooks {
         ) -> std::os::raw::c_int {
             // The crate's wrapper catches panics and maps Err to -1; the plugin
             // installs no tracing subscriber, so its first-call setup flag is unused.
-            slurm_spank::spank_callback_with_globals::<dispatch::Beamtime, _>(
+            let rc = slurm_spank::spank_callback_with_globals::<dispatch::Beamtime, _>(
                 |plugin, options, _first_call| {
                     let mut handle = slurm_spank::init_spank_handle(spank, argc, argv, options);
                     plugin.$method(&mut handle).map_err(|error| {
@@ -56,7 +68,14 @@ macro_rules! export_hooks {
                         error
                     })
                 },
-            )
+            );
+            // Before 25.05 Slurm takes only a negative value as a failure, from 25.05
+            // any non-zero one: every failure leaves here as -1, one on every release.
+            if rc == 0 {
+                0
+            } else {
+                -1
+            }
         }
     )*};
 }

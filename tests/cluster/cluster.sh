@@ -42,15 +42,18 @@ NODE_COUNT=1
 NODES=(btnode1)
 PRIVATE_MOUNTS=0
 SHARED_ROOT=0
+NAMESPACE_LINUX=0
 
 CLUSTER_NAME=btcluster
 NODE_CPUS=64
 PARTITIONS=(ponline_p11 ponline_p21 ponline_p07)
 DEFAULT_ACCOUNT=btusers
 TEST_USER=btalice
-PACKAGES=(slurm-wlm slurmctld slurmd slurm-client libslurm-dev munge libclang-dev
-    mariadb-server slurmdbd python3 util-linux passwd openssh-client openssh-server gcc libc6-dev
-    iproute2)
+# Debian's Slurm, unless Slurm was built from source and installed outside dpkg
+# (scripts/release-root.sh source: the releases Debian does not carry).
+SLURM_PACKAGES=(slurm-wlm slurmctld slurmd slurm-client libslurm-dev slurmdbd)
+PACKAGES=(munge libclang-dev mariadb-server python3 util-linux passwd openssh-client
+    openssh-server gcc libc6-dev iproute2)
 
 ETC=$STATE/etc
 RUN=$STATE/run
@@ -71,7 +74,7 @@ T0=$(date +%s.%N)
 # network.sh (nodes, bridge, namespaces), config.sh (the files the daemons read),
 # daemons.sh (start and stop by recorded pid), accounts.sh (slurmdbd's accounts),
 # state.sh (the state folder), mntns.sh (a mount namespace for --private-mounts that
-# can hold job containers). This file holds the settings (above) and
+# can hold job containers), slurm_install.sh (Slurm from packages or from source). This file holds the settings (above) and
 # the commands (below).
 LIB=$(dirname "${BASH_SOURCE[0]}")/lib
 # shellcheck source=lib/common.sh
@@ -88,6 +91,8 @@ source "$LIB/accounts.sh"
 source "$LIB/state.sh"
 # shellcheck source=lib/mntns.sh
 source "$LIB/mntns.sh"
+# shellcheck source=lib/slurm_install.sh
+source "$LIB/slurm_install.sh"
 
 # ---------------------------------------------------------------- commands
 
@@ -97,6 +102,9 @@ cmd_up() {
         case $1 in
         --nodes) nodes=${2:?--nodes needs a number}; shift ;;
         --job-container) job_container=1 ;;
+        # 25.11's namespace/linux instead of namespace/tmpfs: a job container as well
+        # (private /tmp, Contain), with its own pid and user namespaces.
+        --namespace-linux) job_container=1 NAMESPACE_LINUX=1 ;;
         --private-mounts) private_mounts=1 ;;
         --shared-root) private_mounts=1 shared_root=1 ;;
         --plugin) plugin=${2:?--plugin needs a path}; shift ;;
@@ -128,8 +136,8 @@ cmd_up() {
     fi
     write_configs "$job_container"
     write_plugstack "$plugin" "$plugin_args"
-    printf 'nodes=%s\njob_container=%s\nprivate_mounts=%s\nshared_root=%s\nplugin=%s\nplugin_args=%s\n' \
-        "$NODE_COUNT" "$job_container" "$PRIVATE_MOUNTS" "$SHARED_ROOT" "$plugin" "$plugin_args" >"$ETC/cluster.args"
+    printf 'nodes=%s\njob_container=%s\nnamespace_linux=%s\nprivate_mounts=%s\nshared_root=%s\nplugin=%s\nplugin_args=%s\n' \
+        "$NODE_COUNT" "$job_container" "$NAMESPACE_LINUX" "$PRIVATE_MOUNTS" "$SHARED_ROOT" "$plugin" "$plugin_args" >"$ETC/cluster.args"
 
     # shellcheck disable=SC2034 # read by the EXIT trap
     UP_DONE=0
@@ -157,7 +165,7 @@ cmd_up() {
     accounting_base
     # shellcheck disable=SC2034 # read by the EXIT trap
     UP_DONE=1
-    say "up ($NODE_COUNT node(s), $( ((job_container)) && echo 'job_container/tmpfs, ')$( ((PRIVATE_MOUNTS)) && echo 'private slurmd mount namespace, ')plugin: ${plugin:-none})"
+    say "up ($NODE_COUNT node(s), $( ((job_container)) && echo "$( ((NAMESPACE_LINUX)) && echo namespace/linux || echo job_container/tmpfs), ")$( ((PRIVATE_MOUNTS)) && echo 'private slurmd mount namespace, ')plugin: ${plugin:-none})"
     cat >&2 <<EOF
   config:  $SLURM_CONF_PATH   (plugstack: $ETC/plugstack.conf)
   logs:    $LOG/{slurmctld,slurmd$( ((NODE_COUNT > 1)) && echo '-<node>'),slurmdbd,mariadbd,munged,sshd}.log

@@ -19,8 +19,9 @@ check_state_path() {
 }
 
 ensure_packages() {
-    local missing=() p
-    for p in "${PACKAGES[@]}"; do
+    local missing=() p wanted=("${PACKAGES[@]}")
+    slurm_from_source || wanted+=("${SLURM_PACKAGES[@]}")
+    for p in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     ((${#missing[@]} == 0)) && return 0

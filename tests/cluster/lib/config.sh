@@ -86,17 +86,32 @@ JobCompType=jobcomp/none
 # Finished jobs stay visible to scontrol for this long; test helpers fall back to sacct.
 MinJobAge=600
 KillWait=5
+# A job's end queues a scheduling pass, which slurmctld's background loop runs at most
+# every batch_sched_delay seconds (default 3; controller.c). Jobs waiting for the cores a
+# finished job frees (a beamtime reservation's few cores) then started one pair per 3 s:
+# 50 jobs in a row took 55 s instead of 21 s; measured on 22.05.
+SchedulerParameters=batch_sched_delay=0
 EOF
     if [[ $job_container == 1 ]]; then
         # 25.11 replaced job_container/tmpfs by namespace/tmpfs (the old key still
         # works there, with a warning); it reads the same job_container.conf.
-        if (($(slurm_release) >= 2511)); then
+        if ((NAMESPACE_LINUX)); then
+            (($(slurm_release) >= 2511)) || die "--namespace-linux: namespace/linux exists from Slurm 25.11 on"
+            ((NODE_COUNT == 1)) || die "--namespace-linux: one node only"
+            echo "NamespaceType=namespace/linux" >>"$SLURM_CONF_PATH"
+        elif (($(slurm_release) >= 2511)); then
             echo "NamespaceType=namespace/tmpfs" >>"$SLURM_CONF_PATH"
         else
             echo "JobContainerType=job_container/tmpfs" >>"$SLURM_CONF_PATH"
         fi
         echo "PrologFlags=Contain" >>"$SLURM_CONF_PATH"
-        if ((NODE_COUNT == 1)); then
+        if ((NAMESPACE_LINUX)); then
+            # namespace.yaml(5): the job's own mount (always), pid and user namespaces;
+            # no user_ns_script, so every user and group is mapped as it is.
+            printf -- '---\ndefaults:\n  auto_base_path: true\n  base_path: "%s"\n  clone_ns_flags:\n    - "CLONE_NEWPID"\n    - "CLONE_NEWUSER"\n' \
+                "$STATE/jobcontainer" >"$ETC/namespace.yaml"
+            chmod 644 "$ETC/namespace.yaml"
+        elif ((NODE_COUNT == 1)); then
             printf 'AutoBasePath=true\nBasePath=%s\n' "$STATE/jobcontainer" >"$ETC/job_container.conf"
         else
             # The nodes share one file system: each needs its own BasePath.
@@ -105,7 +120,7 @@ EOF
                 echo "NodeName=$n BasePath=$STATE/jobcontainer/$n" >>"$ETC/job_container.conf"
             done
         fi
-        chmod 644 "$ETC/job_container.conf"
+        [[ -e $ETC/job_container.conf ]] && chmod 644 "$ETC/job_container.conf"
     else
         rm -f "$ETC/job_container.conf"
     fi

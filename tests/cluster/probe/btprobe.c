@@ -8,7 +8,7 @@
  * one file per hook and context, so concurrent appends from several processes don't mix.
  * fail=init:remote (say) makes that hook return an error in that context, to check what
  * the harness reports when a plugin fails there (drained node, held job, …).
- * Compiled with -DBTPROBE_JOB_FAILURE (Slurm 26.05+), it asks Slurm to treat a failed
+ * Compiled with -DBTPROBE_JOB_FAILURE (Slurm 25.05+), it asks Slurm to treat a failed
  * init as the job's fault rather than the node's (spank(7), slurm_spank_init_failure_mode).
  */
 #include <fcntl.h>

@@ -26,14 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use scenarios::{bt_submit, Background, Beamtime, BeamtimeSpec, Cluster, UnixUser, NODE};
+use scenarios::{bt_submit, cluster, Background, Beamtime, BeamtimeSpec, UnixUser, NODE};
 
 const ATTACKER: &str = "bttest219";
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(Cluster::from_env)
-}
 
 fn beamtime() -> &'static Beamtime {
     static BT: OnceLock<Beamtime> = OnceLock::new();
