@@ -7,7 +7,7 @@ use std::time::Duration;
 use beamtime::id::BeamtimeId;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
-use crate::watch;
+use crate::commands::watch;
 
 const ABOUT: &str = "Submit Slurm jobs to a beamtime's online analysis resources";
 

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! The metadata file (from `--metadata`, `--beamtime` or the working
-//! directory; settings.rs says where the search path for an id comes from)
+//! directory; site/settings.rs says where the search path for an id comes from)
 //! gives the partition, reservation and beamtime id; bt-submit puts
 //! `--partition=… --reservation=… --beamtime=…` before the user's own options
 //! and replaces itself with the program. `--dry-run` prints the command
@@ -28,30 +28,18 @@
 //! the program (or ssh) is not on PATH.
 //!
 //! `--remote` runs the same sbatch command on a reserved node over ssh
-//! (ssh.rs, submit.rs) and prints the job id sbatch gave there.
+//! (slurm/ssh.rs, slurm/submit.rs) and prints the job id sbatch gave there.
 
-mod choose;
 // Public for xtask, which makes the man pages and completions from it.
 pub mod cli;
-mod doctor;
+mod commands;
 mod failure;
-mod phase;
 mod plan;
-mod plugstack;
-mod report;
-mod settings;
-mod slurm_options;
-mod slurm_query;
-// Public with submit: a Submitter::Remote is made from it.
-pub mod ssh;
-// The one way to submit a batch job and get its id back, and to ask Slurm for
-// the submitter's queued jobs, here or over ssh: --remote and watch use it.
-pub mod submit;
-// Public for the real-Slurm tests, which read scontrol's records the same way.
-pub mod slurm_text;
+mod site;
+// Public for the real-Slurm tests, which read scontrol's records with its parser.
+pub mod slurm;
 #[cfg(test)]
 mod testing;
-mod watch;
 
 use std::env;
 use std::io::{self, Write};
@@ -66,13 +54,15 @@ use clap::error::ErrorKind;
 use clap::Parser;
 
 use cli::{Cli, Format, Mode, Source, SubmitArgs, WatchArgs};
+use commands::{doctor, report, watch};
 use failure::{Failure, Status};
-use plan::{plan, Request};
-use settings::{Origin, Settings};
-use slurm_options::Program;
-use slurm_query::{Slurm, SlurmCommands};
-use ssh::Remote;
-use submit::{SubmitError, Submitter};
+use plan::{choose, plan, Request};
+use site::phase;
+use site::settings::{Origin, Settings};
+use slurm::options::{self as slurm_options, Program};
+use slurm::query::{Slurm, SlurmCommands};
+use slurm::ssh::{self, Remote};
+use slurm::submit::{SubmitError, Submitter};
 
 /// The whole program; `main.rs` only calls this. Every way out returns here
 /// (nothing calls `process::exit`), so the exit status is decided in one place.
@@ -428,9 +418,11 @@ fn submit_remotely(
                 }
                 Format::Json => {
                     let command = match submitter {
-                        Submitter::Remote(remote) => {
-                            remote.command(&node, "sbatch", &submit::parsable(&invocation.args))
-                        }
+                        Submitter::Remote(remote) => remote.command(
+                            &node,
+                            "sbatch",
+                            &slurm::submit::parsable(&invocation.args),
+                        ),
                         Submitter::Local => submitter.sbatch_command(&invocation.args),
                     };
                     write_json(&serde_json::json!({
@@ -472,7 +464,7 @@ fn absolute(path: &Path) -> Result<PathBuf, Failure> {
 }
 
 /// With `-N`/`-C` among the user's options, no reservation named and several to choose
-/// from: the first one whose nodes can satisfy them (asks the controller, see choose.rs).
+/// from: the first one whose nodes can satisfy them (asks the controller, see plan/choose.rs).
 fn reservation_for_resources(
     program: Program,
     user_args: &[std::ffi::OsString],

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::slurm_query::canned::Canned;
+use crate::slurm::query::canned::Canned;
 
 pub struct ScratchPlugstack {
     pub dir: PathBuf,

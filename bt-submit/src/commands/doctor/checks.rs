@@ -9,10 +9,10 @@ use beamtime::users::LookupError;
 
 use super::metadata::Trusted;
 use super::{Check, Problem, ASK_ADMIN};
-use crate::phase::{self, Fault, State};
-use crate::plugstack::{BadLine, PluginSetup, Unavailable};
-use crate::slurm_query::{QueryError, Slurm};
-use crate::slurm_text::{node_unusable, partition_not_up, AccessList, Reservation};
+use crate::site::phase::{self, Fault, State};
+use crate::site::plugstack::{BadLine, PluginSetup, Unavailable};
+use crate::slurm::query::{QueryError, Slurm};
+use crate::slurm::text::{node_unusable, partition_not_up, AccessList, Reservation};
 
 /// The name shown for a user the user database does not know.
 const UNKNOWN_USER: &str = "(unknown user)";
@@ -325,7 +325,7 @@ pub(super) fn plugin(plugin: &Result<PluginSetup, Unavailable>, slurm: &dyn Slur
 }
 
 /// The folder the plugin mounts for this beamline, from its `source=`, and
-/// so the beamtime's phase, decided as the node decides it (crate::phase):
+/// so the beamtime's phase, decided as the node decides it (crate::site::phase):
 /// online when the folder holds a trusted copy of the beamtime's metadata
 /// file, pre-start (jobs run without the beamline) when it is missing or holds
 /// another beamtime's. A pre-start beamtime passes unless `prestart=refuse`;

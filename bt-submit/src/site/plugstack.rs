@@ -13,8 +13,8 @@ use beamtime::plugin_config::{PathTemplate, PluginConfig};
 use beamtime::trust::{OwnerError, TrustPolicy};
 
 use crate::failure::ASK_ADMIN;
-use crate::slurm_query::{QueryError, Slurm};
-use crate::slurm_text::{
+use crate::slurm::query::{QueryError, Slurm};
+use crate::slurm::text::{
     is_beamtime_plugin, parse_plugstack, plugstack_config, proctrack_type, PlugstackLine,
 };
 

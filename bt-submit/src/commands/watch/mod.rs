@@ -27,7 +27,7 @@ use os::{EventKind, Inotify};
 use state::{Record, StateError, StateFile};
 
 use crate::failure::{Failure, Status};
-use crate::submit::{SubmitError, Submitter};
+use crate::slurm::submit::{SubmitError, Submitter};
 
 /// What one job is submitted for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,6 +1,8 @@
 //! From the command line and the metadata to the exact command to run. Pure:
 //! every input is an argument, so every decision is unit-testable.
 
+pub mod choose;
+
 use std::ffi::OsString;
 
 use beamtime::id::BeamtimeId;
@@ -9,7 +11,7 @@ use beamtime::untrusted::shown_token;
 use beamtime::users::LookupError;
 
 use crate::failure::{Failure, Status};
-use crate::slurm_options::{scan, Program};
+use crate::slurm::options::{scan, Program};
 
 /// What the user asked bt-submit to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 
 use crate::failure::{Failure, Status};
-use crate::ssh::Remote;
+use crate::slurm::ssh::Remote;
 
 /// Where jobs are submitted and Slurm is asked.
 #[derive(Debug)]

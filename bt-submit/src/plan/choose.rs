@@ -11,8 +11,8 @@
 use beamtime::untrusted::shown;
 
 use crate::failure::{Failure, Status};
-use crate::slurm_query::Slurm;
-use crate::slurm_text::parse_record;
+use crate::slurm::query::Slurm;
+use crate::slurm::text::parse_record;
 
 /// What the job asks for, as the user wrote it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -214,7 +214,7 @@ pub fn ask_controller(slurm: &dyn Slurm, reservations: &[String]) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slurm_query::canned::Canned;
+    use crate::slurm::query::canned::Canned;
 
     fn holding(name: &str, nodes: &[(&str, &str)]) -> Holding {
         Holding {

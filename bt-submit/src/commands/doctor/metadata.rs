@@ -12,8 +12,8 @@ use beamtime::plugin_config::OwnerSpec;
 use beamtime::trust::{load_trusted_metadata, TrustPolicy};
 
 use super::{Problem, Target, ASK_ADMIN};
-use crate::plugstack::{PluginSetup, UsableLine};
-use crate::settings::{Origin, Search, Settings};
+use crate::site::plugstack::{PluginSetup, UsableLine};
+use crate::site::settings::{Origin, Search, Settings};
 
 /// Metadata that passed the plugin's trust checks.
 pub(super) struct Trusted {

@@ -23,8 +23,8 @@ use beamtime::discovery::{DiscoveryError, SearchOrigin, SearchPath};
 use beamtime::plugin_config::{PluginConfig, TargetTemplate, BAD_LINE_FIX};
 
 use crate::failure::{Failure, Status};
-use crate::plugstack::{find_plugin, BadLine, PluginSetup, Unavailable};
-use crate::slurm_query::Slurm;
+use crate::site::plugstack::{find_plugin, BadLine, PluginSetup, Unavailable};
+use crate::slurm::query::Slurm;
 
 /// Reads one environment variable; the real environment, or a test's.
 pub type Environment<'e> = &'e dyn Fn(&str) -> Option<OsString>;

@@ -5,9 +5,9 @@
 //! skip; `checks.rs` makes each check, `metadata.rs` reads the metadata as the
 //! plugin would, `render.rs` writes the report as text or JSON. The plugin's
 //! line comes from [`Settings`], which reads it for every subcommand
-//! (crate::plugstack).
+//! (crate::site::plugstack).
 //!
-//! What Slurm says comes through the settings' [`crate::slurm_query::Slurm`],
+//! What Slurm says comes through the settings' [`crate::slurm::query::Slurm`],
 //! so the order, the skipping and the messages are tested with canned scontrol
 //! output; the real commands are tested on the test cluster
 //! (tests/scenarios/tests/doctor.rs, one_configuration.rs).
@@ -25,8 +25,8 @@ use beamtime::id::BeamtimeId;
 use beamtime::users::LookupError;
 
 use crate::failure::ASK_ADMIN;
-use crate::settings::Settings;
-use crate::slurm_text::Reservation;
+use crate::site::settings::Settings;
+use crate::slurm::text::Reservation;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

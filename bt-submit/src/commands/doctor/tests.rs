@@ -8,9 +8,10 @@ use beamtime::id::BeamtimeId;
 use beamtime::users::LookupError;
 
 use super::*;
-use crate::slurm_query::canned::Canned;
+use crate::slurm::query::canned::Canned;
 
-const GOOD: &str = include_str!("../../../beamtime/tests/fixtures/beamtime-metadata-11099001.json");
+const GOOD: &str =
+    include_str!("../../../../beamtime/tests/fixtures/beamtime-metadata-11099001.json");
 
 fn fixture(name: &str) -> String {
     let path = format!(
