@@ -479,10 +479,14 @@ fn reservation_for_resources(
     let Some(online) = metadata.online.ready() else {
         return Ok(None);
     };
-    if wants.is_empty() || !user.reservations.is_empty() || online.reservations.len() < 2 {
+    let usable: Vec<String> = plan::usable_reservations(metadata, online)
+        .into_iter()
+        .cloned()
+        .collect();
+    if wants.is_empty() || !user.reservations.is_empty() || usable.len() < 2 {
         return Ok(None);
     }
-    let holdings = choose::ask_controller(slurm, &online.reservations)?;
+    let holdings = choose::ask_controller(slurm, &usable)?;
     let choice = choose::choose(&wants, &holdings, metadata.id.as_str())?;
     tell(&format!(
         "bt-submit: using reservation {} {}\n",

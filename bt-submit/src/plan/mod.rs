@@ -161,30 +161,59 @@ fn contradiction(what: &str, yours: &str, beamtimes: &str, id: &BeamtimeId) -> F
     )
 }
 
+/// The beamtime's reservations the node accepts a job in: listed in the
+/// metadata and named after the beamtime (`BeamtimeId::owns_reservation`, the
+/// rule `policy::decide` applies), in the metadata's order. A listed
+/// `maintenance` is never planned, since the node would refuse the job.
+pub fn usable_reservations<'o>(metadata: &Metadata, online: &'o OnlineAnalysis) -> Vec<&'o String> {
+    online
+        .reservations
+        .iter()
+        .filter(|name| metadata.id.owns_reservation(name))
+        .collect()
+}
+
 /// bt-submit's `--reservation` if given, else the one among the user's own
-/// program options, else the beamtime's first. Every name must be one of the
-/// beamtime's, and they must agree.
+/// program options, else the beamtime's first usable one. Every name must be
+/// one the node accepts, and they must agree.
 fn choose_reservation(
     request: &Request,
     from_user_options: &[String],
     online: &OnlineAnalysis,
     metadata: &Metadata,
 ) -> Result<String, Failure> {
-    let valid = online.reservations.join(", ");
-    let Some(first) = online.reservations.first() else {
-        return Err(not_ready(metadata));
+    let usable = usable_reservations(metadata, online);
+    let id = &metadata.id;
+    let Some(first) = usable.first() else {
+        return Err(Failure::new(
+            Status::DataError,
+            format!(
+                "none of beamtime {id}'s reservations ({}) is named after it ({id} or                  {id}_<n>), and the node refuses its jobs in any other; nothing was submitted",
+                online.reservations.join(", ")
+            ),
+            "ask the beamline staff to fix onlineAnalysis.slurmReservation in the metadata file",
+        ));
     };
+    let valid = usable
+        .iter()
+        .map(|name| name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let named = request.reservation.iter().chain(from_user_options);
     let mut chosen: Option<&String> = None;
     for name in named {
-        if !online.reservations.contains(name) {
+        if !usable.contains(&name) {
+            let listed_but = if online.reservations.contains(name) {
+                ", which its metadata lists but which is not named after it".to_owned()
+            } else {
+                String::new()
+            };
             return Err(Failure::new(
                 Status::DataError,
                 format!(
-                    "reservation {} is not one of beamtime {}'s reservations: {valid}; nothing \
-                     was submitted",
+                    "reservation {} is not one of beamtime {id}'s reservations{listed_but}: \
+                     {valid}; nothing was submitted",
                     shown_token(name),
-                    metadata.id
                 ),
                 format!(
                     "choose one of them with --reservation NAME, or leave it out to use {first}"
@@ -270,6 +299,37 @@ mod tests {
                 "-p",
                 "x"
             ]
+        );
+    }
+
+    /// The fixture with `maintenance` listed first, as a copy-paste slip would leave it.
+    fn with_maintenance_listed_first() -> Metadata {
+        let path = Path::new(FIXTURES).join(DEDICATED);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{error}"));
+        let slipped = text.replacen(
+            "\"slurmReservation\": [",
+            "\"slurmReservation\": [\n            \"maintenance\",",
+            1,
+        );
+        assert_ne!(slipped, text, "the fixture's slurmReservation moved");
+        parse_metadata(slipped.as_bytes(), &path).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn a_listed_reservation_the_node_refuses_is_never_planned() {
+        let slipped = with_maintenance_listed_first();
+        let args = planned_args(&request(Program::Sbatch, None, &["job.sh"]), &slipped);
+        assert_eq!(args[1], "--reservation=11099005");
+        let refused = failure(
+            &request(Program::Sbatch, Some("maintenance"), &["job.sh"]),
+            &slipped,
+        );
+        assert_eq!(refused.status, Status::DataError);
+        assert!(
+            refused
+                .message
+                .contains("lists but which is not named after it"),
+            "{refused}"
         );
     }
 
