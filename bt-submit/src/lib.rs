@@ -184,7 +184,12 @@ fn run_doctor(source: &Source, format: Format, settings: &Settings) -> Result<Ex
         (None, Some(id)) => doctor::Target::Id(id.clone()),
         (None, None) => doctor::Target::FromDirectory(current_dir()?),
     };
-    let report = doctor::examine(&target, settings, &current_user());
+    let who = doctor::Identity {
+        name: current_user(),
+        uid: beamtime::users::current_uid(),
+        uid_of: &beamtime::users::uid_of,
+    };
+    let report = doctor::examine(&target, settings, &who);
     match format {
         Format::Text => write_stdout(report.text().as_bytes())?,
         Format::Json => write_json(&report.json())?,

@@ -3,7 +3,6 @@
 
 use std::fs;
 
-use beamtime::id::BeamtimeId;
 use beamtime::metadata::{Metadata, OnlineAnalysis};
 use beamtime::users::LookupError;
 
@@ -79,39 +78,6 @@ pub(super) fn online_resources(
                 o.user_account
             ),
         ),
-    }
-}
-
-pub(super) fn user(
-    user: &Result<Option<String>, LookupError>,
-    id: &BeamtimeId,
-    online: &OnlineAnalysis,
-) -> Check {
-    let user = match user {
-        Ok(name) => name.as_deref().unwrap_or(UNKNOWN_USER),
-        Err(error) => {
-            return Check::fail(
-                "user",
-                format!("cannot tell who you are: {error}"),
-                format!(
-                    "{ASK_ADMIN}: this host's user database must answer; beamtime {id} runs as \
-                     its account {}",
-                    online.user_account
-                ),
-            )
-        }
-    };
-    if user == online.user_account {
-        Check::pass("user", format!("you are {user}, the beamtime's account"))
-    } else {
-        Check::fail(
-            "user",
-            format!(
-                "you are {user}, but beamtime {id} runs as its account {}",
-                online.user_account
-            ),
-            format!("log in as the beamtime account: {}", online.ssh_command()),
-        )
     }
 }
 

@@ -17,16 +17,21 @@ mod metadata;
 mod render;
 #[cfg(test)]
 mod tests;
+mod verdict;
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::path::PathBuf;
 
 use beamtime::id::BeamtimeId;
-use beamtime::users::LookupError;
+use beamtime::plugin_config::PluginConfig;
 
 use crate::failure::ASK_ADMIN;
+use crate::site::plugstack::PluginSetup;
 use crate::site::settings::Settings;
+use crate::slurm::query::{QueryError, Slurm};
 use crate::slurm::text::Reservation;
+pub use verdict::Identity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -134,12 +139,8 @@ impl Report {
     }
 }
 
-/// Every check, in order. `user` is who runs doctor, as the user database says.
-pub fn examine(
-    target: &Target,
-    settings: &Settings,
-    user: &Result<Option<String>, LookupError>,
-) -> Report {
+/// Every check, in order, for `who` runs doctor.
+pub fn examine(target: &Target, settings: &Settings, who: &Identity) -> Report {
     let slurm = settings.slurm();
     let plugin = settings.plugin();
     let mut checks = Vec::new();
@@ -165,6 +166,7 @@ pub fn examine(
             "reservation-access",
             "nodes",
             "partition",
+            "node-verdict",
         ] {
             checks.push(Check::skip(name, "online-resources"));
         }
@@ -181,7 +183,24 @@ pub fn examine(
     };
 
     let metadata = &trusted.metadata;
-    checks.push(checks::user(user, &metadata.id, online));
+    // The node's own rules, with the plugin line's settings (min_uid,
+    // check_nodes, account=); without a usable line, the plugin's defaults, so
+    // that the user is still checked (the plugstack-line or plugin check says
+    // that every job is refused until the line is fixed).
+    let usable_line = match plugin {
+        Ok(PluginSetup {
+            config: Ok(line), ..
+        }) => Some(&line.config),
+        _ => None,
+    };
+    let defaults = PluginConfig::parse([]).ok();
+    let user_check = match usable_line.or(defaults.as_ref()) {
+        Some(config) => verdict::user(config, metadata, who),
+        None => Check::skip("user", "plugin"),
+    };
+    let user_passed = user_check.outcome == Outcome::Pass;
+    checks.push(user_check);
+    let user = &who.name;
     // One query for both reservation checks.
     let reservations = slurm
         .query("scontrol", &["show", "reservation", "-o"])
@@ -197,6 +216,14 @@ pub fn examine(
     checks.push(checks::reservation_access(&ours, user, slurm));
     checks.push(checks::nodes(online, slurm));
     checks.push(checks::partition(online, slurm));
+    checks.push(node_verdict(
+        usable_line,
+        user_passed,
+        &ours,
+        trusted,
+        who,
+        slurm,
+    ));
     checks.push(checks::plugin(plugin, slurm));
     checks.push(checks::beamline_source(plugin, trusted));
     checks.push(checks::task_lifetime(plugin));
@@ -205,4 +232,59 @@ pub fn examine(
         beamtime: Some(metadata.id.to_string()),
         checks,
     }
+}
+
+/// The node's verdict (verdict.rs) for the reservations the controller knows;
+/// it needs the plugin's own line, since its rules depend on it, and a user
+/// the node admits at all.
+fn node_verdict(
+    config: Option<&PluginConfig>,
+    user_passed: bool,
+    ours: &Result<Vec<Option<&Reservation>>, &QueryError>,
+    trusted: &metadata::Trusted,
+    who: &Identity,
+    slurm: &dyn Slurm,
+) -> Check {
+    const NAME: &str = "node-verdict";
+    let Some(config) = config else {
+        return Check::skip(NAME, "plugin");
+    };
+    if !user_passed {
+        return Check::skip(NAME, "user");
+    }
+    let Ok(ours) = ours else {
+        return Check::skip(NAME, "reservations");
+    };
+    let existing: Vec<(&str, &str)> = ours
+        .iter()
+        .flatten()
+        .map(|r| (r.name.as_str(), r.nodes.as_str()))
+        .collect();
+    let placements = match verdict::placements(slurm, &existing) {
+        Ok(placements) => placements,
+        Err(check) => return check,
+    };
+    let metadata = &trusted.metadata;
+    let user_account = metadata
+        .online
+        .ready()
+        .map(|online| online.user_account.as_str())
+        .unwrap_or_default();
+    let name = who.name.as_ref().ok().and_then(|name| name.as_deref());
+    let account = verdict::DefaultAccount {
+        slurm,
+        user: name,
+        needed: config
+            .expected_account(&metadata.id, user_account)
+            .is_some(),
+        answer: OnceCell::new(),
+    };
+    verdict::node_verdict(config, metadata, &placements, |reservation, node| {
+        verdict::Gathered {
+            who,
+            reservation: reservation.to_owned(),
+            node: node.to_owned(),
+            account: &account,
+        }
+    })
 }
