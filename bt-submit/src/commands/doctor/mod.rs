@@ -22,11 +22,16 @@ mod verdict;
 use std::cell::OnceCell;
 use std::fmt;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use beamtime::id::BeamtimeId;
 use beamtime::plugin_config::PluginConfig;
 
-use crate::failure::ASK_ADMIN;
+use crate::cli::{Format, Source};
+use crate::commands::submit::current_user;
+use crate::failure::{Failure, ASK_ADMIN};
+use crate::output::{write_json, write_stdout};
+use crate::site::metadata_file::{absolute, current_dir};
 use crate::site::plugstack::PluginSetup;
 use crate::site::settings::Settings;
 use crate::slurm::query::{QueryError, Slurm};
@@ -286,5 +291,30 @@ fn node_verdict(
             node: node.to_owned(),
             account: &account,
         }
+    })
+}
+
+pub fn run(source: &Source, format: Format, settings: &Settings) -> Result<ExitCode, Failure> {
+    let target = match (&source.metadata, &source.beamtime) {
+        (Some(path), _) => Target::File(absolute(path)?),
+        (None, Some(id)) => Target::Id(id.clone()),
+        (None, None) => Target::FromDirectory(current_dir()?),
+    };
+    let who = Identity {
+        name: current_user(),
+        uid: beamtime::users::current_uid(),
+        uid_of: &beamtime::users::uid_of,
+    };
+    let report = examine(&target, settings, &who);
+    match format {
+        Format::Text => write_stdout(report.text().as_bytes())?,
+        Format::Json => write_json(&report.json())?,
+    }
+    // A failed check is no error of bt-submit's: the report on stdout
+    // already says what failed and what to do.
+    Ok(if report.all_passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }

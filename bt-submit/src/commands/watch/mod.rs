@@ -11,6 +11,7 @@
 //! through the [`Submitter`] that `bt-submit --remote` uses too, on this host
 //! or on a reserved node over ssh.
 
+pub mod command;
 mod complete;
 mod os;
 mod state;
