@@ -1,8 +1,10 @@
 //! How bt-submit talks to Slurm: the option syntax of sbatch, srun and salloc
 //! (options), scontrol's records (text), running Slurm's commands here
-//! (query, submit) or on a reserved node over ssh (ssh).
+//! (query, submit) or on a reserved node over ssh (ssh), and what a child
+//! process said (process).
 
 pub mod options;
+pub mod process;
 pub mod query;
 // Public with submit: a Submitter::Remote is made from it.
 pub mod ssh;

@@ -8,6 +8,8 @@
 use std::fmt;
 use std::process::{Command, ExitStatus, Stdio};
 
+use crate::slurm::process::last_line;
+
 /// Asks Slurm; the real one is [`SlurmCommands`].
 pub trait Slurm {
     /// The program's stdout when it exits 0.
@@ -76,13 +78,10 @@ impl QueryError {
     pub fn reason(&self) -> String {
         match &self.kind {
             QueryErrorKind::CannotRun(why) => why.clone(),
-            QueryErrorKind::Failed { stderr, .. } => stderr
-                .lines()
-                .rev()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or("no output")
-                .trim()
-                .to_owned(),
+            QueryErrorKind::Failed { stderr, .. } => match last_line(stderr) {
+                "" => "no output".to_owned(),
+                said => said.to_owned(),
+            },
         }
     }
 }

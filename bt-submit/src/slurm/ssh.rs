@@ -21,8 +21,8 @@ use beamtime::metadata::OnlineAnalysis;
 use beamtime::shell::quote_bytes;
 
 use crate::failure::{Failure, Status, ASK_ADMIN};
+use crate::slurm::process::{cannot_start, last_line};
 use crate::slurm::query::{QueryError, QueryErrorKind, Slurm};
-use crate::slurm::submit::{cannot_start, last_line};
 
 /// Seconds ssh waits for a node to answer before the next one is tried.
 pub const CONNECT_TIMEOUT_SECONDS: u32 = 10;

@@ -8,12 +8,12 @@
 //! with sbatch (lib.rs), so that sbatch's output and exit status are the user's.
 
 use std::collections::BTreeSet;
-use std::ffi::{OsStr, OsString};
-use std::io;
+use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 
 use crate::failure::{Failure, Status};
+use crate::slurm::process::{cannot_start, last_line};
 use crate::slurm::ssh::Remote;
 
 /// Where jobs are submitted and Slurm is asked.
@@ -191,10 +191,10 @@ pub(crate) fn parsable(args: &[OsString]) -> Vec<OsString> {
 /// `--parsable` output: `ID` or `ID;CLUSTER` on the last line (sbatch may print
 /// warnings before it).
 fn parse_parsable(stdout: &str) -> Option<(u64, Option<String>)> {
-    let line = stdout.lines().rev().find(|line| !line.trim().is_empty())?;
-    let (id, cluster) = match line.trim().split_once(';') {
+    let line = last_line(stdout);
+    let (id, cluster) = match line.split_once(';') {
         Some((id, cluster)) => (id, Some(cluster.to_owned())),
-        None => (line.trim(), None),
+        None => (line, None),
     };
     Some((id.parse().ok()?, cluster))
 }
@@ -226,34 +226,6 @@ fn on_node(node: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// The last line of a program's stderr that says something: what it ended with.
-pub(crate) fn last_line(text: &str) -> &str {
-    text.lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-}
-
-/// A program on this host that could not be started: not on PATH (127) or not
-/// runnable (126), as the shell would say.
-pub(crate) fn cannot_start(program: impl AsRef<OsStr>, error: &io::Error) -> Failure {
-    let program = program.as_ref().to_string_lossy();
-    if error.kind() == io::ErrorKind::NotFound {
-        Failure::new(
-            Status::NotFound,
-            format!("{program} not found on PATH; nothing was submitted"),
-            format!("install {program} here, or add its folder to PATH"),
-        )
-    } else {
-        Failure::new(
-            Status::CannotExecute,
-            format!("cannot run {program}: {error}; nothing was submitted"),
-            format!("check the {program} found on PATH"),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,13 +249,5 @@ mod tests {
             BTreeSet::from([10])
         );
         assert!(jobs_with_comment(out, "bt-submit-watch:cd:1").is_empty());
-    }
-
-    #[test]
-    fn a_local_sbatch_that_is_missing_is_status_127() {
-        let error = io::Error::from(io::ErrorKind::NotFound);
-        assert_eq!(cannot_start("sbatch", &error).status, Status::NotFound);
-        let error = io::Error::from(io::ErrorKind::PermissionDenied);
-        assert_eq!(cannot_start("sbatch", &error).status, Status::CannotExecute);
     }
 }

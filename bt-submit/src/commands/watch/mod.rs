@@ -27,18 +27,10 @@ use complete::{Candidate, Verdict, Why};
 use os::{EventKind, Inotify};
 use state::{Record, StateError, StateFile};
 
+// Defined with the command line (a leaf that xtask renders); what it means is here.
+pub use crate::cli::Each;
 use crate::failure::{Failure, Status};
 use crate::slurm::submit::{SubmitError, Submitter};
-
-/// What one job is submitted for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Each {
-    /// Every new file below the folder whose name matches `--pattern`.
-    File,
-    /// Every new folder directly below it whose name matches: a scan, with
-    /// everything in it.
-    Folder,
-}
 
 impl Each {
     pub fn name(self) -> &'static str {
