@@ -125,7 +125,7 @@ pub fn planned(
     for warning in &invocation.warnings {
         tell(&format!(
             "bt-submit: warning: {}\nhint: {}\n",
-            warning.message, warning.hint
+            warning.what, warning.fix
         ));
     }
     Ok(invocation)

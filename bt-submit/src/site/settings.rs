@@ -309,12 +309,12 @@ mod tests {
         let failure = Failure::from(SettingsError::Plugstack(bad));
         assert_eq!(failure.status, Status::Config);
         assert!(
-            failure.message.starts_with(&format!(
+            failure.problem.what.starts_with(&format!(
                 "{location}: plugstack.conf argument 'no_such_argument=1': unknown key"
             )),
             "{failure}"
         );
-        assert_eq!(failure.hint, BAD_LINE_FIX);
+        assert_eq!(failure.problem.fix, BAD_LINE_FIX);
     }
 
     #[test]
@@ -326,7 +326,8 @@ mod tests {
         assert_eq!(failure.status, Status::Config);
         assert!(
             failure
-                .message
+                .problem
+                .what
                 .starts_with("BEAMTIME_METADATA_PATH: invalid metadata search pattern"),
             "{failure}"
         );

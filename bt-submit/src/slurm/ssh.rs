@@ -18,9 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use beamtime::metadata::OnlineAnalysis;
+use beamtime::problem::ASK_THE_ADMINS;
 use beamtime::shell::quote_bytes;
 
-use crate::failure::{Failure, Status, ASK_ADMIN};
+use crate::failure::{Failure, Status};
 use crate::slurm::process::{cannot_start, last_line};
 use crate::slurm::query::{QueryError, QueryErrorKind, Slurm};
 
@@ -147,12 +148,14 @@ impl Remote {
                     Some(127) => Err(Failure::new(
                         Status::NotFound,
                         format!("{program} not found on {node}'s PATH; nothing was submitted"),
-                        format!("{program} must be installed on the reserved nodes; {ASK_ADMIN}"),
+                        format!(
+                            "{program} must be installed on the reserved nodes; {ASK_THE_ADMINS}"
+                        ),
                     )),
                     Some(126) => Err(Failure::new(
                         Status::CannotExecute,
                         format!("{program} cannot be run on {node}; nothing was submitted"),
-                        ASK_ADMIN,
+                        ASK_THE_ADMINS,
                     )),
                     _ => Ok((node.clone(), output)),
                 };
@@ -176,7 +179,7 @@ impl Remote {
             ),
             format!(
                 "try again when a node is up, or name one with --node; if they are all up, \
-                 {ASK_ADMIN}"
+                 {ASK_THE_ADMINS}"
             ),
         ))
     }
@@ -204,7 +207,7 @@ impl Remote {
                      reinstalled, or it is not {node}; nothing was submitted"
                 ),
                 format!(
-                    "{ASK_ADMIN} to check {node}'s host key and correct known_hosts; do not \
+                    "{ASK_THE_ADMINS} to check {node}'s host key and correct known_hosts; do not \
                      remove the entry yourself"
                 ),
             ),
@@ -226,7 +229,7 @@ impl Remote {
                 Status::CannotExecute,
                 format!("ssh to {node} failed: {said}; nothing was submitted"),
                 format!(
-                    "run the command that --dry-run prints to see ssh's whole message; {ASK_ADMIN} \
+                    "run the command that --dry-run prints to see ssh's whole message; {ASK_THE_ADMINS} \
                      if it is about the node"
                 ),
             ),
@@ -250,7 +253,7 @@ impl Slurm for Remote {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
         let (node, output) = self.run(program, &args).map_err(|failure| QueryError {
             command: command.clone(),
-            kind: QueryErrorKind::CannotRun(failure.message),
+            kind: QueryErrorKind::CannotRun(failure.problem.what),
         })?;
         if output.status.success() {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
@@ -542,7 +545,7 @@ mod tests {
             failure.as_ref().map(|f| f.status),
             Some(Status::NoPermission)
         );
-        assert!(failure.is_some_and(|f| f.hint.contains("chmod 600")));
+        assert!(failure.is_some_and(|f| f.problem.fix.contains("chmod 600")));
         // Someone else's key, readable through a group: ssh takes it.
         assert_eq!(check_key(&key, me.wrapping_add(1)), Ok(()));
         let missing = check_key(&dir.join("nothing"), me).err();

@@ -20,16 +20,16 @@ mod tests;
 mod verdict;
 
 use std::cell::OnceCell;
-use std::fmt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use beamtime::id::BeamtimeId;
 use beamtime::plugin_config::PluginConfig;
+use beamtime::problem::Problem;
 
 use crate::cli::{Format, Source};
 use crate::commands::submit::current_user;
-use crate::failure::{Failure, ASK_ADMIN};
+use crate::failure::Failure;
 use crate::output::{write_json, write_stdout};
 use crate::site::metadata_file::{absolute, current_dir};
 use crate::site::plugstack::PluginSetup;
@@ -86,7 +86,7 @@ impl Check {
     }
 
     fn failed(name: &'static str, problem: &Problem) -> Check {
-        Check::fail(name, problem.detail.as_str(), problem.fix.as_str())
+        Check::fail(name, problem.what.as_str(), problem.fix.as_str())
     }
 
     fn skip(name: &'static str, needs: &str) -> Check {
@@ -98,30 +98,6 @@ impl Check {
         }
     }
 }
-
-/// Why something a check needs is not there, and what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub detail: String,
-    pub fix: String,
-}
-
-impl Problem {
-    fn new(detail: impl Into<String>, fix: impl Into<String>) -> Problem {
-        Problem {
-            detail: detail.into(),
-            fix: fix.into(),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (fix: {})", self.detail, self.fix)
-    }
-}
-
-impl std::error::Error for Problem {}
 
 /// Which metadata file the user means, as on the rest of bt-submit's command line.
 pub enum Target {

@@ -595,7 +595,7 @@ impl<'a> Watch<'a> {
             Err(error) => {
                 log(&format!(
                     "cannot count this watch's jobs in Slurm ({}); waiting",
-                    error.message
+                    error.problem.what
                 ));
                 return false;
             }
@@ -658,7 +658,7 @@ impl<'a> Watch<'a> {
                             .unwrap_or("no message")
                             .trim()
                     ),
-                    SubmitError::Failed(failure) => failure.message,
+                    SubmitError::Failed(failure) => failure.problem.what,
                 };
                 let retry = self
                     .retries
@@ -694,7 +694,7 @@ impl<'a> Watch<'a> {
                 self.resolve_at = now + self.options.poll_interval.as_millis() as u64;
                 log(&format!(
                     "{}: cannot tell whether its last submission made a job ({}); nothing is submitted until Slurm answers",
-                    intent.file, error.message
+                    intent.file, error.problem.what
                 ));
                 Ok(false)
             }
