@@ -527,10 +527,11 @@ mod tests {
 
     #[test]
     fn a_key_is_checked_as_ssh_will_take_it() {
-        let dir = std::env::temp_dir().join(format!("bt-submit-key-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        let key = dir.join("id_rsa");
+        let dir = tempfile::Builder::new()
+            .prefix("bt-submit-key-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let key = dir.path().join("id_rsa");
         fs::write(&key, "key").unwrap_or_else(|e| panic!("{e}"));
         let me = beamtime::users::current_uid();
         let set_mode = |mode| {
@@ -548,8 +549,7 @@ mod tests {
         assert!(failure.is_some_and(|f| f.problem.fix.contains("chmod 600")));
         // Someone else's key, readable through a group: ssh takes it.
         assert_eq!(check_key(&key, me.wrapping_add(1)), Ok(()));
-        let missing = check_key(&dir.join("nothing"), me).err();
+        let missing = check_key(&dir.path().join("nothing"), me).err();
         assert_eq!(missing.map(|f| f.status), Some(Status::NoInput));
-        let _ = fs::remove_dir_all(&dir);
     }
 }

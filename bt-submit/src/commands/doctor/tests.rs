@@ -2,7 +2,6 @@ use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use beamtime::id::BeamtimeId;
 use beamtime::metadata::Metadata;
@@ -26,6 +25,8 @@ fn fixture(name: &str) -> String {
 /// A scratch folder with a plugstack.conf and a beamline folder, and
 /// Slurm's answers keyed by the command line.
 struct World {
+    /// Removed with the scratch folder.
+    _scratch: tempfile::TempDir,
     dir: PathBuf,
     slurm: Canned,
     /// The environment doctor sees (bt-submit's own search path).
@@ -34,12 +35,11 @@ struct World {
 
 impl World {
     fn new() -> World {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "bt-doctor-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let scratch = tempfile::Builder::new()
+            .prefix("bt-doctor-")
+            .tempdir()
+            .unwrap();
+        let dir = scratch.path().to_owned();
         fs::create_dir_all(dir.join("p11/current")).unwrap();
         fs::create_dir_all(dir.join("plugstack.conf.d")).unwrap();
         fs::write(dir.join("spank_beamtime.so"), "").unwrap();
@@ -47,6 +47,7 @@ impl World {
         let config = dir.join("bt-submit.conf");
         fs::write(&config, "# none\n").unwrap();
         let mut world = World {
+            _scratch: scratch,
             dir,
             slurm: Canned::default(),
             environment: vec![("BT_SUBMIT_CONFIG", config.into())],
@@ -167,12 +168,6 @@ const UNLISTED_UID: u32 = 1999;
 
 fn beamtime_id(id: &str) -> BeamtimeId {
     BeamtimeId::parse(id).unwrap()
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn outcomes(report: &Report) -> Vec<(&'static str, Outcome)> {
