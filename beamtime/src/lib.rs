@@ -39,7 +39,8 @@
 //! metadata_path = /asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json
 //! ```
 
-mod capped;
+// Public for bt-submit, which reads its own config file the same way.
+pub mod capped;
 pub mod discovery;
 pub mod id;
 pub mod job_cache;
