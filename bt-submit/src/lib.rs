@@ -28,7 +28,7 @@
 //! the program (or ssh) is not on PATH.
 //!
 //! `--remote` runs the same sbatch command on a reserved node over ssh
-//! (slurm/ssh.rs, slurm/submit.rs) and prints the job id sbatch gave there.
+//! (slurm/host.rs, slurm/ssh.rs) and prints the job id sbatch gave there.
 
 // Public for xtask, which makes the man pages and completions from it.
 pub mod cli;
@@ -52,8 +52,8 @@ use cli::{Cli, Mode};
 use failure::{Failure, Status};
 use output::{tell, write_stdout};
 use site::settings::Settings;
+use slurm::host::Host;
 use slurm::options::Program;
-use slurm::query::SlurmCommands;
 
 /// The whole program; `main.rs` only calls this. Every way out returns here
 /// (nothing calls `process::exit`), so the exit status is decided in one place.
@@ -73,7 +73,7 @@ fn run() -> Result<ExitCode, Failure> {
         Err(error) => return command_line_error(error),
     };
     let environment = |name: &str| env::var_os(name);
-    let settings = Settings::new(&SlurmCommands, &environment);
+    let settings = Settings::new(&Host::Local, &environment);
     match cli.mode {
         None => commands::submit::run(Program::Sbatch, cli.submit, &settings),
         Some(Mode::Sbatch(args)) => commands::submit::run(Program::Sbatch, args, &settings),

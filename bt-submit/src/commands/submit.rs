@@ -19,26 +19,19 @@ use crate::plan::{self, choose, plan, Request};
 use crate::site::metadata_file::load_metadata;
 use crate::site::phase;
 use crate::site::settings::Settings;
+use crate::slurm::host::{parsable, Host, SubmitError};
 use crate::slurm::options::{self as slurm_options, Program};
 use crate::slurm::query::Slurm;
 use crate::slurm::ssh::{self, Remote};
-use crate::slurm::submit::{parsable, SubmitError, Submitter};
 
 pub fn run(program: Program, args: SubmitArgs, settings: &Settings) -> Result<ExitCode, Failure> {
     let metadata = load_metadata(&args.source, settings)?;
     let submitter = submitter_for(program, &metadata, args.remote, args.node.as_deref())?;
-    let invocation = planned(
-        program,
-        &metadata,
-        &submitter,
-        args.reservation,
-        args.args,
-        settings,
-    )?;
+    let invocation = planned(program, &metadata, &submitter, args.reservation, args.args)?;
     if args.dry_run {
         return dry_run(&invocation, &submitter, args.format, &metadata, settings);
     }
-    if let Submitter::Remote(_) = &submitter {
+    if let Host::Remote(_) = &submitter {
         return submit_remotely(&invocation, &submitter, args.format);
     }
     let error = Command::new(program.name()).args(&invocation.args).exec();
@@ -75,11 +68,11 @@ pub fn submitter_for(
     metadata: &Metadata,
     remote: bool,
     node: Option<&str>,
-) -> Result<Submitter, Failure> {
+) -> Result<Host, Failure> {
     Ok(if remote {
-        Submitter::Remote(remote_target(program, metadata, node)?)
+        Host::Remote(remote_target(program, metadata, node)?)
     } else {
-        Submitter::Local
+        Host::Local
     })
 }
 
@@ -89,18 +82,17 @@ pub fn submitter_for(
 pub fn planned(
     program: Program,
     metadata: &Metadata,
-    submitter: &Submitter,
+    submitter: &Host,
     reservation: Option<String>,
     user_args: Vec<OsString>,
-    settings: &Settings,
 ) -> Result<plan::Invocation, Failure> {
     // Over ssh the job is submitted as the beamtime account, whoever runs bt-submit.
     let me = match submitter {
-        Submitter::Remote(_) => Ok(metadata
+        Host::Remote(_) => Ok(metadata
             .online
             .ready()
             .map(|online| online.user_account.clone())),
-        Submitter::Local => current_user(),
+        Host::Local => current_user(),
     };
     let mut request = Request {
         program,
@@ -111,12 +103,8 @@ pub fn planned(
     // Only a request that is valid otherwise costs a controller query, made
     // where the job is submitted.
     if request.reservation.is_none() {
-        let slurm: &dyn Slurm = match submitter {
-            Submitter::Remote(remote) => remote,
-            Submitter::Local => settings.slurm(),
-        };
         if let Some(chosen) =
-            reservation_for_resources(program, &request.user_args, metadata, slurm)?
+            reservation_for_resources(program, &request.user_args, metadata, submitter)?
         {
             request.reservation = Some(chosen);
             invocation = plan(&request, metadata, &me)?;
@@ -160,21 +148,21 @@ fn remote_target(
 
 fn dry_run(
     invocation: &plan::Invocation,
-    submitter: &Submitter,
+    submitter: &Host,
     format: Format,
     metadata: &Metadata,
     settings: &Settings,
 ) -> Result<ExitCode, Failure> {
     match (format, submitter) {
-        (Format::Text, Submitter::Local) => write_stdout(&report::command_line(invocation))?,
-        (Format::Text, Submitter::Remote(_)) => write_stdout(&ssh::shell_line(
+        (Format::Text, Host::Local) => write_stdout(&report::command_line(invocation))?,
+        (Format::Text, Host::Remote(_)) => write_stdout(&ssh::shell_line(
             &submitter.sbatch_command(&invocation.args),
         ))?,
         (Format::Json, _) => {
             let target = settings.target()?;
             let standing = phase::from_settings(metadata, settings)?;
             let mut json = report::dry_run_json(invocation, metadata, &target, &standing)?;
-            if let (Submitter::Remote(remote), serde_json::Value::Object(fields)) =
+            if let (Host::Remote(remote), serde_json::Value::Object(fields)) =
                 (submitter, &mut json)
             {
                 fields.insert("node".to_owned(), remote.first_node().into());
@@ -193,7 +181,7 @@ fn dry_run(
 /// sbatch prints it (or as JSON), its warnings on stderr, its exit status.
 fn submit_remotely(
     invocation: &plan::Invocation,
-    submitter: &Submitter,
+    submitter: &Host,
     format: Format,
 ) -> Result<ExitCode, Failure> {
     match submitter.sbatch(&invocation.args) {
@@ -213,10 +201,10 @@ fn submit_remotely(
                 }
                 Format::Json => {
                     let command = match submitter {
-                        Submitter::Remote(remote) => {
+                        Host::Remote(remote) => {
                             remote.command(&node, "sbatch", &parsable(&invocation.args))
                         }
-                        Submitter::Local => submitter.sbatch_command(&invocation.args),
+                        Host::Local => submitter.sbatch_command(&invocation.args),
                     };
                     write_json(&serde_json::json!({
                         "jobId": submitted.job_id,

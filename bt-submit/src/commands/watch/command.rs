@@ -68,7 +68,6 @@ pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
         &submitter,
         args.reservation,
         args.args,
-        settings,
     )?;
     let options = watch::Options {
         folder,

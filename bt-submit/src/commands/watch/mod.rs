@@ -11,7 +11,7 @@
 //! while the queue has room and resolves what a crash left open, state.rs
 //! keeps what was submitted, tree.rs walks the folder, os.rs holds the system
 //! calls, log.rs writes the log; jobs are submitted and Slurm is asked through
-//! the [`Submitter`] that `bt-submit --remote` uses too, on this host or on a
+//! the [`Host`] that `bt-submit --remote` uses too, on this host or on a
 //! reserved node over ssh.
 
 pub mod command;
@@ -38,7 +38,7 @@ use state::{Record, StateError, StateFile};
 // Defined with the command line (a leaf that xtask renders); what it means is here.
 pub use crate::cli::Each;
 use crate::failure::{Failure, Status};
-use crate::slurm::submit::{SubmitError, Submitter};
+use crate::slurm::host::{Host, SubmitError};
 use log::{log, secs};
 pub use options::{arguments_for, default_state_file, retry_delay, Options};
 
@@ -59,7 +59,7 @@ impl Each {
 }
 
 /// Runs the watch until SIGINT or SIGTERM; one line per file on stdout.
-pub fn run(options: &Options, submitter: &Submitter) -> Result<(), Failure> {
+pub fn run(options: &Options, submitter: &Host) -> Result<(), Failure> {
     os::catch_stop_signals().map_err(|error| {
         Failure::new(
             Status::IoError,
@@ -110,7 +110,7 @@ struct InFlight {
 
 struct Watch<'a> {
     options: &'a Options,
-    submitter: &'a Submitter,
+    submitter: &'a Host,
     state: StateFile,
     record: Record,
     candidates: BTreeMap<String, Candidate>,
@@ -130,12 +130,7 @@ struct Watch<'a> {
 }
 
 impl<'a> Watch<'a> {
-    fn new(
-        options: &'a Options,
-        submitter: &'a Submitter,
-        state: StateFile,
-        record: Record,
-    ) -> Self {
+    fn new(options: &'a Options, submitter: &'a Host, state: StateFile, record: Record) -> Self {
         let inotify = if options.inotify {
             match Inotify::new() {
                 Ok(inotify) => Some(inotify),

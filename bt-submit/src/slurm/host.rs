@@ -1,8 +1,9 @@
-//! Submitting a batch job and asking Slurm about the submitter's own jobs, on
-//! this host or on one of the beamtime's reserved nodes over ssh: the one place
-//! bt-submit runs sbatch as a child and reads its job id back. `bt-submit
-//! --remote` and `bt-submit watch` both submit through a [`Submitter`], so a
-//! job submitted either way is submitted the same way.
+//! Where bt-submit runs Slurm: this host, or one of the beamtime's reserved
+//! nodes over ssh. A [`Host`] submits a batch job and reads its id back (the
+//! one place bt-submit runs sbatch as a child), asks for the submitter's own
+//! jobs, and answers any query ([`Slurm`]); `bt-submit --remote`, `bt-submit
+//! watch` and the planner's controller questions all go through it, so a job
+//! submitted or a question asked either way goes the same way.
 //!
 //! Plain `bt-submit` without `--remote` does not come here: it replaces itself
 //! with sbatch (lib.rs), so that sbatch's output and exit status are the user's.
@@ -14,15 +15,25 @@ use std::process::{Command, Output, Stdio};
 
 use crate::failure::{Failure, Status};
 use crate::slurm::process::{cannot_start, last_line};
+use crate::slurm::query::{self, QueryError, Slurm};
 use crate::slurm::ssh::Remote;
 
 /// Where jobs are submitted and Slurm is asked.
 #[derive(Debug)]
-pub enum Submitter {
+pub enum Host {
     /// The Slurm commands on this host's PATH.
     Local,
     /// The same commands on a reserved node, logged in as the beamtime account.
     Remote(Remote),
+}
+
+impl Slurm for Host {
+    fn query(&self, program: &str, args: &[&str]) -> Result<String, QueryError> {
+        match self {
+            Host::Local => query::here(program, args),
+            Host::Remote(remote) => remote.query(program, args),
+        }
+    }
 }
 
 /// A job sbatch accepted.
@@ -58,7 +69,7 @@ struct Ran {
     node: Option<String>,
 }
 
-impl Submitter {
+impl Host {
     /// Runs `sbatch --parsable ARGS` (`args` as the plan made them: the
     /// metadata's options, then the user's, then the script and its arguments)
     /// and returns the job id sbatch printed.
@@ -143,21 +154,21 @@ impl Submitter {
         Ok((stdout, ran.node))
     }
 
-    /// What [`Submitter::sbatch`] runs, for `--dry-run`: `sbatch --parsable …`
+    /// What [`Host::sbatch`] runs, for `--dry-run`: `sbatch --parsable …`
     /// here, or the whole ssh command for the first node it would try.
     pub fn sbatch_command(&self, args: &[OsString]) -> Vec<OsString> {
         let args = parsable(args);
         match self {
-            Submitter::Local => std::iter::once(OsString::from("sbatch"))
+            Host::Local => std::iter::once(OsString::from("sbatch"))
                 .chain(args)
                 .collect(),
-            Submitter::Remote(remote) => remote.command(&remote.first_node(), "sbatch", &args),
+            Host::Remote(remote) => remote.command(&remote.first_node(), "sbatch", &args),
         }
     }
 
     fn run(&self, program: &str, args: &[OsString]) -> Result<Ran, Failure> {
         match self {
-            Submitter::Local => {
+            Host::Local => {
                 // A process group of its own: a Ctrl-C at the terminal stops
                 // `bt-submit watch` after the sbatch under way, not that sbatch
                 // half way (plain bt-submit execs sbatch and never comes here).
@@ -169,7 +180,7 @@ impl Submitter {
                     .map_err(|error| cannot_start(program, &error))?;
                 Ok(Ran { output, node: None })
             }
-            Submitter::Remote(remote) => {
+            Host::Remote(remote) => {
                 let (node, output) = remote.run(program, args)?;
                 Ok(Ran {
                     output,
