@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::metadata::MAX_METADATA_BYTES;
 
-pub(crate) enum ReadFailure {
+pub enum ReadFailure {
     Io(io::Error),
     NotAFile(&'static str),
     TooLarge(u64),
@@ -51,7 +51,7 @@ fn describe_non_file(file_type: fs::FileType) -> &'static str {
 
 /// Reads at most [`MAX_METADATA_BYTES`] from the regular file at `path`
 /// (symlinks followed: for user-side tools).
-pub(crate) fn read_file_capped(path: &Path) -> Result<Vec<u8>, ReadFailure> {
+pub fn read_file_capped(path: &Path) -> Result<Vec<u8>, ReadFailure> {
     // Non-blocking, so that a named pipe in the path's place is reported
     // instead of hanging the open until a writer appears.
     let file: File = OpenOptions::new()

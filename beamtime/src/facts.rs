@@ -52,3 +52,35 @@ pub enum BeamlineFolder {
     /// what an unmounted file system's empty mount point looks like.
     NoBeamtime,
 }
+
+/// Facts about a job on a node, all known already: how a caller that has them
+/// as plain values states a job — the policy's table of tests, and bt-submit
+/// doctor's test that feeds its node-verdict check and [`crate::policy::decide`]
+/// the same facts for every rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFacts {
+    pub uid: u32,
+    pub account_uid: Option<u32>,
+    pub controller: ControllerJob,
+    pub node: String,
+    /// What [`StepFacts::beamline_folder`] answers.
+    pub beamline_folder: BeamlineFolder,
+}
+
+impl StepFacts for JobFacts {
+    fn job_uid(&self) -> u32 {
+        self.uid
+    }
+    fn account_uid(&mut self, _account: &str) -> Result<Option<u32>, Refusal> {
+        Ok(self.account_uid)
+    }
+    fn node(&mut self) -> Result<String, Refusal> {
+        Ok(self.node.clone())
+    }
+    fn controller(&mut self) -> Result<ControllerJob, Refusal> {
+        Ok(self.controller.clone())
+    }
+    fn beamline_folder(&mut self, _: &Path, _: &str) -> Result<BeamlineFolder, Refusal> {
+        Ok(self.beamline_folder)
+    }
+}

@@ -19,7 +19,9 @@
 //! - [`pattern`] and [`discovery`]: search patterns, lookup by id or from a
 //!   working directory, and [`discovery::read_metadata_file`] for user-side
 //!   tools.
-//! - [`walk`]: opening a path from `/` without following links not trusted.
+//! - [`walk`]: opening a path from `/` without following links not trusted;
+//!   [`capped`]: reading a file of bounded size (the plugin's metadata, and
+//!   bt-submit's config file).
 //! - [`plugin_config`]: the plugin's plugstack line, parsed.
 //! - [`refusal`]: the node's [`refusal::Rule`]s and the [`refusal::Refusal`]
 //!   (a rule and a [`problem::Problem`]); [`facts`]: the facts the node's
@@ -40,24 +42,14 @@
 //! two different files from that pattern are an error. The defaults are
 //! [`discovery::DEFAULT_PATTERNS`].
 //!
-//! User-side tools take the list from, in this order:
-//! 1. `BEAMTIME_METADATA_PATH`: colon-separated patterns;
-//! 2. the config file `$BT_SUBMIT_CONFIG` (which must then exist), or
-//!    `/etc/beamtime/bt-submit.conf` (optional);
-//! 3. the defaults.
-//!
-//! The config file holds one pattern per `metadata_path` line, in search
-//! order; blank lines and lines starting with `#` are ignored, any other key
-//! is an error. A file without `metadata_path` lines keeps the defaults.
-//!
-//! ```text
-//! # /etc/beamtime/bt-submit.conf
-//! metadata_path = /beamline/*/current/beamtime-metadata-{id}.json
-//! metadata_path = /asap3/*/gpfs/*/*/data/{id}/beamtime-metadata-{id}.json
-//! ```
+//! Where a user-side tool takes the list from is the tool's own business:
+//! bt-submit reads `BEAMTIME_METADATA_PATH` or its config file
+//! (bt-submit/src/site/user_config.rs, `bt-submit(1)`); the plugin takes its
+//! patterns from its plugstack line ([`plugin_config`]).
 
 pub mod beamline;
-mod capped;
+// Public for bt-submit, which reads its own config file the same way.
+pub mod capped;
 pub mod discovery;
 pub mod facts;
 pub mod id;

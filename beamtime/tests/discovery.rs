@@ -1,15 +1,11 @@
-//! Finding metadata files by id, from a working directory, and through the
-//! environment.
+//! Finding metadata files by id and from a working directory (bt-submit's own
+//! search-path settings are tested in bt-submit, site/user_config.rs).
 
 mod common;
 
-use std::env;
 use std::os::unix::fs::symlink;
 
-use beamtime::discovery::{
-    find_by_id, find_from_dir, DiscoveryError, SearchPath, SearchPattern, CONFIG_FILE_VAR,
-    DEFAULT_PATTERNS, SEARCH_PATH_VAR,
-};
+use beamtime::discovery::{find_by_id, find_from_dir, DiscoveryError, SearchPath, SearchPattern};
 use common::{fixture_bytes, id, TempDir};
 
 const NORMAL: &str = "beamtime-metadata-11099001.json";
@@ -194,83 +190,4 @@ fn two_metadata_files_in_one_folder_are_an_error() {
         )),
         "{message}"
     );
-}
-
-/// All environment cases in one test: the environment is shared by the test
-/// threads of this binary.
-#[test]
-fn environment_and_config_file_choose_the_search_path() {
-    let dir = TempDir::new("environment");
-    env::remove_var(SEARCH_PATH_VAR);
-
-    let config = dir.write(
-        "bt-submit.conf",
-        b"# site\nmetadata_path = /site/{id}/beamtime-metadata-{id}.json\n",
-    );
-    env::set_var(CONFIG_FILE_VAR, &config);
-    let from_config = SearchPath::from_environment().unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(
-        from_config
-            .patterns()
-            .iter()
-            .map(SearchPattern::as_str)
-            .collect::<Vec<_>>(),
-        ["/site/{id}/beamtime-metadata-{id}.json"]
-    );
-
-    env::set_var(SEARCH_PATH_VAR, "/a/{id}.json:/b/*/{id}.json");
-    let from_variable = SearchPath::from_environment().unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(
-        from_variable.patterns().len(),
-        2,
-        "the variable wins over the config file"
-    );
-
-    env::set_var(SEARCH_PATH_VAR, "/a/{id}.json:relative/{id}");
-    let message = SearchPath::from_environment()
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(message.starts_with("BEAMTIME_METADATA_PATH: invalid metadata search pattern \"relative/{id}\": it is not an absolute path"), "{message}");
-    env::remove_var(SEARCH_PATH_VAR);
-
-    let bad = dir.write("bad.conf", b"metadata_path = /x/../{id}\n");
-    env::set_var(CONFIG_FILE_VAR, &bad);
-    let message = SearchPath::from_environment()
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        message.starts_with(&format!(
-            "{}:1: invalid metadata search pattern",
-            bad.display()
-        )),
-        "{message}"
-    );
-
-    env::set_var(CONFIG_FILE_VAR, dir.path().join("absent.conf"));
-    let message = SearchPath::from_environment()
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        message.contains("cannot read the config file")
-            && message.contains("No such file or directory"),
-        "{message}"
-    );
-
-    env::set_var(
-        CONFIG_FILE_VAR,
-        dir.write("empty.conf", b"\n# no patterns\n"),
-    );
-    let defaults = SearchPath::from_environment().unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(
-        defaults
-            .patterns()
-            .iter()
-            .map(SearchPattern::as_str)
-            .collect::<Vec<_>>(),
-        DEFAULT_PATTERNS
-    );
-    env::remove_var(CONFIG_FILE_VAR);
 }

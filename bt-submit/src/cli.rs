@@ -7,8 +7,6 @@ use std::time::Duration;
 use beamtime::id::BeamtimeId;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
-use crate::watch;
-
 const ABOUT: &str = "Submit Slurm jobs to a beamtime's online analysis resources";
 
 const LONG_ABOUT: &str = "\
@@ -341,7 +339,7 @@ pub struct WatchArgs {
 
     /// One job per new file below DIR, or per new scan folder directly below it
     #[arg(long, value_enum, value_name = "WHAT", default_value = "file")]
-    pub each: watch::Each,
+    pub each: Each,
 
     /// Submit files (with --each folder: folders) whose name matches GLOB (* is any run of characters)
     #[arg(long, value_name = "GLOB", default_value = "*")]
@@ -421,4 +419,14 @@ pub struct ShowArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// `bt-submit watch --each`: what one job is submitted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Each {
+    /// Every new file below the folder whose name matches `--pattern`.
+    File,
+    /// Every new folder directly below it whose name matches: a scan, with
+    /// everything in it.
+    Folder,
 }

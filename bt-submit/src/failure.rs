@@ -3,6 +3,8 @@
 use std::fmt;
 use std::process::ExitCode;
 
+use beamtime::problem::Problem;
+
 /// Exit statuses, from sysexits.h where one fits and from the shell's
 /// conventions for a program that cannot be run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,28 +41,30 @@ impl From<Status> for ExitCode {
     }
 }
 
-/// Whom to ask about what only the cluster's administrators can change.
-pub const ASK_ADMIN: &str = "ask the cluster's administrators";
-
+/// Why bt-submit stops: the project's one shape for what is wrong and what to
+/// do, and the exit status that tells a script which kind of wrong it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub status: Status,
-    pub message: String,
-    pub hint: String,
+    pub problem: Problem,
 }
 
 impl Failure {
-    pub fn new(status: Status, message: impl Into<String>, hint: impl Into<String>) -> Failure {
+    pub fn new(status: Status, what: impl Into<String>, fix: impl Into<String>) -> Failure {
         Failure {
             status,
-            message: message.into(),
-            hint: hint.into(),
+            problem: Problem::new(what, fix),
         }
     }
 }
 
+/// bt-submit's rendering: an `error:` line, then the fix as a `hint:` line.
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "bt-submit: error: {}\nhint: {}", self.message, self.hint)
+        write!(
+            f,
+            "bt-submit: error: {}\nhint: {}",
+            self.problem.what, self.problem.fix
+        )
     }
 }

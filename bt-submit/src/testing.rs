@@ -6,11 +6,14 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::slurm_query::canned::Canned;
+use tempfile::TempDir;
+
+use crate::slurm::query::canned::Canned;
 
 pub struct ScratchPlugstack {
+    /// Removed with the scratch folder.
+    _scratch: TempDir,
     pub dir: PathBuf,
     pub slurm: Canned,
     /// Environment variables the code under test sees instead of the real ones.
@@ -22,12 +25,11 @@ pub const PLUGIN_LINE: usize = 2;
 
 impl ScratchPlugstack {
     pub fn new(label: &str) -> ScratchPlugstack {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "bt-{label}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!("bt-{label}-"))
+            .tempdir()
+            .unwrap();
+        let dir = scratch.path().to_owned();
         fs::create_dir_all(dir.join("plugstack.conf.d")).unwrap();
         fs::write(dir.join("spank_beamtime.so"), "").unwrap();
         fs::write(
@@ -48,6 +50,7 @@ impl ScratchPlugstack {
         let config = dir.join("bt-submit.conf");
         fs::write(&config, "# no metadata_path\n").unwrap();
         ScratchPlugstack {
+            _scratch: scratch,
             dir,
             slurm,
             environment: vec![("BT_SUBMIT_CONFIG".to_owned(), config.into())],
@@ -85,11 +88,5 @@ impl ScratchPlugstack {
             .iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.clone())
-    }
-}
-
-impl Drop for ScratchPlugstack {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }

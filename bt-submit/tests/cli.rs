@@ -13,7 +13,6 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use beamtime::plugin_config::BAD_LINE_FIX;
 use serde_json::Value;
@@ -31,18 +30,18 @@ fn fixture(name: &str) -> PathBuf {
 
 /// A scratch folder with fake Slurm commands, removed when dropped.
 struct Scratch {
+    /// Removed with the scratch folder.
+    _scratch: tempfile::TempDir,
     root: PathBuf,
 }
 
 impl Scratch {
     fn new() -> Scratch {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let root = std::env::temp_dir().join(format!(
-            "bt-submit-test-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&root);
+        let scratch = tempfile::Builder::new()
+            .prefix("bt-submit-test-")
+            .tempdir()
+            .unwrap_or_else(|error| panic!("{error}"));
+        let root = scratch.path().to_owned();
         let bin = root.join("bin");
         fs::create_dir_all(&bin).unwrap_or_else(|error| panic!("{error}"));
         let scontrol = format!(
@@ -63,7 +62,10 @@ impl Scratch {
             fs::set_permissions(&script, fs::Permissions::from_mode(0o755))
                 .unwrap_or_else(|error| panic!("{error}"));
         }
-        Scratch { root }
+        Scratch {
+            _scratch: scratch,
+            root,
+        }
     }
 
     /// A plugstack.conf including plugstack.conf.d/beamtime.conf, whose second
@@ -173,12 +175,6 @@ impl Scratch {
         S: AsRef<OsStr>,
     {
         self.run_in(&self.root, args)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.root);
     }
 }
 

@@ -1,38 +1,9 @@
 //! The unit tests of [`super`]: each rule stated as plain values.
 
 use super::*;
+use crate::facts::JobFacts;
 use crate::metadata::parse_metadata;
 use std::path::Path;
-
-/// Facts about the job on this node, all known already: the rules' table
-/// of tests states each case as plain values.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct JobFacts {
-    uid: u32,
-    account_uid: Option<u32>,
-    controller: ControllerJob,
-    node: String,
-    /// What [`StepFacts::beamline_folder`] answers.
-    beamline_folder: BeamlineFolder,
-}
-
-impl StepFacts for JobFacts {
-    fn job_uid(&self) -> u32 {
-        self.uid
-    }
-    fn account_uid(&mut self, _account: &str) -> Result<Option<u32>, Refusal> {
-        Ok(self.account_uid)
-    }
-    fn node(&mut self) -> Result<String, Refusal> {
-        Ok(self.node.clone())
-    }
-    fn controller(&mut self) -> Result<ControllerJob, Refusal> {
-        Ok(self.controller.clone())
-    }
-    fn beamline_folder(&mut self, _: &Path, _: &str) -> Result<BeamlineFolder, Refusal> {
-        Ok(self.beamline_folder)
-    }
-}
 
 const ACCOUNT_UID: u32 = 5005;
 

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bt_submit::slurm_text::parse_record;
+use bt_submit::slurm::text::parse_record;
 
 use crate::cluster::{unique, Cluster, NODE};
 use crate::cmd::{Output, DEFAULT_TIMEOUT};

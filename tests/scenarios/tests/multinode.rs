@@ -412,3 +412,24 @@ fn bt_submit_constraint_gpu_picks_the_gpu_reservation() {
         "{out}"
     );
 }
+
+/// doctor's node verdict on reservations of several nodes: each node of each
+/// reservation, as `scontrol show hostnames` expands `btnode[1-2]`, is judged
+/// by the node's own policy, and every one admits the beamtime's jobs.
+#[test]
+#[ignore = "needs tests/cluster/cluster.sh up --nodes 4"]
+fn doctor_judges_every_node_of_every_reservation_as_the_node_does() {
+    let bt = split();
+    let out = multinode_cluster()
+        .as_user(&bt.account, bt_submit())
+        .args(["doctor", "--beamtime", &bt.id])
+        .run();
+    out.assert_success();
+    assert!(
+        out.doctor_check("node-verdict").ends_with(&format!(
+            "the node's rules admit your jobs in {}, {}_1",
+            bt.id, bt.id
+        )),
+        "{out}"
+    );
+}

@@ -11,8 +11,8 @@
 use beamtime::untrusted::shown;
 
 use crate::failure::{Failure, Status};
-use crate::slurm_query::Slurm;
-use crate::slurm_text::parse_record;
+use crate::slurm::query::Slurm;
+use crate::slurm::text::parse_record;
 
 /// What the job asks for, as the user wrote it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -214,7 +214,7 @@ pub fn ask_controller(slurm: &dyn Slurm, reservations: &[String]) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slurm_query::canned::Canned;
+    use crate::slurm::query::canned::Canned;
 
     fn holding(name: &str, nodes: &[(&str, &str)]) -> Holding {
         Holding {
@@ -273,16 +273,16 @@ mod tests {
             choose(&wants(Some("2"), Some("gpu&bigmem")), &split(), "11099005").unwrap_err();
         assert_eq!(failed.status, Status::DataError);
         assert_eq!(
-            failed.message,
+            failed.problem.what,
             "no reservation of beamtime 11099005 can satisfy --nodes=2 --constraint=gpu&bigmem \
              (11099005 has 0 matching node(s) of 2, 11099005_1 has 1 matching node(s) of 2); \
              nothing was submitted"
         );
         let failed = choose(&wants(Some("3"), None), &split(), "11099005").unwrap_err();
         assert!(
-            failed.message.contains("can satisfy --nodes=3 "),
+            failed.problem.what.contains("can satisfy --nodes=3 "),
             "{}",
-            failed.message
+            failed.problem.what
         );
     }
 
@@ -324,7 +324,7 @@ mod tests {
         let failed = ask_controller(&slurm, &["11099001_1".to_owned()]).unwrap_err();
         assert_eq!(failed.status, Status::Unavailable);
         assert_eq!(
-            failed.message,
+            failed.problem.what,
             "cannot ask the controller which nodes the beamtime's reservations hold (scontrol \
              show reservation -o 11099001_1): no such thing; nothing was submitted"
         );

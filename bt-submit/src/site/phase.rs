@@ -21,8 +21,8 @@ use beamtime::trust::TrustPolicy;
 use beamtime::walk::WalkError;
 use serde_json::{json, Value};
 
-use crate::plugstack::{BadLine, UsableLine};
-use crate::settings::Settings;
+use crate::site::plugstack::{BadLine, UsableLine};
+use crate::site::settings::Settings;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {

@@ -11,9 +11,11 @@ use beamtime::metadata::{Metadata, MetadataKind};
 use beamtime::plugin_config::OwnerSpec;
 use beamtime::trust::{load_trusted_metadata, TrustPolicy};
 
-use super::{Problem, Target, ASK_ADMIN};
-use crate::plugstack::{PluginSetup, UsableLine};
-use crate::settings::{Origin, Search, Settings};
+use beamtime::problem::ASK_THE_ADMINS;
+
+use super::{Problem, Target};
+use crate::site::plugstack::{PluginSetup, UsableLine};
+use crate::site::settings::{Origin, Search, Settings};
 
 /// Metadata that passed the plugin's trust checks.
 pub(super) struct Trusted {
@@ -37,7 +39,9 @@ pub(super) fn load(target: &Target, settings: &Settings) -> Result<Trusted, Prob
     let policy = TrustPolicy::resolve(owners).map_err(|error| {
         Problem::new(
             error.to_string(),
-            format!("{ASK_ADMIN}: the plugin refuses every --beamtime job until this is fixed"),
+            format!(
+                "{ASK_THE_ADMINS}: the plugin refuses every --beamtime job until this is fixed"
+            ),
         )
     })?;
     let owner_names: Vec<String> = owners

@@ -5,9 +5,9 @@
 //! skip; `checks.rs` makes each check, `metadata.rs` reads the metadata as the
 //! plugin would, `render.rs` writes the report as text or JSON. The plugin's
 //! line comes from [`Settings`], which reads it for every subcommand
-//! (crate::plugstack).
+//! (crate::site::plugstack).
 //!
-//! What Slurm says comes through the settings' [`crate::slurm_query::Slurm`],
+//! What Slurm says comes through the settings' [`crate::slurm::query::Slurm`],
 //! so the order, the skipping and the messages are tested with canned scontrol
 //! output; the real commands are tested on the test cluster
 //! (tests/scenarios/tests/doctor.rs, one_configuration.rs).
@@ -17,16 +17,26 @@ mod metadata;
 mod render;
 #[cfg(test)]
 mod tests;
+mod verdict;
 
-use std::fmt;
+use std::cell::OnceCell;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use beamtime::id::BeamtimeId;
-use beamtime::users::LookupError;
+use beamtime::plugin_config::PluginConfig;
+use beamtime::problem::Problem;
 
-use crate::failure::ASK_ADMIN;
-use crate::settings::Settings;
-use crate::slurm_text::Reservation;
+use crate::cli::{Format, Source};
+use crate::commands::submit::current_user;
+use crate::failure::Failure;
+use crate::output::{write_json, write_stdout};
+use crate::site::metadata_file::{absolute, current_dir};
+use crate::site::plugstack::PluginSetup;
+use crate::site::settings::Settings;
+use crate::slurm::query::{QueryError, Slurm};
+use crate::slurm::text::Reservation;
+pub use verdict::Identity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -76,7 +86,7 @@ impl Check {
     }
 
     fn failed(name: &'static str, problem: &Problem) -> Check {
-        Check::fail(name, problem.detail.as_str(), problem.fix.as_str())
+        Check::fail(name, problem.what.as_str(), problem.fix.as_str())
     }
 
     fn skip(name: &'static str, needs: &str) -> Check {
@@ -88,30 +98,6 @@ impl Check {
         }
     }
 }
-
-/// Why something a check needs is not there, and what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub detail: String,
-    pub fix: String,
-}
-
-impl Problem {
-    fn new(detail: impl Into<String>, fix: impl Into<String>) -> Problem {
-        Problem {
-            detail: detail.into(),
-            fix: fix.into(),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (fix: {})", self.detail, self.fix)
-    }
-}
-
-impl std::error::Error for Problem {}
 
 /// Which metadata file the user means, as on the rest of bt-submit's command line.
 pub enum Target {
@@ -134,12 +120,8 @@ impl Report {
     }
 }
 
-/// Every check, in order. `user` is who runs doctor, as the user database says.
-pub fn examine(
-    target: &Target,
-    settings: &Settings,
-    user: &Result<Option<String>, LookupError>,
-) -> Report {
+/// Every check, in order, for `who` runs doctor.
+pub fn examine(target: &Target, settings: &Settings, who: &Identity) -> Report {
     let slurm = settings.slurm();
     let plugin = settings.plugin();
     let mut checks = Vec::new();
@@ -165,6 +147,7 @@ pub fn examine(
             "reservation-access",
             "nodes",
             "partition",
+            "node-verdict",
         ] {
             checks.push(Check::skip(name, "online-resources"));
         }
@@ -181,7 +164,24 @@ pub fn examine(
     };
 
     let metadata = &trusted.metadata;
-    checks.push(checks::user(user, &metadata.id, online));
+    // The node's own rules, with the plugin line's settings (min_uid,
+    // check_nodes, account=); without a usable line, the plugin's defaults, so
+    // that the user is still checked (the plugstack-line or plugin check says
+    // that every job is refused until the line is fixed).
+    let usable_line = match plugin {
+        Ok(PluginSetup {
+            config: Ok(line), ..
+        }) => Some(&line.config),
+        _ => None,
+    };
+    let defaults = PluginConfig::parse([]).ok();
+    let user_check = match usable_line.or(defaults.as_ref()) {
+        Some(config) => verdict::user(config, metadata, who),
+        None => Check::skip("user", "plugin"),
+    };
+    let user_passed = user_check.outcome == Outcome::Pass;
+    checks.push(user_check);
+    let user = &who.name;
     // One query for both reservation checks.
     let reservations = slurm
         .query("scontrol", &["show", "reservation", "-o"])
@@ -197,6 +197,14 @@ pub fn examine(
     checks.push(checks::reservation_access(&ours, user, slurm));
     checks.push(checks::nodes(online, slurm));
     checks.push(checks::partition(online, slurm));
+    checks.push(node_verdict(
+        usable_line,
+        user_passed,
+        &ours,
+        trusted,
+        who,
+        slurm,
+    ));
     checks.push(checks::plugin(plugin, slurm));
     checks.push(checks::beamline_source(plugin, trusted));
     checks.push(checks::task_lifetime(plugin));
@@ -205,4 +213,84 @@ pub fn examine(
         beamtime: Some(metadata.id.to_string()),
         checks,
     }
+}
+
+/// The node's verdict (verdict.rs) for the reservations the controller knows;
+/// it needs the plugin's own line, since its rules depend on it, and a user
+/// the node admits at all.
+fn node_verdict(
+    config: Option<&PluginConfig>,
+    user_passed: bool,
+    ours: &Result<Vec<Option<&Reservation>>, &QueryError>,
+    trusted: &metadata::Trusted,
+    who: &Identity,
+    slurm: &dyn Slurm,
+) -> Check {
+    const NAME: &str = "node-verdict";
+    let Some(config) = config else {
+        return Check::skip(NAME, "plugin");
+    };
+    if !user_passed {
+        return Check::skip(NAME, "user");
+    }
+    let Ok(ours) = ours else {
+        return Check::skip(NAME, "reservations");
+    };
+    let existing: Vec<(&str, &str)> = ours
+        .iter()
+        .flatten()
+        .map(|r| (r.name.as_str(), r.nodes.as_str()))
+        .collect();
+    let placements = match verdict::placements(slurm, &existing) {
+        Ok(placements) => placements,
+        Err(check) => return check,
+    };
+    let metadata = &trusted.metadata;
+    let user_account = metadata
+        .online
+        .ready()
+        .map(|online| online.user_account.as_str())
+        .unwrap_or_default();
+    let name = who.name.as_ref().ok().and_then(|name| name.as_deref());
+    let account = verdict::DefaultAccount {
+        slurm,
+        user: name,
+        needed: config
+            .expected_account(&metadata.id, user_account)
+            .is_some(),
+        answer: OnceCell::new(),
+    };
+    verdict::node_verdict(config, metadata, &placements, |reservation, node| {
+        verdict::Gathered {
+            who,
+            reservation: reservation.to_owned(),
+            node: node.to_owned(),
+            account: &account,
+        }
+    })
+}
+
+pub fn run(source: &Source, format: Format, settings: &Settings) -> Result<ExitCode, Failure> {
+    let target = match (&source.metadata, &source.beamtime) {
+        (Some(path), _) => Target::File(absolute(path)?),
+        (None, Some(id)) => Target::Id(id.clone()),
+        (None, None) => Target::FromDirectory(current_dir()?),
+    };
+    let who = Identity {
+        name: current_user(),
+        uid: beamtime::users::current_uid(),
+        uid_of: &beamtime::users::uid_of,
+    };
+    let report = examine(&target, settings, &who);
+    match format {
+        Format::Text => write_stdout(report.text().as_bytes())?,
+        Format::Json => write_json(&report.json())?,
+    }
+    // A failed check is no error of bt-submit's: the report on stdout
+    // already says what failed and what to do.
+    Ok(if report.all_passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

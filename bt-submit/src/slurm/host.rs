@@ -1,28 +1,39 @@
-//! Submitting a batch job and asking Slurm about the submitter's own jobs, on
-//! this host or on one of the beamtime's reserved nodes over ssh: the one place
-//! bt-submit runs sbatch as a child and reads its job id back. `bt-submit
-//! --remote` and `bt-submit watch` both submit through a [`Submitter`], so a
-//! job submitted either way is submitted the same way.
+//! Where bt-submit runs Slurm: this host, or one of the beamtime's reserved
+//! nodes over ssh. A [`Host`] submits a batch job and reads its id back (the
+//! one place bt-submit runs sbatch as a child), asks for the submitter's own
+//! jobs, and answers any query ([`Slurm`]); `bt-submit --remote`, `bt-submit
+//! watch` and the planner's controller questions all go through it, so a job
+//! submitted or a question asked either way goes the same way.
 //!
 //! Plain `bt-submit` without `--remote` does not come here: it replaces itself
 //! with sbatch (lib.rs), so that sbatch's output and exit status are the user's.
 
 use std::collections::BTreeSet;
-use std::ffi::{OsStr, OsString};
-use std::io;
+use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 
 use crate::failure::{Failure, Status};
-use crate::ssh::Remote;
+use crate::slurm::process::{cannot_start, last_line};
+use crate::slurm::query::{self, QueryError, Slurm};
+use crate::slurm::ssh::Remote;
 
 /// Where jobs are submitted and Slurm is asked.
 #[derive(Debug)]
-pub enum Submitter {
+pub enum Host {
     /// The Slurm commands on this host's PATH.
     Local,
     /// The same commands on a reserved node, logged in as the beamtime account.
     Remote(Remote),
+}
+
+impl Slurm for Host {
+    fn query(&self, program: &str, args: &[&str]) -> Result<String, QueryError> {
+        match self {
+            Host::Local => query::here(program, args),
+            Host::Remote(remote) => remote.query(program, args),
+        }
+    }
 }
 
 /// A job sbatch accepted.
@@ -58,7 +69,7 @@ struct Ran {
     node: Option<String>,
 }
 
-impl Submitter {
+impl Host {
     /// Runs `sbatch --parsable ARGS` (`args` as the plan made them: the
     /// metadata's options, then the user's, then the script and its arguments)
     /// and returns the job id sbatch printed.
@@ -143,21 +154,21 @@ impl Submitter {
         Ok((stdout, ran.node))
     }
 
-    /// What [`Submitter::sbatch`] runs, for `--dry-run`: `sbatch --parsable …`
+    /// What [`Host::sbatch`] runs, for `--dry-run`: `sbatch --parsable …`
     /// here, or the whole ssh command for the first node it would try.
     pub fn sbatch_command(&self, args: &[OsString]) -> Vec<OsString> {
         let args = parsable(args);
         match self {
-            Submitter::Local => std::iter::once(OsString::from("sbatch"))
+            Host::Local => std::iter::once(OsString::from("sbatch"))
                 .chain(args)
                 .collect(),
-            Submitter::Remote(remote) => remote.command(&remote.first_node(), "sbatch", &args),
+            Host::Remote(remote) => remote.command(&remote.first_node(), "sbatch", &args),
         }
     }
 
     fn run(&self, program: &str, args: &[OsString]) -> Result<Ran, Failure> {
         match self {
-            Submitter::Local => {
+            Host::Local => {
                 // A process group of its own: a Ctrl-C at the terminal stops
                 // `bt-submit watch` after the sbatch under way, not that sbatch
                 // half way (plain bt-submit execs sbatch and never comes here).
@@ -169,7 +180,7 @@ impl Submitter {
                     .map_err(|error| cannot_start(program, &error))?;
                 Ok(Ran { output, node: None })
             }
-            Submitter::Remote(remote) => {
+            Host::Remote(remote) => {
                 let (node, output) = remote.run(program, args)?;
                 Ok(Ran {
                     output,
@@ -191,10 +202,10 @@ pub(crate) fn parsable(args: &[OsString]) -> Vec<OsString> {
 /// `--parsable` output: `ID` or `ID;CLUSTER` on the last line (sbatch may print
 /// warnings before it).
 fn parse_parsable(stdout: &str) -> Option<(u64, Option<String>)> {
-    let line = stdout.lines().rev().find(|line| !line.trim().is_empty())?;
-    let (id, cluster) = match line.trim().split_once(';') {
+    let line = last_line(stdout);
+    let (id, cluster) = match line.split_once(';') {
         Some((id, cluster)) => (id, Some(cluster.to_owned())),
-        None => (line.trim(), None),
+        None => (line, None),
     };
     Some((id.parse().ok()?, cluster))
 }
@@ -226,34 +237,6 @@ fn on_node(node: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// The last line of a program's stderr that says something: what it ended with.
-pub(crate) fn last_line(text: &str) -> &str {
-    text.lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-}
-
-/// A program on this host that could not be started: not on PATH (127) or not
-/// runnable (126), as the shell would say.
-pub(crate) fn cannot_start(program: impl AsRef<OsStr>, error: &io::Error) -> Failure {
-    let program = program.as_ref().to_string_lossy();
-    if error.kind() == io::ErrorKind::NotFound {
-        Failure::new(
-            Status::NotFound,
-            format!("{program} not found on PATH; nothing was submitted"),
-            format!("install {program} here, or add its folder to PATH"),
-        )
-    } else {
-        Failure::new(
-            Status::CannotExecute,
-            format!("cannot run {program}: {error}; nothing was submitted"),
-            format!("check the {program} found on PATH"),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,13 +260,5 @@ mod tests {
             BTreeSet::from([10])
         );
         assert!(jobs_with_comment(out, "bt-submit-watch:cd:1").is_empty());
-    }
-
-    #[test]
-    fn a_local_sbatch_that_is_missing_is_status_127() {
-        let error = io::Error::from(io::ErrorKind::NotFound);
-        assert_eq!(cannot_start("sbatch", &error).status, Status::NotFound);
-        let error = io::Error::from(io::ErrorKind::PermissionDenied);
-        assert_eq!(cannot_start("sbatch", &error).status, Status::CannotExecute);
     }
 }

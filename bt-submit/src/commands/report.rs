@@ -11,8 +11,8 @@ use beamtime::shell::{quote, quote_bytes};
 use serde_json::{json, Value};
 
 use crate::failure::{Failure, Status};
-use crate::phase::Standing;
 use crate::plan::Invocation;
+use crate::site::phase::Standing;
 
 /// The command as one shell line that runs exactly it, newline-terminated.
 pub fn command_line(invocation: &Invocation) -> Vec<u8> {
@@ -192,7 +192,7 @@ pub fn summary(metadata: &Metadata, target: &TargetTemplate, standing: &Standing
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slurm_options::Program;
+    use crate::slurm::options::Program;
     use std::ffi::OsString;
     use std::os::unix::ffi::OsStringExt;
 

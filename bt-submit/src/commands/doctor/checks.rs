@@ -3,16 +3,17 @@
 
 use std::fs;
 
-use beamtime::id::BeamtimeId;
 use beamtime::metadata::{Metadata, OnlineAnalysis};
 use beamtime::users::LookupError;
 
 use super::metadata::Trusted;
-use super::{Check, Problem, ASK_ADMIN};
-use crate::phase::{self, Fault, State};
-use crate::plugstack::{BadLine, PluginSetup, Unavailable};
-use crate::slurm_query::{QueryError, Slurm};
-use crate::slurm_text::{node_unusable, partition_not_up, AccessList, Reservation};
+use beamtime::problem::ASK_THE_ADMINS;
+
+use super::{Check, Problem};
+use crate::site::phase::{self, Fault, State};
+use crate::site::plugstack::{BadLine, PluginSetup, Unavailable};
+use crate::slurm::query::{QueryError, Slurm};
+use crate::slurm::text::{node_unusable, partition_not_up, AccessList, Reservation};
 
 /// The name shown for a user the user database does not know.
 const UNKNOWN_USER: &str = "(unknown user)";
@@ -23,7 +24,7 @@ pub(super) fn plugstack_line(bad: &BadLine) -> Check {
         "plugstack-line",
         bad.to_string(),
         format!(
-            "{ASK_ADMIN} to fix it: jobs without --beamtime are not affected, every --beamtime \
+            "{ASK_THE_ADMINS} to fix it: jobs without --beamtime are not affected, every --beamtime \
              job is refused until then"
         ),
     )
@@ -82,39 +83,6 @@ pub(super) fn online_resources(
     }
 }
 
-pub(super) fn user(
-    user: &Result<Option<String>, LookupError>,
-    id: &BeamtimeId,
-    online: &OnlineAnalysis,
-) -> Check {
-    let user = match user {
-        Ok(name) => name.as_deref().unwrap_or(UNKNOWN_USER),
-        Err(error) => {
-            return Check::fail(
-                "user",
-                format!("cannot tell who you are: {error}"),
-                format!(
-                    "{ASK_ADMIN}: this host's user database must answer; beamtime {id} runs as \
-                     its account {}",
-                    online.user_account
-                ),
-            )
-        }
-    };
-    if user == online.user_account {
-        Check::pass("user", format!("you are {user}, the beamtime's account"))
-    } else {
-        Check::fail(
-            "user",
-            format!(
-                "you are {user}, but beamtime {id} runs as its account {}",
-                online.user_account
-            ),
-            format!("log in as the beamtime account: {}", online.ssh_command()),
-        )
-    }
-}
-
 /// The beamtime's reservations in the metadata's order, each as the controller
 /// reports it (`None`: it does not exist), or why the controller did not answer.
 pub(super) type BeamtimeReservations<'r> = Result<Vec<Option<&'r Reservation>>, &'r QueryError>;
@@ -125,7 +93,7 @@ pub(super) fn reservations(found: &BeamtimeReservations, online: &OnlineAnalysis
             return Check::fail(
                 "reservations",
                 e.to_string(),
-                format!("check that slurmctld answers (scontrol ping); if not, {ASK_ADMIN}"),
+                format!("check that slurmctld answers (scontrol ping); if not, {ASK_THE_ADMINS}"),
             )
         }
         Ok(found) => found,
@@ -202,7 +170,7 @@ pub(super) fn reservation_access(
                         "a reservation limits Accounts=, and your Slurm accounts cannot be \
                          listed: {e}"
                     ),
-                    ASK_ADMIN,
+                    ASK_THE_ADMINS,
                 )
             }
         }
@@ -250,7 +218,7 @@ pub(super) fn nodes(online: &OnlineAnalysis, slurm: &dyn Slurm) -> Check {
         Check::fail(
             "nodes",
             down.join("; "),
-            format!("a node must be up and not drained for jobs to start there: {ASK_ADMIN}"),
+            format!("a node must be up and not drained for jobs to start there: {ASK_THE_ADMINS}"),
         )
     }
 }
@@ -261,14 +229,14 @@ pub(super) fn partition(online: &OnlineAnalysis, slurm: &dyn Slurm) -> Check {
         Err(e) => Check::fail(
             "partition",
             e.to_string(),
-            format!("the metadata names partition {partition}: {ASK_ADMIN}"),
+            format!("the metadata names partition {partition}: {ASK_THE_ADMINS}"),
         ),
         Ok(text) => match partition_not_up(text.lines().next().unwrap_or_default()) {
             None => Check::pass("partition", format!("{partition} is UP")),
             Some(why) => Check::fail(
                 "partition",
                 format!("partition {partition} is not up: {why}"),
-                ASK_ADMIN,
+                ASK_THE_ADMINS,
             ),
         },
     }
@@ -290,7 +258,7 @@ pub(super) fn plugin(plugin: &Result<PluginSetup, Unavailable>, slurm: &dyn Slur
         return Check::fail(
             "plugin",
             format!("{conf} names {}: {e}", p.path),
-            format!("{ASK_ADMIN}: install the spank-beamtime package"),
+            format!("{ASK_THE_ADMINS}: install the spank-beamtime package"),
         );
     }
     match slurm.query("srun", &["--help"]) {
@@ -304,7 +272,7 @@ pub(super) fn plugin(plugin: &Result<PluginSetup, Unavailable>, slurm: &dyn Slur
                     p.path
                 ),
                 format!(
-                    "{ASK_ADMIN}: this host's slurm.conf (PlugStackConfig) must load the same \
+                    "{ASK_THE_ADMINS}: this host's slurm.conf (PlugStackConfig) must load the same \
                      plugstack configuration"
                 ),
             )
@@ -313,7 +281,7 @@ pub(super) fn plugin(plugin: &Result<PluginSetup, Unavailable>, slurm: &dyn Slur
             return Check::fail(
                 "plugin",
                 e.to_string(),
-                format!("{ASK_ADMIN}: srun must work on this host"),
+                format!("{ASK_THE_ADMINS}: srun must work on this host"),
             )
         }
     }
@@ -325,7 +293,7 @@ pub(super) fn plugin(plugin: &Result<PluginSetup, Unavailable>, slurm: &dyn Slur
 }
 
 /// The folder the plugin mounts for this beamline, from its `source=`, and
-/// so the beamtime's phase, decided as the node decides it (crate::phase):
+/// so the beamtime's phase, decided as the node decides it (crate::site::phase):
 /// online when the folder holds a trusted copy of the beamtime's metadata
 /// file, pre-start (jobs run without the beamline) when it is missing or holds
 /// another beamtime's. A pre-start beamtime passes unless `prestart=refuse`;
@@ -357,18 +325,18 @@ pub(super) fn beamline_source(
             metadata.id, metadata.beamline
         ),
         State::Broken(Fault::Link) => {
-            format!("{ASK_ADMIN}: source= must name the real folder, without links")
+            format!("{ASK_THE_ADMINS}: source= must name the real folder, without links")
         }
         State::Broken(Fault::Copy) => format!(
             "the plugin mounts {} only while it holds beamtime {}'s metadata file {}, owned by \
              {} and not writable by group or others: the facility's start script must put that \
-             copy there ({ASK_ADMIN} or the beamline staff)",
+             copy there ({ASK_THE_ADMINS} or the beamline staff)",
             folder.display(),
             metadata.id,
             metadata.kind.file_name(&metadata.id),
             trusted.owners
         ),
-        State::Broken(Fault::Other) => ASK_ADMIN.to_owned(),
+        State::Broken(Fault::Other) => ASK_THE_ADMINS.to_owned(),
     };
     Check::fail(NAME, standing.note, fix)
 }
@@ -393,13 +361,13 @@ pub(super) fn task_lifetime(plugin: &Result<PluginSetup, Unavailable>) -> Check 
                 "ProctrackType={other}: a process that leaves its session (setsid) outlives \
                  its job, and keeps the beamline it was shown"
             ),
-            format!("{ASK_ADMIN}: set ProctrackType=proctrack/cgroup in slurm.conf"),
+            format!("{ASK_THE_ADMINS}: set ProctrackType=proctrack/cgroup in slurm.conf"),
         ),
         None => Check::warn(
             NAME,
             "scontrol show config names no ProctrackType: whether a process can outlive its \
              job is not known",
-            format!("{ASK_ADMIN}: set ProctrackType=proctrack/cgroup in slurm.conf"),
+            format!("{ASK_THE_ADMINS}: set ProctrackType=proctrack/cgroup in slurm.conf"),
         ),
     }
 }

@@ -1,15 +1,18 @@
 //! From the command line and the metadata to the exact command to run. Pure:
 //! every input is an argument, so every decision is unit-testable.
 
+pub mod choose;
+
 use std::ffi::OsString;
 
 use beamtime::id::BeamtimeId;
 use beamtime::metadata::{Metadata, OnlineAnalysis};
+use beamtime::problem::Problem;
 use beamtime::untrusted::shown_token;
 use beamtime::users::LookupError;
 
 use crate::failure::{Failure, Status};
-use crate::slurm_options::{scan, Program};
+use crate::slurm::options::{scan, Program};
 
 /// What the user asked bt-submit to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,20 +24,14 @@ pub struct Request {
     pub user_args: Vec<OsString>,
 }
 
-/// Something the user should know that does not stop the submission.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
-    pub message: String,
-    pub hint: String,
-}
-
 /// The command to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
     pub program: Program,
     pub args: Vec<OsString>,
     pub reservation: String,
-    pub warnings: Vec<Warning>,
+    /// What the user should know that does not stop the submission.
+    pub warnings: Vec<Problem>,
 }
 
 pub fn not_ready(metadata: &Metadata) -> Failure {
@@ -116,22 +113,22 @@ pub fn plan(
     args.extend(request.user_args.iter().cloned());
 
     let warnings = match current_user {
-        Err(error) => vec![Warning {
-            message: format!("cannot tell who you are: {error}"),
-            hint: format!(
+        Err(error) => vec![Problem {
+            what: format!("cannot tell who you are: {error}"),
+            fix: format!(
                 "Slurm will refuse the job unless you are {}; log in as the beamtime account \
                  first: {}",
                 online.user_account,
                 online.ssh_command()
             ),
         }],
-        Ok(Some(user)) if user != &online.user_account => vec![Warning {
-            message: format!(
+        Ok(Some(user)) if user != &online.user_account => vec![Problem {
+            what: format!(
                 "you are {user}, but jobs of beamtime {} must be submitted as {}; Slurm will \
                  refuse this one",
                 metadata.id, online.user_account
             ),
-            hint: format!(
+            fix: format!(
                 "log in as the beamtime account first: {}",
                 online.ssh_command()
             ),
@@ -159,30 +156,59 @@ fn contradiction(what: &str, yours: &str, beamtimes: &str, id: &BeamtimeId) -> F
     )
 }
 
+/// The beamtime's reservations the node accepts a job in: listed in the
+/// metadata and named after the beamtime (`BeamtimeId::owns_reservation`, the
+/// rule `policy::decide` applies), in the metadata's order. A listed
+/// `maintenance` is never planned, since the node would refuse the job.
+pub fn usable_reservations<'o>(metadata: &Metadata, online: &'o OnlineAnalysis) -> Vec<&'o String> {
+    online
+        .reservations
+        .iter()
+        .filter(|name| metadata.id.owns_reservation(name))
+        .collect()
+}
+
 /// bt-submit's `--reservation` if given, else the one among the user's own
-/// program options, else the beamtime's first. Every name must be one of the
-/// beamtime's, and they must agree.
+/// program options, else the beamtime's first usable one. Every name must be
+/// one the node accepts, and they must agree.
 fn choose_reservation(
     request: &Request,
     from_user_options: &[String],
     online: &OnlineAnalysis,
     metadata: &Metadata,
 ) -> Result<String, Failure> {
-    let valid = online.reservations.join(", ");
-    let Some(first) = online.reservations.first() else {
-        return Err(not_ready(metadata));
+    let usable = usable_reservations(metadata, online);
+    let id = &metadata.id;
+    let Some(first) = usable.first() else {
+        return Err(Failure::new(
+            Status::DataError,
+            format!(
+                "none of beamtime {id}'s reservations ({}) is named after it ({id} or                  {id}_<n>), and the node refuses its jobs in any other; nothing was submitted",
+                online.reservations.join(", ")
+            ),
+            "ask the beamline staff to fix onlineAnalysis.slurmReservation in the metadata file",
+        ));
     };
+    let valid = usable
+        .iter()
+        .map(|name| name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let named = request.reservation.iter().chain(from_user_options);
     let mut chosen: Option<&String> = None;
     for name in named {
-        if !online.reservations.contains(name) {
+        if !usable.contains(&name) {
+            let listed_but = if online.reservations.contains(name) {
+                ", which its metadata lists but which is not named after it".to_owned()
+            } else {
+                String::new()
+            };
             return Err(Failure::new(
                 Status::DataError,
                 format!(
-                    "reservation {} is not one of beamtime {}'s reservations: {valid}; nothing \
-                     was submitted",
+                    "reservation {} is not one of beamtime {id}'s reservations{listed_but}: \
+                     {valid}; nothing was submitted",
                     shown_token(name),
-                    metadata.id
                 ),
                 format!(
                     "choose one of them with --reservation NAME, or leave it out to use {first}"
@@ -271,6 +297,38 @@ mod tests {
         );
     }
 
+    /// The fixture with `maintenance` listed first, as a copy-paste slip would leave it.
+    fn with_maintenance_listed_first() -> Metadata {
+        let path = Path::new(FIXTURES).join(DEDICATED);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{error}"));
+        let slipped = text.replacen(
+            "\"slurmReservation\": [",
+            "\"slurmReservation\": [\n            \"maintenance\",",
+            1,
+        );
+        assert_ne!(slipped, text, "the fixture's slurmReservation moved");
+        parse_metadata(slipped.as_bytes(), &path).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn a_listed_reservation_the_node_refuses_is_never_planned() {
+        let slipped = with_maintenance_listed_first();
+        let args = planned_args(&request(Program::Sbatch, None, &["job.sh"]), &slipped);
+        assert_eq!(args[1], "--reservation=11099005");
+        let refused = failure(
+            &request(Program::Sbatch, Some("maintenance"), &["job.sh"]),
+            &slipped,
+        );
+        assert_eq!(refused.status, Status::DataError);
+        assert!(
+            refused
+                .problem
+                .what
+                .contains("lists but which is not named after it"),
+            "{refused}"
+        );
+    }
+
     #[test]
     fn reservation_can_be_chosen_among_the_beamtimes() {
         let dedicated = metadata(DEDICATED);
@@ -305,8 +363,8 @@ mod tests {
             &metadata(DEDICATED),
         );
         assert_eq!(failed.status, Status::DataError);
-        assert_eq!(failed.message, "reservation other is not one of beamtime 11099005's reservations: 11099005, 11099005_1; nothing was submitted");
-        assert!(failed.hint.contains("leave it out to use 11099005"));
+        assert_eq!(failed.problem.what, "reservation other is not one of beamtime 11099005's reservations: 11099005, 11099005_1; nothing was submitted");
+        assert!(failed.problem.fix.contains("leave it out to use 11099005"));
         let failed = failure(
             &request(
                 Program::Sbatch,
@@ -316,7 +374,8 @@ mod tests {
             &metadata(DEDICATED),
         );
         assert!(failed
-            .message
+            .problem
+            .what
             .contains("two different reservations asked for: 11099005 and 11099005_1"));
     }
 
@@ -331,23 +390,24 @@ mod tests {
         ] {
             let failed = failure(&request(Program::Sbatch, None, args), &dedicated);
             assert_eq!(failed.status, Status::DataError);
-            assert_eq!(failed.message, "your option asks for partition all but beamtime 11099005 uses partition ponline_p21; nothing was submitted");
+            assert_eq!(failed.problem.what, "your option asks for partition all but beamtime 11099005 uses partition ponline_p21; nothing was submitted");
         }
         let failed = failure(
             &request(Program::Srun, None, &["--beamtime=11099001", "hostname"]),
             &dedicated,
         );
         assert!(failed
-            .message
+            .problem
+            .what
             .contains("asks for beamtime 11099001 but beamtime 11099005 uses beamtime 11099005"));
         let failed = failure(
             &request(Program::Sbatch, None, &["-p", "a b", "j"]),
             &dedicated,
         );
         assert!(
-            failed.message.contains("asks for partition \"a b\""),
+            failed.problem.what.contains("asks for partition \"a b\""),
             "{}",
-            failed.message
+            failed.problem.what
         );
     }
 
@@ -376,11 +436,15 @@ mod tests {
     fn a_script_or_command_is_required_where_the_program_needs_one() {
         let dedicated = metadata(DEDICATED);
         assert_eq!(
-            failure(&request(Program::Sbatch, None, &["-N", "1"]), &dedicated).message,
+            failure(&request(Program::Sbatch, None, &["-N", "1"]), &dedicated)
+                .problem
+                .what,
             "no batch script given"
         );
         assert_eq!(
-            failure(&request(Program::Srun, None, &[]), &dedicated).message,
+            failure(&request(Program::Srun, None, &[]), &dedicated)
+                .problem
+                .what,
             "no command given for srun"
         );
         planned_args(&request(Program::Salloc, None, &[]), &dedicated);
@@ -397,7 +461,8 @@ mod tests {
         let failed = failure(&request(Program::Sbatch, None, &["job.sh"]), &industrial);
         assert_eq!(failed.status, Status::Unavailable);
         assert!(failed
-            .message
+            .problem
+            .what
             .starts_with("beamtime 11099003 has no online analysis resources yet"));
     }
 
@@ -411,12 +476,12 @@ mod tests {
         };
         let warned = as_user("alice");
         assert_eq!(warned.warnings.len(), 1);
-        assert!(warned.warnings[0].message.contains(
+        assert!(warned.warnings[0].what.contains(
             "you are alice, but jobs of beamtime 11099001 must be submitted as bttest01"
         ));
         let key = Path::new(FIXTURES).join("shared/id_rsa");
         assert_eq!(
-            warned.warnings[0].hint,
+            warned.warnings[0].fix,
             format!(
                 "log in as the beamtime account first: ssh -i {} -l bttest01 max-p3a901",
                 key.display()
@@ -436,16 +501,16 @@ mod tests {
         let warned = plan(&job, &normal, &failed).unwrap_or_else(|failure| panic!("{failure}"));
         assert_eq!(warned.warnings.len(), 1);
         assert_eq!(
-            warned.warnings[0].message,
+            warned.warnings[0].what,
             "cannot tell who you are: looking up uid 1000 in the user database failed: \
              Connection timed out"
         );
         assert!(
             warned.warnings[0]
-                .hint
+                .fix
                 .starts_with("Slurm will refuse the job unless you are bttest01; log in as the "),
             "{}",
-            warned.warnings[0].hint
+            warned.warnings[0].fix
         );
         let unknown = plan(&job, &normal, &Ok(None)).unwrap_or_else(|failure| panic!("{failure}"));
         assert!(unknown.warnings.is_empty());

@@ -2,15 +2,19 @@ use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use beamtime::facts::{BeamlineFolder, ControllerJob, JobFacts};
 use beamtime::id::BeamtimeId;
+use beamtime::metadata::Metadata;
+use beamtime::policy;
+use beamtime::refusal::Rule;
 use beamtime::users::LookupError;
 
 use super::*;
-use crate::slurm_query::canned::Canned;
+use crate::slurm::query::canned::Canned;
 
-const GOOD: &str = include_str!("../../../beamtime/tests/fixtures/beamtime-metadata-11099001.json");
+const GOOD: &str =
+    include_str!("../../../../beamtime/tests/fixtures/beamtime-metadata-11099001.json");
 
 fn fixture(name: &str) -> String {
     let path = format!(
@@ -23,6 +27,8 @@ fn fixture(name: &str) -> String {
 /// A scratch folder with a plugstack.conf and a beamline folder, and
 /// Slurm's answers keyed by the command line.
 struct World {
+    /// Removed with the scratch folder.
+    _scratch: tempfile::TempDir,
     dir: PathBuf,
     slurm: Canned,
     /// The environment doctor sees (bt-submit's own search path).
@@ -31,12 +37,11 @@ struct World {
 
 impl World {
     fn new() -> World {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "bt-doctor-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let scratch = tempfile::Builder::new()
+            .prefix("bt-doctor-")
+            .tempdir()
+            .unwrap();
+        let dir = scratch.path().to_owned();
         fs::create_dir_all(dir.join("p11/current")).unwrap();
         fs::create_dir_all(dir.join("plugstack.conf.d")).unwrap();
         fs::write(dir.join("spank_beamtime.so"), "").unwrap();
@@ -44,6 +49,7 @@ impl World {
         let config = dir.join("bt-submit.conf");
         fs::write(&config, "# none\n").unwrap();
         let mut world = World {
+            _scratch: scratch,
             dir,
             slurm: Canned::default(),
             environment: vec![("BT_SUBMIT_CONFIG", config.into())],
@@ -61,9 +67,15 @@ impl World {
         );
         world.slurm.answer("scontrol show config", show_config);
         world.slurm.answer("srun --help", fixture("srun-help.txt"));
+        // The captured reservations hold btnode1; the fixture's metadata
+        // reserves max-p3a901.
+        world.slurm.answer(
+            "scontrol show reservation -o",
+            fixture("reservations.txt").replace("btnode1", "max-p3a901"),
+        );
         world
             .slurm
-            .answer("scontrol show reservation -o", fixture("reservations.txt"));
+            .answer("scontrol show hostnames max-p3a901", "max-p3a901\n");
         world.slurm.answer(
             "scontrol show partition -o ponline_p11",
             fixture("partition-up.txt"),
@@ -118,6 +130,7 @@ impl World {
         )
     }
 
+    /// As `user`, by name; the uid is the one [`uid_in_table`] gives the name.
     fn examine(&self, target: &Target, user: &Result<Option<String>, LookupError>) -> Report {
         let environment = |name: &str| {
             self.environment
@@ -125,18 +138,38 @@ impl World {
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| value.clone())
         };
-        examine(target, &Settings::new(&self.slurm, &environment), user)
+        let uid = user
+            .as_ref()
+            .ok()
+            .and_then(|name| name.as_deref())
+            .and_then(uid_in_table)
+            .unwrap_or(UNLISTED_UID);
+        let uid_of = |name: &str| Ok(uid_in_table(name));
+        let who = Identity {
+            name: user.clone(),
+            uid,
+            uid_of: &uid_of,
+        };
+        examine(target, &Settings::new(&self.slurm, &environment), &who)
     }
 }
+
+/// The user database of these tests: the fixture's account, another user,
+/// and a system account (below the default `min_uid` of 1000).
+fn uid_in_table(name: &str) -> Option<u32> {
+    match name {
+        "bttest01" => Some(1001),
+        "btalice" => Some(1002),
+        "btsystem" => Some(999),
+        _ => None,
+    }
+}
+
+/// The uid of a user the table does not list (or whose name is not known).
+const UNLISTED_UID: u32 = 1999;
 
 fn beamtime_id(id: &str) -> BeamtimeId {
     BeamtimeId::parse(id).unwrap()
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn outcomes(report: &Report) -> Vec<(&'static str, Outcome)> {
@@ -147,7 +180,7 @@ fn check<'r>(report: &'r Report, name: &str) -> &'r Check {
     report.checks.iter().find(|c| c.name == name).unwrap()
 }
 
-const ORDER: [&str; 10] = [
+const ORDER: [&str; 11] = [
     "metadata",
     "online-resources",
     "user",
@@ -155,6 +188,7 @@ const ORDER: [&str; 10] = [
     "reservation-access",
     "nodes",
     "partition",
+    "node-verdict",
     "plugin",
     "beamline-source",
     "task-lifetime",
@@ -179,7 +213,7 @@ fn a_ready_beamtime_passes_every_check_in_order() {
     );
     assert!(
         report.text().ends_with(
-            "all 10 checks passed, 1 with a warning for the admins: beamtime jobs can run\n"
+            "all 11 checks passed, 1 with a warning for the admins: beamtime jobs can run\n"
         ),
         "{}",
         report.text()
@@ -193,7 +227,7 @@ fn a_ready_beamtime_passes_every_check_in_order() {
     );
     assert_eq!(report.json()["ok"], true);
     assert_eq!(report.json()["checks"][7]["result"], "pass");
-    assert_eq!(report.json()["checks"][9]["result"], "warn");
+    assert_eq!(report.json()["checks"][10]["result"], "warn");
 }
 
 #[test]
@@ -211,7 +245,7 @@ fn proctrack_cgroup_passes_the_task_lifetime_check() {
     assert!(
         report
             .text()
-            .ends_with("all 10 checks passed: beamtime jobs can run\n"),
+            .ends_with("all 11 checks passed: beamtime jobs can run\n"),
         "{}",
         report.text()
     );
@@ -225,13 +259,17 @@ fn the_wrong_user_is_told_how_to_log_in_and_is_not_admitted_by_the_reservation()
     assert_eq!(user.outcome, Outcome::Fail);
     assert_eq!(
         user.detail,
-        "you are btalice, but beamtime 11099001 runs as its account bttest01"
+        "you are btalice; the node refuses (wrong-user): beamtime 11099001 runs as its account \
+         'bttest01' (uid 1001), and you submit as uid 1002"
     );
     assert!(
-        user.fix.starts_with("log in as the beamtime account: ssh "),
+        user.fix
+            .starts_with("Log in as the beamtime account (ssh -l bttest01 max-p3a901)"),
         "{}",
         user.fix
     );
+    // The node's verdict needs a user the node admits.
+    assert_eq!(check(&report, "node-verdict").outcome, Outcome::Skip);
     let access = check(&report, "reservation-access");
     assert_eq!(access.outcome, Outcome::Fail);
     assert!(
@@ -245,10 +283,10 @@ fn the_wrong_user_is_told_how_to_log_in_and_is_not_admitted_by_the_reservation()
     let text = report.text();
     assert!(text.contains("FAIL user "), "{text}");
     assert!(
-        text.contains("fix: log in as the beamtime account"),
+        text.contains("fix: Log in as the beamtime account"),
         "{text}"
     );
-    assert!(text.ends_with("2 failed, 0 not checked, of 10 checks: a beamtime job would not run; start with the first FAIL\n"), "{text}");
+    assert!(text.ends_with("2 failed, 1 not checked, of 11 checks: a beamtime job would not run; start with the first FAIL\n"), "{text}");
 }
 
 #[test]
@@ -435,12 +473,14 @@ fn a_user_database_that_does_not_answer_is_not_an_unknown_user() {
         problem: "Connection timed out".to_owned(),
     });
     let report = world.examine(&Target::Id(beamtime_id("11099001")), &failed);
+    // The node goes by uid, which the kernel tells without the database;
+    // only the name's checks need it.
     let user = check(&report, "user");
     assert_eq!(user.outcome, Outcome::Fail);
     assert_eq!(
         user.detail,
-        "cannot tell who you are: looking up uid 1000 in the user database failed: Connection \
-         timed out"
+        "the node refuses (wrong-user): beamtime 11099001 runs as its account 'bttest01' \
+         (uid 1001), and you submit as uid 1999"
     );
     let access = check(&report, "reservation-access");
     assert_eq!(access.outcome, Outcome::Skip);
@@ -451,7 +491,8 @@ fn a_user_database_that_does_not_answer_is_not_an_unknown_user() {
     let report = world.examine(&Target::Id(beamtime_id("11099001")), &Ok(None));
     assert_eq!(
         check(&report, "user").detail,
-        "you are (unknown user), but beamtime 11099001 runs as its account bttest01"
+        "you are a user the user database does not know; the node refuses (wrong-user): \
+         beamtime 11099001 runs as its account 'bttest01' (uid 1001), and you submit as uid 1999"
     );
     assert_eq!(check(&report, "reservation-access").outcome, Outcome::Fail);
 }
@@ -505,7 +546,7 @@ fn a_bad_plugstack_line_is_reported_first_and_the_rest_is_checked_without_it() {
     let text = report.text();
     assert!(text.contains("\nFAIL plugstack-line     "), "{text}");
     assert!(
-        text.ends_with("of 11 checks: a beamtime job would not run; start with the first FAIL\n"),
+        text.ends_with("of 12 checks: a beamtime job would not run; start with the first FAIL\n"),
         "{text}"
     );
 
@@ -845,5 +886,301 @@ fn a_file_system_this_host_does_not_see_is_left_to_the_node() {
              before that run without it (BEAMTIME_PHASE=pre-start)",
             world.dir.display()
         )
+    );
+}
+
+/// The facts of one job, fed to the node's `policy::decide` and to doctor's
+/// node-verdict check alike.
+struct Case {
+    name: &'static str,
+    config: &'static [&'static str],
+    facts: JobFacts,
+    /// Changes the fixture's metadata (an account, the reservations).
+    metadata: fn(&mut Metadata),
+}
+
+fn good_metadata() -> Metadata {
+    let path = std::path::Path::new("/beamline/p11/current/beamtime-metadata-11099001.json");
+    beamtime::metadata::parse_metadata(GOOD.as_bytes(), path).unwrap()
+}
+
+fn online_of(metadata: &mut Metadata) -> &mut beamtime::metadata::OnlineAnalysis {
+    match &mut metadata.online {
+        beamtime::metadata::Online::Ready(online) => online,
+        beamtime::metadata::Online::NotYet => panic!("the fixture has online resources"),
+    }
+}
+
+fn admitted_job() -> JobFacts {
+    JobFacts {
+        uid: 1001,
+        account_uid: Some(1001),
+        controller: ControllerJob {
+            reservation: Some("11099001".to_owned()),
+            account: None,
+            batch: true,
+        },
+        node: "max-p3a901".to_owned(),
+        beamline_folder: BeamlineFolder::ThisBeamtime,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    const SOURCE: &[&str] = &["source=/beamline/{beamline}/current"];
+    let with = |change: fn(&mut JobFacts)| {
+        let mut facts = admitted_job();
+        change(&mut facts);
+        facts
+    };
+    let unchanged: fn(&mut Metadata) = |_| {};
+    vec![
+        Case {
+            name: "admitted",
+            config: SOURCE,
+            facts: admitted_job(),
+            metadata: unchanged,
+        },
+        Case {
+            name: "no online resources",
+            config: SOURCE,
+            facts: admitted_job(),
+            metadata: |m| m.online = beamtime::metadata::Online::NotYet,
+        },
+        Case {
+            name: "an account the node does not know",
+            config: SOURCE,
+            facts: with(|f| f.account_uid = None),
+            metadata: unchanged,
+        },
+        Case {
+            name: "a system account",
+            config: SOURCE,
+            facts: with(|f| {
+                f.uid = 999;
+                f.account_uid = Some(999);
+            }),
+            metadata: unchanged,
+        },
+        Case {
+            name: "another user",
+            config: SOURCE,
+            facts: with(|f| f.uid = 1002),
+            metadata: unchanged,
+        },
+        Case {
+            name: "no reservation",
+            config: SOURCE,
+            facts: with(|f| f.controller.reservation = None),
+            metadata: unchanged,
+        },
+        Case {
+            name: "a reservation not listed",
+            config: SOURCE,
+            facts: with(|f| f.controller.reservation = Some("11099002".to_owned())),
+            metadata: unchanged,
+        },
+        Case {
+            name: "a listed reservation not named after the beamtime",
+            config: SOURCE,
+            facts: with(|f| f.controller.reservation = Some("maintenance".to_owned())),
+            metadata: |m| online_of(m).reservations.push("maintenance".to_owned()),
+        },
+        Case {
+            name: "a node outside the reservation",
+            config: SOURCE,
+            facts: with(|f| f.node = "btnode9".to_owned()),
+            metadata: unchanged,
+        },
+        Case {
+            name: "the wrong Slurm account",
+            config: &["source=/beamline/{beamline}/current", "account=bt_{id}"],
+            facts: with(|f| f.controller.account = Some("other".to_owned())),
+            metadata: unchanged,
+        },
+        Case {
+            name: "no source=",
+            config: &[],
+            facts: admitted_job(),
+            metadata: unchanged,
+        },
+        Case {
+            name: "a beamline folder with no beamtime",
+            config: SOURCE,
+            facts: with(|f| f.beamline_folder = BeamlineFolder::NoBeamtime),
+            metadata: unchanged,
+        },
+        Case {
+            name: "pre-start refused",
+            config: &["source=/beamline/{beamline}/current", "prestart=refuse"],
+            facts: with(|f| f.beamline_folder = BeamlineFolder::Absent),
+            metadata: unchanged,
+        },
+    ]
+}
+
+#[test]
+fn doctor_says_what_the_nodes_policy_says_for_every_rule_it_decides() {
+    let mut rules_seen = Vec::new();
+    for case in cases() {
+        let config = PluginConfig::parse(case.config.iter().copied()).unwrap();
+        let mut metadata = good_metadata();
+        (case.metadata)(&mut metadata);
+        let node = policy::decide(&config, &metadata, &mut case.facts.clone());
+        let placement = verdict::Placement {
+            reservation: case
+                .facts
+                .controller
+                .reservation
+                .clone()
+                .unwrap_or_default(),
+            nodes: vec![case.facts.node.clone()],
+        };
+        let doctor =
+            verdict::node_verdict(&config, &metadata, &[placement], |_, _| case.facts.clone());
+        match node {
+            Ok(_) => assert_eq!(doctor.outcome, Outcome::Pass, "{}: {doctor:?}", case.name),
+            Err(refusal) => {
+                assert_eq!(doctor.outcome, Outcome::Fail, "{}: {doctor:?}", case.name);
+                assert!(
+                    doctor.detail.ends_with(&format!(
+                        "the node refuses ({}): {}",
+                        refusal.rule.as_str(),
+                        refusal.problem.what
+                    )),
+                    "{}: {doctor:?} against {refusal:?}",
+                    case.name
+                );
+                assert_eq!(doctor.fix, refusal.problem.fix, "{}", case.name);
+                rules_seen.push(refusal.rule);
+            }
+        }
+    }
+    // Every rule `decide` applies to the facts; the others are the metadata
+    // check's (loading the file) or a fact that cannot be gathered.
+    for rule in [
+        Rule::NoOnlineResources,
+        Rule::UnsafeAccount,
+        Rule::WrongUser,
+        Rule::NoReservation,
+        Rule::WrongReservation,
+        Rule::WrongNode,
+        Rule::WrongAccount,
+        Rule::SiteConfiguration,
+        Rule::MountFailed,
+        Rule::PreStart,
+    ] {
+        assert!(rules_seen.contains(&rule), "no case for {}", rule.as_str());
+    }
+}
+
+#[test]
+fn a_system_account_fails_the_user_check_as_the_node_refuses_it() {
+    let world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let system = GOOD.replace("\"bttest01\"", "\"btsystem\"");
+    fs::write(
+        world
+            .dir
+            .join("p11/current/beamtime-metadata-11099001.json"),
+        system,
+    )
+    .unwrap();
+    let report = world.examine_as("btsystem");
+    let user = check(&report, "user");
+    assert_eq!(user.outcome, Outcome::Fail);
+    assert!(
+        user.detail.contains(
+            "the node refuses (unsafe-account): the beamtime's account 'btsystem' \
+             (/"
+        ) && user
+            .detail
+            .ends_with("is a system account (uid 999 < 1000)"),
+        "{}",
+        user.detail
+    );
+}
+
+#[test]
+fn a_listed_reservation_the_node_refuses_warns_and_names_the_one_used_instead() {
+    let mut world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let listed = GOOD.replace(
+        "\"slurmReservation\": \"11099001\"",
+        "\"slurmReservation\": [\"maintenance\", \"11099001\"]",
+    );
+    assert_ne!(listed, GOOD, "the fixture's slurmReservation moved");
+    fs::write(
+        world
+            .dir
+            .join("p11/current/beamtime-metadata-11099001.json"),
+        listed,
+    )
+    .unwrap();
+    let reservations = fixture("reservations.txt").replace("btnode1", "max-p3a901");
+    let maintenance = reservations
+        .lines()
+        .next()
+        .unwrap()
+        .replace("ReservationName=11099001 ", "ReservationName=maintenance ");
+    world.slurm.answer(
+        "scontrol show reservation -o",
+        format!("{maintenance}\n{reservations}"),
+    );
+    let report = world.examine_as("bttest01");
+    let verdict = check(&report, "node-verdict");
+    assert_eq!(verdict.outcome, Outcome::Warn, "{}", report.text());
+    assert!(
+        verdict.detail.starts_with(
+            "reservation maintenance on max-p3a901: the node refuses (wrong-reservation): the \
+             job runs in reservation 'maintenance', which beamtime 11099001's metadata lists but \
+             which is not named after it"
+        ) && verdict.detail.ends_with("bt-submit uses 11099001 instead"),
+        "{}",
+        verdict.detail
+    );
+    assert!(report.all_passed(), "{}", report.text());
+}
+
+#[test]
+fn the_sites_account_rule_is_checked_against_the_users_default_account() {
+    let mut world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let me = world.me();
+    world.plugstack(&format!("trusted_owners={me} account=bt_{{id}}"));
+    world.slurm.answer(
+        "sacctmgr -n -P show user bttest01 format=defaultaccount",
+        "bttest\n",
+    );
+    let report = world.examine_as("bttest01");
+    let verdict = check(&report, "node-verdict");
+    assert_eq!(verdict.outcome, Outcome::Fail, "{}", report.text());
+    assert_eq!(
+        verdict.detail,
+        "reservation 11099001 on max-p3a901: the node refuses (wrong-account): the job's Slurm \
+         account is 'bttest', beamtime 11099001 jobs must use 'bt_11099001'"
+    );
+    assert_eq!(
+        verdict.fix,
+        "Submit with --account=bt_11099001, or leave --account out to use your default"
+    );
+
+    world.slurm.answer(
+        "sacctmgr -n -P show user bttest01 format=defaultaccount",
+        "bt_11099001\n",
+    );
+    let verdict = check(&world.examine_as("bttest01"), "node-verdict").clone();
+    assert_eq!(verdict.outcome, Outcome::Pass, "{verdict:?}");
+}
+
+#[test]
+fn a_reserved_node_the_metadata_does_not_list_fails_the_verdict() {
+    let mut world = World::new().with_nodes(&fixture("node-idle.txt"));
+    world.slurm.answer(
+        "scontrol show hostnames max-p3a901",
+        "max-p3a901\nbtnode9\n",
+    );
+    let verdict = check(&world.examine_as("bttest01"), "node-verdict").clone();
+    assert_eq!(verdict.outcome, Outcome::Fail);
+    assert_eq!(
+        verdict.detail,
+        "reservation 11099001 on btnode9: the node refuses (wrong-node): node btnode9 is not one \
+         of beamtime 11099001's reserved nodes (max-p3a901)"
     );
 }

@@ -8,38 +8,36 @@
 use std::fmt;
 use std::process::{Command, ExitStatus, Stdio};
 
-/// Asks Slurm; the real one is [`SlurmCommands`].
+use crate::slurm::process::last_line;
+
+/// Asks Slurm; the real one is [`crate::slurm::host::Host`], here or over ssh.
 pub trait Slurm {
     /// The program's stdout when it exits 0.
     fn query(&self, program: &str, args: &[&str]) -> Result<String, QueryError>;
 }
 
-/// The commands found on PATH.
-pub struct SlurmCommands;
-
-impl Slurm for SlurmCommands {
-    fn query(&self, program: &str, args: &[&str]) -> Result<String, QueryError> {
-        let command = command_line(program, args);
-        let output = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|error| QueryError {
-                command: command.clone(),
-                kind: QueryErrorKind::CannotRun(error.to_string()),
-            })?;
-        if output.status.success() {
-            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
-        }
-        Err(QueryError {
-            command,
-            kind: QueryErrorKind::Failed {
-                status: output.status,
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            },
-        })
+/// Runs a Slurm command found on this host's PATH: [`crate::slurm::host::Host::Local`].
+pub fn here(program: &str, args: &[&str]) -> Result<String, QueryError> {
+    let command = command_line(program, args);
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|error| QueryError {
+            command: command.clone(),
+            kind: QueryErrorKind::CannotRun(error.to_string()),
+        })?;
+    if output.status.success() {
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
     }
+    Err(QueryError {
+        command,
+        kind: QueryErrorKind::Failed {
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        },
+    })
 }
 
 fn command_line(program: &str, args: &[&str]) -> String {
@@ -76,13 +74,10 @@ impl QueryError {
     pub fn reason(&self) -> String {
         match &self.kind {
             QueryErrorKind::CannotRun(why) => why.clone(),
-            QueryErrorKind::Failed { stderr, .. } => stderr
-                .lines()
-                .rev()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or("no output")
-                .trim()
-                .to_owned(),
+            QueryErrorKind::Failed { stderr, .. } => match last_line(stderr) {
+                "" => "no output".to_owned(),
+                said => said.to_owned(),
+            },
         }
     }
 }
@@ -192,24 +187,20 @@ mod tests {
 
     #[test]
     fn stdout_of_a_command_that_exits_0() {
-        let out = SlurmCommands.query("sh", &["-c", "echo answer; echo noise >&2"]);
+        let out = here("sh", &["-c", "echo answer; echo noise >&2"]);
         assert_eq!(out, Ok("answer\n".to_owned()));
     }
 
     #[test]
     fn a_failed_command_is_named_with_its_status_and_what_it_said() {
-        let error = SlurmCommands
-            .query("sh", &["-c", "echo first >&2; echo last >&2; exit 3"])
-            .unwrap_err();
+        let error = here("sh", &["-c", "echo first >&2; echo last >&2; exit 3"]).unwrap_err();
         assert_eq!(
             error.to_string(),
             "'sh -c echo first >&2; echo last >&2; exit 3' failed (exit status: 3): first; last"
         );
         assert_eq!(error.reason(), "last");
 
-        let error = SlurmCommands
-            .query("sh", &["-c", "echo on stdout; exit 1"])
-            .unwrap_err();
+        let error = here("sh", &["-c", "echo on stdout; exit 1"]).unwrap_err();
         assert!(
             error.to_string().ends_with("(exit status: 1): on stdout"),
             "{error}"
@@ -219,9 +210,7 @@ mod tests {
 
     #[test]
     fn a_command_not_on_path_cannot_run() {
-        let error = SlurmCommands
-            .query("no-such-command-bt-submit", &["show", "config"])
-            .unwrap_err();
+        let error = here("no-such-command-bt-submit", &["show", "config"]).unwrap_err();
         assert_eq!(
             error.to_string(),
             "cannot run 'no-such-command-bt-submit show config': No such file or directory (os \

@@ -19,12 +19,13 @@ use std::cell::OnceCell;
 use std::ffi::OsString;
 use std::fmt;
 
-use beamtime::discovery::{DiscoveryError, SearchOrigin, SearchPath};
+use beamtime::discovery::SearchPath;
 use beamtime::plugin_config::{PluginConfig, TargetTemplate, BAD_LINE_FIX};
 
 use crate::failure::{Failure, Status};
-use crate::plugstack::{find_plugin, BadLine, PluginSetup, Unavailable};
-use crate::slurm_query::Slurm;
+use crate::site::plugstack::{find_plugin, BadLine, PluginSetup, Unavailable};
+use crate::site::user_config::{user_setting, ConfigError, SearchOrigin};
+use crate::slurm::query::Slurm;
 
 /// Reads one environment variable; the real environment, or a test's.
 pub type Environment<'e> = &'e dyn Fn(&str) -> Option<OsString>;
@@ -96,7 +97,7 @@ impl fmt::Display for Origin {
 #[derive(Debug)]
 pub enum SettingsError {
     /// `BEAMTIME_METADATA_PATH` or bt-submit's config file.
-    User(DiscoveryError),
+    User(ConfigError),
     Plugstack(BadLine),
 }
 
@@ -140,9 +141,9 @@ impl<'s> Settings<'s> {
     }
 
     /// The search path the user or the host set for bt-submit, if any.
-    pub fn own_search_path(&self) -> Result<Option<Search>, DiscoveryError> {
+    pub fn own_search_path(&self) -> Result<Option<Search>, ConfigError> {
         Ok(
-            SearchPath::user_setting(self.environment)?.map(|(path, origin)| Search {
+            user_setting(self.environment)?.map(|(path, origin)| Search {
                 path,
                 origin: Origin::User(origin),
             }),
@@ -187,7 +188,7 @@ impl<'s> Settings<'s> {
 mod tests {
     use std::fs;
 
-    use beamtime::discovery::{CONFIG_FILE_VAR, SEARCH_PATH_VAR};
+    use crate::site::user_config::{CONFIG_FILE_VAR, SEARCH_PATH_VAR};
 
     use super::*;
     use crate::testing::{ScratchPlugstack, PLUGIN_LINE};
@@ -309,12 +310,12 @@ mod tests {
         let failure = Failure::from(SettingsError::Plugstack(bad));
         assert_eq!(failure.status, Status::Config);
         assert!(
-            failure.message.starts_with(&format!(
+            failure.problem.what.starts_with(&format!(
                 "{location}: plugstack.conf argument 'no_such_argument=1': unknown key"
             )),
             "{failure}"
         );
-        assert_eq!(failure.hint, BAD_LINE_FIX);
+        assert_eq!(failure.problem.fix, BAD_LINE_FIX);
     }
 
     #[test]
@@ -326,7 +327,8 @@ mod tests {
         assert_eq!(failure.status, Status::Config);
         assert!(
             failure
-                .message
+                .problem
+                .what
                 .starts_with("BEAMTIME_METADATA_PATH: invalid metadata search pattern"),
             "{failure}"
         );

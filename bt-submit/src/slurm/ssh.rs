@@ -18,11 +18,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use beamtime::metadata::OnlineAnalysis;
+use beamtime::problem::ASK_THE_ADMINS;
 use beamtime::shell::quote_bytes;
 
-use crate::failure::{Failure, Status, ASK_ADMIN};
-use crate::slurm_query::{QueryError, QueryErrorKind, Slurm};
-use crate::submit::{cannot_start, last_line};
+use crate::failure::{Failure, Status};
+use crate::slurm::process::{cannot_start, last_line};
+use crate::slurm::query::{QueryError, QueryErrorKind, Slurm};
 
 /// Seconds ssh waits for a node to answer before the next one is tried.
 pub const CONNECT_TIMEOUT_SECONDS: u32 = 10;
@@ -147,12 +148,14 @@ impl Remote {
                     Some(127) => Err(Failure::new(
                         Status::NotFound,
                         format!("{program} not found on {node}'s PATH; nothing was submitted"),
-                        format!("{program} must be installed on the reserved nodes; {ASK_ADMIN}"),
+                        format!(
+                            "{program} must be installed on the reserved nodes; {ASK_THE_ADMINS}"
+                        ),
                     )),
                     Some(126) => Err(Failure::new(
                         Status::CannotExecute,
                         format!("{program} cannot be run on {node}; nothing was submitted"),
-                        ASK_ADMIN,
+                        ASK_THE_ADMINS,
                     )),
                     _ => Ok((node.clone(), output)),
                 };
@@ -178,7 +181,7 @@ impl Remote {
             ),
             format!(
                 "try again when a node is up, or name one with --node; if they are all up, \
-                 {ASK_ADMIN}"
+                 {ASK_THE_ADMINS}"
             ),
         ))
     }
@@ -206,7 +209,7 @@ impl Remote {
                      reinstalled, or it is not {node}; nothing was submitted"
                 ),
                 format!(
-                    "{ASK_ADMIN} to check {node}'s host key and correct known_hosts; do not \
+                    "{ASK_THE_ADMINS} to check {node}'s host key and correct known_hosts; do not \
                      remove the entry yourself"
                 ),
             ),
@@ -241,7 +244,7 @@ impl Remote {
             format!(
                 "before submitting again, look for the job: squeue -u {} -o '%i %j %k' lists \
                  the jobs of the beamtime's account with their names and comments; run the \
-                 command that --dry-run prints to see ssh's whole message, and {ASK_ADMIN} if it \
+                 command that --dry-run prints to see ssh's whole message, and {ASK_THE_ADMINS} if it \
                  is about the node",
                 self.account
             ),
@@ -265,7 +268,7 @@ impl Slurm for Remote {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
         let (node, output) = self.run(program, &args).map_err(|failure| QueryError {
             command: command.clone(),
-            kind: QueryErrorKind::CannotRun(failure.message),
+            kind: QueryErrorKind::CannotRun(failure.problem.what),
         })?;
         if output.status.success() {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
@@ -544,10 +547,11 @@ mod tests {
 
     #[test]
     fn a_key_is_checked_as_ssh_will_take_it() {
-        let dir = std::env::temp_dir().join(format!("bt-submit-key-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        let key = dir.join("id_rsa");
+        let dir = tempfile::Builder::new()
+            .prefix("bt-submit-key-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let key = dir.path().join("id_rsa");
         fs::write(&key, "key").unwrap_or_else(|e| panic!("{e}"));
         let me = beamtime::users::current_uid();
         let set_mode = |mode| {
@@ -562,11 +566,10 @@ mod tests {
             failure.as_ref().map(|f| f.status),
             Some(Status::NoPermission)
         );
-        assert!(failure.is_some_and(|f| f.hint.contains("chmod 600")));
+        assert!(failure.is_some_and(|f| f.problem.fix.contains("chmod 600")));
         // Someone else's key, readable through a group: ssh takes it.
         assert_eq!(check_key(&key, me.wrapping_add(1)), Ok(()));
-        let missing = check_key(&dir.join("nothing"), me).err();
+        let missing = check_key(&dir.path().join("nothing"), me).err();
         assert_eq!(missing.map(|f| f.status), Some(Status::NoInput));
-        let _ = fs::remove_dir_all(&dir);
     }
 }

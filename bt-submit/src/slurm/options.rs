@@ -37,12 +37,12 @@ impl Program {
 /// from its src/common/slurm_opt.c by scripts/slurm-option-table.py (never
 /// typed by hand; bt-submit/slurm-options/README.md says where each came from).
 const RELEASE_TABLES: &[(&str, &str)] = &[
-    ("22.05", include_str!("../slurm-options/22.05.tsv")),
-    ("23.11", include_str!("../slurm-options/23.11.tsv")),
-    ("24.11", include_str!("../slurm-options/24.11.tsv")),
-    ("25.05", include_str!("../slurm-options/25.05.tsv")),
-    ("25.11", include_str!("../slurm-options/25.11.tsv")),
-    ("26.05", include_str!("../slurm-options/26.05.tsv")),
+    ("22.05", include_str!("../../slurm-options/22.05.tsv")),
+    ("23.11", include_str!("../../slurm-options/23.11.tsv")),
+    ("24.11", include_str!("../../slurm-options/24.11.tsv")),
+    ("25.05", include_str!("../../slurm-options/25.05.tsv")),
+    ("25.11", include_str!("../../slurm-options/25.11.tsv")),
+    ("26.05", include_str!("../../slurm-options/26.05.tsv")),
 ];
 
 /// What getopt lets an option take (`has_arg`).

@@ -100,6 +100,8 @@ pub struct Reservation {
     pub end_time: String,
     pub users: AccessList,
     pub accounts: AccessList,
+    /// Slurm's node list (`btnode[1-4]`), as `scontrol show hostnames` takes it.
+    pub nodes: String,
 }
 
 impl Reservation {
@@ -117,6 +119,7 @@ impl Reservation {
                     end_time: text("EndTime"),
                     users: AccessList::parse(f.get("Users")),
                     accounts: AccessList::parse(f.get("Accounts")),
+                    nodes: text("Nodes"),
                 }
             })
             .collect()

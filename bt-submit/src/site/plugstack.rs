@@ -10,11 +10,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use beamtime::plugin_config::{PathTemplate, PluginConfig};
+use beamtime::problem::ASK_THE_ADMINS;
 use beamtime::trust::{OwnerError, TrustPolicy};
 
-use crate::failure::ASK_ADMIN;
-use crate::slurm_query::{QueryError, Slurm};
-use crate::slurm_text::{
+use crate::slurm::query::{QueryError, Slurm};
+use crate::slurm::text::{
     is_beamtime_plugin, parse_plugstack, plugstack_config, proctrack_type, PlugstackLine,
 };
 
@@ -107,13 +107,13 @@ impl Unavailable {
                                       SLURM_CONF, if set, is right"
                 .to_owned(),
             Unavailable::NoPlugStackConfig => {
-                format!("{ASK_ADMIN} to set PlugStackConfig in slurm.conf")
+                format!("{ASK_THE_ADMINS} to set PlugStackConfig in slurm.conf")
             }
             Unavailable::Unreadable { .. } => format!(
-                "{ASK_ADMIN}: srun and sbatch read this file as you, so it must be readable"
+                "{ASK_THE_ADMINS}: srun and sbatch read this file as you, so it must be readable"
             ),
             Unavailable::NoPluginLine { .. } => format!(
-                "{ASK_ADMIN}: install the spank-beamtime package (it adds \
+                "{ASK_THE_ADMINS}: install the spank-beamtime package (it adds \
                  /etc/slurm/plugstack.conf.d/beamtime.conf)"
             ),
         }

@@ -1,0 +1,91 @@
+//! `bt-submit watch` from its command line: the folder, the state file, the
+//! sbatch command planned once as `bt-submit sbatch` plans it; then the watch
+//! itself (mod.rs).
+
+use std::env;
+use std::process::ExitCode;
+
+use crate::cli::WatchArgs;
+use crate::commands::submit::{planned, submitter_for};
+use crate::commands::watch;
+use crate::failure::{Failure, Status};
+use crate::site::metadata_file::{absolute, load_metadata};
+use crate::site::settings::Settings;
+use crate::slurm::options::{self as slurm_options, Program};
+
+pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
+    let user = slurm_options::scan(Program::Sbatch, &args.args);
+    if !user.comments.is_empty() {
+        return Err(Failure::new(
+            Status::Usage,
+            "bt-submit watch gives each job its own --comment, by which it counts its jobs and \
+             finds them after a crash; it cannot take yours",
+            "leave --comment out of the sbatch options",
+        ));
+    }
+    if args.done_file.is_some() && args.each != watch::Each::Folder {
+        return Err(Failure::new(
+            Status::Usage,
+            "--done-file tells when a scan folder is complete; this watch submits each file",
+            "add --each folder to submit one job per scan folder, or leave --done-file out",
+        ));
+    }
+    let folder = absolute(&args.folder)?.canonicalize().map_err(|error| {
+        Failure::new(
+            Status::NoInput,
+            format!("cannot watch {}: {error}", args.folder.display()),
+            "name an existing folder you may read",
+        )
+    })?;
+    if !folder.is_dir() {
+        return Err(Failure::new(
+            Status::NoInput,
+            format!("cannot watch {}: it is not a folder", folder.display()),
+            "name the folder the files arrive in",
+        ));
+    }
+    let state = match args.state {
+        Some(path) => absolute(&path)?,
+        None => watch::default_state_file(&folder, args.each, &|name| env::var_os(name))
+            .ok_or_else(|| {
+                Failure::new(
+                    Status::Usage,
+                    "no place for the watch's state file: neither XDG_STATE_HOME nor HOME is set",
+                    "give the state file with --state FILE",
+                )
+            })?,
+    };
+    let metadata = load_metadata(&args.source, settings)?;
+    let submitter = submitter_for(
+        Program::Sbatch,
+        &metadata,
+        args.remote,
+        args.node.as_deref(),
+    )?;
+    let invocation = planned(
+        Program::Sbatch,
+        &metadata,
+        &submitter,
+        args.reservation,
+        args.args,
+    )?;
+    let options = watch::Options {
+        folder,
+        each: args.each,
+        done_file: args.done_file,
+        pattern: args.pattern,
+        settle: args.settle,
+        poll_interval: args.poll_interval,
+        max_in_flight: args.max_in_flight.map(|n| n as usize),
+        state,
+        sharing: if args.shared_state {
+            watch::Sharing::Shared
+        } else {
+            watch::Sharing::OnlyMine
+        },
+        inotify: !args.no_inotify,
+        template: invocation.args,
+    };
+    watch::run(&options, &submitter)?;
+    Ok(ExitCode::SUCCESS)
+}

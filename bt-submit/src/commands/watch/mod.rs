@@ -1,0 +1,296 @@
+//! `bt-submit watch DIR -- SCRIPT ARGS`: one batch job per new file below
+//! DIR (or, with `--each folder`, per new scan folder directly below it),
+//! submitted once it is complete, exactly once across restarts.
+//!
+//! Each pass of the loop looks at what is due (new files from the periodic
+//! walk of the folder, files inotify reported, files whose settle time is
+//! up), submits the complete ones one at a time and then waits for the next
+//! event or the next due time. The pieces: command.rs turns the command line
+//! into [`Options`] (options.rs), events.rs takes in the walk and inotify's
+//! events, complete.rs decides when a file is complete, submission.rs submits
+//! while the queue has room and resolves what a crash left open, state.rs
+//! keeps what was submitted, tree.rs walks the folder, os.rs holds the system
+//! calls, log.rs writes the log; jobs are submitted and Slurm is asked through
+//! the [`Host`] that `bt-submit --remote` uses too, on this host or on a
+//! reserved node over ssh.
+
+mod beneath;
+pub mod command;
+mod complete;
+mod events;
+mod log;
+mod options;
+mod os;
+mod state;
+mod submission;
+#[cfg(test)]
+mod tests;
+mod tree;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use complete::{Candidate, Verdict, Why};
+use os::{EventKind, Inotify};
+pub use state::Sharing;
+use state::{Record, StateError, StateFile};
+
+// Defined with the command line (a leaf that xtask renders); what it means is here.
+pub use crate::cli::Each;
+use crate::failure::{Failure, Status};
+use crate::slurm::host::{Host, SubmitError};
+use log::{log, named, secs};
+pub use options::{arguments_for, default_state_file, retry_delay, Options};
+
+impl Each {
+    pub fn name(self) -> &'static str {
+        match self {
+            Each::File => "file",
+            Each::Folder => "folder",
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Each::File => "files",
+            Each::Folder => "folders",
+        }
+    }
+}
+
+/// Runs the watch until SIGINT or SIGTERM; one line per file on stdout.
+pub fn run(options: &Options, submitter: &Host) -> Result<(), Failure> {
+    os::catch_stop_signals().map_err(|error| {
+        Failure::new(
+            Status::IoError,
+            format!("cannot handle SIGINT/SIGTERM: {error}"),
+            "report this as a bug",
+        )
+    })?;
+    let (state, record) = StateFile::open(
+        &options.state,
+        &options.folder,
+        options.each,
+        options.sharing,
+    )
+    .map_err(state_failure)?;
+    let mut watch = Watch::new(options, submitter, state, record);
+    watch.run()
+}
+
+fn state_failure(error: StateError) -> Failure {
+    match &error {
+        StateError::InUse { .. } => Failure::new(
+            Status::Usage,
+            error.to_string(),
+            "stop the other watch first, or give this one its own --state FILE",
+        ),
+        StateError::Invalid { .. } => Failure::new(
+            Status::DataError,
+            error.to_string(),
+            "give --state the file of this folder's watch, or a new file to start afresh \
+             (everything in the folder is then submitted again)",
+        ),
+        StateError::Unsafe { .. } => Failure::new(
+            Status::Usage,
+            error.to_string(),
+            "keep the state in a folder only you can write (--state FILE); if a team shares \
+             this watch's state on purpose, say so with --shared-state (see docs/user.md)",
+        ),
+        StateError::Io { .. } => Failure::new(
+            Status::IoError,
+            format!("{error}; the watch stops so that no file is submitted twice"),
+            "make the state file's folder writable (or choose another with --state FILE), \
+             then start the watch again: it takes up where it stopped",
+        ),
+    }
+}
+
+struct Retry {
+    failures: u32,
+    at: u64,
+}
+
+/// What Slurm last said about this watch's unfinished jobs.
+struct InFlight {
+    counted: usize,
+    submitted_since: usize,
+    asked_at: Option<u64>,
+    waiting_told: bool,
+}
+
+struct Watch<'a> {
+    options: &'a Options,
+    submitter: &'a Host,
+    state: StateFile,
+    record: Record,
+    candidates: BTreeMap<String, Candidate>,
+    retries: HashMap<String, Retry>,
+    told_unusable: HashSet<String>,
+    inotify: Option<Inotify>,
+    /// inotify watch descriptor → folder below the watched one.
+    watched: HashMap<i32, String>,
+    watched_folders: HashSet<String>,
+    /// What each folder's last listing saw (tree.rs).
+    listings: HashMap<String, tree::Listing>,
+    clock: Instant,
+    in_flight: InFlight,
+    submitted: usize,
+    /// When the intent left by a failed or interrupted submission is next resolved.
+    resolve_at: u64,
+}
+
+impl<'a> Watch<'a> {
+    fn new(options: &'a Options, submitter: &'a Host, state: StateFile, record: Record) -> Self {
+        let inotify = if options.inotify {
+            match Inotify::new() {
+                Ok(inotify) => Some(inotify),
+                Err(error) => {
+                    log(&format!(
+                        "inotify is not available ({error}); looking every {} s only",
+                        secs(options.poll_interval)
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Watch {
+            options,
+            submitter,
+            state,
+            record,
+            candidates: BTreeMap::new(),
+            retries: HashMap::new(),
+            told_unusable: HashSet::new(),
+            inotify,
+            watched: HashMap::new(),
+            watched_folders: HashSet::new(),
+            listings: HashMap::new(),
+            clock: Instant::now(),
+            in_flight: InFlight {
+                counted: 0,
+                submitted_since: 0,
+                asked_at: None,
+                waiting_told: false,
+            },
+            submitted: 0,
+            resolve_at: 0,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    /// How long a file or scan folder must stay unchanged to be complete;
+    /// `None` when only its done file makes a scan folder complete.
+    fn settle_ms(&self) -> Option<u64> {
+        match self.options.done_file {
+            Some(_) => None,
+            None => Some(self.options.settle.as_millis() as u64),
+        }
+    }
+
+    /// A new look at a file or scan folder; `None` when it is gone (or, a
+    /// folder, cannot be read).
+    fn look_again(&self, rel: &str) -> Option<complete::Look> {
+        match self.options.each {
+            Each::File => tree::look(&self.options.folder, rel),
+            Each::Folder => tree::look_folder(&self.options.folder, rel),
+        }
+    }
+
+    /// Logs that `rel` will not be submitted: gone before it was complete.
+    fn forget_gone(&mut self, rel: &str) {
+        self.candidates.remove(rel);
+        self.retries.remove(rel);
+        log(&format!(
+            "{}: not submitted: it disappeared before it was complete",
+            named(rel)
+        ));
+    }
+
+    fn run(&mut self) -> Result<(), Failure> {
+        let o = self.options;
+        let what = match (o.each, &o.done_file) {
+            (Each::File, _) => format!("files {}", o.pattern),
+            (Each::Folder, None) => format!("scan folders {}", o.pattern),
+            (Each::Folder, Some(name)) => {
+                format!(
+                    "scan folders {}, each complete once it holds {name}",
+                    o.pattern
+                )
+            }
+        };
+        let settle = match self.settle_ms() {
+            Some(_) => format!("settle {} s, ", secs(o.settle)),
+            None => String::new(),
+        };
+        log(&format!(
+            "watching {} for {what} ({settle}looking every {} s{}{}), state {}: {} {} submitted before",
+            o.folder.display(),
+            secs(o.poll_interval),
+            if self.inotify.is_some() { ", inotify" } else { "" },
+            o.max_in_flight.map(|n| format!(", at most {n} jobs in flight")).unwrap_or_default(),
+            self.state.path().display(),
+            self.record.submitted.len(),
+            o.each.plural()
+        ));
+        let poll_ms = o.poll_interval.as_millis() as u64;
+        let mut next_walk = 0;
+        loop {
+            if let Some(signal) = os::stop_requested() {
+                log(&format!(
+                    "stopping on {signal}: {} {} submitted in this run, {} waiting to be complete",
+                    self.submitted,
+                    o.each.plural(),
+                    self.candidates.len()
+                ));
+                return Ok(());
+            }
+            let now = self.now();
+            if now >= next_walk {
+                self.walk(now);
+                next_walk = now + poll_ms;
+            }
+            self.submit_complete()?;
+            let wake = self.next_due().map_or(next_walk, |due| due.min(next_walk));
+            let timeout = Duration::from_millis(wake.saturating_sub(self.now()));
+            match &self.inotify {
+                Some(inotify) => match inotify.wait(timeout) {
+                    Ok(events) => self.handle(events),
+                    Err(error) => {
+                        log(&format!(
+                            "inotify failed ({error}); looking every {} s only",
+                            secs(o.poll_interval)
+                        ));
+                        self.inotify = None;
+                    }
+                },
+                None => std::thread::sleep(timeout),
+            }
+        }
+    }
+
+    /// The earliest time something is due: a settle time up, a retry, an in-flight recount.
+    /// A complete file still here after a pass waits for its retry, or else
+    /// for room in the queue, which the next walk's pass asks about again.
+    fn next_due(&self) -> Option<u64> {
+        let settle = self.settle_ms();
+        let now = self.now();
+        let looks = self.candidates.iter().filter_map(|(rel, c)| {
+            let retry = self.retries.get(rel).map(|r| r.at);
+            match c.verdict(settle) {
+                Verdict::LookAgainAt(at) => Some(at.max(retry.unwrap_or(0))),
+                Verdict::Complete(_) => retry.filter(|&at| at > now),
+                // Found by the next walk (or its inotify event).
+                Verdict::AwaitReport => None,
+            }
+        });
+        looks.min()
+    }
+}

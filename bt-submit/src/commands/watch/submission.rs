@@ -1,0 +1,205 @@
+//! Submitting the complete candidates one at a time while the queue has room
+//! (as Slurm counts this watch's jobs), and resolving a submission a crash
+//! left open, so that each file makes exactly one job.
+
+use super::*;
+
+impl Watch<'_> {
+    pub(super) fn submit_complete(&mut self) -> Result<(), Failure> {
+        if self.record.submitting.is_some() && !self.resolve_intent()? {
+            return Ok(());
+        }
+        let settle = self.settle_ms();
+        let now = self.now();
+        // Files whose settle time is up get the look that proves it first.
+        let due: Vec<String> = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| matches!(c.verdict(settle), Verdict::LookAgainAt(at) if at <= now))
+            .map(|(rel, _)| rel.clone())
+            .collect();
+        for rel in due {
+            match self.look_again(&rel) {
+                Some(look) => {
+                    if let Some(c) = self.candidates.get_mut(&rel) {
+                        c.looked(look, now);
+                    }
+                }
+                None => self.forget_gone(&rel),
+            }
+        }
+        let complete: Vec<(String, Why)> = self
+            .candidates
+            .iter()
+            .filter_map(|(rel, c)| match c.verdict(settle) {
+                Verdict::Complete(why) => Some((rel.clone(), why)),
+                Verdict::LookAgainAt(_) | Verdict::AwaitReport => None,
+            })
+            .filter(|(rel, _)| self.retries.get(rel).map_or(true, |r| r.at <= now))
+            .collect();
+        for (rel, why) in complete {
+            if os::stop_requested().is_some() || !self.room_for_one() {
+                break;
+            }
+            self.submit(&rel, why)?;
+            if self.record.submitting.is_some() && !self.resolve_intent()? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether one more job stays within `--max-in-flight`, asking Slurm when
+    /// what it said last (plus the jobs submitted since) says no: jobs only
+    /// ever leave the queue, so that sum is never too low.
+    pub(super) fn room_for_one(&mut self) -> bool {
+        let Some(max) = self.options.max_in_flight else {
+            return true;
+        };
+        if self.in_flight.counted + self.in_flight.submitted_since < max {
+            return true;
+        }
+        let now = self.now();
+        let poll_ms = self.options.poll_interval.as_millis() as u64;
+        if self.in_flight.asked_at.is_some_and(|at| now < at + poll_ms) {
+            return false;
+        }
+        self.in_flight.asked_at = Some(now);
+        match self.submitter.queued() {
+            Ok(queued) => {
+                // Slurm's answer, narrowed to the jobs this watch submitted.
+                let ours: HashSet<u64> = self.record.submitted.values().map(|s| s.job).collect();
+                self.in_flight.counted = queued.iter().filter(|id| ours.contains(id)).count();
+                self.in_flight.submitted_since = 0;
+            }
+            Err(error) => {
+                log(&format!(
+                    "cannot count this watch's jobs in Slurm ({}); waiting",
+                    error.problem.what
+                ));
+                return false;
+            }
+        }
+        let room = self.in_flight.counted < max;
+        if !room && !self.in_flight.waiting_told {
+            log(&format!(
+                "waiting: {} of this watch's jobs are pending or running (--max-in-flight {max})",
+                self.in_flight.counted
+            ));
+        }
+        self.in_flight.waiting_told = !room;
+        room
+    }
+
+    pub(super) fn submit(&mut self, rel: &str, why: Why) -> Result<(), Failure> {
+        let now = self.now();
+        // One last look right before sbatch: a file changed since is not complete.
+        let Some(look) = self.look_again(rel) else {
+            self.forget_gone(rel);
+            return Ok(());
+        };
+        let settle = self.settle_ms();
+        if let Some(candidate) = self.candidates.get_mut(rel) {
+            candidate.looked(look, now);
+            if !matches!(candidate.verdict(settle), Verdict::Complete(_)) {
+                return Ok(());
+            }
+        }
+        let marker = self.record.begin(rel);
+        self.state.save(&self.record).map_err(state_failure)?;
+        let mut args = vec![OsString::from(format!("--comment={marker}"))];
+        args.extend(arguments_for(
+            &self.options.template,
+            &self.options.folder.join(rel),
+        ));
+        match self.submitter.sbatch(&args) {
+            Ok(submitted) => {
+                let job = submitted.job_id;
+                self.record.finish(rel, job, look);
+                self.state.save(&self.record).map_err(state_failure)?;
+                self.candidates.remove(rel);
+                self.retries.remove(rel);
+                self.submitted += 1;
+                self.in_flight.submitted_since += 1;
+                let node = submitted
+                    .node
+                    .map(|node| format!(" on {node}"))
+                    .unwrap_or_default();
+                log(&format!("{} -> job {job}{node} ({why})", named(rel)));
+            }
+            Err(error) => {
+                let reason = match error {
+                    SubmitError::Refused { status, stderr } => format!(
+                        "sbatch failed (exit status {status}): {}",
+                        stderr
+                            .lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .unwrap_or("no message")
+                            .trim()
+                    ),
+                    SubmitError::Failed(failure) => failure.problem.what,
+                };
+                let retry = self
+                    .retries
+                    .entry(rel.to_owned())
+                    .or_insert(Retry { failures: 0, at: 0 });
+                retry.failures += 1;
+                let delay = retry_delay(retry.failures);
+                retry.at = now + delay.as_millis() as u64;
+                log(&format!(
+                    "{}: not submitted: {reason}; trying again in {} s (failure {})",
+                    named(rel),
+                    delay.as_secs(),
+                    retry.failures
+                ));
+                self.resolve_at = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// A submission whose outcome is not known (sbatch failed, or the watch
+    /// died during it): asks Slurm for a job with its comment. `Ok(false)`
+    /// while Slurm cannot be asked; nothing is submitted until it can.
+    pub(super) fn resolve_intent(&mut self) -> Result<bool, Failure> {
+        let Some(intent) = self.record.submitting.clone() else {
+            return Ok(true);
+        };
+        let now = self.now();
+        if now < self.resolve_at {
+            return Ok(false);
+        }
+        match self.submitter.with_comment(&intent.marker) {
+            Err(error) => {
+                self.resolve_at = now + self.options.poll_interval.as_millis() as u64;
+                log(&format!(
+                    "{}: cannot tell whether its last submission made a job ({}); nothing is submitted until Slurm answers",
+                    named(&intent.file), error.problem.what
+                ));
+                Ok(false)
+            }
+            Ok(jobs) => {
+                match jobs.first() {
+                    Some(job) => {
+                        let look = self.look_again(&intent.file).unwrap_or(complete::Look {
+                            size: 0,
+                            mtime_ns: 0,
+                            files: 0,
+                        });
+                        self.record.finish(&intent.file, *job, look);
+                        self.candidates.remove(&intent.file);
+                        self.retries.remove(&intent.file);
+                        log(&format!(
+                            "{} -> job {job} (its submission was interrupted; Slurm has the job)",
+                            named(&intent.file)
+                        ));
+                    }
+                    None => self.record.abandon(),
+                }
+                self.state.save(&self.record).map_err(state_failure)?;
+                Ok(true)
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! How bt-submit talks to Slurm: the option syntax of sbatch, srun and salloc
+//! (options), scontrol's records (text), running Slurm's commands here
+//! or on a reserved node over ssh (host, with query for what a Slurm command
+//! answered and ssh for the way there), and what a child process said
+//! (process).
+
+pub mod options;
+pub mod process;
+pub mod query;
+// Public with host: a Host::Remote is made from it.
+pub mod ssh;
+// Where Slurm runs, this host or a reserved node over ssh: the one way to
+// submit a batch job and get its id back, to ask for the submitter's queued
+// jobs, and to ask Slurm anything; --remote, watch and the planner use it.
+pub mod host;
+// Public for the real-Slurm tests, which read scontrol's records the same way.
+pub mod text;
