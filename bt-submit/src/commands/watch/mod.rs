@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use complete::{Candidate, Verdict, Why};
 use os::{EventKind, Inotify};
 pub use state::Sharing;
-use state::{Record, StateError, StateFile};
+use state::{Change, Record, StateError, StateFile};
 
 // Defined with the command line (a leaf that xtask renders); what it means is here.
 pub use crate::cli::Each;

@@ -13,9 +13,18 @@
 //! Inode numbers are not the identity: a deleted file's inode is reused by
 //! the next one, which would then never be submitted.
 //!
-//! The file is rewritten whole after every change: written to a temporary
-//! file beside it (created exclusively, never through a link), fsync'ed, renamed over the old one and the folder
-//! fsync'ed, so a crash leaves the old or the new state, never a mix.
+//! The state is a snapshot and a journal beside it (`<state>.journal`): each
+//! change is one line appended to the journal and fsync'ed, so recording a
+//! submission costs the same with ten files recorded or a hundred thousand.
+//! Now and then (when the journal holds as many lines as the snapshot holds
+//! files, and at every start) the journal is folded into the snapshot: a
+//! temporary file beside it (created exclusively, never through a link),
+//! fsync'ed, renamed over the old one and the folder fsync'ed, then the
+//! journal emptied. A crash leaves the old or the new snapshot, never a mix;
+//! one between the rename and the emptying replays lines the snapshot holds
+//! already, which changes nothing (each line sets, it never counts). A line
+//! cut short by a crash was never fsync'ed, so nothing acted on it: it is
+//! dropped.
 //! Before sbatch runs, the state records the submission it is about to make
 //! and the comment (`--comment`) its job will carry; a watch that died
 //! between sbatch and recording the job id finds, on restart, the job by
@@ -34,7 +43,14 @@ use super::beneath::Folder;
 use super::complete::Look;
 use super::{os, Each};
 
-const FORMAT: &str = "bt-submit watch state 1";
+/// The snapshot's format. A snapshot of format 2 has a journal beside it;
+/// a bt-submit that knows only format 1 refuses it rather than ignore the
+/// journal and submit its files again.
+const FORMAT: &str = "bt-submit watch state 2";
+const FORMAT_WITHOUT_JOURNAL: &str = "bt-submit watch state 1";
+
+/// The fewest journal lines that make a compaction worth its rewrite.
+const COMPACT_AFTER_AT_LEAST: usize = 1000;
 
 /// A file that was submitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +66,94 @@ pub struct Intent {
     pub file: String,
     /// The `--comment` of its job, unique to this watch and this file.
     pub marker: String,
+}
+
+/// One change of the state: a line of the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `file` is about to be submitted, its job carrying marker `number`.
+    Begin { file: String, number: u64 },
+    /// `file`'s submission made job `job`.
+    Finish { file: String, job: u64, look: Look },
+    /// `file`'s submission is known to have made no job.
+    Abandon { file: String },
+}
+
+impl Change {
+    /// The journal line: one JSON object and a newline (JSON escapes any
+    /// newline in a name, so one change is always one line).
+    fn line(&self) -> String {
+        let value = match self {
+            Change::Begin { file, number } => json!({"begin": file, "marker": number}),
+            Change::Finish { file, job, look } => {
+                let mut value = look_json(*job, look);
+                value["finish"] = file.as_str().into();
+                value
+            }
+            Change::Abandon { file } => json!({"abandon": file}),
+        };
+        let mut line = value.to_string();
+        line.push('\n');
+        line
+    }
+
+    fn parse(line: &str) -> Result<Change, String> {
+        let value: Value =
+            serde_json::from_str(line).map_err(|e| format!("it is not valid JSON: {e}"))?;
+        let name = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+        if let Some(file) = name("begin") {
+            let number = value
+                .get("marker")
+                .and_then(Value::as_u64)
+                .ok_or("\"marker\" is missing or not a number")?;
+            Ok(Change::Begin { file, number })
+        } else if let Some(file) = name("finish") {
+            let (job, look) = parse_look(&value, &format!("\"finish\" of {file:?}"))?;
+            Ok(Change::Finish { file, job, look })
+        } else if let Some(file) = name("abandon") {
+            Ok(Change::Abandon { file })
+        } else {
+            Err("it has none of \"begin\", \"finish\", \"abandon\"".to_owned())
+        }
+    }
+}
+
+/// A submitted file's job and look as the snapshot and the journal write them.
+fn look_json(job: u64, look: &Look) -> Value {
+    json!({
+        "job": job,
+        "size": look.size,
+        "mtimeNs": look.mtime_ns.to_string(),
+        "files": look.files,
+    })
+}
+
+/// Reads what [`look_json`] wrote; `what` names the entry in the error. An
+/// entry without "files" (written before scan folders could be watched) is
+/// one file.
+fn parse_look(entry: &Value, what: &str) -> Result<(u64, Look), String> {
+    let bad = || format!("{what} needs \"job\", \"size\", \"mtimeNs\"");
+    let files = match entry.get("files") {
+        None => 1,
+        Some(count) => count
+            .as_u64()
+            .ok_or_else(|| format!("{what}: \"files\" is not a number"))?,
+    };
+    let job = entry.get("job").and_then(Value::as_u64).ok_or_else(bad)?;
+    let size = entry.get("size").and_then(Value::as_u64).ok_or_else(bad)?;
+    let mtime_ns = entry
+        .get("mtimeNs")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((
+        job,
+        Look {
+            size,
+            mtime_ns,
+            files,
+        },
+    ))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,46 +186,56 @@ impl Record {
         format!("bt-submit-watch:{}:", self.watch_id)
     }
 
-    /// Records that `file` is about to be submitted; returns its marker.
-    pub fn begin(&mut self, file: &str) -> String {
-        let marker = format!("{}{}", self.marker_prefix(), self.next_marker);
-        self.next_marker += 1;
-        self.submitting = Some(Intent {
+    /// The change that records `file` as about to be submitted, and the
+    /// comment its job is to carry.
+    pub fn begin(&self, file: &str) -> (Change, String) {
+        let begin = Change::Begin {
             file: file.to_owned(),
-            marker: marker.clone(),
-        });
-        marker
+            number: self.next_marker,
+        };
+        (begin, self.marker(self.next_marker))
     }
 
-    /// The submission under way ended with a job.
-    pub fn finish(&mut self, file: &str, job: u64, look: Look) {
-        self.submitted
-            .insert(file.to_owned(), Submitted { job, look });
-        if self.submitting.as_ref().is_some_and(|i| i.file == file) {
-            self.submitting = None;
+    fn marker(&self, number: u64) -> String {
+        format!("{}{number}", self.marker_prefix())
+    }
+
+    /// Applies one change; the one place where the state changes, whether
+    /// live or replayed from the journal.
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::Begin { file, number } => {
+                self.submitting = Some(Intent {
+                    file: file.clone(),
+                    marker: self.marker(*number),
+                });
+                self.next_marker = self.next_marker.max(number + 1);
+            }
+            Change::Finish { file, job, look } => {
+                self.submitted.insert(
+                    file.clone(),
+                    Submitted {
+                        job: *job,
+                        look: *look,
+                    },
+                );
+                if self.submitting.as_ref().is_some_and(|i| &i.file == file) {
+                    self.submitting = None;
+                }
+            }
+            Change::Abandon { file } => {
+                if self.submitting.as_ref().is_some_and(|i| &i.file == file) {
+                    self.submitting = None;
+                }
+            }
         }
-    }
-
-    /// The submission under way is known to have made no job.
-    pub fn abandon(&mut self) {
-        self.submitting = None;
     }
 
     pub fn render(&self) -> String {
         let submitted: serde_json::Map<String, Value> = self
             .submitted
             .iter()
-            .map(|(file, s)| {
-                let mut entry = json!({
-                    "job": s.job,
-                    "size": s.look.size,
-                    "mtimeNs": s.look.mtime_ns.to_string(),
-                });
-                if self.each == Each::Folder {
-                    entry["files"] = s.look.files.into();
-                }
-                (file.clone(), entry)
-            })
+            .map(|(file, s)| (file.clone(), look_json(s.job, &s.look)))
             .collect();
         let value = json!({
             "format": FORMAT,
@@ -141,8 +255,11 @@ impl Record {
     pub fn parse(text: &str) -> Result<Record, String> {
         let value: Value =
             serde_json::from_str(text).map_err(|e| format!("it is not valid JSON: {e}"))?;
-        if value.get("format").and_then(Value::as_str) != Some(FORMAT) {
-            return Err(format!("its \"format\" is not \"{FORMAT}\""));
+        let format = value.get("format").and_then(Value::as_str);
+        if format != Some(FORMAT) && format != Some(FORMAT_WITHOUT_JOURNAL) {
+            return Err(format!(
+                "its \"format\" is not \"{FORMAT}\" (or the older \"{FORMAT_WITHOUT_JOURNAL}\")"
+            ));
         }
         let string = |key: &str| {
             value
@@ -192,31 +309,8 @@ impl Record {
             .and_then(Value::as_object)
             .ok_or("\"submitted\" is missing or not an object")?;
         for (file, entry) in files {
-            let bad = || format!("\"submitted\".\"{file}\" needs \"job\", \"size\", \"mtimeNs\"");
-            let files = match entry.get("files") {
-                None => 1,
-                Some(count) => count
-                    .as_u64()
-                    .ok_or_else(|| format!("\"submitted\".\"{file}\".\"files\" is not a number"))?,
-            };
-            let job = entry.get("job").and_then(Value::as_u64).ok_or_else(bad)?;
-            let size = entry.get("size").and_then(Value::as_u64).ok_or_else(bad)?;
-            let mtime_ns = entry
-                .get("mtimeNs")
-                .and_then(Value::as_str)
-                .and_then(|t| t.parse().ok())
-                .ok_or_else(bad)?;
-            submitted.insert(
-                file.clone(),
-                Submitted {
-                    job,
-                    look: Look {
-                        size,
-                        mtime_ns,
-                        files,
-                    },
-                },
-            );
+            let (job, look) = parse_look(entry, &format!("\"submitted\".\"{file}\""))?;
+            submitted.insert(file.clone(), Submitted { job, look });
         }
         Ok(Record {
             watch_id,
@@ -277,6 +371,10 @@ pub struct StateFile {
     folder: Folder,
     name: OsString,
     mode: libc::mode_t,
+    /// `<state>.journal`, opened for appending.
+    journal: File,
+    /// Lines in the journal since the last compaction.
+    journal_lines: usize,
     _lock: File,
 }
 
@@ -345,7 +443,7 @@ impl StateFile {
             return Err(StateError::InUse { path });
         }
         let opened = folder_handle.open_entry(name, libc::O_RDONLY | libc::O_NONBLOCK, 0);
-        let record = match opened {
+        let (mut record, snapshot_found) = match opened {
             Ok(mut file) => {
                 let mut text = String::new();
                 file.read_to_string(&mut text).map_err(io_error)?;
@@ -373,21 +471,57 @@ impl StateFile {
                         ),
                     });
                 }
-                record
+                (record, true)
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 let id = random_id().map_err(io_error)?;
-                Record::new(id, folder.to_path_buf(), each)
+                (Record::new(id, folder.to_path_buf(), each), false)
             }
             Err(error) => return Err(linked(error, &name.to_string_lossy())),
         };
-        let state = StateFile {
+        let journal_name = with_suffix(name, ".journal");
+        let mut journal = folder_handle
+            .open_entry(
+                &journal_name,
+                libc::O_RDWR | libc::O_APPEND | libc::O_CREAT | libc::O_NONBLOCK,
+                mode,
+            )
+            .map_err(|error| linked(error, &journal_name.to_string_lossy()))?;
+        if !snapshot_found && journal.metadata().map_err(io_error)?.len() > 0 {
+            // The journal's lines belong to a snapshot; without it they
+            // would be applied to a new watch id and new markers.
+            return Err(StateError::Invalid {
+                path,
+                why: format!(
+                    "its journal {} has changes but the state file itself is missing",
+                    journal_name.to_string_lossy()
+                ),
+            });
+        }
+        let replayed = replay(&mut journal, &mut record).map_err(|replay| match replay {
+            Replay::Io(error) => io_error(error),
+            Replay::Invalid { line, why } => StateError::Invalid {
+                path: path.clone(),
+                why: format!(
+                    "line {line} of its journal {}: {why}",
+                    journal_name.to_string_lossy()
+                ),
+            },
+        })?;
+        let mut state = StateFile {
             path,
             folder: folder_handle,
             name: name.to_os_string(),
             mode,
+            journal,
+            journal_lines: replayed,
             _lock: lock,
         };
+        // A start begins with a compact state, and a new one is on disk (its
+        // watch id with it) before its first journal line.
+        if !snapshot_found || replayed > 0 {
+            state.compact(&record)?;
+        }
         Ok((state, record))
     }
 
@@ -395,10 +529,38 @@ impl StateFile {
         &self.path
     }
 
-    /// Replaces the file with `record`: a new temporary file beside it
-    /// (created exclusively, after removing whatever had its name), fsync,
-    /// rename, fsync of the folder.
-    pub fn save(&self, record: &Record) -> Result<(), StateError> {
+    /// Records one change: applies it to `record` and appends it to the
+    /// journal, fsync'ed before this returns. When the write fails, the
+    /// journal is cut back to where it was, so that no part of the line is
+    /// left to join the next one.
+    pub fn record(&mut self, record: &mut Record, change: Change) -> Result<(), StateError> {
+        let io_error = |error| StateError::Io {
+            path: self.path.clone(),
+            error,
+        };
+        let before = self.journal.metadata().map_err(io_error)?.len();
+        let written = self
+            .journal
+            .write_all(change.line().as_bytes())
+            .and_then(|()| self.journal.sync_data());
+        if let Err(error) = written {
+            // Best effort: the error below is what the caller acts on.
+            let _ = self.journal.set_len(before);
+            return Err(io_error(error));
+        }
+        record.apply(&change);
+        self.journal_lines += 1;
+        if self.journal_lines >= COMPACT_AFTER_AT_LEAST.max(record.submitted.len()) {
+            self.compact(record)?;
+        }
+        Ok(())
+    }
+
+    /// Folds the journal into the snapshot: the snapshot is replaced by
+    /// `record` (a new temporary file beside it, created exclusively after
+    /// removing whatever had its name; fsync, rename, fsync of the folder),
+    /// then the journal is emptied.
+    fn compact(&mut self, record: &Record) -> Result<(), StateError> {
         let io_error = |error| StateError::Io {
             path: self.path.clone(),
             error,
@@ -419,8 +581,45 @@ impl StateFile {
         self.folder
             .rename_entry(&temporary, &self.name)
             .map_err(io_error)?;
-        self.folder.sync().map_err(io_error)
+        self.folder.sync().map_err(io_error)?;
+        self.journal
+            .set_len(0)
+            .and_then(|()| self.journal.sync_all())
+            .map_err(io_error)?;
+        self.journal_lines = 0;
+        Ok(())
     }
+}
+
+enum Replay {
+    Io(io::Error),
+    Invalid { line: usize, why: String },
+}
+
+/// Applies the journal's lines to `record`; returns how many there were. A
+/// last line without its newline was cut short by a crash before its fsync
+/// (nothing acted on it): it is cut off the file.
+fn replay(journal: &mut File, record: &mut Record) -> Result<usize, Replay> {
+    let mut bytes = Vec::new();
+    journal.read_to_end(&mut bytes).map_err(Replay::Io)?;
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if complete < bytes.len() {
+        journal.set_len(complete as u64).map_err(Replay::Io)?;
+    }
+    let mut lines = 0;
+    for (index, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let invalid = |why: String| Replay::Invalid {
+            line: index + 1,
+            why,
+        };
+        let text = std::str::from_utf8(line).map_err(|e| invalid(e.to_string()))?;
+        record.apply(&Change::parse(text).map_err(invalid)?);
+        lines += 1;
+    }
+    Ok(lines)
 }
 
 /// Whether users other than the owner may create entries in a folder of
@@ -466,28 +665,170 @@ mod tests {
         }
     }
 
+    fn finish(file: &str, job: u64) -> Change {
+        Change::Finish {
+            file: file.into(),
+            job,
+            look: look(),
+        }
+    }
+
+    /// Begins and finishes `file` as job `job`, through the state file.
+    fn submit(state: &mut StateFile, record: &mut Record, file: &str, job: u64) {
+        let (begin, _) = record.begin(file);
+        state.record(record, begin).unwrap();
+        state.record(record, finish(file, job)).unwrap();
+    }
+
     #[test]
     fn a_record_reads_back_as_written() {
         let mut record = Record::new("0123abcd".into(), "/gpfs/raw".into(), Each::File);
-        let marker = record.begin("scan 1/a.h5");
-        record.finish("scan 1/a.h5", 17, look());
-        let next = record.begin("b\"quoted\".h5");
+        let (begin, marker) = record.begin("scan 1/a.h5");
+        record.apply(&begin);
+        record.apply(&finish("scan 1/a.h5", 17));
+        let (begin, next) = record.begin("b\"quoted\".h5");
+        record.apply(&begin);
         assert_ne!(marker, next);
         assert!(next.starts_with("bt-submit-watch:0123abcd:"));
+        assert_eq!(record.submitting.as_ref().unwrap().marker, next);
         assert_eq!(Record::parse(&record.render()), Ok(record));
     }
 
     #[test]
     fn a_finished_submission_is_no_longer_under_way() {
         let mut record = Record::new("id".into(), "/d".into(), Each::File);
-        record.begin("a");
-        record.finish("a", 5, look());
+        record.apply(&record.begin("a").0);
+        record.apply(&finish("a", 5));
         assert_eq!(record.submitting, None);
         assert_eq!(record.submitted["a"].job, 5);
-        record.begin("b");
-        record.abandon();
+        record.apply(&record.begin("b").0);
+        record.apply(&Change::Abandon { file: "b".into() });
         assert_eq!(record.submitting, None);
         assert!(!record.submitted.contains_key("b"));
+    }
+
+    #[test]
+    fn every_change_reads_back_from_its_journal_line() {
+        let changes = [
+            Change::Begin {
+                file: "line\nbreak.h5".into(),
+                number: 7,
+            },
+            finish("a", 3),
+            Change::Abandon { file: "b".into() },
+        ];
+        for change in changes {
+            let line = change.line();
+            assert_eq!(line.matches('\n').count(), 1, "{line}");
+            assert_eq!(Change::parse(&line), Ok(change));
+        }
+        assert!(Change::parse("{\"other\": 1}")
+            .unwrap_err()
+            .contains("\"begin\""));
+    }
+
+    #[test]
+    fn recording_a_submission_appends_to_the_journal_and_leaves_the_snapshot() {
+        let dir = temp_dir("append");
+        let path = dir.join("state.json");
+        let (mut state, mut record) =
+            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
+        // Past one compaction (1000 lines), with some lines since.
+        for n in 0..600 {
+            submit(&mut state, &mut record, &format!("f{n}"), n);
+        }
+        let snapshot = fs::read(&path).unwrap();
+        let journal = fs::metadata(dir.join("state.json.journal")).unwrap().len();
+        submit(&mut state, &mut record, "next", 99999);
+        assert_eq!(fs::read(&path).unwrap(), snapshot);
+        let grown = fs::metadata(dir.join("state.json.journal")).unwrap().len() - journal;
+        assert!(grown < 200, "one submission wrote {grown} bytes");
+        drop(state);
+        let (_state, again) =
+            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
+        assert_eq!(again, record);
+        assert_eq!(
+            fs::metadata(dir.join("state.json.journal")).unwrap().len(),
+            0
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_journal_line_cut_short_is_dropped_and_a_replayed_journal_changes_nothing() {
+        let dir = temp_dir("crash");
+        let path = dir.join("state.json");
+        let journal = dir.join("state.json.journal");
+        let (mut state, mut record) =
+            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
+        submit(&mut state, &mut record, "a", 1);
+        let (begin, _) = record.begin("b");
+        state.record(&mut record, begin).unwrap();
+        let lines = fs::read(&journal).unwrap();
+        drop(state);
+
+        // Killed while writing the next line: half of it reached the disk.
+        let mut cut = lines.clone();
+        cut.extend_from_slice(&finish("b", 2).line().as_bytes()[..10]);
+        fs::write(&journal, &cut).unwrap();
+        let (state, again) =
+            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
+        assert_eq!(again, record);
+        assert_eq!(again.submitting.as_ref().unwrap().file, "b");
+        drop(state);
+
+        // Killed between the snapshot's rename and the journal's emptying.
+        fs::write(&journal, &lines).unwrap();
+        let (_state, replayed) =
+            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
+        assert_eq!(replayed, record);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_journal_line_is_named() {
+        let dir = temp_dir("damaged-journal");
+        let path = dir.join("state.json");
+        let (state, _) =
+            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
+        drop(state);
+        let mut lines = finish("a", 1).line();
+        lines.push_str("{\"finish\": \"b\"}\n");
+        fs::write(dir.join("state.json.journal"), lines).unwrap();
+        let refused = StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            refused.contains("line 2 of its journal state.json.journal"),
+            "{refused}"
+        );
+        assert!(refused.contains("needs \"job\""), "{refused}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_file_without_a_journal_is_read_and_continued() {
+        let dir = temp_dir("format-1");
+        let path = dir.join("state.json");
+        let mut old: Value =
+            serde_json::from_str(&Record::new("old".into(), "/data".into(), Each::File).render())
+                .unwrap();
+        old["format"] = json!(FORMAT_WITHOUT_JOURNAL);
+        old["nextMarker"] = json!(4);
+        old["submitted"] = json!({"a": {"job": 3, "size": 1, "mtimeNs": "5"}});
+        fs::write(&path, old.to_string()).unwrap();
+        let (mut state, mut record) =
+            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
+        assert_eq!(record.submitted["a"].job, 3);
+        let (_, marker) = record.begin("b");
+        assert_eq!(marker, "bt-submit-watch:old:4");
+        submit(&mut state, &mut record, "b", 8);
+        drop(state);
+        let (_state, again) =
+            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
+        assert_eq!(again.submitted.len(), 2);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -509,12 +850,11 @@ mod tests {
     fn the_state_survives_a_reopen_and_keeps_its_id() {
         let dir = temp_dir("reopen");
         let path = dir.join("sub/state.json");
-        let (file, mut record) =
+        let (mut file, mut record) =
             StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        record.begin("x");
-        record.finish("x", 9, look());
-        record.begin("y");
-        file.save(&record).unwrap();
+        submit(&mut file, &mut record, "x", 9);
+        let (begin, _) = record.begin("y");
+        file.record(&mut record, begin).unwrap();
         drop(file);
         let (_file, again) =
             StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
@@ -541,9 +881,8 @@ mod tests {
     fn a_state_file_of_another_folder_is_refused() {
         let dir = temp_dir("folder");
         let path = dir.join("state.json");
-        let (file, record) =
+        let (file, _) =
             StateFile::open(&path, Path::new("/data/a"), Each::File, Sharing::OnlyMine).unwrap();
-        file.save(&record).unwrap();
         drop(file);
         let refused = StateFile::open(&path, Path::new("/data/b"), Each::File, Sharing::OnlyMine)
             .err()
@@ -558,9 +897,8 @@ mod tests {
     fn a_state_file_of_the_other_kind_of_watch_is_refused() {
         let dir = temp_dir("each");
         let path = dir.join("state.json");
-        let (file, record) =
+        let (file, _) =
             StateFile::open(&path, Path::new("/data"), Each::Folder, Sharing::OnlyMine).unwrap();
-        file.save(&record).unwrap();
         drop(file);
         let refused = StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine)
             .err()
@@ -574,12 +912,16 @@ mod tests {
     #[test]
     fn a_scan_folder_record_keeps_its_file_count_and_an_old_record_is_of_files() {
         let mut record = Record::new("f".into(), "/raw".into(), Each::Folder);
-        record.begin("scan_1");
+        record.apply(&record.begin("scan_1").0);
         let scan = Look {
             files: 1200,
             ..look()
         };
-        record.finish("scan_1", 3, scan);
+        record.apply(&Change::Finish {
+            file: "scan_1".into(),
+            job: 3,
+            look: scan,
+        });
         assert_eq!(Record::parse(&record.render()), Ok(record));
         let mut old: Value =
             serde_json::from_str(&Record::new("o".into(), "/d".into(), Each::File).render())
@@ -599,9 +941,9 @@ mod tests {
         fs::write(&victim, b"mine").unwrap();
         let path = dir.join("state.json");
         std::os::unix::fs::symlink(&victim, dir.join("state.json.new")).unwrap();
-        let (file, record) =
+        // Opening a new state writes its first snapshot through `.new`.
+        let (file, _) =
             StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        file.save(&record).unwrap();
         assert_eq!(fs::read(&victim).unwrap(), b"mine");
         assert!(fs::symlink_metadata(&path).unwrap().is_file());
         drop(file);
@@ -621,6 +963,17 @@ mod tests {
             Sharing::OnlyMine,
         );
         assert!(matches!(refused, Err(StateError::Unsafe { .. })));
+
+        let journal_target = dir.join("created-by-journal");
+        std::os::unix::fs::symlink(&journal_target, dir.join("third.json.journal")).unwrap();
+        let refused = StateFile::open(
+            &dir.join("third.json"),
+            Path::new("/data"),
+            Each::File,
+            Sharing::OnlyMine,
+        );
+        assert!(matches!(refused, Err(StateError::Unsafe { .. })));
+        assert!(!journal_target.exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 

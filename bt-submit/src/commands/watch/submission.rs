@@ -105,8 +105,10 @@ impl Watch<'_> {
                 return Ok(());
             }
         }
-        let marker = self.record.begin(rel);
-        self.state.save(&self.record).map_err(state_failure)?;
+        let (begin, marker) = self.record.begin(rel);
+        self.state
+            .record(&mut self.record, begin)
+            .map_err(state_failure)?;
         let mut args = vec![OsString::from(format!("--comment={marker}"))];
         args.extend(arguments_for(
             &self.options.template,
@@ -115,8 +117,14 @@ impl Watch<'_> {
         match self.submitter.sbatch(&args) {
             Ok(submitted) => {
                 let job = submitted.job_id;
-                self.record.finish(rel, job, look);
-                self.state.save(&self.record).map_err(state_failure)?;
+                let finish = Change::Finish {
+                    file: rel.to_owned(),
+                    job,
+                    look,
+                };
+                self.state
+                    .record(&mut self.record, finish)
+                    .map_err(state_failure)?;
                 self.candidates.remove(rel);
                 self.retries.remove(rel);
                 self.submitted += 1;
@@ -180,24 +188,30 @@ impl Watch<'_> {
                 Ok(false)
             }
             Ok(jobs) => {
-                match jobs.first() {
+                let change = match jobs.first() {
                     Some(job) => {
                         let look = self.look_again(&intent.file).unwrap_or(complete::Look {
                             size: 0,
                             mtime_ns: 0,
                             files: 0,
                         });
-                        self.record.finish(&intent.file, *job, look);
                         self.candidates.remove(&intent.file);
                         self.retries.remove(&intent.file);
                         log(&format!(
                             "{} -> job {job} (its submission was interrupted; Slurm has the job)",
                             named(&intent.file)
                         ));
+                        Change::Finish {
+                            file: intent.file,
+                            job: *job,
+                            look,
+                        }
                     }
-                    None => self.record.abandon(),
-                }
-                self.state.save(&self.record).map_err(state_failure)?;
+                    None => Change::Abandon { file: intent.file },
+                };
+                self.state
+                    .record(&mut self.record, change)
+                    .map_err(state_failure)?;
                 Ok(true)
             }
         }
