@@ -154,6 +154,15 @@ impl Host {
         Ok((stdout, ran.node))
     }
 
+    /// For a caller that runs many commands (`bt-submit watch`): over ssh,
+    /// one connection per node serves them all from now on.
+    pub fn share_connections(&mut self) -> Result<(), Failure> {
+        match self {
+            Host::Local => Ok(()),
+            Host::Remote(remote) => remote.share_connections(),
+        }
+    }
+
     /// What [`Host::sbatch`] runs, for `--dry-run`: `sbatch --parsable …`
     /// here, or the whole ssh command for the first node it would try.
     pub fn sbatch_command(&self, args: &[OsString]) -> Vec<OsString> {

@@ -7,8 +7,17 @@
 //! (`StrictHostKeyChecking=yes` overrides any `no` in the user's ssh_config):
 //! the key is the beamtime's and the node runs its jobs, so a node that cannot
 //! prove who it is gets neither.
+//!
+//! A long-lived caller (`bt-submit watch --remote`) shares one connection per
+//! node among its commands ([`Remote::share_connections`]): OpenSSH's
+//! connection sharing, its socket in a folder of this run's own (mode 700,
+//! so no one else can reach or plant a socket there). The shared connection
+//! is made by the first command with the same options as every other, so host
+//! key and key are checked as before; a connection that broke is replaced by
+//! the next command's.
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
@@ -53,6 +62,21 @@ pub struct Remote {
     /// and the others when it stops answering (a long `watch --remote`
     /// outlives a node's reboot).
     answered: RefCell<Option<String>>,
+    shared: Option<SharedConnections>,
+}
+
+/// Seconds a shared connection outlives its last command: a burst of
+/// submissions reuses it, a quiet watch does not keep it open for hours, and
+/// one left behind by a killed bt-submit ends on its own.
+const SHARED_CONNECTION_SECONDS: u32 = 60;
+
+/// The private folder of this run's shared connections and the nodes tried
+/// through it, whose connections are closed when it is dropped.
+#[derive(Debug)]
+struct SharedConnections {
+    folder: PathBuf,
+    account: String,
+    tried: RefCell<BTreeSet<String>>,
 }
 
 impl Remote {
@@ -83,7 +107,26 @@ impl Remote {
             key: online.ssh_private_key.clone(),
             nodes,
             answered: RefCell::new(None),
+            shared: None,
         })
+    }
+
+    /// From now on, one connection per node serves every command of this
+    /// run (see the module's comment).
+    pub fn share_connections(&mut self) -> Result<(), Failure> {
+        let folder = private_folder().map_err(|error| {
+            Failure::new(
+                Status::IoError,
+                format!("cannot make a private folder for the shared ssh connections: {error}"),
+                "make XDG_RUNTIME_DIR or /tmp writable for your user",
+            )
+        })?;
+        self.shared = Some(SharedConnections {
+            folder,
+            account: self.account.clone(),
+            tried: RefCell::new(BTreeSet::new()),
+        });
+        Ok(())
     }
 
     /// The node tried first (for `--dry-run`).
@@ -115,6 +158,12 @@ impl Remote {
             command.push("-o".into());
             command.push(option.into());
         }
+        if let Some(shared) = &self.shared {
+            for option in shared.options() {
+                command.push("-o".into());
+                command.push(option);
+            }
+        }
         command.push(node.into());
         command.push(remote_command(program, args));
         command
@@ -132,6 +181,9 @@ impl Remote {
         }
         let mut unanswered: Vec<String> = Vec::new();
         for node in &self.candidates() {
+            if let Some(shared) = &self.shared {
+                shared.tried.borrow_mut().insert(node.clone());
+            }
             let command = self.command(node, program, args);
             let mut output = Command::new(&command[0])
                 .args(&command[1..])
@@ -257,6 +309,67 @@ impl Remote {
             None => "the default keys (the metadata names no sshPrivateKeyPath)".to_owned(),
         }
     }
+}
+
+impl SharedConnections {
+    fn options(&self) -> [OsString; 3] {
+        let mut path = OsString::from("ControlPath=");
+        // %C: a hash of this host, the node, the port and the account.
+        path.push(self.folder.join("%C"));
+        [
+            "ControlMaster=auto".into(),
+            path,
+            format!("ControlPersist={SHARED_CONNECTION_SECONDS}").into(),
+        ]
+    }
+}
+
+impl Drop for SharedConnections {
+    /// Closes this run's shared connections and removes their folder.
+    fn drop(&mut self) {
+        for node in self.tried.borrow().iter() {
+            let mut command = Command::new("ssh");
+            command.arg("-l").arg(&self.account);
+            for option in self.options() {
+                command.arg("-o").arg(option);
+            }
+            // Nothing to do when the connection is gone already: a node that
+            // never answered, or one whose connection broke.
+            let _ = command
+                .args(["-O", "exit"])
+                .arg(node)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        // Empty once the connections closed; a socket left by one that did
+        // not close keeps it, and ControlPersist ends that connection.
+        let _ = fs::remove_dir(&self.folder);
+    }
+}
+
+/// A new folder only this user can enter, for the sockets of the shared
+/// connections: in XDG_RUNTIME_DIR (private, on tmpfs) when there is one,
+/// else in /tmp. Short, as a socket's path must fit in 108 bytes.
+fn private_folder() -> io::Result<PathBuf> {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute() && dir.as_os_str().len() <= 40 && dir.is_dir())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let mut template = base
+        .join("bt-submit-ssh.XXXXXX")
+        .into_os_string()
+        .into_vec();
+    template.push(0);
+    // SAFETY: a writable, NUL-terminated template that mkdtemp fills in; it
+    // creates the folder with mode 700.
+    let made = unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) };
+    if made.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    template.pop();
+    Ok(PathBuf::from(OsString::from_vec(template)))
 }
 
 /// The controller queries bt-submit makes before a submission (choosing a
@@ -452,6 +565,28 @@ mod tests {
              -o StrictHostKeyChecking=yes -o ConnectTimeout=10 -o LogLevel=ERROR n1 \
              'echo >&2; echo bt-submit-remote-command-starts >&2; exec sbatch job.sh'\n"
         );
+    }
+
+    #[test]
+    fn shared_connections_have_their_socket_in_a_private_folder_removed_at_the_end() {
+        use std::os::unix::fs::PermissionsExt;
+        let mut remote = Remote::new(&online(&["n1"]), None).unwrap();
+        remote.share_connections().unwrap();
+        let folder = remote.shared.as_ref().unwrap().folder.clone();
+        let mode = fs::metadata(&folder).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let line =
+            String::from_utf8_lossy(&shell_line(&remote.command("n1", "squeue", &[]))).into_owned();
+        let path = format!("ControlPath={}/%C", folder.display());
+        for option in ["ControlMaster=auto", &path, "ControlPersist=60"] {
+            assert!(
+                line.contains(&format!("-o {option} ")),
+                "{option} in {line}"
+            );
+        }
+        assert!(line.contains("StrictHostKeyChecking=yes"), "{line}");
+        drop(remote);
+        assert!(!folder.exists());
     }
 
     #[test]

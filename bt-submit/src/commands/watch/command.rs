@@ -56,7 +56,7 @@ pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
             })?,
     };
     let metadata = load_metadata(&args.source, settings)?;
-    let submitter = submitter_for(
+    let mut submitter = submitter_for(
         Program::Sbatch,
         &metadata,
         args.remote,
@@ -86,6 +86,9 @@ pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
         inotify: !args.no_inotify,
         template: invocation.args,
     };
+    // A burst of files is many sbatch and squeue calls: over ssh, one
+    // connection serves them.
+    submitter.share_connections()?;
     watch::run(&options, &submitter)?;
     Ok(ExitCode::SUCCESS)
 }
