@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use beamtime::id::BeamtimeId;
-use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 const ABOUT: &str = "Submit Slurm jobs to a beamtime's online analysis resources";
 
@@ -138,7 +138,128 @@ pub enum Mode {
     Doctor(ShowArgs),
     /// Submit one batch job per new file in a folder, once the file is complete, exactly once
     #[command(long_about = WATCH_ABOUT, after_help = EXIT_STATUS)]
+    Watch(WatchCommand),
+}
+
+/// `bt-submit watch DIR -- …`, or one of its subcommands on a watch's state.
+/// Written out rather than derived: clap's derive takes an optional
+/// flattened struct as absent when it flattens one itself ([`Source`]), so
+/// `Option<WatchArgs>` would never be there.
+#[derive(Debug)]
+pub enum WatchCommand {
+    /// The watch itself.
     Watch(WatchArgs),
+    /// A subcommand on a watch's state.
+    On(WatchAction),
+}
+
+impl FromArgMatches for WatchCommand {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        WatchCommand::from_arg_matches_mut(&mut matches.clone())
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = WatchCommand::from_arg_matches(matches)?;
+        Ok(())
+    }
+
+    fn from_arg_matches_mut(matches: &mut clap::ArgMatches) -> Result<Self, clap::Error> {
+        if matches.subcommand().is_some() {
+            WatchAction::from_arg_matches_mut(matches).map(WatchCommand::On)
+        } else {
+            WatchArgs::from_arg_matches_mut(matches).map(WatchCommand::Watch)
+        }
+    }
+
+    fn update_from_arg_matches_mut(
+        &mut self,
+        matches: &mut clap::ArgMatches,
+    ) -> Result<(), clap::Error> {
+        *self = WatchCommand::from_arg_matches_mut(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for WatchCommand {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        WatchAction::augment_subcommands(WatchArgs::augment_args(command))
+            .args_conflicts_with_subcommands(true)
+            .subcommand_negates_reqs(true)
+            .arg_required_else_help(true)
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        WatchCommand::augment_args(command)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WatchAction {
+    /// Per file of a watch: its job and the job's state in Slurm, attempts, the last error; totals
+    #[command(long_about = WATCH_STATUS_ABOUT, after_help = EXIT_STATUS)]
+    Status(WatchStateArgs),
+    /// Submit again, once each, the files whose jobs failed (with the watch stopped)
+    #[command(long_about = WATCH_RESUBMIT_ABOUT, after_help = EXIT_STATUS)]
+    Resubmit(WatchStateArgs),
+}
+
+const WATCH_STATUS_ABOUT: &str = "\
+What a watch did, from its state file (read beside the running watch, never
+changed): per file or scan folder, its job and the job's state as Slurm
+tells it (squeue for the jobs the controller still holds, then sacct where
+the site keeps accounting), how often it was tried, and what sbatch said
+when it last refused it; then the totals. Name the watch by its folder (and
+--each folder for a watch of scan folders), as when it was started, or by
+--state FILE. With --remote, Slurm is asked on a reserved node over ssh, as
+the watch does.
+
+  bt-submit watch status /beamline/p11/current/raw
+  bt-submit watch status --state ~/p11.json --format json";
+
+const WATCH_RESUBMIT_ABOUT: &str = "\
+Marks the files (or scan folders) of a watch whose jobs failed (FAILED,
+TIMEOUT, NODE_FAIL, OUT_OF_MEMORY, BOOT_FAIL, DEADLINE; not CANCELLED) to be
+submitted again: the state keeps the failed job as an earlier attempt, and
+the next start of the watch submits each of them once, as a new file. It
+takes the state's lock, so it refuses while the watch runs: stop the watch,
+resubmit, start the watch again. Run twice, it marks nothing the second
+time (a marked file has no failed job until it is submitted again).
+
+  bt-submit watch resubmit /beamline/p11/current/raw";
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which_watch").args(["folder", "state"]).required(true)))]
+pub struct WatchStateArgs {
+    #[command(flatten)]
+    pub source: Source,
+
+    /// With DIR: the watch submits each scan folder (as it was started)
+    #[arg(long, value_enum, value_name = "WHAT", default_value = "file")]
+    pub each: Each,
+
+    /// The watch's state file [default: the one of DIR, as the watch chooses it]
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// The state is in a folder others can write, as the watch was told (resubmit)
+    #[arg(long)]
+    pub shared_state: bool,
+
+    /// Ask Slurm on one of the beamtime's reserved nodes over ssh, as the beamtime account
+    #[arg(long)]
+    pub remote: bool,
+
+    /// With --remote: log in to this reserved node [default: the first that answers]
+    #[arg(long, value_name = "NODE", requires = "remote")]
+    pub node: Option<String>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// The watched folder
+    #[arg(value_name = "DIR", conflicts_with = "state")]
+    pub folder: Option<PathBuf>,
 }
 
 const WATCH_ABOUT: &str = "\
@@ -210,7 +331,12 @@ sbatch runs in a process group of its own, so Ctrl-C does not interrupt it;
 with --remote it does reach ssh, and the next start asks Slurm by the
 comment what that submission did). One line
 per file on stdout: the file and its job id, or why it was not submitted.
-The watch never changes or deletes anything in DIR.";
+The watch never changes or deletes anything in DIR.
+
+'bt-submit watch status DIR' shows per file its job and the job's state in
+Slurm, and 'bt-submit watch resubmit DIR' marks the files whose jobs failed
+to be submitted again (see their --help); a folder to watch that is named
+status or resubmit is written ./status.";
 
 const SHOW_ABOUT: &str = "\
 Show the beamtime: window, nodes, partition, reservations, how to log in, and

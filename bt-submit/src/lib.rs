@@ -81,7 +81,7 @@ fn run() -> Result<ExitCode, Failure> {
         Some(Mode::Salloc(args)) => commands::submit::run(Program::Salloc, args, &settings),
         Some(Mode::Show(args)) => commands::show::run(&args, &settings),
         Some(Mode::Doctor(args)) => commands::doctor::run(&args.source, args.format, &settings),
-        Some(Mode::Watch(args)) => commands::watch::command::run(args, &settings),
+        Some(Mode::Watch(command)) => commands::watch::command::dispatch(command, &settings),
     }
 }
 

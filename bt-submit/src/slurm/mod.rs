@@ -4,6 +4,8 @@
 //! answered and ssh for the way there), and what a child process said
 //! (process).
 
+// What became of jobs: the queue, then accounting (watch status, resubmit).
+pub mod jobs;
 pub mod options;
 pub mod process;
 pub mod query;

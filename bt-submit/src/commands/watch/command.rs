@@ -5,13 +5,22 @@
 use std::env;
 use std::process::ExitCode;
 
-use crate::cli::WatchArgs;
+use crate::cli::{WatchAction, WatchArgs, WatchCommand};
 use crate::commands::submit::{planned, submitter_for};
 use crate::commands::watch;
 use crate::failure::{Failure, Status};
 use crate::site::metadata_file::{absolute, load_metadata};
 use crate::site::settings::Settings;
 use crate::slurm::options::{self as slurm_options, Program};
+
+/// The watch itself, or one of its subcommands on a watch's state.
+pub fn dispatch(command: WatchCommand, settings: &Settings) -> Result<ExitCode, Failure> {
+    match command {
+        WatchCommand::Watch(args) => run(args, settings),
+        WatchCommand::On(WatchAction::Status(args)) => watch::status::status(args, settings),
+        WatchCommand::On(WatchAction::Resubmit(args)) => watch::status::resubmit(args, settings),
+    }
+}
 
 pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
     let user = slurm_options::scan(Program::Sbatch, &args.args);

@@ -22,6 +22,7 @@ mod log;
 mod options;
 mod os;
 mod state;
+pub mod status;
 mod submission;
 #[cfg(test)]
 mod tests;

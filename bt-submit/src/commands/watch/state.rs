@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -77,6 +77,15 @@ pub enum Change {
     Finish { file: String, job: u64, look: Look },
     /// `file`'s submission is known to have made no job.
     Abandon { file: String },
+    /// sbatch refused `file` for the `attempts`-th time, saying `error`.
+    Refused {
+        file: String,
+        attempts: u32,
+        error: String,
+    },
+    /// `file`'s job is set aside (`bt-submit watch resubmit`): the file is
+    /// submitted again, once, as if new.
+    Resubmit { file: String },
 }
 
 impl Change {
@@ -91,6 +100,12 @@ impl Change {
                 value
             }
             Change::Abandon { file } => json!({"abandon": file}),
+            Change::Refused {
+                file,
+                attempts,
+                error,
+            } => json!({"refused": file, "attempts": attempts, "error": error}),
+            Change::Resubmit { file } => json!({"resubmit": file}),
         };
         let mut line = value.to_string();
         line.push('\n');
@@ -112,9 +127,34 @@ impl Change {
             Ok(Change::Finish { file, job, look })
         } else if let Some(file) = name("abandon") {
             Ok(Change::Abandon { file })
+        } else if let Some(file) = name("refused") {
+            let (attempts, error) = parse_refusal(&value, &format!("\"refused\" of {file:?}"))?;
+            Ok(Change::Refused {
+                file,
+                attempts,
+                error,
+            })
+        } else if let Some(file) = name("resubmit") {
+            Ok(Change::Resubmit { file })
         } else {
-            Err("it has none of \"begin\", \"finish\", \"abandon\"".to_owned())
+            Err(
+                "it has none of \"begin\", \"finish\", \"abandon\", \"refused\", \"resubmit\""
+                    .to_owned(),
+            )
         }
+    }
+}
+
+/// A refusal's count and message, as the snapshot and the journal write them.
+fn parse_refusal(entry: &Value, what: &str) -> Result<(u32, String), String> {
+    let attempts = entry
+        .get("attempts")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok());
+    let error = entry.get("error").and_then(Value::as_str);
+    match (attempts, error) {
+        (Some(attempts), Some(error)) => Ok((attempts, error.to_owned())),
+        _ => Err(format!("{what} needs \"attempts\" and \"error\"")),
     }
 }
 
@@ -166,7 +206,19 @@ pub struct Record {
     pub each: Each,
     pub submitted: BTreeMap<String, Submitted>,
     pub submitting: Option<Intent>,
+    /// Files sbatch refused: how often, and what it said last. Kept once the
+    /// file is submitted, for `watch status`.
+    pub refused: BTreeMap<String, Refusal>,
+    /// The jobs of files submitted again (`watch resubmit`), oldest first.
+    pub earlier_jobs: BTreeMap<String, Vec<u64>>,
     next_marker: u64,
+}
+
+/// How often sbatch refused a file, and what it said last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub attempts: u32,
+    pub error: String,
 }
 
 impl Record {
@@ -177,6 +229,8 @@ impl Record {
             each,
             submitted: BTreeMap::new(),
             submitting: None,
+            refused: BTreeMap::new(),
+            earlier_jobs: BTreeMap::new(),
             next_marker: 1,
         }
     }
@@ -228,6 +282,29 @@ impl Record {
                     self.submitting = None;
                 }
             }
+            Change::Refused {
+                file,
+                attempts,
+                error,
+            } => {
+                self.refused.insert(
+                    file.clone(),
+                    Refusal {
+                        attempts: *attempts,
+                        error: error.clone(),
+                    },
+                );
+            }
+            Change::Resubmit { file } => {
+                // Replayed over a snapshot that has it already, the job is
+                // gone from `submitted` and nothing is added twice.
+                if let Some(submitted) = self.submitted.remove(file) {
+                    self.earlier_jobs
+                        .entry(file.clone())
+                        .or_default()
+                        .push(submitted.job);
+                }
+            }
         }
     }
 
@@ -245,6 +322,10 @@ impl Record {
             "nextMarker": self.next_marker,
             "submitting": self.submitting.as_ref().map(|i| json!({"file": i.file, "marker": i.marker})),
             "submitted": submitted,
+            "refused": self.refused.iter().map(|(file, r)| {
+                (file.clone(), json!({"attempts": r.attempts, "error": r.error}))
+            }).collect::<serde_json::Map<String, Value>>(),
+            "earlierJobs": self.earlier_jobs,
         });
         let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
         text.push('\n');
@@ -312,12 +393,28 @@ impl Record {
             let (job, look) = parse_look(entry, &format!("\"submitted\".\"{file}\""))?;
             submitted.insert(file.clone(), Submitted { job, look });
         }
+        // Both written since the journal came (format 2); absent before.
+        let mut refused = BTreeMap::new();
+        if let Some(entries) = value.get("refused") {
+            let entries = entries.as_object().ok_or("\"refused\" is not an object")?;
+            for (file, entry) in entries {
+                let (attempts, error) = parse_refusal(entry, &format!("\"refused\".\"{file}\""))?;
+                refused.insert(file.clone(), Refusal { attempts, error });
+            }
+        }
+        let earlier_jobs = match value.get("earlierJobs") {
+            None => BTreeMap::new(),
+            Some(jobs) => serde_json::from_value(jobs.clone())
+                .map_err(|_| "\"earlierJobs\" is not an object of lists of job ids".to_owned())?,
+        };
         Ok(Record {
             watch_id,
             folder,
             each,
             submitted,
             submitting,
+            refused,
+            earlier_jobs,
             next_marker,
         })
     }
@@ -529,6 +626,61 @@ impl StateFile {
         &self.path
     }
 
+    /// The state as it is now, read without taking the lock (and without
+    /// changing anything), for `watch status` beside a running watch. A
+    /// compaction between reading the snapshot and its journal is noticed
+    /// (the snapshot is another file then) and the reading begun again; a
+    /// journal line the watch is still writing is left out.
+    pub fn peek(path: &Path) -> Result<Record, StateError> {
+        let io_error = |error| StateError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(StateError::Invalid {
+                path: path.to_path_buf(),
+                why: "it names no file".to_owned(),
+            });
+        };
+        let folder =
+            Folder::open_root(&fs::canonicalize(parent).map_err(io_error)?).map_err(io_error)?;
+        let journal_name = with_suffix(name, ".journal");
+        loop {
+            let mut snapshot = folder
+                .open_entry(name, libc::O_RDONLY | libc::O_NONBLOCK, 0)
+                .map_err(io_error)?;
+            let mut text = String::new();
+            snapshot.read_to_string(&mut text).map_err(io_error)?;
+            let mut record = Record::parse(&text).map_err(|why| StateError::Invalid {
+                path: path.to_path_buf(),
+                why,
+            })?;
+            let mut lines = Vec::new();
+            match folder.open_entry(&journal_name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
+                Ok(mut journal) => {
+                    journal.read_to_end(&mut lines).map_err(io_error)?;
+                }
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(io_error(error)),
+            }
+            let now = folder
+                .open_entry(name, libc::O_RDONLY | libc::O_NONBLOCK, 0)
+                .and_then(|file| file.metadata())
+                .map_err(io_error)?;
+            if now.ino() != snapshot.metadata().map_err(io_error)?.ino() {
+                continue;
+            }
+            apply_lines(&lines, &mut record).map_err(|(line, why)| StateError::Invalid {
+                path: path.to_path_buf(),
+                why: format!(
+                    "line {line} of its journal {}: {why}",
+                    journal_name.to_string_lossy()
+                ),
+            })?;
+            return Ok(record);
+        }
+    }
+
     /// Records one change: applies it to `record` and appends it to the
     /// journal, fsync'ed before this returns. When the write fails, the
     /// journal is cut back to where it was, so that no part of the line is
@@ -602,21 +754,29 @@ enum Replay {
 fn replay(journal: &mut File, record: &mut Record) -> Result<usize, Replay> {
     let mut bytes = Vec::new();
     journal.read_to_end(&mut bytes).map_err(Replay::Io)?;
-    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let complete = complete_lines(&bytes);
     if complete < bytes.len() {
         journal.set_len(complete as u64).map_err(Replay::Io)?;
     }
+    apply_lines(&bytes, record).map_err(|(line, why)| Replay::Invalid { line, why })
+}
+
+/// How many of `bytes` are whole lines.
+fn complete_lines(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+}
+
+/// Applies the whole lines of `bytes` to `record`; returns how many there
+/// were, or the number of the line that is not a change and why.
+fn apply_lines(bytes: &[u8], record: &mut Record) -> Result<usize, (usize, String)> {
     let mut lines = 0;
-    for (index, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
+    let whole = &bytes[..complete_lines(bytes)];
+    for (index, line) in whole.split(|&b| b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }
-        let invalid = |why: String| Replay::Invalid {
-            line: index + 1,
-            why,
-        };
-        let text = std::str::from_utf8(line).map_err(|e| invalid(e.to_string()))?;
-        record.apply(&Change::parse(text).map_err(invalid)?);
+        let text = std::str::from_utf8(line).map_err(|e| (index + 1, e.to_string()))?;
+        record.apply(&Change::parse(text).map_err(|why| (index + 1, why))?);
         lines += 1;
     }
     Ok(lines)

@@ -162,6 +162,15 @@ impl Watch<'_> {
                     retry.failures
                 ));
                 self.resolve_at = 0;
+                // Counted across restarts, for `watch status`.
+                let refused = Change::Refused {
+                    file: rel.to_owned(),
+                    attempts: self.record.refused.get(rel).map_or(0, |r| r.attempts) + 1,
+                    error: reason,
+                };
+                self.state
+                    .record(&mut self.record, refused)
+                    .map_err(state_failure)?;
             }
         }
         Ok(())
