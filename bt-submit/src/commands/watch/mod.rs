@@ -141,6 +141,8 @@ struct Watch<'a> {
     submitted: usize,
     /// When the intent left by a failed or interrupted submission is next resolved.
     resolve_at: u64,
+    /// While the state's disk is full: when to try writing it again.
+    state_full_until: Option<u64>,
 }
 
 impl<'a> Watch<'a> {
@@ -180,11 +182,43 @@ impl<'a> Watch<'a> {
             },
             submitted: 0,
             resolve_at: 0,
+            state_full_until: None,
         }
     }
 
     fn now(&self) -> u64 {
         self.clock.elapsed().as_millis() as u64
+    }
+
+    /// Records `change` in the state. `Ok(false)` when the state's disk is
+    /// full: nothing was recorded, the watch says so (once) and submits
+    /// nothing until a change can be recorded again; any other failure
+    /// stops the watch, so that no file is submitted twice.
+    fn recorded(&mut self, change: Change) -> Result<bool, Failure> {
+        let now = self.now();
+        match self.state.record(&mut self.record, change) {
+            Ok(()) => {
+                if self.state_full_until.take().is_some() {
+                    log("the state can be written again; going on");
+                }
+                if let Some(failure) = self.state.take_compaction_failure() {
+                    log(&format!(
+                        "cannot fold the state's journal into the state file ({failure});                          every change stays in the journal, and folding is tried again"
+                    ));
+                }
+                Ok(true)
+            }
+            Err(error) if error.disk_full() => {
+                if self.state_full_until.is_none() {
+                    log(&format!(
+                        "{error}: the state's disk is full, so nothing is submitted until it can                          be recorded; make room there, the watch goes on by itself"
+                    ));
+                }
+                self.state_full_until = Some(now + self.options.poll_interval.as_millis() as u64);
+                Ok(false)
+            }
+            Err(error) => Err(state_failure(error)),
+        }
     }
 
     /// How long a file or scan folder must stay unchanged to be complete;

@@ -420,6 +420,15 @@ impl Record {
     }
 }
 
+impl StateError {
+    /// Whether the state's filesystem is full (or the user's quota used up):
+    /// the watch waits for room instead of stopping.
+    pub fn disk_full(&self) -> bool {
+        matches!(self, StateError::Io { error, .. }
+            if matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)))
+    }
+}
+
 /// Why the state file cannot be used.
 #[derive(Debug)]
 pub enum StateError {
@@ -472,6 +481,8 @@ pub struct StateFile {
     journal: File,
     /// Lines in the journal since the last compaction.
     journal_lines: usize,
+    /// Why the last compaction failed, until the watch has said so.
+    compaction_failure: Option<StateError>,
     _lock: File,
 }
 
@@ -612,6 +623,7 @@ impl StateFile {
             mode,
             journal,
             journal_lines: replayed,
+            compaction_failure: None,
             _lock: lock,
         };
         // A start begins with a compact state, and a new one is on disk (its
@@ -703,9 +715,18 @@ impl StateFile {
         record.apply(&change);
         self.journal_lines += 1;
         if self.journal_lines >= COMPACT_AFTER_AT_LEAST.max(record.submitted.len()) {
-            self.compact(record)?;
+            // The change is on disk, in the journal: a compaction that fails
+            // (a full disk) loses nothing and is tried again with the next.
+            if let Err(error) = self.compact(record) {
+                self.compaction_failure = Some(error);
+            }
         }
         Ok(())
+    }
+
+    /// Why the last compaction failed, once.
+    pub fn take_compaction_failure(&mut self) -> Option<StateError> {
+        self.compaction_failure.take()
     }
 
     /// Folds the journal into the snapshot: the snapshot is replaced by

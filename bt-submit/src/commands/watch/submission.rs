@@ -6,6 +6,9 @@ use super::*;
 
 impl Watch<'_> {
     pub(super) fn submit_complete(&mut self) -> Result<(), Failure> {
+        if self.state_full_until.is_some_and(|at| self.now() < at) {
+            return Ok(());
+        }
         if self.record.submitting.is_some() && !self.resolve_intent()? {
             return Ok(());
         }
@@ -106,9 +109,9 @@ impl Watch<'_> {
             }
         }
         let (begin, marker) = self.record.begin(rel);
-        self.state
-            .record(&mut self.record, begin)
-            .map_err(state_failure)?;
+        if !self.recorded(begin)? {
+            return Ok(());
+        }
         let mut args = vec![OsString::from(format!("--comment={marker}"))];
         args.extend(arguments_for(
             &self.options.template,
@@ -122,9 +125,15 @@ impl Watch<'_> {
                     job,
                     look,
                 };
-                self.state
-                    .record(&mut self.record, finish)
-                    .map_err(state_failure)?;
+                if !self.recorded(finish)? {
+                    // The submission stays under way in the state: once
+                    // there is room, Slurm is asked for its job by comment.
+                    log(&format!(
+                        "{}: job {job} made, not yet recorded (the state's disk is full)",
+                        named(rel)
+                    ));
+                    return Ok(());
+                }
                 self.candidates.remove(rel);
                 self.retries.remove(rel);
                 self.submitted += 1;
@@ -168,9 +177,8 @@ impl Watch<'_> {
                     attempts: self.record.refused.get(rel).map_or(0, |r| r.attempts) + 1,
                     error: reason,
                 };
-                self.state
-                    .record(&mut self.record, refused)
-                    .map_err(state_failure)?;
+                // On a full disk the count goes unrecorded, and nothing else.
+                self.recorded(refused)?;
             }
         }
         Ok(())
@@ -197,30 +205,28 @@ impl Watch<'_> {
                 Ok(false)
             }
             Ok(jobs) => {
-                let change = match jobs.first() {
-                    Some(job) => {
-                        let look = self.look_again(&intent.file).unwrap_or(complete::Look {
-                            size: 0,
-                            mtime_ns: 0,
-                            files: 0,
-                        });
-                        self.candidates.remove(&intent.file);
-                        self.retries.remove(&intent.file);
-                        log(&format!(
-                            "{} -> job {job} (its submission was interrupted; Slurm has the job)",
-                            named(&intent.file)
-                        ));
-                        Change::Finish {
-                            file: intent.file,
-                            job: *job,
-                            look,
-                        }
-                    }
-                    None => Change::Abandon { file: intent.file },
+                let Some(job) = jobs.first().copied() else {
+                    return self.recorded(Change::Abandon { file: intent.file });
                 };
-                self.state
-                    .record(&mut self.record, change)
-                    .map_err(state_failure)?;
+                let look = self.look_again(&intent.file).unwrap_or(complete::Look {
+                    size: 0,
+                    mtime_ns: 0,
+                    files: 0,
+                });
+                let finish = Change::Finish {
+                    file: intent.file.clone(),
+                    job,
+                    look,
+                };
+                if !self.recorded(finish)? {
+                    return Ok(false);
+                }
+                self.candidates.remove(&intent.file);
+                self.retries.remove(&intent.file);
+                log(&format!(
+                    "{} -> job {job} (its submission was interrupted; Slurm has the job)",
+                    named(&intent.file)
+                ));
                 Ok(true)
             }
         }
