@@ -203,7 +203,7 @@ impl<'a> Watch<'a> {
                 }
                 if let Some(failure) = self.state.take_compaction_failure() {
                     log(&format!(
-                        "cannot fold the state's journal into the state file ({failure});                          every change stays in the journal, and folding is tried again"
+                        "cannot fold the state's journal into the state file ({failure}); every change stays in the journal, and folding is tried again"
                     ));
                 }
                 Ok(true)
@@ -211,7 +211,7 @@ impl<'a> Watch<'a> {
             Err(error) if error.disk_full() => {
                 if self.state_full_until.is_none() {
                     log(&format!(
-                        "{error}: the state's disk is full, so nothing is submitted until it can                          be recorded; make room there, the watch goes on by itself"
+                        "{error}: the state's disk is full, so nothing is submitted until it can be recorded; make room there, the watch goes on by itself"
                     ));
                 }
                 self.state_full_until = Some(now + self.options.poll_interval.as_millis() as u64);
