@@ -310,8 +310,9 @@ a path once submitted is never submitted again, even if the file is
 rewritten or more files come into the folder. The state file (--state,
 default $XDG_STATE_HOME/bt-submit/ or ~/.local/state/bt-submit/, named after
 DIR and whether it watches files or folders; never inside DIR, where the
-watch writes nothing) records every submitted path and its job, and is
-replaced atomically (temporary file,
+watch writes nothing) records every submitted path and its job: each change
+is a line appended to its journal beside it (FILE.journal) and fsync'ed,
+folded into the state file now and then and at every start (temporary file,
 fsync, rename, fsync of its folder). Before each sbatch it records the
 submission it starts; a watch killed during one asks Slurm on restart for
 the job by its comment (squeue, so within the controller's MinJobAge of the
@@ -323,8 +324,13 @@ With --remote, sbatch and squeue run on a reserved node over ssh as for
 file's path is given to the job as it is here, so DIR must be where the
 nodes see it under the same path (the beamline filesystem).
 
-A failed submission is logged and tried again after 2 s, then 4, 8, ... up
-to 5 minutes, until it succeeds. With --max-in-flight N, no job is submitted
+A failed submission is logged (and counted in the state, for 'watch
+status') and tried again after 2 s, then 4, 8, ... up to 5 minutes, until it
+succeeds. When the state's disk is full the watch says so and submits
+nothing until it can record again, then goes on by itself. With --remote,
+one ssh connection per node serves a burst of submissions (OpenSSH
+connection sharing, its socket in a private folder; closed when the watch
+stops). With --max-in-flight N, no job is submitted
 while N of the watch's jobs are pending or running, as squeue says.
 SIGINT and SIGTERM stop the watch after the submission under way (a local
 sbatch runs in a process group of its own, so Ctrl-C does not interrupt it;
