@@ -109,6 +109,9 @@ fn state_failure(error: StateError) -> Failure {
     }
 }
 
+/// How often the running watch logs its counters.
+const COUNTERS_EVERY_MS: u64 = 60_000;
+
 struct Retry {
     failures: u32,
     at: u64,
@@ -277,6 +280,7 @@ impl<'a> Watch<'a> {
         ));
         let poll_ms = o.poll_interval.as_millis() as u64;
         let mut next_walk = 0;
+        let mut next_counters = COUNTERS_EVERY_MS;
         loop {
             if let Some(signal) = os::stop_requested() {
                 log(&format!(
@@ -288,6 +292,10 @@ impl<'a> Watch<'a> {
                 return Ok(());
             }
             let now = self.now();
+            if now >= next_counters {
+                self.log_counters();
+                next_counters = now + COUNTERS_EVERY_MS;
+            }
             if now >= next_walk {
                 self.walk(now);
                 next_walk = now + poll_ms;
@@ -309,6 +317,30 @@ impl<'a> Watch<'a> {
                 None => std::thread::sleep(timeout),
             }
         }
+    }
+
+    /// One line of counters, for whoever keeps an eye on a long watch: what
+    /// it knows of (submitted, or waiting to be complete), what it submitted,
+    /// the jobs in flight as Slurm last counted them (with --max-in-flight,
+    /// the one time it asks), and the files sbatch refused, not yet submitted.
+    fn log_counters(&self) {
+        let waiting = self.candidates.len();
+        let submitted = self.record.submitted.len();
+        let in_flight = match self.options.max_in_flight {
+            Some(_) => (self.in_flight.counted + self.in_flight.submitted_since).to_string(),
+            None => "not counted (no --max-in-flight)".to_owned(),
+        };
+        let refused = self
+            .record
+            .refused
+            .keys()
+            .filter(|file| !self.record.submitted.contains_key(*file))
+            .count();
+        log(&format!(
+            "counters: seen {}, waiting to be complete {waiting}, submitted {submitted}, \
+             in flight {in_flight}, refused and not yet submitted {refused}",
+            submitted + waiting
+        ));
     }
 
     /// The earliest time something is due: a settle time up, a retry, an in-flight recount.
