@@ -62,11 +62,18 @@ fn write_assets(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut page = Vec::new();
     clap_mangen::Man::new(command.clone()).render(&mut page)?;
     written.push(write(&man.join("bt-submit.1"), &page)?);
+    // A page per subcommand, and per subcommand of one (bt-submit-watch-status.1).
+    let mut pages: Vec<(String, clap::Command)> = Vec::new();
     for sub in command.get_subcommands() {
-        let name = format!("bt-submit-{}", sub.get_name());
-        let sub = sub
-            .clone()
-            .bin_name(format!("bt-submit {}", sub.get_name()));
+        pages.push((sub.get_name().to_owned(), sub.clone()));
+        for subsub in sub.get_subcommands() {
+            let name = format!("{} {}", sub.get_name(), subsub.get_name());
+            pages.push((name, subsub.clone()));
+        }
+    }
+    for (words, sub) in pages {
+        let name = format!("bt-submit-{}", words.replace(' ', "-"));
+        let sub = sub.bin_name(format!("bt-submit {words}"));
         let mut page = Vec::new();
         clap_mangen::Man::new(sub)
             .title(name.clone())
@@ -219,6 +226,8 @@ mod tests {
             "man/bt-submit-doctor.1",
             "man/bt-submit-show.1",
             "man/bt-submit-watch.1",
+            "man/bt-submit-watch-status.1",
+            "man/bt-submit-watch-resubmit.1",
             "man/spank-beamtime.8",
             "completions/bt-submit.bash",
             "completions/_bt-submit",
