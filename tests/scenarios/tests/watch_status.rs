@@ -6,8 +6,9 @@
 //! state file (a small tmpfs this test mounts) makes the watch say so and wait, then go on,
 //! and no file is lost or submitted twice.
 //!
-//! Each test has a beamtime of its own (`BeamtimeSpec::fresh`, account bttest850). Like
-//! watch.rs, every test is `#[ignore]`d and runs in the watch pass (`--ignored`).
+//! Each test has a beamtime of its own (`BeamtimeSpec::fresh`) of account bttest860, which
+//! no other test file uses (watch.rs's fixed beamtime keeps bttest850's default account).
+//! Like watch.rs, every test is `#[ignore]`d and runs in the watch pass (`--ignored`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -34,7 +35,7 @@ struct Watched {
 
 fn watched(label: &str) -> Watched {
     let c = cluster();
-    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest850").cores(2));
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest860").cores(2));
     let work = c.workdir(&bt.account, label);
     let data = work.join("raw");
     let out = work.join("out");
