@@ -34,7 +34,8 @@ use crate::output::{write_json, write_stdout};
 use crate::site::metadata_file::{absolute, current_dir};
 use crate::site::plugstack::PluginSetup;
 use crate::site::settings::Settings;
-use crate::slurm::query::{QueryError, Slurm};
+use crate::slurm::error::SlurmError;
+use crate::slurm::query::Slurm;
 use crate::slurm::text::Reservation;
 pub use verdict::Identity;
 
@@ -221,7 +222,7 @@ pub fn examine(target: &Target, settings: &Settings, who: &Identity) -> Report {
 fn node_verdict(
     config: Option<&PluginConfig>,
     user_passed: bool,
-    ours: &Result<Vec<Option<&Reservation>>, &QueryError>,
+    ours: &Result<Vec<Option<&Reservation>>, &SlurmError>,
     trusted: &metadata::Trusted,
     who: &Identity,
     slurm: &dyn Slurm,
