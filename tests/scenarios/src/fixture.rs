@@ -70,6 +70,21 @@ impl BeamtimeSpec {
         self
     }
 
+    /// Another beamtime's beamline, for a test of two beamtimes on one beamline (a
+    /// pre-start beside the one that holds it, or a takeover with
+    /// [`BeamtimeSpec::replacing`]).
+    pub fn on_beamline(mut self, beamline: &str) -> Self {
+        self.beamline = beamline.into();
+        self
+    }
+
+    /// The beamtime's own reservation and a second one, `<id>_1`, as the facility names
+    /// a second reservation of one beamtime.
+    pub fn second_reservation(mut self) -> Self {
+        self.reservations = vec![self.id.clone(), format!("{}_1", self.id)];
+        self
+    }
+
     pub fn cores(mut self, cores: u32) -> Self {
         self.cores = cores;
         self
