@@ -20,6 +20,7 @@ use scenarios::{
 const REFUSED: i32 = 77;
 
 /// The beamtime most scenarios use: beamline p11, account bttest01, one reservation.
+/// Hand-picked: the facility's road, slurm.conf's partition ponline_p11, not `all`.
 fn good() -> &'static Beamtime {
     static GOOD: OnceLock<Beamtime> = OnceLock::new();
     GOOD.get_or_init(|| cluster().start_beamtime(&BeamtimeSpec::new("11099001", "p11", "bttest01")))
@@ -213,9 +214,7 @@ fn srun_inside_a_beamtime_batch_job_inherits_the_beamtime() {
 #[test]
 fn the_second_reservation_of_a_dedicated_beamtime_is_accepted() {
     let c = cluster();
-    let bt = c.start_beamtime(
-        &BeamtimeSpec::new("11099005", "p21", "bttest05").reservations(&["11099005", "11099005_1"]),
-    );
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest05").second_reservation());
     let log = c.log_cursor("slurmd.log");
     let out = c
         .as_user(&bt.account, "srun")
@@ -223,13 +222,15 @@ fn the_second_reservation_of_a_dedicated_beamtime_is_accepted() {
             format!("--beamtime={}", bt.id),
             format!("--partition={}", bt.partition),
         ])
-        .arg("--reservation=11099005_1")
+        .arg(format!("--reservation={}_1", bt.id))
         .args(["bash", "-c", "echo $BEAMTIME_ID; ls -A /beamline"])
         .run();
-    out.assert_success().assert_stdout_contains("11099005\np21");
-    assert!(log.read_new().contains(
-        "beamtime=11099005 node=btnode1 decision=accepted phase=online reservation=11099005_1"
-    ));
+    out.assert_success()
+        .assert_stdout_contains(&format!("{}\n{}", bt.id, bt.beamline));
+    assert!(log.read_new().contains(&format!(
+        "beamtime={0} node=btnode1 decision=accepted phase=online reservation={0}_1",
+        bt.id
+    )));
 }
 
 #[test]
