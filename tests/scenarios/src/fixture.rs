@@ -78,6 +78,20 @@ impl BeamtimeSpec {
         self
     }
 
+    /// Reservations on these nodes (`btnode[1-2]`, …): the beamtime's own on the first,
+    /// then `<id>_1`, `<id>_2`, … as the facility names further ones.
+    pub fn reservations_on(mut self, nodes: &[&str]) -> Self {
+        self.reservations = nodes
+            .iter()
+            .enumerate()
+            .map(|(n, nodes)| match n {
+                0 => format!("{}@{nodes}", self.id),
+                n => format!("{}_{n}@{nodes}", self.id),
+            })
+            .collect();
+        self
+    }
+
     /// The beamtime's own reservation and a second one, `<id>_1`, as the facility names
     /// a second reservation of one beamtime.
     pub fn second_reservation(mut self) -> Self {
