@@ -129,14 +129,10 @@ impl Watch<'_> {
             }
             Err(error) => {
                 let reason = match error {
-                    SubmitError::Refused { status, stderr } => format!(
-                        "sbatch failed (exit status {status}): {}",
-                        stderr
-                            .lines()
-                            .rev()
-                            .find(|l| !l.trim().is_empty())
-                            .unwrap_or("no message")
-                            .trim()
+                    SubmitError::Refused(said_no) => format!(
+                        "sbatch failed (exit status {}): {}",
+                        said_no.exit_byte(),
+                        said_no.reason()
                     ),
                     SubmitError::Failed(failure) => failure.problem.what,
                 };
