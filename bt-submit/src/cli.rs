@@ -28,6 +28,13 @@ The first word chooses what to do:
 bt-submit's own options come right after that word; the first argument that
 is not one of them starts the options for sbatch/srun/salloc, and so does --.
 (A batch script called sbatch, srun, salloc or show is given as ./NAME.)
+Everything after the script is the script's, as for sbatch, except a name of
+bt-submit's own options (--dry-run, --remote, --beamtime, ...): that is
+refused, with the command meant, rather than handed to the script; a script
+that takes such an argument gets it after a second --, which ends sbatch's
+options (bt-submit -- -- job.sh --dry-run). So are a long option one typo
+away from one of bt-submit's or the program's (--beamtme), and a script name
+that is no file but a typo of a subcommand, or help.
 
 Where each setting comes from, the first that is set winning:
 

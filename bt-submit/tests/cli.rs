@@ -1001,6 +1001,85 @@ fn usage_errors_are_64() {
     }
 }
 
+/// Each mistake of order or spelling a user makes at the keyboard: refused
+/// with status 64 and the command meant, and the fake sbatch never runs
+/// ([`failed`] checks that nothing reached stdout, where it prints its argv).
+#[test]
+fn no_mistake_of_order_or_spelling_runs_sbatch() {
+    let scratch = Scratch::new();
+    scratch.write("job.sh", b"#!/bin/sh\n");
+    let metadata = fixture("beamtime-metadata-11099001.json");
+    let metadata = metadata.to_string_lossy();
+    let cases: [(&[&str], &str, &str); 7] = [
+        (
+            &["--metadata", &metadata, "job.sh", "--dry-run"],
+            "--dry-run after the script job.sh would be the script's argument",
+            "did you mean: bt-submit --dry-run --metadata",
+        ),
+        (
+            &[
+                "sbatch",
+                "--metadata",
+                &metadata,
+                "-N2",
+                "job.sh",
+                "--remote",
+            ],
+            "--remote after the script job.sh",
+            "did you mean: bt-submit sbatch --remote --metadata",
+        ),
+        (
+            &["--metadata", &metadata, "--beamtme", "11099001", "job.sh"],
+            "--beamtme is no option of bt-submit or sbatch (did you mean --beamtime?)",
+            "bt-submit --beamtime 11099001 --metadata",
+        ),
+        (
+            &["--metadata", &metadata, "-N2", "--dry-run", "job.sh"],
+            "--dry-run is bt-submit's option, but it stands among sbatch's",
+            "did you mean: bt-submit --dry-run --metadata",
+        ),
+        (
+            &["shwo", "--metadata", &metadata],
+            "shwo is no file here, so it is not a batch script",
+            "did you mean: bt-submit show --metadata",
+        ),
+        (
+            &["help"],
+            "help is no file here",
+            "did you mean: bt-submit --help",
+        ),
+        (
+            &["watch", "--setle", "3"],
+            "unexpected argument '--setle' found",
+            "a similar argument exists: '--settle'; to pass '--setle' as a value, use '-- \
+             --setle'; run 'bt-submit watch --help' for usage",
+        ),
+    ];
+    for (args, what, fix) in cases {
+        let err = failed(&scratch.run(args), 64);
+        assert_contains(&err, what);
+        assert_contains(&err, fix);
+    }
+}
+
+/// sbatch's rule for the script's arguments still holds: what follows the
+/// script is the script's, and after sbatch's own `--` even a name of
+/// bt-submit's options is.
+#[test]
+fn the_scripts_own_arguments_still_reach_it() {
+    let scratch = Scratch::new();
+    scratch.write("job.sh", b"#!/bin/sh\n");
+    let metadata = fixture("beamtime-metadata-11099001.json");
+    let metadata = metadata.to_string_lossy();
+    let output = scratch.run(["--metadata", &metadata, "job.sh", "--input", "-p", "x"]);
+    assert_contains(
+        &stdout(&output),
+        "argv:job.sh\nargv:--input\nargv:-p\nargv:x\n",
+    );
+    let output = scratch.run(["--metadata", &metadata, "--", "--", "job.sh", "--dry-run"]);
+    assert_contains(&stdout(&output), "argv:--\nargv:job.sh\nargv:--dry-run\n");
+}
+
 #[test]
 fn hostile_beamtime_ids_on_the_command_line_are_64() {
     let scratch = Scratch::new();
