@@ -64,7 +64,7 @@ mod tests {
         }
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("same", "same"), 0);
-        assert_eq!(edit_distance("watch", "show"), 4);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

@@ -443,7 +443,21 @@ mod tests {
         assert!(scanned(Program::Srun, &["--res=other", "x"])
             .reservations
             .is_empty());
-        assert!(scanned(Program::Sbatch, &["--nonsense", "x"]) == scanned(Program::Sbatch, &["x"]));
+        let unknown = scanned(Program::Sbatch, &["--nonsense", "x"]);
+        assert_eq!(unknown.unknown_long, [(0, "nonsense".to_owned())]);
+        assert_eq!(
+            unknown.operand_at,
+            Some(1),
+            "an unknown option takes no value"
+        );
+        assert_eq!(
+            UserOptions {
+                unknown_long: Vec::new(),
+                operand_at: Some(0),
+                ..unknown
+            },
+            scanned(Program::Sbatch, &["x"])
+        );
     }
 
     #[test]
