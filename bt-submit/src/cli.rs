@@ -62,12 +62,15 @@ refuses every --beamtime job, so bt-submit stops with status 78 when it
 reads one.
 
 Your own --partition/-p, --reservation and --beamtime options must agree with
-the metadata file; if they do not, nothing is submitted.
+the metadata file; if they do not, nothing is submitted. So must the batch
+script's #SBATCH lines, read as sbatch reads them (from the top of the script
+up to its first command); an option on the command line wins over the
+script's, as in sbatch.
 
 When the beamtime has several reservations and you give -N/--nodes or
--C/--constraint but no --reservation, bt-submit asks the controller which
-nodes each reservation holds, takes the first one that can satisfy them, and
-says which it chose.
+-C/--constraint (on the command line or in #SBATCH lines) but no
+reservation, bt-submit asks the controller which nodes each reservation
+holds, takes the first one that can satisfy them, and says which it chose.
 
 --remote submits from one of the beamtime's reserved nodes instead, for a
 computer that sees the beamline filesystem but is no Slurm submit host (the

@@ -1062,6 +1062,31 @@ fn no_mistake_of_order_or_spelling_runs_sbatch() {
     }
 }
 
+/// A script whose `#SBATCH` line contradicts the metadata is refused naming
+/// the file and line, and sbatch never runs; one that agrees goes through.
+#[test]
+fn sbatch_lines_of_the_script_count() {
+    let scratch = Scratch::new();
+    let metadata = fixture("beamtime-metadata-11099005.json");
+    let metadata = metadata.to_string_lossy();
+    scratch.write(
+        "gpu.sh",
+        b"#!/bin/sh\n#SBATCH -N1\n#SBATCH --partition=maxgpu\nhostname\n",
+    );
+    let err = failed(&scratch.run(["--metadata", &metadata, "gpu.sh"]), 65);
+    assert_contains(
+        &err,
+        "gpu.sh:3: the #SBATCH line asks for partition maxgpu but beamtime 11099005 uses \
+         partition ponline_p21; nothing was submitted",
+    );
+    scratch.write(
+        "second.sh",
+        b"#!/bin/sh\n#SBATCH --reservation=11099005_1\nhostname\n",
+    );
+    let output = scratch.run(["--metadata", &metadata, "second.sh"]);
+    assert_contains(&stdout(&output), "argv:--reservation=11099005_1\n");
+}
+
 /// sbatch's rule for the script's arguments still holds: what follows the
 /// script is the script's, and after sbatch's own `--` even a name of
 /// bt-submit's options is.
