@@ -89,7 +89,8 @@ here; the controller is asked on the node. srun and salloc are interactive
 and are not run over --remote: log in with the command 'bt-submit show'
 prints.";
 
-const EXIT_STATUS: &str = "\
+/// The exit statuses, in every `--help` and in the man pages' EXIT STATUS.
+pub const EXIT_STATUS: &str = "\
 Exit status:
   sbatch's, srun's or salloc's own status once it runs
   0    --dry-run or show succeeded; doctor: every check passed; watch:
