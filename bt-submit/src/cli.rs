@@ -115,7 +115,8 @@ Exit status:
 #[derive(Debug, Parser)]
 #[command(
     name = "bt-submit",
-    version,
+    // The commit and the Slurm release the package was built for (build.rs).
+    version = env!("BT_SUBMIT_VERSION"),
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = EXIT_STATUS,

@@ -1087,6 +1087,21 @@ fn sbatch_lines_of_the_script_count() {
     assert_contains(&stdout(&output), "argv:--reservation=11099005_1\n");
 }
 
+/// `--version` names the commit and the Slurm release (or that there is none).
+#[test]
+fn version_names_the_commit_and_the_slurm_release() {
+    let scratch = Scratch::new();
+    let output = scratch.run(["--version"]);
+    assert_eq!(output.status.code(), Some(0));
+    let line = stdout(&output);
+    let expected = format!("bt-submit {} (commit ", env!("CARGO_PKG_VERSION"));
+    assert!(line.starts_with(&expected), "{line}");
+    assert!(
+        line.contains(", packaged for Slurm ") || line.contains(", not packaged for a Slurm"),
+        "{line}"
+    );
+}
+
 /// sbatch's rule for the script's arguments still holds: what follows the
 /// script is the script's, and after sbatch's own `--` even a name of
 /// bt-submit's options is.
