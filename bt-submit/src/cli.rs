@@ -226,7 +226,10 @@ The watch never changes or deletes anything in DIR.";
 
 const SHOW_ABOUT: &str = "\
 Show the beamtime: window, nodes, partition, reservations, how to log in, and
-its phase, which says what its --beamtime jobs get:
+its phase, which says what its --beamtime jobs get. The window's times are
+the facility's local time (the metadata file names no zone): they are shown
+with this host's zone (TZ) and where now stands to them (starts in, running,
+ended ... ago).
 
   online               the beamline folder (the plugin's source=) holds the
                        beamtime's metadata file: jobs see the beamline
