@@ -82,7 +82,9 @@ every argument quoted exactly. Host keys are checked against known_hosts
 and a connect timeout keep ssh from prompting, from offering other keys and
 from hanging on a node that is down. sbatch runs in the account's home on
 the node, so the script and every path must be ones the node sees (the
-beamline filesystem is shared): give them absolutely. It prints 'Submitted
+beamline filesystem is shared): give them absolutely (bt-submit warns of a
+relative script, --output, --error or --chdir, and of a job with neither
+--output nor --chdir, whose output would land in that home). It prints 'Submitted
 batch job ID' as sbatch does, and the node on stderr (with --format json:
 jobId, cluster, node and the ssh command), and exits with sbatch's status. Only the metadata file is read
 here; the controller is asked on the node. srun and salloc are interactive

@@ -112,6 +112,12 @@ pub fn planned(
             invocation = plan(&request, metadata, &me)?;
         }
     }
+    if let Host::Remote(_) = submitter {
+        if let Some(online) = metadata.online.ready() {
+            let warnings = plan::remote_warnings(&request, &online.user_account);
+            invocation.warnings.extend(warnings);
+        }
+    }
     for warning in &invocation.warnings {
         tell(&format!(
             "bt-submit: warning: {}\nhint: {}\n",

@@ -237,6 +237,54 @@ fn contradiction(what: &str, yours: &str, beamtimes: &str, id: &BeamtimeId) -> F
     )
 }
 
+/// What the user should know before a `--remote` submission: sbatch runs
+/// in the account's home on the node (`home`), so a relative path there is
+/// not the one meant here, and without `--output` or `--chdir` the job's
+/// output lands in that home.
+pub fn remote_warnings(request: &Request, account: &str) -> Vec<Problem> {
+    let user = scan(request.program, &request.user_args);
+    let script = request.script.clone().unwrap_or_default();
+    let from_script = |values: &[(usize, String)]| -> Vec<String> {
+        values.iter().map(|(_, value)| value.clone()).collect()
+    };
+    let outputs = [user.outputs.clone(), from_script(&script.outputs)].concat();
+    let errors = [user.errors.clone(), from_script(&script.errors)].concat();
+    let chdirs = [user.chdirs.clone(), from_script(&script.chdirs)].concat();
+    let mut warnings = Vec::new();
+    if outputs.is_empty() && chdirs.is_empty() {
+        warnings.push(Problem::new(
+            format!(
+                "with --remote, sbatch runs in {account}'s home on the node, so the job's output \
+                 (slurm-<job id>.out) goes there, not to this folder"
+            ),
+            "give --output=/absolute/path/%j.out in a folder the node sees (the beamline \
+             filesystem), or --chdir to one",
+        ));
+    }
+    let operand = user
+        .operand_at
+        .filter(|_| request.program == Program::Sbatch && !user.has_wrap)
+        .map(|at| request.user_args[at].to_string_lossy().into_owned());
+    let relative = operand
+        .iter()
+        .map(|script| ("the script", script))
+        .chain(outputs.iter().map(|path| ("--output", path)))
+        .chain(errors.iter().map(|path| ("--error", path)))
+        .chain(chdirs.iter().map(|path| ("--chdir", path)))
+        .filter(|(_, path)| !path.starts_with('/'));
+    for (what, path) in relative {
+        warnings.push(Problem::new(
+            format!(
+                "with --remote, {what} {} is taken relative to {account}'s home on the node, not \
+                 to this folder",
+                shown_token(path)
+            ),
+            "give it as an absolute path the node sees (the beamline filesystem)",
+        ));
+    }
+    warnings
+}
+
 /// The beamtime's reservations the node accepts a job in: listed in the
 /// metadata and named after the beamtime (`BeamtimeId::owns_reservation`, the
 /// rule `policy::decide` applies), in the metadata's order. A listed
@@ -663,5 +711,38 @@ mod tests {
             planned_args(&overridden, &dedicated)[1],
             "--reservation=11099005"
         );
+    }
+
+    #[test]
+    fn remote_submissions_warn_of_the_homes_output_and_relative_paths() {
+        let warned = |args: &[&str]| -> Vec<String> {
+            remote_warnings(&request(Program::Sbatch, None, args), "bttest05")
+                .into_iter()
+                .map(|warning| warning.what)
+                .collect()
+        };
+        let plain = warned(&["job.sh"]);
+        assert_eq!(plain.len(), 2, "{plain:?}");
+        assert!(plain[0].contains("the job's output (slurm-<job id>.out) goes there"));
+        assert!(plain[1].contains("the script job.sh is taken relative to bttest05's home"));
+        let relative_output = warned(&["--output=out/%j.txt", "/gpfs/job.sh"]);
+        assert_eq!(relative_output.len(), 1, "{relative_output:?}");
+        assert!(
+            relative_output[0].starts_with("with --remote, --output ")
+                && relative_output[0].contains("out/%j.txt")
+                && relative_output[0].contains("is taken relative"),
+            "{relative_output:?}"
+        );
+        assert!(warned(&["-o", "/gpfs/out/%j.txt", "/gpfs/job.sh"]).is_empty());
+        assert!(warned(&["-D", "/gpfs/processed", "/gpfs/job.sh"]).is_empty());
+        let from_script = Request {
+            script: Some(
+                script::directives(PathBuf::from("/gpfs/job.sh"), b"#SBATCH -o /gpfs/%j.out\n")
+                    .unwrap_or_else(|error| panic!("{error:?}")),
+            ),
+            ..request(Program::Sbatch, None, &["/gpfs/job.sh"])
+        };
+        let warnings = remote_warnings(&from_script, "bttest05");
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 }

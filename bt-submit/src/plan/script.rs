@@ -26,6 +26,9 @@ pub struct Directives {
     pub beamtimes: Vec<(usize, String)>,
     pub nodes: Vec<(usize, String)>,
     pub constraints: Vec<(usize, String)>,
+    pub outputs: Vec<(usize, String)>,
+    pub errors: Vec<(usize, String)>,
+    pub chdirs: Vec<(usize, String)>,
 }
 
 /// Why a script's directives cannot be read the way sbatch would read them
@@ -60,42 +63,29 @@ pub fn directives(path: PathBuf, head: &[u8]) -> Result<Directives, Unreadable> 
         // Scanning the list so far after each line tells which line each
         // value came from, even for an option whose value is on the next one.
         let now = scan(Program::Sbatch, &args);
-        note_new(
-            &mut found.partitions,
-            &seen.partitions,
-            &now.partitions,
-            number,
-        );
-        note_new(
-            &mut found.reservations,
-            &seen.reservations,
-            &now.reservations,
-            number,
-        );
-        note_new(
-            &mut found.beamtimes,
-            &seen.beamtimes,
-            &now.beamtimes,
-            number,
-        );
-        note_new(&mut found.nodes, &seen.nodes, &now.nodes, number);
-        note_new(
-            &mut found.constraints,
-            &seen.constraints,
-            &now.constraints,
-            number,
-        );
+        for (into, before, after) in [
+            (&mut found.partitions, &seen.partitions, &now.partitions),
+            (
+                &mut found.reservations,
+                &seen.reservations,
+                &now.reservations,
+            ),
+            (&mut found.beamtimes, &seen.beamtimes, &now.beamtimes),
+            (&mut found.nodes, &seen.nodes, &now.nodes),
+            (&mut found.constraints, &seen.constraints, &now.constraints),
+            (&mut found.outputs, &seen.outputs, &now.outputs),
+            (&mut found.errors, &seen.errors, &now.errors),
+            (&mut found.chdirs, &seen.chdirs, &now.chdirs),
+        ] {
+            into.extend(
+                after[before.len()..]
+                    .iter()
+                    .map(|value| (number, value.clone())),
+            );
+        }
         seen = now;
     }
     Ok(found)
-}
-
-fn note_new(into: &mut Vec<(usize, String)>, before: &[String], now: &[String], line: usize) {
-    into.extend(
-        now[before.len()..]
-            .iter()
-            .map(|value| (line, value.clone())),
-    );
 }
 
 /// A line that is neither blank nor a comment ends the directives.

@@ -170,6 +170,11 @@ pub struct UserOptions {
     pub has_wrap: bool,
     /// `--comment`, which `bt-submit watch` gives its jobs itself.
     pub comments: Vec<String>,
+    /// `-o`/`--output`, `-e`/`--error` and `-D`/`--chdir`: paths that, with
+    /// `--remote`, the node reads from the account's home.
+    pub outputs: Vec<String>,
+    pub errors: Vec<String>,
+    pub chdirs: Vec<String>,
 }
 
 impl UserOptions {
@@ -185,6 +190,9 @@ impl UserOptions {
             "constraint" => self.constraints.push(value),
             "wrap" => self.has_wrap = true,
             "comment" => self.comments.push(value),
+            "output" => self.outputs.push(value),
+            "error" => self.errors.push(value),
+            "chdir" => self.chdirs.push(value),
             _ => {}
         }
     }
