@@ -1123,6 +1123,29 @@ fn version_names_the_commit_and_the_slurm_release() {
     );
 }
 
+/// A beamtime whose account is a system account passes planning (Slurm
+/// itself would take the job), but the node refuses it: said before.
+#[test]
+fn a_system_account_the_node_refuses_is_warned_of() {
+    let scratch = Scratch::new();
+    let copied = scratch.copy_fixture("beamtime-metadata-11099001.json", "gpfs/current");
+    let text = fs::read_to_string(&copied).unwrap_or_else(|error| panic!("{error}"));
+    let mut document: Value = serde_json::from_str(&text).unwrap_or_else(|error| panic!("{error}"));
+    document["onlineAnalysis"]["userAccount"] = Value::from("root");
+    fs::write(&copied, document.to_string()).unwrap_or_else(|error| panic!("{error}"));
+    let output = scratch.run(["--beamtime", "11099001", "--dry-run", "job.sh"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_contains(
+        &stderr(&output),
+        &format!(
+            "bt-submit: warning: the node will refuse this job: the beamtime's account 'root' \
+             ({}: onlineAnalysis.userAccount) is a system account (uid 0 < {})",
+            copied.display(),
+            beamtime::plugin_config::DEFAULT_MIN_UID
+        ),
+    );
+}
+
 /// sbatch's rule for the script's arguments still holds: what follows the
 /// script is the script's, and after sbatch's own `--` even a name of
 /// bt-submit's options is.

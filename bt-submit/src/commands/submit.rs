@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use beamtime::metadata::Metadata;
+use beamtime::plugin_config::PluginConfig;
+use beamtime::policy::{self, Submitter};
+use beamtime::problem::Problem;
+use beamtime::refusal::Rule;
 use beamtime::users::LookupError;
 
 use crate::cli::{Format, SubmitArgs};
@@ -20,6 +24,7 @@ use crate::output::{tell, write_json, write_stdout};
 use crate::plan::{self, choose, plan, script, Request};
 use crate::site::metadata_file::load_metadata;
 use crate::site::phase;
+use crate::site::plugstack::PluginSetup;
 use crate::site::settings::Settings;
 use crate::slurm::host::{parsable, Host, SubmitError};
 use crate::slurm::options::{self as slurm_options, Program};
@@ -28,6 +33,12 @@ use crate::slurm::ssh::{self, Remote};
 
 pub fn run(program: Program, args: SubmitArgs, settings: &Settings) -> Result<ExitCode, Failure> {
     let metadata = load_metadata(&args.source, settings)?;
+    if let Some(warning) = account_warning(&metadata, settings) {
+        tell(&format!(
+            "bt-submit: warning: {}\nhint: {}\n",
+            warning.what, warning.fix
+        ));
+    }
     let submitter = submitter_for(program, &metadata, args.remote, args.node.as_deref())?;
     let invocation = planned(program, &metadata, &submitter, args.reservation, args.args)?;
     if args.dry_run {
@@ -62,6 +73,38 @@ pub fn run(program: Program, args: SubmitArgs, settings: &Settings) -> Result<Ex
 /// Who runs bt-submit, by login name, as the user database says.
 pub fn current_user() -> Result<Option<String>, LookupError> {
     beamtime::users::current().map(|account| account.map(|a| a.name))
+}
+
+/// The node refuses every job of a beamtime whose account is a system
+/// account (below the plugin's `min_uid`): said before submitting, by the
+/// node's own check ([`policy::check_submitter`], as the beamtime's account
+/// itself, so only the account's rules can fail) with the plugin line's
+/// settings if this run has read them, else the plugin's defaults (reading
+/// the plugstack for this alone would cost every submission a controller
+/// query). An account this host does not know is left to the node.
+fn account_warning(metadata: &Metadata, settings: &Settings) -> Option<Problem> {
+    let online = metadata.online.ready()?;
+    let account_uid = beamtime::users::uid_of(&online.user_account).ok()??;
+    let defaults;
+    let config = match settings.plugin_if_read() {
+        Some(Ok(PluginSetup {
+            config: Ok(usable), ..
+        })) => &usable.config,
+        _ => {
+            defaults = PluginConfig::parse(std::iter::empty::<&str>()).ok()?;
+            &defaults
+        }
+    };
+    let refusal = policy::check_submitter(config, metadata, Submitter::Client(account_uid), |_| {
+        Ok(Some(account_uid))
+    })
+    .err()?;
+    (refusal.rule == Rule::UnsafeAccount).then(|| {
+        Problem::new(
+            format!("the node will refuse this job: {}", refusal.problem.what),
+            refusal.problem.fix,
+        )
+    })
 }
 
 /// Where the job goes: this host, or with `--remote` a reserved node over ssh.
