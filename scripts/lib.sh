@@ -141,7 +141,7 @@ pass_definition() {
     nodes)
         PASS_LABEL="4 hosts" PASS_UP=(--nodes 4)
         PASS_TESTS=(--test multinode --test multinode_queries --test multinode_faults
-            --test multinode_remote -- --ignored --test-threads=4)
+            --test multinode_remote --test multinode_script -- --ignored --test-threads=4)
         ;;
     *) die "unknown scenario pass '$1' (see pass_definition in scripts/lib.sh)" ;;
     esac

@@ -85,6 +85,8 @@ merge_floors() {
     (IFS=','; printf '%s' "${kept[*]}" | sed 's/,/, /g')
 }
 
+# bt-submit --version names the release (bt-submit/build.rs).
+export BT_SUBMIT_SLURM_RELEASE=$release
 build_release
 say "man pages and completions (xtask)"
 assets=$TARGET_DIR/release/assets

@@ -28,6 +28,13 @@ The first word chooses what to do:
 bt-submit's own options come right after that word; the first argument that
 is not one of them starts the options for sbatch/srun/salloc, and so does --.
 (A batch script called sbatch, srun, salloc or show is given as ./NAME.)
+Everything after the script is the script's, as for sbatch, except a name of
+bt-submit's own options (--dry-run, --remote, --beamtime, ...): that is
+refused, with the command meant, rather than handed to the script; a script
+that takes such an argument gets it after a second --, which ends sbatch's
+options (bt-submit -- -- job.sh --dry-run). So are a long option one typo
+away from one of bt-submit's or the program's (--beamtme), and a script name
+that is no file but a typo of a subcommand, or help.
 
 Where each setting comes from, the first that is set winning:
 
@@ -55,12 +62,15 @@ refuses every --beamtime job, so bt-submit stops with status 78 when it
 reads one.
 
 Your own --partition/-p, --reservation and --beamtime options must agree with
-the metadata file; if they do not, nothing is submitted.
+the metadata file; if they do not, nothing is submitted. So must the batch
+script's #SBATCH lines, read as sbatch reads them (from the top of the script
+up to its first command); an option on the command line wins over the
+script's, as in sbatch.
 
 When the beamtime has several reservations and you give -N/--nodes or
--C/--constraint but no --reservation, bt-submit asks the controller which
-nodes each reservation holds, takes the first one that can satisfy them, and
-says which it chose.
+-C/--constraint (on the command line or in #SBATCH lines) but no
+reservation, bt-submit asks the controller which nodes each reservation
+holds, takes the first one that can satisfy them, and says which it chose.
 
 --remote submits from one of the beamtime's reserved nodes instead, for a
 computer that sees the beamline filesystem but is no Slurm submit host (the
@@ -72,14 +82,17 @@ every argument quoted exactly. Host keys are checked against known_hosts
 and a connect timeout keep ssh from prompting, from offering other keys and
 from hanging on a node that is down. sbatch runs in the account's home on
 the node, so the script and every path must be ones the node sees (the
-beamline filesystem is shared): give them absolutely. It prints 'Submitted
+beamline filesystem is shared): give them absolutely (bt-submit warns of a
+relative script, --output, --error or --chdir, and of a job with neither
+--output nor --chdir, whose output would land in that home). It prints 'Submitted
 batch job ID' as sbatch does, and the node on stderr (with --format json:
 jobId, cluster, node and the ssh command), and exits with sbatch's status. Only the metadata file is read
 here; the controller is asked on the node. srun and salloc are interactive
 and are not run over --remote: log in with the command 'bt-submit show'
 prints.";
 
-const EXIT_STATUS: &str = "\
+/// The exit statuses, in every `--help` and in the man pages' EXIT STATUS.
+pub const EXIT_STATUS: &str = "\
 Exit status:
   sbatch's, srun's or salloc's own status once it runs
   0    --dry-run or show succeeded; doctor: every check passed; watch:
@@ -104,7 +117,8 @@ Exit status:
 #[derive(Debug, Parser)]
 #[command(
     name = "bt-submit",
-    version,
+    // The commit and the Slurm release the package was built for (build.rs).
+    version = env!("BT_SUBMIT_VERSION"),
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = EXIT_STATUS,
@@ -214,7 +228,10 @@ The watch never changes or deletes anything in DIR.";
 
 const SHOW_ABOUT: &str = "\
 Show the beamtime: window, nodes, partition, reservations, how to log in, and
-its phase, which says what its --beamtime jobs get:
+its phase, which says what its --beamtime jobs get. The window's times are
+the facility's local time (the metadata file names no zone): they are shown
+with this host's zone (TZ) and where now stands to them (starts in, running,
+ended ... ago).
 
   online               the beamline folder (the plugin's source=) holds the
                        beamtime's metadata file: jobs see the beamline

@@ -181,8 +181,10 @@ impl OnlineAnalysis {
 /// Whether the beamtime's online resources exist yet.
 ///
 /// Before a beamtime starts the `onlineAnalysis` block may be missing, or hold
-/// nulls and empty lists; until it names nodes, a partition, a reservation
-/// and an account, the resources are [`Online::NotYet`], never half-filled.
+/// nulls and empty lists (and perhaps the partition): the resources are
+/// [`Online::NotYet`], never half-filled. A block that names nodes, a
+/// reservation or an account but not all four keys a job needs is no "not
+/// yet" but a damaged file (`MetadataProblem::IncompleteOnline`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Online {
     NotYet,
