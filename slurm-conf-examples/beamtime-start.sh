@@ -158,27 +158,38 @@ if [[ -z $(sacctmgr_t -n -P show account "$ID" format=Account) ]]; then
     sacctmgr_t -i add account "$ID" Description="beamtime $ID" Organization="$BEAMLINE" >/dev/null
     note "created Slurm account $ID"
 fi
-if [[ -z $(sacctmgr_t -n -P show assoc where user="$ACCOUNT" account="$ID" format=User) ]]; then
-    sacctmgr_t -i add user "$ACCOUNT" Account="$ID" DefaultAccount="$ID" >/dev/null
-fi
-if [[ $(sacctmgr_t -n -P show user "$ACCOUNT" format=DefaultAccount) != "$ID" ]]; then
-    sacctmgr_t -i modify user where name="$ACCOUNT" set DefaultAccount="$ID" >/dev/null
-fi
 # slurmctld receives new associations, and the user's new default account, from slurmdbd
 # asynchronously; a reservation or job for the account before that is refused (a job
 # without --account is charged to the old default: "Invalid account or account/partition
-# combination"). Bounded wait until the controller has both: 90 s, for on a loaded
-# machine (the test harness on 2 cores beside compiles) it took more than 30 s now and
-# then, and waiting longer costs nothing where it comes sooner.
-assoc_deadline=$((SECONDS + 90))
-until scontrol show assoc_mgr users="$ACCOUNT" accounts="$ID" flags=assoc 2>/dev/null |
-    grep -q "UserName=$ACCOUNT(" &&
-    scontrol show assoc_mgr users="$ACCOUNT" flags=users 2>/dev/null |
-    grep -qE "UserName=$ACCOUNT\([0-9]+\).* DefAccount=$ID( |$)"; do
-    ((SECONDS < assoc_deadline)) ||
-        die "slurmctld did not learn association $ACCOUNT/$ID (default account $ID) within 90 s"
-    sleep 0.2
-done
+# combination"). So: the association first, waited for; then the default account, waited
+# for. In that order because of what Slurm 22.05 did with both at once for a user who
+# already had another beamtime's account (measured): when the new account's name sorts
+# before the old one's, slurmctld applied the new default and then lost it to the new
+# association (DefAccount=(null) in `scontrol show assoc_mgr`), for good, while sacctmgr
+# showed the right default.
+# wait_for_controller WHAT PATTERN SCONTROL-ARGS…: until scontrol's answer matches, 30 s.
+wait_for_controller() {
+    local what=$1 pattern=$2 deadline=$((SECONDS + 30))
+    shift 2
+    until scontrol show assoc_mgr "$@" 2>/dev/null | grep -qE "$pattern"; do
+        ((SECONDS < deadline)) || die "slurmctld did not learn $what within 30 s"
+        sleep 0.2
+    done
+}
+if [[ -z $(sacctmgr_t -n -P show assoc where user="$ACCOUNT" account="$ID" format=User) ]]; then
+    if [[ -z $(sacctmgr_t -n -P show user "$ACCOUNT" format=User) ]]; then
+        sacctmgr_t -i add user "$ACCOUNT" Account="$ID" DefaultAccount="$ID" >/dev/null
+    else
+        sacctmgr_t -i add user "$ACCOUNT" Account="$ID" >/dev/null
+    fi
+fi
+wait_for_controller "association $ACCOUNT/$ID" "UserName=$ACCOUNT\\(" \
+    users="$ACCOUNT" accounts="$ID" flags=assoc
+if [[ $(sacctmgr_t -n -P show user "$ACCOUNT" format=DefaultAccount) != "$ID" ]]; then
+    sacctmgr_t -i modify user where name="$ACCOUNT" set DefaultAccount="$ID" >/dev/null
+fi
+wait_for_controller "$ACCOUNT's default account $ID" "UserName=$ACCOUNT\\([0-9]+\\).* DefAccount=$ID( |\$)" \
+    users="$ACCOUNT" flags=users
 
 # ---- 3. reservations
 scontrol show partition "$PARTITION" >/dev/null 2>&1 || die "no partition $PARTITION"
