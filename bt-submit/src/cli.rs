@@ -236,6 +236,11 @@ const DOCTOR_ABOUT: &str = "\
 Check, in order, everything that decides whether a beamtime job will run,
 and print one line per check (ok, FAIL or skip) with a fix for each failure:
 
+  controller          this host reaches the Slurm controller (the first
+                      question to it); when it does not, the one cause
+                      ('cannot reach the Slurm controller', or 'no Slurm
+                      host: use --remote') and every check that asks
+                      the controller is skipped, not asked again
   plugstack-line      only when the plugin cannot use its line in Slurm's
                       plugstack (an unknown key, a bad value, no source=, an
                       unknown trusted_owners user): that line, file:line, and
