@@ -18,7 +18,9 @@ impl Report {
         }
     }
 
-    /// Every check's lines and the verdict, as written after the heading.
+    /// Every check's lines and the verdict, as written after the heading, at
+    /// once: what the tests read (`run` writes each line as its check is made).
+    #[cfg(test)]
     pub fn text(&self) -> String {
         let mut out: String = self.checks.iter().map(Check::text).collect();
         out.push_str(&self.summary());
