@@ -46,14 +46,16 @@ build_release() {
     BT_SUBMIT=$TARGET_DIR/release/bt-submit
 }
 
-# Builds the .deb (scripts/package.sh) and installs it; sets PLUGIN_SO and BT_SUBMIT to the
-# installed files, so that the scenarios test what a site gets.
+# Builds the .debs (scripts/package.sh: spank-beamtime and the bt-submit it depends on) and
+# installs them; sets PLUGIN_SO and BT_SUBMIT to the installed files, so that the scenarios
+# test what a site gets.
 install_package() {
-    local deb start
+    local debs start
     start=$(date +%s)
-    deb=$("$REPO/scripts/package.sh")
-    say "installing $deb (built in $(($(date +%s) - start)) s)"
-    dpkg -i --force-confnew "$deb" >&2
+    mapfile -t debs < <("$REPO/scripts/package.sh")
+    ((${#debs[@]} == 2)) || die "scripts/package.sh printed ${#debs[@]} packages, not 2"
+    say "installing ${debs[*]} (built in $(($(date +%s) - start)) s)"
+    dpkg -i --force-confnew "${debs[@]}" >&2
     # shellcheck disable=SC2034 # read by the scripts that source this file
     PLUGIN_SO=/usr/lib/x86_64-linux-gnu/slurm-wlm/spank_beamtime.so
     # shellcheck disable=SC2034

@@ -87,16 +87,17 @@ root_number() {
 }
 # release_part ROOT PASS…
 release_part() {
-    local root=$1 deb start name
+    local root=$1 debs start name
     shift
     name=$(basename "$root")
     start=$(date +%s)
     say "Slurm of the $name root: package"
-    deb=$("$REPO/scripts/package.sh" --root "$root")
+    # The plugin's .deb and its bt-submit's, as one comma-separated argument.
+    debs=$("$REPO/scripts/package.sh" --root "$root" | paste -sd,)
     echo "$name package $(($(date +%s) - start))" >>"$REPORT/release-times.txt"
     start=$(date +%s)
     CARGO_TARGET_DIR=$REPO/target/slurm-$name \
-        "$REPO/scripts/in-root.sh" "$root" "$REPO/scripts/release-tests.sh" "$deb" "$REPORT" "$@"
+        "$REPO/scripts/in-root.sh" "$root" "$REPO/scripts/release-tests.sh" "$debs" "$REPORT" "$@"
     echo "$name scenarios $(($(date +%s) - start))" >>"$REPORT/release-times.txt"
 }
 for ((n = 1; n <= 2 + ${#SOURCE_ARCHIVES[@]}; n++)); do
