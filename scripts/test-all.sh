@@ -62,7 +62,10 @@ install_package
 trap '"$REPO/tests/cluster/cluster.sh" down >&2 || true' EXIT
 
 # The passes (scripts/lib.sh pass_definition): every one on the host's release.
-for pass in plain watch job-container shared-root nodes; do
+# The beamline computer's root (no Slurm; made once, then reused) for its pass.
+BT_NO_SLURM_ROOT=$("$REPO/scripts/release-root.sh" no-slurm)
+export BT_NO_SLURM_ROOT
+for pass in plain watch job-container shared-root nodes beamline-computer; do
     run_pass "$pass" "$REPORT"
 done
 
