@@ -4,7 +4,7 @@
 //! bt-submit [OPTIONS] [--] [SBATCH_OPTIONS...] SCRIPT [ARGS...]
 //! bt-submit sbatch|srun|salloc [OPTIONS] [--] [PROGRAM_OPTIONS...] [SCRIPT|COMMAND [ARGS...]]
 //! bt-submit show [--beamtime ID | --metadata FILE] [--format json]
-//! bt-submit doctor [--beamtime ID | --metadata FILE] [--format json]
+//! bt-submit doctor [--beamtime ID | --metadata FILE] [--remote [--node NODE]] [--format json]
 //! bt-submit watch [OPTIONS] DIR -- [SBATCH_OPTIONS...] SCRIPT [ARGS...]
 //! ```
 //!
@@ -80,7 +80,7 @@ fn run() -> Result<ExitCode, Failure> {
         Some(Mode::Srun(args)) => commands::submit::run(Program::Srun, args, &settings),
         Some(Mode::Salloc(args)) => commands::submit::run(Program::Salloc, args, &settings),
         Some(Mode::Show(args)) => commands::show::run(&args, &settings),
-        Some(Mode::Doctor(args)) => commands::doctor::run(&args.source, args.format, &settings),
+        Some(Mode::Doctor(args)) => commands::doctor::run(&args, &settings),
         Some(Mode::Watch(args)) => commands::watch::command::run(args, &settings),
     }
 }

@@ -290,17 +290,19 @@ impl Slurm for Remote {
 /// user's ssh_config (`ssh -G`): `HostKeyAlias` when set, else the host it
 /// connects to, as `[host]:port` when the port is not 22.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct KnownHostsName {
+pub struct KnownHostsName {
     /// Where ssh connects (`HostName`, else the node's name).
-    host: String,
-    port: u16,
+    pub host: String,
+    pub port: u16,
     alias: Option<String>,
+    /// The known_hosts files ssh reads, the user's then the system's.
+    files: Vec<String>,
 }
 
 impl KnownHostsName {
     /// For `node` as this user's ssh sees it; as the node's own name on port
     /// 22 when `ssh -G` cannot tell (the hint is then no worse than the name).
-    fn of(node: &str) -> KnownHostsName {
+    pub fn of(node: &str) -> KnownHostsName {
         Command::new("ssh")
             .args(["-G", node])
             .stdin(Stdio::null())
@@ -313,7 +315,32 @@ impl KnownHostsName {
                 host: node.to_owned(),
                 port: 22,
                 alias: None,
+                files: Vec::new(),
             })
+    }
+
+    /// The name ssh looks up in known_hosts.
+    pub fn name(&self) -> String {
+        match (&self.alias, self.port) {
+            (Some(alias), _) => alias.clone(),
+            (None, 22) => self.host.clone(),
+            (None, port) => format!("[{}]:{port}", self.host),
+        }
+    }
+
+    /// The known_hosts file that holds a key for the name (`ssh-keygen -F`,
+    /// which also finds hashed entries), if any.
+    pub fn known_in(&self) -> Option<&str> {
+        let name = self.name();
+        self.files.iter().map(String::as_str).find(|file| {
+            Command::new("ssh-keygen")
+                .args(["-F", &name, "-f", file])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        })
     }
 
     /// `ssh -G`'s `hostname`, `port` and `hostkeyalias` lines.
@@ -325,10 +352,20 @@ impl KnownHostsName {
                     .map(str::to_owned)
             })
         };
+        let files = ["userknownhostsfile", "globalknownhostsfile"]
+            .into_iter()
+            .filter_map(value)
+            .flat_map(|list| {
+                list.split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         Some(KnownHostsName {
             host: value("hostname")?,
             port: value("port")?.parse().ok()?,
             alias: value("hostkeyalias"),
+            files,
         })
     }
 
@@ -340,7 +377,7 @@ impl KnownHostsName {
     }
 
     /// What to add, and how to get it.
-    fn line_to_add(&self) -> String {
+    pub fn line_to_add(&self) -> String {
         match (&self.alias, self.port) {
             (Some(alias), _) => format!(
                 "as the line '{alias} KEY' (ssh_config gives it HostKeyAlias {alias}): KEY \

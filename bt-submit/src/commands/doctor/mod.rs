@@ -14,6 +14,7 @@
 
 mod checks;
 mod metadata;
+mod remote;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -27,7 +28,7 @@ use beamtime::id::BeamtimeId;
 use beamtime::plugin_config::PluginConfig;
 use beamtime::problem::Problem;
 
-use crate::cli::{Format, Source};
+use crate::cli::{DoctorArgs, Format};
 use crate::commands::submit::current_user;
 use crate::failure::Failure;
 use crate::output::{write_json, write_stdout};
@@ -321,7 +322,8 @@ fn node_verdict(
     })
 }
 
-pub fn run(source: &Source, format: Format, settings: &Settings) -> Result<ExitCode, Failure> {
+pub fn run(args: &DoctorArgs, settings: &Settings) -> Result<ExitCode, Failure> {
+    let source = &args.source;
     let target = match (&source.metadata, &source.beamtime) {
         (Some(path), _) => Target::File(absolute(path)?),
         (None, Some(id)) => Target::Id(id.clone()),
@@ -332,13 +334,17 @@ pub fn run(source: &Source, format: Format, settings: &Settings) -> Result<ExitC
         uid: beamtime::users::current_uid(),
         uid_of: &beamtime::users::uid_of,
     };
-    let report = match format {
+    let make_checks = |emit: &mut dyn FnMut(&Check)| match args.remote {
+        true => remote::examine(source, args.node.as_deref(), settings, emit),
+        false => examine(&target, settings, &who, emit),
+    };
+    let report = match args.format {
         Format::Text => {
             // Each line as its check is made; the first failed write (a
             // closed pipe ends quietly in write_stdout) stops the writing.
             write_stdout(Report::heading(&target).as_bytes())?;
             let mut written = Ok(());
-            let report = examine(&target, settings, &who, &mut |check| {
+            let report = make_checks(&mut |check| {
                 if written.is_ok() {
                     written = write_stdout(check.text().as_bytes());
                 }
@@ -348,7 +354,7 @@ pub fn run(source: &Source, format: Format, settings: &Settings) -> Result<ExitC
             report
         }
         Format::Json => {
-            let report = examine(&target, settings, &who, &mut |_| {});
+            let report = make_checks(&mut |_| {});
             write_json(&report.json())?;
             report
         }
