@@ -9,6 +9,9 @@
 #
 #   scripts/package.sh              the .debs (cargo-deb)
 #   scripts/package.sh --rpm        the .debs and the .rpms (cargo-generate-rpm)
+#   scripts/package.sh --static     also bt-submit as one static binary (glibc's static
+#                                   libc, `+crt-static`), for a beamline computer without
+#                                   dpkg or rpm: target/static/…/release/bt-submit
 #   scripts/package.sh --root DIR   the .debs for the Slurm of a release root
 #                                   (scripts/release-root.sh), built here against its
 #                                   headers, in target/slurm-<suite>/debian/
@@ -27,12 +30,13 @@ CARGO_DEB_VERSION=3.8.0
 CARGO_GENERATE_RPM_VERSION=0.21.1
 SLURM_VERSION_H=${SLURM_VERSION_H:-/usr/include/slurm/slurm_version.h}
 
-rpm=0
+rpm=0 static=0
 while (($#)); do
     case $1 in
     --rpm) rpm=1 ;;
+    --static) static=1 ;;
     --root) use_slurm_root "${2:?--root needs a release root}"; shift ;;
-    *) die "unknown option '$1' (usage: scripts/package.sh [--rpm] [--root DIR])" ;;
+    *) die "unknown option '$1' (usage: scripts/package.sh [--rpm] [--static] [--root DIR])" ;;
     esac
     shift
 done
@@ -150,4 +154,17 @@ if ((rpm)); then
         -s "conflicts = { slurm = \">= $next\" }")
     echo "$TARGET_DIR"/generate-rpm/spank-beamtime-*.rpm
     echo "$TARGET_DIR"/generate-rpm/bt-submit-*.rpm
+fi
+
+if ((static)); then
+    # The musl target would need a download outside the package registries (rustup's own
+    # server); glibc's static libc is installed with the toolchain's host target. The
+    # explicit --target keeps build scripts and proc macros dynamic: only bt-submit is
+    # static. Its own target folder: the flags differ from the packages' build.
+    say "bt-submit as a static binary (+crt-static)"
+    (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=$TARGET_DIR/static \
+        cargo build --release --locked --quiet -p bt-submit --target x86_64-unknown-linux-gnu)
+    static_binary=$TARGET_DIR/static/x86_64-unknown-linux-gnu/release/bt-submit
+    file "$static_binary" | grep -q 'static' || die "$static_binary is not statically linked"
+    echo "$static_binary"
 fi
