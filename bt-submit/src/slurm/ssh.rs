@@ -589,6 +589,31 @@ mod tests {
     }
 
     #[test]
+    fn the_known_hosts_files_and_name_are_those_ssh_g_reports() {
+        let parsed = KnownHostsName::parse(
+            "hostname 127.0.0.1\nport 2222\nuserknownhostsfile /home/u/.ssh/known_hosts \
+             /home/u/.ssh/known_hosts2\nglobalknownhostsfile /etc/ssh/ssh_known_hosts\n",
+        )
+        .unwrap();
+        assert_eq!(parsed.name(), "[127.0.0.1]:2222");
+        assert_eq!(
+            parsed.files,
+            [
+                "/home/u/.ssh/known_hosts",
+                "/home/u/.ssh/known_hosts2",
+                "/etc/ssh/ssh_known_hosts"
+            ]
+        );
+        let aliased = KnownHostsName::parse(
+            "hostname h\nport 22\nhostkeyalias n1\nuserknownhostsfile /nonexistent/known_hosts\n",
+        )
+        .unwrap();
+        assert_eq!(aliased.name(), "n1");
+        // A known_hosts file that is not there holds no entry.
+        assert_eq!(aliased.known_in(), None);
+    }
+
+    #[test]
     fn the_node_that_answered_last_is_tried_first_and_the_others_after_it() {
         let remote = Remote::new(&online(&["n1", "n2", "n3"]), None).unwrap();
         assert_eq!(remote.candidates(), ["n1", "n2", "n3"]);
