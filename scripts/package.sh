@@ -129,6 +129,9 @@ if grep -q '^Depends:' "$unpacked/DEBIAN/control"; then
 else
     sed -i "/^Architecture:/a Depends: $depends" "$unpacked/DEBIAN/control"
 fi
+# bt-submit's Replaces (the files earlier spank-beamtime packages carried), inherited by
+# the variant, is not the plugin's.
+sed -i '/^Replaces:/d' "$unpacked/DEBIAN/control"
 dpkg-deb --root-owner-group -Zxz --build "$unpacked" "$deb" >/dev/null
 rm -rf "$unpacked"
 echo "$deb"
