@@ -62,7 +62,10 @@ install_package
 trap '"$REPO/tests/cluster/cluster.sh" down >&2 || true' EXIT
 
 # The passes (scripts/lib.sh pass_definition): every one on the host's release.
-for pass in plain watch job-container shared-root nodes; do
+# The beamline computer's root (no Slurm; made once, then reused) for its pass.
+BT_NO_SLURM_ROOT=$("$REPO/scripts/release-root.sh" no-slurm)
+export BT_NO_SLURM_ROOT
+for pass in plain watch job-container shared-root nodes beamline-computer; do
     run_pass "$pass" "$REPORT"
 done
 
@@ -87,16 +90,17 @@ root_number() {
 }
 # release_part ROOT PASS…
 release_part() {
-    local root=$1 deb start name
+    local root=$1 debs start name
     shift
     name=$(basename "$root")
     start=$(date +%s)
     say "Slurm of the $name root: package"
-    deb=$("$REPO/scripts/package.sh" --root "$root")
+    # The plugin's .deb and its bt-submit's, as one comma-separated argument.
+    debs=$("$REPO/scripts/package.sh" --root "$root" | paste -sd,)
     echo "$name package $(($(date +%s) - start))" >>"$REPORT/release-times.txt"
     start=$(date +%s)
     CARGO_TARGET_DIR=$REPO/target/slurm-$name \
-        "$REPO/scripts/in-root.sh" "$root" "$REPO/scripts/release-tests.sh" "$deb" "$REPORT" "$@"
+        "$REPO/scripts/in-root.sh" "$root" "$REPO/scripts/release-tests.sh" "$debs" "$REPORT" "$@"
     echo "$name scenarios $(($(date +%s) - start))" >>"$REPORT/release-times.txt"
 }
 for ((n = 1; n <= 2 + ${#SOURCE_ARCHIVES[@]}; n++)); do

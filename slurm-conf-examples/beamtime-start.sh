@@ -44,6 +44,10 @@
 #   current/raw          root:<account> 0750  written by the detector (root here), read-only to users
 #   current/processed    <account>:<account> 2770  results of the online analysis
 #   current/shared       <account>:<account> 2770  holds the account's SSH key pair (id_rsa)
+#   current/shared/id_rsa <account>:<account> 0640  readable by the beamtime's participants
+#                        (the account's group), who submit with bt-submit --remote from the
+#                        beamline computer; ssh takes a key another user owns whatever its
+#                        group bits, and only the participants, not the account, use it
 #   current/scratch_bl   <account>:<account> 2770  beamline scratch
 #   current/beamtime-metadata-<id>.json  root:root 0644  written only by this script
 # The core folder likewise (scratch_cc for scratch_bl).
@@ -273,11 +277,14 @@ install_key() {
     local shared=$1/shared home
     [[ -f $shared/id_rsa ]] && return
     if [[ $1 != "$CORE" && -f $CORE/shared/id_rsa ]]; then
-        install -o "$ACCOUNT" -g "$GROUP" -m 600 "$CORE/shared/id_rsa" "$shared/id_rsa"
+        install -o "$ACCOUNT" -g "$GROUP" -m 640 "$CORE/shared/id_rsa" "$shared/id_rsa"
         install -o "$ACCOUNT" -g "$GROUP" -m 644 "$CORE/shared/id_rsa.pub" "$shared/id_rsa.pub"
     elif command -v ssh-keygen >/dev/null; then
         runuser -u "$ACCOUNT" -- ssh-keygen -q -t rsa -b 2048 -N '' -C "$ACCOUNT@beamtime-$ID" \
             -f "$shared/id_rsa"
+        # ssh-keygen leaves it 0600; the participants read it through the group.
+        chgrp "$GROUP" "$shared/id_rsa"
+        chmod 640 "$shared/id_rsa"
         home=$(getent passwd "$ACCOUNT" | cut -d: -f6)
         install -d -o "$ACCOUNT" -g "$GROUP" -m 700 "$home/.ssh"
         cat "$shared/id_rsa.pub" >>"$home/.ssh/authorized_keys"

@@ -23,7 +23,7 @@ The first word chooses what to do:
   bt-submit srun   [OPTIONS] [--] [SRUN_OPTIONS...] COMMAND [ARGS...]
   bt-submit salloc [OPTIONS] [--] [SALLOC_OPTIONS...] [COMMAND [ARGS...]]
   bt-submit show   [--beamtime ID | --metadata FILE] [--format json]
-  bt-submit doctor [--beamtime ID | --metadata FILE] [--format json]
+  bt-submit doctor [--beamtime ID | --metadata FILE] [--remote [--node NODE]] [--format json]
   bt-submit watch  [OPTIONS] DIR -- [SBATCH_OPTIONS...] SCRIPT [ARGS...]
 bt-submit's own options come right after that word; the first argument that
 is not one of them starts the options for sbatch/srun/salloc, and so does --.
@@ -149,7 +149,7 @@ pub enum Mode {
     Show(ShowArgs),
     /// Check, in order, everything that decides whether a beamtime job will run
     #[command(long_about = DOCTOR_ABOUT, after_help = EXIT_STATUS)]
-    Doctor(ShowArgs),
+    Doctor(DoctorArgs),
     /// Submit one batch job per new file in a folder, once the file is complete, exactly once
     #[command(long_about = WATCH_ABOUT, after_help = EXIT_STATUS)]
     Watch(WatchArgs),
@@ -253,6 +253,11 @@ const DOCTOR_ABOUT: &str = "\
 Check, in order, everything that decides whether a beamtime job will run,
 and print one line per check (ok, FAIL or skip) with a fix for each failure:
 
+  controller          this host reaches the Slurm controller (the first
+                      question to it); when it does not, the one cause
+                      ('cannot reach the Slurm controller', or 'no Slurm
+                      host: use --remote') and every check that asks
+                      the controller is skipped, not asked again
   plugstack-line      only when the plugin cannot use its line in Slurm's
                       plugstack (an unknown key, a bad value, no source=, an
                       unknown trusted_owners user): that line, file:line, and
@@ -291,7 +296,41 @@ configuration must be readable, as it is for srun and sbatch. The metadata
 check says where it searched: the plugin's metadata= patterns when its line
 can be used (bt-submit's own search path does not change where the plugin
 looks), else bt-submit's search path (see bt-submit --help), trusting only
-root.";
+root.
+
+With --remote, on the beamline computer (no Slurm), it checks instead what
+'bt-submit --remote' needs, in the order it needs it:
+
+  metadata            the metadata file, found as for --remote
+  online-resources    the file has a complete onlineAnalysis block
+  key                 the beamtime's key (sshPrivateKeyPath) exists, can be
+                      read, and ssh will take it
+  known-hosts         each reserved node's host key is in known_hosts under
+                      the name ssh looks up (ssh -G: [host]:port for another
+                      port, or the HostKeyAlias); else the exact line to add
+  reach               each reserved node answers on its ssh port
+  login               a BatchMode login as the account with the key, on
+                      --node or the first node that passed both
+  sbatch              sbatch runs there
+  node-view           the node's own 'bt-submit doctor' for the beamtime";
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub source: Source,
+
+    /// Check the road of 'bt-submit --remote' from this computer instead
+    #[arg(long)]
+    pub remote: bool,
+
+    /// With --remote: check this one of the reserved nodes [default: all]
+    #[arg(long, value_name = "NODE", requires = "remote")]
+    pub node: Option<String>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {

@@ -4,7 +4,7 @@
 //! bt-submit [OPTIONS] [--] [SBATCH_OPTIONS...] SCRIPT [ARGS...]
 //! bt-submit sbatch|srun|salloc [OPTIONS] [--] [PROGRAM_OPTIONS...] [SCRIPT|COMMAND [ARGS...]]
 //! bt-submit show [--beamtime ID | --metadata FILE] [--format json]
-//! bt-submit doctor [--beamtime ID | --metadata FILE] [--format json]
+//! bt-submit doctor [--beamtime ID | --metadata FILE] [--remote [--node NODE]] [--format json]
 //! bt-submit watch [OPTIONS] DIR -- [SBATCH_OPTIONS...] SCRIPT [ARGS...]
 //! ```
 //!
@@ -93,7 +93,7 @@ fn run() -> Result<ExitCode, Failure> {
         Some(Mode::Srun(args)) => submit(Program::Srun, Some("srun"), args),
         Some(Mode::Salloc(args)) => submit(Program::Salloc, Some("salloc"), args),
         Some(Mode::Show(args)) => commands::show::run(&args, &settings),
-        Some(Mode::Doctor(args)) => commands::doctor::run(&args.source, args.format, &settings),
+        Some(Mode::Doctor(args)) => commands::doctor::run(&args, &settings),
         Some(Mode::Watch(args)) => commands::watch::command::run(args, &settings),
     }
 }

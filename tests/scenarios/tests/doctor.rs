@@ -29,6 +29,7 @@ fn a_started_beamtime_passes_every_check_for_its_account() {
     let out = doctor(&bt.account, &["--beamtime", &bt.id]);
     out.assert_success();
     for check in [
+        "controller",
         "metadata",
         "online-resources",
         "user",
@@ -66,14 +67,14 @@ fn a_started_beamtime_passes_every_check_for_its_account() {
             .contains(&format!("{} is there", bt.current_dir.display())),
         "{out}"
     );
-    out.assert_stdout_contains("all 11 checks passed");
+    out.assert_stdout_contains("all 12 checks passed");
 
     let json = doctor(&bt.account, &["--beamtime", &bt.id, "--format", "json"]);
     json.assert_success();
     let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(report["ok"], true, "{json}");
     assert_eq!(report["beamtime"], bt.id.as_str());
-    assert_eq!(report["checks"].as_array().unwrap().len(), 11);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 12);
 }
 
 #[test]

@@ -153,10 +153,12 @@ fn bt_submit_finds_the_metadata_and_the_target_where_the_plugin_does() {
         );
     let out = run(&c, &bt, &["doctor", "--beamtime", &bt.id]);
     assert_eq!(out.code(), Some(1), "{out}");
+    // First after the controller, which named the line.
+    assert!(out.doctor_check("controller").starts_with("ok   "), "{out}");
     let first = out
         .stdout
         .lines()
-        .nth(1)
+        .nth(2)
         .unwrap_or_else(|| panic!("no checks:\n{out}"));
     assert!(first.starts_with("FAIL plugstack-line "), "{out}");
     assert!(first.contains(&said), "{out}");

@@ -304,7 +304,7 @@ fn a_pre_start_beamtime_runs_without_its_beamline_until_it_starts() {
     assert_eq!((phase, jobs), ("pre-start".into(), "run".into()));
     let out = bt_submit_as(&bt, &["doctor", "--beamtime", &bt.id]);
     out.assert_success()
-        .assert_stdout_contains("all 11 checks passed");
+        .assert_stdout_contains("all 12 checks passed");
     let source = out.doctor_check("beamline-source");
     assert!(
         source.starts_with("ok   ")

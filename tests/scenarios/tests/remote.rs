@@ -30,12 +30,21 @@ struct Site {
 
 const BEAMLINE_COMPUTER: &str = "bttest801";
 
-/// The beamtime's key as the facility leaves it on the beamline filesystem: in shared/,
-/// readable by the beamtime's group (the beamline computers' users are in it).
+/// The beamtime's key as the facility's start script leaves it on the beamline
+/// filesystem: in shared/, readable by the beamtime's group (the beamline computers'
+/// users are in it).
 fn share_key(bt: &Beamtime) -> PathBuf {
     let key = bt.current_dir.join("shared/id_rsa");
-    fs::set_permissions(&key, fs::Permissions::from_mode(0o640))
-        .unwrap_or_else(|e| panic!("{}: {e}", key.display()));
+    let mode = fs::metadata(&key)
+        .unwrap_or_else(|e| panic!("{}: {e}", key.display()))
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o640,
+        "beamtime-start.sh left {} mode {mode:o}, not 0640",
+        key.display()
+    );
     key
 }
 
@@ -202,7 +211,8 @@ fn the_first_reserved_node_down_the_next_one_is_used() {
         &["--node", "btdown800", job.to_str().unwrap()],
     );
     assert_eq!(down.code(), Some(68), "{down}");
-    down.assert_stderr_contains("none of the reserved nodes answered over ssh");
+    // Named as the metadata names it, not as ssh resolved it (127.0.0.1 port 1).
+    down.assert_stderr_contains("none of the reserved nodes answered over ssh: btdown800 (");
     down.assert_stderr_contains("Connection refused");
 }
 
@@ -414,6 +424,12 @@ fn an_unknown_host_key_is_refused_with_what_the_admin_must_add() {
             &format!("the host key of {NODE} is not in known_hosts"),
             "hint: the cluster's administrators must add",
             "/etc/ssh/ssh_known_hosts",
+            // The harness's ssh_config gives the node its sshd's port and a HostKeyAlias.
+            &format!(
+                "as the line '{NODE} KEY' (ssh_config gives it HostKeyAlias {NODE}): KEY from \
+                 ssh-keyscan -p {} 127.0.0.1",
+                cluster().sshd().port
+            ),
         ],
     );
     assert_nothing_submitted(bt);
