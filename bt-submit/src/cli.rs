@@ -169,10 +169,13 @@ every --poll-interval seconds whether or not inotify works: on a cluster
 filesystem (GPFS) files written by another host raise no inotify event here.
 A folder whose mtime has not changed since it was last listed costs one stat
 (nothing was added to it); each is listed at least once a minute.
---pattern matches file names (not folders): * is any run of characters, and
-names starting with . are skipped unless the pattern starts with . too, so a
-detector's hidden temporary file renamed into place is submitted under its
-final name only. Symbolic links are not followed.
+--pattern matches file names (not folders, never paths) with the full glob
+syntax: * any run of characters, ? one character, [0-9] or [!x] one of a set,
+{h5,cbf} one of several; repeat --pattern to submit names matching any of
+them. A pattern with / or one that is not a glob is refused. Names starting
+with . are skipped unless the pattern starts with . too, so a detector's
+hidden temporary file renamed into place is submitted under its final name
+only. Symbolic links are not followed.
 
 With --each folder, --pattern matches the names of the folders directly
 below DIR (files there are left alone), and a scan folder is complete when
@@ -341,9 +344,9 @@ pub struct WatchArgs {
     #[arg(long, value_enum, value_name = "WHAT", default_value = "file")]
     pub each: Each,
 
-    /// Submit files (with --each folder: folders) whose name matches GLOB (* is any run of characters)
-    #[arg(long, value_name = "GLOB", default_value = "*")]
-    pub pattern: String,
+    /// Submit files (with --each folder: folders) whose name matches GLOB (*, ?, [0-9], {h5,cbf}); repeat for several
+    #[arg(long = "pattern", value_name = "GLOB", default_value = "*")]
+    pub patterns: Vec<String>,
 
     /// With --each folder: a scan folder is complete once it holds a file NAME, not before
     #[arg(long, value_name = "NAME", value_parser = done_file_name)]

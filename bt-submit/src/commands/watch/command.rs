@@ -30,6 +30,10 @@ pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
             "add --each folder to submit one job per scan folder, or leave --done-file out",
         ));
     }
+    let patterns = watch::Patterns::new(&args.patterns).map_err(|problem| Failure {
+        status: Status::Usage,
+        problem,
+    })?;
     let folder = absolute(&args.folder)?.canonicalize().map_err(|error| {
         Failure::new(
             Status::NoInput,
@@ -73,7 +77,7 @@ pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
         folder,
         each: args.each,
         done_file: args.done_file,
-        pattern: args.pattern,
+        patterns,
         settle: args.settle,
         poll_interval: args.poll_interval,
         max_in_flight: args.max_in_flight.map(|n| n as usize),

@@ -13,7 +13,7 @@ impl Watch<'_> {
             Each::File => self.walk_files(now),
             Each::Folder => {
                 let submitted = &self.record.submitted;
-                tree::walk_scan_folders(&self.options.folder, &self.options.pattern, &|rel| {
+                tree::walk_scan_folders(&self.options.folder, &self.options.patterns, &|rel| {
                     submitted.contains_key(rel)
                 })
             }
@@ -83,7 +83,7 @@ impl Watch<'_> {
             .collect();
         tree::walk(
             &self.options.folder,
-            &self.options.pattern,
+            &self.options.patterns,
             &|rel| submitted.contains_key(rel),
             &busy,
             &mut self.listings,
@@ -117,7 +117,7 @@ impl Watch<'_> {
             let Ok(name) = event.name.into_string() else {
                 continue;
             };
-            if !tree::name_matches(&self.options.pattern, &name) {
+            if !self.options.patterns.matches(&name) {
                 // A folder renamed into place is walked.
                 walk_again |= why == Why::RenamedIntoPlace;
                 continue;

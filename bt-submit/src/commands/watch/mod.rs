@@ -21,6 +21,7 @@ mod events;
 mod log;
 mod options;
 mod os;
+mod pattern;
 mod state;
 mod submission;
 #[cfg(test)]
@@ -43,6 +44,7 @@ use crate::failure::{Failure, Status};
 use crate::slurm::host::{Host, SubmitError};
 use log::{log, named, secs};
 pub use options::{arguments_for, default_state_file, retry_delay, Options};
+pub use pattern::Patterns;
 
 impl Each {
     pub fn name(self) -> &'static str {
@@ -217,12 +219,12 @@ impl<'a> Watch<'a> {
     fn run(&mut self) -> Result<(), Failure> {
         let o = self.options;
         let what = match (o.each, &o.done_file) {
-            (Each::File, _) => format!("files {}", o.pattern),
-            (Each::Folder, None) => format!("scan folders {}", o.pattern),
+            (Each::File, _) => format!("files {}", o.patterns),
+            (Each::Folder, None) => format!("scan folders {}", o.patterns),
             (Each::Folder, Some(name)) => {
                 format!(
                     "scan folders {}, each complete once it holds {name}",
-                    o.pattern
+                    o.patterns
                 )
             }
         };

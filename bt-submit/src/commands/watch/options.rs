@@ -12,7 +12,7 @@ pub struct Options {
     /// With `Each::Folder`: a scan folder is complete once this file is in
     /// it, and not before, however long nothing changes.
     pub done_file: Option<String>,
-    pub pattern: String,
+    pub patterns: Patterns,
     pub settle: Duration,
     pub poll_interval: Duration,
     pub max_in_flight: Option<usize>,
