@@ -372,6 +372,10 @@ pub struct WatchArgs {
     #[arg(long)]
     pub shared_state: bool,
 
+    /// Stop (exit status 69) once every submission for this long was refused in a way no retry can fix
+    #[arg(long, value_name = "SECONDS", default_value = "600", value_parser = seconds)]
+    pub give_up_after: Duration,
+
     /// Do not use inotify: find files by looking through the folder only
     #[arg(long)]
     pub no_inotify: bool,

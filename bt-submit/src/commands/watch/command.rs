@@ -3,9 +3,12 @@
 //! itself (mod.rs).
 
 use std::env;
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use crate::cli::WatchArgs;
+use beamtime::metadata::Metadata;
+
+use crate::cli::{Source, WatchArgs};
 use crate::commands::submit::{planned, submitter_for};
 use crate::commands::watch;
 use crate::failure::{Failure, Status};
@@ -59,20 +62,6 @@ pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
                 )
             })?,
     };
-    let metadata = load_metadata(&args.source, settings)?;
-    let submitter = submitter_for(
-        Program::Sbatch,
-        &metadata,
-        args.remote,
-        args.node.as_deref(),
-    )?;
-    let invocation = planned(
-        Program::Sbatch,
-        &metadata,
-        &submitter,
-        args.reservation,
-        args.args,
-    )?;
     let options = watch::Options {
         folder,
         each: args.each,
@@ -88,8 +77,57 @@ pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
             watch::Sharing::OnlyMine
         },
         inotify: !args.no_inotify,
-        template: invocation.args,
+        give_up_after: args.give_up_after,
     };
-    watch::run(&options, &submitter)?;
+    let beamtime = CommandLine {
+        args: &args.source,
+        settings,
+        remote: args.remote,
+        node: args.node.as_deref(),
+        reservation: args.reservation.as_deref(),
+        user_args: &args.args,
+    };
+    watch::run(&options, &beamtime)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The beamtime as the command line names it, chosen and planned the way
+/// `bt-submit sbatch` does, each time the watch asks.
+struct CommandLine<'a> {
+    args: &'a Source,
+    settings: &'a Settings<'a>,
+    remote: bool,
+    node: Option<&'a str>,
+    reservation: Option<&'a str>,
+    user_args: &'a [OsString],
+}
+
+impl watch::Beamtime for CommandLine<'_> {
+    fn metadata(&self) -> Result<Metadata, Failure> {
+        load_metadata(self.args, self.settings)
+    }
+
+    fn plan(&self, metadata: &Metadata) -> Result<watch::Plan, Failure> {
+        let submitter = submitter_for(Program::Sbatch, metadata, self.remote, self.node)?;
+        let invocation = planned(
+            Program::Sbatch,
+            metadata,
+            &submitter,
+            self.reservation.map(str::to_owned),
+            self.user_args.to_vec(),
+        )?;
+        let online = metadata.online.ready();
+        let mut summary = format!("reservation {}", invocation.reservation);
+        if let Some(online) = online {
+            summary.push_str(&format!(", partition {}", online.partition));
+            if self.remote {
+                summary.push_str(&format!(", via {}", online.reserved_nodes.join(",")));
+            }
+        }
+        Ok(watch::Plan {
+            submitter,
+            template: invocation.args,
+            summary,
+        })
+    }
 }

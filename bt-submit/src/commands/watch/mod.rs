@@ -18,6 +18,7 @@ mod beneath;
 pub mod command;
 mod complete;
 mod events;
+mod follow;
 mod log;
 mod options;
 mod os;
@@ -42,6 +43,7 @@ use state::{Record, StateError, StateFile};
 pub use crate::cli::Each;
 use crate::failure::{Failure, Status};
 use crate::slurm::host::{Host, SubmitError};
+pub use follow::{Beamtime, Plan};
 use log::{log, named, secs};
 pub use options::{arguments_for, default_state_file, retry_delay, Options};
 pub use pattern::Patterns;
@@ -62,15 +64,19 @@ impl Each {
     }
 }
 
-/// Runs the watch until SIGINT or SIGTERM; one line per file on stdout.
-pub fn run(options: &Options, submitter: &Host) -> Result<(), Failure> {
-    os::catch_stop_signals().map_err(|error| {
+/// Runs the watch until SIGINT or SIGTERM (SIGHUP reads the metadata
+/// again), or until every submission has been refused for good for
+/// `--give-up-after`; one line per file on stdout.
+pub fn run(options: &Options, beamtime: &dyn Beamtime) -> Result<(), Failure> {
+    os::catch_signals().map_err(|error| {
         Failure::new(
             Status::IoError,
-            format!("cannot handle SIGINT/SIGTERM: {error}"),
+            format!("cannot handle SIGINT/SIGTERM/SIGHUP: {error}"),
             "report this as a bug",
         )
     })?;
+    let metadata = beamtime.metadata()?;
+    let plan = beamtime.plan(&metadata)?;
     let (state, record) = StateFile::open(
         &options.state,
         &options.folder,
@@ -78,7 +84,12 @@ pub fn run(options: &Options, submitter: &Host) -> Result<(), Failure> {
         options.sharing,
     )
     .map_err(state_failure)?;
-    let mut watch = Watch::new(options, submitter, state, record);
+    let following = follow::Following {
+        metadata,
+        next_read: follow::REREAD_EVERY.as_millis() as u64,
+        last_problem: None,
+    };
+    let mut watch = Watch::new(options, beamtime, plan, following, state, record);
     watch.run()
 }
 
@@ -112,6 +123,8 @@ fn state_failure(error: StateError) -> Failure {
 
 struct Retry {
     failures: u32,
+    /// Refusals in a row that no retry can fix.
+    permanent: u32,
     at: u64,
 }
 
@@ -125,11 +138,17 @@ struct InFlight {
 
 struct Watch<'a> {
     options: &'a Options,
-    submitter: &'a Host,
+    beamtime: &'a dyn Beamtime,
+    plan: Plan,
+    follow: follow::Following,
     state: StateFile,
     record: Record,
     candidates: BTreeMap<String, Candidate>,
     retries: HashMap<String, Retry>,
+    /// Files refused for good too often, with the last refusal: not tried
+    /// again until the plan changes.
+    failed: BTreeMap<String, String>,
+    refused_for_good: Option<follow::RefusedForGood>,
     told_unusable: HashSet<String>,
     inotify: Option<Inotify>,
     /// inotify watch descriptor → folder below the watched one.
@@ -145,7 +164,14 @@ struct Watch<'a> {
 }
 
 impl<'a> Watch<'a> {
-    fn new(options: &'a Options, submitter: &'a Host, state: StateFile, record: Record) -> Self {
+    fn new(
+        options: &'a Options,
+        beamtime: &'a dyn Beamtime,
+        plan: Plan,
+        follow: follow::Following,
+        state: StateFile,
+        record: Record,
+    ) -> Self {
         let inotify = if options.inotify {
             match Inotify::new() {
                 Ok(inotify) => Some(inotify),
@@ -162,11 +188,15 @@ impl<'a> Watch<'a> {
         };
         Watch {
             options,
-            submitter,
+            beamtime,
+            plan,
+            follow,
             state,
             record,
             candidates: BTreeMap::new(),
             retries: HashMap::new(),
+            failed: BTreeMap::new(),
+            refused_for_good: None,
             told_unusable: HashSet::new(),
             inotify,
             watched: HashMap::new(),
@@ -233,14 +263,15 @@ impl<'a> Watch<'a> {
             None => String::new(),
         };
         log(&format!(
-            "watching {} for {what} ({settle}looking every {} s{}{}), state {}: {} {} submitted before",
+            "watching {} for {what} ({settle}looking every {} s{}{}), state {}: {} {} submitted before; plan {}",
             o.folder.display(),
             secs(o.poll_interval),
             if self.inotify.is_some() { ", inotify" } else { "" },
             o.max_in_flight.map(|n| format!(", at most {n} jobs in flight")).unwrap_or_default(),
             self.state.path().display(),
             self.record.submitted.len(),
-            o.each.plural()
+            o.each.plural(),
+            self.plan.summary
         ));
         let poll_ms = o.poll_interval.as_millis() as u64;
         let mut next_walk = 0;
@@ -255,6 +286,10 @@ impl<'a> Watch<'a> {
                 return Ok(());
             }
             let now = self.now();
+            self.follow_beamtime(now);
+            if let Some(failure) = self.given_up(now) {
+                return Err(failure);
+            }
             if now >= next_walk {
                 self.walk(now);
                 next_walk = now + poll_ms;

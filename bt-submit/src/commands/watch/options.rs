@@ -20,8 +20,8 @@ pub struct Options {
     /// Whether the state's folder may be one others can write.
     pub sharing: Sharing,
     pub inotify: bool,
-    /// sbatch's arguments as bt-submit plans them, `{}` still in place.
-    pub template: Vec<OsString>,
+    /// How long every submission may be refused for good before the watch stops.
+    pub give_up_after: Duration,
 }
 
 /// The arguments for one file (or scan folder): each argument that is
