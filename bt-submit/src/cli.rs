@@ -360,9 +360,17 @@ pub struct WatchArgs {
     #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = seconds)]
     pub poll_interval: Duration,
 
-    /// Keep at most N of the watch's jobs pending or running (as squeue says)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_in_flight: Option<u32>,
+    /// Keep at most N of the watch's jobs pending or running (as squeue says); 0: no limit
+    #[arg(long, value_name = "N", default_value = "50")]
+    pub max_in_flight: u32,
+
+    /// List what would be submitted now, with each command; submit nothing, write no state
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Start from now: record what is already in DIR as skipped, never to be submitted
+    #[arg(long)]
+    pub skip_existing: bool,
 
     /// The state file [default: $XDG_STATE_HOME/bt-submit/watch-<DIR name>-<hash>.json]
     #[arg(long, value_name = "FILE")]

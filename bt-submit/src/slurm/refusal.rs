@@ -77,9 +77,8 @@ pub fn classify_refusal(stderr: &str) -> Refusal {
 pub fn refusal_reason(stderr: &str) -> &str {
     let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
     lines()
-        .filter(|line| !line.contains("() failed with rc="))
-        .last()
-        .or_else(|| lines().last())
+        .rfind(|line| !line.contains("() failed with rc="))
+        .or_else(|| lines().next_back())
         .unwrap_or("no message")
 }
 

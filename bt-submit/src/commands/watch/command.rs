@@ -69,7 +69,8 @@ pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
         patterns,
         settle: args.settle,
         poll_interval: args.poll_interval,
-        max_in_flight: args.max_in_flight.map(|n| n as usize),
+        // 0 lifts the cap.
+        max_in_flight: Some(args.max_in_flight as usize).filter(|&n| n > 0),
         state,
         sharing: if args.shared_state {
             watch::Sharing::Shared
@@ -77,6 +78,7 @@ pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
             watch::Sharing::OnlyMine
         },
         inotify: !args.no_inotify,
+        skip_existing: args.skip_existing,
         give_up_after: args.give_up_after,
     };
     let beamtime = CommandLine {
@@ -87,7 +89,11 @@ pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
         reservation: args.reservation.as_deref(),
         user_args: &args.args,
     };
-    watch::run(&options, &beamtime)?;
+    if args.dry_run {
+        watch::dry_run(&options, &beamtime)?;
+    } else {
+        watch::run(&options, &beamtime)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

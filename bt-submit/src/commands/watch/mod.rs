@@ -23,6 +23,7 @@ mod log;
 mod options;
 mod os;
 mod pattern;
+mod start;
 mod state;
 mod submission;
 #[cfg(test)]
@@ -47,6 +48,7 @@ pub use follow::{Beamtime, Plan};
 use log::{log, named, secs};
 pub use options::{arguments_for, default_state_file, retry_delay, Options};
 pub use pattern::Patterns;
+pub use start::dry_run;
 
 impl Each {
     pub fn name(self) -> &'static str {
@@ -77,13 +79,16 @@ pub fn run(options: &Options, beamtime: &dyn Beamtime) -> Result<(), Failure> {
     })?;
     let metadata = beamtime.metadata()?;
     let plan = beamtime.plan(&metadata)?;
-    let (state, record) = StateFile::open(
+    let (state, mut record) = StateFile::open(
         &options.state,
         &options.folder,
         options.each,
         options.sharing,
     )
     .map_err(state_failure)?;
+    if options.skip_existing {
+        start::skip_existing(options, &state, &mut record)?;
+    }
     let following = follow::Following {
         metadata,
         next_read: follow::REREAD_EVERY.as_millis() as u64,
@@ -98,7 +103,8 @@ fn state_failure(error: StateError) -> Failure {
         StateError::InUse { .. } => Failure::new(
             Status::Usage,
             error.to_string(),
-            "stop the other watch first, or give this one its own --state FILE",
+            "that watch already submits this folder's files and this one would only do it \
+             again: leave it running, or stop it (kill its pid, on its host) and start this one",
         ),
         StateError::Invalid { .. } => Failure::new(
             Status::DataError,

@@ -15,11 +15,14 @@ pub struct Options {
     pub patterns: Patterns,
     pub settle: Duration,
     pub poll_interval: Duration,
+    /// `None`: no cap.
     pub max_in_flight: Option<usize>,
     pub state: PathBuf,
     /// Whether the state's folder may be one others can write.
     pub sharing: Sharing,
     pub inotify: bool,
+    /// Record what is in the folder at the start as skipped.
+    pub skip_existing: bool,
     /// How long every submission may be refused for good before the watch stops.
     pub give_up_after: Duration,
 }

@@ -224,6 +224,18 @@ impl Inotify {
 /// Takes an exclusive lock on `file` without waiting, so that two watches
 /// never share one state file; held until the file is closed.
 /// `Ok(false)`: another process holds it.
+/// This host's name, for the lock file's "who holds it".
+pub fn hostname() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer and its length match; gethostname writes at most that.
+    let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if result != 0 {
+        return "an unknown host".to_owned();
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..end]).into_owned()
+}
+
 pub fn try_lock(file: &File) -> io::Result<bool> {
     // SAFETY: plain system call on an open fd.
     let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
