@@ -364,6 +364,10 @@ pub struct WatchArgs {
     #[arg(long, value_name = "N", default_value = "50")]
     pub max_in_flight: u32,
 
+    /// The watched folder FROM is TO on the jobs' nodes ({} and {path} are then below TO); repeat for several
+    #[arg(long = "map", value_name = "FROM=TO", value_parser = crate::commands::watch::parse_map)]
+    pub maps: Vec<(PathBuf, PathBuf)>,
+
     /// List what would be submitted now, with each command; submit nothing, write no state
     #[arg(long)]
     pub dry_run: bool,

@@ -4,6 +4,7 @@
 
 use std::env;
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use beamtime::metadata::Metadata;
@@ -82,6 +83,8 @@ pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
         give_up_after: args.give_up_after,
     };
     let beamtime = CommandLine {
+        folder: &options.folder,
+        maps: &args.maps,
         args: &args.source,
         settings,
         remote: args.remote,
@@ -100,6 +103,8 @@ pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
 /// The beamtime as the command line names it, chosen and planned the way
 /// `bt-submit sbatch` does, each time the watch asks.
 struct CommandLine<'a> {
+    folder: &'a Path,
+    maps: &'a [(PathBuf, PathBuf)],
     args: &'a Source,
     settings: &'a Settings<'a>,
     remote: bool,
@@ -122,6 +127,7 @@ impl watch::Beamtime for CommandLine<'_> {
             self.reservation.map(str::to_owned),
             self.user_args.to_vec(),
         )?;
+        let on_nodes = self.folder_on_nodes(metadata)?;
         let online = metadata.online.ready();
         let mut summary = format!("reservation {}", invocation.reservation);
         if let Some(online) = online {
@@ -130,10 +136,41 @@ impl watch::Beamtime for CommandLine<'_> {
                 summary.push_str(&format!(", via {}", online.reserved_nodes.join(",")));
             }
         }
+        summary.push_str(&format!(
+            ", {} seen by jobs as {}",
+            self.folder.display(),
+            on_nodes.folder.display()
+        ));
         Ok(watch::Plan {
             submitter,
             template: invocation.args,
+            on_nodes,
             summary,
+        })
+    }
+}
+
+impl CommandLine<'_> {
+    /// Where the jobs see the watched folder: from --map, else from the
+    /// plugin's source= and target= (the plugstack line as read here) and the
+    /// metadata's core path.
+    fn folder_on_nodes(&self, metadata: &Metadata) -> Result<watch::OnNodes, Failure> {
+        let target = self.settings.target()?;
+        let source = match self.settings.plugin() {
+            Ok(setup) => match &setup.config {
+                Ok(usable) => Some(usable.source.expand(&metadata.id, &metadata.beamline)),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        let site = watch::SiteView {
+            source,
+            target: target.expand(&metadata.id, &metadata.beamline),
+            core: metadata.core_path.as_deref(),
+        };
+        watch::on_nodes(self.folder, self.maps, &site).map_err(|problem| Failure {
+            status: Status::Usage,
+            problem,
         })
     }
 }

@@ -27,6 +27,8 @@ pub struct Plan {
     pub submitter: Host,
     /// sbatch's arguments as bt-submit plans them, placeholders still in place.
     pub template: Vec<OsString>,
+    /// Where the jobs see the watched folder.
+    pub on_nodes: OnNodes,
     /// What the log says of it: reservation, partition, nodes.
     pub summary: String,
 }

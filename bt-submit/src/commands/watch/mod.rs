@@ -22,6 +22,7 @@ mod follow;
 mod log;
 mod options;
 mod os;
+mod paths;
 mod pattern;
 mod start;
 mod state;
@@ -46,7 +47,8 @@ use crate::failure::{Failure, Status};
 use crate::slurm::host::{Host, SubmitError};
 pub use follow::{Beamtime, Plan};
 use log::{log, named, secs};
-pub use options::{arguments_for, default_state_file, retry_delay, Options};
+pub use options::{default_state_file, retry_delay, Options};
+pub use paths::{arguments_for, on_nodes, parse_map, OnNodes, SiteView};
 pub use pattern::Patterns;
 pub use start::dry_run;
 

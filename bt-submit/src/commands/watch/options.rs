@@ -1,5 +1,5 @@
-//! How the watch was asked to run, and what follows from it alone: each
-//! job's arguments, the retry delay, the default state file.
+//! How the watch was asked to run, and what follows from it alone: the
+//! retry delay, the default state file.
 
 use super::*;
 
@@ -25,28 +25,6 @@ pub struct Options {
     pub skip_existing: bool,
     /// How long every submission may be refused for good before the watch stops.
     pub give_up_after: Duration,
-}
-
-/// The arguments for one file (or scan folder): each argument that is
-/// exactly `{}` becomes its absolute path; without any, the path is
-/// appended as the script's last argument.
-pub fn arguments_for(template: &[OsString], file: &Path) -> Vec<OsString> {
-    let placeholder = OsString::from("{}");
-    if !template.contains(&placeholder) {
-        let mut args = template.to_vec();
-        args.push(file.into());
-        return args;
-    }
-    template
-        .iter()
-        .map(|arg| {
-            if *arg == placeholder {
-                file.into()
-            } else {
-                arg.clone()
-            }
-        })
-        .collect()
 }
 
 /// The wait before trying a failed submission again: 2 s, doubling, at most 5 minutes.

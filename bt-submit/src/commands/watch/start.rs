@@ -81,7 +81,7 @@ pub fn dry_run(options: &Options, beamtime: &dyn Beamtime) -> Result<(), Failure
             return Ok(());
         }
         for rel in &pending {
-            let args = arguments_for(&plan.template, &options.folder.join(rel));
+            let args = arguments_for(&plan.template, &plan.on_nodes.folder, rel);
             let mut line = format!("{}: ", named(rel)).into_bytes();
             line.extend(ssh::shell_line(&plan.submitter.sbatch_command(&args)));
             say(&line)?;

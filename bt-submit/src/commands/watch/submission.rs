@@ -112,7 +112,8 @@ impl Watch<'_> {
         let mut args = vec![OsString::from(format!("--comment={marker}"))];
         args.extend(arguments_for(
             &self.plan.template,
-            &self.options.folder.join(rel),
+            &self.plan.on_nodes.folder,
+            rel,
         ));
         match self.plan.submitter.sbatch(&args) {
             Ok(submitted) => {
