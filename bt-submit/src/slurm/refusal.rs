@@ -10,7 +10,8 @@ use crate::slurm::host::SubmitError;
 pub enum Refusal {
     /// Nothing, until someone changes something: the reservation, partition,
     /// account or QOS is not (or no longer) valid, the beamtime plugin refused
-    /// the job on what the metadata says, the options or the script are wrong.
+    /// the job on what the metadata says. (A script sbatch cannot read is
+    /// transient: its owner fixes it and the next try passes.)
     Permanent,
     /// Perhaps: the controller is down or busy, a limit on queued jobs is
     /// reached, the connection broke — or Slurm said something not known here,
@@ -33,10 +34,6 @@ const PERMANENT: &[&str] = &[
     "Node count specification invalid",
     "Invalid user id",
     "Invalid job array specification",
-    // sbatch's own refusals, before it asks the controller.
-    "Unable to open file",
-    "unrecognized option",
-    "invalid option",
 ];
 
 /// Messages for a state that passes (checked first: a message naming both is
@@ -155,6 +152,14 @@ mod tests {
         ] {
             assert_eq!(classify_refusal(&stderr), Refusal::Transient, "{stderr}");
         }
+    }
+
+    #[test]
+    fn a_script_sbatch_cannot_read_is_transient_its_owner_fixes_it() {
+        assert_eq!(
+            classify_refusal("sbatch: error: Unable to open file /home/u/analyse.sh\n"),
+            Refusal::Transient
+        );
     }
 
     #[test]
