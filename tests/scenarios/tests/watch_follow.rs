@@ -69,6 +69,9 @@ impl Watching {
             .arg("--")
             .arg("-o")
             .arg(self.out.join("out-%j.txt"))
+            // A pre-start job's note goes to stderr: apart from the report.
+            .arg("-e")
+            .arg(self.out.join("err-%j.txt"))
             .arg(&self.script)
             .arg("{}")
     }
