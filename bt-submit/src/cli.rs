@@ -85,13 +85,15 @@ Exit status:
   0    --dry-run or show succeeded; doctor: every check passed; watch:
        stopped by SIGINT or SIGTERM
   1    doctor: a check failed or could not be made (see its output)
-  64   wrong command line; watch: another watch uses the state file
+  64   wrong command line; watch: another watch uses the state file, or
+       the folder's place on the nodes is unknown (--map)
   65   invalid or ambiguous metadata, or your options contradict it; watch:
        the state file is damaged or belongs to another folder
   66   metadata file (or, with --remote, the ssh key) not found or not
        readable; watch: the folder to watch cannot be opened
   68   --remote: none of the reserved nodes answered over ssh
-  69   the beamtime has no online analysis resources yet
+  69   the beamtime has no online analysis resources yet; watch: every
+       submission was refused for good for --give-up-after seconds
   74   output could not be written; watch: the state file could not be
        written (the watch stops rather than risk submitting a file twice)
   77   --remote: the node's host key is not in known_hosts or has changed,
@@ -143,21 +145,40 @@ pub enum Mode {
 
 const WATCH_ABOUT: &str = "\
 Submit one batch job per new file below DIR (subfolders included), once the
-file is complete, exactly once, even across restarts of the watch:
+file is complete, exactly once, even across restarts of the watch. On the
+beamline computer (no Slurm there), submitting over ssh from a reserved node,
+with where jobs see the beamline folder said by --map:
 
-  bt-submit watch /beamline/p11/current/raw --pattern '*.h5' -- analyse.sh {}
+  bt-submit watch --metadata /gpfs/p11/current/beamtime-metadata-11099001.json \
+      --remote --skip-existing --map /gpfs/p11/current=/beamline/p11/current \
+      --pattern '*.h5' /gpfs/p11/current/raw \
+      -- /gpfs/p11/current/shared/analyse.sh {}
 
-or, with --each folder, one job per new scan folder directly below DIR, once
-everything in it is complete ({} is then the folder):
+On a login node, where Slurm's plugstack names the plugin's source= and
+target=, the watch finds that mapping itself:
 
-  bt-submit watch /beamline/p11/current/raw --each folder --pattern 'scan_*' \
-      --done-file scan.done -- analyse-scan.sh {}
+  bt-submit watch --beamtime 11099001 --each folder --pattern 'scan_*' \
+      --done-file scan.done /gpfs/p11/current/raw -- analyse-scan.sh {}
+
+(with --each folder, one job per new scan folder directly below DIR, once
+everything in it is complete; {} is then the folder).
+
+Try either first with --dry-run: it lists what would be submitted now, each
+with its command, and submits nothing and writes no state.
 
 Everything after -- is what 'bt-submit sbatch' takes: sbatch options, then
-the script and its arguments. Each argument that is exactly {} becomes the
-file's absolute path (an argument that only contains {} is left alone);
-without any {}, the path is added as the script's last argument. The script
-must be where the job's node sees it. Each job gets
+the script and its arguments. Paths are given as the job sees them: each
+argument that is exactly {} becomes the file's path on the job's node, and
+{path} (the same), {name} (its name), {stem} (its name without the last
+extension) and {rel} (its path below DIR) are replaced anywhere in an
+argument, e.g. -o 'logs/{stem}.out'; without any of them, the path is added
+as the script's last argument ({} inside an argument is left alone). Where
+the job sees DIR: in the beamline folder as the nodes have it (source=),
+the same place below the folder jobs see (target=, /beamline/p11/current);
+in that folder or in the beamtime's core path, the same path; elsewhere,
+what --map FROM=TO says (--map DIR=DIR when the nodes see it at the same
+path); a folder none of these places is refused. The script must be where
+the job's node sees it. Each job gets
 --comment=bt-submit-watch:<id>:<n> (so no --comment of your own): by it the
 watch counts its jobs and finds, after a crash, a job it submitted but had
 not recorded.
@@ -198,16 +219,35 @@ fsync, rename, fsync of its folder). Before each sbatch it records the
 submission it starts; a watch killed during one asks Slurm on restart for
 the job by its comment (squeue, so within the controller's MinJobAge of the
 job's end) and records it instead of submitting again. On start it submits
-every file not in the state: on the first start, all files already there.
+every file not in the state: on the first start, all files already there,
+unless --skip-existing records them as skipped (never submitted; the log
+says how many). Another watch of the same state is refused, with its pid,
+host and start: stop that one to take over; a second state for the same
+folder would submit every file again.
 
 With --remote, sbatch and squeue run on a reserved node over ssh as for
-'bt-submit --remote' (see bt-submit --help); DIR is read here, and each
-file's path is given to the job as it is here, so DIR must be where the
-nodes see it under the same path (the beamline filesystem).
+'bt-submit --remote' (see bt-submit --help); DIR is read here.
 
-A failed submission is logged and tried again after 2 s, then 4, 8, ... up
-to 5 minutes, until it succeeds. With --max-in-flight N, no job is submitted
-while N of the watch's jobs are pending or running, as squeue says.
+The watch follows the beamtime: every 10 s (and at once on SIGHUP) it reads
+the metadata again, as every bt-submit command chooses it, and when it
+changed it plans again (reservation, partition, with --remote the nodes)
+and logs the plan, old -> new: a watch started in pre-start sends the files
+after the start into the online reservation.
+
+A refused submission is logged and tried again after 2 s, then 4, 8, ... up
+to 5 minutes. A refusal no retry can fix (an invalid reservation, partition
+or account, the beamtime plugin's refusal) is told apart from one that
+passes (the controller down or busy): after 3 of them a file is failed and
+not tried again until the plan changes; when every submission has been
+refused so for --give-up-after seconds, the watch says so and exits 69, for
+a supervisor to alert someone. At most --max-in-flight (default 50; 0: no
+limit) of the watch's jobs are pending or running, as squeue says.
+
+To outlive the logout, start it with nohup or, better, as a user service:
+  systemd-run --user --unit bt-watch-p11 bt-submit watch ... (journalctl
+  --user -u bt-watch-p11 for its log; loginctl enable-linger to outlive
+  the last session)
+SIGHUP does not stop it (it reads the metadata again).
 SIGINT and SIGTERM stop the watch after the submission under way (a local
 sbatch runs in a process group of its own, so Ctrl-C does not interrupt it;
 with --remote it does reach ssh, and the next start asks Slurm by the
