@@ -372,3 +372,35 @@ fn a_folder_the_nodes_see_elsewhere_is_handed_to_jobs_as_they_see_it_and_sighup_
     w.stop(watch);
     c.assert_node_not_drained();
 }
+
+#[test]
+#[ignore = "bt-submit watch: the watch pass runs it (--ignored)"]
+fn a_reservation_gone_fails_the_file_and_a_watch_refused_for_good_exits_69() {
+    let c = cluster();
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest864"));
+    let data = c.workdir(&bt.account, "refused-data").join("raw");
+    let w = Watching::new(&bt, data, "refused", REPORT);
+    let map = format!("--map={0}={0}", w.data.display());
+    let watch = w.start(&[&map, "--give-up-after", "10"]);
+    // The facility removes the reservation; the metadata still names it.
+    c.cmd("scontrol")
+        .args(["delete", &format!("reservation={}", bt.reservations[0])])
+        .run()
+        .assert_success();
+    write(&w.data.join("refused.h5"), 1);
+    let status = watch.wait(Duration::from_secs(60));
+    let log = w.log_text();
+    assert_eq!(status.code(), Some(69), "{status}:\n{log}");
+    assert!(
+        log.contains("refused.h5: failed: sbatch failed (exit status 1): ")
+            && log.contains("refused 3 times in a way no retry can fix"),
+        "{log}"
+    );
+    assert!(
+        log.contains("error: every submission for 10 s was refused in a way no retry can fix")
+            && log.contains("1 files failed"),
+        "{log}"
+    );
+    assert!(w.submissions().is_empty(), "{log}");
+    c.assert_node_not_drained();
+}
