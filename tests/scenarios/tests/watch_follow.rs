@@ -404,3 +404,55 @@ fn a_reservation_gone_fails_the_file_and_a_watch_refused_for_good_exits_69() {
     assert!(w.submissions().is_empty(), "{log}");
     c.assert_node_not_drained();
 }
+
+#[test]
+#[ignore = "bt-submit watch: the watch pass runs it (--ignored)"]
+fn a_slurmctld_restart_in_the_middle_of_a_burst_loses_and_doubles_nothing() {
+    let c = cluster();
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest865"));
+    let data = c.workdir(&bt.account, "ctld-restart-data").join("raw");
+    let w = Watching::new(&bt, data, "ctld-restart", REPORT);
+    let map = format!("--map={0}={0}", w.data.display());
+    let watch = w.start(&[&map, "--max-in-flight", "0"]);
+    let count = 40;
+    let mut restarted = false;
+    for n in 0..count {
+        write(&w.data.join(format!("f{n:02}.h5")), n + 1);
+        if !restarted && w.submissions().len() >= 10 {
+            c.cmd(scenarios::Cluster::repo_root().join("tests/cluster/cluster.sh"))
+                .arg("restart-slurmctld")
+                .timeout(Duration::from_secs(120))
+                .run()
+                .assert_success();
+            restarted = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        restarted,
+        "the burst ended before 10 submissions:\n{}",
+        w.log_text()
+    );
+    let submissions = w.wait_for_submissions(count);
+    let jobs = once_each(&w, &submissions);
+    assert_eq!(jobs.len(), count, "{}", w.log_text());
+    for (file, job) in &jobs {
+        let size = file[1..3].parse::<usize>().unwrap() + 1;
+        let report = w.report(*job);
+        assert!(
+            report.ends_with(&format!(" {size} {}", w.data.join(file).display())),
+            "{report}"
+        );
+    }
+    // A job submitted twice would have written an output of its own.
+    let outputs = fs::read_dir(&w.out)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("out-")
+        })
+        .count();
+    assert_eq!(outputs, count, "{}", w.log_text());
+    w.stop(watch);
+    c.assert_node_not_drained();
+}
