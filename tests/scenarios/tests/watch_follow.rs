@@ -415,22 +415,26 @@ fn a_slurmctld_restart_in_the_middle_of_a_burst_loses_and_doubles_nothing() {
     let map = format!("--map={0}={0}", w.data.display());
     let watch = w.start(&[&map, "--max-in-flight", "0"]);
     let count = 40;
-    let mut restarted = false;
-    for n in 0..count {
-        write(&w.data.join(format!("f{n:02}.h5")), n + 1);
-        if !restarted && w.submissions().len() >= 10 {
-            c.cmd(scenarios::Cluster::repo_root().join("tests/cluster/cluster.sh"))
-                .arg("restart-slurmctld")
-                .timeout(Duration::from_secs(120))
-                .run()
-                .assert_success();
-            restarted = true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The detector keeps writing while the controller is down.
+    let detector = {
+        let data = w.data.clone();
+        std::thread::spawn(move || {
+            for n in 0..count {
+                write(&data.join(format!("f{n:02}.h5")), n + 1);
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        })
+    };
+    w.wait_for_submissions(10);
+    c.cmd(scenarios::Cluster::repo_root().join("tests/cluster/cluster.sh"))
+        .arg("restart-slurmctld")
+        .timeout(Duration::from_secs(120))
+        .run()
+        .assert_success();
+    detector.join().unwrap();
     assert!(
-        restarted,
-        "the burst ended before 10 submissions:\n{}",
+        w.submissions().len() < count,
+        "every file was submitted before the restart ended:\n{}",
         w.log_text()
     );
     let submissions = w.wait_for_submissions(count);
