@@ -15,7 +15,7 @@ use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use scenarios::{bt_submit, cluster, wait, Background, Beamtime, BeamtimeSpec, UnixUser};
+use scenarios::{bt_submit, cluster, wait, Background, Beamtime, BeamtimeSpec, UnixUser, NODE};
 
 /// Each job: its phase, reservation, what it sees of /beamline, the size of its file as
 /// it found it (so it could open it), and the path it was given.
@@ -457,6 +457,80 @@ fn a_slurmctld_restart_in_the_middle_of_a_burst_loses_and_doubles_nothing() {
         })
         .count();
     assert_eq!(outputs, count, "{}", w.log_text());
+    w.stop(watch);
+    c.assert_node_not_drained();
+}
+
+#[test]
+#[ignore = "bt-submit watch: the watch pass runs it (--ignored)"]
+fn the_documented_beamline_computer_watch_hands_each_job_a_path_it_can_open() {
+    let c = cluster();
+    let sshd = c.sshd();
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest867"));
+    // The beamtime's key as the facility leaves it: in shared/, readable by its group.
+    let key = bt.current_dir.join("shared/id_rsa");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+    sshd.authorize(&bt.account, &key.with_extension("pub"));
+    let computer = "bttest866";
+    c.ensure_unix_user(computer, &[bt.account.as_str()]);
+    sshd.beamline_computer(computer, &[(NODE, sshd.port)], true);
+
+    // The beamline folder as the beamline computer mounts it; jobs see it at target=.
+    let current = &bt.current_dir;
+    let seen = PathBuf::from(format!("/beamline/{}/current", bt.beamline));
+    let w = Watching::new(&bt, current.join("raw"), "documented", REPORT);
+    write(&w.data.join("before.h5"), 1);
+    let own = c.workdir(computer, "documented-state");
+    // docs/user.md's example, with this cluster's paths.
+    let watch = c
+        .as_user(computer, bt_submit())
+        .env_remove("SLURM_CONF")
+        .arg("watch")
+        .arg("--metadata")
+        .arg(current.join(format!("beamtime-metadata-{}.json", bt.id)))
+        .args(["--remote", "--skip-existing", "--settle", "0.5"])
+        .arg("--map")
+        .arg(format!("{}={}", current.display(), seen.display()))
+        .args(["--pattern", "*.h5"])
+        .arg("--state")
+        .arg(own.join("state.json"))
+        .arg(&w.data)
+        .arg("--")
+        .arg("-o")
+        .arg(w.out.join("out-%j.txt"))
+        .arg("-e")
+        .arg(w.out.join("err-%j.txt"))
+        .arg(&w.script)
+        .arg("{}")
+        .cwd(&own)
+        .spawn(&w.log);
+    wait::poll(Duration::from_secs(30), || {
+        let log = w.log_text();
+        if log.contains("--skip-existing: 1 files already there recorded as skipped") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    })
+    .unwrap_or_else(|log| panic!("{log}"));
+    write(&w.data.join("after.h5"), 7);
+    let submissions = w.wait_for_submissions(1);
+    let jobs = once_each(&w, &submissions);
+    assert_eq!(
+        jobs.keys().collect::<Vec<_>>(),
+        ["after.h5"],
+        "{}",
+        w.log_text()
+    );
+    assert_eq!(
+        w.report(jobs["after.h5"]),
+        format!(
+            "online {} [{}] 7 {}",
+            bt.reservations[0],
+            bt.beamline,
+            seen.join("raw/after.h5").display()
+        )
+    );
     w.stop(watch);
     c.assert_node_not_drained();
 }
