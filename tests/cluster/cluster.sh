@@ -45,7 +45,12 @@ SHARED_ROOT=0
 NAMESPACE_LINUX=0
 
 CLUSTER_NAME=btcluster
-NODE_CPUS=64
+# Cores each node advertises (SlurmdParameters=config_overrides; the machine has 2).
+# Every beamtime a test starts keeps its reservation (1 core, some 2) until the cluster
+# goes down, and a plain pass starts about 70 of them on one node: with 64 cores the
+# last files' jobs outside any reservation waited for resources forever (measured:
+# plugstack_probe's `srun -n1 true` queued after 70 reservations). 256 leaves room.
+NODE_CPUS=256
 PARTITIONS=(ponline_p11 ponline_p21 ponline_p07)
 DEFAULT_ACCOUNT=btusers
 TEST_USER=btalice

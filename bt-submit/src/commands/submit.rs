@@ -216,9 +216,9 @@ fn submit_remotely(
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(SubmitError::Refused { status, stderr }) => {
-            tell(&stderr);
-            Ok(ExitCode::from(status))
+        Err(SubmitError::Refused(said_no)) => {
+            tell(said_no.stderr());
+            Ok(ExitCode::from(said_no.exit_byte()))
         }
         Err(SubmitError::Failed(failure)) => Err(failure),
     }

@@ -1,9 +1,11 @@
 //! How bt-submit talks to Slurm: the option syntax of sbatch, srun and salloc
 //! (options), scontrol's records (text), running Slurm's commands here
 //! or on a reserved node over ssh (host, with query for what a Slurm command
-//! answered and ssh for the way there), and what a child process said
-//! (process).
+//! answered, error for one that said no, and ssh for the way there), and what
+//! a child process said (process).
 
+// Slurm said no: the one error of a Slurm command run through a Host.
+pub mod error;
 pub mod options;
 pub mod process;
 pub mod query;

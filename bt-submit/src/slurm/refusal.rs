@@ -68,17 +68,6 @@ pub fn classify_refusal(stderr: &str) -> Refusal {
     }
 }
 
-/// The line of sbatch's stderr that says why: the last one that is not
-/// Slurm's own echo of a plugin's failure (`spank_beamtime.so:
-/// init_post_opt() failed with rc=-1`, which follows the plugin's reason).
-pub fn refusal_reason(stderr: &str) -> &str {
-    let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
-    lines()
-        .rfind(|line| !line.contains("() failed with rc="))
-        .or_else(|| lines().next_back())
-        .unwrap_or("no message")
-}
-
 impl SubmitError {
     /// Whether trying again can help: sbatch's refusal as [`classify_refusal`]
     /// reads it; a submission that did not reach sbatch is permanent only when
@@ -86,7 +75,7 @@ impl SubmitError {
     /// or not runnable), else transient (the node or the network is down).
     pub fn refusal(&self) -> Refusal {
         match self {
-            SubmitError::Refused { stderr, .. } => classify_refusal(stderr),
+            SubmitError::Refused(said_no) => classify_refusal(said_no.stderr()),
             SubmitError::Failed(failure) => match failure.status {
                 Status::NoPermission | Status::NotFound | Status::CannotExecute => {
                     Refusal::Permanent
@@ -101,6 +90,7 @@ impl SubmitError {
 mod tests {
     use super::*;
     use crate::failure::Failure;
+    use crate::slurm::error::SlurmError;
 
     fn sbatch_said(message: &str) -> String {
         format!("sbatch: error: Batch job submission failed: {message}\n")
@@ -129,17 +119,6 @@ mod tests {
                       resources (yet). Ask the cluster's administrators\n\
                       sbatch: error: spank_beamtime.so: init_post_opt() failed with rc=-1\n";
         assert_eq!(classify_refusal(stderr), Refusal::Permanent);
-    }
-
-    #[test]
-    fn the_reason_is_the_plugins_line_not_slurms_echo_of_it() {
-        let stderr = "sbatch: error: spank-beamtime: beamtime 11012345 has ended\n\
-                      sbatch: error: spank_beamtime.so: init_post_opt() failed with rc=-1\n\n";
-        assert_eq!(
-            refusal_reason(stderr),
-            "sbatch: error: spank-beamtime: beamtime 11012345 has ended"
-        );
-        assert_eq!(refusal_reason(""), "no message");
     }
 
     #[test]
@@ -178,10 +157,12 @@ mod tests {
         assert_eq!(failed(Status::NotFound).refusal(), Refusal::Permanent);
         assert_eq!(failed(Status::NoHost).refusal(), Refusal::Transient);
         assert_eq!(failed(Status::IoError).refusal(), Refusal::Transient);
-        let refused = SubmitError::Refused {
-            status: 1,
-            stderr: sbatch_said("Requested reservation is invalid"),
+        let output = std::process::Output {
+            status: std::os::unix::process::ExitStatusExt::from_raw(1 << 8),
+            stdout: Vec::new(),
+            stderr: sbatch_said("Requested reservation is invalid").into_bytes(),
         };
+        let refused = SubmitError::Refused(SlurmError::failed("sbatch".to_owned(), &output));
         assert_eq!(refused.refusal(), Refusal::Permanent);
     }
 }

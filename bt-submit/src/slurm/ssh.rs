@@ -22,8 +22,9 @@ use beamtime::problem::ASK_THE_ADMINS;
 use beamtime::shell::quote_bytes;
 
 use crate::failure::{Failure, Status};
+use crate::slurm::error::{SlurmError, SlurmErrorKind};
 use crate::slurm::process::{cannot_start, last_line};
-use crate::slurm::query::{QueryError, QueryErrorKind, Slurm};
+use crate::slurm::query::Slurm;
 
 /// Seconds ssh waits for a node to answer before the next one is tried.
 pub const CONNECT_TIMEOUT_SECONDS: u32 = 10;
@@ -263,24 +264,20 @@ impl Remote {
 /// reservation, choose.rs) are made on the node too: the beamline computer
 /// may have no Slurm at all.
 impl Slurm for Remote {
-    fn query(&self, program: &str, args: &[&str]) -> Result<String, QueryError> {
+    fn query(&self, program: &str, args: &[&str]) -> Result<String, SlurmError> {
         let command = format!("{program} {}", args.join(" "));
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-        let (node, output) = self.run(program, &args).map_err(|failure| QueryError {
+        let (node, output) = self.run(program, &args).map_err(|failure| SlurmError {
             command: command.clone(),
-            kind: QueryErrorKind::CannotRun(failure.problem.what),
+            kind: SlurmErrorKind::CannotRun(failure.problem.what),
         })?;
         if output.status.success() {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
-        Err(QueryError {
-            command: format!("{command} (on {node})"),
-            kind: QueryErrorKind::Failed {
-                status: output.status,
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            },
-        })
+        Err(SlurmError::failed(
+            format!("{command} (on {node})"),
+            &output,
+        ))
     }
 }
 

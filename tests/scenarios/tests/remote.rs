@@ -5,10 +5,10 @@
 //! line, the quoting and the classification of ssh's messages are unit-tested in
 //! bt-submit (src/ssh.rs); here they meet ssh, sshd and Slurm.
 //!
-//! Beamtimes 11099800 (account bttest800, reservations 11099800 and 11099800_1, reserved
-//! nodes btdown800 — which does not answer — and btnode1) for the submissions, and 11099802 (bttest802) for the refusals, which
-//! never submit anything, so that "nothing was submitted" can be checked from accounting
-//! at any time. Beamline computers: bttest801 (in bttest800's group), bttest803 (no
+//! Two beamtimes with fresh ids and beamlines: account bttest800's (two reservations, the
+//! id and `<id>_1`, reserved nodes btdown800 — which does not answer — and btnode1) for
+//! the submissions, and bttest802's for the refusals, which never submit anything, so
+//! that "nothing was submitted" can be checked from accounting at any time. Beamline computers: bttest801 (in bttest800's group), bttest803 (no
 //! known_hosts entry), bttest804 (a key of its own), bttest805 (not in the group), bttest806
 //! (for whom the first reserved node accepts connections but never speaks ssh).
 
@@ -45,14 +45,12 @@ fn site() -> &'static Site {
         let c = cluster();
         let sshd = c.sshd();
         let open = c.start_beamtime(
-            &BeamtimeSpec::new("11099800", "p800", "bttest800")
-                .partition("all")
-                .reservations(&["11099800", "11099800_1"])
+            &BeamtimeSpec::fresh("bttest800")
+                .second_reservation()
                 .arg("--reserved-nodes")
                 .arg(&format!("btdown800,{NODE}")),
         );
-        let refusing =
-            c.start_beamtime(&BeamtimeSpec::new("11099802", "p802", "bttest802").partition("all"));
+        let refusing = c.start_beamtime(&BeamtimeSpec::fresh("bttest802"));
         for bt in [&open, &refusing] {
             let key = share_key(bt);
             sshd.authorize(&bt.account, &key.with_extension("pub"));
@@ -349,7 +347,7 @@ fn the_controller_is_asked_on_the_node_when_a_reservation_must_be_chosen() {
         &["-N", "1", "--output=/dev/null", job.to_str().unwrap()],
     );
     out.assert_success();
-    out.assert_stderr_contains("bt-submit: using reservation 11099800 ");
+    out.assert_stderr_contains(&format!("bt-submit: using reservation {} ", bt.id));
     let id = out
         .stdout
         .strip_prefix("Submitted batch job ")
@@ -359,7 +357,7 @@ fn the_controller_is_asked_on_the_node_when_a_reservation_must_be_chosen() {
     end.assert_completed_ok();
     assert_eq!(
         end.record.get("Reservation").map(String::as_str),
-        Some("11099800"),
+        Some(bt.id.as_str()),
         "{end:#?}"
     );
 }

@@ -12,7 +12,8 @@ use beamtime::problem::ASK_THE_ADMINS;
 use super::{Check, Problem};
 use crate::site::phase::{self, Fault, State};
 use crate::site::plugstack::{BadLine, PluginSetup, Unavailable};
-use crate::slurm::query::{QueryError, Slurm};
+use crate::slurm::error::SlurmError;
+use crate::slurm::query::Slurm;
 use crate::slurm::text::{node_unusable, partition_not_up, AccessList, Reservation};
 
 /// The name shown for a user the user database does not know.
@@ -85,7 +86,7 @@ pub(super) fn online_resources(
 
 /// The beamtime's reservations in the metadata's order, each as the controller
 /// reports it (`None`: it does not exist), or why the controller did not answer.
-pub(super) type BeamtimeReservations<'r> = Result<Vec<Option<&'r Reservation>>, &'r QueryError>;
+pub(super) type BeamtimeReservations<'r> = Result<Vec<Option<&'r Reservation>>, &'r SlurmError>;
 
 pub(super) fn reservations(found: &BeamtimeReservations, online: &OnlineAnalysis) -> Check {
     let found = match found {

@@ -20,10 +20,8 @@ mod tests;
 mod verdict;
 
 use std::cell::OnceCell;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use beamtime::id::BeamtimeId;
 use beamtime::plugin_config::PluginConfig;
 use beamtime::problem::Problem;
 
@@ -31,10 +29,11 @@ use crate::cli::{Format, Source};
 use crate::commands::submit::current_user;
 use crate::failure::Failure;
 use crate::output::{write_json, write_stdout};
-use crate::site::metadata_file::{absolute, current_dir};
+use crate::site::metadata_file::Target;
 use crate::site::plugstack::PluginSetup;
 use crate::site::settings::Settings;
-use crate::slurm::query::{QueryError, Slurm};
+use crate::slurm::error::SlurmError;
+use crate::slurm::query::Slurm;
 use crate::slurm::text::Reservation;
 pub use verdict::Identity;
 
@@ -97,13 +96,6 @@ impl Check {
             fix: format!("fix the {needs} check first"),
         }
     }
-}
-
-/// Which metadata file the user means, as on the rest of bt-submit's command line.
-pub enum Target {
-    File(PathBuf),
-    Id(BeamtimeId),
-    FromDirectory(PathBuf),
 }
 
 pub struct Report {
@@ -221,7 +213,7 @@ pub fn examine(target: &Target, settings: &Settings, who: &Identity) -> Report {
 fn node_verdict(
     config: Option<&PluginConfig>,
     user_passed: bool,
-    ours: &Result<Vec<Option<&Reservation>>, &QueryError>,
+    ours: &Result<Vec<Option<&Reservation>>, &SlurmError>,
     trusted: &metadata::Trusted,
     who: &Identity,
     slurm: &dyn Slurm,
@@ -271,11 +263,7 @@ fn node_verdict(
 }
 
 pub fn run(source: &Source, format: Format, settings: &Settings) -> Result<ExitCode, Failure> {
-    let target = match (&source.metadata, &source.beamtime) {
-        (Some(path), _) => Target::File(absolute(path)?),
-        (None, Some(id)) => Target::Id(id.clone()),
-        (None, None) => Target::FromDirectory(current_dir()?),
-    };
+    let target = Target::of(source)?;
     let who = Identity {
         name: current_user(),
         uid: beamtime::users::current_uid(),

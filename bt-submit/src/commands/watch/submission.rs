@@ -3,7 +3,6 @@
 //! left open, so that each file makes exactly one job.
 
 use super::*;
-use crate::slurm::refusal::refusal_reason;
 
 impl Watch<'_> {
     pub(super) fn submit_complete(&mut self) -> Result<(), Failure> {
@@ -134,9 +133,10 @@ impl Watch<'_> {
             Err(error) => {
                 let refusal = error.refusal();
                 let reason = match error {
-                    SubmitError::Refused { status, stderr } => format!(
-                        "sbatch failed (exit status {status}): {}",
-                        refusal_reason(&stderr)
+                    SubmitError::Refused(said_no) => format!(
+                        "sbatch failed (exit status {}): {}",
+                        said_no.exit_byte(),
+                        said_no.reason()
                     ),
                     SubmitError::Failed(failure) => failure.problem.what,
                 };
