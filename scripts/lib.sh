@@ -140,7 +140,10 @@ pass_definition() {
         PASS_LABEL="namespace/linux" PASS_UP=(--namespace-linux)
         PASS_TESTS=(--test namespace_plugins -- --ignored --test-threads=2)
         ;;
-    watch) PASS_LABEL="bt-submit watch" PASS_TESTS=(--test watch -- --ignored --test-threads=2) ;;
+    watch)
+        PASS_LABEL="bt-submit watch"
+        PASS_TESTS=(--test watch --test watch_follow -- --ignored --test-threads=2)
+        ;;
     shared-root)
         PASS_LABEL="shared root" PASS_UP=(--shared-root)
         PASS_TESTS=(--test step_namespace -- --ignored --test-threads=1)

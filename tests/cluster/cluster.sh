@@ -3,7 +3,7 @@
 # for tests that must prove a SPANK plugin's behaviour on the real thing.
 #
 #   cluster.sh up [--nodes N] [--job-container] [--private-mounts | --shared-root] [--plugin /path/lib.so] [--plugin-args "k=v k=v"]
-#   cluster.sh down | status | env
+#   cluster.sh down | status | env | restart-slurmctld
 #   cluster.sh plugstack [--plugin /path/lib.so] [--plugin-args "k=v …"] [--no-restart]
 #
 # Everything (config, state, sockets, pid files, logs) lives under $BT_TEST_STATE
@@ -281,11 +281,26 @@ cmd_plugstack() {
     return 0
 }
 
+# A controller restart under load (bt-submit watch's burst): slurmctld stopped by its pid
+# (SIGTERM: it saves its state) and started again on the same state, jobs kept.
+cmd_restart_slurmctld() {
+    need_root
+    check_state_path
+    [[ -f $SLURM_CONF_PATH ]] || die "no test cluster in $STATE (run '$0 up')"
+    export SLURM_CONF=$SLURM_CONF_PATH
+    stop_daemon slurmctld 20
+    start_slurmctld
+}
+
 case ${1:-} in
 up | down | status | env | plugstack)
     c=$1
     shift
     "cmd_$c" "$@"
+    ;;
+restart-slurmctld)
+    shift
+    cmd_restart_slurmctld "$@"
     ;;
 *)
     sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2

@@ -15,5 +15,7 @@ pub mod ssh;
 // submit a batch job and get its id back, to ask for the submitter's queued
 // jobs, and to ask Slurm anything; --remote, watch and the planner use it.
 pub mod host;
+// Whether a refused submission can succeed by trying again (watch).
+pub mod refusal;
 // Public for the real-Slurm tests, which read scontrol's records the same way.
 pub mod text;

@@ -21,7 +21,7 @@
 //! between sbatch and recording the job id finds, on restart, the job by
 //! that comment in Slurm instead of submitting the file twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -61,6 +61,9 @@ pub struct Record {
     /// What each job was submitted for.
     pub each: Each,
     pub submitted: BTreeMap<String, Submitted>,
+    /// Paths that were there when a watch started with `--skip-existing`:
+    /// never submitted, like the submitted ones.
+    pub skipped: BTreeSet<String>,
     pub submitting: Option<Intent>,
     next_marker: u64,
 }
@@ -72,6 +75,7 @@ impl Record {
             folder,
             each,
             submitted: BTreeMap::new(),
+            skipped: BTreeSet::new(),
             submitting: None,
             next_marker: 1,
         }
@@ -103,6 +107,11 @@ impl Record {
     }
 
     /// The submission under way is known to have made no job.
+    /// Whether `file` is never to be submitted (again): submitted, or skipped.
+    pub fn is_done(&self, file: &str) -> bool {
+        self.submitted.contains_key(file) || self.skipped.contains(file)
+    }
+
     pub fn abandon(&mut self) {
         self.submitting = None;
     }
@@ -131,6 +140,7 @@ impl Record {
             "nextMarker": self.next_marker,
             "submitting": self.submitting.as_ref().map(|i| json!({"file": i.file, "marker": i.marker})),
             "submitted": submitted,
+            "skipped": self.skipped,
         });
         let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
         text.push('\n');
@@ -218,15 +228,86 @@ impl Record {
                 },
             );
         }
+        // Optional: states written before --skip-existing have none.
+        let skipped = match value.get("skipped") {
+            None => BTreeSet::new(),
+            Some(list) => list
+                .as_array()
+                .and_then(|names| {
+                    names
+                        .iter()
+                        .map(|name| name.as_str().map(str::to_owned))
+                        .collect::<Option<BTreeSet<String>>>()
+                })
+                .ok_or("\"skipped\" is not a list of paths")?,
+        };
         Ok(Record {
             watch_id,
             folder,
             each,
             submitted,
+            skipped,
             submitting,
             next_marker,
         })
     }
+}
+
+/// The record in the state file `name` of `folder_handle` (never through a
+/// link), refused when it is not the state of the watch of `folder` that
+/// submits `each`; `None` when there is no such file.
+fn read_record(
+    folder_handle: &Folder,
+    name: &OsStr,
+    path: &Path,
+    folder: &Path,
+    each: Each,
+) -> Result<Option<Record>, StateError> {
+    let invalid = |why: String| StateError::Invalid {
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut file = match folder_handle.open_entry(name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(StateError::Unsafe {
+                path: path.to_path_buf(),
+                why: format!(
+                    "{} is a symbolic link (the watch never writes through one)",
+                    name.to_string_lossy()
+                ),
+            })
+        }
+        Err(error) => {
+            return Err(StateError::Io {
+                path: path.to_path_buf(),
+                error,
+            })
+        }
+    };
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|error| StateError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    let record = Record::parse(&text).map_err(invalid)?;
+    if record.folder != folder {
+        return Err(invalid(format!(
+            "it belongs to the watch of {}, not of {}",
+            record.folder.display(),
+            folder.display()
+        )));
+    }
+    if record.each != each {
+        return Err(invalid(format!(
+            "it is the state of a watch that submits each {}, not each {}",
+            record.each.name(),
+            each.name()
+        )));
+    }
+    Ok(Some(record))
 }
 
 /// Why the state file cannot be used.
@@ -234,8 +315,9 @@ impl Record {
 pub enum StateError {
     /// It cannot be read, written or locked.
     Io { path: PathBuf, error: io::Error },
-    /// Another watch holds it.
-    InUse { path: PathBuf },
+    /// Another watch holds it; `holder` is what it wrote into the lock file
+    /// (its pid, host and start), empty if it has not yet.
+    InUse { path: PathBuf, holder: String },
     /// Its content is not a state file, or not this folder's.
     Invalid { path: PathBuf, why: String },
     /// Its folder lets others plant links or files beside it.
@@ -246,9 +328,14 @@ impl std::fmt::Display for StateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StateError::Io { path, error } => write!(f, "state file {}: {error}", path.display()),
-            StateError::InUse { path } => write!(
+            StateError::InUse { path, holder } if holder.is_empty() => write!(
                 f,
-                "state file {} is in use by another bt-submit watch",
+                "state file {} is in use by another bt-submit watch, just starting",
+                path.display()
+            ),
+            StateError::InUse { path, holder } => write!(
+                f,
+                "state file {} is in use by another bt-submit watch: {holder}",
                 path.display()
             ),
             StateError::Invalid { path, why } | StateError::Unsafe { path, why } => {
@@ -338,48 +425,36 @@ impl StateFile {
             _ => io_error(error),
         };
         let lock_name = with_suffix(name, ".lock");
-        let lock = folder_handle
-            .open_entry(&lock_name, libc::O_RDONLY | libc::O_CREAT, mode)
+        let mut lock = folder_handle
+            .open_entry(&lock_name, libc::O_RDWR | libc::O_CREAT, mode)
             .map_err(|error| linked(error, &lock_name.to_string_lossy()))?;
         if !os::try_lock(&lock).map_err(io_error)? {
-            return Err(StateError::InUse { path });
+            let mut holder = String::new();
+            // What it says is only shown; a lock file that cannot be read still means "in use".
+            let _ = lock.read_to_string(&mut holder);
+            return Err(StateError::InUse {
+                path,
+                holder: beamtime::untrusted::shown_token(holder.trim()),
+            });
         }
-        let opened = folder_handle.open_entry(name, libc::O_RDONLY | libc::O_NONBLOCK, 0);
-        let record = match opened {
-            Ok(mut file) => {
-                let mut text = String::new();
-                file.read_to_string(&mut text).map_err(io_error)?;
-                let record = Record::parse(&text).map_err(|why| StateError::Invalid {
-                    path: path.clone(),
-                    why,
-                })?;
-                if record.folder != folder {
-                    return Err(StateError::Invalid {
-                        path,
-                        why: format!(
-                            "it belongs to the watch of {}, not of {}",
-                            record.folder.display(),
-                            folder.display()
-                        ),
-                    });
-                }
-                if record.each != each {
-                    return Err(StateError::Invalid {
-                        path,
-                        why: format!(
-                            "it is the state of a watch that submits each {}, not each {}",
-                            record.each.name(),
-                            each.name()
-                        ),
-                    });
-                }
-                record
-            }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+        // Who holds the lock, for the refusal of a second watch.
+        lock.set_len(0)
+            .and_then(|()| {
+                writeln!(
+                    lock,
+                    "pid {} on {} since {}",
+                    std::process::id(),
+                    os::hostname(),
+                    super::log::utc_now()
+                )
+            })
+            .map_err(io_error)?;
+        let record = match read_record(&folder_handle, name, &path, folder, each)? {
+            Some(record) => record,
+            None => {
                 let id = random_id().map_err(io_error)?;
                 Record::new(id, folder.to_path_buf(), each)
             }
-            Err(error) => return Err(linked(error, &name.to_string_lossy())),
         };
         let state = StateFile {
             path,
@@ -393,6 +468,28 @@ impl StateFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The state of the watch of `folder` as it is on disk, for `--dry-run`:
+    /// nothing is created, locked or written; `None` when there is none yet.
+    pub fn peek(path: &Path, folder: &Path, each: Each) -> Result<Option<Record>, StateError> {
+        let io_error = |error| StateError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(StateError::Invalid {
+                path: path.to_path_buf(),
+                why: "it names no file".to_owned(),
+            });
+        };
+        let real_parent = match fs::canonicalize(parent) {
+            Ok(real) => real,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(io_error(error)),
+        };
+        let folder_handle = Folder::open_root(&real_parent).map_err(io_error)?;
+        read_record(&folder_handle, name, &real_parent.join(name), folder, each)
     }
 
     /// Replaces the file with `record`: a new temporary file beside it

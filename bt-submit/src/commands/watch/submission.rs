@@ -36,6 +36,7 @@ impl Watch<'_> {
                 Verdict::LookAgainAt(_) | Verdict::AwaitReport => None,
             })
             .filter(|(rel, _)| self.retries.get(rel).map_or(true, |r| r.at <= now))
+            .filter(|(rel, _)| !self.failed.contains_key(rel))
             .collect();
         for (rel, why) in complete {
             if os::stop_requested().is_some() || !self.room_for_one() {
@@ -65,7 +66,7 @@ impl Watch<'_> {
             return false;
         }
         self.in_flight.asked_at = Some(now);
-        match self.submitter.queued() {
+        match self.plan.submitter.queued() {
             Ok(queued) => {
                 // Slurm's answer, narrowed to the jobs this watch submitted.
                 let ours: HashSet<u64> = self.record.submitted.values().map(|s| s.job).collect();
@@ -109,16 +110,18 @@ impl Watch<'_> {
         self.state.save(&self.record).map_err(state_failure)?;
         let mut args = vec![OsString::from(format!("--comment={marker}"))];
         args.extend(arguments_for(
-            &self.options.template,
-            &self.options.folder.join(rel),
+            &self.plan.template,
+            &self.plan.on_nodes.folder,
+            rel,
         ));
-        match self.submitter.sbatch(&args) {
+        match self.plan.submitter.sbatch(&args) {
             Ok(submitted) => {
                 let job = submitted.job_id;
                 self.record.finish(rel, job, look);
                 self.state.save(&self.record).map_err(state_failure)?;
                 self.candidates.remove(rel);
                 self.retries.remove(rel);
+                self.refused_for_good = None;
                 self.submitted += 1;
                 self.in_flight.submitted_since += 1;
                 let node = submitted
@@ -128,6 +131,7 @@ impl Watch<'_> {
                 log(&format!("{} -> job {job}{node} ({why})", named(rel)));
             }
             Err(error) => {
+                let refusal = error.refusal();
                 let reason = match error {
                     SubmitError::Refused(said_no) => format!(
                         "sbatch failed (exit status {}): {}",
@@ -136,19 +140,7 @@ impl Watch<'_> {
                     ),
                     SubmitError::Failed(failure) => failure.problem.what,
                 };
-                let retry = self
-                    .retries
-                    .entry(rel.to_owned())
-                    .or_insert(Retry { failures: 0, at: 0 });
-                retry.failures += 1;
-                let delay = retry_delay(retry.failures);
-                retry.at = now + delay.as_millis() as u64;
-                log(&format!(
-                    "{}: not submitted: {reason}; trying again in {} s (failure {})",
-                    named(rel),
-                    delay.as_secs(),
-                    retry.failures
-                ));
+                self.refused(rel, refusal, &reason, now);
                 self.resolve_at = 0;
             }
         }
@@ -166,7 +158,7 @@ impl Watch<'_> {
         if now < self.resolve_at {
             return Ok(false);
         }
-        match self.submitter.with_comment(&intent.marker) {
+        match self.plan.submitter.with_comment(&intent.marker) {
             Err(error) => {
                 self.resolve_at = now + self.options.poll_interval.as_millis() as u64;
                 log(&format!(

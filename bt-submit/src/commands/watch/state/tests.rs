@@ -217,3 +217,62 @@ fn a_folder_others_can_write_is_refused_unless_shared_or_sticky() {
     assert!(!folder_is_shared(0o755));
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_refusal_of_a_second_watch_names_the_first_one() {
+    let dir = temp_dir("holder");
+    let path = dir.join("state.json");
+    let (_held, _) =
+        StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
+    let Err(refused) = StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine)
+    else {
+        panic!("a second watch took the lock");
+    };
+    let said = refused.to_string();
+    assert!(
+        said.contains(&format!("pid {} on {}", std::process::id(), os::hostname())),
+        "{said}"
+    );
+    assert!(said.contains(" since 20"), "{said}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn skipped_paths_are_kept_and_count_as_done() {
+    let mut record = Record::new("id".to_owned(), PathBuf::from("/data"), Each::File);
+    record.skipped.insert("old.h5".to_owned());
+    let again = Record::parse(&record.render()).unwrap();
+    assert_eq!(again, record);
+    assert!(again.is_done("old.h5"));
+    assert!(!again.is_done("new.h5"));
+}
+
+#[test]
+fn a_peek_creates_locks_and_writes_nothing() {
+    let dir = temp_dir("peek");
+    let path = dir.join("sub").join("state.json");
+    assert!(StateFile::peek(&path, Path::new("/data"), Each::File)
+        .unwrap()
+        .is_none());
+    assert!(!dir.join("sub").exists());
+    let (file, mut record) =
+        StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
+    record.finish(
+        "a",
+        5,
+        Look {
+            size: 1,
+            mtime_ns: 2,
+            files: 1,
+        },
+    );
+    file.save(&record).unwrap();
+    // Even while a watch holds the lock.
+    let seen = StateFile::peek(&path, Path::new("/data"), Each::File).unwrap();
+    assert_eq!(seen, Some(record));
+    assert!(matches!(
+        StateFile::peek(&path, Path::new("/other"), Each::File),
+        Err(StateError::Invalid { .. })
+    ));
+    fs::remove_dir_all(&dir).unwrap();
+}
