@@ -59,7 +59,19 @@ bash "$REPO/scripts/fuzz.sh" "$FUZZ_SECONDS" | tee "$REPORT/fuzz.txt"
 # The scenarios run against the installed package, as a site has it.
 install_package
 "$REPO/tests/cluster/cluster.sh" down >/dev/null 2>&1 || true
-trap '"$REPO/tests/cluster/cluster.sh" down >&2 || true' EXIT
+# stop_tree PID: the process and everything under it, children first (by pid, from ps).
+stop_tree() {
+    local child
+    for child in $(ps -o pid= --ppid "$1"); do stop_tree "$child"; done
+    kill -TERM "$1" 2>/dev/null || true
+}
+# However the run ends, the background roots job (still running only if a pass failed
+# first) goes with it: a failed run must not leave Slurm compiling into the roots.
+stop_background() {
+    local job
+    for job in $(jobs -pr); do stop_tree "$job"; done
+}
+trap 'stop_background; "$REPO/tests/cluster/cluster.sh" down >&2 || true' EXIT
 
 # The passes (scripts/lib.sh pass_definition): every one on the host's release.
 # The beamline computer's root (no Slurm; made once, then reused) for its pass.
