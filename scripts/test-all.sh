@@ -48,17 +48,6 @@ make_roots() {
 }
 make_roots >"$REPORT/roots.txt" 2>"$REPORT/roots.log" &
 roots_pid=$!
-
-say "unit tests"
-# default-members: the scenarios crate needs the cluster and runs below.
-cargo test --locked 2>&1 | tee "$REPORT/unit.log"
-
-say "fuzzing the parsers (time-boxed)"
-bash "$REPO/scripts/fuzz.sh" "$FUZZ_SECONDS" | tee "$REPORT/fuzz.txt"
-
-# The scenarios run against the installed package, as a site has it.
-install_package
-"$REPO/tests/cluster/cluster.sh" down >/dev/null 2>&1 || true
 # stop_tree PID: the process and everything under it, children first (by pid, from ps).
 stop_tree() {
     local child
@@ -71,6 +60,18 @@ stop_background() {
     local job
     for job in $(jobs -pr); do stop_tree "$job"; done
 }
+trap stop_background EXIT
+
+say "unit tests"
+# default-members: the scenarios crate needs the cluster and runs below.
+cargo test --locked 2>&1 | tee "$REPORT/unit.log"
+
+say "fuzzing the parsers (time-boxed)"
+bash "$REPO/scripts/fuzz.sh" "$FUZZ_SECONDS" | tee "$REPORT/fuzz.txt"
+
+# The scenarios run against the installed package, as a site has it.
+install_package
+"$REPO/tests/cluster/cluster.sh" down >/dev/null 2>&1 || true
 trap 'stop_background; "$REPO/tests/cluster/cluster.sh" down >&2 || true' EXIT
 
 # The passes (scripts/lib.sh pass_definition): every one on the host's release.
