@@ -46,14 +46,18 @@ build_release() {
     BT_SUBMIT=$TARGET_DIR/release/bt-submit
 }
 
-# Builds the .deb (scripts/package.sh) and installs it; sets PLUGIN_SO and BT_SUBMIT to the
-# installed files, so that the scenarios test what a site gets.
+# Builds the .debs (scripts/package.sh: spank-beamtime and the bt-submit it depends on) and
+# installs them; sets PLUGIN_SO and BT_SUBMIT to the installed files, so that the scenarios
+# test what a site gets.
 install_package() {
-    local deb start
+    local debs start
     start=$(date +%s)
-    deb=$("$REPO/scripts/package.sh")
-    say "installing $deb (built in $(($(date +%s) - start)) s)"
-    dpkg -i --force-confnew "$deb" >&2
+    mapfile -t debs < <("$REPO/scripts/package.sh")
+    ((${#debs[@]} == 2)) || die "scripts/package.sh printed ${#debs[@]} packages, not 2"
+    # The bt-submit package alone, for the beamline-computer pass.
+    export BT_SUBMIT_DEB=${debs[1]}
+    say "installing ${debs[*]} (built in $(($(date +%s) - start)) s)"
+    dpkg -i --force-confnew "${debs[@]}" >&2
     # shellcheck disable=SC2034 # read by the scripts that source this file
     PLUGIN_SO=/usr/lib/x86_64-linux-gnu/slurm-wlm/spank_beamtime.so
     # shellcheck disable=SC2034
@@ -105,6 +109,9 @@ start_cluster_with_fresh_plugin() {
 #   watch                  bt-submit watch's (about bt-submit, not the node: one release)
 #   shared-root            a node whose / is shared (step_namespace's propagation proof)
 #   nodes                  the 4-host scenarios
+#   beamline-computer      the bt-submit package installed alone in a root without Slurm
+#                          (BT_NO_SLURM_ROOT: scripts/release-root.sh no-slurm; BT_SUBMIT_DEB:
+#                          install_package), submitting with --remote from there
 CORE_SCENARIOS=(plugin_load cluster_smoke beamtime prestart admin_mistakes remote plugstack_probe)
 CORE_CONTAINER_SCENARIOS=(cluster_smoke beamtime plugstack_probe)
 pass_definition() {
@@ -133,7 +140,10 @@ pass_definition() {
         PASS_LABEL="namespace/linux" PASS_UP=(--namespace-linux)
         PASS_TESTS=(--test namespace_plugins -- --ignored --test-threads=2)
         ;;
-    watch) PASS_LABEL="bt-submit watch" PASS_TESTS=(--test watch --test watch_status -- --ignored --test-threads=2) ;;
+    watch)
+        PASS_LABEL="bt-submit watch"
+        PASS_TESTS=(--test watch --test watch_follow --test watch_status -- --ignored --test-threads=2)
+        ;;
     shared-root)
         PASS_LABEL="shared root" PASS_UP=(--shared-root)
         PASS_TESTS=(--test step_namespace -- --ignored --test-threads=1)
@@ -141,7 +151,11 @@ pass_definition() {
     nodes)
         PASS_LABEL="4 hosts" PASS_UP=(--nodes 4)
         PASS_TESTS=(--test multinode --test multinode_queries --test multinode_faults
-            --test multinode_remote -- --ignored --test-threads=4)
+            --test multinode_remote --test multinode_script -- --ignored --test-threads=4)
+        ;;
+    beamline-computer)
+        PASS_LABEL="beamline computer"
+        PASS_TESTS=(--test beamline_computer -- --ignored --test-threads=1)
         ;;
     *) die "unknown scenario pass '$1' (see pass_definition in scripts/lib.sh)" ;;
     esac

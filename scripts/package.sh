@@ -1,16 +1,25 @@
 #!/bin/bash
-# Builds the spank-beamtime packages from this tree, for the Slurm whose headers
-# are installed here, and prints their paths on stdout:
+# Builds the two packages from this tree and prints their paths on stdout, one a line,
+# the plugin's first:
 #
-#   scripts/package.sh              the .deb (cargo-deb)
-#   scripts/package.sh --rpm        the .deb and the .rpm (cargo-generate-rpm)
-#   scripts/package.sh --root DIR   the .deb for the Slurm of a release root
+#   spank-beamtime   the plugin, its plugstack drop-in, the admins' documents; for the
+#                    Slurm whose headers are installed here; depends on bt-submit
+#   bt-submit        the user command, its man pages and completions; no Slurm
+#                    dependency (the beamline computer has none: --remote)
+#
+#   scripts/package.sh              the .debs (cargo-deb)
+#   scripts/package.sh --rpm        the .debs and the .rpms (cargo-generate-rpm)
+#   scripts/package.sh --static     also bt-submit as one static binary (glibc's static
+#                                   libc, `+crt-static`), for a beamline computer without
+#                                   dpkg or rpm: target/static/…/release/bt-submit
+#   scripts/package.sh --root DIR   the .debs for the Slurm of a release root
 #                                   (scripts/release-root.sh), built here against its
 #                                   headers, in target/slurm-<suite>/debian/
 #
 # The plugin only loads into the Slurm major.minor release it was compiled for,
-# so the packages depend on exactly that release, read from slurm_version.h, and
-# the .rpm's release names it (1.sl2511 for 25.11), as sites' Slurm plugin RPMs do.
+# so its packages depend on exactly that release, read from slurm_version.h, and
+# the plugin's .rpm's release names it (1.sl2511 for 25.11), as sites' Slurm plugin
+# RPMs do; and on the bt-submit package of the same version.
 # Needs a Rust toolchain; installs cargo-deb / cargo-generate-rpm (pinned) with
 # `cargo install --locked` when missing. Honours CARGO_TARGET_DIR.
 set -Eeuo pipefail
@@ -21,12 +30,13 @@ CARGO_DEB_VERSION=3.8.0
 CARGO_GENERATE_RPM_VERSION=0.21.1
 SLURM_VERSION_H=${SLURM_VERSION_H:-/usr/include/slurm/slurm_version.h}
 
-rpm=0
+rpm=0 static=0
 while (($#)); do
     case $1 in
     --rpm) rpm=1 ;;
+    --static) static=1 ;;
     --root) use_slurm_root "${2:?--root needs a release root}"; shift ;;
-    *) die "unknown option '$1' (usage: scripts/package.sh [--rpm] [--root DIR])" ;;
+    *) die "unknown option '$1' (usage: scripts/package.sh [--rpm] [--static] [--root DIR])" ;;
     esac
     shift
 done
@@ -85,18 +95,28 @@ merge_floors() {
     (IFS=','; printf '%s' "${kept[*]}" | sed 's/,/, /g')
 }
 
+# bt-submit --version names the release (bt-submit/build.rs).
+export BT_SUBMIT_SLURM_RELEASE=$release
 build_release
 say "man pages and completions (xtask)"
 assets=$TARGET_DIR/release/assets
 rm -rf "$assets"
 (cd "$REPO" && cargo run --release --locked --quiet -p xtask -- assets "$assets" >/dev/null)
 
-say "Debian package for Slurm $release"
+say "Debian packages: bt-submit, and spank-beamtime for Slurm $release"
 ensure_tool cargo-deb cargo-deb "$CARGO_DEB_VERSION"
 need_command dpkg-deb "run this on Debian or Ubuntu (dpkg-deb adds the Slurm dependency)"
 mkdir -p "$TARGET_DIR/debian"
-deb=$(cd "$REPO" && cargo deb --quiet --locked --no-build -p bt-submit -o "$TARGET_DIR/debian/")
-[[ -f $deb ]] || die "cargo deb did not report the package it wrote (got '$deb')"
+# cargo_deb [--variant plugin]: one package, its path on stdout.
+cargo_deb() {
+    local deb
+    deb=$(cd "$REPO" && cargo deb --quiet --locked --no-build -p bt-submit "$@" -o "$TARGET_DIR/debian/")
+    [[ -f $deb ]] || die "cargo deb $* did not report the package it wrote (got '$deb')"
+    echo "$deb"
+}
+bt_deb=$(cargo_deb)
+deb=$(cargo_deb --variant plugin)
+bt_version=$(dpkg-deb --field "$bt_deb" Version)
 # cargo-deb takes Depends from Cargo.toml only, and the release is known only
 # now: unpack, add it, pack again.
 unpacked=$TARGET_DIR/debian/unpacked
@@ -104,19 +124,23 @@ rm -rf "$unpacked"
 dpkg-deb --raw-extract "$deb" "$unpacked"
 # Debian's Slurm packages or SchedMD's own (slurm-smd, built from the debian/ folder of
 # its sources from 23.11 on), whichever the site installed.
-depends="slurm-wlm-basic-plugins (>= $release) | slurm-smd (>= $release), slurm-wlm-basic-plugins (<< $next) | slurm-smd (<< $next)"
+depends="bt-submit (= $bt_version), slurm-wlm-basic-plugins (>= $release) | slurm-smd (>= $release), slurm-wlm-basic-plugins (<< $next) | slurm-smd (<< $next)"
 if grep -q '^Depends:' "$unpacked/DEBIAN/control"; then
     auto=$(sed -n 's/^Depends: //p' "$unpacked/DEBIAN/control")
     sed -i "s/^Depends: .*/Depends: $(merge_floors "$auto"), $depends/" "$unpacked/DEBIAN/control"
 else
     sed -i "/^Architecture:/a Depends: $depends" "$unpacked/DEBIAN/control"
 fi
+# bt-submit's Replaces (the files earlier spank-beamtime packages carried), inherited by
+# the variant, is not the plugin's.
+sed -i '/^Replaces:/d' "$unpacked/DEBIAN/control"
 dpkg-deb --root-owner-group -Zxz --build "$unpacked" "$deb" >/dev/null
 rm -rf "$unpacked"
 echo "$deb"
+echo "$bt_deb"
 
 if ((rpm)); then
-    say "RPM package for Slurm $release"
+    say "RPM packages: bt-submit, and spank-beamtime for Slurm $release"
     ensure_tool cargo-generate-rpm cargo-generate-rpm "$CARGO_GENERATE_RPM_VERSION"
     mkdir -p "$assets/rpm"
     sed 's|/usr/lib/x86_64-linux-gnu/slurm-wlm/|/usr/lib64/slurm/|' \
@@ -125,8 +149,27 @@ if ((rpm)); then
         die "the RPM drop-in does not name /usr/lib64/slurm/spank_beamtime.so: check slurm-conf-examples/plugstack.conf.d/beamtime.conf"
     rm -rf "$TARGET_DIR/generate-rpm"
     mkdir -p "$TARGET_DIR/generate-rpm"
-    (cd "$REPO" && cargo generate-rpm -p bt-submit --target-dir "$TARGET_DIR" -o "$TARGET_DIR/generate-rpm/" \
+    # The crate's version, as the .deb's without its Debian revision.
+    version=${bt_version%-*}
+    (cd "$REPO" && cargo generate-rpm -p bt-submit --target-dir "$TARGET_DIR" -o "$TARGET_DIR/generate-rpm/")
+    (cd "$REPO" && cargo generate-rpm -p bt-submit --variant plugin --target-dir "$TARGET_DIR" \
+        -o "$TARGET_DIR/generate-rpm/" \
         -s "release = \"1.sl${release/./}\"" \
-        -s "requires = { slurm = \">= $release\" }" -s "conflicts = { slurm = \">= $next\" }")
+        -s "requires = { slurm = \">= $release\", bt-submit = \"= $version\" }" \
+        -s "conflicts = { slurm = \">= $next\" }")
     echo "$TARGET_DIR"/generate-rpm/spank-beamtime-*.rpm
+    echo "$TARGET_DIR"/generate-rpm/bt-submit-*.rpm
+fi
+
+if ((static)); then
+    # The musl target would need a download outside the package registries (rustup's own
+    # server); glibc's static libc is installed with the toolchain's host target. The
+    # explicit --target keeps build scripts and proc macros dynamic: only bt-submit is
+    # static. Its own target folder: the flags differ from the packages' build.
+    say "bt-submit as a static binary (+crt-static)"
+    (cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=$TARGET_DIR/static \
+        cargo build --release --locked --quiet -p bt-submit --target x86_64-unknown-linux-gnu)
+    static_binary=$TARGET_DIR/static/x86_64-unknown-linux-gnu/release/bt-submit
+    file "$static_binary" | grep -q 'static' || die "$static_binary is not statically linked"
+    echo "$static_binary"
 fi

@@ -6,6 +6,9 @@
 #   scripts/release-root.sh sid        Slurm 26.05
 #   scripts/release-root.sh bookworm   Slurm 22.05, Debian 12's own: a cluster of the
 #                                      host's release apart from the host's own one
+#   scripts/release-root.sh no-slurm   Debian 12 without Slurm, with ssh: the beamline
+#                                      computer, where the bt-submit package is installed
+#                                      alone (tests/scenarios/tests/beamline_computer.rs)
 #   scripts/release-root.sh source ARCHIVE
 #                                      Slurm built from a source archive of SchedMD's
 #                                      (a path, or a file name in $BT_SLURM_SRC, default
@@ -44,7 +47,7 @@ SOURCE_BUILD_PACKAGES=(libmunge-dev libmariadb-dev libyaml-dev libjson-c-dev)
 SOURCE_CONFIGURE=(--prefix=/usr --sysconfdir=/etc/slurm --libdir=/usr/lib/x86_64-linux-gnu
     --localstatedir=/var --disable-static --disable-debug CFLAGS="-O1 -g0")
 
-usage() { die "usage: scripts/release-root.sh trixie|sid|bookworm|source ARCHIVE"; }
+usage() { die "usage: scripts/release-root.sh trixie|sid|bookworm|no-slurm|source ARCHIVE"; }
 
 # slurmd -V run inside the root: its Slurm and libraries, not the host's.
 root_slurm_version() { chroot "$1" slurmd -V 2>/dev/null; }
@@ -169,10 +172,35 @@ source_root() {
     finish_root "$partial" "$root" "$wanted" "$start"
 }
 
+# no_slurm_root: the beamline computer's root, reused while its stamp matches (it has no
+# slurmd to ask, so reuse_root's check does not fit).
+no_slurm_root() {
+    local root=$ROOTS/no-slurm wanted="suite=bookworm packages=openssh-client" start
+    if [[ -f $root/.spank-beamtime-root && $(head -n1 "$root/.spank-beamtime-root") == "$wanted" ]]; then
+        say "reusing $root"
+        echo "$root"
+        return
+    fi
+    need_root
+    start=$(date +%s)
+    rm -rf "$root.partial" "$root"
+    mkdir -p "$ROOTS"
+    debian_root bookworm "$root.partial" openssh-client
+    printf '%s\nbuilt=%s\n' "$wanted" "$(date -u +%Y-%m-%dT%H:%MZ)" >"$root.partial/.spank-beamtime-root"
+    mv "$root.partial" "$root"
+    say "no-slurm root ready: $(($(date +%s) - start)) s, $(du -sh "$root" | cut -f1)"
+    echo "$root"
+}
+
 (($# >= 1)) || usage
 suite=$1
 case $suite in
 trixie | bookworm | sid) (($# == 1)) || usage ;;
+no-slurm)
+    (($# == 1)) || usage
+    no_slurm_root
+    exit 0
+    ;;
 source)
     (($# == 2)) || usage
     source_root "$2"

@@ -1,9 +1,10 @@
 #!/bin/bash
 # The scenarios on another Slurm release, run inside its root by scripts/test-all.sh:
 #
-#   scripts/in-root.sh ROOT scripts/release-tests.sh DEB REPORT_DIR PASS…
+#   scripts/in-root.sh ROOT scripts/release-tests.sh DEBS REPORT_DIR PASS…
 #
-# Installs DEB (scripts/package.sh --root ROOT) with dpkg as a site would, then runs
+# Installs DEBS (scripts/package.sh --root ROOT: spank-beamtime's and bt-submit's, comma
+# separated) with dpkg as a site would, then runs
 # each named scenario pass (scripts/lib.sh pass_definition: plain, job-container, core,
 # core-container, shared-root, nodes …) against the installed plugin and bt-submit on a
 # local cluster (tests/cluster/cluster.sh, unchanged). Logs, figures and the seconds
@@ -13,8 +14,9 @@
 set -Eeuo pipefail
 source "$(dirname "$0")/lib.sh"
 
-(($# >= 3)) || die "usage: scripts/release-tests.sh DEB REPORT_DIR PASS…"
-deb=$1 REPORT_DIR=$2
+(($# >= 3)) || die "usage: scripts/release-tests.sh DEB,DEB REPORT_DIR PASS…"
+IFS=, read -ra debs <<<"$1"
+REPORT_DIR=$2
 shift 2
 passes=("$@")
 for pass in "${passes[@]}"; do pass_definition "$pass"; done
@@ -29,14 +31,14 @@ echo "slurm=$version" >"$report/release.txt"
 
 # slurm_from_source: Slurm installed by `make install` (scripts/release-root.sh source).
 source "$REPO/tests/cluster/lib/slurm_install.sh"
-say "Slurm $version: installing $deb"
+say "Slurm $version: installing ${debs[*]}"
 if slurm_from_source; then
     # No package records this Slurm, so dpkg cannot see the release the .deb depends
     # on (Debian's slurm-wlm-basic-plugins or SchedMD's slurm-smd): a site that
     # installs Slurm with `make install` forces it, as here.
-    dpkg -i --force-confnew --force-depends "$deb" >&2
+    dpkg -i --force-confnew --force-depends "${debs[@]}" >&2
 else
-    dpkg -i --force-confnew "$deb" >&2
+    dpkg -i --force-confnew "${debs[@]}" >&2
 fi
 PLUGIN_SO=/usr/lib/x86_64-linux-gnu/slurm-wlm/spank_beamtime.so
 export BT_SUBMIT=/usr/bin/bt-submit

@@ -48,6 +48,19 @@ make_roots() {
 }
 make_roots >"$REPORT/roots.txt" 2>"$REPORT/roots.log" &
 roots_pid=$!
+# stop_tree PID: the process and everything under it, children first (by pid, from ps).
+stop_tree() {
+    local child
+    for child in $(ps -o pid= --ppid "$1"); do stop_tree "$child"; done
+    kill -TERM "$1" 2>/dev/null || true
+}
+# However the run ends, the background roots job (still running only if a pass failed
+# first) goes with it: a failed run must not leave Slurm compiling into the roots.
+stop_background() {
+    local job
+    for job in $(jobs -pr); do stop_tree "$job"; done
+}
+trap stop_background EXIT
 
 say "unit tests"
 # default-members: the scenarios crate needs the cluster and runs below.
@@ -59,10 +72,13 @@ bash "$REPO/scripts/fuzz.sh" "$FUZZ_SECONDS" | tee "$REPORT/fuzz.txt"
 # The scenarios run against the installed package, as a site has it.
 install_package
 "$REPO/tests/cluster/cluster.sh" down >/dev/null 2>&1 || true
-trap '"$REPO/tests/cluster/cluster.sh" down >&2 || true' EXIT
+trap 'stop_background; "$REPO/tests/cluster/cluster.sh" down >&2 || true' EXIT
 
 # The passes (scripts/lib.sh pass_definition): every one on the host's release.
-for pass in plain watch job-container shared-root nodes; do
+# The beamline computer's root (no Slurm; made once, then reused) for its pass.
+BT_NO_SLURM_ROOT=$("$REPO/scripts/release-root.sh" no-slurm)
+export BT_NO_SLURM_ROOT
+for pass in plain watch job-container shared-root nodes beamline-computer; do
     run_pass "$pass" "$REPORT"
 done
 
@@ -87,16 +103,17 @@ root_number() {
 }
 # release_part ROOT PASS…
 release_part() {
-    local root=$1 deb start name
+    local root=$1 debs start name
     shift
     name=$(basename "$root")
     start=$(date +%s)
     say "Slurm of the $name root: package"
-    deb=$("$REPO/scripts/package.sh" --root "$root")
+    # The plugin's .deb and its bt-submit's, as one comma-separated argument.
+    debs=$("$REPO/scripts/package.sh" --root "$root" | paste -sd,)
     echo "$name package $(($(date +%s) - start))" >>"$REPORT/release-times.txt"
     start=$(date +%s)
     CARGO_TARGET_DIR=$REPO/target/slurm-$name \
-        "$REPO/scripts/in-root.sh" "$root" "$REPO/scripts/release-tests.sh" "$deb" "$REPORT" "$@"
+        "$REPO/scripts/in-root.sh" "$root" "$REPO/scripts/release-tests.sh" "$debs" "$REPORT" "$@"
     echo "$name scenarios $(($(date +%s) - start))" >>"$REPORT/release-times.txt"
 }
 for ((n = 1; n <= 2 + ${#SOURCE_ARCHIVES[@]}; n++)); do

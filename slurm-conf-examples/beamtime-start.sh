@@ -44,6 +44,10 @@
 #   current/raw          root:<account> 0750  written by the detector (root here), read-only to users
 #   current/processed    <account>:<account> 2770  results of the online analysis
 #   current/shared       <account>:<account> 2770  holds the account's SSH key pair (id_rsa)
+#   current/shared/id_rsa <account>:<account> 0640  readable by the beamtime's participants
+#                        (the account's group), who submit with bt-submit --remote from the
+#                        beamline computer; ssh takes a key another user owns whatever its
+#                        group bits, and only the participants, not the account, use it
 #   current/scratch_bl   <account>:<account> 2770  beamline scratch
 #   current/beamtime-metadata-<id>.json  root:root 0644  written only by this script
 # The core folder likewise (scratch_cc for scratch_bl).
@@ -158,24 +162,38 @@ if [[ -z $(sacctmgr_t -n -P show account "$ID" format=Account) ]]; then
     sacctmgr_t -i add account "$ID" Description="beamtime $ID" Organization="$BEAMLINE" >/dev/null
     note "created Slurm account $ID"
 fi
-if [[ -z $(sacctmgr_t -n -P show assoc where user="$ACCOUNT" account="$ID" format=User) ]]; then
-    sacctmgr_t -i add user "$ACCOUNT" Account="$ID" DefaultAccount="$ID" >/dev/null
-fi
-if [[ $(sacctmgr_t -n -P show user "$ACCOUNT" format=DefaultAccount) != "$ID" ]]; then
-    sacctmgr_t -i modify user where name="$ACCOUNT" set DefaultAccount="$ID" >/dev/null
-fi
 # slurmctld receives new associations, and the user's new default account, from slurmdbd
 # asynchronously; a reservation or job for the account before that is refused (a job
 # without --account is charged to the old default: "Invalid account or account/partition
-# combination"). Bounded wait until the controller has both.
-for ((i = 0; ; i++)); do
-    scontrol show assoc_mgr users="$ACCOUNT" accounts="$ID" flags=assoc 2>/dev/null |
-        grep -q "UserName=$ACCOUNT(" &&
-        scontrol show assoc_mgr users="$ACCOUNT" flags=users 2>/dev/null |
-        grep -qE "UserName=$ACCOUNT\([0-9]+\).* DefAccount=$ID( |$)" && break
-    ((i < 150)) || die "slurmctld did not learn association $ACCOUNT/$ID (default account $ID) within 30 s"
-    sleep 0.2
-done
+# combination"). So: the association first, waited for; then the default account, waited
+# for. In that order because of what Slurm 22.05 did with both at once for a user who
+# already had another beamtime's account (measured): when the new account's name sorts
+# before the old one's, slurmctld applied the new default and then lost it to the new
+# association (DefAccount=(null) in `scontrol show assoc_mgr`), for good, while sacctmgr
+# showed the right default.
+# wait_for_controller WHAT PATTERN SCONTROL-ARGS…: until scontrol's answer matches, 30 s.
+wait_for_controller() {
+    local what=$1 pattern=$2 deadline=$((SECONDS + 30))
+    shift 2
+    until scontrol show assoc_mgr "$@" 2>/dev/null | grep -qE "$pattern"; do
+        ((SECONDS < deadline)) || die "slurmctld did not learn $what within 30 s"
+        sleep 0.2
+    done
+}
+if [[ -z $(sacctmgr_t -n -P show assoc where user="$ACCOUNT" account="$ID" format=User) ]]; then
+    if [[ -z $(sacctmgr_t -n -P show user "$ACCOUNT" format=User) ]]; then
+        sacctmgr_t -i add user "$ACCOUNT" Account="$ID" DefaultAccount="$ID" >/dev/null
+    else
+        sacctmgr_t -i add user "$ACCOUNT" Account="$ID" >/dev/null
+    fi
+fi
+wait_for_controller "association $ACCOUNT/$ID" "UserName=$ACCOUNT\\(" \
+    users="$ACCOUNT" accounts="$ID" flags=assoc
+if [[ $(sacctmgr_t -n -P show user "$ACCOUNT" format=DefaultAccount) != "$ID" ]]; then
+    sacctmgr_t -i modify user where name="$ACCOUNT" set DefaultAccount="$ID" >/dev/null
+fi
+wait_for_controller "$ACCOUNT's default account $ID" "UserName=$ACCOUNT\\([0-9]+\\).* DefAccount=$ID( |\$)" \
+    users="$ACCOUNT" flags=users
 
 # ---- 3. reservations
 scontrol show partition "$PARTITION" >/dev/null 2>&1 || die "no partition $PARTITION"
@@ -259,11 +277,14 @@ install_key() {
     local shared=$1/shared home
     [[ -f $shared/id_rsa ]] && return
     if [[ $1 != "$CORE" && -f $CORE/shared/id_rsa ]]; then
-        install -o "$ACCOUNT" -g "$GROUP" -m 600 "$CORE/shared/id_rsa" "$shared/id_rsa"
+        install -o "$ACCOUNT" -g "$GROUP" -m 640 "$CORE/shared/id_rsa" "$shared/id_rsa"
         install -o "$ACCOUNT" -g "$GROUP" -m 644 "$CORE/shared/id_rsa.pub" "$shared/id_rsa.pub"
     elif command -v ssh-keygen >/dev/null; then
         runuser -u "$ACCOUNT" -- ssh-keygen -q -t rsa -b 2048 -N '' -C "$ACCOUNT@beamtime-$ID" \
             -f "$shared/id_rsa"
+        # ssh-keygen leaves it 0600; the participants read it through the group.
+        chgrp "$GROUP" "$shared/id_rsa"
+        chmod 640 "$shared/id_rsa"
         home=$(getent passwd "$ACCOUNT" | cut -d: -f6)
         install -d -o "$ACCOUNT" -g "$GROUP" -m 700 "$home/.ssh"
         cat "$shared/id_rsa.pub" >>"$home/.ssh/authorized_keys"

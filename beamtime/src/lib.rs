@@ -7,7 +7,7 @@
 //! From the bottom up (each module uses only those above it in this list):
 //! - [`untrusted`]: how a value from a user or a file is shown in messages
 //!   and log lines (escaped and bounded); [`shell`]: POSIX shell quoting for
-//!   commands shown to people.
+//!   commands shown to people; [`spelling`]: how near a typo is to a word.
 //! - [`problem`]: one shape for "what is wrong and what to do", and the one
 //!   wording of [`problem::ASK_THE_ADMINS`].
 //! - [`id`]: validated names ([`id::BeamtimeId`], [`id::Beamline`], and the
@@ -62,6 +62,7 @@ pub mod problem;
 pub mod refusal;
 pub mod requested;
 pub mod shell;
+pub mod spelling;
 pub mod trust;
 pub mod untrusted;
 pub mod users;

@@ -149,28 +149,11 @@ pub fn check_submitter<'m>(
             ),
             format!(
                 "Log in as the beamtime account ({}) and submit from there",
-                ssh_hint(online)
+                online.ssh_command()
             ),
         ));
     }
     Ok(online)
-}
-
-/// How to log in as the account. The metadata's key is named only if it is
-/// there to use: a hint to a missing file sends users after the wrong problem
-/// (the one look at the file system in this module, for a hint only).
-fn ssh_hint(online: &OnlineAnalysis) -> String {
-    let node = online
-        .reserved_nodes
-        .first()
-        .map(String::as_str)
-        .unwrap_or("<node>");
-    match &online.ssh_private_key {
-        Some(key) if key.is_file() => {
-            format!("ssh -i {} -l {} {node}", key.display(), online.user_account)
-        }
-        _ => format!("ssh -l {} {node}", online.user_account),
-    }
 }
 
 /// The node's decision for a job that asked for `metadata.id`: who submits

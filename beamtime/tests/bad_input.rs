@@ -486,20 +486,85 @@ fn pre_start_blocks_are_not_yet_ready() {
                 "userAccount": "None"
             })
         }),
-        Box::new(|d| d["onlineAnalysis"]["slurmReservation"] = json!([])),
-        Box::new(|d| d["onlineAnalysis"]["slurmReservation"] = json!("")),
-        Box::new(|d| d["onlineAnalysis"]["reservedNodes"] = json!([])),
-        Box::new(|d| d["onlineAnalysis"]["userAccount"] = json!(null)),
+        // The facility's pre-start form: the partition is known before the rest.
         Box::new(|d| {
-            d["onlineAnalysis"]
-                .as_object_mut()
-                .map(|o| o.remove("slurmPartition"));
+            d["onlineAnalysis"] = json!({
+                "reservedNodes": [], "slurmPartition": "ponline_p11", "slurmReservation": null,
+                "userAccount": null, "sshPrivateKeyPath": "shared/id_rsa"
+            })
         }),
     ];
     for (index, edit) in variants.into_iter().enumerate() {
         let metadata = parsed(&edited_fixture(NORMAL, edit), ORIGIN);
         assert_eq!(metadata.online, Online::NotYet, "variant {index}");
     }
+}
+
+/// A block that names some of the resources (so they were set up) but not
+/// all is a mistake in the file, named key by key, never "not started yet".
+#[test]
+fn a_partial_online_block_names_each_missing_key() {
+    let cases: Vec<(Edit, &[&str])> = vec![
+        (
+            Box::new(|d| d["onlineAnalysis"]["userAccount"] = json!(null)),
+            &["onlineAnalysis.userAccount is missing or null"],
+        ),
+        (
+            Box::new(|d| d["onlineAnalysis"]["slurmReservation"] = json!([])),
+            &["onlineAnalysis.slurmReservation is missing or null"],
+        ),
+        (
+            Box::new(|d| d["onlineAnalysis"]["reservedNodes"] = json!([])),
+            &["onlineAnalysis.reservedNodes is missing or null"],
+        ),
+        (
+            Box::new(|d| {
+                d["onlineAnalysis"]
+                    .as_object_mut()
+                    .map(|o| o.remove("slurmPartition"));
+            }),
+            &["onlineAnalysis.slurmPartition is missing or null"],
+        ),
+        (
+            Box::new(|d| {
+                let block = d["onlineAnalysis"].as_object_mut().expect("a block");
+                let reservation = block.remove("slurmReservation").expect("a reservation");
+                block.insert("slurmReservaton".to_owned(), reservation);
+                block.insert("userAccount".to_owned(), json!(""));
+            }),
+            &[
+                "onlineAnalysis.slurmReservation is missing (the block has \
+                 \"onlineAnalysis.slurmReservaton\": a misspelling of it?)",
+                "onlineAnalysis.userAccount is missing or null",
+            ],
+        ),
+        (
+            // Even with nothing else set, a misspelled key that holds a value
+            // is no pre-start block.
+            Box::new(|d| {
+                d["onlineAnalysis"] = json!({"reservedNode": ["max-p3a901"]});
+            }),
+            &["onlineAnalysis.reservedNodes is missing (the block has \
+               \"onlineAnalysis.reservedNode\": a misspelling of it?)"],
+        ),
+    ];
+    for (edit, expected) in cases {
+        let message = edited_message(edit);
+        assert_contains(&message, "the onlineAnalysis block is incomplete: ");
+        assert_contains(&message, "report the file to the beamline staff");
+        for part in expected {
+            assert_contains(&message, part);
+        }
+        assert!(!message.contains("not started"), "{message}");
+    }
+    let unknown_keys_pass = parsed(
+        &edited_fixture(NORMAL, |d| d["onlineAnalysis"]["gpuCount"] = json!(4)),
+        ORIGIN,
+    );
+    assert!(
+        unknown_keys_pass.online.ready().is_some(),
+        "a key the format does not know is ignored"
+    );
 }
 
 #[test]

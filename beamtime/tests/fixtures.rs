@@ -95,13 +95,9 @@ fn normal_beamtime() {
     assert_eq!(online.user_account, "bttest01");
     assert_eq!(online.ssh_private_key, Some(fixture("shared/id_rsa")));
     assert_eq!(online.ssh_public_key, Some(fixture("shared/id_rsa.pub")));
-    assert_eq!(
-        online.ssh_command(),
-        format!(
-            "ssh -i {} -l bttest01 max-p3a901",
-            fixture("shared/id_rsa").display()
-        )
-    );
+    // The fixture names a key that is not there, so the hint leaves it out.
+    assert!(!fixture("shared/id_rsa").exists());
+    assert_eq!(online.ssh_command(), "ssh -l bttest01 max-p3a901");
 }
 
 #[test]

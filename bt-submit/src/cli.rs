@@ -23,11 +23,18 @@ The first word chooses what to do:
   bt-submit srun   [OPTIONS] [--] [SRUN_OPTIONS...] COMMAND [ARGS...]
   bt-submit salloc [OPTIONS] [--] [SALLOC_OPTIONS...] [COMMAND [ARGS...]]
   bt-submit show   [--beamtime ID | --metadata FILE] [--format json]
-  bt-submit doctor [--beamtime ID | --metadata FILE] [--format json]
+  bt-submit doctor [--beamtime ID | --metadata FILE] [--remote [--node NODE]] [--format json]
   bt-submit watch  [OPTIONS] DIR -- [SBATCH_OPTIONS...] SCRIPT [ARGS...]
 bt-submit's own options come right after that word; the first argument that
 is not one of them starts the options for sbatch/srun/salloc, and so does --.
 (A batch script called sbatch, srun, salloc or show is given as ./NAME.)
+Everything after the script is the script's, as for sbatch, except a name of
+bt-submit's own options (--dry-run, --remote, --beamtime, ...): that is
+refused, with the command meant, rather than handed to the script; a script
+that takes such an argument gets it after a second --, which ends sbatch's
+options (bt-submit -- -- job.sh --dry-run). So are a long option one typo
+away from one of bt-submit's or the program's (--beamtme), and a script name
+that is no file but a typo of a subcommand, or help.
 
 Where each setting comes from, the first that is set winning:
 
@@ -55,12 +62,15 @@ refuses every --beamtime job, so bt-submit stops with status 78 when it
 reads one.
 
 Your own --partition/-p, --reservation and --beamtime options must agree with
-the metadata file; if they do not, nothing is submitted.
+the metadata file; if they do not, nothing is submitted. So must the batch
+script's #SBATCH lines, read as sbatch reads them (from the top of the script
+up to its first command); an option on the command line wins over the
+script's, as in sbatch.
 
 When the beamtime has several reservations and you give -N/--nodes or
--C/--constraint but no --reservation, bt-submit asks the controller which
-nodes each reservation holds, takes the first one that can satisfy them, and
-says which it chose.
+-C/--constraint (on the command line or in #SBATCH lines) but no
+reservation, bt-submit asks the controller which nodes each reservation
+holds, takes the first one that can satisfy them, and says which it chose.
 
 --remote submits from one of the beamtime's reserved nodes instead, for a
 computer that sees the beamline filesystem but is no Slurm submit host (the
@@ -72,26 +82,31 @@ every argument quoted exactly. Host keys are checked against known_hosts
 and a connect timeout keep ssh from prompting, from offering other keys and
 from hanging on a node that is down. sbatch runs in the account's home on
 the node, so the script and every path must be ones the node sees (the
-beamline filesystem is shared): give them absolutely. It prints 'Submitted
+beamline filesystem is shared): give them absolutely (bt-submit warns of a
+relative script, --output, --error or --chdir, and of a job with neither
+--output nor --chdir, whose output would land in that home). It prints 'Submitted
 batch job ID' as sbatch does, and the node on stderr (with --format json:
 jobId, cluster, node and the ssh command), and exits with sbatch's status. Only the metadata file is read
 here; the controller is asked on the node. srun and salloc are interactive
 and are not run over --remote: log in with the command 'bt-submit show'
 prints.";
 
-const EXIT_STATUS: &str = "\
+/// The exit statuses, in every `--help` and in the man pages' EXIT STATUS.
+pub const EXIT_STATUS: &str = "\
 Exit status:
   sbatch's, srun's or salloc's own status once it runs
   0    --dry-run or show succeeded; doctor: every check passed; watch:
        stopped by SIGINT or SIGTERM
   1    doctor: a check failed or could not be made (see its output)
-  64   wrong command line; watch: another watch uses the state file
+  64   wrong command line; watch: another watch uses the state file, or
+       the folder's place on the nodes is unknown (--map)
   65   invalid or ambiguous metadata, or your options contradict it; watch:
        the state file is damaged or belongs to another folder
   66   metadata file (or, with --remote, the ssh key) not found or not
        readable; watch: the folder to watch cannot be opened
   68   --remote: none of the reserved nodes answered over ssh
-  69   the beamtime has no online analysis resources yet
+  69   the beamtime has no online analysis resources yet; watch: every
+       submission was refused for good for --give-up-after seconds
   74   output could not be written; watch: the state file could not be
        written (the watch stops rather than risk submitting a file twice)
   77   --remote: the node's host key is not in known_hosts or has changed,
@@ -104,7 +119,8 @@ Exit status:
 #[derive(Debug, Parser)]
 #[command(
     name = "bt-submit",
-    version,
+    // The commit and the Slurm release the package was built for (build.rs).
+    version = env!("BT_SUBMIT_VERSION"),
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = EXIT_STATUS,
@@ -135,7 +151,7 @@ pub enum Mode {
     Show(ShowArgs),
     /// Check, in order, everything that decides whether a beamtime job will run
     #[command(long_about = DOCTOR_ABOUT, after_help = EXIT_STATUS)]
-    Doctor(ShowArgs),
+    Doctor(DoctorArgs),
     /// Submit one batch job per new file in a folder, once the file is complete, exactly once
     #[command(long_about = WATCH_ABOUT, after_help = EXIT_STATUS)]
     Watch(WatchCommand),
@@ -264,21 +280,40 @@ pub struct WatchStateArgs {
 
 const WATCH_ABOUT: &str = "\
 Submit one batch job per new file below DIR (subfolders included), once the
-file is complete, exactly once, even across restarts of the watch:
+file is complete, exactly once, even across restarts of the watch. On the
+beamline computer (no Slurm there), submitting over ssh from a reserved node,
+with where jobs see the beamline folder said by --map:
 
-  bt-submit watch /beamline/p11/current/raw --pattern '*.h5' -- analyse.sh {}
+  bt-submit watch --metadata /gpfs/p11/current/beamtime-metadata-11099001.json \
+      --remote --skip-existing --map /gpfs/p11/current=/beamline/p11/current \
+      --pattern '*.h5' /gpfs/p11/current/raw \
+      -- /gpfs/p11/current/shared/analyse.sh {}
 
-or, with --each folder, one job per new scan folder directly below DIR, once
-everything in it is complete ({} is then the folder):
+On a login node, where Slurm's plugstack names the plugin's source= and
+target=, the watch finds that mapping itself:
 
-  bt-submit watch /beamline/p11/current/raw --each folder --pattern 'scan_*' \
-      --done-file scan.done -- analyse-scan.sh {}
+  bt-submit watch --beamtime 11099001 --each folder --pattern 'scan_*' \
+      --done-file scan.done /gpfs/p11/current/raw -- analyse-scan.sh {}
+
+(with --each folder, one job per new scan folder directly below DIR, once
+everything in it is complete; {} is then the folder).
+
+Try either first with --dry-run: it lists what would be submitted now, each
+with its command, and submits nothing and writes no state.
 
 Everything after -- is what 'bt-submit sbatch' takes: sbatch options, then
-the script and its arguments. Each argument that is exactly {} becomes the
-file's absolute path (an argument that only contains {} is left alone);
-without any {}, the path is added as the script's last argument. The script
-must be where the job's node sees it. Each job gets
+the script and its arguments. Paths are given as the job sees them: each
+argument that is exactly {} becomes the file's path on the job's node, and
+{path} (the same), {name} (its name), {stem} (its name without the last
+extension) and {rel} (its path below DIR) are replaced anywhere in an
+argument, e.g. -o 'logs/{stem}.out'; without any of them, the path is added
+as the script's last argument ({} inside an argument is left alone). Where
+the job sees DIR: in the beamline folder as the nodes have it (source=),
+the same place below the folder jobs see (target=, /beamline/p11/current);
+in that folder or in the beamtime's core path, the same path; elsewhere,
+what --map FROM=TO says (--map DIR=DIR when the nodes see it at the same
+path); a folder none of these places is refused. The script must be where
+the job's node sees it. Each job gets
 --comment=bt-submit-watch:<id>:<n> (so no --comment of your own): by it the
 watch counts its jobs and finds, after a crash, a job it submitted but had
 not recorded.
@@ -290,10 +325,13 @@ every --poll-interval seconds whether or not inotify works: on a cluster
 filesystem (GPFS) files written by another host raise no inotify event here.
 A folder whose mtime has not changed since it was last listed costs one stat
 (nothing was added to it); each is listed at least once a minute.
---pattern matches file names (not folders): * is any run of characters, and
-names starting with . are skipped unless the pattern starts with . too, so a
-detector's hidden temporary file renamed into place is submitted under its
-final name only. Symbolic links are not followed.
+--pattern matches file names (not folders, never paths) with the full glob
+syntax: * any run of characters, ? one character, [0-9] or [!x] one of a set,
+{h5,cbf} one of several; repeat --pattern to submit names matching any of
+them. A pattern with / or one that is not a glob is refused. Names starting
+with . are skipped unless the pattern starts with . too, so a detector's
+hidden temporary file renamed into place is submitted under its final name
+only. Symbolic links are not followed.
 
 With --each folder, --pattern matches the names of the folders directly
 below DIR (files there are left alone), and a scan folder is complete when
@@ -317,21 +355,39 @@ fsync, rename, fsync of its folder). Before each sbatch it records the
 submission it starts; a watch killed during one asks Slurm on restart for
 the job by its comment (squeue, so within the controller's MinJobAge of the
 job's end) and records it instead of submitting again. On start it submits
-every file not in the state: on the first start, all files already there.
+every file not in the state: on the first start, all files already there,
+unless --skip-existing records them as skipped (never submitted; the log
+says how many). Another watch of the same state is refused, with its pid,
+host and start: stop that one to take over; a second state for the same
+folder would submit every file again.
 
 With --remote, sbatch and squeue run on a reserved node over ssh as for
-'bt-submit --remote' (see bt-submit --help); DIR is read here, and each
-file's path is given to the job as it is here, so DIR must be where the
-nodes see it under the same path (the beamline filesystem).
+'bt-submit --remote' (see bt-submit --help); DIR is read here.
 
-A failed submission is logged (and counted in the state, for 'watch
-status') and tried again after 2 s, then 4, 8, ... up to 5 minutes, until it
-succeeds. When the state's disk is full the watch says so and submits
-nothing until it can record again, then goes on by itself. With --remote,
-one ssh connection per node serves a burst of submissions (OpenSSH
-connection sharing, its socket in a private folder; closed when the watch
-stops). With --max-in-flight N, no job is submitted
-while N of the watch's jobs are pending or running, as squeue says.
+The watch follows the beamtime: every 10 s (and at once on SIGHUP) it reads
+the metadata again, as every bt-submit command chooses it, and when it
+changed it plans again (reservation, partition, with --remote the nodes)
+and logs the plan, old -> new: a watch started in pre-start sends the files
+after the start into the online reservation.
+
+A refused submission is logged (and counted in the state, for 'watch
+status') and tried again after 2 s, then 4, 8, ... up to 5 minutes. A refusal no retry can fix (an invalid reservation, partition
+or account, the beamtime plugin's refusal) is told apart from one that
+passes (the controller down or busy): after 3 of them a file is failed and
+not tried again until the plan changes; when every submission has been
+refused so for --give-up-after seconds, the watch says so and exits 69, for
+a supervisor to alert someone. At most --max-in-flight (default 50; 0: no
+limit) of the watch's jobs are pending or running, as squeue says. When the
+state's disk is full the watch says so and submits nothing until it can
+record again, then goes on by itself. With --remote, one ssh connection per
+node serves a burst of submissions (OpenSSH connection sharing, its socket
+in a private folder; closed when the watch stops).
+
+To outlive the logout, start it with nohup or, better, as a user service:
+  systemd-run --user --unit bt-watch-p11 bt-submit watch ... (journalctl
+  --user -u bt-watch-p11 for its log; loginctl enable-linger to outlive
+  the last session)
+SIGHUP does not stop it (it reads the metadata again).
 SIGINT and SIGTERM stop the watch after the submission under way (a local
 sbatch runs in a process group of its own, so Ctrl-C does not interrupt it;
 with --remote it does reach ssh, and the next start asks Slurm by the
@@ -346,7 +402,10 @@ status or resubmit is written ./status.";
 
 const SHOW_ABOUT: &str = "\
 Show the beamtime: window, nodes, partition, reservations, how to log in, and
-its phase, which says what its --beamtime jobs get:
+its phase, which says what its --beamtime jobs get. The window's times are
+the facility's local time (the metadata file names no zone): they are shown
+with this host's zone (TZ) and where now stands to them (starts in, running,
+ended ... ago).
 
   online               the beamline folder (the plugin's source=) holds the
                        beamtime's metadata file: jobs see the beamline
@@ -368,6 +427,11 @@ const DOCTOR_ABOUT: &str = "\
 Check, in order, everything that decides whether a beamtime job will run,
 and print one line per check (ok, FAIL or skip) with a fix for each failure:
 
+  controller          this host reaches the Slurm controller (the first
+                      question to it); when it does not, the one cause
+                      ('cannot reach the Slurm controller', or 'no Slurm
+                      host: use --remote') and every check that asks
+                      the controller is skipped, not asked again
   plugstack-line      only when the plugin cannot use its line in Slurm's
                       plugstack (an unknown key, a bad value, no source=, an
                       unknown trusted_owners user): that line, file:line, and
@@ -406,7 +470,41 @@ configuration must be readable, as it is for srun and sbatch. The metadata
 check says where it searched: the plugin's metadata= patterns when its line
 can be used (bt-submit's own search path does not change where the plugin
 looks), else bt-submit's search path (see bt-submit --help), trusting only
-root.";
+root.
+
+With --remote, on the beamline computer (no Slurm), it checks instead what
+'bt-submit --remote' needs, in the order it needs it:
+
+  metadata            the metadata file, found as for --remote
+  online-resources    the file has a complete onlineAnalysis block
+  key                 the beamtime's key (sshPrivateKeyPath) exists, can be
+                      read, and ssh will take it
+  known-hosts         each reserved node's host key is in known_hosts under
+                      the name ssh looks up (ssh -G: [host]:port for another
+                      port, or the HostKeyAlias); else the exact line to add
+  reach               each reserved node answers on its ssh port
+  login               a BatchMode login as the account with the key, on
+                      --node or the first node that passed both
+  sbatch              sbatch runs there
+  node-view           the node's own 'bt-submit doctor' for the beamtime";
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub source: Source,
+
+    /// Check the road of 'bt-submit --remote' from this computer instead
+    #[arg(long)]
+    pub remote: bool,
+
+    /// With --remote: check this one of the reserved nodes [default: all]
+    #[arg(long, value_name = "NODE", requires = "remote")]
+    pub node: Option<String>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -473,9 +571,9 @@ pub struct WatchArgs {
     #[arg(long, value_enum, value_name = "WHAT", default_value = "file")]
     pub each: Each,
 
-    /// Submit files (with --each folder: folders) whose name matches GLOB (* is any run of characters)
-    #[arg(long, value_name = "GLOB", default_value = "*")]
-    pub pattern: String,
+    /// Submit files (with --each folder: folders) whose name matches GLOB (*, ?, [0-9], {h5,cbf}); repeat for several
+    #[arg(long = "pattern", value_name = "GLOB", default_value = "*")]
+    pub patterns: Vec<String>,
 
     /// With --each folder: a scan folder is complete once it holds a file NAME, not before
     #[arg(long, value_name = "NAME", value_parser = done_file_name)]
@@ -489,9 +587,21 @@ pub struct WatchArgs {
     #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = seconds)]
     pub poll_interval: Duration,
 
-    /// Keep at most N of the watch's jobs pending or running (as squeue says)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_in_flight: Option<u32>,
+    /// Keep at most N of the watch's jobs pending or running (as squeue says); 0: no limit
+    #[arg(long, value_name = "N", default_value = "50")]
+    pub max_in_flight: u32,
+
+    /// The watched folder FROM is TO on the jobs' nodes ({} and {path} are then below TO); repeat for several
+    #[arg(long = "map", value_name = "FROM=TO", value_parser = crate::commands::watch::parse_map)]
+    pub maps: Vec<(PathBuf, PathBuf)>,
+
+    /// List what would be submitted now, with each command; submit nothing, write no state
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Start from now: record what is already in DIR as skipped, never to be submitted
+    #[arg(long)]
+    pub skip_existing: bool,
 
     /// The state file [default: $XDG_STATE_HOME/bt-submit/watch-<DIR name>-<hash>.json]
     #[arg(long, value_name = "FILE")]
@@ -500,6 +610,10 @@ pub struct WatchArgs {
     /// Allow a state folder that others can write (a team's shared folder): they could then change the state
     #[arg(long)]
     pub shared_state: bool,
+
+    /// Stop (exit status 69) once every submission for this long was refused in a way no retry can fix
+    #[arg(long, value_name = "SECONDS", default_value = "600", value_parser = seconds)]
+    pub give_up_after: Duration,
 
     /// Do not use inotify: find files by looking through the folder only
     #[arg(long)]

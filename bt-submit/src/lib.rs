@@ -4,7 +4,7 @@
 //! bt-submit [OPTIONS] [--] [SBATCH_OPTIONS...] SCRIPT [ARGS...]
 //! bt-submit sbatch|srun|salloc [OPTIONS] [--] [PROGRAM_OPTIONS...] [SCRIPT|COMMAND [ARGS...]]
 //! bt-submit show [--beamtime ID | --metadata FILE] [--format json]
-//! bt-submit doctor [--beamtime ID | --metadata FILE] [--format json]
+//! bt-submit doctor [--beamtime ID | --metadata FILE] [--remote [--node NODE]] [--format json]
 //! bt-submit watch [OPTIONS] DIR -- [SBATCH_OPTIONS...] SCRIPT [ARGS...]
 //! ```
 //!
@@ -43,10 +43,11 @@ pub mod slurm;
 mod testing;
 
 use std::env;
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Mode};
 use failure::{Failure, Status};
@@ -68,26 +69,39 @@ pub fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode, Failure> {
+    let argv: Vec<OsString> = env::args_os().skip(1).collect();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => return command_line_error(error),
+        Err(error) => return command_line_error(error, &argv),
     };
     let environment = |name: &str| env::var_os(name);
     let settings = Settings::new(&Host::Local, &environment);
+    let submit = |program: Program, subcommand: Option<&str>, args: cli::SubmitArgs| {
+        commands::mistakes::check(
+            program,
+            &commands::mistakes::Typed {
+                argv: &argv,
+                subcommand,
+                args: &args.args,
+            },
+        )?;
+        commands::submit::run(program, args, &settings)
+    };
     match cli.mode {
-        None => commands::submit::run(Program::Sbatch, cli.submit, &settings),
-        Some(Mode::Sbatch(args)) => commands::submit::run(Program::Sbatch, args, &settings),
-        Some(Mode::Srun(args)) => commands::submit::run(Program::Srun, args, &settings),
-        Some(Mode::Salloc(args)) => commands::submit::run(Program::Salloc, args, &settings),
+        None => submit(Program::Sbatch, None, cli.submit),
+        Some(Mode::Sbatch(args)) => submit(Program::Sbatch, Some("sbatch"), args),
+        Some(Mode::Srun(args)) => submit(Program::Srun, Some("srun"), args),
+        Some(Mode::Salloc(args)) => submit(Program::Salloc, Some("salloc"), args),
         Some(Mode::Show(args)) => commands::show::run(&args, &settings),
-        Some(Mode::Doctor(args)) => commands::doctor::run(&args.source, args.format, &settings),
+        Some(Mode::Doctor(args)) => commands::doctor::run(&args, &settings),
         Some(Mode::Watch(command)) => commands::watch::command::dispatch(command, &settings),
     }
 }
 
 /// `--help` and `--version` are answers, not errors; a bare `bt-submit`
-/// shows the help as a usage error; anything else is a two-line failure.
-fn command_line_error(error: clap::Error) -> Result<ExitCode, Failure> {
+/// shows the help as a usage error; anything else is a two-line failure
+/// pointing at the help of the subcommand that was used.
+fn command_line_error(error: clap::Error, argv: &[OsString]) -> Result<ExitCode, Failure> {
     match error.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             write_stdout(error.render().to_string().as_bytes())?;
@@ -99,7 +113,9 @@ fn command_line_error(error: clap::Error) -> Result<ExitCode, Failure> {
         }
         _ => {
             // clap explains over several lines; keep its first paragraph on
-            // one line so every failure has the same two-line shape.
+            // one line so every failure has the same two-line shape, and its
+            // tips ("a similar argument exists", "to pass it as a value, use
+            // '-- x'") before the pointer to the help.
             let rendered = error.render().to_string();
             let first_paragraph: Vec<&str> = rendered
                 .lines()
@@ -107,11 +123,37 @@ fn command_line_error(error: clap::Error) -> Result<ExitCode, Failure> {
                 .map(str::trim)
                 .collect();
             let message = first_paragraph.join(" ");
+            let tips: Vec<&str> = rendered
+                .lines()
+                .filter_map(|line| line.trim().strip_prefix("tip: "))
+                .collect();
+            let help = match subcommand_used(argv) {
+                Some(name) => format!("run 'bt-submit {name} --help' for usage"),
+                None => "run 'bt-submit --help' for usage".to_owned(),
+            };
+            let fix = tips
+                .into_iter()
+                .chain(std::iter::once(help.as_str()))
+                .collect::<Vec<_>>()
+                .join("; ");
             Err(Failure::new(
                 Status::Usage,
                 message.strip_prefix("error: ").unwrap_or(&message),
-                "run 'bt-submit --help' for usage",
+                fix,
             ))
         }
     }
+}
+
+/// The subcommand a failed command line used: its first word that is not one
+/// of bt-submit's options, if that names one.
+fn subcommand_used(argv: &[OsString]) -> Option<String> {
+    let first = argv
+        .iter()
+        .map(|arg| arg.to_string_lossy())
+        .find(|arg| !arg.starts_with('-'))?;
+    Cli::command()
+        .get_subcommands()
+        .any(|subcommand| subcommand.get_name() == first)
+        .then(|| first.into_owned())
 }

@@ -195,10 +195,16 @@ fn failed(output: &Output, status: i32) -> String {
         "nothing may be printed or submitted: {}",
         stdout(output)
     );
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|line| !line.starts_with("bt-submit: warning") && !line.starts_with("hint: log in"))
-        .collect();
+    // Warnings told before the failure (each a warning line and its hint) are not part of it.
+    let mut lines: Vec<&str> = Vec::new();
+    let mut after_warning = false;
+    for line in err.lines() {
+        let hint_of_warning = after_warning && line.starts_with("hint: ");
+        after_warning = line.starts_with("bt-submit: warning");
+        if !after_warning && !hint_of_warning {
+            lines.push(line);
+        }
+    }
     assert_eq!(lines.len(), 2, "one error line and one hint line:\n{err}");
     assert!(lines[0].starts_with("bt-submit: error: "), "{err}");
     assert!(lines[1].starts_with("hint: "), "{err}");
@@ -488,15 +494,19 @@ fn dry_run_json_parses_back() {
 fn show_summarises_the_beamtime() {
     let scratch = Scratch::new();
     let copied = scratch.copy_fixture("beamtime-metadata-11099001.json", "gpfs/current");
-    let output = scratch.run(["show", "--beamtime", "11099001"]);
+    // The login hint names the key only when it is there.
+    let key = scratch.write("gpfs/current/shared/id_rsa", b"key\n");
+    let output = scratch
+        .command(&scratch.root, ["show", "--beamtime", "11099001"])
+        .env("TZ", "UTC")
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run bt-submit: {error}"));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
-    let key = scratch.path("gpfs/current/shared/id_rsa");
     for expected in [
         "beamtime       11099001\n".to_owned(),
         "title          Ligand soaking series on a model protein\n".to_owned(),
         "beamline       p11 (P11)\n".to_owned(),
-        "window         2024-03-05 09:00:00 to 2024-03-08 09:00:00\n".to_owned(),
         format!("metadata file  {}\n", copied.display()),
         "core path      /asap3/petra3/gpfs/p11/2024/data/11099001\n".to_owned(),
         "beamline path  /beamline/p11/current\n".to_owned(),
@@ -511,6 +521,18 @@ fn show_summarises_the_beamtime() {
     ] {
         assert_contains(&text, &expected);
     }
+
+    // The window in this host's zone (the facility writes local time without
+    // one), and where now stands to it: long over for the fixture.
+    let window = text
+        .lines()
+        .find(|line| line.starts_with("window "))
+        .unwrap_or_else(|| panic!("no window in:\n{text}"));
+    assert!(
+        window.starts_with("window         2024-03-05 09:00:00 to 2024-03-08 09:00:00 UTC (ended "),
+        "{window}"
+    );
+    assert!(window.ends_with(" ago)"), "{window}");
 
     // Without a plugstack to read, the plugin's default target, and no word about it.
     assert!(output.stderr.is_empty(), "{}", stderr(&output));
@@ -834,16 +856,10 @@ fn another_user_gets_a_warning_but_the_command_runs() {
         &err,
         "but jobs of beamtime 11099001 must be submitted as bttest01; Slurm will refuse this one",
     );
-    let key = metadata
-        .parent()
-        .map(|folder| folder.join("shared/id_rsa"))
-        .unwrap_or_default();
+    // The fixture's key is not there, so the hint leaves it out.
     assert_contains(
         &err,
-        &format!(
-            "hint: log in as the beamtime account first: ssh -i {} -l bttest01 max-p3a901",
-            key.display()
-        ),
+        "hint: log in as the beamtime account first: ssh -l bttest01 max-p3a901",
     );
 }
 
@@ -999,6 +1015,148 @@ fn usage_errors_are_64() {
         let err = failed(&scratch.run(args), 64);
         assert_contains(&err, expected);
     }
+}
+
+/// Each mistake of order or spelling a user makes at the keyboard: refused
+/// with status 64 and the command meant, and the fake sbatch never runs
+/// ([`failed`] checks that nothing reached stdout, where it prints its argv).
+#[test]
+fn no_mistake_of_order_or_spelling_runs_sbatch() {
+    let scratch = Scratch::new();
+    scratch.write("job.sh", b"#!/bin/sh\n");
+    let metadata = fixture("beamtime-metadata-11099001.json");
+    let metadata = metadata.to_string_lossy();
+    let cases: [(&[&str], &str, &str); 7] = [
+        (
+            &["--metadata", &metadata, "job.sh", "--dry-run"],
+            "--dry-run after the script job.sh would be the script's argument",
+            "did you mean: bt-submit --dry-run --metadata",
+        ),
+        (
+            &[
+                "sbatch",
+                "--metadata",
+                &metadata,
+                "-N2",
+                "job.sh",
+                "--remote",
+            ],
+            "--remote after the script job.sh",
+            "did you mean: bt-submit sbatch --remote --metadata",
+        ),
+        (
+            &["--metadata", &metadata, "--beamtme", "11099001", "job.sh"],
+            "--beamtme is no option of bt-submit or sbatch (did you mean --beamtime?)",
+            "bt-submit --beamtime 11099001 --metadata",
+        ),
+        (
+            &["--metadata", &metadata, "-N2", "--dry-run", "job.sh"],
+            "--dry-run is bt-submit's option, but it stands among sbatch's",
+            "did you mean: bt-submit --dry-run --metadata",
+        ),
+        (
+            &["shwo", "--metadata", &metadata],
+            "shwo is no file here, so it is not a batch script",
+            "did you mean: bt-submit show --metadata",
+        ),
+        (
+            &["help"],
+            "help is no file here",
+            "did you mean: bt-submit --help",
+        ),
+        (
+            &["watch", "--setle", "3"],
+            "unexpected argument '--setle' found",
+            "a similar argument exists: '--settle'; to pass '--setle' as a value, use '-- \
+             --setle'; run 'bt-submit watch --help' for usage",
+        ),
+    ];
+    for (args, what, fix) in cases {
+        let err = failed(&scratch.run(args), 64);
+        assert_contains(&err, what);
+        assert_contains(&err, fix);
+    }
+}
+
+/// A script whose `#SBATCH` line contradicts the metadata is refused naming
+/// the file and line, and sbatch never runs; one that agrees goes through.
+#[test]
+fn sbatch_lines_of_the_script_count() {
+    let scratch = Scratch::new();
+    let metadata = fixture("beamtime-metadata-11099005.json");
+    let metadata = metadata.to_string_lossy();
+    scratch.write(
+        "gpu.sh",
+        b"#!/bin/sh\n#SBATCH -N1\n#SBATCH --partition=maxgpu\nhostname\n",
+    );
+    let err = failed(&scratch.run(["--metadata", &metadata, "gpu.sh"]), 65);
+    assert_contains(
+        &err,
+        "gpu.sh:3: the #SBATCH line asks for partition maxgpu but beamtime 11099005 uses \
+         partition ponline_p21; nothing was submitted",
+    );
+    scratch.write(
+        "second.sh",
+        b"#!/bin/sh\n#SBATCH --reservation=11099005_1\nhostname\n",
+    );
+    let output = scratch.run(["--metadata", &metadata, "second.sh"]);
+    assert_contains(&stdout(&output), "argv:--reservation=11099005_1\n");
+}
+
+/// `--version` names the commit and the Slurm release (or that there is none).
+#[test]
+fn version_names_the_commit_and_the_slurm_release() {
+    let scratch = Scratch::new();
+    let output = scratch.run(["--version"]);
+    assert_eq!(output.status.code(), Some(0));
+    let line = stdout(&output);
+    let expected = format!("bt-submit {} (commit ", env!("CARGO_PKG_VERSION"));
+    assert!(line.starts_with(&expected), "{line}");
+    assert!(
+        line.contains(", packaged for Slurm ") || line.contains(", not packaged for a Slurm"),
+        "{line}"
+    );
+}
+
+/// A beamtime whose account is a system account passes planning (Slurm
+/// itself would take the job), but the node refuses it: said before.
+#[test]
+fn a_system_account_the_node_refuses_is_warned_of() {
+    let scratch = Scratch::new();
+    let copied = scratch.copy_fixture("beamtime-metadata-11099001.json", "gpfs/current");
+    let text = fs::read_to_string(&copied).unwrap_or_else(|error| panic!("{error}"));
+    let mut document: Value = serde_json::from_str(&text).unwrap_or_else(|error| panic!("{error}"));
+    document["onlineAnalysis"]["userAccount"] = Value::from("root");
+    fs::write(&copied, document.to_string()).unwrap_or_else(|error| panic!("{error}"));
+    let output = scratch.run(["--beamtime", "11099001", "--dry-run", "job.sh"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_contains(
+        &stderr(&output),
+        &format!(
+            "bt-submit: warning: the node will refuse this job: the beamtime's account 'root' \
+             ({}: onlineAnalysis.userAccount) is a system account (uid 0 < {})",
+            copied.display(),
+            beamtime::plugin_config::DEFAULT_MIN_UID
+        ),
+    );
+}
+
+/// sbatch's rule for the script's arguments still holds: what follows the
+/// script is the script's, and after sbatch's own `--` even a name of
+/// bt-submit's options is.
+#[test]
+fn the_scripts_own_arguments_still_reach_it() {
+    let scratch = Scratch::new();
+    scratch.write("job.sh", b"#!/bin/sh\n");
+    let metadata = fixture("beamtime-metadata-11099001.json");
+    let metadata = metadata.to_string_lossy();
+    let output = scratch.run(["--metadata", &metadata, "job.sh", "--input", "-p", "x"]);
+    assert_contains(
+        &stdout(&output),
+        "argv:job.sh\nargv:--input\nargv:-p\nargv:x\n",
+    );
+    let output = scratch.run(["--metadata", &metadata, "--", "--", "job.sh", "--dry-run"]);
+    assert_contains(&stdout(&output), "argv:--\nargv:job.sh\nargv:--dry-run\n");
 }
 
 #[test]

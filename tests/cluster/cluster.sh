@@ -3,7 +3,7 @@
 # for tests that must prove a SPANK plugin's behaviour on the real thing.
 #
 #   cluster.sh up [--nodes N] [--job-container] [--private-mounts | --shared-root] [--plugin /path/lib.so] [--plugin-args "k=v k=v"]
-#   cluster.sh down | status | env
+#   cluster.sh down | status | env | restart-slurmctld
 #   cluster.sh plugstack [--plugin /path/lib.so] [--plugin-args "k=v …"] [--no-restart]
 #
 # Everything (config, state, sockets, pid files, logs) lives under $BT_TEST_STATE
@@ -45,7 +45,12 @@ SHARED_ROOT=0
 NAMESPACE_LINUX=0
 
 CLUSTER_NAME=btcluster
-NODE_CPUS=64
+# Cores each node advertises (SlurmdParameters=config_overrides; the machine has 2).
+# Every beamtime a test starts keeps its reservation (1 core, some 2) until the cluster
+# goes down, and a plain pass starts about 70 of them on one node: with 64 cores the
+# last files' jobs outside any reservation waited for resources forever (measured:
+# plugstack_probe's `srun -n1 true` queued after 70 reservations). 256 leaves room.
+NODE_CPUS=256
 PARTITIONS=(ponline_p11 ponline_p21 ponline_p07)
 DEFAULT_ACCOUNT=btusers
 TEST_USER=btalice
@@ -276,11 +281,26 @@ cmd_plugstack() {
     return 0
 }
 
+# A controller restart under load (bt-submit watch's burst): slurmctld stopped by its pid
+# (SIGTERM: it saves its state) and started again on the same state, jobs kept.
+cmd_restart_slurmctld() {
+    need_root
+    check_state_path
+    [[ -f $SLURM_CONF_PATH ]] || die "no test cluster in $STATE (run '$0 up')"
+    export SLURM_CONF=$SLURM_CONF_PATH
+    stop_daemon slurmctld 20
+    start_slurmctld
+}
+
 case ${1:-} in
 up | down | status | env | plugstack)
     c=$1
     shift
     "cmd_$c" "$@"
+    ;;
+restart-slurmctld)
+    shift
+    cmd_restart_slurmctld "$@"
     ;;
 *)
     sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2

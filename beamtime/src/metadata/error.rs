@@ -71,6 +71,21 @@ pub enum MetadataProblem {
         key: &'static str,
         content_id: String,
     },
+    /// The `onlineAnalysis` block names some of the resources a job needs
+    /// (so they were set up) but not all: each missing key, and the key of
+    /// the block that looks like a misspelling of it.
+    IncompleteOnline {
+        missing: Vec<MissingKey>,
+    },
+}
+
+/// A key the `onlineAnalysis` block needs and does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingKey {
+    /// Its key path, e.g. `onlineAnalysis.userAccount`.
+    pub key: String,
+    /// A key of the block, not one of the format's, a typo away from it.
+    pub look_alike: Option<String>,
 }
 
 /// A metadata file that could not be read or understood, with the file's path.
@@ -194,6 +209,27 @@ impl fmt::Display for MetadataError {
                 shown(file_id),
                 shown(content_id)
             ),
+            MetadataProblem::IncompleteOnline { missing } => {
+                let each: Vec<String> = missing
+                    .iter()
+                    .map(|missing| match &missing.look_alike {
+                        Some(look_alike) => format!(
+                            "{} is missing (the block has {}: a misspelling of it?)",
+                            missing.key,
+                            shown(look_alike)
+                        ),
+                        None => format!("{} is missing or null", missing.key),
+                    })
+                    .collect();
+                write!(
+                    f,
+                    "{path}: the onlineAnalysis block is incomplete: {}; the beamtime's \
+                     resources were set up (the block names some of them), but a job needs \
+                     all of reservedNodes, slurmPartition, slurmReservation and userAccount, \
+                     so no job can run until the file is corrected; {REPORT_TO_STAFF}",
+                    each.join(", ")
+                )
+            }
         }
     }
 }

@@ -80,6 +80,18 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The keys of this object that hold a present value (not null, "" or
+    /// "None"), as the file spells them.
+    pub(super) fn present_keys(&self) -> Vec<&'a str> {
+        self.map
+            .iter()
+            .filter(|(_, value)| {
+                !is_absent(value) && !matches!(value, Value::Array(items) if items.is_empty())
+            })
+            .map(|(key, _)| key.as_str())
+            .collect()
+    }
+
     pub(super) fn key(&self, name: &str) -> String {
         if self.at.is_empty() {
             name.to_owned()

@@ -23,7 +23,7 @@ mod model;
 mod parse;
 mod strict_json;
 
-pub use error::{MetadataError, MetadataProblem};
+pub use error::{MetadataError, MetadataProblem, MissingKey};
 pub use model::{Asapo, Metadata, MetadataKind, Online, OnlineAnalysis, Person, Timestamp, Users};
 pub use parse::parse_metadata;
 

@@ -160,31 +160,31 @@ pub struct OnlineAnalysis {
 }
 
 impl OnlineAnalysis {
-    /// How to log in as the beamtime account, as an argument list starting
-    /// with `ssh`; the key option is left out when the file names no key.
-    pub fn ssh_login_args(&self) -> Vec<String> {
+    /// How to log in as the beamtime account, as one shell command line: the
+    /// one hint every part prints (the node's refusal, doctor, plan, show).
+    /// The metadata's key is named only if it is there to use: a hint to a
+    /// missing file sends users after the wrong problem (a look at the file
+    /// system for a hint only, never for a decision).
+    pub fn ssh_command(&self) -> String {
         let mut args = vec!["ssh".to_owned()];
-        if let Some(key) = &self.ssh_private_key {
+        if let Some(key) = self.ssh_private_key.as_ref().filter(|key| key.is_file()) {
             args.push("-i".to_owned());
             args.push(key.to_string_lossy().into_owned());
         }
         args.push("-l".to_owned());
         args.push(self.user_account.clone());
         args.extend(self.reserved_nodes.first().cloned());
-        args
-    }
-
-    /// [`OnlineAnalysis::ssh_login_args`] as one shell command line.
-    pub fn ssh_command(&self) -> String {
-        crate::shell::join(self.ssh_login_args().iter().map(String::as_str))
+        crate::shell::join(args.iter().map(String::as_str))
     }
 }
 
 /// Whether the beamtime's online resources exist yet.
 ///
 /// Before a beamtime starts the `onlineAnalysis` block may be missing, or hold
-/// nulls and empty lists; until it names nodes, a partition, a reservation
-/// and an account, the resources are [`Online::NotYet`], never half-filled.
+/// nulls and empty lists (and perhaps the partition): the resources are
+/// [`Online::NotYet`], never half-filled. A block that names nodes, a
+/// reservation or an account but not all four keys a job needs is no "not
+/// yet" but a damaged file (`MetadataProblem::IncompleteOnline`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Online {
     NotYet,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::error::{MetadataError, MetadataProblem};
+use super::error::{MetadataError, MetadataProblem, MissingKey};
 use super::fields::{type_name, Fields};
 use super::model::{Asapo, Metadata, MetadataKind, Online, OnlineAnalysis, Users};
 use super::strict_json::{self, StrictError};
@@ -138,6 +138,18 @@ fn parse_document(bytes: &[u8], origin: &Path) -> Result<Metadata, MetadataProbl
     })
 }
 
+/// The keys the format has in an `onlineAnalysis` block.
+const ONLINE_KEYS: [&str; 8] = [
+    "reservedNodes",
+    "slurmPartition",
+    "slurmReservation",
+    "userAccount",
+    "sshPrivateKeyPath",
+    "sshPublicKeyPath",
+    "asapoBeamtimeTokenPath",
+    "asapoBeamtimeClbtTokenPath",
+];
+
 fn online_analysis(block: &Fields<'_>, folder: &Path) -> Result<Online, MetadataProblem> {
     // Every present value is checked even before start, so a damaged block is
     // reported as damaged rather than mistaken for "not yet".
@@ -147,6 +159,19 @@ fn online_analysis(block: &Fields<'_>, folder: &Path) -> Result<Online, Metadata
     let user_account = block.name(&["userAccount"], NameKind::UserAccount)?;
     let ssh_private_key = block.path(&["sshPrivateKeyPath"], folder)?;
     let ssh_public_key = block.path(&["sshPublicKeyPath"], folder)?;
+    let needed = [
+        ("reservedNodes", !reserved_nodes.is_empty()),
+        ("slurmPartition", partition.is_some()),
+        ("slurmReservation", !reservations.is_empty()),
+        ("userAccount", user_account.is_some()),
+    ];
+    let missing = missing_keys(block, &needed);
+    // Before start the facility leaves the nodes, the reservation and the
+    // account empty together (the partition may be there already); once any
+    // of them is set, the resources exist and a missing one is a mistake in
+    // the file, not "not yet" — and so is a missing key whose misspelling
+    // holds a value.
+    let set_up = !reserved_nodes.is_empty() || !reservations.is_empty() || user_account.is_some();
     match (partition, user_account) {
         (Some(partition), Some(user_account))
             if !reserved_nodes.is_empty() && !reservations.is_empty() =>
@@ -161,10 +186,34 @@ fn online_analysis(block: &Fields<'_>, folder: &Path) -> Result<Online, Metadata
             }))
         }
         _ => {
+            if set_up || missing.iter().any(|key| key.look_alike.is_some()) {
+                return Err(MetadataProblem::IncompleteOnline { missing });
+            }
             log::debug!("onlineAnalysis is incomplete: online resources are not ready yet");
             Ok(Online::NotYet)
         }
     }
+}
+
+/// Each needed key without a value, with the block's key (not one of the
+/// format's) that looks like a misspelling of it.
+fn missing_keys(block: &Fields<'_>, needed: &[(&str, bool)]) -> Vec<MissingKey> {
+    let strangers: Vec<&str> = block
+        .present_keys()
+        .into_iter()
+        .filter(|key| !ONLINE_KEYS.contains(key))
+        .collect();
+    needed
+        .iter()
+        .filter(|(_, present)| !present)
+        .map(|(key, _)| MissingKey {
+            key: block.key(key),
+            look_alike: strangers
+                .iter()
+                .find(|stranger| crate::spelling::edit_distance(stranger, key) <= 2)
+                .map(|stranger| block.key(stranger)),
+        })
+        .collect()
 }
 
 fn asapo(

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::failure::{Failure, Status};
 use crate::plan::Invocation;
+use crate::site::clock;
 use crate::site::phase::Standing;
 
 /// The command as one shell line that runs exactly it, newline-terminated.
@@ -116,6 +117,30 @@ fn printable(text: &str) -> String {
     }
 }
 
+/// The beamtime's window with the zone its times are read in and where now
+/// stands to it: `2024-03-05 09:00:00 to 2024-03-08 09:00:00 CET (ended 3
+/// days ago)`.
+fn window_text(metadata: &Metadata) -> Option<String> {
+    let start = metadata.event_start.as_ref();
+    let end = metadata.event_end.as_ref();
+    let mut window = match (start, end) {
+        (Some(start), Some(end)) => format!("{start} to {end}"),
+        (Some(start), None) => format!("from {start}"),
+        (None, Some(end)) => format!("until {end}"),
+        (None, None) => return None,
+    };
+    let start = start.and_then(clock::local);
+    let end = end.and_then(clock::local);
+    if let Some((_, zone)) = end.as_ref().or(start.as_ref()) {
+        window.push_str(&format!(" {zone}"));
+    }
+    let at = |time: Option<(i64, String)>| time.map(|(seconds, _)| seconds);
+    if let Some(standing) = clock::standing(at(start), at(end), clock::now()) {
+        window.push_str(&format!(" ({standing})"));
+    }
+    Some(window)
+}
+
 /// The human-readable summary of `bt-submit show`; `target` and `standing` as
 /// for [`dry_run_json`].
 pub fn summary(metadata: &Metadata, target: &TargetTemplate, standing: &Standing) -> String {
@@ -141,16 +166,7 @@ pub fn summary(metadata: &Metadata, target: &TargetTemplate, standing: &Standing
     if let Some(facility) = &metadata.facility {
         rows.push(("facility", printable(facility)));
     }
-    let window = match (
-        time_text(&metadata.event_start),
-        time_text(&metadata.event_end),
-    ) {
-        (Some(start), Some(end)) => Some(format!("{start} to {end}")),
-        (Some(start), None) => Some(format!("from {start}")),
-        (None, Some(end)) => Some(format!("until {end}")),
-        (None, None) => None,
-    };
-    if let Some(window) = window {
+    if let Some(window) = window_text(metadata) {
         rows.push(("window", window));
     }
     rows.push((

@@ -4,20 +4,27 @@
 //! its jobs through the same [`submitter_for`] and [`planned`].
 
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use beamtime::metadata::Metadata;
+use beamtime::plugin_config::PluginConfig;
+use beamtime::policy::{self, Submitter};
+use beamtime::problem::Problem;
+use beamtime::refusal::Rule;
 use beamtime::users::LookupError;
 
 use crate::cli::{Format, SubmitArgs};
 use crate::commands::report;
 use crate::failure::{Failure, Status};
 use crate::output::{tell, write_json, write_stdout};
-use crate::plan::{self, choose, plan, Request};
+use crate::plan::{self, choose, plan, script, Request};
 use crate::site::metadata_file::load_metadata;
 use crate::site::phase;
+use crate::site::plugstack::PluginSetup;
 use crate::site::settings::Settings;
 use crate::slurm::host::{parsable, Host, SubmitError};
 use crate::slurm::options::{self as slurm_options, Program};
@@ -26,6 +33,12 @@ use crate::slurm::ssh::{self, Remote};
 
 pub fn run(program: Program, args: SubmitArgs, settings: &Settings) -> Result<ExitCode, Failure> {
     let metadata = load_metadata(&args.source, settings)?;
+    if let Some(warning) = account_warning(&metadata, settings) {
+        tell(&format!(
+            "bt-submit: warning: {}\nhint: {}\n",
+            warning.what, warning.fix
+        ));
+    }
     let submitter = submitter_for(program, &metadata, args.remote, args.node.as_deref())?;
     let invocation = planned(program, &metadata, &submitter, args.reservation, args.args)?;
     if args.dry_run {
@@ -62,6 +75,38 @@ pub fn current_user() -> Result<Option<String>, LookupError> {
     beamtime::users::current().map(|account| account.map(|a| a.name))
 }
 
+/// The node refuses every job of a beamtime whose account is a system
+/// account (below the plugin's `min_uid`): said before submitting, by the
+/// node's own check ([`policy::check_submitter`], as the beamtime's account
+/// itself, so only the account's rules can fail) with the plugin line's
+/// settings if this run has read them, else the plugin's defaults (reading
+/// the plugstack for this alone would cost every submission a controller
+/// query). An account this host does not know is left to the node.
+fn account_warning(metadata: &Metadata, settings: &Settings) -> Option<Problem> {
+    let online = metadata.online.ready()?;
+    let account_uid = beamtime::users::uid_of(&online.user_account).ok()??;
+    let defaults;
+    let config = match settings.plugin_if_read() {
+        Some(Ok(PluginSetup {
+            config: Ok(usable), ..
+        })) => &usable.config,
+        _ => {
+            defaults = PluginConfig::parse(std::iter::empty::<&str>()).ok()?;
+            &defaults
+        }
+    };
+    let refusal = policy::check_submitter(config, metadata, Submitter::Client(account_uid), |_| {
+        Ok(Some(account_uid))
+    })
+    .err()?;
+    (refusal.rule == Rule::UnsafeAccount).then(|| {
+        Problem::new(
+            format!("the node will refuse this job: {}", refusal.problem.what),
+            refusal.problem.fix,
+        )
+    })
+}
+
 /// Where the job goes: this host, or with `--remote` a reserved node over ssh.
 pub fn submitter_for(
     program: Program,
@@ -94,20 +139,26 @@ pub fn planned(
             .map(|online| online.user_account.clone())),
         Host::Local => current_user(),
     };
+    let script = script_directives(program, &user_args)?;
     let mut request = Request {
         program,
         reservation,
         user_args,
+        script,
     };
     let mut invocation = plan(&request, metadata, &me)?;
     // Only a request that is valid otherwise costs a controller query, made
     // where the job is submitted.
     if request.reservation.is_none() {
-        if let Some(chosen) =
-            reservation_for_resources(program, &request.user_args, metadata, submitter)?
-        {
+        if let Some(chosen) = reservation_for_resources(&request, metadata, submitter)? {
             request.reservation = Some(chosen);
             invocation = plan(&request, metadata, &me)?;
+        }
+    }
+    if let Host::Remote(_) = submitter {
+        if let Some(online) = metadata.online.ready() {
+            let warnings = plan::remote_warnings(&request, &online.user_account);
+            invocation.warnings.extend(warnings);
         }
     }
     for warning in &invocation.warnings {
@@ -216,26 +267,35 @@ fn submit_remotely(
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(SubmitError::Refused { status, stderr }) => {
-            tell(&stderr);
-            Ok(ExitCode::from(status))
+        Err(SubmitError::Refused(said_no)) => {
+            tell(said_no.stderr());
+            Ok(ExitCode::from(said_no.exit_byte()))
         }
         Err(SubmitError::Failed(failure)) => Err(failure),
     }
 }
 
-/// With `-N`/`-C` among the user's options, no reservation named and several to choose
-/// from: the first one whose nodes can satisfy them (asks the controller, see plan/choose.rs).
+/// With `-N`/`-C` among the user's options (or, where those leave them out,
+/// the script's `#SBATCH` lines), no reservation named and several to choose
+/// from: the first one whose nodes can satisfy them (asks the controller, see
+/// plan/choose.rs).
 fn reservation_for_resources(
-    program: Program,
-    user_args: &[OsString],
+    request: &Request,
     metadata: &Metadata,
     slurm: &dyn Slurm,
 ) -> Result<Option<String>, Failure> {
-    let user = slurm_options::scan(program, user_args);
+    let user = slurm_options::scan(request.program, &request.user_args);
+    let script = request.script.clone().unwrap_or_default();
+    // The command line wins over the script, as in sbatch.
+    let last = |from_user: &[String], from_script: &[(usize, String)]| {
+        from_user
+            .last()
+            .or(from_script.last().map(|(_, value)| value))
+            .cloned()
+    };
     let wants = choose::Wants {
-        nodes: user.nodes.last().cloned(),
-        constraint: user.constraints.last().cloned(),
+        nodes: last(&user.nodes, &script.nodes),
+        constraint: last(&user.constraints, &script.constraints),
     };
     let Some(online) = metadata.online.ready() else {
         return Ok(None);
@@ -244,7 +304,8 @@ fn reservation_for_resources(
         .into_iter()
         .cloned()
         .collect();
-    if wants.is_empty() || !user.reservations.is_empty() || usable.len() < 2 {
+    let named = !user.reservations.is_empty() || !script.reservations.is_empty();
+    if wants.is_empty() || named || usable.len() < 2 {
         return Ok(None);
     }
     let holdings = choose::ask_controller(slurm, &usable)?;
@@ -254,4 +315,58 @@ fn reservation_for_resources(
         choice.reservation, choice.why
     ));
     Ok(Some(choice.reservation))
+}
+
+/// How much of a batch script is read for its `#SBATCH` lines, which come
+/// before its first command.
+const SCRIPT_HEAD_BYTES: u64 = 1 << 20;
+
+/// The `#SBATCH` lines of the batch script among `user_args`. The script is
+/// opened as sbatch opens it (the path as given, links followed): it is the
+/// user's own file, read with the user's rights, and what counts is what
+/// sbatch will read. No script here (--wrap, or a path only the node sees
+/// with --remote) means no lines to read; sbatch reports a script it cannot
+/// open itself.
+fn script_directives(
+    program: Program,
+    user_args: &[OsString],
+) -> Result<Option<script::Directives>, Failure> {
+    let scanned = slurm_options::scan(program, user_args);
+    let (Program::Sbatch, Some(at), false) = (program, scanned.operand_at, scanned.has_wrap) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(&user_args[at]);
+    let Some(head) = script_head(&path) else {
+        return Ok(None);
+    };
+    script::directives(path.clone(), &head)
+        .map(Some)
+        .map_err(|unreadable| {
+            Failure::new(
+                Status::DataError,
+                format!(
+                    "{}:{}: the #SBATCH line has {}; nothing was submitted",
+                    path.display(),
+                    unreadable.line,
+                    unreadable.what
+                ),
+                "correct that line of the script",
+            )
+        })
+}
+
+/// The start of the regular file at `path`, or `None` if there is none to
+/// read (never blocking on a named pipe in its place).
+fn script_head(path: &Path) -> Option<Vec<u8>> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut head = Vec::new();
+    file.take(SCRIPT_HEAD_BYTES).read_to_end(&mut head).ok()?;
+    Some(head)
 }

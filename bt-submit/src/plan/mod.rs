@@ -2,6 +2,7 @@
 //! every input is an argument, so every decision is unit-testable.
 
 pub mod choose;
+pub mod script;
 
 use std::ffi::OsString;
 
@@ -12,7 +13,8 @@ use beamtime::untrusted::shown_token;
 use beamtime::users::LookupError;
 
 use crate::failure::{Failure, Status};
-use crate::slurm::options::{scan, Program};
+use crate::slurm::options::{scan, Program, UserOptions};
+use script::Directives;
 
 /// What the user asked bt-submit to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,8 @@ pub struct Request {
     pub reservation: Option<String>,
     /// The user's options for the program, then the script or command.
     pub user_args: Vec<OsString>,
+    /// The batch script's `#SBATCH` lines, when there is a script to read.
+    pub script: Option<Directives>,
 }
 
 /// The command to run.
@@ -78,6 +82,10 @@ pub fn plan(
         }
     }
 
+    if let Some(script) = &request.script {
+        let reservation_given = !user.reservations.is_empty() || request.reservation.is_some();
+        check_script(script, &user, reservation_given, online, metadata)?;
+    }
     for partition in &user.partitions {
         if partition != &online.partition {
             return Err(contradiction(
@@ -98,7 +106,16 @@ pub fn plan(
             ));
         }
     }
-    let reservation = choose_reservation(request, &user.reservations, online, metadata)?;
+    // The command line wins over the script, as in sbatch.
+    let asked_reservations: Vec<String> = match &request.script {
+        Some(script) if user.reservations.is_empty() && request.reservation.is_none() => script
+            .reservations
+            .iter()
+            .map(|(_, name)| name.clone())
+            .collect(),
+        _ => user.reservations.clone(),
+    };
+    let reservation = choose_reservation(request, &asked_reservations, online, metadata)?;
 
     let mut args: Vec<OsString> = Vec::new();
     if user.partitions.is_empty() {
@@ -144,6 +161,70 @@ pub fn plan(
     })
 }
 
+/// The script's `#SBATCH` lines that the command line bt-submit runs does
+/// not override must agree with the metadata: sbatch would otherwise take the
+/// user's partition, or a reservation the node refuses, from a line nobody
+/// looks at again. One the user's own option overrides is theirs to give.
+fn check_script(
+    script: &Directives,
+    user: &UserOptions,
+    reservation_given: bool,
+    online: &OnlineAnalysis,
+    metadata: &Metadata,
+) -> Result<(), Failure> {
+    let id = &metadata.id;
+    let path = script.path.display();
+    let disagrees =
+        |what: &str, asked: &[(usize, String)], overridden: bool, beamtimes: &str| match asked
+            .iter()
+            .find(|(_, value)| !overridden && value != beamtimes)
+        {
+            Some((line, value)) => Err(Failure::new(
+                Status::DataError,
+                format!(
+                    "{path}:{line}: the #SBATCH line asks for {what} {} but beamtime {id} uses \
+                     {what} {}; nothing was submitted",
+                    shown_token(value),
+                    shown_token(beamtimes)
+                ),
+                format!(
+                    "remove the --{what} option from that line: bt-submit sets it from the \
+                     metadata file"
+                ),
+            )),
+            None => Ok(()),
+        };
+    disagrees(
+        "partition",
+        &script.partitions,
+        !user.partitions.is_empty(),
+        &online.partition,
+    )?;
+    disagrees(
+        "beamtime",
+        &script.beamtimes,
+        !user.beamtimes.is_empty(),
+        id.as_str(),
+    )?;
+    let usable = usable_reservations(metadata, online);
+    for (line, name) in &script.reservations {
+        if !reservation_given && !usable.contains(&name) {
+            let valid: Vec<&str> = usable.iter().map(|name| name.as_str()).collect();
+            return Err(Failure::new(
+                Status::DataError,
+                format!(
+                    "{path}:{line}: the #SBATCH line asks for reservation {}, which is not one \
+                     of beamtime {id}'s reservations: {}; nothing was submitted",
+                    shown_token(name),
+                    valid.join(", ")
+                ),
+                "change that line to one of them, or remove it to let bt-submit choose",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn contradiction(what: &str, yours: &str, beamtimes: &str, id: &BeamtimeId) -> Failure {
     Failure::new(
         Status::DataError,
@@ -154,6 +235,54 @@ fn contradiction(what: &str, yours: &str, beamtimes: &str, id: &BeamtimeId) -> F
         ),
         format!("leave the --{what} option out: bt-submit sets it from the metadata file"),
     )
+}
+
+/// What the user should know before a `--remote` submission: sbatch runs
+/// in the account's home on the node (`home`), so a relative path there is
+/// not the one meant here, and without `--output` or `--chdir` the job's
+/// output lands in that home.
+pub fn remote_warnings(request: &Request, account: &str) -> Vec<Problem> {
+    let user = scan(request.program, &request.user_args);
+    let script = request.script.clone().unwrap_or_default();
+    let from_script = |values: &[(usize, String)]| -> Vec<String> {
+        values.iter().map(|(_, value)| value.clone()).collect()
+    };
+    let outputs = [user.outputs.clone(), from_script(&script.outputs)].concat();
+    let errors = [user.errors.clone(), from_script(&script.errors)].concat();
+    let chdirs = [user.chdirs.clone(), from_script(&script.chdirs)].concat();
+    let mut warnings = Vec::new();
+    if outputs.is_empty() && chdirs.is_empty() {
+        warnings.push(Problem::new(
+            format!(
+                "with --remote, sbatch runs in {account}'s home on the node, so the job's output \
+                 (slurm-<job id>.out) goes there, not to this folder"
+            ),
+            "give --output=/absolute/path/%j.out in a folder the node sees (the beamline \
+             filesystem), or --chdir to one",
+        ));
+    }
+    let operand = user
+        .operand_at
+        .filter(|_| request.program == Program::Sbatch && !user.has_wrap)
+        .map(|at| request.user_args[at].to_string_lossy().into_owned());
+    let relative = operand
+        .iter()
+        .map(|script| ("the script", script))
+        .chain(outputs.iter().map(|path| ("--output", path)))
+        .chain(errors.iter().map(|path| ("--error", path)))
+        .chain(chdirs.iter().map(|path| ("--chdir", path)))
+        .filter(|(_, path)| !path.starts_with('/'));
+    for (what, path) in relative {
+        warnings.push(Problem::new(
+            format!(
+                "with --remote, {what} {} is taken relative to {account}'s home on the node, not \
+                 to this folder",
+                shown_token(path)
+            ),
+            "give it as an absolute path the node sees (the beamline filesystem)",
+        ));
+    }
+    warnings
 }
 
 /// The beamtime's reservations the node accepts a job in: listed in the
@@ -236,7 +365,7 @@ fn choose_reservation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     use beamtime::metadata::{parse_metadata, Online};
 
@@ -253,6 +382,7 @@ mod tests {
             program,
             reservation: reservation.map(str::to_owned),
             user_args: args.iter().map(OsString::from).collect(),
+            script: None,
         }
     }
 
@@ -479,13 +609,10 @@ mod tests {
         assert!(warned.warnings[0].what.contains(
             "you are alice, but jobs of beamtime 11099001 must be submitted as bttest01"
         ));
-        let key = Path::new(FIXTURES).join("shared/id_rsa");
+        // The fixture's key is not there, so the hint leaves it out.
         assert_eq!(
             warned.warnings[0].fix,
-            format!(
-                "log in as the beamtime account first: ssh -i {} -l bttest01 max-p3a901",
-                key.display()
-            )
+            "log in as the beamtime account first: ssh -l bttest01 max-p3a901"
         );
         assert!(as_user("bttest01").warnings.is_empty());
     }
@@ -514,5 +641,105 @@ mod tests {
         );
         let unknown = plan(&job, &normal, &Ok(None)).unwrap_or_else(|failure| panic!("{failure}"));
         assert!(unknown.warnings.is_empty());
+    }
+
+    fn with_script(args: &[&str], script: &str) -> Request {
+        let directives = script::directives(PathBuf::from("job.sh"), script.as_bytes())
+            .unwrap_or_else(|error| panic!("{error:?}"));
+        Request {
+            script: Some(directives),
+            ..request(Program::Sbatch, None, args)
+        }
+    }
+
+    #[test]
+    fn a_script_line_that_contradicts_the_metadata_is_refused_with_its_line() {
+        for (script, expected) in [
+            (
+                "#!/bin/sh\n#SBATCH -N1\n#SBATCH --partition=maxgpu\nhostname\n",
+                "job.sh:3: the #SBATCH line asks for partition maxgpu but beamtime 11099005 \
+                 uses partition ponline_p21",
+            ),
+            (
+                "#SBATCH --reservation=elsewhere\n",
+                "job.sh:1: the #SBATCH line asks for reservation elsewhere, which is not one of \
+                 beamtime 11099005's reservations: 11099005, 11099005_1",
+            ),
+            (
+                "#SBATCH --beamtime 11099001\n",
+                "job.sh:1: the #SBATCH line asks for beamtime 11099001 but beamtime 11099005",
+            ),
+        ] {
+            let refused = failure(&with_script(&["job.sh"], script), &metadata(DEDICATED));
+            assert_eq!(refused.status, Status::DataError);
+            assert!(
+                refused.problem.what.starts_with(expected),
+                "{}",
+                refused.problem.what
+            );
+        }
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_script() {
+        let dedicated = metadata(DEDICATED);
+        let args = planned_args(
+            &with_script(&["-p", "ponline_p21", "job.sh"], "#SBATCH -p maxgpu\n"),
+            &dedicated,
+        );
+        assert_eq!(
+            args[..2],
+            ["--reservation=11099005", "--beamtime=11099005"],
+            "the user's own -p overrides the script's; bt-submit adds no --partition"
+        );
+        let args = planned_args(
+            &with_script(&["job.sh"], "#SBATCH --reservation=11099005_1\n"),
+            &dedicated,
+        );
+        assert_eq!(
+            args[1], "--reservation=11099005_1",
+            "the script's reservation is kept"
+        );
+        let overridden = Request {
+            reservation: Some("11099005".to_owned()),
+            ..with_script(&["job.sh"], "#SBATCH --reservation=elsewhere\n")
+        };
+        assert_eq!(
+            planned_args(&overridden, &dedicated)[1],
+            "--reservation=11099005"
+        );
+    }
+
+    #[test]
+    fn remote_submissions_warn_of_the_homes_output_and_relative_paths() {
+        let warned = |args: &[&str]| -> Vec<String> {
+            remote_warnings(&request(Program::Sbatch, None, args), "bttest05")
+                .into_iter()
+                .map(|warning| warning.what)
+                .collect()
+        };
+        let plain = warned(&["job.sh"]);
+        assert_eq!(plain.len(), 2, "{plain:?}");
+        assert!(plain[0].contains("the job's output (slurm-<job id>.out) goes there"));
+        assert!(plain[1].contains("the script job.sh is taken relative to bttest05's home"));
+        let relative_output = warned(&["--output=out/%j.txt", "/gpfs/job.sh"]);
+        assert_eq!(relative_output.len(), 1, "{relative_output:?}");
+        assert!(
+            relative_output[0].starts_with("with --remote, --output ")
+                && relative_output[0].contains("out/%j.txt")
+                && relative_output[0].contains("is taken relative"),
+            "{relative_output:?}"
+        );
+        assert!(warned(&["-o", "/gpfs/out/%j.txt", "/gpfs/job.sh"]).is_empty());
+        assert!(warned(&["-D", "/gpfs/processed", "/gpfs/job.sh"]).is_empty());
+        let from_script = Request {
+            script: Some(
+                script::directives(PathBuf::from("/gpfs/job.sh"), b"#SBATCH -o /gpfs/%j.out\n")
+                    .unwrap_or_else(|error| panic!("{error:?}")),
+            ),
+            ..request(Program::Sbatch, None, &["/gpfs/job.sh"])
+        };
+        let warnings = remote_warnings(&from_script, "bttest05");
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 }

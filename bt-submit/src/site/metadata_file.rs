@@ -18,6 +18,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use beamtime::discovery::{find_by_id, find_from_dir, read_metadata_file, DiscoveryError};
+use beamtime::id::BeamtimeId;
 use beamtime::metadata::Metadata;
 use beamtime::problem::ASK_THE_ADMINS;
 use beamtime::refusal::{Refusal, Rule};
@@ -28,11 +29,30 @@ use crate::cli::Source;
 use crate::failure::{Failure, Status};
 use crate::site::settings::{Origin, Settings};
 
+/// Which metadata file the user means: the one reading of `--metadata`,
+/// `--beamtime` and the working folder for every command, doctor included.
+pub enum Target {
+    File(PathBuf),
+    Id(BeamtimeId),
+    FromDirectory(PathBuf),
+}
+
+impl Target {
+    /// `--metadata FILE` first, then `--beamtime ID`, else the folder bt-submit runs in.
+    pub fn of(source: &Source) -> Result<Target, Failure> {
+        Ok(match (&source.metadata, &source.beamtime) {
+            (Some(path), _) => Target::File(absolute(path)?),
+            (None, Some(id)) => Target::Id(id.clone()),
+            (None, None) => Target::FromDirectory(current_dir()?),
+        })
+    }
+}
+
 pub fn load_metadata(source: &Source, settings: &Settings) -> Result<Metadata, Failure> {
     // Only an id needs the search path, and so perhaps the plugstack.
-    let (path, origin) = match (&source.metadata, &source.beamtime) {
-        (Some(path), _) => (absolute(path)?, None),
-        (None, Some(id)) => {
+    let (path, origin) = match Target::of(source)? {
+        Target::File(path) => (path, None),
+        Target::Id(id) => {
             let search = settings.search_path()?;
             // Where the plugin searches, bt-submit chooses as the plugin does;
             // a search path of the user's own is the user's choice, like
@@ -43,18 +63,17 @@ pub fn load_metadata(source: &Source, settings: &Settings) -> Result<Metadata, F
                 .transpose()?
                 .flatten()
             {
-                return load_trusted_metadata(id, &search.path, &policy)
+                return load_trusted_metadata(&id, &search.path, &policy)
                     .map_err(|refusal| refused(refusal, &search.origin));
             }
             // Without the plugin's line bt-submit cannot tell whom the plugin
             // trusts: the first file on the search path, as found.
-            let path = find_by_id(&search.path, id)
+            let path = find_by_id(&search.path, &id)
                 .map_err(|error| discovery_failure(error, Some(&search.origin)))?;
             (path, Some(search.origin))
         }
-        (None, None) => {
-            let path =
-                find_from_dir(&current_dir()?).map_err(|error| discovery_failure(error, None))?;
+        Target::FromDirectory(dir) => {
+            let path = find_from_dir(&dir).map_err(|error| discovery_failure(error, None))?;
             check_owner(&path, settings)?;
             (path, None)
         }
@@ -88,7 +107,7 @@ pub fn load_metadata(source: &Source, settings: &Settings) -> Result<Metadata, F
 }
 
 /// The owners the plugin trusts, when its line can be read and used.
-fn plugin_trust(settings: &Settings) -> Result<Option<TrustPolicy>, Failure> {
+pub fn plugin_trust(settings: &Settings) -> Result<Option<TrustPolicy>, Failure> {
     let Ok(setup) = settings.plugin() else {
         return Ok(None);
     };

@@ -13,7 +13,8 @@ use beamtime::plugin_config::{PathTemplate, PluginConfig};
 use beamtime::problem::ASK_THE_ADMINS;
 use beamtime::trust::{OwnerError, TrustPolicy};
 
-use crate::slurm::query::{QueryError, Slurm};
+use crate::slurm::error::SlurmError;
+use crate::slurm::query::Slurm;
 use crate::slurm::text::{
     is_beamtime_plugin, parse_plugstack, plugstack_config, proctrack_type, PlugstackLine,
 };
@@ -67,7 +68,7 @@ impl fmt::Display for BadLine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unavailable {
     /// `scontrol show config` gave no answer.
-    Query(QueryError),
+    Query(SlurmError),
     NoPlugStackConfig,
     Unreadable {
         file: PathBuf,

@@ -140,6 +140,12 @@ impl<'s> Settings<'s> {
         self.plugin.get_or_init(|| find_plugin(self.slurm))
     }
 
+    /// The plugin's line if this run has read it already, for a check not
+    /// worth a controller query of its own.
+    pub fn plugin_if_read(&self) -> Option<&Result<PluginSetup, Unavailable>> {
+        self.plugin.get()
+    }
+
     /// The search path the user or the host set for bt-submit, if any.
     pub fn own_search_path(&self) -> Result<Option<Search>, ConfigError> {
         Ok(

@@ -14,8 +14,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 
 use crate::failure::{Failure, Status};
+use crate::slurm::error::SlurmError;
 use crate::slurm::process::{cannot_start, last_line};
-use crate::slurm::query::{self, QueryError, Slurm};
+use crate::slurm::query::{self, Slurm};
 use crate::slurm::ssh::Remote;
 
 /// Where jobs are submitted and Slurm is asked.
@@ -28,7 +29,7 @@ pub enum Host {
 }
 
 impl Slurm for Host {
-    fn query(&self, program: &str, args: &[&str]) -> Result<String, QueryError> {
+    fn query(&self, program: &str, args: &[&str]) -> Result<String, SlurmError> {
         match self {
             Host::Local => query::here(program, args),
             Host::Remote(remote) => remote.query(program, args),
@@ -50,9 +51,8 @@ pub struct Submitted {
 /// Why a submission did not give a job id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubmitError {
-    /// sbatch ran and refused the job: its exit status and what it printed on
-    /// stderr, which says why.
-    Refused { status: u8, stderr: String },
+    /// sbatch ran and refused the job: Slurm said no, and its stderr says why.
+    Refused(SlurmError),
     /// sbatch could not be run, or not reached, or gave no job id.
     Failed(Failure),
 }
@@ -75,13 +75,13 @@ impl Host {
     /// and returns the job id sbatch printed.
     pub fn sbatch(&self, args: &[OsString]) -> Result<Submitted, SubmitError> {
         let ran = self.run("sbatch", &parsable(args))?;
-        let stderr = String::from_utf8_lossy(&ran.output.stderr).into_owned();
         if !ran.output.status.success() {
-            return Err(SubmitError::Refused {
-                status: exit_byte(&ran.output),
-                stderr,
-            });
+            return Err(SubmitError::Refused(SlurmError::failed(
+                format!("sbatch{}", on_node(&ran.node)),
+                &ran.output,
+            )));
         }
+        let stderr = String::from_utf8_lossy(&ran.output.stderr);
         let stdout = String::from_utf8_lossy(&ran.output.stdout);
         let (job_id, cluster) = parse_parsable(&stdout).ok_or_else(|| {
             Failure::new(
@@ -139,13 +139,14 @@ impl Host {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
         let ran = self.run("squeue", &args)?;
         if !ran.output.status.success() {
+            let error = SlurmError::failed(format!("squeue{}", on_node(&ran.node)), &ran.output);
             return Err(Failure::new(
                 Status::CannotExecute,
                 format!(
-                    "squeue{} failed with status {}: {}",
-                    on_node(&ran.node),
-                    exit_byte(&ran.output),
-                    last_line(&String::from_utf8_lossy(&ran.output.stderr))
+                    "{} failed with status {}: {}",
+                    error.command,
+                    error.exit_byte(),
+                    error.reason()
                 ),
                 "check that the Slurm controller answers (squeue --me)",
             ));
@@ -228,16 +229,6 @@ fn jobs_with_comment(stdout: &str, comment: &str) -> BTreeSet<u64> {
             (theirs == comment).then(|| id.parse().ok())?
         })
         .collect()
-}
-
-/// The exit status as the shell reports it: a signal as 128+N.
-pub(crate) fn exit_byte(output: &Output) -> u8 {
-    use std::os::unix::process::ExitStatusExt;
-    match (output.status.code(), output.status.signal()) {
-        (Some(code), _) => u8::try_from(code).unwrap_or(u8::MAX),
-        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(u8::MAX),
-        (None, None) => u8::MAX,
-    }
 }
 
 fn on_node(node: &Option<String>) -> String {

@@ -1,9 +1,11 @@
 //! How bt-submit talks to Slurm: the option syntax of sbatch, srun and salloc
 //! (options), scontrol's records (text), running Slurm's commands here
 //! or on a reserved node over ssh (host, with query for what a Slurm command
-//! answered and ssh for the way there), and what a child process said
-//! (process).
+//! answered, error for one that said no, and ssh for the way there), and what
+//! a child process said (process).
 
+// Slurm said no: the one error of a Slurm command run through a Host.
+pub mod error;
 // What became of jobs: the queue, then accounting (watch status, resubmit).
 pub mod jobs;
 pub mod options;
@@ -15,5 +17,7 @@ pub mod ssh;
 // submit a batch job and get its id back, to ask for the submitter's queued
 // jobs, and to ask Slurm anything; --remote, watch and the planner use it.
 pub mod host;
+// Whether a refused submission can succeed by trying again (watch).
+pub mod refusal;
 // Public for the real-Slurm tests, which read scontrol's records the same way.
 pub mod text;

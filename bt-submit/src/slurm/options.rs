@@ -159,10 +159,22 @@ pub struct UserOptions {
     pub constraints: Vec<String>,
     /// A script (sbatch) or command (srun, salloc) follows the options.
     pub has_operand: bool,
+    /// Where in the arguments that script or command is.
+    pub operand_at: Option<usize>,
+    /// A `--` ended the options: what follows is the script's, whatever it looks like.
+    pub options_ended: bool,
+    /// Long option names no supported release knows (another SPANK plugin's,
+    /// bt-submit's own, or a typo), with where each is in the arguments.
+    pub unknown_long: Vec<(usize, String)>,
     /// sbatch `--wrap`, which stands in for a script.
     pub has_wrap: bool,
     /// `--comment`, which `bt-submit watch` gives its jobs itself.
     pub comments: Vec<String>,
+    /// `-o`/`--output`, `-e`/`--error` and `-D`/`--chdir`: paths that, with
+    /// `--remote`, the node reads from the account's home.
+    pub outputs: Vec<String>,
+    pub errors: Vec<String>,
+    pub chdirs: Vec<String>,
 }
 
 impl UserOptions {
@@ -178,6 +190,9 @@ impl UserOptions {
             "constraint" => self.constraints.push(value),
             "wrap" => self.has_wrap = true,
             "comment" => self.comments.push(value),
+            "output" => self.outputs.push(value),
+            "error" => self.errors.push(value),
+            "chdir" => self.chdirs.push(value),
             _ => {}
         }
     }
@@ -190,10 +205,15 @@ impl UserOptions {
 /// different releases counts as each of them.
 pub fn scan(program: Program, args: &[OsString]) -> UserOptions {
     let mut found = UserOptions::default();
-    let mut args = args.iter().map(|arg| arg.to_string_lossy().into_owned());
-    while let Some(arg) = args.next() {
+    let mut args = args
+        .iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .enumerate();
+    while let Some((at, arg)) = args.next() {
         if arg == "--" {
-            found.has_operand = args.next().is_some();
+            found.options_ended = true;
+            found.operand_at = args.next().map(|(at, _)| at);
+            found.has_operand = found.operand_at.is_some();
             break;
         }
         if let Some(long) = arg.strip_prefix("--") {
@@ -202,9 +222,14 @@ pub fn scan(program: Program, args: &[OsString]) -> UserOptions {
                 None => (long, None),
             };
             let meanings = long_meanings(program, name);
+            if meanings.is_empty() {
+                found.unknown_long.push((at, name.to_owned()));
+            }
             let value = match attached {
                 Some(value) => Some(value),
-                None if meanings.iter().any(|o| o.arity == Arity::Required) => args.next(),
+                None if meanings.iter().any(|o| o.arity == Arity::Required) => {
+                    args.next().map(|(_, value)| value)
+                }
                 None => None,
             };
             for option in meanings {
@@ -221,7 +246,7 @@ pub fn scan(program: Program, args: &[OsString]) -> UserOptions {
                 let value = if !attached.is_empty() {
                     Some(attached.to_owned())
                 } else if takes(Arity::Required) {
-                    args.next()
+                    args.next().map(|(_, value)| value)
                 } else {
                     None
                 };
@@ -232,10 +257,25 @@ pub fn scan(program: Program, args: &[OsString]) -> UserOptions {
             }
         } else {
             found.has_operand = true;
+            found.operand_at = Some(at);
             break;
         }
     }
     found
+}
+
+/// Every long option name `program` has in some supported release (and
+/// `--beamtime`), for suggesting the one a misspelled name was meant to be.
+pub fn long_names(program: Program) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for (_, table) in RELEASE_TABLES {
+        for option in options_of(table, program) {
+            if !names.contains(&option.name) {
+                names.push(option.name);
+            }
+        }
+    }
+    names
 }
 
 #[cfg(test)]
@@ -411,7 +451,21 @@ mod tests {
         assert!(scanned(Program::Srun, &["--res=other", "x"])
             .reservations
             .is_empty());
-        assert!(scanned(Program::Sbatch, &["--nonsense", "x"]) == scanned(Program::Sbatch, &["x"]));
+        let unknown = scanned(Program::Sbatch, &["--nonsense", "x"]);
+        assert_eq!(unknown.unknown_long, [(0, "nonsense".to_owned())]);
+        assert_eq!(
+            unknown.operand_at,
+            Some(1),
+            "an unknown option takes no value"
+        );
+        assert_eq!(
+            UserOptions {
+                unknown_long: Vec::new(),
+                operand_at: Some(0),
+                ..unknown
+            },
+            scanned(Program::Sbatch, &["x"])
+        );
     }
 
     #[test]

@@ -7,11 +7,15 @@ use std::io;
 use crate::failure::{Failure, Status};
 
 /// The last line of a program's stderr that says something: what it ended with.
+/// Slurm's echo of a SPANK plugin's failure (`spank_beamtime.so: init_post_opt()
+/// failed with rc=-1`) says nothing: the plugin's own reason is the line before.
 pub fn last_line(text: &str) -> &str {
-    text.lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or("")
+    let says_something = |line: &&str| !line.trim().is_empty();
+    let mut lines = text.lines().rev().filter(says_something);
+    let last = lines.clone().next().unwrap_or("");
+    lines
+        .find(|line| !line.contains("() failed with rc="))
+        .unwrap_or(last)
         .trim()
 }
 
@@ -53,5 +57,19 @@ mod tests {
             "Batch job submission failed"
         );
         assert_eq!(last_line("\n \n"), "");
+    }
+
+    #[test]
+    fn the_last_line_is_the_plugins_reason_not_slurms_echo_of_it() {
+        let stderr = "sbatch: error: spank-beamtime: beamtime 11012345 has ended\n\
+                      sbatch: error: spank_beamtime.so: init_post_opt() failed with rc=-1\n\n";
+        assert_eq!(
+            last_line(stderr),
+            "sbatch: error: spank-beamtime: beamtime 11012345 has ended"
+        );
+        assert_eq!(
+            last_line("x.so: init_post_opt() failed with rc=-1\n"),
+            "x.so: init_post_opt() failed with rc=-1"
+        );
     }
 }

@@ -5,110 +5,40 @@
 //! with canned output ([`canned::Canned`]); the real commands meet Slurm on the
 //! test cluster (tests/scenarios).
 
-use std::fmt;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 
-use crate::slurm::process::last_line;
+use crate::slurm::error::{SlurmError, SlurmErrorKind};
 
 /// Asks Slurm; the real one is [`crate::slurm::host::Host`], here or over ssh.
 pub trait Slurm {
     /// The program's stdout when it exits 0.
-    fn query(&self, program: &str, args: &[&str]) -> Result<String, QueryError>;
+    fn query(&self, program: &str, args: &[&str]) -> Result<String, SlurmError>;
 }
 
 /// Runs a Slurm command found on this host's PATH: [`crate::slurm::host::Host::Local`].
-pub fn here(program: &str, args: &[&str]) -> Result<String, QueryError> {
+pub fn here(program: &str, args: &[&str]) -> Result<String, SlurmError> {
     let command = command_line(program, args);
     let output = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|error| QueryError {
+        .map_err(|error| SlurmError {
             command: command.clone(),
-            kind: QueryErrorKind::CannotRun(error.to_string()),
+            kind: SlurmErrorKind::CannotRun(error.to_string()),
         })?;
     if output.status.success() {
         return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
     }
-    Err(QueryError {
-        command,
-        kind: QueryErrorKind::Failed {
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        },
-    })
+    Err(SlurmError::failed(command, &output))
 }
 
-fn command_line(program: &str, args: &[&str]) -> String {
+/// The command line as messages name it, e.g. `scontrol show node -o btnode1`.
+pub(crate) fn command_line(program: &str, args: &[&str]) -> String {
     std::iter::once(program)
         .chain(args.iter().copied())
         .collect::<Vec<_>>()
         .join(" ")
 }
-
-/// A query that gave no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueryError {
-    /// The command line, e.g. `scontrol show node -o btnode1`.
-    pub command: String,
-    pub kind: QueryErrorKind,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueryErrorKind {
-    /// It could not be started (not on PATH, not executable): the system's reason.
-    CannotRun(String),
-    /// It ran and did not exit 0.
-    Failed {
-        status: ExitStatus,
-        stderr: String,
-        stdout: String,
-    },
-}
-
-impl QueryError {
-    /// The reason alone, for a message that names the command itself: why it
-    /// could not start, or the last line of its stderr (scontrol explains over
-    /// several lines; its last one says what failed).
-    pub fn reason(&self) -> String {
-        match &self.kind {
-            QueryErrorKind::CannotRun(why) => why.clone(),
-            QueryErrorKind::Failed { stderr, .. } => match last_line(stderr) {
-                "" => "no output".to_owned(),
-                said => said.to_owned(),
-            },
-        }
-    }
-}
-
-/// One line with the command, its status and all it said (on stderr, or on
-/// stdout when stderr is empty: sacctmgr reports some errors there).
-impl fmt::Display for QueryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            QueryErrorKind::CannotRun(why) => write!(f, "cannot run '{}': {why}", self.command),
-            QueryErrorKind::Failed {
-                status,
-                stderr,
-                stdout,
-            } => {
-                let said = match stderr.trim() {
-                    "" => stdout.trim(),
-                    said => said,
-                };
-                write!(
-                    f,
-                    "'{}' failed ({status}): {}",
-                    self.command,
-                    said.replace('\n', "; ")
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for QueryError {}
 
 #[cfg(test)]
 pub mod canned {
@@ -119,13 +49,14 @@ pub mod canned {
     use std::os::unix::process::ExitStatusExt;
     use std::process::ExitStatus;
 
-    use super::{command_line, QueryError, QueryErrorKind, Slurm};
+    use super::{command_line, Slurm};
+    use crate::slurm::error::{SlurmError, SlurmErrorKind};
 
     /// Answers keyed by the command line; a command not in the table fails
     /// with exit status 1 and "no such thing" on stderr.
     #[derive(Default)]
     pub struct Canned {
-        answers: HashMap<String, Result<String, QueryError>>,
+        answers: HashMap<String, Result<String, SlurmError>>,
         asked: RefCell<Vec<String>>,
     }
 
@@ -149,18 +80,18 @@ pub mod canned {
         /// `command` cannot be started for the OS error `errno`.
         pub fn cannot_run(&mut self, command: &str, errno: i32) {
             let why = std::io::Error::from_raw_os_error(errno).to_string();
-            let error = QueryError {
+            let error = SlurmError {
                 command: command.to_owned(),
-                kind: QueryErrorKind::CannotRun(why),
+                kind: SlurmErrorKind::CannotRun(why),
             };
             self.answers.insert(command.to_owned(), Err(error));
         }
     }
 
-    fn failed(command: &str, stderr: &str) -> QueryError {
-        QueryError {
+    fn failed(command: &str, stderr: &str) -> SlurmError {
+        SlurmError {
             command: command.to_owned(),
-            kind: QueryErrorKind::Failed {
+            kind: SlurmErrorKind::Failed {
                 // A wait status: exit code 1.
                 status: ExitStatus::from_raw(1 << 8),
                 stderr: stderr.to_owned(),
@@ -170,7 +101,7 @@ pub mod canned {
     }
 
     impl Slurm for Canned {
-        fn query(&self, program: &str, args: &[&str]) -> Result<String, QueryError> {
+        fn query(&self, program: &str, args: &[&str]) -> Result<String, SlurmError> {
             let command = command_line(program, args);
             self.asked.borrow_mut().push(command.clone());
             self.answers

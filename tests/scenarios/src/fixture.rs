@@ -70,6 +70,35 @@ impl BeamtimeSpec {
         self
     }
 
+    /// Another beamtime's beamline, for a test of two beamtimes on one beamline (a
+    /// pre-start beside the one that holds it, or a takeover with
+    /// [`BeamtimeSpec::replacing`]).
+    pub fn on_beamline(mut self, beamline: &str) -> Self {
+        self.beamline = beamline.into();
+        self
+    }
+
+    /// Reservations on these nodes (`btnode[1-2]`, …): the beamtime's own on the first,
+    /// then `<id>_1`, `<id>_2`, … as the facility names further ones.
+    pub fn reservations_on(mut self, nodes: &[&str]) -> Self {
+        self.reservations = nodes
+            .iter()
+            .enumerate()
+            .map(|(n, nodes)| match n {
+                0 => format!("{}@{nodes}", self.id),
+                n => format!("{}_{n}@{nodes}", self.id),
+            })
+            .collect();
+        self
+    }
+
+    /// The beamtime's own reservation and a second one, `<id>_1`, as the facility names
+    /// a second reservation of one beamtime.
+    pub fn second_reservation(mut self) -> Self {
+        self.reservations = vec![self.id.clone(), format!("{}_1", self.id)];
+        self
+    }
+
     pub fn cores(mut self, cores: u32) -> Self {
         self.cores = cores;
         self

@@ -12,11 +12,11 @@
 //! 5. a file name holding newlines must not print a forged line into the watch's log;
 //!
 //! and one of the weaker items, on the node: a beamline folder that holds another
-//! beamtime's metadata file besides this one's is refused (beamtime 11099213, p213).
+//! beamtime's metadata file besides this one's is refused (account bttest213).
 //!
-//! Beamtime 11099211 (beamline p211, account bttest211, the watch's user and the victim);
-//! the attacker is the Unix user bttest219, in the account's group where a finding needs
-//! a folder the team shares. Beamtime 11099212 (bttest212), whose `.bashrc` prints a
+//! The beamtimes have fresh ids and beamlines. Account bttest211 is the watch's user and
+//! the victim; the attacker is the Unix user bttest219, in the account's group where a
+//! finding needs a folder the team shares. Account bttest212, whose `.bashrc` prints a
 //! note, for `--remote` from the beamline computer bttest218 through the harness's real
 //! sshd. Each test makes a job or two: they run in every one-node pass.
 
@@ -34,8 +34,7 @@ fn beamtime() -> &'static Beamtime {
     static BT: OnceLock<Beamtime> = OnceLock::new();
     BT.get_or_init(|| {
         let c = cluster();
-        let bt =
-            c.start_beamtime(&BeamtimeSpec::new("11099211", "p211", "bttest211").partition("all"));
+        let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest211"));
         c.ensure_unix_user(ATTACKER, &[bt.account.as_str()]);
         bt
     })
@@ -308,7 +307,7 @@ fn a_file_name_with_newlines_cannot_forge_a_line_in_the_watchs_log() {
 fn a_login_message_without_a_final_newline_does_not_hide_that_sbatch_ran() {
     let c = cluster();
     let sshd = c.sshd();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099212", "p212", "bttest212").partition("all"));
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest212"));
     let key = bt.current_dir.join("shared/id_rsa");
     fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
     sshd.authorize(&bt.account, &key.with_extension("pub"));
@@ -387,8 +386,10 @@ fn sbatch_abbreviations_meet_the_same_checks_as_the_full_options() {
         .timeout(Duration::from_secs(30))
         .run();
     assert_eq!(submit.code(), Some(65), "{submit}");
-    submit
-        .assert_stderr_contains("reservation other is not one of beamtime 11099211's reservations");
+    submit.assert_stderr_contains(&format!(
+        "reservation other is not one of beamtime {}'s reservations",
+        bt.id
+    ));
     assert_eq!(submit.stdout, "", "{submit}");
 }
 
@@ -400,7 +401,7 @@ fn sbatch_abbreviations_meet_the_same_checks_as_the_full_options() {
 #[test]
 fn a_beamline_folder_holding_another_beamtimes_metadata_too_is_refused() {
     let c = cluster();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099213", "p213", "bttest213").partition("all"));
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest213"));
     let leftover = bt.current_dir.join("beamtime-metadata-11099298.json");
     fs::copy(&bt.metadata_path, &leftover).unwrap();
     let log = c.log_cursor("slurmd.log");

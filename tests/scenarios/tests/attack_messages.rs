@@ -4,7 +4,7 @@
 //! issue tells it and checks the new outcome; the file runs in both one-node
 //! configurations (plain, and `cluster.sh up --job-container`).
 //!
-//! Beamtimes 11099700–11099749, beamlines p700–p749, accounts bttest700–bttest749.
+//! Accounts bttest700–bttest749; each beamtime gets a fresh id and beamline.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -110,7 +110,7 @@ fn assert_variant_refused(
 /// one silently won. Now each is refused as ambiguous, naming both spellings.
 #[test]
 fn key_variants_and_two_spellings_of_one_key_are_refused_naming_both() {
-    let bt = beamtime(BeamtimeSpec::new("11099700", "p700", "bttest700"));
+    let bt = beamtime(BeamtimeSpec::fresh("bttest700"));
     let original = bt.metadata();
     bypassed_srun(
         &bt,
@@ -295,18 +295,16 @@ fn a_working_directory_in_the_beamline_is_right_and_the_task_says_so() {
 #[test]
 fn a_list_of_the_beamtimes_reservations_is_refused_as_a_list() {
     let c = cluster();
-    let bt = beamtime(
-        BeamtimeSpec::new("11099703", "p703", "bttest703")
-            .reservations(&["11099703", "11099703_1"]),
-    );
+    let bt = beamtime(BeamtimeSpec::fresh("bttest703").second_reservation());
+    let list = format!("{0},{0}_1", bt.id);
     let wd = c.workdir(&bt.account, "reservation-list");
     let out = c
         .as_user(&bt.account, "srun")
         .cwd(&wd)
         .args([
-            "--beamtime=11099703",
+            &format!("--beamtime={}", bt.id),
             "--partition=all",
-            "--reservation=11099703,11099703_1",
+            &format!("--reservation={list}"),
             "echo",
             "payload-ran",
         ])
@@ -314,9 +312,11 @@ fn a_list_of_the_beamtimes_reservations_is_refused_as_a_list() {
     cluster().assert_refused_by_node(
         &out,
         &[
-            "the job was submitted with a list of reservations ('11099703,11099703_1'), and \
-             Slurm tells the plugin that list, not the reservation the job runs in",
-            "Submit with one reservation, e.g. --reservation=11099703",
+            &format!(
+                "the job was submitted with a list of reservations ('{list}'), and Slurm tells \
+                 the plugin that list, not the reservation the job runs in"
+            ),
+            &format!("Submit with one reservation, e.g. --reservation={}", bt.id),
         ],
     );
     assert!(!out.stderr.contains("the job runs in reservation"), "{out}");

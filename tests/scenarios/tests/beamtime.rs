@@ -20,6 +20,7 @@ use scenarios::{
 const REFUSED: i32 = 77;
 
 /// The beamtime most scenarios use: beamline p11, account bttest01, one reservation.
+/// Hand-picked: the facility's road, slurm.conf's partition ponline_p11, not `all`.
 fn good() -> &'static Beamtime {
     static GOOD: OnceLock<Beamtime> = OnceLock::new();
     GOOD.get_or_init(|| cluster().start_beamtime(&BeamtimeSpec::new("11099001", "p11", "bttest01")))
@@ -213,9 +214,7 @@ fn srun_inside_a_beamtime_batch_job_inherits_the_beamtime() {
 #[test]
 fn the_second_reservation_of_a_dedicated_beamtime_is_accepted() {
     let c = cluster();
-    let bt = c.start_beamtime(
-        &BeamtimeSpec::new("11099005", "p21", "bttest05").reservations(&["11099005", "11099005_1"]),
-    );
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest05").second_reservation());
     let log = c.log_cursor("slurmd.log");
     let out = c
         .as_user(&bt.account, "srun")
@@ -223,13 +222,15 @@ fn the_second_reservation_of_a_dedicated_beamtime_is_accepted() {
             format!("--beamtime={}", bt.id),
             format!("--partition={}", bt.partition),
         ])
-        .arg("--reservation=11099005_1")
+        .arg(format!("--reservation={}_1", bt.id))
         .args(["bash", "-c", "echo $BEAMTIME_ID; ls -A /beamline"])
         .run();
-    out.assert_success().assert_stdout_contains("11099005\np21");
-    assert!(log.read_new().contains(
-        "beamtime=11099005 node=btnode1 decision=accepted phase=online reservation=11099005_1"
-    ));
+    out.assert_success()
+        .assert_stdout_contains(&format!("{}\n{}", bt.id, bt.beamline));
+    assert!(log.read_new().contains(&format!(
+        "beamtime={0} node=btnode1 decision=accepted phase=online reservation={0}_1",
+        bt.id
+    )));
 }
 
 #[test]
@@ -418,12 +419,8 @@ fn hostile_ids_are_refused_on_both_sides() {
 }
 
 /// A beamtime without online resources whose metadata the test then damages.
-fn damaged_beamtime(id: &str, beamline: &str, account: &str) -> Beamtime {
-    cluster().start_beamtime(
-        &BeamtimeSpec::new(id, beamline, account)
-            .partition("all")
-            .no_online(),
-    )
+fn damaged_beamtime(account: &str) -> Beamtime {
+    cluster().start_beamtime(&BeamtimeSpec::fresh(account).no_online())
 }
 
 /// Both sides refuse: sbatch before a job exists, and the node when the client is bypassed.
@@ -444,17 +441,20 @@ fn assert_refused_everywhere(bt: &Beamtime, expected: &str) {
 
 #[test]
 fn missing_metadata_is_refused() {
-    let bt = damaged_beamtime("11099010", "p30", "bttest10");
+    let bt = damaged_beamtime("bttest10");
     fs::remove_file(&bt.metadata_path).unwrap();
-    assert_refused_everywhere(&bt, "no metadata file for beamtime 11099010");
+    assert_refused_everywhere(&bt, &format!("no metadata file for beamtime {}", bt.id));
 }
 
 #[test]
 fn malformed_metadata_is_refused_with_file_and_position() {
-    let bt = damaged_beamtime("11099011", "p31", "bttest11");
+    let bt = damaged_beamtime("bttest11");
     fs::write(
         &bt.metadata_path,
-        "{\n    \"beamtimeId\": \"11099011\",\n    \"beamline\": \n",
+        format!(
+            "{{\n    \"beamtimeId\": \"{}\",\n    \"beamline\": \n",
+            bt.id
+        ),
     )
     .unwrap();
     assert_refused_everywhere(&bt, &format!("{}:4:", bt.metadata_path.display()));
@@ -462,7 +462,7 @@ fn malformed_metadata_is_refused_with_file_and_position() {
 
 #[test]
 fn symlinked_metadata_is_refused() {
-    let bt = damaged_beamtime("11099012", "p32", "bttest12");
+    let bt = damaged_beamtime("bttest12");
     let real = bt.current_dir.join("shared/real-metadata.json");
     fs::rename(&bt.metadata_path, &real).unwrap();
     std::os::unix::fs::symlink(&real, &bt.metadata_path).unwrap();
@@ -471,7 +471,7 @@ fn symlinked_metadata_is_refused() {
 
 #[test]
 fn metadata_of_an_untrusted_owner_is_refused() {
-    let bt = damaged_beamtime("11099013", "p33", "bttest13");
+    let bt = damaged_beamtime("bttest13");
     let account = UnixUser::get(&bt.account).uid;
     std::os::unix::fs::chown(&bt.metadata_path, Some(account), None).unwrap();
     assert_refused_everywhere(
@@ -482,14 +482,14 @@ fn metadata_of_an_untrusted_owner_is_refused() {
 
 #[test]
 fn group_writable_metadata_is_refused() {
-    let bt = damaged_beamtime("11099014", "p34", "bttest14");
+    let bt = damaged_beamtime("bttest14");
     fs::set_permissions(&bt.metadata_path, fs::Permissions::from_mode(0o664)).unwrap();
     assert_refused_everywhere(&bt, "writable by group or others (mode 0664)");
 }
 
 #[test]
 fn pre_start_metadata_is_refused_as_not_ready() {
-    let bt = damaged_beamtime("11099015", "p35", "bttest15");
+    let bt = damaged_beamtime("bttest15");
     rewrite_metadata(&bt, |m| {
         m["onlineAnalysis"] = serde_json::json!({
             "reservedNodes": [], "slurmPartition": null, "slurmReservation": null,
@@ -498,7 +498,7 @@ fn pre_start_metadata_is_refused_as_not_ready() {
     });
     assert_refused_everywhere(
         &bt,
-        "beamtime 11099015 has no online analysis resources yet",
+        &format!("beamtime {} has no online analysis resources yet", bt.id),
     );
 }
 
@@ -643,26 +643,28 @@ fn a_writable_subfolder_swapped_for_a_symlink_is_refused() {
 #[test]
 fn a_beamline_that_moved_on_to_another_beamtime_shows_none_of_it() {
     let c = cluster();
-    let old = c.start_beamtime(&BeamtimeSpec::new("11099023", "p43", "bttest23").partition("all"));
+    let old = c.start_beamtime(&BeamtimeSpec::fresh("bttest23"));
     // The old beamtime's metadata stays on the core filesystem …
-    let core = c.state_dir().join("core/p43/11099023");
+    let core = c
+        .state_dir()
+        .join(format!("core/{}/{}", old.beamline, old.id));
     fs::create_dir_all(&core).unwrap();
     fs::copy(
         &old.metadata_path,
-        core.join("beamtime-metadata-11099023.json"),
+        core.join(format!("beamtime-metadata-{}.json", old.id)),
     )
     .unwrap();
     // … while the beamline's current folder now belongs to the next beamtime;
     // the old reservation is still there.
-    let next = BeamtimeSpec::new("11099024", "p43", "bttest24")
-        .partition("all")
+    let next = BeamtimeSpec::fresh("bttest24")
+        .on_beamline(&old.beamline)
         .no_online();
     c.cmd(Cluster::repo_root().join("slurm-conf-examples/beamtime-start.sh"))
         .args([
             "--id",
             &next.id,
             "--beamline",
-            "p43",
+            &next.beamline,
             "--account",
             &next.account,
             "--partition",
@@ -683,7 +685,10 @@ fn a_beamline_that_moved_on_to_another_beamtime_shows_none_of_it() {
         .args([
             "bash",
             "-c",
-            "echo phase=$BEAMTIME_PHASE; ls -A /beamline; ls /beamline/p43/current 2>&1 || true",
+            &format!(
+                "echo phase=$BEAMTIME_PHASE; ls -A /beamline; ls /beamline/{}/current 2>&1 || true",
+                old.beamline
+            ),
         ])
         .run();
     out.assert_success()
@@ -693,19 +698,23 @@ fn a_beamline_that_moved_on_to_another_beamtime_shows_none_of_it() {
         "the beamline shows:\n{out}"
     );
     assert!(
-        !out.stdout.contains("11099024"),
+        !out.stdout.contains(&next.id),
         "the next beamtime shows:\n{out}"
     );
     assert!(
-        out.stderr
-            .contains("beamtime 11099023 has not started on beamline p43 yet"),
+        out.stderr.contains(&format!(
+            "beamtime {} has not started on beamline {} yet",
+            old.id, old.beamline
+        )),
         "no note:\n{out}"
     );
     assert_host_untouched();
     let logged = log.read_new();
     assert!(
-        logged.lines().any(|l| l.contains("beamtime=11099023 ")
-            && l.contains("decision=accepted phase=pre-start ")),
+        logged
+            .lines()
+            .any(|l| l.contains(&format!("beamtime={} ", old.id))
+                && l.contains("decision=accepted phase=pre-start ")),
         "{logged}"
     );
 }

@@ -125,6 +125,7 @@ fn accounting_is_enforced_for_unknown_accounts() {
 #[test]
 fn beamtime_reservation_admits_its_account_and_refuses_others() {
     let c = Cluster::from_env();
+    // Hand-picked: p11's partition ponline_p11 of the test slurm.conf is what this proves.
     let bt = c.start_beamtime(&BeamtimeSpec::new("11099101", "p11", "bttest11"));
     assert_eq!(bt.partition, "ponline_p11");
 
@@ -172,6 +173,7 @@ fn beamtime_reservation_admits_its_account_and_refuses_others() {
 #[test]
 fn beamtime_folder_and_metadata_look_like_the_facilitys() {
     let c = Cluster::from_env();
+    // Hand-picked: the facility's layout on p21, in slurm.conf's ponline_p21, is what this proves.
     let bt = c.start_beamtime(
         &BeamtimeSpec::new("11099105", "p21", "bttest15").reservations(&["11099105", "11099105_1"]),
     );
@@ -241,6 +243,7 @@ fn beamtime_folder_and_metadata_look_like_the_facilitys() {
 #[test]
 fn beamtime_without_online_resources_has_no_reservation() {
     let c = Cluster::from_env();
+    // Hand-picked: the step below asks for slurm.conf's ponline_p07, a beamline's own partition.
     let bt = c.start_beamtime(&BeamtimeSpec::new("11099103", "p07", "bttest13").no_online());
     assert!(bt.reservations.is_empty());
     assert!(c.reservation("11099103").is_none());

@@ -25,13 +25,11 @@ fn doctor(user: &str, args: &[&str]) -> Output {
 #[test]
 fn a_started_beamtime_passes_every_check_for_its_account() {
     let c = cluster();
-    let bt = c.start_beamtime(
-        &BeamtimeSpec::new("11099101", "p11", "bttest101")
-            .reservations(&["11099101", "11099101_1"]),
-    );
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest101").second_reservation());
     let out = doctor(&bt.account, &["--beamtime", &bt.id]);
     out.assert_success();
     for check in [
+        "controller",
         "metadata",
         "online-resources",
         "user",
@@ -50,7 +48,7 @@ fn a_started_beamtime_passes_every_check_for_its_account() {
     }
     assert!(
         out.doctor_check("reservations")
-            .ends_with("11099101, 11099101_1 active"),
+            .ends_with(&format!("{0}, {0}_1 active", bt.id)),
         "{out}"
     );
     assert!(
@@ -69,14 +67,14 @@ fn a_started_beamtime_passes_every_check_for_its_account() {
             .contains(&format!("{} is there", bt.current_dir.display())),
         "{out}"
     );
-    out.assert_stdout_contains("all 11 checks passed");
+    out.assert_stdout_contains("all 12 checks passed");
 
     let json = doctor(&bt.account, &["--beamtime", &bt.id, "--format", "json"]);
     json.assert_success();
     let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(report["ok"], true, "{json}");
     assert_eq!(report["beamtime"], bt.id.as_str());
-    assert_eq!(report["checks"].as_array().unwrap().len(), 11);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 12);
 }
 
 #[test]
@@ -208,7 +206,7 @@ fn srun_in(c: &Cluster, user: &str, bt: &Beamtime, reservation: &str) -> Output 
 #[test]
 fn a_system_account_is_refused_by_doctor_in_the_words_srun_refuses_it() {
     let c = cluster();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099107", "p87", "bttest107").partition("all"));
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest107"));
     // The facility's file (root's), rewritten as a slip would leave it: the
     // account `daemon`, uid 1 on Debian.
     let mut metadata: serde_json::Value =
@@ -244,12 +242,9 @@ fn a_system_account_is_refused_by_doctor_in_the_words_srun_refuses_it() {
 #[test]
 fn a_listed_reservation_not_named_after_the_beamtime_is_what_the_node_refuses() {
     let c = cluster();
-    let foreign = "maint11099108";
-    let bt = c.start_beamtime(
-        &BeamtimeSpec::new("11099108", "p88", "bttest108")
-            .partition("all")
-            .reservations(&[foreign, "11099108"]),
-    );
+    let spec = BeamtimeSpec::fresh("bttest108");
+    let foreign = &format!("maint{}", spec.id);
+    let bt = c.start_beamtime(&spec.clone().reservations(&[foreign, &spec.id]));
     let node_says = format!(
         "the job runs in reservation '{foreign}', which beamtime {}'s metadata lists but which \
          is not named after it",

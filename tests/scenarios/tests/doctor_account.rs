@@ -13,7 +13,7 @@ use scenarios::{bt_submit, BeamtimeSpec, Cluster, RestorePlugstack};
 fn doctor_says_what_the_node_says_about_the_jobs_slurm_account() {
     let c = Cluster::from_env();
     let (plugin, good_args) = c.installed_plugin();
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099109", "p89", "bttest109").partition("all"));
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest109"));
     let wd = c.workdir(&bt.account, "doctor-account");
     let _restore = RestorePlugstack::new(&c);
     let doctor = || {

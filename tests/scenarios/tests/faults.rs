@@ -23,11 +23,7 @@ fn beamtime_jobs_survive_a_slurmd_restart_and_a_vanished_metadata_file_stops_onl
     let c = Cluster::from_env();
     let (plugin, args) = c.installed_plugin();
     let _restore = RestorePlugstack::new(&c);
-    let bt = c.start_beamtime(
-        &BeamtimeSpec::new("11099040", "p60", "bttest40")
-            .partition("all")
-            .cores(2),
-    );
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest40").cores(2));
     let wd = c.workdir(&bt.account, "faults");
     let go = wd.join("go");
     // Each step waits for the test's signal, so the fault lands while the job runs.
@@ -64,13 +60,26 @@ fn beamtime_jobs_survive_a_slurmd_restart_and_a_vanished_metadata_file_stops_onl
     signal(3);
     let end = c.wait_job(job.id, scenarios::DEFAULT_TIMEOUT);
     let output = job.stdout();
-    assert!(output.contains("first-step p60"), "{output}");
+    let beamline = &bt.beamline;
+    assert!(
+        output.contains(&format!("first-step {beamline}")),
+        "{output}"
+    );
     assert!(output.contains("second-step-status=1"), "{output}");
-    assert!(!output.contains("second-step p60"), "{output}");
-    assert!(output.contains("batch-still-sees p60"), "{output}");
+    assert!(
+        !output.contains(&format!("second-step {beamline}")),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!("batch-still-sees {beamline}")),
+        "{output}"
+    );
     let stderr = job.stderr();
     assert!(
-        stderr.contains("srun: error: spank-beamtime: no metadata file for beamtime 11099040"),
+        stderr.contains(&format!(
+            "srun: error: spank-beamtime: no metadata file for beamtime {}",
+            bt.id
+        )),
         "{stderr}"
     );
     assert_eq!(end.state, "COMPLETED", "{end:#?}");

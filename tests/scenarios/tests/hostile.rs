@@ -11,8 +11,8 @@
 //! node with the client bypassed (a slurm.conf without the plugin and the
 //! option forged into the environment, as any user can do).
 //!
-//! Accounts bttest70–bttest99; the beamtime the attacks aim at is 11099590 on beamline p590,
-//! the others have fresh ids and beamlines (`BeamtimeSpec::fresh`).
+//! Accounts bttest70–bttest99; every beamtime, the one the attacks aim at (`other`, account
+//! bttest90) included, has a fresh id and beamline (`BeamtimeSpec::fresh`).
 
 use std::ffi::CString;
 use std::fs;
@@ -65,11 +65,7 @@ fn beamtime(account: &str) -> Beamtime {
 fn other() -> &'static Beamtime {
     static OTHER: OnceLock<Beamtime> = OnceLock::new();
     OTHER.get_or_init(|| {
-        let bt = cluster().start_beamtime(
-            &BeamtimeSpec::new("11099590", "p590", "bttest90")
-                .partition("all")
-                .no_online(),
-        );
+        let bt = cluster().start_beamtime(&BeamtimeSpec::fresh("bttest90").no_online());
         put_detector_file(&bt);
         bt
     })
@@ -407,7 +403,7 @@ fn a_duplicate_beamline_key_is_refused_instead_of_one_value_silently_winning() {
     // strict parser must refuse the file rather than pick one.
     let original = fs::read(&bt.metadata_path).unwrap();
     let key = "    \"beamline\"";
-    let hostile = with_second_line(&original, format!("{key}: \"p590\",").as_bytes());
+    let hostile = with_second_line(&original, format!("{key}: \"p9\",").as_bytes());
     let repeated = String::from_utf8_lossy(&hostile)
         .lines()
         .enumerate()
@@ -744,9 +740,12 @@ fn a_metadata_file_swapped_with_a_link_to_another_beamtimes_never_shows_the_othe
     let saw_the_other: Vec<_> = steps
         .iter()
         .filter(|step| {
-            ["p590", "frame data of 11099590"]
-                .iter()
-                .any(|leak| step.out.contains(leak) || step.err.contains(leak))
+            [
+                other.beamline.clone(),
+                format!("frame data of {}", other.id),
+            ]
+            .iter()
+            .any(|leak| step.out.contains(leak) || step.err.contains(leak))
         })
         .collect();
     assert!(

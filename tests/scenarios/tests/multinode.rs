@@ -28,13 +28,12 @@ fn multinode_cluster() -> &'static Cluster {
     scenarios::cluster()
 }
 
-/// Dedicated resources split in two: `11099401` on btnode[1-2], `11099401_1` on btnode[3-4].
+/// Dedicated resources split in two: `<id>` on btnode[1-2], `<id>_1` on btnode[3-4].
 fn split() -> &'static Beamtime {
     static SPLIT: OnceLock<Beamtime> = OnceLock::new();
     SPLIT.get_or_init(|| {
         let bt = multinode_cluster().start_beamtime(
-            &BeamtimeSpec::new("11099401", "p11", "bttest41")
-                .reservations(&["11099401@btnode[1-2]", "11099401_1@btnode[3-4]"]),
+            &BeamtimeSpec::fresh("bttest41").reservations_on(&["btnode[1-2]", "btnode[3-4]"]),
         );
         put_detector_file(&bt);
         bt
@@ -162,7 +161,7 @@ fn srun_across_a_reservations_nodes_sees_the_beamline_on_every_node() {
     let logs = c.slurmd_log_cursors();
     let out = c
         .as_user(&bt.account, "srun")
-        .args(beamtime_args(bt, "11099401"))
+        .args(beamtime_args(bt, &bt.reservations[0]))
         .args(["-N2", "bash", "-c", WHERE_AND_WHAT])
         .run();
     out.assert_success();
@@ -177,7 +176,7 @@ fn srun_across_a_reservations_nodes_sees_the_beamline_on_every_node() {
         "#!/bin/bash\nsrun -N2 bash -c '{}'\n",
         WHERE_AND_WHAT.replace('\'', "'\\''")
     );
-    let args = beamtime_args(bt, "11099401_1");
+    let args = beamtime_args(bt, &bt.reservations[1]);
     let args: Vec<&str> = args.iter().map(String::as_str).chain(["-N2"]).collect();
     let (job, end) = c.submit_and_wait(&bt.account, &wd, &args, &script);
     end.assert_completed_ok();
@@ -193,7 +192,7 @@ fn srun_across_a_reservations_nodes_sees_the_beamline_on_every_node() {
         job.id,
         "0",
         &["btnode3", "btnode4"],
-        "11099401_1",
+        &bt.reservations[1],
     );
     c.assert_nodes_not_drained();
 }
@@ -208,7 +207,7 @@ fn a_job_in_the_second_reservation_runs_only_on_its_nodes() {
     for extra in [&["-w", "btnode1"][..], &["-N3"]] {
         let out = c
             .as_user(&bt.account, "srun")
-            .args(beamtime_args(bt, "11099401_1"))
+            .args(beamtime_args(bt, &bt.reservations[1]))
             .args(extra)
             .args(["--immediate=5", "hostname"])
             .run();
@@ -224,7 +223,7 @@ fn a_job_in_the_second_reservation_runs_only_on_its_nodes() {
     }
     let out = c
         .as_user(&bt.account, "srun")
-        .args(beamtime_args(bt, "11099401_1"))
+        .args(beamtime_args(bt, &bt.reservations[1]))
         .args(["-n1", "bash", "-c", WHERE_AND_WHAT])
         .run();
     out.assert_success();
@@ -241,8 +240,8 @@ fn a_node_outside_reserved_nodes_refuses_while_the_others_accept() {
     let c = multinode_cluster();
     // The reservation holds btnode1 and btnode2; the metadata lists only btnode1.
     let bt = c.start_beamtime(
-        &BeamtimeSpec::new("11099402", "p21", "bttest42")
-            .reservations(&["11099402@btnode[1-2]"])
+        &BeamtimeSpec::fresh("bttest42")
+            .reservations_on(&["btnode[1-2]"])
             .arg("--reserved-nodes")
             .arg("btnode1"),
     );
@@ -250,7 +249,7 @@ fn a_node_outside_reserved_nodes_refuses_while_the_others_accept() {
     let logs = c.slurmd_log_cursors();
     let out: Output = c
         .as_user(&bt.account, "srun")
-        .args(beamtime_args(&bt, "11099402"))
+        .args(beamtime_args(&bt, &bt.id))
         .args(["-N2", "bash", "-c", WHERE_AND_WHAT])
         .run();
     assert_eq!(
@@ -270,8 +269,10 @@ fn a_node_outside_reserved_nodes_refuses_while_the_others_accept() {
     );
     assert!(refusals[0].contains(" refused on btnode2: "), "{out}");
     assert!(
-        out.stderr
-            .contains("node btnode2 is not one of beamtime 11099402's reserved nodes (btnode1)"),
+        out.stderr.contains(&format!(
+            "node btnode2 is not one of beamtime {}'s reserved nodes (btnode1)",
+            bt.id
+        )),
         "{out}"
     );
     // btnode1 accepted and ran its task; btnode2's task never ran user code.
@@ -280,7 +281,7 @@ fn a_node_outside_reserved_nodes_refuses_while_the_others_accept() {
         let text = cursor.read_new();
         let mine: Vec<&str> = text
             .lines()
-            .filter(|l| l.contains("beamtime=11099402 "))
+            .filter(|l| l.contains(&format!("beamtime={} ", bt.id)))
             .collect();
         match node.as_str() {
             "btnode1" => assert!(
@@ -302,14 +303,8 @@ fn a_node_outside_reserved_nodes_refuses_while_the_others_accept() {
 #[ignore = "needs tests/cluster/cluster.sh up --nodes 4"]
 fn two_beamtimes_on_the_same_nodes_each_see_only_their_own_beamline() {
     let c = multinode_cluster();
-    let a = c.start_beamtime(
-        &BeamtimeSpec::new("11099403", "p07", "bttest43").reservations(&["11099403@btnode[3-4]"]),
-    );
-    let b = c.start_beamtime(
-        &BeamtimeSpec::new("11099404", "p98", "bttest44")
-            .partition("all")
-            .reservations(&["11099404@btnode[3-4]"]),
-    );
+    let a = c.start_beamtime(&BeamtimeSpec::fresh("bttest43").reservations_on(&["btnode[3-4]"]));
+    let b = c.start_beamtime(&BeamtimeSpec::fresh("bttest44").reservations_on(&["btnode[3-4]"]));
     put_detector_file(&a);
     put_detector_file(&b);
     // Both jobs hold their step open until the other one's step has started: they run at once.
@@ -350,9 +345,7 @@ fn mixed() -> &'static Beamtime {
     static MIXED: OnceLock<Beamtime> = OnceLock::new();
     MIXED.get_or_init(|| {
         let bt = multinode_cluster().start_beamtime(
-            &BeamtimeSpec::new("11099405", "p99", "bttest45")
-                .partition("all")
-                .reservations(&["11099405@btnode[1-2]", "11099405_1@btnode[3-4]"]),
+            &BeamtimeSpec::fresh("bttest45").reservations_on(&["btnode[1-2]", "btnode[3-4]"]),
         );
         put_detector_file(&bt);
         bt
@@ -373,7 +366,7 @@ fn bt_submit_constraint_gpu_picks_the_gpu_reservation() {
     out.assert_success();
     assert!(
         out.stderr
-            .contains("bt-submit: using reservation 11099405_1"),
+            .contains(&format!("bt-submit: using reservation {}_1", bt.id)),
         "{out}"
     );
     assert_eq!(
@@ -391,7 +384,7 @@ fn bt_submit_constraint_gpu_picks_the_gpu_reservation() {
     out.assert_success();
     assert!(
         out.stderr
-            .contains("bt-submit: using reservation 11099405 "),
+            .contains(&format!("bt-submit: using reservation {} ", bt.id)),
         "{out}"
     );
     assert_eq!(
@@ -408,7 +401,8 @@ fn bt_submit_constraint_gpu_picks_the_gpu_reservation() {
     assert_eq!(out.code(), Some(65), "{out}");
     assert!(out.stdout.trim().is_empty(), "{out}");
     assert!(
-        out.stderr.contains("no reservation of beamtime 11099405"),
+        out.stderr
+            .contains(&format!("no reservation of beamtime {}", bt.id)),
         "{out}"
     );
 }

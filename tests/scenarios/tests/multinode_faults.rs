@@ -93,11 +93,7 @@ fn a_node_cut_off_from_the_controller_refuses_the_step_in_bounded_time_and_stays
     let c = Cluster::from_env();
     let nodes = c.require_nodes(MULTI_NODES);
     let node = nodes.last().unwrap().clone();
-    let bt = c.start_beamtime(
-        &BeamtimeSpec::new("11099420", "p14", "bttest52")
-            .partition("all")
-            .reservations(&["11099420@btnode[1-4]"]),
-    );
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest52").reservations_on(&["btnode[1-4]"]));
     let wd = c.workdir(&bt.account, "cut-off");
     let logs = c.slurmd_log_cursors();
     let cut = Cut::new(&netns_of(&c, &node), &controller_address(&c));

@@ -21,11 +21,7 @@ fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, name: &s
 fn controller_queries_per_job_node_and_step() {
     let c = Cluster::from_env();
     let nodes = c.require_nodes(MULTI_NODES).len();
-    let bt = c.start_beamtime(
-        &BeamtimeSpec::new("11099410", "p10", "bttest50")
-            .partition("all")
-            .reservations(&["11099410@btnode[1-4]"]),
-    );
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest50").reservations_on(&["btnode[1-4]"]));
     let wd = c.workdir(&bt.account, "queries");
     let n = nodes.to_string();
     // salloc on the host runs the steps one after another; nothing in it polls the controller

@@ -4,7 +4,7 @@
 //! the nodes by name, address and host key, as a site's would. remote.rs proves the rest
 //! on the one-node cluster's loopback sshd.
 //!
-//! Beamtime 11099810 (account bttest810), one reservation on btnode2 and btnode3, so
+//! A fresh beamtime of account bttest810, one reservation on btnode2 and btnode3, so
 //! `reservedNodes` is btnode2, btnode3. The two tests take turns (one cuts btnode2 off
 //! from the host for a while). `#[ignore]`d like multinode.rs; scripts/test-all.sh runs it
 //! in the 4-host pass with `--ignored`.
@@ -31,11 +31,8 @@ fn beamtime() -> &'static Beamtime {
     BT.get_or_init(|| {
         let c = cluster();
         c.require_nodes(MULTI_NODES);
-        let bt = c.start_beamtime(
-            &BeamtimeSpec::new("11099810", "p810", "bttest810")
-                .partition("all")
-                .reservations(&["11099810@btnode[2-3]"]),
-        );
+        let bt =
+            c.start_beamtime(&BeamtimeSpec::fresh("bttest810").reservations_on(&["btnode[2-3]"]));
         let key = bt.current_dir.join("shared/id_rsa");
         fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
         c.sshd().authorize(&bt.account, &key.with_extension("pub"));

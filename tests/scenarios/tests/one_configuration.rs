@@ -70,8 +70,10 @@ fn bt_submit_finds_the_metadata_and_the_target_where_the_plugin_does() {
         args.contains("metadata=") && !args.contains("target="),
         "the cluster's plugin_args must set metadata= and leave target= to its default: {args}"
     );
-    let bt = c.start_beamtime(&BeamtimeSpec::new("11099601", "p61", "bttest601").partition("all"));
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest601"));
     let location = plugin_line(&c);
+    let current = format!("/beamline/{}/current", bt.beamline);
+    let data = format!("/beamline/{}/data", bt.beamline);
 
     // 1. The cluster's line: metadata= patterns, the default target.
     let out = run(&c, &bt, &["--beamtime", &bt.id, "--dry-run", "job.sh"]);
@@ -84,7 +86,7 @@ fn bt_submit_finds_the_metadata_and_the_target_where_the_plugin_does() {
         ),
         "{out}"
     );
-    assert_show(&c, &bt, "/beamline/p61/current");
+    assert_show(&c, &bt, &current);
     let out = run(&c, &bt, &["doctor", "--beamtime", &bt.id]);
     out.assert_success();
     let metadata = out.doctor_check("metadata");
@@ -104,7 +106,7 @@ fn bt_submit_finds_the_metadata_and_the_target_where_the_plugin_does() {
     );
     assert!(
         out.doctor_check("beamline-source")
-            .ends_with("jobs see it as /beamline/p61/current"),
+            .ends_with(&format!("jobs see it as {current}")),
         "{out}"
     );
 
@@ -114,12 +116,12 @@ fn bt_submit_finds_the_metadata_and_the_target_where_the_plugin_does() {
         Some(&plugin),
         &format!("{args} target=/beamline/{{beamline}}/data"),
     );
-    assert_show(&c, &bt, "/beamline/p61/data");
+    assert_show(&c, &bt, &data);
     let out = run(&c, &bt, &["doctor", "--beamtime", &bt.id]);
     out.assert_success();
     assert!(
         out.doctor_check("beamline-source")
-            .ends_with("jobs see it as /beamline/p61/data"),
+            .ends_with(&format!("jobs see it as {data}")),
         "{out}"
     );
     let out = run(
@@ -131,11 +133,14 @@ fn bt_submit_finds_the_metadata_and_the_target_where_the_plugin_does() {
             &bt.id,
             "sh",
             "-c",
-            "echo $BEAMTIME_BEAMLINE_PATH; ls -A /beamline/p61",
+            &format!(
+                "echo $BEAMTIME_BEAMLINE_PATH; ls -A /beamline/{}",
+                bt.beamline
+            ),
         ],
     );
     out.assert_success()
-        .assert_stdout_contains("/beamline/p61/data\ndata\n");
+        .assert_stdout_contains(&format!("{data}\ndata\n"));
 
     // 3. A line the plugin cannot use: bt-submit stops as the job would be stopped.
     c.set_plugstack(Some(&plugin), &format!("{args} colour=blue"));
@@ -148,10 +153,12 @@ fn bt_submit_finds_the_metadata_and_the_target_where_the_plugin_does() {
         );
     let out = run(&c, &bt, &["doctor", "--beamtime", &bt.id]);
     assert_eq!(out.code(), Some(1), "{out}");
+    // First after the controller, which named the line.
+    assert!(out.doctor_check("controller").starts_with("ok   "), "{out}");
     let first = out
         .stdout
         .lines()
-        .nth(1)
+        .nth(2)
         .unwrap_or_else(|| panic!("no checks:\n{out}"));
     assert!(first.starts_with("FAIL plugstack-line "), "{out}");
     assert!(first.contains(&said), "{out}");

@@ -229,10 +229,10 @@ fn shown_phase(bt: &Beamtime) -> (String, serde_json::Value, serde_json::Value) 
 fn a_pre_start_beamtime_runs_without_its_beamline_until_it_starts() {
     let _plugstack = usual_plugstack();
     let c = cluster();
-    let spec = BeamtimeSpec::new("11099610", "p610", "bttest610").partition("all");
+    let spec = BeamtimeSpec::fresh("bttest610");
     // Before its start a beamtime's beamline folder does not exist: the one an earlier run
     // on this cluster started goes, as the facility's stop script unlinks it.
-    let current = c.beamline_src().join("p610/current");
+    let current = c.beamline_src().join(&spec.beamline).join("current");
     if current.exists() {
         fs::remove_dir_all(&current).unwrap();
     }
@@ -304,7 +304,7 @@ fn a_pre_start_beamtime_runs_without_its_beamline_until_it_starts() {
     assert_eq!((phase, jobs), ("pre-start".into(), "run".into()));
     let out = bt_submit_as(&bt, &["doctor", "--beamtime", &bt.id]);
     out.assert_success()
-        .assert_stdout_contains("all 11 checks passed");
+        .assert_stdout_contains("all 12 checks passed");
     let source = out.doctor_check("beamline-source");
     assert!(
         source.starts_with("ok   ")
@@ -369,11 +369,12 @@ fn a_pre_start_beamtime_runs_without_its_beamline_until_it_starts() {
 fn another_beamtime_on_the_beamline_shows_none_of_it_and_a_running_job_keeps_its_view() {
     let _plugstack = usual_plugstack();
     let c = cluster();
-    let holder =
-        c.start_beamtime(&BeamtimeSpec::new("11099611", "p611", "bttest611").partition("all"));
-    let secret = holder.current_dir.join("raw/secret-of-11099611");
+    let holder = c.start_beamtime(&BeamtimeSpec::fresh("bttest611"));
+    let secret = holder
+        .current_dir
+        .join(format!("raw/secret-of-{}", holder.id));
     fs::write(&secret, "the holder's data\n").unwrap();
-    let spec = BeamtimeSpec::new("11099612", "p611", "bttest612").partition("all");
+    let spec = BeamtimeSpec::fresh("bttest612").on_beamline(&holder.beamline);
     let bt = c.start_beamtime(&spec.clone().pre_start());
     assert_pre_started(&bt);
     assert!(secret.exists(), "the pre-start touched the holder's folder");
@@ -381,7 +382,7 @@ fn another_beamtime_on_the_beamline_shows_none_of_it_and_a_running_job_keeps_its
     let out = srun_look(&bt, &bt.id);
     out.assert_success();
     View::parse(&out.stdout, None).assert_pre_start(&bt, &out.stdout);
-    assert!(!out.stdout.contains("11099611"), "the holder shows:\n{out}");
+    assert!(!out.stdout.contains(&holder.id), "the holder shows:\n{out}");
     assert!(out.stderr.contains(&pre_start_note(&bt)), "{out}");
     // The holder's folder is closed to this account: only the node can tell.
     let (row, phase, jobs) = shown_phase(&bt);

@@ -5,10 +5,10 @@
 //! line, the quoting and the classification of ssh's messages are unit-tested in
 //! bt-submit (src/ssh.rs); here they meet ssh, sshd and Slurm.
 //!
-//! Beamtimes 11099800 (account bttest800, reservations 11099800 and 11099800_1, reserved
-//! nodes btdown800 — which does not answer — and btnode1) for the submissions, and 11099802 (bttest802) for the refusals, which
-//! never submit anything, so that "nothing was submitted" can be checked from accounting
-//! at any time. Beamline computers: bttest801 (in bttest800's group), bttest803 (no
+//! Two beamtimes with fresh ids and beamlines: account bttest800's (two reservations, the
+//! id and `<id>_1`, reserved nodes btdown800 — which does not answer — and btnode1) for
+//! the submissions, and bttest802's for the refusals, which never submit anything, so
+//! that "nothing was submitted" can be checked from accounting at any time. Beamline computers: bttest801 (in bttest800's group), bttest803 (no
 //! known_hosts entry), bttest804 (a key of its own), bttest805 (not in the group), bttest806
 //! (for whom the first reserved node accepts connections but never speaks ssh).
 
@@ -30,12 +30,21 @@ struct Site {
 
 const BEAMLINE_COMPUTER: &str = "bttest801";
 
-/// The beamtime's key as the facility leaves it on the beamline filesystem: in shared/,
-/// readable by the beamtime's group (the beamline computers' users are in it).
+/// The beamtime's key as the facility's start script leaves it on the beamline
+/// filesystem: in shared/, readable by the beamtime's group (the beamline computers'
+/// users are in it).
 fn share_key(bt: &Beamtime) -> PathBuf {
     let key = bt.current_dir.join("shared/id_rsa");
-    fs::set_permissions(&key, fs::Permissions::from_mode(0o640))
-        .unwrap_or_else(|e| panic!("{}: {e}", key.display()));
+    let mode = fs::metadata(&key)
+        .unwrap_or_else(|e| panic!("{}: {e}", key.display()))
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o640,
+        "beamtime-start.sh left {} mode {mode:o}, not 0640",
+        key.display()
+    );
     key
 }
 
@@ -45,14 +54,12 @@ fn site() -> &'static Site {
         let c = cluster();
         let sshd = c.sshd();
         let open = c.start_beamtime(
-            &BeamtimeSpec::new("11099800", "p800", "bttest800")
-                .partition("all")
-                .reservations(&["11099800", "11099800_1"])
+            &BeamtimeSpec::fresh("bttest800")
+                .second_reservation()
                 .arg("--reserved-nodes")
                 .arg(&format!("btdown800,{NODE}")),
         );
-        let refusing =
-            c.start_beamtime(&BeamtimeSpec::new("11099802", "p802", "bttest802").partition("all"));
+        let refusing = c.start_beamtime(&BeamtimeSpec::fresh("bttest802"));
         for bt in [&open, &refusing] {
             let key = share_key(bt);
             sshd.authorize(&bt.account, &key.with_extension("pub"));
@@ -204,7 +211,8 @@ fn the_first_reserved_node_down_the_next_one_is_used() {
         &["--node", "btdown800", job.to_str().unwrap()],
     );
     assert_eq!(down.code(), Some(68), "{down}");
-    down.assert_stderr_contains("none of the reserved nodes answered over ssh");
+    // Named as the metadata names it, not as ssh resolved it (127.0.0.1 port 1).
+    down.assert_stderr_contains("none of the reserved nodes answered over ssh: btdown800 (");
     down.assert_stderr_contains("Connection refused");
 }
 
@@ -349,7 +357,7 @@ fn the_controller_is_asked_on_the_node_when_a_reservation_must_be_chosen() {
         &["-N", "1", "--output=/dev/null", job.to_str().unwrap()],
     );
     out.assert_success();
-    out.assert_stderr_contains("bt-submit: using reservation 11099800 ");
+    out.assert_stderr_contains(&format!("bt-submit: using reservation {} ", bt.id));
     let id = out
         .stdout
         .strip_prefix("Submitted batch job ")
@@ -359,7 +367,7 @@ fn the_controller_is_asked_on_the_node_when_a_reservation_must_be_chosen() {
     end.assert_completed_ok();
     assert_eq!(
         end.record.get("Reservation").map(String::as_str),
-        Some("11099800"),
+        Some(bt.id.as_str()),
         "{end:#?}"
     );
 }
@@ -416,6 +424,12 @@ fn an_unknown_host_key_is_refused_with_what_the_admin_must_add() {
             &format!("the host key of {NODE} is not in known_hosts"),
             "hint: the cluster's administrators must add",
             "/etc/ssh/ssh_known_hosts",
+            // The harness's ssh_config gives the node its sshd's port and a HostKeyAlias.
+            &format!(
+                "as the line '{NODE} KEY' (ssh_config gives it HostKeyAlias {NODE}): KEY from \
+                 ssh-keyscan -p {} 127.0.0.1",
+                cluster().sshd().port
+            ),
         ],
     );
     assert_nothing_submitted(bt);

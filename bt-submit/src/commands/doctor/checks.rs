@@ -12,11 +12,52 @@ use beamtime::problem::ASK_THE_ADMINS;
 use super::{Check, Problem};
 use crate::site::phase::{self, Fault, State};
 use crate::site::plugstack::{BadLine, PluginSetup, Unavailable};
-use crate::slurm::query::{QueryError, Slurm};
+use crate::slurm::error::{SlurmError, SlurmErrorKind};
+use crate::slurm::query::Slurm;
 use crate::slurm::text::{node_unusable, partition_not_up, AccessList, Reservation};
 
 /// The name shown for a user the user database does not know.
 const UNKNOWN_USER: &str = "(unknown user)";
+
+/// Whether this host reaches the Slurm controller, from doctor's first
+/// question to it (`scontrol show config`, for the plugin's line): every later
+/// check that asks the controller is skipped when it does not answer, so that
+/// one cause is told once. A host without scontrol, or without a Slurm
+/// configuration, is no Slurm host at all: the beamline computer, which
+/// submits with --remote.
+pub(super) fn controller(plugin: &Result<PluginSetup, Unavailable>) -> Check {
+    const NAME: &str = "controller";
+    let error = match plugin {
+        Err(Unavailable::Query(error)) => error,
+        // It answered; what it said about the plugin is the plugin check's.
+        _ => return Check::pass(NAME, "slurmctld answers (scontrol show config)"),
+    };
+    let no_configuration = match &error.kind {
+        SlurmErrorKind::CannotRun(_) => true,
+        SlurmErrorKind::Failed { stderr, .. } => {
+            stderr.contains("Could not establish a configuration source")
+        }
+    };
+    if no_configuration {
+        Check::fail(
+            NAME,
+            format!("this is no Slurm host: {error}"),
+            "on the beamline computer, submit with bt-submit --remote (docs/admin.md, \"On the \
+             beamline computer\"); on a cluster host, the Slurm client commands and their \
+             configuration must be installed: ask the cluster's administrators",
+        )
+    } else {
+        Check::fail(
+            NAME,
+            format!("this host cannot reach the Slurm controller: {error}"),
+            format!(
+                "every other Slurm check needs it: if `scontrol ping` says DOWN here, {ASK_THE_ADMINS} \
+                 (slurmctld down, or this host cut off from it); a job cannot be submitted from here \
+                 until it answers"
+            ),
+        )
+    }
+}
 
 /// The plugin's line, reported only when the plugin cannot use it.
 pub(super) fn plugstack_line(bad: &BadLine) -> Check {
@@ -85,7 +126,7 @@ pub(super) fn online_resources(
 
 /// The beamtime's reservations in the metadata's order, each as the controller
 /// reports it (`None`: it does not exist), or why the controller did not answer.
-pub(super) type BeamtimeReservations<'r> = Result<Vec<Option<&'r Reservation>>, &'r QueryError>;
+pub(super) type BeamtimeReservations<'r> = Result<Vec<Option<&'r Reservation>>, &'r SlurmError>;
 
 pub(super) fn reservations(found: &BeamtimeReservations, online: &OnlineAnalysis) -> Check {
     let found = match found {

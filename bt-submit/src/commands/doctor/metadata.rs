@@ -2,6 +2,15 @@
 //! `metadata=` patterns and accepted only from its trusted owners, resolved by
 //! the same function the plugin uses. Without a line the plugin can use,
 //! bt-submit's own search path (or the defaults) and root as owner.
+//!
+//! Which file the user means is the one rule of site/metadata_file.rs
+//! ([`Target`]), and whom the plugin trusts is its `plugin_trust`. What differs
+//! from the other commands' road there is essential to doctor's question
+//! ("would the node take this job?"): a file named with `--metadata`, found
+//! around the working folder, or on a search path of the user's own, goes
+//! through the plugin's search and trust checks too, where submit and show take
+//! it as the user's explicit choice; and an id is looked up where the plugin
+//! looks, whatever bt-submit's own settings say.
 
 use std::path::Path;
 
@@ -11,9 +20,8 @@ use beamtime::metadata::{Metadata, MetadataKind};
 use beamtime::plugin_config::OwnerSpec;
 use beamtime::trust::{load_trusted_metadata, TrustPolicy};
 
-use beamtime::problem::ASK_THE_ADMINS;
-
 use super::{Problem, Target};
+use crate::site::metadata_file::plugin_trust;
 use crate::site::plugstack::{PluginSetup, UsableLine};
 use crate::site::settings::{Origin, Search, Settings};
 
@@ -36,14 +44,9 @@ pub(super) fn load(target: &Target, settings: &Settings) -> Result<Trusted, Prob
         .and_then(|setup| setup.config.as_ref().ok().map(|line| (setup, line)));
     let root = [OwnerSpec::Uid(0)];
     let owners = usable.map_or(&root[..], |(_, line)| &line.config.trusted_owners);
-    let policy = TrustPolicy::resolve(owners).map_err(|error| {
-        Problem::new(
-            error.to_string(),
-            format!(
-                "{ASK_THE_ADMINS}: the plugin refuses every --beamtime job until this is fixed"
-            ),
-        )
-    })?;
+    let policy = plugin_trust(settings)
+        .map_err(|failure| failure.problem)?
+        .unwrap_or(TrustPolicy { owners: vec![0] });
     let owner_names: Vec<String> = owners
         .iter()
         .map(|o| match o {

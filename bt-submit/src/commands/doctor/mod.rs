@@ -14,27 +14,27 @@
 
 mod checks;
 mod metadata;
+mod remote;
 mod render;
 #[cfg(test)]
 mod tests;
 mod verdict;
 
 use std::cell::OnceCell;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use beamtime::id::BeamtimeId;
 use beamtime::plugin_config::PluginConfig;
 use beamtime::problem::Problem;
 
-use crate::cli::{Format, Source};
+use crate::cli::{DoctorArgs, Format};
 use crate::commands::submit::current_user;
 use crate::failure::Failure;
 use crate::output::{write_json, write_stdout};
-use crate::site::metadata_file::{absolute, current_dir};
+use crate::site::metadata_file::Target;
 use crate::site::plugstack::PluginSetup;
 use crate::site::settings::Settings;
-use crate::slurm::query::{QueryError, Slurm};
+use crate::slurm::error::SlurmError;
+use crate::slurm::query::Slurm;
 use crate::slurm::text::Reservation;
 pub use verdict::Identity;
 
@@ -99,13 +99,6 @@ impl Check {
     }
 }
 
-/// Which metadata file the user means, as on the rest of bt-submit's command line.
-pub enum Target {
-    File(PathBuf),
-    Id(BeamtimeId),
-    FromDirectory(PathBuf),
-}
-
 pub struct Report {
     pub beamtime: Option<String>,
     pub checks: Vec<Check>,
@@ -120,11 +113,56 @@ impl Report {
     }
 }
 
-/// Every check, in order, for `who` runs doctor.
-pub fn examine(target: &Target, settings: &Settings, who: &Identity) -> Report {
+/// The checks as they are made: each is handed to `emit` when it is done, so
+/// that a slow answer (a controller that times out) does not hide the ones
+/// before it.
+struct Checks<'e> {
+    made: Vec<Check>,
+    emit: &'e mut dyn FnMut(&Check),
+}
+
+impl Checks<'_> {
+    fn push(&mut self, check: Check) {
+        (self.emit)(&check);
+        self.made.push(check);
+    }
+}
+
+/// The checks that ask the controller (or need the plugin's line, which only
+/// the controller names), in report order; each is skipped with a pointer to
+/// the controller check when this host cannot reach it.
+const ASK_THE_CONTROLLER: [&str; 8] = [
+    "reservations",
+    "reservation-access",
+    "nodes",
+    "partition",
+    "node-verdict",
+    "plugin",
+    "beamline-source",
+    "task-lifetime",
+];
+
+/// Every check, in order, for `who` runs doctor; each is given to `emit` as
+/// soon as it is made.
+pub fn examine(
+    target: &Target,
+    settings: &Settings,
+    who: &Identity,
+    emit: &mut dyn FnMut(&Check),
+) -> Report {
     let slurm = settings.slurm();
+    // The first question to the controller (`scontrol show config`, for the
+    // plugin's line) also tells whether this host reaches it at all: one
+    // cause, told once, instead of every later query failing (and waiting)
+    // on its own.
     let plugin = settings.plugin();
-    let mut checks = Vec::new();
+    let mut checks = Checks {
+        made: Vec::new(),
+        emit,
+    };
+    let controller = checks::controller(plugin);
+    let reachable = controller.outcome == Outcome::Pass;
+    checks.push(controller);
     // A line the plugin cannot use refuses every --beamtime job, whatever
     // else is right, so it comes first; the rest is checked without it.
     if let Ok(setup) = plugin {
@@ -139,27 +177,24 @@ pub fn examine(target: &Target, settings: &Settings, who: &Identity) -> Report {
     let metadata = trusted.as_ref().map(|t| &t.metadata);
     let online = metadata.and_then(|m| m.online.ready());
     checks.push(checks::online_resources(metadata, online));
+    let beamtime = metadata.map(|m| m.id.to_string()).or(match target {
+        Target::Id(id) => Some(id.to_string()),
+        _ => None,
+    });
 
     let (Some(trusted), Some(online)) = (&trusted, online) else {
-        for name in [
-            "user",
-            "reservations",
-            "reservation-access",
-            "nodes",
-            "partition",
-            "node-verdict",
-        ] {
-            checks.push(Check::skip(name, "online-resources"));
+        checks.push(Check::skip("user", "online-resources"));
+        for name in ASK_THE_CONTROLLER {
+            checks.push(match name {
+                _ if !reachable => Check::skip(name, "controller"),
+                "plugin" => checks::plugin(plugin, slurm),
+                "task-lifetime" => checks::task_lifetime(plugin),
+                _ => Check::skip(name, "online-resources"),
+            });
         }
-        checks.push(checks::plugin(plugin, slurm));
-        checks.push(Check::skip("beamline-source", "online-resources"));
-        checks.push(checks::task_lifetime(plugin));
         return Report {
-            beamtime: metadata.map(|m| m.id.to_string()).or(match target {
-                Target::Id(id) => Some(id.to_string()),
-                _ => None,
-            }),
-            checks,
+            beamtime,
+            checks: checks.made,
         };
     };
 
@@ -181,6 +216,15 @@ pub fn examine(target: &Target, settings: &Settings, who: &Identity) -> Report {
     };
     let user_passed = user_check.outcome == Outcome::Pass;
     checks.push(user_check);
+    if !reachable {
+        for name in ASK_THE_CONTROLLER {
+            checks.push(Check::skip(name, "controller"));
+        }
+        return Report {
+            beamtime,
+            checks: checks.made,
+        };
+    }
     let user = &who.name;
     // One query for both reservation checks.
     let reservations = slurm
@@ -210,8 +254,8 @@ pub fn examine(target: &Target, settings: &Settings, who: &Identity) -> Report {
     checks.push(checks::task_lifetime(plugin));
 
     Report {
-        beamtime: Some(metadata.id.to_string()),
-        checks,
+        beamtime,
+        checks: checks.made,
     }
 }
 
@@ -221,7 +265,7 @@ pub fn examine(target: &Target, settings: &Settings, who: &Identity) -> Report {
 fn node_verdict(
     config: Option<&PluginConfig>,
     user_passed: bool,
-    ours: &Result<Vec<Option<&Reservation>>, &QueryError>,
+    ours: &Result<Vec<Option<&Reservation>>, &SlurmError>,
     trusted: &metadata::Trusted,
     who: &Identity,
     slurm: &dyn Slurm,
@@ -270,22 +314,39 @@ fn node_verdict(
     })
 }
 
-pub fn run(source: &Source, format: Format, settings: &Settings) -> Result<ExitCode, Failure> {
-    let target = match (&source.metadata, &source.beamtime) {
-        (Some(path), _) => Target::File(absolute(path)?),
-        (None, Some(id)) => Target::Id(id.clone()),
-        (None, None) => Target::FromDirectory(current_dir()?),
-    };
+pub fn run(args: &DoctorArgs, settings: &Settings) -> Result<ExitCode, Failure> {
+    let source = &args.source;
+    let target = Target::of(source)?;
     let who = Identity {
         name: current_user(),
         uid: beamtime::users::current_uid(),
         uid_of: &beamtime::users::uid_of,
     };
-    let report = examine(&target, settings, &who);
-    match format {
-        Format::Text => write_stdout(report.text().as_bytes())?,
-        Format::Json => write_json(&report.json())?,
-    }
+    let make_checks = |emit: &mut dyn FnMut(&Check)| match args.remote {
+        true => remote::examine(source, args.node.as_deref(), settings, emit),
+        false => examine(&target, settings, &who, emit),
+    };
+    let report = match args.format {
+        Format::Text => {
+            // Each line as its check is made; the first failed write (a
+            // closed pipe ends quietly in write_stdout) stops the writing.
+            write_stdout(Report::heading(&target).as_bytes())?;
+            let mut written = Ok(());
+            let report = make_checks(&mut |check| {
+                if written.is_ok() {
+                    written = write_stdout(check.text().as_bytes());
+                }
+            });
+            written?;
+            write_stdout(report.summary().as_bytes())?;
+            report
+        }
+        Format::Json => {
+            let report = make_checks(&mut |_| {});
+            write_json(&report.json())?;
+            report
+        }
+    };
     // A failed check is no error of bt-submit's: the report on stdout
     // already says what failed and what to do.
     Ok(if report.all_passed() {

@@ -132,6 +132,16 @@ impl World {
 
     /// As `user`, by name; the uid is the one [`uid_in_table`] gives the name.
     fn examine(&self, target: &Target, user: &Result<Option<String>, LookupError>) -> Report {
+        self.examine_streaming(target, user, &mut |_| {})
+    }
+
+    /// As [`World::examine`], handing each check to `emit` as it is made.
+    fn examine_streaming(
+        &self,
+        target: &Target,
+        user: &Result<Option<String>, LookupError>,
+        emit: &mut dyn FnMut(&Check),
+    ) -> Report {
         let environment = |name: &str| {
             self.environment
                 .iter()
@@ -150,7 +160,12 @@ impl World {
             uid,
             uid_of: &uid_of,
         };
-        examine(target, &Settings::new(&self.slurm, &environment), &who)
+        examine(
+            target,
+            &Settings::new(&self.slurm, &environment),
+            &who,
+            emit,
+        )
     }
 }
 
@@ -180,7 +195,8 @@ fn check<'r>(report: &'r Report, name: &str) -> &'r Check {
     report.checks.iter().find(|c| c.name == name).unwrap()
 }
 
-const ORDER: [&str; 11] = [
+const ORDER: [&str; 12] = [
+    "controller",
     "metadata",
     "online-resources",
     "user",
@@ -213,7 +229,7 @@ fn a_ready_beamtime_passes_every_check_in_order() {
     );
     assert!(
         report.text().ends_with(
-            "all 11 checks passed, 1 with a warning for the admins: beamtime jobs can run\n"
+            "all 12 checks passed, 1 with a warning for the admins: beamtime jobs can run\n"
         ),
         "{}",
         report.text()
@@ -226,8 +242,8 @@ fn a_ready_beamtime_passes_every_check_in_order() {
         report.text()
     );
     assert_eq!(report.json()["ok"], true);
-    assert_eq!(report.json()["checks"][7]["result"], "pass");
-    assert_eq!(report.json()["checks"][10]["result"], "warn");
+    assert_eq!(report.json()["checks"][8]["result"], "pass");
+    assert_eq!(report.json()["checks"][11]["result"], "warn");
 }
 
 #[test]
@@ -245,7 +261,7 @@ fn proctrack_cgroup_passes_the_task_lifetime_check() {
     assert!(
         report
             .text()
-            .ends_with("all 11 checks passed: beamtime jobs can run\n"),
+            .ends_with("all 12 checks passed: beamtime jobs can run\n"),
         "{}",
         report.text()
     );
@@ -286,7 +302,7 @@ fn the_wrong_user_is_told_how_to_log_in_and_is_not_admitted_by_the_reservation()
         text.contains("fix: Log in as the beamtime account"),
         "{text}"
     );
-    assert!(text.ends_with("2 failed, 1 not checked, of 11 checks: a beamtime job would not run; start with the first FAIL\n"), "{text}");
+    assert!(text.ends_with("2 failed, 1 not checked, of 12 checks: a beamtime job would not run; start with the first FAIL\n"), "{text}");
 }
 
 #[test]
@@ -357,6 +373,81 @@ fn an_unanswering_controller_fails_the_checks_that_ask_it() {
         .contains("max-p3a901: 'scontrol show node -o max-p3a901' failed"));
 }
 
+/// The checks that need the controller, as [`ORDER`] lists them after the user check.
+const AFTER_THE_USER: usize = 4;
+
+#[test]
+fn an_unreachable_controller_is_one_cause_asked_once_and_the_rest_waits_for_it() {
+    let mut world = World::new().with_nodes(&fixture("node-idle.txt"));
+    world.slurm.fail(
+        "scontrol show config",
+        "slurm_load_ctl_conf error: Unable to contact slurm controller (connect failure)",
+    );
+    // A file named on the command line is found without the plugin's line.
+    let file = world
+        .dir
+        .join("p11/current/beamtime-metadata-11099001.json");
+    let report = world.examine(&Target::File(file), &Ok(Some("bttest01".into())));
+    let controller = check(&report, "controller");
+    assert_eq!(controller.outcome, Outcome::Fail, "{}", report.text());
+    assert!(
+        controller.detail.starts_with(
+            "this host cannot reach the Slurm controller: 'scontrol show config' failed"
+        ) && controller.fix.contains("scontrol ping"),
+        "{controller:?}"
+    );
+    for name in &ORDER[AFTER_THE_USER..] {
+        let skipped = check(&report, name);
+        assert_eq!(
+            (skipped.outcome, skipped.detail.as_str()),
+            (Outcome::Skip, "not checked: needs controller"),
+            "{}",
+            report.text()
+        );
+    }
+    assert_eq!(world.slurm.asked(), ["scontrol show config"]);
+}
+
+#[test]
+fn a_host_without_slurm_is_told_to_use_remote() {
+    let mut world = World::new();
+    world.slurm.cannot_run("scontrol show config", libc::ENOENT);
+    let report = world.examine_as("bttest01");
+    let controller = check(&report, "controller");
+    assert_eq!(controller.outcome, Outcome::Fail);
+    assert!(
+        controller
+            .detail
+            .starts_with("this is no Slurm host: cannot run 'scontrol show config'")
+            && controller.fix.contains("bt-submit --remote"),
+        "{controller:?}"
+    );
+    assert_eq!(
+        outcomes(&report)
+            .iter()
+            .filter(|(_, outcome)| *outcome == Outcome::Fail)
+            .count(),
+        // The metadata is not on the built-in search path of a host without
+        // the plugin's line: the second failure is that, not Slurm's.
+        2,
+        "{}",
+        report.text()
+    );
+    assert_eq!(world.slurm.asked(), ["scontrol show config"]);
+}
+
+#[test]
+fn each_check_is_handed_on_as_it_is_made() {
+    let world = World::new().with_nodes(&fixture("node-idle.txt"));
+    let mut streamed = Vec::new();
+    let report = world.examine_streaming(
+        &Target::Id(beamtime_id("11099001")),
+        &Ok(Some("bttest01".into())),
+        &mut |check| streamed.push(check.clone()),
+    );
+    assert_eq!(streamed, report.checks);
+}
+
 #[test]
 fn an_accounts_reservation_asks_sacctmgr_for_the_users_accounts() {
     let mut world = World::new().with_nodes(&fixture("node-idle.txt"));
@@ -402,13 +493,13 @@ fn without_metadata_only_the_plugin_is_checked() {
         .iter()
         .map(|n| match *n {
             "metadata" => (*n, Outcome::Fail),
-            "plugin" => (*n, Outcome::Pass),
+            "controller" | "plugin" => (*n, Outcome::Pass),
             "task-lifetime" => (*n, Outcome::Warn),
             _ => (*n, Outcome::Skip),
         })
         .collect();
     assert_eq!(outcomes(&report), expected);
-    assert_eq!(report.json()["checks"][1]["result"], "skip");
+    assert_eq!(report.json()["checks"][2]["result"], "skip");
     assert_eq!(report.json()["beamtime"], "11099077");
 }
 
@@ -447,7 +538,7 @@ fn trusted_owners_are_resolved_by_name_as_the_plugin_resolves_them() {
 
     world.plugstack("trusted_owners=no-such-user-bt-doctor");
     let report = world.examine_as("bttest01");
-    let line = &report.checks[0];
+    let line = &report.checks[1];
     assert_eq!((line.name, line.outcome), ("plugstack-line", Outcome::Fail));
     assert_eq!(
         line.detail,
@@ -504,9 +595,10 @@ fn a_bad_plugstack_line_is_reported_first_and_the_rest_is_checked_without_it() {
     world.plugstack(&format!("trusted_owners={me} colour=blue"));
     let report = world.examine_as("bttest01");
     let names: Vec<&str> = report.checks.iter().map(|c| c.name).collect();
-    assert_eq!(names[0], "plugstack-line");
-    assert_eq!(names[1..], ORDER);
-    let line = &report.checks[0];
+    // After the controller, which names the line.
+    assert_eq!(names[..2], ["controller", "plugstack-line"]);
+    assert_eq!(names[2..], ORDER[1..]);
+    let line = &report.checks[1];
     assert_eq!(line.outcome, Outcome::Fail);
     assert!(
         line.detail.starts_with(&format!(
@@ -546,7 +638,7 @@ fn a_bad_plugstack_line_is_reported_first_and_the_rest_is_checked_without_it() {
     let text = report.text();
     assert!(text.contains("\nFAIL plugstack-line     "), "{text}");
     assert!(
-        text.ends_with("of 12 checks: a beamtime job would not run; start with the first FAIL\n"),
+        text.ends_with("of 13 checks: a beamtime job would not run; start with the first FAIL\n"),
         "{text}"
     );
 
@@ -575,17 +667,17 @@ fn a_bad_plugstack_line_is_reported_first_and_the_rest_is_checked_without_it() {
     world.plugin_line(&format!("trusted_owners={me}"));
     let report = world.examine_as("bttest01");
     assert!(
-        report.checks[0].detail.ends_with(
+        report.checks[1].detail.ends_with(
             ":2: the spank-beamtime line has no source= argument, so the plugin does \
                         not know where beamline data lives on the nodes; add one, e.g. \
                         source=/gpfs/beamline/{beamline}/current"
         ),
         "{}",
-        report.checks[0].detail
+        report.checks[1].detail
     );
     fs::write(world.drop_in(), "# nothing\n").unwrap();
     let report = world.examine_as("bttest01");
-    assert_eq!(report.checks[0].name, "metadata");
+    assert_eq!(report.checks[1].name, "metadata");
     assert!(
         check(&report, "plugin")
             .detail

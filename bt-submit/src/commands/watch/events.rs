@@ -12,9 +12,9 @@ impl Watch<'_> {
         let found = match self.options.each {
             Each::File => self.walk_files(now),
             Each::Folder => {
-                let submitted = &self.record.submitted;
-                tree::walk_scan_folders(&self.options.folder, &self.options.pattern, &|rel| {
-                    submitted.contains_key(rel)
+                let record = &self.record;
+                tree::walk_scan_folders(&self.options.folder, &self.options.patterns, &|rel| {
+                    record.is_done(rel)
                 })
             }
         };
@@ -69,7 +69,7 @@ impl Watch<'_> {
 
     /// Every folder below the watched one, listed where it may have changed.
     pub(super) fn walk_files(&mut self, now: u64) -> tree::Found {
-        let submitted = &self.record.submitted;
+        let record = &self.record;
         // Folders holding files not submitted yet are listed at every walk:
         // a file that disappears from one must be noticed.
         let busy: HashSet<String> = self
@@ -83,8 +83,8 @@ impl Watch<'_> {
             .collect();
         tree::walk(
             &self.options.folder,
-            &self.options.pattern,
-            &|rel| submitted.contains_key(rel),
+            &self.options.patterns,
+            &|rel| record.is_done(rel),
             &busy,
             &mut self.listings,
             now,
@@ -117,13 +117,13 @@ impl Watch<'_> {
             let Ok(name) = event.name.into_string() else {
                 continue;
             };
-            if !tree::name_matches(&self.options.pattern, &name) {
+            if !self.options.patterns.matches(&name) {
                 // A folder renamed into place is walked.
                 walk_again |= why == Why::RenamedIntoPlace;
                 continue;
             }
             let rel = tree::join(folder, &name);
-            if self.record.submitted.contains_key(&rel) {
+            if self.record.is_done(&rel) {
                 continue;
             }
             let Some(look) = tree::look(&self.options.folder, &rel) else {

@@ -18,9 +18,13 @@ mod beneath;
 pub mod command;
 mod complete;
 mod events;
+mod follow;
 mod log;
 mod options;
 mod os;
+mod paths;
+mod pattern;
+mod start;
 mod state;
 pub mod status;
 mod submission;
@@ -42,8 +46,12 @@ use state::{Change, Record, StateError, StateFile};
 pub use crate::cli::Each;
 use crate::failure::{Failure, Status};
 use crate::slurm::host::{Host, SubmitError};
+pub use follow::{Beamtime, Plan};
 use log::{log, named, secs};
-pub use options::{arguments_for, default_state_file, retry_delay, Options};
+pub use options::{default_state_file, retry_delay, Options};
+pub use paths::{arguments_for, on_nodes, parse_map, OnNodes, SiteView};
+pub use pattern::Patterns;
+pub use start::dry_run;
 
 impl Each {
     pub fn name(self) -> &'static str {
@@ -61,23 +69,35 @@ impl Each {
     }
 }
 
-/// Runs the watch until SIGINT or SIGTERM; one line per file on stdout.
-pub fn run(options: &Options, submitter: &Host) -> Result<(), Failure> {
-    os::catch_stop_signals().map_err(|error| {
+/// Runs the watch until SIGINT or SIGTERM (SIGHUP reads the metadata
+/// again), or until every submission has been refused for good for
+/// `--give-up-after`; one line per file on stdout.
+pub fn run(options: &Options, beamtime: &dyn Beamtime) -> Result<(), Failure> {
+    os::catch_signals().map_err(|error| {
         Failure::new(
             Status::IoError,
-            format!("cannot handle SIGINT/SIGTERM: {error}"),
+            format!("cannot handle SIGINT/SIGTERM/SIGHUP: {error}"),
             "report this as a bug",
         )
     })?;
-    let (state, record) = StateFile::open(
+    let metadata = beamtime.metadata()?;
+    let plan = beamtime.plan(&metadata)?;
+    let (mut state, mut record) = StateFile::open(
         &options.state,
         &options.folder,
         options.each,
         options.sharing,
     )
     .map_err(state_failure)?;
-    let mut watch = Watch::new(options, submitter, state, record);
+    if options.skip_existing {
+        start::skip_existing(options, &mut state, &mut record)?;
+    }
+    let following = follow::Following {
+        metadata,
+        next_read: follow::REREAD_EVERY.as_millis() as u64,
+        last_problem: None,
+    };
+    let mut watch = Watch::new(options, beamtime, plan, following, state, record);
     watch.run()
 }
 
@@ -86,7 +106,8 @@ fn state_failure(error: StateError) -> Failure {
         StateError::InUse { .. } => Failure::new(
             Status::Usage,
             error.to_string(),
-            "stop the other watch first, or give this one its own --state FILE",
+            "that watch already submits this folder's files and this one would only do it \
+             again: leave it running, or stop it (kill its pid, on its host) and start this one",
         ),
         StateError::Invalid { .. } => Failure::new(
             Status::DataError,
@@ -114,6 +135,8 @@ const COUNTERS_EVERY_MS: u64 = 60_000;
 
 struct Retry {
     failures: u32,
+    /// Refusals in a row that no retry can fix.
+    permanent: u32,
     at: u64,
 }
 
@@ -127,11 +150,17 @@ struct InFlight {
 
 struct Watch<'a> {
     options: &'a Options,
-    submitter: &'a Host,
+    beamtime: &'a dyn Beamtime,
+    plan: Plan,
+    follow: follow::Following,
     state: StateFile,
     record: Record,
     candidates: BTreeMap<String, Candidate>,
     retries: HashMap<String, Retry>,
+    /// Files refused for good too often, with the last refusal: not tried
+    /// again until the plan changes.
+    failed: BTreeMap<String, String>,
+    refused_for_good: Option<follow::RefusedForGood>,
     told_unusable: HashSet<String>,
     inotify: Option<Inotify>,
     /// inotify watch descriptor → folder below the watched one.
@@ -149,7 +178,14 @@ struct Watch<'a> {
 }
 
 impl<'a> Watch<'a> {
-    fn new(options: &'a Options, submitter: &'a Host, state: StateFile, record: Record) -> Self {
+    fn new(
+        options: &'a Options,
+        beamtime: &'a dyn Beamtime,
+        plan: Plan,
+        follow: follow::Following,
+        state: StateFile,
+        record: Record,
+    ) -> Self {
         let inotify = if options.inotify {
             match Inotify::new() {
                 Ok(inotify) => Some(inotify),
@@ -166,11 +202,15 @@ impl<'a> Watch<'a> {
         };
         Watch {
             options,
-            submitter,
+            beamtime,
+            plan,
+            follow,
             state,
             record,
             candidates: BTreeMap::new(),
             retries: HashMap::new(),
+            failed: BTreeMap::new(),
+            refused_for_good: None,
             told_unusable: HashSet::new(),
             inotify,
             watched: HashMap::new(),
@@ -255,12 +295,12 @@ impl<'a> Watch<'a> {
     fn run(&mut self) -> Result<(), Failure> {
         let o = self.options;
         let what = match (o.each, &o.done_file) {
-            (Each::File, _) => format!("files {}", o.pattern),
-            (Each::Folder, None) => format!("scan folders {}", o.pattern),
+            (Each::File, _) => format!("files {}", o.patterns),
+            (Each::Folder, None) => format!("scan folders {}", o.patterns),
             (Each::Folder, Some(name)) => {
                 format!(
                     "scan folders {}, each complete once it holds {name}",
-                    o.pattern
+                    o.patterns
                 )
             }
         };
@@ -269,14 +309,15 @@ impl<'a> Watch<'a> {
             None => String::new(),
         };
         log(&format!(
-            "watching {} for {what} ({settle}looking every {} s{}{}), state {}: {} {} submitted before",
+            "watching {} for {what} ({settle}looking every {} s{}{}), state {}: {} {} submitted before; plan {}",
             o.folder.display(),
             secs(o.poll_interval),
             if self.inotify.is_some() { ", inotify" } else { "" },
             o.max_in_flight.map(|n| format!(", at most {n} jobs in flight")).unwrap_or_default(),
             self.state.path().display(),
             self.record.submitted.len(),
-            o.each.plural()
+            o.each.plural(),
+            self.plan.summary
         ));
         let poll_ms = o.poll_interval.as_millis() as u64;
         let mut next_walk = 0;
@@ -295,6 +336,10 @@ impl<'a> Watch<'a> {
             if now >= next_counters {
                 self.log_counters();
                 next_counters = now + COUNTERS_EVERY_MS;
+            }
+            self.follow_beamtime(now);
+            if let Some(failure) = self.given_up(now) {
+                return Err(failure);
             }
             if now >= next_walk {
                 self.walk(now);

@@ -1,5 +1,5 @@
-//! How the watch was asked to run, and what follows from it alone: each
-//! job's arguments, the retry delay, the default state file.
+//! How the watch was asked to run, and what follows from it alone: the
+//! retry delay, the default state file.
 
 use super::*;
 
@@ -12,38 +12,19 @@ pub struct Options {
     /// With `Each::Folder`: a scan folder is complete once this file is in
     /// it, and not before, however long nothing changes.
     pub done_file: Option<String>,
-    pub pattern: String,
+    pub patterns: Patterns,
     pub settle: Duration,
     pub poll_interval: Duration,
+    /// `None`: no cap.
     pub max_in_flight: Option<usize>,
     pub state: PathBuf,
     /// Whether the state's folder may be one others can write.
     pub sharing: Sharing,
     pub inotify: bool,
-    /// sbatch's arguments as bt-submit plans them, `{}` still in place.
-    pub template: Vec<OsString>,
-}
-
-/// The arguments for one file (or scan folder): each argument that is
-/// exactly `{}` becomes its absolute path; without any, the path is
-/// appended as the script's last argument.
-pub fn arguments_for(template: &[OsString], file: &Path) -> Vec<OsString> {
-    let placeholder = OsString::from("{}");
-    if !template.contains(&placeholder) {
-        let mut args = template.to_vec();
-        args.push(file.into());
-        return args;
-    }
-    template
-        .iter()
-        .map(|arg| {
-            if *arg == placeholder {
-                file.into()
-            } else {
-                arg.clone()
-            }
-        })
-        .collect()
+    /// Record what is in the folder at the start as skipped.
+    pub skip_existing: bool,
+    /// How long every submission may be refused for good before the watch stops.
+    pub give_up_after: Duration,
 }
 
 /// The wait before trying a failed submission again: 2 s, doubling, at most 5 minutes.

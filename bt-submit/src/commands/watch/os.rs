@@ -1,5 +1,5 @@
 //! The system calls `bt-submit watch` needs that std does not offer: inotify,
-//! waiting on it with a timeout, the SIGINT/SIGTERM flag and the state file's
+//! waiting on it with a timeout, the SIGINT/SIGTERM/SIGHUP flags and the state file's
 //! lock. Every `unsafe` of bt-submit is in this file and in beneath.rs (the
 //! folder handles).
 
@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use super::beneath::Folder;
@@ -17,14 +17,24 @@ use super::beneath::Folder;
 /// stores into it; the loop reads it between submissions.
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
+/// Set by SIGHUP: read the metadata again now. A hangup (the terminal closed
+/// at logout) must not end a watch meant to run for days, and "read your
+/// configuration again" is what daemons take SIGHUP for.
+static REREAD: AtomicBool = AtomicBool::new(false);
+
 extern "C" fn remember_signal(signal: libc::c_int) {
-    STOP_SIGNAL.store(signal, Ordering::SeqCst);
+    if signal == libc::SIGHUP {
+        REREAD.store(true, Ordering::SeqCst);
+    } else {
+        STOP_SIGNAL.store(signal, Ordering::SeqCst);
+    }
 }
 
-/// Installs the handler for SIGINT and SIGTERM. Without SA_RESTART, so a
-/// signal that arrives while the loop waits in [`Inotify::wait`] ends the wait.
-pub fn catch_stop_signals() -> io::Result<()> {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+/// Installs the handler for SIGINT, SIGTERM and SIGHUP. Without SA_RESTART,
+/// so a signal that arrives while the loop waits in [`Inotify::wait`] ends
+/// the wait.
+pub fn catch_signals() -> io::Result<()> {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value;
         // the handler is async-signal-safe (one atomic store).
         let result = unsafe {
@@ -47,6 +57,11 @@ pub fn stop_requested() -> Option<&'static str> {
         libc::SIGINT => Some("SIGINT"),
         _ => Some("SIGTERM"),
     }
+}
+
+/// Whether SIGHUP came since the last call.
+pub fn reread_requested() -> bool {
+    REREAD.swap(false, Ordering::SeqCst)
 }
 
 /// What inotify reported about a name in a watched folder.
@@ -209,6 +224,18 @@ impl Inotify {
 /// Takes an exclusive lock on `file` without waiting, so that two watches
 /// never share one state file; held until the file is closed.
 /// `Ok(false)`: another process holds it.
+/// This host's name, for the lock file's "who holds it".
+pub fn hostname() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer and its length match; gethostname writes at most that.
+    let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if result != 0 {
+        return "an unknown host".to_owned();
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..end]).into_owned()
+}
+
 pub fn try_lock(file: &File) -> io::Result<bool> {
     // SAFETY: plain system call on an open fd.
     let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };

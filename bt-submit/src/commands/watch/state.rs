@@ -30,7 +30,7 @@
 //! between sbatch and recording the job id finds, on restart, the job by
 //! that comment in Slurm instead of submitting the file twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -86,6 +86,9 @@ pub enum Change {
     /// `file`'s job is set aside (`bt-submit watch resubmit`): the file is
     /// submitted again, once, as if new.
     Resubmit { file: String },
+    /// `files`, there when a watch started with `--skip-existing`, are never
+    /// submitted: one line for all of them.
+    Skip { files: Vec<String> },
 }
 
 impl Change {
@@ -106,6 +109,7 @@ impl Change {
                 error,
             } => json!({"refused": file, "attempts": attempts, "error": error}),
             Change::Resubmit { file } => json!({"resubmit": file}),
+            Change::Skip { files } => json!({ "skip": files }),
         };
         let mut line = value.to_string();
         line.push('\n');
@@ -136,13 +140,26 @@ impl Change {
             })
         } else if let Some(file) = name("resubmit") {
             Ok(Change::Resubmit { file })
+        } else if let Some(files) = value.get("skip") {
+            Ok(Change::Skip {
+                files: paths(files).ok_or("\"skip\" is not a list of paths")?,
+            })
         } else {
             Err(
-                "it has none of \"begin\", \"finish\", \"abandon\", \"refused\", \"resubmit\""
+                "it has none of \"begin\", \"finish\", \"abandon\", \"refused\", \"resubmit\", \
+                 \"skip\""
                     .to_owned(),
             )
         }
     }
+}
+
+/// A JSON list of paths, as the snapshot and the journal write them.
+fn paths<T: FromIterator<String>>(list: &Value) -> Option<T> {
+    list.as_array()?
+        .iter()
+        .map(|name| name.as_str().map(str::to_owned))
+        .collect()
 }
 
 /// A refusal's count and message, as the snapshot and the journal write them.
@@ -205,6 +222,9 @@ pub struct Record {
     /// What each job was submitted for.
     pub each: Each,
     pub submitted: BTreeMap<String, Submitted>,
+    /// Paths that were there when a watch started with `--skip-existing`:
+    /// never submitted, like the submitted ones.
+    pub skipped: BTreeSet<String>,
     pub submitting: Option<Intent>,
     /// Files sbatch refused: how often, and what it said last. Kept once the
     /// file is submitted, for `watch status`.
@@ -228,6 +248,7 @@ impl Record {
             folder,
             each,
             submitted: BTreeMap::new(),
+            skipped: BTreeSet::new(),
             submitting: None,
             refused: BTreeMap::new(),
             earlier_jobs: BTreeMap::new(),
@@ -305,7 +326,13 @@ impl Record {
                         .push(submitted.job);
                 }
             }
+            Change::Skip { files } => self.skipped.extend(files.iter().cloned()),
         }
+    }
+
+    /// Whether `file` is never to be submitted (again): submitted, or skipped.
+    pub fn is_done(&self, file: &str) -> bool {
+        self.submitted.contains_key(file) || self.skipped.contains(file)
     }
 
     pub fn render(&self) -> String {
@@ -326,6 +353,7 @@ impl Record {
                 (file.clone(), json!({"attempts": r.attempts, "error": r.error}))
             }).collect::<serde_json::Map<String, Value>>(),
             "earlierJobs": self.earlier_jobs,
+            "skipped": self.skipped,
         });
         let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
         text.push('\n');
@@ -407,11 +435,17 @@ impl Record {
             Some(jobs) => serde_json::from_value(jobs.clone())
                 .map_err(|_| "\"earlierJobs\" is not an object of lists of job ids".to_owned())?,
         };
+        // Optional: states written before --skip-existing have none.
+        let skipped = match value.get("skipped") {
+            None => BTreeSet::new(),
+            Some(list) => paths(list).ok_or("\"skipped\" is not a list of paths")?,
+        };
         Ok(Record {
             watch_id,
             folder,
             each,
             submitted,
+            skipped,
             submitting,
             refused,
             earlier_jobs,
@@ -429,13 +463,82 @@ impl StateError {
     }
 }
 
+/// The record in the state file `name` of `folder_handle` (never through a
+/// link), refused when it is not the state of the watch of `folder` that
+/// submits `each`; `None` when there is no such file.
+fn read_record(
+    folder_handle: &Folder,
+    name: &OsStr,
+    path: &Path,
+    folder: &Path,
+    each: Each,
+) -> Result<Option<Record>, StateError> {
+    let invalid = |why: String| StateError::Invalid {
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut file = match folder_handle.open_entry(name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(StateError::Unsafe {
+                path: path.to_path_buf(),
+                why: format!(
+                    "{} is a symbolic link (the watch never writes through one)",
+                    name.to_string_lossy()
+                ),
+            })
+        }
+        Err(error) => {
+            return Err(StateError::Io {
+                path: path.to_path_buf(),
+                error,
+            })
+        }
+    };
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|error| StateError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    let record = Record::parse(&text).map_err(invalid)?;
+    belongs(&record, path, folder, each)?;
+    Ok(Some(record))
+}
+
+/// Refuses `record`, read from `path`, when it is not the state of the
+/// watch of `folder` that submits `each`.
+fn belongs(record: &Record, path: &Path, folder: &Path, each: Each) -> Result<(), StateError> {
+    let invalid = |why: String| StateError::Invalid {
+        path: path.to_path_buf(),
+        why,
+    };
+    if record.folder != folder {
+        return Err(invalid(format!(
+            "it belongs to the watch of {}, not of {}",
+            record.folder.display(),
+            folder.display()
+        )));
+    }
+    if record.each != each {
+        return Err(invalid(format!(
+            "it is the state of a watch that submits each {}, not each {}",
+            record.each.name(),
+            each.name()
+        )));
+    }
+    Ok(())
+}
+
 /// Why the state file cannot be used.
 #[derive(Debug)]
 pub enum StateError {
     /// It cannot be read, written or locked.
     Io { path: PathBuf, error: io::Error },
-    /// Another watch holds it.
-    InUse { path: PathBuf },
+    /// Another watch holds it; `holder` is what it wrote into the lock file
+    /// (its pid, host and start), empty if it has not yet.
+    InUse { path: PathBuf, holder: String },
     /// Its content is not a state file, or not this folder's.
     Invalid { path: PathBuf, why: String },
     /// Its folder lets others plant links or files beside it.
@@ -446,9 +549,14 @@ impl std::fmt::Display for StateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StateError::Io { path, error } => write!(f, "state file {}: {error}", path.display()),
-            StateError::InUse { path } => write!(
+            StateError::InUse { path, holder } if holder.is_empty() => write!(
                 f,
-                "state file {} is in use by another bt-submit watch",
+                "state file {} is in use by another bt-submit watch, just starting",
+                path.display()
+            ),
+            StateError::InUse { path, holder } => write!(
+                f,
+                "state file {} is in use by another bt-submit watch: {holder}",
                 path.display()
             ),
             StateError::Invalid { path, why } | StateError::Unsafe { path, why } => {
@@ -544,49 +652,38 @@ impl StateFile {
             _ => io_error(error),
         };
         let lock_name = with_suffix(name, ".lock");
-        let lock = folder_handle
-            .open_entry(&lock_name, libc::O_RDONLY | libc::O_CREAT, mode)
+        let mut lock = folder_handle
+            .open_entry(&lock_name, libc::O_RDWR | libc::O_CREAT, mode)
             .map_err(|error| linked(error, &lock_name.to_string_lossy()))?;
         if !os::try_lock(&lock).map_err(io_error)? {
-            return Err(StateError::InUse { path });
+            let mut holder = String::new();
+            // What it says is only shown; a lock file that cannot be read still means "in use".
+            let _ = lock.read_to_string(&mut holder);
+            return Err(StateError::InUse {
+                path,
+                holder: beamtime::untrusted::shown_token(holder.trim()),
+            });
         }
-        let opened = folder_handle.open_entry(name, libc::O_RDONLY | libc::O_NONBLOCK, 0);
-        let (mut record, snapshot_found) = match opened {
-            Ok(mut file) => {
-                let mut text = String::new();
-                file.read_to_string(&mut text).map_err(io_error)?;
-                let record = Record::parse(&text).map_err(|why| StateError::Invalid {
-                    path: path.clone(),
-                    why,
-                })?;
-                if record.folder != folder {
-                    return Err(StateError::Invalid {
-                        path,
-                        why: format!(
-                            "it belongs to the watch of {}, not of {}",
-                            record.folder.display(),
-                            folder.display()
-                        ),
-                    });
+        // Who holds the lock, for the refusal of a second watch.
+        lock.set_len(0)
+            .and_then(|()| {
+                writeln!(
+                    lock,
+                    "pid {} on {} since {}",
+                    std::process::id(),
+                    os::hostname(),
+                    super::log::utc_now()
+                )
+            })
+            .map_err(io_error)?;
+        let (mut record, snapshot_found) =
+            match read_record(&folder_handle, name, &path, folder, each)? {
+                Some(record) => (record, true),
+                None => {
+                    let id = random_id().map_err(io_error)?;
+                    (Record::new(id, folder.to_path_buf(), each), false)
                 }
-                if record.each != each {
-                    return Err(StateError::Invalid {
-                        path,
-                        why: format!(
-                            "it is the state of a watch that submits each {}, not each {}",
-                            record.each.name(),
-                            each.name()
-                        ),
-                    });
-                }
-                (record, true)
-            }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                let id = random_id().map_err(io_error)?;
-                (Record::new(id, folder.to_path_buf(), each), false)
-            }
-            Err(error) => return Err(linked(error, &name.to_string_lossy())),
-        };
+            };
         let journal_name = with_suffix(name, ".journal");
         let mut journal = folder_handle
             .open_entry(
@@ -690,6 +787,27 @@ impl StateFile {
                 ),
             })?;
             return Ok(record);
+        }
+    }
+
+    /// The state of the watch of `folder` that submits `each`, as [`peek`]
+    /// reads it, for `--dry-run`: `None` when there is none yet.
+    ///
+    /// [`peek`]: StateFile::peek
+    pub fn peek_watch(
+        path: &Path,
+        folder: &Path,
+        each: Each,
+    ) -> Result<Option<Record>, StateError> {
+        match StateFile::peek(path) {
+            Ok(record) => {
+                belongs(&record, path, folder, each)?;
+                Ok(Some(record))
+            }
+            Err(StateError::Io { error, .. }) if error.kind() == io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(error) => Err(error),
         }
     }
 
@@ -825,427 +943,4 @@ fn random_id() -> io::Result<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn temp_dir(label: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "bt-submit-watch-state-{label}-{}",
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn look() -> Look {
-        Look {
-            size: 42,
-            mtime_ns: 1_700_000_000_123_456_789,
-            files: 1,
-        }
-    }
-
-    fn finish(file: &str, job: u64) -> Change {
-        Change::Finish {
-            file: file.into(),
-            job,
-            look: look(),
-        }
-    }
-
-    /// Begins and finishes `file` as job `job`, through the state file.
-    fn submit(state: &mut StateFile, record: &mut Record, file: &str, job: u64) {
-        let (begin, _) = record.begin(file);
-        state.record(record, begin).unwrap();
-        state.record(record, finish(file, job)).unwrap();
-    }
-
-    #[test]
-    fn a_record_reads_back_as_written() {
-        let mut record = Record::new("0123abcd".into(), "/gpfs/raw".into(), Each::File);
-        let (begin, marker) = record.begin("scan 1/a.h5");
-        record.apply(&begin);
-        record.apply(&finish("scan 1/a.h5", 17));
-        let (begin, next) = record.begin("b\"quoted\".h5");
-        record.apply(&begin);
-        assert_ne!(marker, next);
-        assert!(next.starts_with("bt-submit-watch:0123abcd:"));
-        assert_eq!(record.submitting.as_ref().unwrap().marker, next);
-        assert_eq!(Record::parse(&record.render()), Ok(record));
-    }
-
-    #[test]
-    fn a_finished_submission_is_no_longer_under_way() {
-        let mut record = Record::new("id".into(), "/d".into(), Each::File);
-        record.apply(&record.begin("a").0);
-        record.apply(&finish("a", 5));
-        assert_eq!(record.submitting, None);
-        assert_eq!(record.submitted["a"].job, 5);
-        record.apply(&record.begin("b").0);
-        record.apply(&Change::Abandon { file: "b".into() });
-        assert_eq!(record.submitting, None);
-        assert!(!record.submitted.contains_key("b"));
-    }
-
-    #[test]
-    fn every_change_reads_back_from_its_journal_line() {
-        let changes = [
-            Change::Begin {
-                file: "line\nbreak.h5".into(),
-                number: 7,
-            },
-            finish("a", 3),
-            Change::Abandon { file: "b".into() },
-        ];
-        for change in changes {
-            let line = change.line();
-            assert_eq!(line.matches('\n').count(), 1, "{line}");
-            assert_eq!(Change::parse(&line), Ok(change));
-        }
-        assert!(Change::parse("{\"other\": 1}")
-            .unwrap_err()
-            .contains("\"begin\""));
-    }
-
-    #[test]
-    fn recording_a_submission_appends_to_the_journal_and_leaves_the_snapshot() {
-        let dir = temp_dir("append");
-        let path = dir.join("state.json");
-        let (mut state, mut record) =
-            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        // Past one compaction (1000 lines), with some lines since.
-        for n in 0..600 {
-            submit(&mut state, &mut record, &format!("f{n}"), n);
-        }
-        let snapshot = fs::read(&path).unwrap();
-        let journal = fs::metadata(dir.join("state.json.journal")).unwrap().len();
-        submit(&mut state, &mut record, "next", 99999);
-        assert_eq!(fs::read(&path).unwrap(), snapshot);
-        let grown = fs::metadata(dir.join("state.json.journal")).unwrap().len() - journal;
-        assert!(grown < 200, "one submission wrote {grown} bytes");
-        drop(state);
-        let (_state, again) =
-            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        assert_eq!(again, record);
-        assert_eq!(
-            fs::metadata(dir.join("state.json.journal")).unwrap().len(),
-            0
-        );
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// The issue's goal: recording one submission (its two journal lines, each fsync'ed)
-    /// with 100,000 files recorded takes at most 5 ms; printed beside what the whole
-    /// rewrite that each change cost before the journal takes now.
-    #[test]
-    #[ignore = "a measurement: cargo test --release -p bt-submit recording_one -- --ignored --nocapture"]
-    fn recording_one_submission_with_100000_files_recorded_takes_at_most_5_ms() {
-        let dir = temp_dir("measure");
-        let path = dir.join("state.json");
-        let (mut state, mut record) =
-            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        for n in 0..100_000 {
-            record.apply(&finish(&format!("scan_{:03}/frame_{n:06}.h5", n / 1000), n));
-        }
-        state.compact(&record).unwrap();
-        let snapshot_bytes = fs::metadata(&path).unwrap().len();
-        let median_ms = |mut times: Vec<f64>| {
-            times.sort_by(f64::total_cmp);
-            times[times.len() / 2]
-        };
-        let journal = median_ms(
-            (0..51)
-                .map(|n| {
-                    let started = std::time::Instant::now();
-                    submit(&mut state, &mut record, &format!("new_{n}.h5"), 200_000 + n);
-                    started.elapsed().as_secs_f64() * 1000.0
-                })
-                .collect(),
-        );
-        let rewrite = median_ms(
-            (0..5)
-                .map(|_| {
-                    let started = std::time::Instant::now();
-                    state.compact(&record).unwrap();
-                    started.elapsed().as_secs_f64() * 1000.0
-                })
-                .collect(),
-        );
-        println!(
-            "100,000 files recorded ({snapshot_bytes} bytes): one submission {journal:.2} ms \
-             (journal, median of 51), one whole rewrite {rewrite:.1} ms (median of 5, each \
-             submission cost two before), {:.0}x",
-            2.0 * rewrite / journal
-        );
-        fs::remove_dir_all(&dir).unwrap();
-        assert!(journal <= 5.0, "{journal} ms");
-    }
-
-    #[test]
-    fn a_journal_line_cut_short_is_dropped_and_a_replayed_journal_changes_nothing() {
-        let dir = temp_dir("crash");
-        let path = dir.join("state.json");
-        let journal = dir.join("state.json.journal");
-        let (mut state, mut record) =
-            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        submit(&mut state, &mut record, "a", 1);
-        let (begin, _) = record.begin("b");
-        state.record(&mut record, begin).unwrap();
-        let lines = fs::read(&journal).unwrap();
-        drop(state);
-
-        // Killed while writing the next line: half of it reached the disk.
-        let mut cut = lines.clone();
-        cut.extend_from_slice(&finish("b", 2).line().as_bytes()[..10]);
-        fs::write(&journal, &cut).unwrap();
-        let (state, again) =
-            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        assert_eq!(again, record);
-        assert_eq!(again.submitting.as_ref().unwrap().file, "b");
-        drop(state);
-
-        // Killed between the snapshot's rename and the journal's emptying.
-        fs::write(&journal, &lines).unwrap();
-        let (_state, replayed) =
-            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        assert_eq!(replayed, record);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_damaged_journal_line_is_named() {
-        let dir = temp_dir("damaged-journal");
-        let path = dir.join("state.json");
-        let (state, _) =
-            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        drop(state);
-        let mut lines = finish("a", 1).line();
-        lines.push_str("{\"finish\": \"b\"}\n");
-        fs::write(dir.join("state.json.journal"), lines).unwrap();
-        let refused = StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            refused.contains("line 2 of its journal state.json.journal"),
-            "{refused}"
-        );
-        assert!(refused.contains("needs \"job\""), "{refused}");
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_state_file_without_a_journal_is_read_and_continued() {
-        let dir = temp_dir("format-1");
-        let path = dir.join("state.json");
-        let mut old: Value =
-            serde_json::from_str(&Record::new("old".into(), "/data".into(), Each::File).render())
-                .unwrap();
-        old["format"] = json!(FORMAT_WITHOUT_JOURNAL);
-        old["nextMarker"] = json!(4);
-        old["submitted"] = json!({"a": {"job": 3, "size": 1, "mtimeNs": "5"}});
-        fs::write(&path, old.to_string()).unwrap();
-        let (mut state, mut record) =
-            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        assert_eq!(record.submitted["a"].job, 3);
-        let (_, marker) = record.begin("b");
-        assert_eq!(marker, "bt-submit-watch:old:4");
-        submit(&mut state, &mut record, "b", 8);
-        drop(state);
-        let (_state, again) =
-            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        assert_eq!(again.submitted.len(), 2);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_damaged_state_file_says_what_is_wrong() {
-        assert!(Record::parse("{").unwrap_err().contains("not valid JSON"));
-        assert!(Record::parse("{\"format\": \"x\"}")
-            .unwrap_err()
-            .contains("\"format\""));
-        let mut value: Value =
-            serde_json::from_str(&Record::new("i".into(), "/d".into(), Each::File).render())
-                .unwrap();
-        value["submitted"] = json!({"a": {"job": 1}});
-        assert!(Record::parse(&value.to_string())
-            .unwrap_err()
-            .contains("\"submitted\".\"a\""));
-    }
-
-    #[test]
-    fn the_state_survives_a_reopen_and_keeps_its_id() {
-        let dir = temp_dir("reopen");
-        let path = dir.join("sub/state.json");
-        let (mut file, mut record) =
-            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        submit(&mut file, &mut record, "x", 9);
-        let (begin, _) = record.begin("y");
-        file.record(&mut record, begin).unwrap();
-        drop(file);
-        let (_file, again) =
-            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        assert_eq!(again, record);
-        assert_eq!(again.submitting.unwrap().file, "y");
-        assert!(!dir.join("state.json.new").exists());
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn two_watches_cannot_share_a_state_file() {
-        let dir = temp_dir("lock");
-        let path = dir.join("state.json");
-        let (_held, _) =
-            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        assert!(matches!(
-            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine),
-            Err(StateError::InUse { .. })
-        ));
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_state_file_of_another_folder_is_refused() {
-        let dir = temp_dir("folder");
-        let path = dir.join("state.json");
-        let (file, _) =
-            StateFile::open(&path, Path::new("/data/a"), Each::File, Sharing::OnlyMine).unwrap();
-        drop(file);
-        let refused = StateFile::open(&path, Path::new("/data/b"), Each::File, Sharing::OnlyMine)
-            .err()
-            .unwrap();
-        assert!(refused
-            .to_string()
-            .contains("belongs to the watch of /data/a"));
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_state_file_of_the_other_kind_of_watch_is_refused() {
-        let dir = temp_dir("each");
-        let path = dir.join("state.json");
-        let (file, _) =
-            StateFile::open(&path, Path::new("/data"), Each::Folder, Sharing::OnlyMine).unwrap();
-        drop(file);
-        let refused = StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine)
-            .err()
-            .unwrap();
-        assert!(refused
-            .to_string()
-            .contains("a watch that submits each folder, not each file"));
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_scan_folder_record_keeps_its_file_count_and_an_old_record_is_of_files() {
-        let mut record = Record::new("f".into(), "/raw".into(), Each::Folder);
-        record.apply(&record.begin("scan_1").0);
-        let scan = Look {
-            files: 1200,
-            ..look()
-        };
-        record.apply(&Change::Finish {
-            file: "scan_1".into(),
-            job: 3,
-            look: scan,
-        });
-        assert_eq!(Record::parse(&record.render()), Ok(record));
-        let mut old: Value =
-            serde_json::from_str(&Record::new("o".into(), "/d".into(), Each::File).render())
-                .unwrap();
-        old.as_object_mut().unwrap().remove("each");
-        assert_eq!(Record::parse(&old.to_string()).unwrap().each, Each::File);
-        old["each"] = json!("scan");
-        assert!(Record::parse(&old.to_string())
-            .unwrap_err()
-            .contains("\"each\""));
-    }
-
-    #[test]
-    fn links_planted_beside_the_state_are_neither_followed_nor_written_through() {
-        let dir = temp_dir("planted");
-        let victim = dir.join("private.txt");
-        fs::write(&victim, b"mine").unwrap();
-        let path = dir.join("state.json");
-        std::os::unix::fs::symlink(&victim, dir.join("state.json.new")).unwrap();
-        // Opening a new state writes its first snapshot through `.new`.
-        let (file, _) =
-            StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
-        assert_eq!(fs::read(&victim).unwrap(), b"mine");
-        assert!(fs::symlink_metadata(&path).unwrap().is_file());
-        drop(file);
-
-        let lock_target = dir.join("created-by-lock");
-        let other = dir.join("other.json");
-        std::os::unix::fs::symlink(&lock_target, dir.join("other.json.lock")).unwrap();
-        let refused = StateFile::open(&other, Path::new("/data"), Each::File, Sharing::OnlyMine);
-        assert!(matches!(refused, Err(StateError::Unsafe { .. })));
-        assert!(!lock_target.exists());
-
-        std::os::unix::fs::symlink(&victim, dir.join("linked.json")).unwrap();
-        let refused = StateFile::open(
-            &dir.join("linked.json"),
-            Path::new("/data"),
-            Each::File,
-            Sharing::OnlyMine,
-        );
-        assert!(matches!(refused, Err(StateError::Unsafe { .. })));
-
-        let journal_target = dir.join("created-by-journal");
-        std::os::unix::fs::symlink(&journal_target, dir.join("third.json.journal")).unwrap();
-        let refused = StateFile::open(
-            &dir.join("third.json"),
-            Path::new("/data"),
-            Each::File,
-            Sharing::OnlyMine,
-        );
-        assert!(matches!(refused, Err(StateError::Unsafe { .. })));
-        assert!(!journal_target.exists());
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_state_reached_through_a_linked_folder_shares_the_lock() {
-        let dir = temp_dir("linked-folder");
-        fs::create_dir(dir.join("real")).unwrap();
-        std::os::unix::fs::symlink(dir.join("real"), dir.join("via-link")).unwrap();
-        let (held, _) = StateFile::open(
-            &dir.join("real/state.json"),
-            Path::new("/data"),
-            Each::File,
-            Sharing::OnlyMine,
-        )
-        .unwrap();
-        let second = StateFile::open(
-            &dir.join("via-link/state.json"),
-            Path::new("/data"),
-            Each::File,
-            Sharing::OnlyMine,
-        );
-        assert!(matches!(second, Err(StateError::InUse { .. })));
-        assert_eq!(
-            held.path(),
-            dir.join("real").canonicalize().unwrap().join("state.json")
-        );
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_folder_others_can_write_is_refused_unless_shared_or_sticky() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = temp_dir("shared");
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o775)).unwrap();
-        let path = dir.join("state.json");
-        let refused = StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine);
-        let Err(StateError::Unsafe { why, .. }) = refused else {
-            panic!("a group-writable folder was taken");
-        };
-        assert!(why.contains("written by others"), "{why}");
-        assert!(StateFile::open(&path, Path::new("/data"), Each::File, Sharing::Shared).is_ok());
-        assert!(folder_is_shared(0o777));
-        assert!(!folder_is_shared(0o1777));
-        assert!(!folder_is_shared(0o755));
-        fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;

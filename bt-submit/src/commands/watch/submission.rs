@@ -39,6 +39,7 @@ impl Watch<'_> {
                 Verdict::LookAgainAt(_) | Verdict::AwaitReport => None,
             })
             .filter(|(rel, _)| self.retries.get(rel).map_or(true, |r| r.at <= now))
+            .filter(|(rel, _)| !self.failed.contains_key(rel))
             .collect();
         for (rel, why) in complete {
             if os::stop_requested().is_some() || !self.room_for_one() {
@@ -68,7 +69,7 @@ impl Watch<'_> {
             return false;
         }
         self.in_flight.asked_at = Some(now);
-        match self.submitter.queued() {
+        match self.plan.submitter.queued() {
             Ok(queued) => {
                 // Slurm's answer, narrowed to the jobs this watch submitted.
                 let ours: HashSet<u64> = self.record.submitted.values().map(|s| s.job).collect();
@@ -114,10 +115,11 @@ impl Watch<'_> {
         }
         let mut args = vec![OsString::from(format!("--comment={marker}"))];
         args.extend(arguments_for(
-            &self.options.template,
-            &self.options.folder.join(rel),
+            &self.plan.template,
+            &self.plan.on_nodes.folder,
+            rel,
         ));
-        match self.submitter.sbatch(&args) {
+        match self.plan.submitter.sbatch(&args) {
             Ok(submitted) => {
                 let job = submitted.job_id;
                 let finish = Change::Finish {
@@ -136,6 +138,7 @@ impl Watch<'_> {
                 }
                 self.candidates.remove(rel);
                 self.retries.remove(rel);
+                self.refused_for_good = None;
                 self.submitted += 1;
                 self.in_flight.submitted_since += 1;
                 let node = submitted
@@ -145,31 +148,16 @@ impl Watch<'_> {
                 log(&format!("{} -> job {job}{node} ({why})", named(rel)));
             }
             Err(error) => {
+                let refusal = error.refusal();
                 let reason = match error {
-                    SubmitError::Refused { status, stderr } => format!(
-                        "sbatch failed (exit status {status}): {}",
-                        stderr
-                            .lines()
-                            .rev()
-                            .find(|l| !l.trim().is_empty())
-                            .unwrap_or("no message")
-                            .trim()
+                    SubmitError::Refused(said_no) => format!(
+                        "sbatch failed (exit status {}): {}",
+                        said_no.exit_byte(),
+                        said_no.reason()
                     ),
                     SubmitError::Failed(failure) => failure.problem.what,
                 };
-                let retry = self
-                    .retries
-                    .entry(rel.to_owned())
-                    .or_insert(Retry { failures: 0, at: 0 });
-                retry.failures += 1;
-                let delay = retry_delay(retry.failures);
-                retry.at = now + delay.as_millis() as u64;
-                log(&format!(
-                    "{}: not submitted: {reason}; trying again in {} s (failure {})",
-                    named(rel),
-                    delay.as_secs(),
-                    retry.failures
-                ));
+                self.refused(rel, refusal, &reason, now);
                 self.resolve_at = 0;
                 // Counted across restarts, for `watch status`.
                 let refused = Change::Refused {
@@ -195,7 +183,7 @@ impl Watch<'_> {
         if now < self.resolve_at {
             return Ok(false);
         }
-        match self.submitter.with_comment(&intent.marker) {
+        match self.plan.submitter.with_comment(&intent.marker) {
             Err(error) => {
                 self.resolve_at = now + self.options.poll_interval.as_millis() as u64;
                 log(&format!(

@@ -1,30 +1,6 @@
 use super::log::civil_from_days;
 use super::*;
 
-fn os(args: &[&str]) -> Vec<OsString> {
-    args.iter().map(OsString::from).collect()
-}
-
-#[test]
-fn braces_become_the_file_only_as_a_whole_argument() {
-    let file = Path::new("/data/scan 1/a.h5");
-    assert_eq!(
-        arguments_for(&os(&["-J", "x", "run.sh", "{}", "--in={}", "{}"]), file),
-        os(&[
-            "-J",
-            "x",
-            "run.sh",
-            "/data/scan 1/a.h5",
-            "--in={}",
-            "/data/scan 1/a.h5"
-        ])
-    );
-    assert_eq!(
-        arguments_for(&os(&["run.sh", "--fast"]), file),
-        os(&["run.sh", "--fast", "/data/scan 1/a.h5"])
-    );
-}
-
 #[test]
 fn retries_back_off_up_to_five_minutes() {
     let delays: Vec<u64> = (1..=10).map(|n| retry_delay(n).as_secs()).collect();

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::beneath::{Folder, Kind, Stat};
 use super::complete::Look;
+use super::pattern::Patterns;
 
 /// What one look through the folder found.
 #[derive(Debug, Default)]
@@ -20,13 +21,6 @@ pub struct Found {
     /// Entries that cannot be watched (by their path below the folder, "" for
     /// itself, not yet escaped), with the reason.
     pub unusable: Vec<(String, String)>,
-}
-
-/// Whether a file name matches `--pattern`: `*` for any run of characters,
-/// a leading `.` only matched by a pattern that starts with one (so the
-/// hidden temporary files of a rename into place are left alone).
-pub fn name_matches(pattern: &str, name: &str) -> bool {
-    beamtime::pattern::wildcard_matches(pattern, name)
 }
 
 /// What the last listing of a folder saw, so that a folder nothing was
@@ -70,7 +64,7 @@ pub fn may_skip(last: Option<&Listing>, mtime_ns: i128, now: u64) -> bool {
 /// only when [`may_skip`] says they may have changed.
 pub fn walk(
     root: &Path,
-    pattern: &str,
+    patterns: &Patterns,
     skip: &dyn Fn(&str) -> bool,
     busy: &HashSet<String>,
     listings: &mut HashMap<String, Listing>,
@@ -139,7 +133,7 @@ pub fn walk(
             let rel = join(&folder, &name);
             match kind {
                 Kind::Folder if !name.starts_with('.') => subfolders.push(rel),
-                Kind::File if name_matches(pattern, &name) && !skip(&rel) => {
+                Kind::File if patterns.matches(&name) && !skip(&rel) => {
                     if let Ok(stat) = dir.stat_entry(name.as_ref()) {
                         if stat.kind == Kind::File {
                             found.files.push((rel, look_of(&stat)));
@@ -171,7 +165,7 @@ pub fn walk(
 /// everything below it. Files directly in `root` are no scan and left
 /// alone. Every such folder is summed up at every walk, file by file: a file
 /// being written changes its size, not its folder's mtime.
-pub fn walk_scan_folders(root: &Path, pattern: &str, skip: &dyn Fn(&str) -> bool) -> Found {
+pub fn walk_scan_folders(root: &Path, patterns: &Patterns, skip: &dyn Fn(&str) -> bool) -> Found {
     let mut found = Found::default();
     let entries = match Folder::open_root(root).and_then(|top| Ok((top.entries()?, top))) {
         Ok(entries) => entries,
@@ -195,7 +189,7 @@ pub fn walk_scan_folders(root: &Path, pattern: &str, skip: &dyn Fn(&str) -> bool
                 continue;
             }
         };
-        if kind != Kind::Folder || !name_matches(pattern, &name) || skip(&name) {
+        if kind != Kind::Folder || !patterns.matches(&name) || skip(&name) {
             continue;
         }
         match top.folder(&name).map_err(unreadable).and_then(sum_up) {
@@ -306,6 +300,10 @@ mod tests {
     use super::*;
     use std::fs;
 
+    fn pattern(text: &str) -> Patterns {
+        Patterns::new(&[text.to_owned()]).unwrap()
+    }
+
     #[test]
     fn files_in_subfolders_are_found_and_hidden_ones_and_submitted_ones_are_not() {
         let root =
@@ -327,7 +325,7 @@ mod tests {
         std::os::unix::fs::symlink(root.join("a.h5"), root.join("link.h5")).unwrap();
         let found = walk(
             &root,
-            "*.h5",
+            &pattern("*.h5"),
             &|rel| rel == "old.h5",
             &HashSet::new(),
             &mut HashMap::new(),
@@ -381,7 +379,7 @@ mod tests {
         let none = HashSet::new();
         let submitted = |rel: &str| rel == "scan/a.h5";
         let walk_at = |listings: &mut HashMap<String, Listing>, now| {
-            let found = walk(&root, "*", &submitted, &none, listings, now);
+            let found = walk(&root, &pattern("*"), &submitted, &none, listings, now);
             found
                 .files
                 .into_iter()
@@ -420,7 +418,7 @@ mod tests {
         fs::write(root.join("scan_1/master.h5"), b"1").unwrap();
         fs::write(root.join("scan_3.h5"), b"not a folder").unwrap();
         std::os::unix::fs::symlink(root.join("scan_1"), root.join("scan_link")).unwrap();
-        let found = walk_scan_folders(&root, "scan_*", &|rel| rel == "scan_old");
+        let found = walk_scan_folders(&root, &pattern("scan_*"), &|rel| rel == "scan_old");
         let mut scans: Vec<(&str, u64, u64)> = found
             .files
             .iter()
@@ -437,13 +435,5 @@ mod tests {
         assert!(!holds_file(&root, "scan_1", "frames"));
         assert_eq!(look_folder(&root, "gone"), None);
         fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn the_pattern_matches_the_name() {
-        assert!(name_matches("*", "a.h5"));
-        assert!(name_matches("*.h5", "scan_0001.h5"));
-        assert!(!name_matches("*.h5", "scan_0001.h5.part"));
-        assert!(!name_matches("*", ".a.h5.part"));
     }
 }
