@@ -234,7 +234,8 @@ the watch does.
 
 const WATCH_RESUBMIT_ABOUT: &str = "\
 Marks the files (or scan folders) of a watch whose jobs failed (FAILED,
-TIMEOUT, NODE_FAIL, OUT_OF_MEMORY, BOOT_FAIL, DEADLINE; not CANCELLED) to be
+TIMEOUT, NODE_FAIL, OUT_OF_MEMORY, BOOT_FAIL, DEADLINE; not CANCELLED), and
+those the watch failed after refusals no retry could fix, to be
 submitted again: the state keeps the failed job as an earlier attempt, and
 the next start of the watch submits each of them once, as a new file. It
 takes the state's lock, so it refuses while the watch runs: stop the watch,

@@ -51,10 +51,10 @@ impl Watch<'_> {
     /// Reads the metadata again when due or asked (SIGHUP) and, when it
     /// changed, makes the plan again; a metadata or plan that cannot be had
     /// now keeps the plan there is, and is said once per change.
-    pub(super) fn follow_beamtime(&mut self, now: u64) {
+    pub(super) fn follow_beamtime(&mut self, now: u64) -> Result<(), Failure> {
         let asked = os::reread_requested();
         if !asked && now < self.follow.next_read {
-            return;
+            return Ok(());
         }
         self.follow.next_read = now + REREAD_EVERY.as_millis() as u64;
         if asked {
@@ -71,12 +71,12 @@ impl Watch<'_> {
                     ));
                     self.follow.last_problem = Some(said);
                 }
-                return;
+                return Ok(());
             }
         };
         if metadata == self.follow.metadata {
             self.follow.last_problem = None;
-            return;
+            return Ok(());
         }
         match self.beamtime.plan(&metadata) {
             Ok(plan) => {
@@ -87,7 +87,7 @@ impl Watch<'_> {
                 self.follow.metadata = metadata;
                 self.follow.last_problem = None;
                 self.plan = plan;
-                self.try_failed_again();
+                self.try_failed_again()?;
             }
             Err(failure) => {
                 let said = failure.problem.to_string();
@@ -101,25 +101,46 @@ impl Watch<'_> {
                 }
             }
         }
+        Ok(())
     }
 
-    /// A new plan may take what the old one refused: failed files and
-    /// waiting retries are tried at once.
-    fn try_failed_again(&mut self) {
-        if !self.failed.is_empty() {
+    /// A new plan may take what the old one refused: the files failed with
+    /// another plan and waiting retries are tried at once. Also at the start,
+    /// for the files a watch of another plan failed.
+    pub(super) fn try_failed_again(&mut self) -> Result<(), Failure> {
+        let plan = &self.plan.summary;
+        let again: Vec<String> = (self.record.failed.iter())
+            .filter(|(_, failed)| &failed.plan != plan)
+            .map(|(file, _)| file.clone())
+            .collect();
+        if !again.is_empty() {
             log(&format!(
                 "{} failed {} tried again with the new plan",
-                self.failed.len(),
+                again.len(),
                 self.options.each.plural()
             ));
         }
-        self.failed.clear();
+        for file in again {
+            // On a full disk the file stays failed with its old plan, and
+            // the next start (its plan is not that one) tries it again.
+            if !self.recorded(Change::Retry { file })? {
+                break;
+            }
+        }
         self.retries.clear();
         self.refused_for_good = None;
+        Ok(())
     }
 
-    /// Counts a refusal of `rel`; returns whether the file is now failed.
-    pub(super) fn refused(&mut self, rel: &str, refusal: Refusal, reason: &str, now: u64) -> bool {
+    /// Counts a refusal of `rel`; returns whether the file is now failed
+    /// (recorded in the state, so that it stays failed across a restart).
+    pub(super) fn refused(
+        &mut self,
+        rel: &str,
+        refusal: Refusal,
+        reason: &str,
+        now: u64,
+    ) -> Result<bool, Failure> {
         let retry = self.retries.entry(rel.to_owned()).or_insert(Retry {
             failures: 0,
             permanent: 0,
@@ -148,14 +169,22 @@ impl Watch<'_> {
         retry.at = now + delay.as_millis() as u64;
         let (failures, permanent) = (retry.failures, retry.permanent);
         if permanent >= PERMANENT_REFUSALS_TO_FAIL {
-            self.retries.remove(rel);
-            self.failed.insert(rel.to_owned(), reason.to_owned());
-            log(&format!(
-                "{}: failed: {reason}; refused {permanent} times in a way no retry can fix, \
-                 so it is not tried again until the beamtime's plan changes",
-                named(rel)
-            ));
-            return true;
+            let fail = Change::Fail {
+                file: rel.to_owned(),
+                reason: reason.to_owned(),
+                plan: self.plan.summary.clone(),
+            };
+            // On a full disk it is not failed yet: tried again after the delay.
+            if self.recorded(fail)? {
+                self.retries.remove(rel);
+                log(&format!(
+                    "{}: failed: {reason}; refused {permanent} times in a way no retry can \
+                     fix, so it is not tried again until the beamtime's plan changes \
+                     (or 'bt-submit watch resubmit')",
+                    named(rel)
+                ));
+                return Ok(true);
+            }
         }
         let kind = match refusal {
             Refusal::Permanent => "refused for good unless something changes",
@@ -166,7 +195,7 @@ impl Watch<'_> {
             named(rel),
             delay.as_secs(),
         ));
-        false
+        Ok(false)
     }
 
     /// Whether every submission has been refused for good for longer than
@@ -183,13 +212,14 @@ impl Watch<'_> {
                      (last: {}); {} {} failed; the watch stops (plan: {})",
                     secs(self.options.give_up_after),
                     refused.last,
-                    self.failed.len(),
+                    self.record.failed.len(),
                     self.options.each.plural(),
                     self.plan.summary
                 ),
                 "check the beamtime with 'bt-submit doctor' (has it ended? did its reservation \
                  change?), then start the watch again: it takes up where it stopped and tries \
-                 the failed files again",
+                 the failed files again if its plan changed; 'bt-submit watch resubmit' first \
+                 tries them again with the same plan",
             )
         })
     }

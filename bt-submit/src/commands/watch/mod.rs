@@ -98,6 +98,17 @@ pub fn run(options: &Options, beamtime: &dyn Beamtime) -> Result<(), Failure> {
         last_problem: None,
     };
     let mut watch = Watch::new(options, beamtime, plan, following, state, record);
+    // Files a watch failed with another plan are tried again; those failed
+    // with this one stay so until the plan changes or `watch resubmit`.
+    watch.try_failed_again()?;
+    if !watch.record.failed.is_empty() {
+        log(&format!(
+            "{} {} failed with this plan before, not tried again until it changes \
+             ('bt-submit watch status' names them, 'bt-submit watch resubmit' tries them again)",
+            watch.record.failed.len(),
+            options.each.plural()
+        ));
+    }
     watch.run()
 }
 
@@ -157,9 +168,6 @@ struct Watch<'a> {
     record: Record,
     candidates: BTreeMap<String, Candidate>,
     retries: HashMap<String, Retry>,
-    /// Files refused for good too often, with the last refusal: not tried
-    /// again until the plan changes.
-    failed: BTreeMap<String, String>,
     refused_for_good: Option<follow::RefusedForGood>,
     told_unusable: HashSet<String>,
     inotify: Option<Inotify>,
@@ -209,7 +217,6 @@ impl<'a> Watch<'a> {
             record,
             candidates: BTreeMap::new(),
             retries: HashMap::new(),
-            failed: BTreeMap::new(),
             refused_for_good: None,
             told_unusable: HashSet::new(),
             inotify,
@@ -337,7 +344,7 @@ impl<'a> Watch<'a> {
                 self.log_counters();
                 next_counters = now + COUNTERS_EVERY_MS;
             }
-            self.follow_beamtime(now);
+            self.follow_beamtime(now)?;
             if let Some(failure) = self.given_up(now) {
                 return Err(failure);
             }

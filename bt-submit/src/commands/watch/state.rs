@@ -89,6 +89,16 @@ pub enum Change {
     /// `files`, there when a watch started with `--skip-existing`, are never
     /// submitted: one line for all of them.
     Skip { files: Vec<String> },
+    /// `file` was refused too often in a way no retry can fix, the last
+    /// time saying `reason`, with the plan `plan`: it is not tried again
+    /// while the watch submits with that plan.
+    Fail {
+        file: String,
+        reason: String,
+        plan: String,
+    },
+    /// `file`, failed, is tried again (the plan changed, or `watch resubmit`).
+    Retry { file: String },
 }
 
 impl Change {
@@ -110,6 +120,10 @@ impl Change {
             } => json!({"refused": file, "attempts": attempts, "error": error}),
             Change::Resubmit { file } => json!({"resubmit": file}),
             Change::Skip { files } => json!({ "skip": files }),
+            Change::Fail { file, reason, plan } => {
+                json!({"failed": file, "reason": reason, "plan": plan})
+            }
+            Change::Retry { file } => json!({ "retry": file }),
         };
         let mut line = value.to_string();
         line.push('\n');
@@ -144,10 +158,19 @@ impl Change {
             Ok(Change::Skip {
                 files: paths(files).ok_or("\"skip\" is not a list of paths")?,
             })
+        } else if let Some(file) = name("failed") {
+            let failed = parse_failed(&value, &format!("\"failed\" of {file:?}"))?;
+            Ok(Change::Fail {
+                file,
+                reason: failed.reason,
+                plan: failed.plan,
+            })
+        } else if let Some(file) = name("retry") {
+            Ok(Change::Retry { file })
         } else {
             Err(
                 "it has none of \"begin\", \"finish\", \"abandon\", \"refused\", \"resubmit\", \
-                 \"skip\""
+                 \"skip\", \"failed\", \"retry\""
                     .to_owned(),
             )
         }
@@ -160,6 +183,16 @@ fn paths<T: FromIterator<String>>(list: &Value) -> Option<T> {
         .iter()
         .map(|name| name.as_str().map(str::to_owned))
         .collect()
+}
+
+/// A failed file's last refusal and plan, as the snapshot and the journal
+/// write them.
+fn parse_failed(entry: &Value, what: &str) -> Result<Failed, String> {
+    let text = |key: &str| entry.get(key).and_then(Value::as_str).map(str::to_owned);
+    match (text("reason"), text("plan")) {
+        (Some(reason), Some(plan)) => Ok(Failed { reason, plan }),
+        _ => Err(format!("{what} needs \"reason\" and \"plan\"")),
+    }
 }
 
 /// A refusal's count and message, as the snapshot and the journal write them.
@@ -231,7 +264,17 @@ pub struct Record {
     pub refused: BTreeMap<String, Refusal>,
     /// The jobs of files submitted again (`watch resubmit`), oldest first.
     pub earlier_jobs: BTreeMap<String, Vec<u64>>,
+    /// Files refused for good too often: not submitted while the plan they
+    /// failed with is the watch's plan.
+    pub failed: BTreeMap<String, Failed>,
     next_marker: u64,
+}
+
+/// Why a file failed, and with which plan (its one-line summary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub reason: String,
+    pub plan: String,
 }
 
 /// How often sbatch refused a file, and what it said last.
@@ -252,6 +295,7 @@ impl Record {
             submitting: None,
             refused: BTreeMap::new(),
             earlier_jobs: BTreeMap::new(),
+            failed: BTreeMap::new(),
             next_marker: 1,
         }
     }
@@ -297,6 +341,8 @@ impl Record {
                 if self.submitting.as_ref().is_some_and(|i| &i.file == file) {
                     self.submitting = None;
                 }
+                // Submitted after all (found by its comment): failed no more.
+                self.failed.remove(file);
             }
             Change::Abandon { file } => {
                 if self.submitting.as_ref().is_some_and(|i| &i.file == file) {
@@ -327,6 +373,18 @@ impl Record {
                 }
             }
             Change::Skip { files } => self.skipped.extend(files.iter().cloned()),
+            Change::Fail { file, reason, plan } => {
+                self.failed.insert(
+                    file.clone(),
+                    Failed {
+                        reason: reason.clone(),
+                        plan: plan.clone(),
+                    },
+                );
+            }
+            Change::Retry { file } => {
+                self.failed.remove(file);
+            }
         }
     }
 
@@ -354,6 +412,9 @@ impl Record {
             }).collect::<serde_json::Map<String, Value>>(),
             "earlierJobs": self.earlier_jobs,
             "skipped": self.skipped,
+            "failed": self.failed.iter().map(|(file, f)| {
+                (file.clone(), json!({"reason": f.reason, "plan": f.plan}))
+            }).collect::<serde_json::Map<String, Value>>(),
         });
         let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
         text.push('\n');
@@ -440,6 +501,17 @@ impl Record {
             None => BTreeSet::new(),
             Some(list) => paths(list).ok_or("\"skipped\" is not a list of paths")?,
         };
+        // Written since failures are kept; absent before.
+        let mut failed = BTreeMap::new();
+        if let Some(entries) = value.get("failed") {
+            let entries = entries.as_object().ok_or("\"failed\" is not an object")?;
+            for (file, entry) in entries {
+                failed.insert(
+                    file.clone(),
+                    parse_failed(entry, &format!("\"failed\".\"{file}\""))?,
+                );
+            }
+        }
         Ok(Record {
             watch_id,
             folder,
@@ -449,6 +521,7 @@ impl Record {
             submitting,
             refused,
             earlier_jobs,
+            failed,
             next_marker,
         })
     }

@@ -31,6 +31,9 @@ enum Standing {
     Submitting,
     /// sbatch refused it and the watch tries again.
     Refused,
+    /// Refused too often in a way no retry can fix: not tried again until
+    /// the plan changes (or `watch resubmit`).
+    Failed,
     /// Its failed job was set aside: the next start submits it again.
     Resubmit,
 }
@@ -41,6 +44,7 @@ impl Standing {
             Standing::Submitted => "submitted",
             Standing::Submitting => "submitting",
             Standing::Refused => "refused",
+            Standing::Failed => "failed",
             Standing::Resubmit => "to resubmit",
         }
     }
@@ -107,6 +111,21 @@ pub fn resubmit(args: WatchStateArgs, settings: &Settings) -> Result<ExitCode, F
         })
         .collect();
     let mut out = String::new();
+    // Files the watch failed after refusals no retry could fix: tried again
+    // with the same plan (the beamtime was fixed without changing it).
+    let refused_for_good: Vec<(String, String)> = (record.failed.iter())
+        .map(|(file, failed)| (file.clone(), failed.reason.clone()))
+        .collect();
+    for (file, reason) in &refused_for_good {
+        state
+            .record(&mut record, Change::Retry { file: file.clone() })
+            .map_err(state_failure)?;
+        out.push_str(&format!(
+            "{}: failed ({}); marked to submit again\n",
+            named(file),
+            beamtime::untrusted::shown_token(reason)
+        ));
+    }
     for (file, job, job_state) in &failed {
         state
             .record(&mut record, Change::Resubmit { file: file.clone() })
@@ -116,8 +135,8 @@ pub fn resubmit(args: WatchStateArgs, settings: &Settings) -> Result<ExitCode, F
             named(file)
         ));
     }
-    out.push_str(&match failed.len() {
-        0 => "no job of this watch failed: nothing marked\n".to_owned(),
+    out.push_str(&match failed.len() + refused_for_good.len() {
+        0 => "no job or file of this watch failed: nothing marked\n".to_owned(),
         n => format!("{n} marked; start the watch again (as before) to submit each of them once\n"),
     });
     write_stdout(out.as_bytes())?;
@@ -213,6 +232,7 @@ fn rows<'a>(record: &'a Record, states: &'a BTreeMap<u64, JobState>) -> Vec<Row<
         .keys()
         .chain(record.refused.keys())
         .chain(record.earlier_jobs.keys())
+        .chain(record.failed.keys())
         .chain(record.submitting.iter().map(|i| &i.file))
         .map(String::as_str)
         .collect();
@@ -224,6 +244,8 @@ fn rows<'a>(record: &'a Record, states: &'a BTreeMap<u64, JobState>) -> Vec<Row<
             let refused = record.refused.get(file);
             let standing = if record.submitting.as_ref().is_some_and(|i| i.file == file) {
                 Standing::Submitting
+            } else if record.failed.contains_key(file) {
+                Standing::Failed
             } else if job.is_some() {
                 Standing::Submitted
             } else if refused.is_some() && earlier.is_empty() {

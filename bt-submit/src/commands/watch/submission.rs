@@ -39,7 +39,7 @@ impl Watch<'_> {
                 Verdict::LookAgainAt(_) | Verdict::AwaitReport => None,
             })
             .filter(|(rel, _)| self.retries.get(rel).map_or(true, |r| r.at <= now))
-            .filter(|(rel, _)| !self.failed.contains_key(rel))
+            .filter(|(rel, _)| !self.record.failed.contains_key(rel))
             .collect();
         for (rel, why) in complete {
             if os::stop_requested().is_some() || !self.room_for_one() {
@@ -157,7 +157,7 @@ impl Watch<'_> {
                     ),
                     SubmitError::Failed(failure) => failure.problem.what,
                 };
-                self.refused(rel, refusal, &reason, now);
+                self.refused(rel, refusal, &reason, now)?;
                 self.resolve_at = 0;
                 // Counted across restarts, for `watch status`.
                 let refused = Change::Refused {

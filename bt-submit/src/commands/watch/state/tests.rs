@@ -489,3 +489,63 @@ fn a_peek_creates_locks_and_writes_nothing() {
     ));
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_failed_file_is_journaled_survives_a_restart_and_is_retried() {
+    let dir = temp_dir("failed");
+    let path = dir.join("state.json");
+    let (mut state, mut record) =
+        StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
+    let fail = Change::Fail {
+        file: "f.h5".to_owned(),
+        reason: "sbatch failed (exit status 1): Invalid reservation".to_owned(),
+        plan: "reservation 1_1, partition p".to_owned(),
+    };
+    assert_eq!(Change::parse(fail.line().trim_end()), Ok(fail.clone()));
+    state.record(&mut record, fail).unwrap();
+    state.record(&mut record, fail_of("g.h5")).unwrap();
+    let journal = fs::read_to_string(dir.join("state.json.journal")).unwrap();
+    assert!(journal.contains("\"failed\":\"f.h5\""), "{journal}");
+    // `watch status` beside the running watch sees it.
+    assert_eq!(
+        StateFile::peek(&path).unwrap().failed["f.h5"].plan,
+        "reservation 1_1, partition p"
+    );
+    drop(state);
+
+    // A restart replays and compacts it into the snapshot.
+    let (mut state, mut again) =
+        StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
+    assert_eq!(again, record);
+    assert!(fs::read_to_string(&path)
+        .unwrap()
+        .contains("Invalid reservation"));
+    assert!(!again.is_done("f.h5"));
+
+    // Tried again (a new plan, or watch resubmit); a job found for the other
+    // by its comment ends its failure too.
+    state
+        .record(
+            &mut again,
+            Change::Retry {
+                file: "f.h5".to_owned(),
+            },
+        )
+        .unwrap();
+    submit(&mut state, &mut again, "g.h5", 7);
+    assert!(again.failed.is_empty());
+    drop(state);
+    let (_state, last) =
+        StateFile::open(&path, Path::new("/data"), Each::File, Sharing::OnlyMine).unwrap();
+    assert!(last.failed.is_empty());
+    assert_eq!(last.submitted["g.h5"].job, 7);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+fn fail_of(file: &str) -> Change {
+    Change::Fail {
+        file: file.to_owned(),
+        reason: "refused".to_owned(),
+        plan: "old plan".to_owned(),
+    }
+}
