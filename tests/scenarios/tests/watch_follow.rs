@@ -86,6 +86,16 @@ impl Watching {
             .arg("{}")
     }
 
+    /// `bt-submit watch SUBCOMMAND --state … ARGS` (status, resubmit) as the account.
+    fn state_command(&self, subcommand: &str, args: &[&str]) -> scenarios::Cmd {
+        cluster()
+            .as_user(&self.bt.account, bt_submit())
+            .args(["watch", subcommand])
+            .arg("--state")
+            .arg(&self.state)
+            .args(args)
+    }
+
     fn start(&self, extra: &[&str]) -> Background {
         self.command(extra).spawn(&self.log)
     }
@@ -417,6 +427,36 @@ fn a_reservation_gone_fails_the_file_and_a_watch_refused_for_good_exits_69() {
         "{log}"
     );
     assert!(w.submissions().is_empty(), "{log}");
+
+    // The failure is in the state: watch status shows it, a restart with
+    // the same plan leaves the file alone, watch resubmit tries it again.
+    let standing = || {
+        let out = w.state_command("status", &["--format", "json"]).run();
+        out.assert_success();
+        let status: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let files = status["files"].as_array().unwrap().clone();
+        assert_eq!(files.len(), 1, "{status:#}");
+        assert_eq!(files[0]["file"], "refused.h5", "{status:#}");
+        files[0]["standing"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(standing(), "failed");
+    // The log is appended to: the restart's part is what follows.
+    let before = w.log_text().len();
+    let since_restart = || w.log_text()[before..].to_owned();
+    let again = w.start(&[&map]);
+    let kept = "1 files failed with this plan before, not tried again until it changes";
+    wait::poll(Duration::from_secs(30), || {
+        since_restart().contains(kept).then_some(()).ok_or(())
+    })
+    .unwrap_or_else(|()| panic!("no {kept:?}:\n{}", w.log_text()));
+    w.stop(again);
+    let restarted = since_restart();
+    assert!(!restarted.contains("refused.h5"), "{restarted}");
+    let resubmit = w.state_command("resubmit", &[]).run();
+    resubmit.assert_success();
+    resubmit.assert_stdout_contains("refused.h5: failed (\"sbatch failed (exit status 1): ");
+    resubmit.assert_stdout_contains("1 marked");
+    assert_eq!(standing(), "refused");
     c.assert_node_not_drained();
 }
 

@@ -71,6 +71,9 @@ impl Watched {
             .arg("--state")
             .arg(&self.state)
             .args(["--settle", "0.5", "--poll-interval", "0.5"])
+            // The node sees the test's folder where this host does.
+            .arg("--map")
+            .arg(format!("{0}={0}", self.data.display()))
             .arg(&self.data)
             .arg("--")
             .arg("-o")
