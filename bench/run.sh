@@ -123,12 +123,13 @@ SBATCH
     printf '#!/bin/sh\ntrue\n' >"$dir/job.sh"
     chmod 755 "$dir/bin/sbatch" "$dir/job.sh"
     chown -R bttest01 "$dir"
-    # setpriv execs: $! is the watch itself, whose CPU time /proc tells.
+    # setpriv execs: $! is the watch itself, whose CPU time /proc tells. The nodes see the
+    # bench's folders where this host does (--map).
     watch_as_bttest01() {
         setpriv --reuid="$uid" --regid="$gid" --init-groups \
             env -C "$dir/out" SLURM_CONF="$SLURM_CONF" PATH="$dir/bin:$PATH" HOME="$dir" \
             BEAMTIME_METADATA_PATH="$BT_TEST_STATE/beamline-src/*/current/beamtime-metadata-{id}.json" \
-            "$BT_SUBMIT" watch --beamtime "$BEAMTIME" "$@" >>"$OUT/watch.log" 2>&1 &
+            "$BT_SUBMIT" watch --beamtime "$BEAMTIME" --map "$dir=$dir" "$@" >>"$OUT/watch.log" 2>&1 &
     }
     say "8. bt-submit watch: file complete -> sbatch started, inotify vs looking only ($ROUNDS rounds)"
     watch_as_bttest01 --settle 1 --poll-interval 1 --state "$dir/inotify.json" "$dir/inotify" \
