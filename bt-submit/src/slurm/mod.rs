@@ -12,6 +12,7 @@ pub mod options;
 pub mod process;
 pub mod query;
 // Public with host: a Host::Remote is made from it.
+pub mod known_hosts;
 pub mod ssh;
 // Where Slurm runs, this host or a reserved node over ssh: the one way to
 // submit a batch job and get its id back, to ask for the submitter's queued

@@ -21,7 +21,8 @@ use crate::cli::Source;
 use crate::failure::{Failure, Status};
 use crate::site::metadata_file::load_metadata;
 use crate::site::settings::Settings;
-use crate::slurm::ssh::{check_key, KnownHostsName, Remote, CONNECT_TIMEOUT_SECONDS};
+use crate::slurm::known_hosts::KnownHostsName;
+use crate::slurm::ssh::{check_key, Remote, CONNECT_TIMEOUT_SECONDS};
 
 /// The checks made on the node that bt-submit --remote would use.
 const ON_THE_NODE: [&str; 3] = ["login", "sbatch", "node-view"];
