@@ -1,3 +1,7 @@
+use serde_json::{json, Value};
+
+use super::super::complete::Look;
+use super::record::FORMAT_WITHOUT_JOURNAL;
 use super::*;
 
 fn temp_dir(label: &str) -> PathBuf {
