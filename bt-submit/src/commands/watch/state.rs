@@ -45,6 +45,18 @@ pub use record::{Change, Record};
 /// The fewest journal lines that make a compaction worth its rewrite.
 const COMPACT_AFTER_AT_LEAST: usize = 1000;
 
+/// The folder a state path is in and its name there; a path that names no
+/// file (`/`, `..`) is no state.
+fn folder_and_name(path: &Path) -> Result<(&Path, &OsStr), StateError> {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => Ok((parent, name)),
+        _ => Err(StateError::Invalid {
+            path: path.to_path_buf(),
+            why: "it names no file".to_owned(),
+        }),
+    }
+}
+
 impl StateError {
     /// Whether the state's filesystem is full (or the user's quota used up):
     /// the watch waits for room instead of stopping.
@@ -200,12 +212,7 @@ impl StateFile {
             path: path.to_path_buf(),
             error,
         };
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return Err(StateError::Invalid {
-                path: path.to_path_buf(),
-                why: "it names no file".to_owned(),
-            });
-        };
+        let (parent, name) = folder_and_name(path)?;
         // Only its user may write a folder made here, whatever the umask: a
         // group-writable one would be refused just below.
         fs::DirBuilder::new()
@@ -336,12 +343,7 @@ impl StateFile {
             path: path.to_path_buf(),
             error,
         };
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return Err(StateError::Invalid {
-                path: path.to_path_buf(),
-                why: "it names no file".to_owned(),
-            });
-        };
+        let (parent, name) = folder_and_name(path)?;
         let folder =
             Folder::open_root(&fs::canonicalize(parent).map_err(io_error)?).map_err(io_error)?;
         let journal_name = with_suffix(name, ".journal");
