@@ -126,6 +126,14 @@ impl Checks<'_> {
         (self.emit)(&check);
         self.made.push(check);
     }
+
+    /// The report of `beamtime` as far as the checks went.
+    fn report(self, beamtime: Option<String>) -> Report {
+        Report {
+            beamtime,
+            checks: self.made,
+        }
+    }
 }
 
 /// The checks that ask the controller (or need the plugin's line, which only
@@ -192,10 +200,7 @@ pub fn examine(
                 _ => Check::skip(name, "online-resources"),
             });
         }
-        return Report {
-            beamtime,
-            checks: checks.made,
-        };
+        return checks.report(beamtime);
     };
 
     let metadata = &trusted.metadata;
@@ -220,10 +225,7 @@ pub fn examine(
         for name in ASK_THE_CONTROLLER {
             checks.push(Check::skip(name, "controller"));
         }
-        return Report {
-            beamtime,
-            checks: checks.made,
-        };
+        return checks.report(beamtime);
     }
     let user = &who.name;
     // One query for both reservation checks.
@@ -253,10 +255,7 @@ pub fn examine(
     checks.push(checks::beamline_source(plugin, trusted));
     checks.push(checks::task_lifetime(plugin));
 
-    Report {
-        beamtime,
-        checks: checks.made,
-    }
+    checks.report(beamtime)
 }
 
 /// The node's verdict (verdict.rs) for the reservations the controller knows;

@@ -56,10 +56,7 @@ pub fn examine(
         {
             checks.push(Check::skip(name, "online-resources"));
         }
-        return Report {
-            beamtime,
-            checks: checks.made,
-        };
+        return checks.report(beamtime);
     };
 
     let key_check = key(online);
@@ -86,28 +83,19 @@ pub fn examine(
         for name in ON_THE_NODE {
             checks.push(Check::skip(name, "known-hosts and reach"));
         }
-        return Report {
-            beamtime,
-            checks: checks.made,
-        };
+        return checks.report(beamtime);
     };
     if !key_passed {
         for name in ON_THE_NODE {
             checks.push(Check::skip(name, "key"));
         }
-        return Report {
-            beamtime,
-            checks: checks.made,
-        };
+        return checks.report(beamtime);
     }
     let remote = match Remote::new(online, Some(usable)) {
         Ok(remote) => remote,
         Err(failure) => {
             checks.push(Check::failed("login", &failure.problem));
-            return Report {
-                beamtime,
-                checks: checks.made,
-            };
+            return checks.report(beamtime);
         }
     };
     let login = match remote.run("true", &[]) {
@@ -133,10 +121,7 @@ pub fn examine(
             .unwrap_or_default();
         checks.push(node_view(&remote, usable, &id));
     }
-    Report {
-        beamtime,
-        checks: checks.made,
-    }
+    checks.report(beamtime)
 }
 
 fn key(online: &OnlineAnalysis) -> Check {
