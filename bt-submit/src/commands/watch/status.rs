@@ -328,6 +328,14 @@ fn text(path: &std::path::Path, record: &Record, rows: &[Row]) -> String {
     if !states.is_empty() {
         out.push_str(&format!("; jobs {}", list(states.into_iter().collect())));
     }
+    // Counted, not listed: a start with --skip-existing may skip tens of
+    // thousands, which would bury the files that have a job.
+    if !record.skipped.is_empty() {
+        out.push_str(&format!(
+            "; {} skipped at the start (--skip-existing)",
+            record.skipped.len()
+        ));
+    }
     out.push('\n');
     out
 }
@@ -360,6 +368,39 @@ fn json_report(path: &std::path::Path, record: &Record, rows: &[Row]) -> Value {
         "folder": record.folder.to_string_lossy(),
         "each": record.each.name(),
         "files": files,
-        "totals": {"files": rows.len(), "standing": standing, "jobStates": states},
+        "totals": {
+            "files": rows.len(),
+            "standing": standing,
+            "jobStates": states,
+            "skipped": record.skipped.len(),
+        },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::cli::Each;
+
+    #[test]
+    fn the_files_skipped_at_the_start_are_counted_in_the_totals_not_listed() {
+        let mut record = Record::new("0123abcd".into(), "/data".into(), Each::File);
+        for file in ["a.h5", "b.h5"] {
+            record.skipped.insert(file.into());
+        }
+        let no_jobs = BTreeMap::new();
+        let rows = rows(&record, &no_jobs);
+        assert!(rows.is_empty());
+        let path = Path::new("/state.json");
+        let text = text(path, &record, &rows);
+        assert!(
+            text.ends_with("\ntotal: 0 files; 2 skipped at the start (--skip-existing)\n"),
+            "{text}"
+        );
+        let json = json_report(path, &record, &rows);
+        assert_eq!(json["totals"]["skipped"], 2, "{json:#}");
+        assert_eq!(json["files"].as_array().map(Vec::len), Some(0), "{json:#}");
+    }
 }
