@@ -39,6 +39,9 @@ mod plan;
 mod site;
 // Public for the real-Slurm tests, which read scontrol's records with its parser.
 pub mod slurm;
+// Public for bench/ alone (commands/watch/mod.rs says why), not for other users.
+#[doc(hidden)]
+pub use commands::watch::state_for_bench as watch_state;
 #[cfg(test)]
 mod testing;
 
