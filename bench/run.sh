@@ -24,6 +24,15 @@ ONLY=${2:-}
 # Files bt-submit watch has already submitted while it idles (section 8).
 WATCH_IDLE_FILES=10000
 WATCH_IDLE_SECONDS=60
+# #22's sizes (section 8): a burst over ssh, the frames of one scan folder still being written
+# (looked at for as many seconds, one look a second), the files there at a first start, and
+# the files recorded when one more submission is.
+SSH_BURST_FILES=200
+SSH_BURST_ROUNDS=5
+SCAN_FRAMES=10000
+SCAN_LOOK_SECONDS=30
+FIRST_START_FILES=20000
+RECORDED_FILES=100000
 CLUSTER=$REPO/tests/cluster/cluster.sh
 BEAMTIME=11099001
 # Controller queries are counts, not timings: a few jobs per shape show whether they vary.
@@ -40,11 +49,14 @@ BUILD_PACKAGES+=(python3-venv)
 MENTO_VERSION=0.2.1
 need_root
 ensure_cargo
+# Before the cluster starts, so that compiling never competes with a measurement.
 if [[ -z $ONLY ]]; then
     say "building the metadata micro-benchmarks (criterion)"
-    # Before the cluster starts, so that compiling never competes with a measurement.
     (cd "$REPO" && cargo bench --locked -p beamtime-bench --bench metadata --no-run)
 fi
+say "building the watch state's measurement (bench/src/bin/watch-state-record.rs)"
+(cd "$REPO" && cargo build --release --locked -p beamtime-bench --bin watch-state-record)
+WATCH_STATE_RECORD=$TARGET_DIR/release/watch-state-record
 start_cluster_with_fresh_plugin
 # On success the raw measurements have moved to the target folder by now (see the end);
 # after a failure they help find out why.
@@ -114,7 +126,7 @@ measure_watch() {
     local dir=$BT_TEST_STATE/work/watch-bench uid gid pid pids=()
     uid=$(id -u bttest01) gid=$(id -g bttest01)
     rm -rf --one-file-system "$dir"
-    mkdir -p "$dir"/{bin,inotify,polling,idle,out}
+    mkdir -p "$dir"/{bin,inotify,polling,idle,scans,first,out}
     cat >"$dir/bin/sbatch" <<SBATCH
 #!/bin/sh
 echo "\$(date +%s%N) \$*" >>"$dir/sbatch-started"
@@ -213,6 +225,99 @@ FILES
     wait "$pid" || die "bt-submit watch did not end cleanly on SIGTERM (see $OUT/watch.log)"
     (($(wc -l <"$dir/sbatch-started") == 2 * ROUNDS)) ||
         die "the idle watch ran sbatch (see $OUT/watch.log)"
+
+    say "8. a scan folder of $SCAN_FRAMES frames still being written, --each folder --no-inotify (${SCAN_LOOK_SECONDS} looks)"
+    # The frames stand still; the writer adds one every 2 s, so the scan is never done while
+    # measured (and --done-file keeps the watch from taking a quiet moment for its end).
+    python3 - "$dir/scans/scan_00001" "$SCAN_FRAMES" <<'FRAMES'
+import os, sys
+folder, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(folder)
+for i in range(n):
+    with open(f"{folder}/frame_{i:05d}.cbf", "wb") as f:
+        f.write(b"x" * 4096)
+FRAMES
+    chown -R bttest01 "$dir"
+    watch_as_bttest01 --each folder --done-file scan.done --no-inotify --poll-interval 1 \
+        --state "$dir/scans.json" "$dir/scans" -- -o /dev/null "$dir/job.sh" {}
+    pid=$!
+    setpriv --reuid="$uid" --regid="$gid" --init-groups python3 - "$dir/scans/scan_00001" "$SCAN_FRAMES" <<'WRITER' &
+import sys, time
+folder, n = sys.argv[1], int(sys.argv[2])
+while True:
+    with open(f"{folder}/frame_{n:05d}.cbf", "wb") as f:
+        f.write(b"x" * 4096)
+    n += 1
+    time.sleep(2)
+WRITER
+    local writer=$!
+    # The first looks read every frame from the disk cache; the measured ones are the steady
+    # state of a long scan.
+    sleep 5
+    local start_ticks end_ticks
+    start_ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    sleep "$SCAN_LOOK_SECONDS"
+    end_ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    kill -TERM "$writer"
+    wait "$writer" || true
+    echo "$SCAN_FRAMES $SCAN_LOOK_SECONDS 1 $((end_ticks - start_ticks)) $(getconf CLK_TCK)" \
+        "$(find "$dir/scans/scan_00001" -type f | wc -l)" >"$OUT/watch-scan-looks"
+    kill -TERM "$pid"
+    wait "$pid" || die "bt-submit watch did not end cleanly on SIGTERM (see $OUT/watch.log)"
+
+    say "8. a first start with $FIRST_START_FILES files there, --skip-existing: until watch status shows them all skipped"
+    python3 - "$dir/first" "$FIRST_START_FILES" <<'FILES'
+import os, sys
+folder, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    path = f"{folder}/scan_{i // 100:03d}/frame_{i % 100:03d}.h5"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(b"x" * 1024)
+FILES
+    chown -R bttest01 "$dir"
+    local started
+    started=$(date +%s%N)
+    watch_as_bttest01 --skip-existing --poll-interval 1 --state "$dir/first.json" "$dir/first" \
+        -- -o /dev/null "$dir/job.sh" {}
+    pid=$!
+    # watch status as the user runs it, again and again until its totals say all are skipped;
+    # before the watch has written its state, status says there is none (and is asked again).
+    setpriv --reuid="$uid" --regid="$gid" --init-groups env SLURM_CONF="$SLURM_CONF" PATH="$PATH" \
+        python3 - "$BT_SUBMIT" "$dir/first.json" "$FIRST_START_FILES" "$started" "$OUT/watch-first-start" <<'STATUS'
+import json, subprocess, sys, time
+bt_submit, state, n, started, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+asked = 0
+deadline = time.time() + 300
+while time.time() < deadline:
+    run = subprocess.run([bt_submit, "watch", "status", "--state", state, "--format", "json"],
+                         capture_output=True, text=True)
+    now = time.time_ns()
+    asked += 1
+    if run.returncode == 0:
+        skipped = json.loads(run.stdout)["totals"]["skipped"]
+        if skipped == n:
+            with open(out, "w") as f:
+                f.write(f"{n} {(now - started) // 1000} {asked}\n")
+            sys.exit(0)
+    time.sleep(0.05)
+sys.exit(f"watch status did not show {n} skipped files within 300 s")
+STATUS
+    # The peak covers the start; a few looks later nothing has grown it.
+    sleep 3
+    awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" >>"$OUT/watch-first-start"
+    kill -TERM "$pid"
+    wait "$pid" || die "bt-submit watch did not end cleanly on SIGTERM (see $OUT/watch.log)"
+    (($(wc -l <"$dir/sbatch-started") == 2 * ROUNDS)) ||
+        die "the scan folder's or the first start's watch ran sbatch (see $OUT/watch.log)"
+
+    say "8. recording one submission with $RECORDED_FILES files recorded ($ROUNDS rounds)"
+    # As the beamtime account, on the file system of this cluster's work folder.
+    setpriv --reuid="$uid" --regid="$gid" --init-groups \
+        "$WATCH_STATE_RECORD" "$dir" "$RECORDED_FILES" "$ROUNDS" "$OUT"
+
+    say "8. a burst of $SSH_BURST_FILES submissions over ssh: one shared connection vs one per job ($SSH_BURST_ROUNDS rounds)"
+    "$REPO/bench/ssh-reuse.sh" bttest01 "$SSH_BURST_FILES" "$SSH_BURST_ROUNDS" "$OUT"
     as_user bttest01 scancel -u bttest01 || true
     rm -rf --one-file-system "$dir"
 }
