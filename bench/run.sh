@@ -241,7 +241,8 @@ FRAMES
     watch_as_bttest01 --each folder --done-file scan.done --no-inotify --poll-interval 1 \
         --state "$dir/scans.json" "$dir/scans" -- -o /dev/null "$dir/job.sh" {}
     pid=$!
-    setpriv --reuid="$uid" --regid="$gid" --init-groups python3 - "$dir/scans/scan_00001" "$SCAN_FRAMES" <<'WRITER' &
+    # The detector's writer (root here: python3 may be a shim only root can run).
+    python3 - "$dir/scans/scan_00001" "$SCAN_FRAMES" <<'WRITER' &
 import sys, time
 folder, n = sys.argv[1], int(sys.argv[2])
 while True:
@@ -281,17 +282,18 @@ FILES
     watch_as_bttest01 --skip-existing --poll-interval 1 --state "$dir/first.json" "$dir/first" \
         -- -o /dev/null "$dir/job.sh" {}
     pid=$!
-    # watch status as the user runs it, again and again until its totals say all are skipped;
-    # before the watch has written its state, status says there is none (and is asked again).
-    setpriv --reuid="$uid" --regid="$gid" --init-groups env SLURM_CONF="$SLURM_CONF" PATH="$PATH" \
-        python3 - "$BT_SUBMIT" "$dir/first.json" "$FIRST_START_FILES" "$started" "$OUT/watch-first-start" <<'STATUS'
+    # watch status as the beamtime account, again and again until its totals say all are
+    # skipped; before the watch has written its state, status says there is none (and is
+    # asked again).
+    python3 - "$dir/first.json" "$FIRST_START_FILES" "$started" "$OUT/watch-first-start" \
+        setpriv --reuid="$uid" --regid="$gid" --init-groups env SLURM_CONF="$SLURM_CONF" \
+        "$BT_SUBMIT" watch status <<'STATUS'
 import json, subprocess, sys, time
-bt_submit, state, n, started, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+state, n, started, out, status = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 asked = 0
 deadline = time.time() + 300
 while time.time() < deadline:
-    run = subprocess.run([bt_submit, "watch", "status", "--state", state, "--format", "json"],
-                         capture_output=True, text=True)
+    run = subprocess.run(status + ["--state", state, "--format", "json"], capture_output=True, text=True)
     now = time.time_ns()
     asked += 1
     if run.returncode == 0:
