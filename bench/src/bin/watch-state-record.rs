@@ -10,12 +10,16 @@
 //! measured), a state of FILES submitted files is written and opened as a
 //! watch opens it; then ROUNDS submissions are recorded as the watch records
 //! them (the intent, then the job id: two journal lines, each fsync'ed), each
-//! timed. Beside that, REWRITES times the whole snapshot rendered, written
-//! and fsync'ed: what every change cost before the journal, and about what a
-//! compaction costs now (it renames the file and fsyncs the folder besides).
+//! timed. Interleaved with them, the floor: two lines of [`FLOOR_LINE_BYTES`]
+//! appended to a file of their own, each fsync'ed, as any journal that makes
+//! each change durable before acting on it must. Beside that, REWRITES times
+//! the whole snapshot rendered, written and fsync'ed: what every change cost
+//! before the journal, and about what a compaction costs now (it renames the
+//! file and fsyncs the folder besides).
 //!
-//! Writes to OUT: `watch-record-journal` and `watch-record-rewrite`
-//! (microseconds, one line per round) and `watch-record-size` ("FILES BYTES").
+//! Writes to OUT: `watch-record-journal`, `watch-record-fsync-floor` and
+//! `watch-record-rewrite` (microseconds, one line per round) and
+//! `watch-record-size` ("FILES BYTES").
 
 use std::fs;
 use std::io::Write;
@@ -28,6 +32,8 @@ use bt_submit::watch_state::{Change, Each, Look, Record, Sharing, StateFile};
 
 /// Rewrites of a 10 MB snapshot take long enough that a few show the spread.
 const REWRITES: usize = 5;
+/// About a journal line's length (a path, a job id, a look); one block either way.
+const FLOOR_LINE_BYTES: usize = 128;
 const USAGE: &str = "usage: watch-state-record SCRATCH FILES ROUNDS OUT";
 
 fn main() -> ExitCode {
@@ -100,7 +106,15 @@ fn measure(folder: &Path, files: u64, rounds: u64, out: &Path) -> Result<(), Str
     }
     let before = fs::metadata(&path).map_err(|e| failed("cannot stat", &path, e))?;
 
+    let floor_path = folder.join("floor.journal");
+    let mut floor_file = fs::OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .open(&floor_path)
+        .map_err(|e| failed("cannot create", &floor_path, e))?;
+    let floor_line = format!("{}\n", "x".repeat(FLOOR_LINE_BYTES - 1));
     let mut journal = String::new();
+    let mut floor = String::new();
     for n in 0..rounds {
         let file = format!("new/frame_{n:06}.h5");
         let started = Instant::now();
@@ -112,6 +126,15 @@ fn measure(folder: &Path, files: u64, rounds: u64, out: &Path) -> Result<(), Str
             .record(&mut record, finish(file, files + n + 1))
             .map_err(|e| e.to_string())?;
         journal.push_str(&format!("{}\n", started.elapsed().as_micros()));
+
+        let started = Instant::now();
+        for _ in 0..2 {
+            floor_file
+                .write_all(floor_line.as_bytes())
+                .and_then(|()| floor_file.sync_data())
+                .map_err(|e| failed("cannot append to", &floor_path, e))?;
+        }
+        floor.push_str(&format!("{}\n", started.elapsed().as_micros()));
     }
     // Every timed submission must have been a journal append, not a compaction.
     let after = fs::metadata(&path).map_err(|e| failed("cannot stat", &path, e))?;
@@ -133,6 +156,7 @@ fn measure(folder: &Path, files: u64, rounds: u64, out: &Path) -> Result<(), Str
 
     for (name, text) in [
         ("watch-record-journal", journal),
+        ("watch-record-fsync-floor", floor),
         ("watch-record-rewrite", rewrite),
         ("watch-record-size", format!("{files} {}\n", snapshot.len())),
     ] {
