@@ -277,34 +277,40 @@ for i in range(n):
         f.write(b"x" * 1024)
 FILES
     chown -R bttest01 "$dir"
-    local started
-    started=$(date +%s%N)
+    # watch status as the beamtime account, again and again from before the watch starts
+    # until its totals show every file skipped (while there is no state yet, it says so and
+    # is asked again). The time lies between the start of the last run that did not show
+    # them all and the end of the first that did.
+    python3 - "$dir/first.json" "$FIRST_START_FILES" "$dir/first-started" "$OUT/watch-first-start" \
+        setpriv --reuid="$uid" --regid="$gid" --init-groups env SLURM_CONF="$SLURM_CONF" \
+        "$BT_SUBMIT" watch status <<'STATUS' &
+import json, os, subprocess, sys, time
+state, n, started_file, out, status = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
+runs, not_yet = 0, 0
+deadline = time.time() + 300
+while time.time() < deadline:
+    began = time.time_ns()
+    run = subprocess.run(status + ["--state", state, "--format", "json"], capture_output=True, text=True)
+    ended = time.time_ns()
+    if os.path.exists(started_file):
+        runs += 1
+        if run.returncode == 0 and json.loads(run.stdout)["totals"]["skipped"] == n:
+            with open(started_file) as f:
+                started = int(f.read())
+            with open(out, "w") as f:
+                f.write(f"{n} {(max(not_yet, started) - started) // 1000} {(ended - started) // 1000} {runs}\n")
+            sys.exit(0)
+        not_yet = began
+    time.sleep(0.02)
+sys.exit(f"watch status did not show {n} skipped files within 300 s")
+STATUS
+    local poller=$!
+    sleep 1
+    date +%s%N >"$dir/first-started"
     watch_as_bttest01 --skip-existing --poll-interval 1 --state "$dir/first.json" "$dir/first" \
         -- -o /dev/null "$dir/job.sh" {}
     pid=$!
-    # watch status as the beamtime account, again and again until its totals say all are
-    # skipped; before the watch has written its state, status says there is none (and is
-    # asked again).
-    python3 - "$dir/first.json" "$FIRST_START_FILES" "$started" "$OUT/watch-first-start" \
-        setpriv --reuid="$uid" --regid="$gid" --init-groups env SLURM_CONF="$SLURM_CONF" \
-        "$BT_SUBMIT" watch status <<'STATUS'
-import json, subprocess, sys, time
-state, n, started, out, status = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
-asked = 0
-deadline = time.time() + 300
-while time.time() < deadline:
-    run = subprocess.run(status + ["--state", state, "--format", "json"], capture_output=True, text=True)
-    now = time.time_ns()
-    asked += 1
-    if run.returncode == 0:
-        skipped = json.loads(run.stdout)["totals"]["skipped"]
-        if skipped == n:
-            with open(out, "w") as f:
-                f.write(f"{n} {(now - started) // 1000} {asked}\n")
-            sys.exit(0)
-    time.sleep(0.05)
-sys.exit(f"watch status did not show {n} skipped files within 300 s")
-STATUS
+    wait "$poller" || die "watch status never showed the first start's files skipped (see $OUT/watch.log)"
     # The peak covers the start; a few looks later nothing has grown it.
     sleep 3
     awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" >>"$OUT/watch-first-start"
