@@ -7,7 +7,10 @@
 #
 #   bench/run.sh [ROUNDS]        (default 40 rounds per comparison: about 8 minutes on 2 cores)
 #   bench/run.sh ROUNDS watch    (only section 8, bt-submit watch: replaces that section of
-#                                 docs/benchmarks.md and leaves the others as they are)
+#                                 docs/benchmarks.md and its rows of the summary table, and
+#                                 leaves the others as they are; about 11 minutes at 40 rounds
+#                                 on 2 shared cores, 4 of them the ssh burst, which the whole
+#                                 run pays too)
 #
 # Uses the cluster of tests/cluster/cluster.sh, so BT_TEST_STATE and the BT_*_PORT variables
 # choose which one (and which state folder) it brings up and down; CARGO_TARGET_DIR where
