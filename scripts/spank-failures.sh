@@ -29,7 +29,7 @@ if [[ ${1:-} == --here ]]; then
         start=$(date +%s)
         "$REPO/tests/cluster/cluster.sh" up "${up[@]}" >&2
         eval "$("$REPO/tests/cluster/cluster.sh" env)"
-        "$test_binary" --ignored --nocapture
+        BT_SPANK_FAILURES_DIR=$REPO/docs/spank-failures "$test_binary" --ignored --nocapture
         "$REPO/tests/cluster/cluster.sh" down >&2
         say "$(slurmd -V), $configuration: $(($(date +%s) - start)) s with the cluster's up and down"
     done

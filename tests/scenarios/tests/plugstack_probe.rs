@@ -70,8 +70,8 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
     //    (The control file switches the failing hook: no plugstack rewrite, no restart.)
     control.fail("job_prolog", "job_script", -1);
     let job = c.submit(TEST_USER, &wd, &[], "#!/bin/bash\ntrue\n");
-    control.fail_nothing();
     let end = c.wait_job(job.id, Duration::from_secs(60));
+    control.fail_nothing();
     assert!(end.requeued_held(), "expected a held job: {end:#?}");
     let node = c.node_state();
     assert!(
