@@ -5,7 +5,9 @@
 //! submission shows its attempts and sbatch's message in status; a full disk under the
 //! state file (a small tmpfs this test mounts) makes the watch say so and wait, then go on,
 //! and no file is lost or submitted twice. `watch --format json` logs one JSON object
-//! per line per event (names whole, a newline in one escaped), whose jobs Slurm has.
+//! per line per event (names whole, a newline in one escaped), whose jobs Slurm has; a
+//! remote submission that cannot start (the key unreadable) is logged once while it lasts,
+//! not at every poll, and the file is submitted once the key can be read again.
 //!
 //! Each test has a beamtime of its own (`BeamtimeSpec::fresh`) of account bttest860, which
 //! no other test file uses (watch.rs's fixed beamtime keeps bttest850's default account).
@@ -19,7 +21,7 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use scenarios::{bt_submit, cluster, Background, Beamtime, BeamtimeSpec, UnixUser};
+use scenarios::{bt_submit, cluster, Background, Beamtime, BeamtimeSpec, UnixUser, NODE};
 use serde_json::Value;
 
 /// Fails for files whose name starts with `bad`, else reports the file.
@@ -467,5 +469,99 @@ fn a_watch_with_format_json_logs_one_json_object_per_event_that_slurm_bears_out(
         let file = event["file"].as_str().unwrap();
         assert_eq!(entry(&status, file)["job"], event["job"], "{status:#}");
     }
+    c.assert_node_not_drained();
+}
+
+#[test]
+#[ignore = "bt-submit watch: scripts/test-all.sh runs it in the watch pass (--ignored)"]
+fn a_remote_submission_that_cannot_start_is_logged_once_not_at_every_poll() {
+    let c = cluster();
+    let sshd = c.sshd();
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest878"));
+    // The beamtime's key as the facility leaves it: in shared/, readable by its group.
+    let key = bt.current_dir.join("shared/id_rsa");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+    sshd.authorize(&bt.account, &key.with_extension("pub"));
+    let computer = "bttest879";
+    c.ensure_unix_user(computer, &[bt.account.as_str()]);
+    sshd.beamline_computer(computer, &[(NODE, sshd.port)], true);
+    let work = c.workdir(&bt.account, "watch-key");
+    let (data, out) = (work.join("raw"), work.join("out"));
+    fs::create_dir(&data).unwrap();
+    fs::create_dir(&out).unwrap();
+    let u = UnixUser::get(&bt.account);
+    chown(&out, Some(u.uid), Some(u.gid)).unwrap();
+    let script = work.join("analyse.sh");
+    fs::write(&script, SCRIPT).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let own = c.workdir(computer, "watch-key-state");
+    let log = own.join("watch.log");
+    let watch = c
+        .as_user(computer, bt_submit())
+        .env_remove("SLURM_CONF")
+        .arg("watch")
+        .arg("--metadata")
+        .arg(&bt.metadata_path)
+        .args(["--remote", "--node", NODE, "--format", "json"])
+        .args(["--settle", "0.5", "--poll-interval", "0.5"])
+        .arg("--state")
+        .arg(own.join("state.json"))
+        .arg("--map")
+        .arg(format!("{0}={0}", data.display()))
+        .arg(&data)
+        .arg("--")
+        .arg("-o")
+        .arg(out.join("out-%j.txt"))
+        .arg(&script)
+        .arg("{}")
+        .cwd(&own)
+        .spawn_apart(&log, &own.join("watch.stderr"));
+    let wait_for = |name: &str, file: &str| {
+        scenarios::wait::poll(Duration::from_secs(60), || {
+            let events = json_events(&log);
+            let found = named(&events, name).iter().any(|e| e["file"] == file);
+            if found {
+                Ok(())
+            } else {
+                Err(events)
+            }
+        })
+        .unwrap_or_else(|events| panic!("no {name} event for {file}: {events:#?}"))
+    };
+    scenarios::wait::poll(Duration::from_secs(30), || {
+        let events = json_events(&log);
+        if events.is_empty() {
+            Err(())
+        } else {
+            Ok(())
+        }
+    })
+    .unwrap_or_else(|()| panic!("the watch did not start"));
+    // The key can no longer be read by the beamline computer's user: every ssh, the
+    // submission's and each poll's question whether it made a job, stops before it starts.
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(data.join("frame.h5"), b"frame").unwrap();
+    wait_for("unresolved", "frame.h5");
+    // Ten polls and more, all asking in vain.
+    thread::sleep(Duration::from_secs(6));
+    let unresolved = named(&json_events(&log), "unresolved").len();
+    assert_eq!(unresolved, 1, "{:#?}", json_events(&log));
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+    wait_for("submitted", "frame.h5");
+    watch.signal(libc::SIGTERM);
+    let status = watch.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status}: {:#?}", json_events(&log));
+    let events = json_events(&log);
+    let unresolved = named(&events, "unresolved");
+    assert_eq!(unresolved.len(), 1, "{events:#?}");
+    let error = unresolved[0]["error"].as_str().unwrap();
+    assert!(error.contains("cannot be read"), "{error}");
+    let submitted = named(&events, "submitted");
+    assert_eq!(submitted.len(), 1, "{events:#?}");
+    let job = submitted[0]["job"].as_u64().unwrap() as u32;
+    c.wait_job(job, Duration::from_secs(120))
+        .assert_completed_ok();
+    let said = fs::read_to_string(out.join(format!("out-{job}.txt"))).unwrap();
+    assert_eq!(said, format!("{}\n", data.join("frame.h5").display()));
     c.assert_node_not_drained();
 }
