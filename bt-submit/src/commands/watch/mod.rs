@@ -156,6 +156,8 @@ struct InFlight {
     submitted_since: usize,
     asked_at: Option<u64>,
     waiting_told: bool,
+    /// Why Slurm could not be asked last, so that it is said once, not at every poll.
+    unanswered: Told,
 }
 
 struct Watch<'a> {
@@ -234,6 +236,7 @@ impl<'a> Watch<'a> {
                 submitted_since: 0,
                 asked_at: None,
                 waiting_told: false,
+                unanswered: Told::default(),
             },
             submitted: 0,
             resolve_at: 0,

@@ -75,11 +75,18 @@ impl Watch<'_> {
                 let ours: HashSet<u64> = self.record.submitted.values().map(|s| s.job).collect();
                 self.in_flight.counted = queued.iter().filter(|id| ours.contains(id)).count();
                 self.in_flight.submitted_since = 0;
+                self.in_flight.unanswered.over();
             }
             Err(error) => {
-                self.say(LogEvent::CannotCountJobs {
-                    error: error.problem.what,
-                });
+                if self
+                    .in_flight
+                    .unanswered
+                    .is_news(error.problem.what.clone())
+                {
+                    self.say(LogEvent::CannotCountJobs {
+                        error: error.problem.what,
+                    });
+                }
                 return false;
             }
         }
