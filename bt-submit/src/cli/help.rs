@@ -222,8 +222,14 @@ SIGINT and SIGTERM stop the watch after the submission under way (a local
 sbatch runs in a process group of its own, so Ctrl-C does not interrupt it;
 with --remote it does reach ssh, and the next start asks Slurm by the
 comment what that submission did). One line
-per file on stdout: the file and its job id, or why it was not submitted.
-The watch never changes or deletes anything in DIR.
+per event on stdout, with the time in UTC: a file and its job id, why a file
+was not submitted, a plan change, and every minute (and when it stops) the
+counters: files seen, waiting to be complete, submitted, jobs in flight,
+refused, failed. --format json writes each event as one JSON object per line
+instead: time, event (submitted, refused, failed, plan-changed, counters,
+waiting-for-disk, ...) and its fields (file, the path below DIR as it is,
+job, node, attempt, error, oldPlan and newPlan, the counters), for the
+programs around the watch. The watch never changes or deletes anything in DIR.
 
 'bt-submit watch status DIR' shows per file its job and the job's state in
 Slurm, and 'bt-submit watch resubmit DIR' marks the files whose jobs failed
