@@ -147,6 +147,17 @@ impl Watch<'_> {
                     .unwrap_or_default();
                 log(&format!("{} -> job {job}{node} ({why})", named(rel)));
             }
+            Err(SubmitError::AnswerLost(failure)) => {
+                // No refusal: the submission under way (recorded before
+                // sbatch) is looked up in Slurm at once, and either recorded
+                // with its job or submitted again.
+                self.resolve_at = 0;
+                log(&format!(
+                    "{}: {}; asking Slurm for its job by its comment before it is submitted again",
+                    named(rel),
+                    failure.problem.what
+                ));
+            }
             Err(error) => {
                 let refusal = error.refusal();
                 let reason = match error {
@@ -155,7 +166,9 @@ impl Watch<'_> {
                         said_no.exit_byte(),
                         said_no.reason()
                     ),
-                    SubmitError::Failed(failure) => failure.problem.what,
+                    SubmitError::Failed(failure) | SubmitError::AnswerLost(failure) => {
+                        failure.problem.what
+                    }
                 };
                 self.refused(rel, refusal, &reason, now)?;
                 self.resolve_at = 0;
