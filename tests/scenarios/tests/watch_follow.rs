@@ -111,7 +111,7 @@ impl Watching {
     /// mapped from where the beamline computer mounts it to where jobs see it (`target=`).
     /// `extra`: more watch options; `sbatch`: what follows `--`. Also the computer's
     /// folder the command runs in, which holds the state.
-    fn from_the_beamline_computer(
+    fn command_on_the_beamline_computer(
         &self,
         computer: &str,
         extra: &[&str],
@@ -637,7 +637,7 @@ fn the_documented_beamline_computer_watch_hands_each_job_a_path_it_can_open() {
     fs::copy(&w.script, &script).unwrap();
     let output = bt.current_dir.join("processed/{stem}.out");
     write(&w.data.join("before.h5"), 1);
-    let (watch, _) = w.from_the_beamline_computer(
+    let (watch, _) = w.command_on_the_beamline_computer(
         computer,
         &["--skip-existing", "--pattern", "*.h5"],
         &[
@@ -695,7 +695,7 @@ fn an_sshd_killed_during_a_remote_burst_loses_and_doubles_nothing() {
     // A run before this one on the same cluster left its jobs (MinJobAge).
     let before = slurm_jobs(&bt.account);
     let output = w.out.join("out-%j.txt");
-    let (watch, own) = w.from_the_beamline_computer(
+    let (watch, own) = w.command_on_the_beamline_computer(
         computer,
         &[],
         &[
