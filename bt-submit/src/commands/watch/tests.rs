@@ -44,3 +44,17 @@ fn a_name_with_a_newline_cannot_start_a_log_line_of_its_own() {
     assert_eq!(named("scan_1/frame_0001.h5"), "scan_1/frame_0001.h5");
     assert_eq!(named(""), ".");
 }
+
+#[test]
+fn the_lock_refusal_names_the_holder_and_never_suggests_a_second_state() {
+    let holder = "pid 4711 on p11-bl since 2026-12-01T22:44:02Z".to_owned();
+    let refused = state_failure(StateError::InUse {
+        path: PathBuf::from("/home/u/.local/state/bt-submit/watch-raw.json"),
+        holder: holder.clone(),
+    });
+    assert_eq!(refused.status, Status::Usage);
+    assert!(refused.problem.what.contains(&holder), "{refused}");
+    // A second state for the same folder would submit every file again.
+    assert!(!refused.problem.fix.contains("--state"), "{refused}");
+    assert!(refused.problem.fix.contains("stop it"), "{refused}");
+}
