@@ -4,7 +4,9 @@
 //! `--dry-run` submits nothing and writes no state; `--skip-existing` skips what was
 //! there; the default cap of jobs in flight holds; a folder the nodes see elsewhere (the
 //! plugin's `source=`, shown to jobs at `target=`) is handed to each job as the job sees
-//! it, and SIGHUP neither stops the watch nor loses or doubles a file.
+//! it, and SIGHUP neither stops the watch nor loses or doubles a file, nor does a
+//! slurmctld restart in the middle of a burst, nor the node's sshd killed during a
+//! `--remote` submission.
 //!
 //! Every test here is `#[ignore]`d: they test bt-submit, not the node's configuration,
 //! and run in the watch pass (`--test watch_follow -- --ignored`).
@@ -215,6 +217,21 @@ impl Watching {
 
 fn write(path: &Path, bytes: usize) {
     fs::write(path, vec![b'x'; bytes]).unwrap();
+}
+
+/// Whether `pid`, just sent SIGSTOP, is stopped: one that was already on its way out
+/// (exiting, or a zombie) is not held, and the test waits for the next.
+fn held(pid: u32) -> bool {
+    wait::poll(Duration::from_secs(1), || {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| ())?;
+        let state = status
+            .lines()
+            .find_map(|line| line.strip_prefix("State:"))
+            .map(str::trim_start)
+            .unwrap_or_default();
+        state.starts_with('T').then_some(()).ok_or(())
+    })
+    .is_ok()
 }
 
 /// Every job Slurm's controller holds for `account` (ended ones too, for MinJobAge), with
@@ -690,10 +707,13 @@ fn an_sshd_killed_during_a_remote_burst_loses_and_doubles_nothing() {
     let c = cluster();
     let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest868"));
     let computer = "bttest869";
-    let seen = PathBuf::from(format!("/beamline/{}/current/raw", bt.beamline));
-    let w = Watching::new(&bt, bt.current_dir.join("raw"), "sshd-kill", REPORT);
+    // A folder of this run's own: a run before it on the same cluster left its files.
+    let run = format!("raw/run-{}", std::process::id());
+    let seen = PathBuf::from(format!("/beamline/{}/current/{run}", bt.beamline));
+    let w = Watching::new(&bt, bt.current_dir.join(&run), "sshd-kill", REPORT);
     // A run before this one on the same cluster left its jobs (MinJobAge).
     let before = slurm_jobs(&bt.account);
+    let logins = c.log_cursor("sshd.log");
     let output = w.out.join("out-%j.txt");
     let (watch, own) = w.command_on_the_beamline_computer(
         computer,
@@ -734,7 +754,8 @@ fn an_sshd_killed_during_a_remote_burst_loses_and_doubles_nothing() {
             .filter(|&sbatch| {
                 // SAFETY: kill(2) on a pid just read from /proc; if that sbatch ended
                 // meanwhile the call fails and the next submission is waited for.
-                unsafe { libc::kill(sbatch as libc::pid_t, libc::SIGSTOP) == 0 }
+                let stopped = unsafe { libc::kill(sbatch as libc::pid_t, libc::SIGSTOP) == 0 };
+                stopped && held(sbatch)
             })
             .ok_or(())
     })
@@ -809,6 +830,13 @@ fn an_sshd_killed_during_a_remote_burst_loses_and_doubles_nothing() {
         );
     }
     w.stop(watch);
+    // One shared connection served the burst before the kill, one after the restart.
+    let accepted = format!("Accepted publickey for {} ", bt.account);
+    let connections = logins.read_new().matches(&accepted).count();
+    assert!(
+        (1..=2).contains(&connections),
+        "{count} submissions over {connections} ssh connections"
+    );
     // What watch status says, over the same road: each file submitted once, to its job.
     let status = c
         .as_user(computer, bt_submit())
