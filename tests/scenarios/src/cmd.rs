@@ -249,6 +249,13 @@ impl Background {
         unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
     }
 
+    /// Sends `signal` to the command's whole process group (it leads one), as the hangup of
+    /// the terminal it was started from, or the shell's at logout, reaches a job.
+    pub fn signal_group(&self, signal: libc::c_int) {
+        // SAFETY: plain kill(2) on the group our own child leads; it has not been reaped yet.
+        unsafe { libc::kill(-(self.pid() as libc::pid_t), signal) };
+    }
+
     /// Waits up to `timeout` for the command to end; panics if it does not.
     #[track_caller]
     pub fn wait(mut self, timeout: Duration) -> ExitStatus {

@@ -152,6 +152,16 @@ impl Watch<'_> {
                     attempt: self.record.attempts(rel),
                 });
             }
+            Err(SubmitError::AnswerLost(failure)) => {
+                // No refusal: the submission under way (recorded before
+                // sbatch) is looked up in Slurm at once, and either recorded
+                // with its job or submitted again.
+                self.resolve_at = 0;
+                self.say(LogEvent::AnswerLost {
+                    file: rel,
+                    error: &failure.problem.what,
+                });
+            }
             Err(error) => {
                 let refusal = error.refusal();
                 let reason = match error {
@@ -160,7 +170,9 @@ impl Watch<'_> {
                         said_no.exit_byte(),
                         said_no.reason()
                     ),
-                    SubmitError::Failed(failure) => failure.problem.what,
+                    SubmitError::Failed(failure) | SubmitError::AnswerLost(failure) => {
+                        failure.problem.what
+                    }
                 };
                 let attempt = self.record.attempts(rel) + 1;
                 self.refused(rel, refusal, &reason, attempt, now)?;

@@ -163,6 +163,10 @@ fn every_event<'a>(patterns: &'a Patterns) -> Vec<LogEvent<'a>> {
             file: FORGED,
             job: 7,
         },
+        LogEvent::AnswerLost {
+            file: FORGED,
+            error: "ssh broke off after sbatch started",
+        },
         LogEvent::Refused {
             file: FORGED,
             error: "sbatch failed (exit status 1): sbatch: error: \"x\"",
@@ -291,4 +295,18 @@ fn a_situation_is_told_when_it_begins_or_changes_not_while_it_lasts() {
         told.is_news(key_unreadable()),
         "the same again after it ended"
     );
+}
+
+#[test]
+fn the_lock_refusal_names_the_holder_and_never_suggests_a_second_state() {
+    let holder = "pid 4711 on p11-bl since 2026-12-01T22:44:02Z".to_owned();
+    let refused = state_failure(StateError::InUse {
+        path: PathBuf::from("/home/u/.local/state/bt-submit/watch-raw.json"),
+        holder: holder.clone(),
+    });
+    assert_eq!(refused.status, Status::Usage);
+    assert!(refused.problem.what.contains(&holder), "{refused}");
+    // A second state for the same folder would submit every file again.
+    assert!(!refused.problem.fix.contains("--state"), "{refused}");
+    assert!(refused.problem.fix.contains("stop it"), "{refused}");
 }

@@ -74,6 +74,12 @@ pub enum LogEvent<'a> {
         file: &'a str,
         job: u64,
     },
+    /// A submission whose answer was lost (the connection broke off): not
+    /// a refusal; Slurm is asked for its job by its comment at once.
+    AnswerLost {
+        file: &'a str,
+        error: &'a str,
+    },
     /// sbatch refused a file; it is tried again after `retry_in`.
     Refused {
         file: &'a str,
@@ -175,6 +181,7 @@ impl LogEvent<'_> {
             LogEvent::Disappeared { .. } => "disappeared",
             LogEvent::Submitted { .. } => "submitted",
             LogEvent::SubmittedNotRecorded { .. } => "submitted-not-recorded",
+            LogEvent::AnswerLost { .. } => "answer-lost",
             LogEvent::Refused { .. } => "refused",
             LogEvent::Failed { .. } => "failed",
             LogEvent::Unresolved { .. } => "unresolved",
@@ -281,6 +288,11 @@ impl LogEvent<'_> {
             LogEvent::SubmittedNotRecorded { file, job } => format!(
                 "{}: job {job} made, not yet recorded (the state's disk is full)",
                 named(file)
+            ),
+            LogEvent::AnswerLost { file, error } => format!(
+                "{}: {}; asking Slurm for its job by its comment before it is submitted again",
+                named(file),
+                error
             ),
             LogEvent::Refused {
                 file,
@@ -433,6 +445,7 @@ impl LogEvent<'_> {
                 "file": file, "job": job, "node": node, "why": why, "attempt": attempt,
             }),
             LogEvent::SubmittedNotRecorded { file, job } => json!({ "file": file, "job": job }),
+            LogEvent::AnswerLost { file, error } => json!({ "file": file, "error": error }),
             LogEvent::Refused {
                 file,
                 error,
