@@ -32,6 +32,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings 2>&1 | tee "$REPO
 ensure_packages shellcheck
 mapfile -t shell_scripts < <(git ls-files '*.sh')
 shellcheck -x "${shell_scripts[@]}" .ci/run
+# docs/plugin.md's SPANK failure tables are made from the measurements (scripts/spank-failures.sh).
+python3 scripts/spank-failures-table.py --check
 
 # The other releases' roots, made (or reused) in the background while the host's tests run:
 # mmdebstrap is network and dpkg work, and the Slurm builds (several minutes of compiling

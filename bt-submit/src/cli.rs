@@ -316,6 +316,10 @@ pub struct WatchArgs {
     #[arg(long, value_name = "NODE", requires = "remote")]
     pub node: Option<String>,
 
+    /// The log: a line per event, or with json one JSON object per line per event
+    #[arg(long, value_enum, default_value_t = Format::Text, conflicts_with = "dry_run")]
+    pub format: Format,
+
     /// The folder to watch
     #[arg(value_name = "DIR")]
     pub folder: PathBuf,

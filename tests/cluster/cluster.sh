@@ -3,7 +3,7 @@
 # for tests that must prove a SPANK plugin's behaviour on the real thing.
 #
 #   cluster.sh up [--nodes N] [--job-container] [--private-mounts | --shared-root] [--plugin /path/lib.so] [--plugin-args "k=v k=v"]
-#   cluster.sh down | status | env | restart-slurmctld
+#   cluster.sh down | status | env | restart-slurmctld | kill-sshd | start-sshd
 #   cluster.sh plugstack [--plugin /path/lib.so] [--plugin-args "k=v …"] [--no-restart]
 #
 # Everything (config, state, sockets, pid files, logs) lives under $BT_TEST_STATE
@@ -292,6 +292,22 @@ cmd_restart_slurmctld() {
     start_slurmctld
 }
 
+# The reserved node's sshd (the loopback one) killed as in a crash, its connections with
+# it, and started again later on the same configuration and host key (see kill_sshd).
+cmd_kill_sshd() {
+    need_root
+    check_state_path
+    kill_sshd
+}
+
+cmd_start_sshd() {
+    need_root
+    check_state_path
+    [[ -f $ETC/sshd/sshd_config ]] || die "no test cluster sshd configuration in $ETC/sshd (run '$0 up')"
+    alive sshd && die "sshd is running already (pid $(pid_of sshd))"
+    run_sshd
+}
+
 case ${1:-} in
 up | down | status | env | plugstack)
     c=$1
@@ -301,6 +317,11 @@ up | down | status | env | plugstack)
 restart-slurmctld)
     shift
     cmd_restart_slurmctld "$@"
+    ;;
+kill-sshd | start-sshd)
+    c=${1//-/_}
+    shift
+    "cmd_$c" "$@"
     ;;
 *)
     sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2

@@ -272,12 +272,16 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
         )],
         "bt-submit-watch" => &[
             (
-                "bt-submit watch /beamline/p11/current/raw --pattern '*.h5' -- analyse.sh {}",
-                "One job per new .h5 file, once complete, with the file's path as the argument.",
+                "bt-submit watch --beamtime 11099001 --skip-existing --pattern '*.h5' /gpfs/p11/current/raw -- analyse.sh {}",
+                "On a login node: one job per new .h5 file, once complete, with the file's path as the job sees it as the argument; the files already there are skipped.",
             ),
             (
-                "bt-submit watch /beamline/p11/current/raw --each folder --done-file scan.done -- analyse-scan.sh {}",
+                "bt-submit watch --beamtime 11099001 --each folder --done-file scan.done /gpfs/p11/current/raw -- analyse-scan.sh {}",
                 "One job per new scan folder, once scan.done is in it.",
+            ),
+            (
+                "bt-submit watch --metadata /gpfs/p11/current/beamtime-metadata-11099001.json --remote --map /gpfs/p11/current=/beamline/p11/current /gpfs/p11/current/raw -- /gpfs/p11/current/shared/analyse.sh {}",
+                "The same from the beamline computer, over ssh to a reserved node; --map says where jobs see the beamline folder.",
             ),
         ],
         _ => &[],

@@ -93,7 +93,7 @@ when it last refused it; then the totals. Name the watch by its folder (and
 --state FILE. With --remote, Slurm is asked on a reserved node over ssh, as
 the watch does.
 
-  bt-submit watch status /beamline/p11/current/raw
+  bt-submit watch status /gpfs/p11/current/raw
   bt-submit watch status --state ~/p11.json --format json";
 
 pub(super) const WATCH_RESUBMIT_ABOUT: &str = "\
@@ -106,7 +106,7 @@ takes the state's lock, so it refuses while the watch runs: stop the watch,
 resubmit, start the watch again. Run twice, it marks nothing the second
 time (a marked file has no failed job until it is submitted again).
 
-  bt-submit watch resubmit /beamline/p11/current/raw";
+  bt-submit watch resubmit /gpfs/p11/current/raw";
 
 pub(super) const WATCH_ABOUT: &str = "\
 Submit one batch job per new file below DIR (subfolders included), once the
@@ -136,14 +136,18 @@ the script and its arguments. Paths are given as the job sees them: each
 argument that is exactly {} becomes the file's path on the job's node, and
 {path} (the same), {name} (its name), {stem} (its name without the last
 extension) and {rel} (its path below DIR) are replaced anywhere in an
-argument, e.g. -o 'logs/{stem}.out'; without any of them, the path is added
+argument, e.g. -o '/gpfs/p11/current/processed/{stem}.out'; without any of
+them, the path is added
 as the script's last argument ({} inside an argument is left alone). Where
 the job sees DIR: in the beamline folder as the nodes have it (source=),
 the same place below the folder jobs see (target=, /beamline/p11/current);
 in that folder or in the beamtime's core path, the same path; elsewhere,
 what --map FROM=TO says (--map DIR=DIR when the nodes see it at the same
-path); a folder none of these places is refused. The script must be where
-the job's node sees it. Each job gets
+path); a folder none of these places is refused. The script, -o and -e are
+not mapped: give them as absolute paths the node that submits (with
+--remote, a reserved node) and the job's node have outside the job's view of
+/beamline (sbatch reads the script there, and Slurm opens the output before
+that view exists). Each job gets
 --comment=bt-submit-watch:<id>:<n> (so no --comment of your own): by it the
 watch counts its jobs and finds, after a crash, a job it submitted but had
 not recorded.
@@ -213,17 +217,25 @@ record again, then goes on by itself. With --remote, one ssh connection per
 node serves a burst of submissions (OpenSSH connection sharing, its socket
 in a private folder; closed when the watch stops).
 
-To outlive the logout, start it with nohup or, better, as a user service:
+SIGHUP does not stop it (it reads the metadata again), so it outlives the
+logout; its log then needs a file instead of the terminal:
+  nohup bt-submit watch ... >> watch.log 2>&1 < /dev/null &
+or, where the host runs systemd (not tested by this project), a user service:
   systemd-run --user --unit bt-watch-p11 bt-submit watch ... (journalctl
   --user -u bt-watch-p11 for its log; loginctl enable-linger to outlive
   the last session)
-SIGHUP does not stop it (it reads the metadata again).
 SIGINT and SIGTERM stop the watch after the submission under way (a local
 sbatch runs in a process group of its own, so Ctrl-C does not interrupt it;
 with --remote it does reach ssh, and the next start asks Slurm by the
 comment what that submission did). One line
-per file on stdout: the file and its job id, or why it was not submitted.
-The watch never changes or deletes anything in DIR.
+per event on stdout, with the time in UTC: a file and its job id, why a file
+was not submitted, a plan change, and every minute (and when it stops) the
+counters: files seen, waiting to be complete, submitted, jobs in flight,
+refused, failed. --format json writes each event as one JSON object per line
+instead: time, event (submitted, refused, failed, plan-changed, counters,
+waiting-for-disk, ...) and its fields (file, the path below DIR as it is,
+job, node, attempt, error, oldPlan and newPlan, the counters), for the
+programs around the watch. The watch never changes or deletes anything in DIR.
 
 'bt-submit watch status DIR' shows per file its job and the job's state in
 Slurm, and 'bt-submit watch resubmit DIR' marks the files whose jobs failed

@@ -271,7 +271,7 @@ fn submit_remotely(
             tell(said_no.stderr());
             Ok(ExitCode::from(said_no.exit_byte()))
         }
-        Err(SubmitError::Failed(failure)) => Err(failure),
+        Err(SubmitError::Failed(failure) | SubmitError::AnswerLost(failure)) => Err(failure),
     }
 }
 

@@ -17,7 +17,7 @@ use crate::failure::{Failure, Status};
 use crate::slurm::error::SlurmError;
 use crate::slurm::process::{cannot_start, last_line};
 use crate::slurm::query::{self, Slurm};
-use crate::slurm::ssh::Remote;
+use crate::slurm::ssh::{Remote, RunError};
 
 /// Where jobs are submitted and Slurm is asked.
 #[derive(Debug)]
@@ -53,8 +53,12 @@ pub struct Submitted {
 pub enum SubmitError {
     /// sbatch ran and refused the job: Slurm said no, and its stderr says why.
     Refused(SlurmError),
-    /// sbatch could not be run, or not reached, or gave no job id.
+    /// sbatch could not be run, or not reached.
     Failed(Failure),
+    /// sbatch may have made a job, but no job id came back: the ssh
+    /// connection broke off, or sbatch printed none. Only Slurm can tell
+    /// (`bt-submit watch` asks it by the job's comment); no one refused it.
+    AnswerLost(Failure),
 }
 
 impl From<Failure> for SubmitError {
@@ -74,7 +78,12 @@ impl Host {
     /// metadata's options, then the user's, then the script and its arguments)
     /// and returns the job id sbatch printed.
     pub fn sbatch(&self, args: &[OsString]) -> Result<Submitted, SubmitError> {
-        let ran = self.run("sbatch", &parsable(args))?;
+        let ran = self
+            .run("sbatch", &parsable(args))
+            .map_err(|error| match error {
+                RunError::Failed(failure) => SubmitError::Failed(failure),
+                RunError::AnswerLost(failure) => SubmitError::AnswerLost(failure),
+            })?;
         if !ran.output.status.success() {
             return Err(SubmitError::Refused(SlurmError::failed(
                 format!("sbatch{}", on_node(&ran.node)),
@@ -84,7 +93,7 @@ impl Host {
         let stderr = String::from_utf8_lossy(&ran.output.stderr);
         let stdout = String::from_utf8_lossy(&ran.output.stdout);
         let (job_id, cluster) = parse_parsable(&stdout).ok_or_else(|| {
-            Failure::new(
+            SubmitError::AnswerLost(Failure::new(
                 Status::CannotExecute,
                 format!(
                     "sbatch{} exited 0 but printed no job id (stdout {:?}, stderr {:?}); the \
@@ -94,7 +103,7 @@ impl Host {
                     stderr.trim()
                 ),
                 "look for it with 'squeue --me' before submitting again",
-            )
+            ))
         })?;
         Ok(Submitted {
             job_id,
@@ -137,7 +146,7 @@ impl Host {
     /// naming its status and what it said last.
     fn squeue(&self, args: &[&str]) -> Result<(String, Option<String>), Failure> {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-        let ran = self.run("squeue", &args)?;
+        let ran = self.run("squeue", &args).map_err(Failure::from)?;
         if !ran.output.status.success() {
             let error = SlurmError::failed(format!("squeue{}", on_node(&ran.node)), &ran.output);
             return Err(Failure::new(
@@ -176,7 +185,7 @@ impl Host {
         }
     }
 
-    fn run(&self, program: &str, args: &[OsString]) -> Result<Ran, Failure> {
+    fn run(&self, program: &str, args: &[OsString]) -> Result<Ran, RunError> {
         match self {
             Host::Local => {
                 // A process group of its own: a Ctrl-C at the terminal stops

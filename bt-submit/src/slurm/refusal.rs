@@ -72,10 +72,12 @@ impl SubmitError {
     /// Whether trying again can help: sbatch's refusal as [`classify_refusal`]
     /// reads it; a submission that did not reach sbatch is permanent only when
     /// a person must act first (ssh's host key or key refused, sbatch missing
-    /// or not runnable), else transient (the node or the network is down).
+    /// or not runnable), else transient (the node or the network is down); one
+    /// whose answer was lost (the connection broke) is transient: no one said no.
     pub fn refusal(&self) -> Refusal {
         match self {
             SubmitError::Refused(said_no) => classify_refusal(said_no.stderr()),
+            SubmitError::AnswerLost(_) => Refusal::Transient,
             SubmitError::Failed(failure) => match failure.status {
                 Status::NoPermission | Status::NotFound | Status::CannotExecute => {
                     Refusal::Permanent
@@ -164,5 +166,13 @@ mod tests {
         };
         let refused = SubmitError::Refused(SlurmError::failed("sbatch".to_owned(), &output));
         assert_eq!(refused.refusal(), Refusal::Permanent);
+    }
+
+    #[test]
+    fn a_submission_whose_answer_was_lost_is_transient_whatever_its_status() {
+        // The status bt-submit --remote exits with ("cannot tell", 126) is the one a
+        // sbatch that cannot be run gets, which is permanent: the kind decides.
+        let lost = SubmitError::AnswerLost(Failure::new(Status::CannotExecute, "what", "fix"));
+        assert_eq!(lost.refusal(), Refusal::Transient);
     }
 }

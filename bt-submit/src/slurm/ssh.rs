@@ -53,6 +53,32 @@ fn fixed_options() -> [String; 5] {
     ]
 }
 
+/// Why [`Remote::run`] gave no output of the program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunError {
+    /// It did not run, or ssh refused to go on (or, logged in, no sign that
+    /// it started came back): as the failure says.
+    Failed(Failure),
+    /// The connection broke off, before the sign that it started or after:
+    /// it may have run (sbatch may have made a job), and only Slurm can tell.
+    /// Trying again is no mistake of anyone's; the failure says how to look.
+    AnswerLost(Failure),
+}
+
+impl From<Failure> for RunError {
+    fn from(failure: Failure) -> RunError {
+        RunError::Failed(failure)
+    }
+}
+
+impl From<RunError> for Failure {
+    fn from(error: RunError) -> Failure {
+        match error {
+            RunError::Failed(failure) | RunError::AnswerLost(failure) => failure,
+        }
+    }
+}
+
 /// The beamtime account on its reserved nodes.
 #[derive(Debug)]
 pub struct Remote {
@@ -177,7 +203,7 @@ impl Remote {
     /// route, unknown name, no ssh handshake) is passed over before anything
     /// ran on it, so the command never runs twice; every other ssh failure
     /// ends here.
-    pub fn run(&self, program: &str, args: &[OsString]) -> Result<(String, Output), Failure> {
+    pub fn run(&self, program: &str, args: &[OsString]) -> Result<(String, Output), RunError> {
         if let Some(key) = &self.key {
             check_key(key, beamtime::users::current_uid())?;
         }
@@ -205,12 +231,20 @@ impl Remote {
                         format!(
                             "{program} must be installed on the reserved nodes; {ASK_THE_ADMINS}"
                         ),
-                    )),
+                    )
+                    .into()),
                     Some(126) => Err(Failure::new(
                         Status::CannotExecute,
                         format!("{program} cannot be run on {node}; nothing was submitted"),
                         ASK_THE_ADMINS,
-                    )),
+                    )
+                    .into()),
+                    code if connection_lost_after_start(code, &output.stderr) => {
+                        Err(RunError::AnswerLost(self.unknown_outcome(format!(
+                            "the ssh connection to {node} ended after {program} started there, \
+                             before its answer (status 255, nothing said)"
+                        ))))
+                    }
                     _ => Ok((node.clone(), output)),
                 };
             }
@@ -219,17 +253,24 @@ impl Remote {
                 // Logged in, and no mark came back: the login shell did not run
                 // the command (nologin, a broken profile), or a profile that
                 // sends stderr elsewhere hid the mark of a command that did run.
-                return Err(self.cannot_tell(node, program, &stderr));
+                return Err(self.cannot_tell(node, program, &stderr).into());
             }
             match SshFailure::of(&stderr) {
                 // Named as the metadata names it: ssh's own line names the
                 // address it resolved, which the user cannot find in the metadata.
                 SshFailure::NoAnswer => unanswered.push(format!("{node} ({})", last_line(&stderr))),
-                SshFailure::Unclear => return Err(self.cannot_tell(node, program, &stderr)),
-                SshFailure::Refused(refusal) => return Err(self.failure(node, refusal, &stderr)),
+                // ssh's own failure after the connection was made: it broke.
+                SshFailure::Unclear => {
+                    return Err(RunError::AnswerLost(
+                        self.cannot_tell(node, program, &stderr),
+                    ))
+                }
+                SshFailure::Refused(refusal) => {
+                    return Err(self.failure(node, refusal, &stderr).into())
+                }
             }
         }
-        Err(Failure::new(
+        Err(RunError::Failed(Failure::new(
             Status::NoHost,
             format!(
                 "none of the reserved nodes answered over ssh: {}; nothing was submitted",
@@ -239,7 +280,7 @@ impl Remote {
                 "try again when a node is up, or name one with --node; if they are all up, \
                  {ASK_THE_ADMINS}"
             ),
-        ))
+        )))
     }
 
     fn failure(&self, node: &str, refusal: Refusal, stderr: &str) -> Failure {
@@ -291,12 +332,17 @@ impl Remote {
     /// for "nothing was submitted" would make a user submit again.
     fn cannot_tell(&self, node: &str, program: &str, stderr: &str) -> Failure {
         let said = last_line(stderr);
+        self.unknown_outcome(format!(
+            "ssh to {node} ended without the sign that {program} started there (ssh: {said})"
+        ))
+    }
+
+    /// `how`: how ssh ended, in a way that leaves open whether the command
+    /// ran; the failure says what to look for before submitting again.
+    fn unknown_outcome(&self, how: String) -> Failure {
         Failure::new(
             Status::CannotExecute,
-            format!(
-                "ssh to {node} ended without the sign that {program} started there (ssh: {said}); \
-                 bt-submit cannot tell whether anything was submitted"
-            ),
+            format!("{how}; bt-submit cannot tell whether anything was submitted"),
             format!(
                 "before submitting again, look for the job: squeue -u {} -o '%i %j %k' lists \
                  the jobs of the beamtime's account with their names and comments; run the \
@@ -383,9 +429,9 @@ impl Slurm for Remote {
     fn query(&self, program: &str, args: &[&str]) -> Result<String, SlurmError> {
         let command = format!("{program} {}", args.join(" "));
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-        let (node, output) = self.run(program, &args).map_err(|failure| SlurmError {
+        let (node, output) = self.run(program, &args).map_err(|error| SlurmError {
             command: command.clone(),
-            kind: SlurmErrorKind::CannotRun(failure.problem.what),
+            kind: SlurmErrorKind::CannotRun(Failure::from(error).problem.what),
         })?;
         if output.status.success() {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
@@ -399,6 +445,14 @@ impl Slurm for Remote {
 
 /// ssh's exit status for its own failures.
 const SSH_FAILED: i32 = 255;
+
+/// Whether ssh's status, once the program had started (the mark came back),
+/// says the connection was lost before the program's answer: 255, with
+/// nothing on the program's stderr, since the Slurm commands say why they
+/// fail (sbatch's own 255 comes with its error line).
+fn connection_lost_after_start(code: Option<i32>, program_stderr: &[u8]) -> bool {
+    code == Some(SSH_FAILED) && program_stderr.iter().all(u8::is_ascii_whitespace)
+}
 
 /// What ssh's stderr says went wrong (with `LogLevel=ERROR`, only errors are
 /// on it).

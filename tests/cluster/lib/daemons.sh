@@ -166,8 +166,7 @@ start_sshd() {
     # system's ssh service would create (systemd's RuntimeDirectory).
     install -d -m 755 /run/sshd
     write_sshd_config "$dir" 127.0.0.1 "$SSHD_PORT"
-    start_daemon sshd /usr/sbin/sshd -- /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$LOG/sshd.log"
-    wait_for 10 sshd "$LOG/sshd.log" -- timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SSHD_PORT"
+    run_sshd
     ((NODE_COUNT > 1)) || return 0
     for n in "${NODES[@]}"; do
         install -d -m 755 "$dir/$n"
@@ -182,6 +181,32 @@ start_sshd() {
         wait_for 10 "sshd-$n" "$LOG/sshd-$n.log" -- \
             timeout 2 bash -c "exec 3<>/dev/tcp/$(node_addr "$n")/22"
     done
+}
+
+# The loopback sshd on the configuration and host key start_sshd wrote: also its start
+# after kill_sshd, when the beamline computers' known_hosts must still match. The port is
+# the configuration's, whatever BT_SSHD_PORT the caller of start-sshd has.
+run_sshd() {
+    local dir=$ETC/sshd port
+    port=$(awk '$1 == "Port" { print $2 }' "$dir/sshd_config")
+    start_daemon sshd /usr/sbin/sshd -- /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$LOG/sshd.log"
+    wait_for 10 sshd "$LOG/sshd.log" -- timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port"
+}
+
+# The loopback sshd dying as in a crash (bt-submit watch --remote's burst): KILL to the
+# listener and to every process below it, its per-connection sshd and their sessions (the
+# shared ControlMaster connections end with them), by the pids found under the recorded
+# one. The listener is stopped first, so that it accepts no connection the list misses.
+kill_sshd() {
+    local pid kids k
+    alive sshd || die "sshd is not running (pid file $RUN/sshd.pid)"
+    pid=$(pid_of sshd)
+    kill -STOP "$pid"
+    kids=$(descendants "$pid")
+    kill -KILL "$pid"
+    for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
+    say "killed sshd (pid $pid) and below it: ${kids//$'\n'/ }"
+    rm -f "$RUN/sshd.pid" "$RUN/sshd.exe"
 }
 
 # write_sshd_config DIR ADDRESS PORT: DIR/sshd_config and a new host key in DIR.

@@ -1,13 +1,16 @@
 /*
- * btprobe: a SPANK plugin that only records which of its hooks ran, where and as whom.
- * The harness uses it to measure when slurmd, slurmstepd and the clients (re)read
- * plugstack.conf, independently of the plugin under test.
+ * btprobe: a SPANK plugin that only records which of its hooks ran, where and as whom, and
+ * fails one of them on request. The harness uses it to measure when slurmd, slurmstepd and
+ * the clients (re)read plugstack.conf, and what each Slurm release does when a plugin's
+ * callback fails — independently of the plugin under test.
  *
- * plugstack.conf:  optional /path/btprobe.so dir=/some/world-writable/dir [fail=<hook>:<ctx>]
+ * plugstack.conf:  required /path/btprobe.so dir=/some/world-writable/dir [ctl=/path/file]
  * Each hook appends "<hook> ctx=<context> pid=<pid> uid=<uid> job=<id>" to <dir>/<hook-ctx>.log;
  * one file per hook and context, so concurrent appends from several processes don't mix.
- * fail=init:remote (say) makes that hook return an error in that context, to check what
- * the harness reports when a plugin fails there (drained node, held job, …).
+ * The control file, read afresh at every call (so the tests switch the failing hook without
+ * rewriting plugstack.conf or restarting slurmd), holds one line "<hook>:<ctx> <rc>": that
+ * hook returns <rc> in that context (-1 an error; 1 a positive value, which Slurm took for
+ * success before 25.05 and for a failure from then on). No file: every hook returns 0.
  * Compiled with -DBTPROBE_JOB_FAILURE (Slurm 25.05+), it asks Slurm to treat a failed
  * init as the job's fault rather than the node's (spank(7), slurm_spank_init_failure_mode).
  */
@@ -37,19 +40,42 @@ static const char *ctx_name(void)
     }
 }
 
-/* Returns the hook's result: -1 when asked to fail here. */
+/* What the control file asks of the hook "<hook>:<ctx>" in `here`: its return value. */
+static int asked_rc(const char *ctl, const char *here)
+{
+    char text[160], which[128];
+    int rc, fd;
+    ssize_t n;
+
+    if (!ctl)
+        return 0;
+    /* Written by root in a root-owned folder; O_NOFOLLOW all the same. */
+    fd = open(ctl, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return 0;
+    n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    text[n] = '\0';
+    if (sscanf(text, "%127s %d", which, &rc) != 2 || strcmp(which, here) != 0)
+        return 0;
+    return rc;
+}
+
+/* Records the call and returns the hook's result. */
 static int record(const char *hook, spank_t sp, int ac, char **av)
 {
-    const char *dir = NULL, *fail = NULL;
+    const char *dir = NULL, *ctl = NULL;
     char path[4096], line[512], here[128];
     uint32_t job = 0;
-    int fd, n;
+    int fd, n, rc;
 
     for (int i = 0; i < ac; i++)
         if (strncmp(av[i], "dir=", 4) == 0)
             dir = av[i] + 4;
-        else if (strncmp(av[i], "fail=", 5) == 0)
-            fail = av[i] + 5;
+        else if (strncmp(av[i], "ctl=", 4) == 0)
+            ctl = av[i] + 4;
     snprintf(here, sizeof(here), "%s:%s", hook, ctx_name());
     if (!dir)
         return 0;
@@ -65,15 +91,22 @@ static int record(const char *hook, spank_t sp, int ac, char **av)
         (void) !write(fd, line, (size_t) n);
         close(fd);
     }
-    if (fail && strcmp(fail, here) == 0) {
-        slurm_error("btprobe: failing %s as asked", here);
-        return -1;
-    }
-    return 0;
+    rc = asked_rc(ctl, here);
+    if (rc != 0)
+        slurm_error("btprobe: %s returns %d as asked", here, rc);
+    return rc;
 }
 
-int slurm_spank_init(spank_t sp, int ac, char **av) { return record("init", sp, ac, av); }
-int slurm_spank_init_post_opt(spank_t sp, int ac, char **av) { return record("init_post_opt", sp, ac, av); }
-int slurm_spank_task_init(spank_t sp, int ac, char **av) { return record("task_init", sp, ac, av); }
-int slurm_spank_job_prolog(spank_t sp, int ac, char **av) { return record("job_prolog", sp, ac, av); }
-int slurm_spank_job_epilog(spank_t sp, int ac, char **av) { return record("job_epilog", sp, ac, av); }
+#define HOOK(name) \
+    int slurm_spank_##name(spank_t sp, int ac, char **av) { return record(#name, sp, ac, av); }
+HOOK(init)
+HOOK(init_post_opt)
+HOOK(local_user_init)
+HOOK(user_init)
+HOOK(task_init_privileged)
+HOOK(task_init)
+HOOK(task_post_fork)
+HOOK(task_exit)
+HOOK(exit)
+HOOK(job_prolog)
+HOOK(job_epilog)

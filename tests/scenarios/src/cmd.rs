@@ -196,12 +196,20 @@ impl Cmd {
     /// kills its process group when dropped, so a failing test leaves nothing running.
     #[track_caller]
     pub fn spawn(&self, log: &Path) -> Background {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let out = append_to(log);
         let err = out.try_clone().expect("dup the log file");
+        self.spawn_into(out, err)
+    }
+
+    /// [`Cmd::spawn`] with stdout appended to `stdout` and stderr to `stderr`: for
+    /// output a test reads whole, such as `bt-submit watch --format json`'s.
+    #[track_caller]
+    pub fn spawn_apart(&self, stdout: &Path, stderr: &Path) -> Background {
+        self.spawn_into(append_to(stdout), append_to(stderr))
+    }
+
+    #[track_caller]
+    fn spawn_into(&self, out: std::fs::File, err: std::fs::File) -> Background {
         let mut cmd = self.command();
         cmd.stdout(out).stderr(err);
         let child = cmd
@@ -212,6 +220,15 @@ impl Cmd {
             child: Some(child),
         }
     }
+}
+
+#[track_caller]
+fn append_to(log: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
 }
 
 /// A command started by [`Cmd::spawn`].
@@ -230,6 +247,13 @@ impl Background {
     pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
         unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
+    }
+
+    /// Sends `signal` to the command's whole process group (it leads one), as the hangup of
+    /// the terminal it was started from, or the shell's at logout, reaches a job.
+    pub fn signal_group(&self, signal: libc::c_int) {
+        // SAFETY: plain kill(2) on the group our own child leads; it has not been reaped yet.
+        unsafe { libc::kill(-(self.pid() as libc::pid_t), signal) };
     }
 
     /// Waits up to `timeout` for the command to end; panics if it does not.

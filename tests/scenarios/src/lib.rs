@@ -14,12 +14,14 @@
 //! `users` (Unix accounts), `slurm` (jobs, nodes, reservations as Slurm reports them),
 //! `fixture` (beamtimes), `sshd` (the reserved nodes' sshds and beamline computers for
 //! `bt-submit --remote`), [`wait`] (polling with a deadline), [`figures`] (measurements
-//! for the reliability report).
+//! for the reliability report), [`probe`] (the btprobe plugin that measures Slurm's own handling
+//! of SPANK plugins).
 
 mod cluster;
 mod cmd;
 pub mod figures;
 mod fixture;
+pub mod probe;
 mod slurm;
 mod sshd;
 mod users;

@@ -12,82 +12,28 @@
 //! this file (cargo runs test files one after another); the original plugstack and the
 //! node's state are restored even when it fails.
 
-use scenarios::{wait, Cluster, RestorePlugstack, TEST_USER};
-use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use scenarios::probe::{self, build_probe, fresh_records_dir, record_lines, records, Control};
+use scenarios::{Cluster, RestorePlugstack, TEST_USER};
+use std::path::Path;
 use std::time::Duration;
-
-/// Compiles btprobe.c into `dir/name` with the extra compiler arguments `defines`.
-fn build_probe(c: &Cluster, dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
-    let so = dir.join(name);
-    let src = Cluster::repo_root().join("tests/cluster/probe/btprobe.c");
-    c.cmd("gcc")
-        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror"])
-        .args(defines)
-        .arg("-o")
-        .arg(&so)
-        .arg(&src)
-        .run()
-        .assert_success();
-    so
-}
-
-/// The "<hook>-<ctx>" names of the records in `out`, waiting up to 10 s for `want` (the
-/// epilog runs after the job is reported complete).
-fn records(out: &Path, want: &[&str]) -> BTreeSet<String> {
-    let present = || -> BTreeSet<String> {
-        std::fs::read_dir(out)
-            .unwrap()
-            .filter_map(|e| {
-                e.ok()?
-                    .file_name()
-                    .to_str()?
-                    .strip_suffix(".log")
-                    .map(String::from)
-            })
-            .collect()
-    };
-    // What ran by then, complete or not: the caller names each missing hook.
-    let (Ok(got) | Err(got)) = wait::poll(Duration::from_secs(10), || {
-        let got = present();
-        if want.iter().all(|w| got.contains(*w)) {
-            Ok(got)
-        } else {
-            Err(got)
-        }
-    });
-    got
-}
-
-fn record_line(out: &Path, name: &str) -> String {
-    std::fs::read_to_string(out.join(format!("{name}.log"))).unwrap_or_default()
-}
-
-fn fresh_out_dir(base: &Path, name: &str) -> PathBuf {
-    let d = base.join(name);
-    std::fs::create_dir_all(&d).unwrap();
-    // Hooks run as root and as the user: both append here.
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
-    d
-}
 
 #[test]
 fn plugstack_changes_reach_every_context_and_failures_are_reported() {
     let c = Cluster::from_env();
     c.assert_node_not_drained();
-    let base = c.state_dir().join(format!("probe-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    std::fs::create_dir_all(&base).unwrap();
-    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let base = probe::probe_dir(&c, "plugstack");
+    let control = Control::new(&base);
     let so = build_probe(&c, &base, "btprobe.so", &[]);
     let _restore = RestorePlugstack::new(&c);
     let user = scenarios::UnixUser::get(TEST_USER);
     let wd = c.workdir(TEST_USER, "probe");
 
     // 1. Every context loads the new stack.
-    let out = fresh_out_dir(&base, "ok");
-    c.set_plugstack(Some(&so), &format!("dir={}", out.display()));
+    let out = fresh_records_dir(&base, "ok");
+    c.set_plugstack(
+        Some(&so),
+        &format!("dir={} ctl={}", out.display(), control.path.display()),
+    );
     c.run_as(TEST_USER, &wd, &["srun", "-n1", "-t", "1", "true"])
         .assert_success();
     let (job, end) = c.submit_and_wait(TEST_USER, &wd, &[], "#!/bin/bash\ntrue\n");
@@ -113,22 +59,19 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
     }
     // Who runs what, as spank-semantics.md says: the client and the task as the user,
     // slurmstepd's init and the prolog as root.
-    assert!(record_line(&out, "init-local").contains(&format!("uid={}", user.uid)));
-    assert!(
-        record_line(&out, "task_init-remote").contains(&format!("uid={} job={}", user.uid, job.id))
-    );
-    assert!(record_line(&out, "init-remote").contains(&format!("uid=0 job={}", job.id)));
-    assert!(record_line(&out, "job_prolog-job_script").contains(&format!("uid=0 job={}", job.id)));
+    assert!(record_lines(&out, "init-local").contains(&format!("uid={}", user.uid)));
+    assert!(record_lines(&out, "task_init-remote")
+        .contains(&format!("uid={} job={}", user.uid, job.id)));
+    assert!(record_lines(&out, "init-remote").contains(&format!("uid=0 job={}", job.id)));
+    assert!(record_lines(&out, "job_prolog-job_script").contains(&format!("uid=0 job={}", job.id)));
     c.assert_node_not_drained();
 
     // 2. A failing spank prolog: the batch job is requeued and held, the node drained.
-    let out = fresh_out_dir(&base, "prolog");
-    c.set_plugstack(
-        Some(&so),
-        &format!("dir={} fail=job_prolog:job_script", out.display()),
-    );
+    //    (The control file switches the failing hook: no plugstack rewrite, no restart.)
+    control.fail("job_prolog", "job_script", -1);
     let job = c.submit(TEST_USER, &wd, &[], "#!/bin/bash\ntrue\n");
     let end = c.wait_job(job.id, Duration::from_secs(60));
+    control.fail_nothing();
     assert!(end.requeued_held(), "expected a held job: {end:#?}");
     let node = c.node_state();
     assert!(
@@ -150,15 +93,7 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
     // 3. A failing remote init in a batch step: the script never runs. What becomes of
     //    the job and the node depends on the release (fail_remote_init); a release not
     //    measured yet fails there with what it did, to be added.
-    let slurm = c.cmd("sinfo").arg("-V").run();
-    slurm.assert_success();
-    let slurm = slurm.stdout.trim().to_string();
-    let release = slurm
-        .split_whitespace()
-        .last()
-        .and_then(|v| v.rsplit_once('.'))
-        .map(|(major_minor, _)| major_minor.to_string())
-        .unwrap_or_else(|| panic!("sinfo -V: no release in {slurm:?}"));
+    let (slurm, release) = probe::slurm_release(&c);
     let job_container = c.recorded("job_container") == "1";
     let expected: &[InitFailure] = match release.as_str() {
         "22.05" => &[InitFailure::Completed],
@@ -171,19 +106,13 @@ fn plugstack_changes_reach_every_context_and_failures_are_reported() {
             panic!("Slurm {other}: what a failed remote init does was not measured on this release")
         }
     };
-    fail_remote_init(&c, &so, &base, &wd, &slurm, "default", expected);
+    fail_remote_init(&c, &control, &base, &wd, &slurm, "default", expected);
     // From 25.05 on a plugin may declare its init failures the job's fault instead of
     // the node's (slurm_spank_init_failure_mode), as spank-beamtime does there.
-    if matches!(release.as_str(), "25.05" | "25.11" | "26.05") {
-        let so = build_probe(
-            &c,
-            &base,
-            "btprobe-job-failure.so",
-            &["-DBTPROBE_JOB_FAILURE"],
-        );
+    if probe::release_at_least(&release, 25, 5) {
         fail_remote_init(
             &c,
-            &so,
+            &control,
             &base,
             &wd,
             &slurm,
@@ -219,33 +148,27 @@ impl InitFailure {
 /// `init_failure` figure and checks it is one of `expected`; leaves the node in service.
 fn fail_remote_init(
     c: &Cluster,
-    so: &Path,
+    control: &Control,
     base: &Path,
     wd: &Path,
     slurm: &str,
     mode: &str,
     expected: &[InitFailure],
 ) {
-    let out = fresh_out_dir(base, &format!("init-{mode}"));
-    c.set_plugstack(Some(so), &format!("dir={} fail=init:remote", out.display()));
+    let defines: &[&str] = match mode {
+        "ESPANK_JOB_FAILURE" => &["-DBTPROBE_JOB_FAILURE"],
+        _ => &[],
+    };
+    let so = build_probe(c, base, &format!("btprobe-{mode}.so"), defines);
+    let out = fresh_records_dir(base, &format!("init-{mode}"));
+    c.set_plugstack(
+        Some(&so),
+        &format!("dir={} ctl={}", out.display(), control.path.display()),
+    );
+    control.fail("init", "remote", -1);
     let job = c.submit(TEST_USER, wd, &[], "#!/bin/bash\necho ran\n");
-    // Settled: ended, or requeued and pending (Cluster::wait_job waits for a held job
-    // only, and a requeued one that is not held would look unsettled to it).
-    let record = wait::poll(Duration::from_secs(60), || {
-        let record = c.job_record(job.id).unwrap_or_default();
-        let state = record.get("JobState").map_or("", String::as_str);
-        let requeued = record.get("Restarts").is_some_and(|n| n != "0");
-        let ended = !matches!(
-            state,
-            "" | "PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING"
-        );
-        if ended || (state == "PENDING" && requeued) {
-            Ok(record)
-        } else {
-            Err(record)
-        }
-    })
-    .unwrap_or_else(|record| panic!("job {} did not settle: {record:#?}", job.id));
+    let record = probe::settle(c, job.id);
+    control.fail_nothing();
     let field = |key: &str| record.get(key).cloned().unwrap_or_default();
     let node = c.node_state();
     scenarios::figures::record(

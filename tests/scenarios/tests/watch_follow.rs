@@ -4,12 +4,15 @@
 //! `--dry-run` submits nothing and writes no state; `--skip-existing` skips what was
 //! there; the default cap of jobs in flight holds; a folder the nodes see elsewhere (the
 //! plugin's `source=`, shown to jobs at `target=`) is handed to each job as the job sees
-//! it, and SIGHUP neither stops the watch nor loses or doubles a file.
+//! it, and SIGHUP neither stops the watch nor loses or doubles a file, nor does a
+//! slurmctld restart in the middle of a burst, nor the node's sshd killed during a
+//! `--remote` submission.
 //!
 //! Every test here is `#[ignore]`d: they test bt-submit, not the node's configuration,
 //! and run in the watch pass (`--test watch_follow -- --ignored`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -30,6 +33,14 @@ static CONTROLLER: RwLock<()> = RwLock::new(());
 
 fn controller_stays() -> RwLockReadGuard<'static, ()> {
     CONTROLLER.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The test that kills the harness's sshd holds this for writing, every other test that
+/// logs in through it for reading.
+static SSHD: RwLock<()> = RwLock::new(());
+
+fn sshd_stays() -> RwLockReadGuard<'static, ()> {
+    SSHD.read().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A watch of `data` as the beamtime's account, its log in `work/watch.log`.
@@ -96,6 +107,47 @@ impl Watching {
             .args(args)
     }
 
+    /// The README's and docs/user.md's watch from the beamline computer, with this cluster's
+    /// paths, as `computer`, a participant there (no Slurm; the beamtime's key read through
+    /// its group), its state in a folder of its own: over ssh to the reserved node, the beamline folder
+    /// mapped from where the beamline computer mounts it to where jobs see it (`target=`).
+    /// `extra`: more watch options; `sbatch`: what follows `--`. Also the computer's
+    /// folder the command runs in, which holds the state.
+    fn command_on_the_beamline_computer(
+        &self,
+        computer: &str,
+        extra: &[&str],
+        sbatch: &[&OsStr],
+    ) -> (scenarios::Cmd, PathBuf) {
+        let c = cluster();
+        let sshd = c.sshd();
+        // The beamtime's key as the facility leaves it: in shared/, readable by its group.
+        let key = self.bt.current_dir.join("shared/id_rsa");
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+        sshd.authorize(&self.bt.account, &key.with_extension("pub"));
+        c.ensure_unix_user(computer, &[self.bt.account.as_str()]);
+        sshd.beamline_computer(computer, &[(NODE, sshd.port)], true);
+        let own = c.workdir(computer, "beamline-computer");
+        let current = &self.bt.current_dir;
+        let seen = format!("/beamline/{}/current", self.bt.beamline);
+        let watch = c
+            .as_user(computer, bt_submit())
+            .env_remove("SLURM_CONF")
+            .arg("watch")
+            .arg("--metadata")
+            .arg(current.join(format!("beamtime-metadata-{}.json", self.bt.id)))
+            .args(["--remote", "--settle", "0.5"])
+            .arg("--map")
+            .arg(format!("{}={seen}", current.display()))
+            .args(extra)
+            .arg("--state")
+            .arg(own.join("state.json"))
+            .arg(&self.data)
+            .arg("--")
+            .args(sbatch);
+        (watch.cwd(&own), own)
+    }
+
     fn start(&self, extra: &[&str]) -> Background {
         self.command(extra).spawn(&self.log)
     }
@@ -135,12 +187,17 @@ impl Watching {
     /// The job's report line, once it has ended.
     #[track_caller]
     fn report(&self, job: u32) -> String {
+        self.report_in(job, &self.out.join(format!("out-{job}.txt")))
+    }
+
+    /// The report line in `path`, the job's output, once the job has ended.
+    #[track_caller]
+    fn report_in(&self, job: u32, path: &Path) -> String {
         let c = cluster();
         let end = c.wait_job(job, Duration::from_secs(120));
         assert_eq!(end.state, "COMPLETED", "job {job}: {end:?}");
-        let path = self.out.join(format!("out-{job}.txt"));
         wait::poll(Duration::from_secs(10), || {
-            fs::read_to_string(&path)
+            fs::read_to_string(path)
                 .ok()
                 .filter(|t| t.ends_with('\n'))
                 .ok_or(())
@@ -160,6 +217,58 @@ impl Watching {
 
 fn write(path: &Path, bytes: usize) {
     fs::write(path, vec![b'x'; bytes]).unwrap();
+}
+
+/// Whether `pid`, just sent SIGSTOP, is stopped: one that was already on its way out
+/// (exiting, or a zombie) is not held, and the test waits for the next.
+fn held(pid: u32) -> bool {
+    wait::poll(Duration::from_secs(1), || {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| ())?;
+        let state = status
+            .lines()
+            .find_map(|line| line.strip_prefix("State:"))
+            .map(str::trim_start)
+            .unwrap_or_default();
+        state.starts_with('T').then_some(()).ok_or(())
+    })
+    .is_ok()
+}
+
+/// Every job Slurm's controller holds for `account` (ended ones too, for MinJobAge), with
+/// its comment: Slurm's view of what a watch submitted, whatever the watch logged.
+#[track_caller]
+fn slurm_jobs(account: &str) -> BTreeMap<u32, String> {
+    let queue = cluster()
+        .cmd("squeue")
+        .args(["-h", "-t", "all", "-u", account, "-o", "%i %k"])
+        .run();
+    queue.assert_success();
+    queue
+        .stdout
+        .lines()
+        .map(|line| {
+            let (job, comment) = line.split_once(' ').unwrap_or((line, ""));
+            (
+                job.parse().unwrap_or_else(|_| panic!("{queue}")),
+                comment.to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// An sbatch running as `uid`: on the node (here, the same machine), in a session of the
+/// node's sshd.
+fn sbatch_running_as(uid: u32) -> Option<u32> {
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let status = fs::read_to_string(entry.path().join("status")).ok()?;
+        let field = |name: &str| status.lines().find_map(|line| line.strip_prefix(name));
+        let name = field("Name:")?.trim();
+        let real_uid: u32 = field("Uid:")?.split_whitespace().next()?.parse().ok()?;
+        // One that has exited (a zombie) is past holding.
+        let ended = field("State:")?.trim_start().starts_with('Z');
+        (name == "sbatch" && real_uid == uid && !ended).then_some(pid)
+    })
 }
 
 /// Every submission of the log, each file once, as a map file → job.
@@ -354,6 +463,8 @@ fn a_folder_the_nodes_see_elsewhere_is_handed_to_jobs_as_they_see_it_and_sighup_
     // The beamline folder as this host (and the nodes) have it: the plugin's source=.
     let w = Watching::new(&bt, bt.current_dir.join("raw"), "mapped", REPORT);
     let seen = PathBuf::from(format!("/beamline/{}/current/raw", bt.beamline));
+    // A run before this one on the same cluster left its jobs (MinJobAge).
+    let before = slurm_jobs(&bt.account);
     // Without --map: the site's source= and target= say where jobs see it.
     let watch = w.start(&[]);
     let mut expected = BTreeMap::new();
@@ -362,7 +473,8 @@ fn a_folder_the_nodes_see_elsewhere_is_handed_to_jobs_as_they_see_it_and_sighup_
         write(&w.data.join(&name), n + 1);
         expected.insert(name, n + 1);
         if n == 2 {
-            watch.signal(libc::SIGHUP);
+            // To the whole process group, as a logout's hangup comes.
+            watch.signal_group(libc::SIGHUP);
         }
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -382,6 +494,15 @@ fn a_folder_the_nodes_see_elsewhere_is_handed_to_jobs_as_they_see_it_and_sighup_
     );
     let jobs = once_each(&w, &submissions);
     assert_eq!(jobs.len(), 6, "{log}");
+    // Slurm's view: these six jobs and no other of the account's (a file submitted twice
+    // without a log line would show here).
+    let mut in_slurm = slurm_jobs(&bt.account);
+    in_slurm.retain(|job, _| !before.contains_key(job));
+    assert_eq!(
+        in_slurm.keys().copied().collect::<BTreeSet<_>>(),
+        jobs.values().copied().collect::<BTreeSet<_>>(),
+        "{log}"
+    );
     for (name, size) in &expected {
         assert_eq!(
             w.report(jobs[name]),
@@ -521,46 +642,29 @@ fn a_slurmctld_restart_in_the_middle_of_a_burst_loses_and_doubles_nothing() {
 #[ignore = "bt-submit watch: the watch pass runs it (--ignored)"]
 fn the_documented_beamline_computer_watch_hands_each_job_a_path_it_can_open() {
     let _controller = controller_stays();
+    let _sshd = sshd_stays();
     let c = cluster();
-    let sshd = c.sshd();
     let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest867"));
-    // The beamtime's key as the facility leaves it: in shared/, readable by its group.
-    let key = bt.current_dir.join("shared/id_rsa");
-    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
-    sshd.authorize(&bt.account, &key.with_extension("pub"));
     let computer = "bttest866";
-    c.ensure_unix_user(computer, &[bt.account.as_str()]);
-    sshd.beamline_computer(computer, &[(NODE, sshd.port)], true);
-
-    // The beamline folder as the beamline computer mounts it; jobs see it at target=.
-    let current = &bt.current_dir;
     let seen = PathBuf::from(format!("/beamline/{}/current", bt.beamline));
-    let w = Watching::new(&bt, current.join("raw"), "documented", REPORT);
+    let w = Watching::new(&bt, bt.current_dir.join("raw"), "documented", REPORT);
+    // As the docs have it: the script in shared/, each job's output in processed/ named
+    // after its file, both at paths the node has (here the beamline computer's too).
+    let script = bt.current_dir.join("shared/analyse.sh");
+    fs::copy(&w.script, &script).unwrap();
+    let output = bt.current_dir.join("processed/{stem}.out");
     write(&w.data.join("before.h5"), 1);
-    let own = c.workdir(computer, "documented-state");
-    // docs/user.md's example, with this cluster's paths.
-    let watch = c
-        .as_user(computer, bt_submit())
-        .env_remove("SLURM_CONF")
-        .arg("watch")
-        .arg("--metadata")
-        .arg(current.join(format!("beamtime-metadata-{}.json", bt.id)))
-        .args(["--remote", "--skip-existing", "--settle", "0.5"])
-        .arg("--map")
-        .arg(format!("{}={}", current.display(), seen.display()))
-        .args(["--pattern", "*.h5"])
-        .arg("--state")
-        .arg(own.join("state.json"))
-        .arg(&w.data)
-        .arg("--")
-        .arg("-o")
-        .arg(w.out.join("out-%j.txt"))
-        .arg("-e")
-        .arg(w.out.join("err-%j.txt"))
-        .arg(&w.script)
-        .arg("{}")
-        .cwd(&own)
-        .spawn(&w.log);
+    let (watch, _) = w.command_on_the_beamline_computer(
+        computer,
+        &["--skip-existing", "--pattern", "*.h5"],
+        &[
+            "-o".as_ref(),
+            output.as_os_str(),
+            script.as_os_str(),
+            "{}".as_ref(),
+        ],
+    );
+    let watch = watch.spawn(&w.log);
     wait::poll(Duration::from_secs(30), || {
         let log = w.log_text();
         if log.contains("--skip-existing: 1 files already there recorded as skipped") {
@@ -580,7 +684,10 @@ fn the_documented_beamline_computer_watch_hands_each_job_a_path_it_can_open() {
         w.log_text()
     );
     assert_eq!(
-        w.report(jobs["after.h5"]),
+        w.report_in(
+            jobs["after.h5"],
+            &bt.current_dir.join("processed/after.out")
+        ),
         format!(
             "online {} [{}] 7 {}",
             bt.reservations[0],
@@ -589,5 +696,193 @@ fn the_documented_beamline_computer_watch_hands_each_job_a_path_it_can_open() {
         )
     );
     w.stop(watch);
+    c.assert_node_not_drained();
+}
+
+#[test]
+#[ignore = "bt-submit watch: the watch pass runs it (--ignored)"]
+fn an_sshd_killed_during_a_remote_burst_loses_and_doubles_nothing() {
+    let _controller = controller_stays();
+    let _kill = SSHD.write().unwrap_or_else(|p| p.into_inner());
+    let c = cluster();
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest868"));
+    let computer = "bttest869";
+    // A folder of this run's own: a run before it on the same cluster left its files.
+    let run = format!("raw/run-{}", std::process::id());
+    let seen = PathBuf::from(format!("/beamline/{}/current/{run}", bt.beamline));
+    let w = Watching::new(&bt, bt.current_dir.join(&run), "sshd-kill", REPORT);
+    // A run before this one on the same cluster left its jobs (MinJobAge).
+    let before = slurm_jobs(&bt.account);
+    let logins = c.log_cursor("sshd.log");
+    let output = w.out.join("out-%j.txt");
+    let (watch, own) = w.command_on_the_beamline_computer(
+        computer,
+        &[],
+        &[
+            "-o".as_ref(),
+            output.as_os_str(),
+            w.script.as_os_str(),
+            "{}".as_ref(),
+        ],
+    );
+    let watch = watch.spawn(&w.log);
+    let count = 40;
+    // The detector keeps writing while the node's sshd is down.
+    let detector = {
+        let data = w.data.clone();
+        std::thread::spawn(move || {
+            for n in 0..count {
+                write(&data.join(format!("f{n:02}.h5")), n + 1);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    w.wait_for_submissions(10);
+    let harness = |command: &str| {
+        c.cmd(scenarios::Cluster::repo_root().join("tests/cluster/cluster.sh"))
+            .arg(command)
+            .timeout(Duration::from_secs(60))
+            .run()
+            .assert_success();
+    };
+    // The kill lands in a submission: the sbatch that the watch's ssh runs on the node is
+    // held (stopped) there, and dies with sshd and the session, wherever it was; the
+    // watch's ssh learns only that its connection is gone.
+    let account = UnixUser::get(&bt.account);
+    wait::poll(Duration::from_secs(30), || {
+        sbatch_running_as(account.uid)
+            .filter(|&sbatch| {
+                // SAFETY: kill(2) on a pid just read from /proc; if that sbatch ended
+                // meanwhile the call fails and the next submission is waited for.
+                let stopped = unsafe { libc::kill(sbatch as libc::pid_t, libc::SIGSTOP) == 0 };
+                stopped && held(sbatch)
+            })
+            .ok_or(())
+    })
+    .unwrap_or_else(|()| panic!("no submission caught running:\n{}", w.log_text()));
+    harness("kill-sshd");
+    let killed_at = w.log_text().len();
+    assert!(
+        !detector.is_finished(),
+        "the burst ended before sshd was killed:\n{}",
+        w.log_text()
+    );
+    let outage = "none of the reserved nodes answered over ssh";
+    wait::poll(Duration::from_secs(30), || {
+        w.log_text()[killed_at..]
+            .contains(outage)
+            .then_some(())
+            .ok_or(())
+    })
+    .unwrap_or_else(|()| panic!("no {outage:?} after the kill:\n{}", w.log_text()));
+    // Down a few seconds more: several files come complete meanwhile.
+    std::thread::sleep(Duration::from_secs(3));
+    harness("start-sshd");
+    detector.join().unwrap();
+
+    let jobs = once_each(&w, &w.wait_for_submissions(count));
+    assert_eq!(jobs.len(), count, "{}", w.log_text());
+    // The held submission: told as one whose answer was lost, looked up in Slurm, never
+    // taken for a refusal.
+    let log = w.log_text();
+    assert!(
+        log.contains("bt-submit cannot tell whether anything was submitted; asking Slurm for its job by its comment before it is submitted again"),
+        "{log}"
+    );
+    assert!(!log.contains("refused for good"), "{log}");
+    // The running watch's own count, once a minute, agrees.
+    let counted = format!("counters: seen {count}, waiting to be complete 0, submitted {count}, ");
+    wait::poll(Duration::from_secs(90), || {
+        w.log_text().contains(&counted).then_some(()).ok_or(())
+    })
+    .unwrap_or_else(|()| panic!("no {counted:?}:\n{}", w.log_text()));
+    assert!(
+        w.log_text().contains(", refused and not yet submitted 0"),
+        "{}",
+        w.log_text()
+    );
+    // Slurm's view: every job of the beamtime's account, each with its comment and the
+    // file it was given. A file submitted twice, or a job the watch lost track of, shows
+    // here even when the log does not.
+    let mut in_slurm = slurm_jobs(&bt.account);
+    in_slurm.retain(|job, _| !before.contains_key(job));
+    assert_eq!(
+        in_slurm.keys().copied().collect::<BTreeSet<_>>(),
+        jobs.values().copied().collect::<BTreeSet<_>>(),
+        "Slurm's jobs are not the log's: {in_slurm:?}\n{}",
+        w.log_text()
+    );
+    for (file, job) in &jobs {
+        assert!(
+            in_slurm[job].starts_with("bt-submit-watch:"),
+            "job {job}: {}",
+            in_slurm[job]
+        );
+        let size = file[1..3].parse::<usize>().unwrap() + 1;
+        assert_eq!(
+            w.report(*job),
+            format!(
+                "online {} [{}] {size} {}",
+                bt.reservations[0],
+                bt.beamline,
+                seen.join(file).display()
+            )
+        );
+    }
+    w.stop(watch);
+    // One shared connection served the burst before the kill, one after the restart.
+    let accepted = format!("Accepted publickey for {} ", bt.account);
+    let connections = logins.read_new().matches(&accepted).count();
+    assert!(
+        (1..=2).contains(&connections),
+        "{count} submissions over {connections} ssh connections"
+    );
+    // What watch status says, over the same road: each file submitted once, to its job.
+    let status = c
+        .as_user(computer, bt_submit())
+        .env_remove("SLURM_CONF")
+        .args([
+            "watch",
+            "status",
+            "--remote",
+            "--format",
+            "json",
+            "--metadata",
+        ])
+        .arg(
+            bt.current_dir
+                .join(format!("beamtime-metadata-{}.json", bt.id)),
+        )
+        .arg("--state")
+        .arg(own.join("state.json"))
+        .cwd(&own)
+        .run();
+    status.assert_success();
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let standing: BTreeMap<String, (String, u32, String)> = status["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["file"].as_str().unwrap().to_owned(),
+                (
+                    f["standing"].as_str().unwrap().to_owned(),
+                    f["job"].as_u64().unwrap() as u32,
+                    f["jobState"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<String, (String, u32, String)> = jobs
+        .iter()
+        .map(|(file, job)| {
+            (
+                file.clone(),
+                ("submitted".to_owned(), *job, "COMPLETED".to_owned()),
+            )
+        })
+        .collect();
+    assert_eq!(standing, expected, "{status:#}");
     c.assert_node_not_drained();
 }

@@ -4,7 +4,10 @@
 //! (a second run marks nothing) and the next start submits each of them once; a refused
 //! submission shows its attempts and sbatch's message in status; a full disk under the
 //! state file (a small tmpfs this test mounts) makes the watch say so and wait, then go on,
-//! and no file is lost or submitted twice.
+//! and no file is lost or submitted twice. `watch --format json` logs one JSON object
+//! per line per event (names whole, a newline in one escaped), whose jobs Slurm has; a
+//! remote submission that cannot start (the key unreadable) is logged once while it lasts,
+//! not at every poll, and the file is submitted once the key can be read again.
 //!
 //! Each test has a beamtime of its own (`BeamtimeSpec::fresh`) of account bttest860, which
 //! no other test file uses (watch.rs's fixed beamtime keeps bttest850's default account).
@@ -18,7 +21,7 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use scenarios::{bt_submit, cluster, Background, Beamtime, BeamtimeSpec, UnixUser};
+use scenarios::{bt_submit, cluster, Background, Beamtime, BeamtimeSpec, UnixUser, NODE};
 use serde_json::Value;
 
 /// Fails for files whose name starts with `bad`, else reports the file.
@@ -63,6 +66,11 @@ fn watched(label: &str) -> Watched {
 
 impl Watched {
     fn start(&self) -> Background {
+        self.watch(&[]).spawn(&self.log)
+    }
+
+    /// The watch of this test's folder, with `options` of its own.
+    fn watch(&self, options: &[&str]) -> scenarios::Cmd {
         cluster()
             .as_user(&self.bt.account, bt_submit())
             .arg("watch")
@@ -74,6 +82,7 @@ impl Watched {
             // The node sees the test's folder where this host does.
             .arg("--map")
             .arg(format!("{0}={0}", self.data.display()))
+            .args(options)
             .arg(&self.data)
             .arg("--")
             .arg("-o")
@@ -81,7 +90,6 @@ impl Watched {
             .arg(&self.script)
             .arg("{}")
             .cwd(&self.out)
-            .spawn(&self.log)
     }
 
     /// `bt-submit watch SUBCOMMAND --state … ARGS` as the beamtime account.
@@ -346,4 +354,214 @@ fn a_full_disk_under_the_state_makes_the_watch_wait_and_go_on_without_loss_or_do
     let status = w.status_json();
     assert_eq!(status["totals"]["files"], DURING + 1, "{status:#}");
     drop(disk);
+}
+
+/// The events of a `--format json` watch's stdout; panics at a line that is no JSON object.
+#[track_caller]
+fn json_events(log: &Path) -> Vec<Value> {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .map(|line| match serde_json::from_str::<Value>(line) {
+            Ok(event) if event.is_object() => event,
+            _ => panic!("a line that is no JSON object: {line:?}\nthe whole log:\n{text}"),
+        })
+        .collect()
+}
+
+fn named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == name).collect()
+}
+
+#[test]
+#[ignore = "bt-submit watch: scripts/test-all.sh runs it in the watch pass (--ignored)"]
+fn a_watch_with_format_json_logs_one_json_object_per_event_that_slurm_bears_out() {
+    let c = cluster();
+    let w = watched("watch-json");
+    let stderr = w.log.with_extension("stderr");
+    // sbatch cannot read the script at first: a real refusal, until the mode is fixed.
+    fs::set_permissions(&w.script, fs::Permissions::from_mode(0o600)).unwrap();
+    let watch = w.watch(&["--format", "json"]).spawn_apart(&w.log, &stderr);
+    let refused_first = "first.h5";
+    fs::write(w.data.join(refused_first), b"frame").unwrap();
+    let refusal = scenarios::wait::poll(Duration::from_secs(30), || {
+        let events = json_events(&w.log);
+        match named(&events, "refused").first() {
+            Some(refused) => Ok((*refused).clone()),
+            None => Err(events),
+        }
+    })
+    .unwrap_or_else(|events| panic!("no refused event: {events:#?}"));
+    assert_eq!(refusal["file"], refused_first, "{refusal:#}");
+    assert_eq!(refusal["attempt"], 1, "{refusal:#}");
+    let error = refusal["error"].as_str().unwrap();
+    assert!(error.starts_with("sbatch failed"), "{refusal:#}");
+    fs::set_permissions(&w.script, fs::Permissions::from_mode(0o755)).unwrap();
+    // Names JSON must escape: quotes, a backslash, a newline that would forge a text line.
+    let files = [
+        refused_first,
+        "scan \"2\" \\ a.h5",
+        "x\n2026-12-07T00:00:00.000Z forged.h5 -> job 1 (closed after writing)",
+        "plain_4.h5",
+    ];
+    for name in &files[1..] {
+        fs::write(w.data.join(name), b"frame").unwrap();
+    }
+    scenarios::wait::poll(Duration::from_secs(120), || {
+        let events = json_events(&w.log);
+        if named(&events, "submitted").len() >= files.len() {
+            Ok(())
+        } else {
+            Err(events)
+        }
+    })
+    .unwrap_or_else(|events| panic!("not {} submitted events: {events:#?}", files.len()));
+    w.stop(watch);
+    let events = json_events(&w.log);
+    assert_eq!(events[0]["event"], "watching", "{events:#?}");
+    for event in &events {
+        let time = event["time"].as_str().unwrap_or_default();
+        assert!(time.len() == 24 && time.ends_with('Z'), "{event:#}");
+    }
+    let submitted = named(&events, "submitted");
+    assert_eq!(submitted.len(), files.len(), "{events:#?}");
+    for name in files {
+        let mine: Vec<_> = submitted.iter().filter(|e| e["file"] == name).collect();
+        assert_eq!(
+            mine.len(),
+            1,
+            "{name:?} not submitted exactly once: {events:#?}"
+        );
+        let job = mine[0]["job"].as_u64().unwrap() as u32;
+        // Slurm knows the job, and it ran for this file: the script echoes its path.
+        c.wait_job(job, Duration::from_secs(120))
+            .assert_completed_ok();
+        let said = fs::read_to_string(w.out.join(format!("out-{job}.txt"))).unwrap();
+        assert_eq!(
+            said,
+            format!("{}\n", w.data.join(name).display()),
+            "job {job}"
+        );
+    }
+    let first = submitted
+        .iter()
+        .find(|e| e["file"] == refused_first)
+        .unwrap();
+    assert_eq!(first["attempt"], 2, "one refusal, then its job: {first:#}");
+    // The last counters, as the watch stopped: every file seen and submitted.
+    let counters = named(&events, "counters");
+    let last = counters
+        .last()
+        .unwrap_or_else(|| panic!("no counters: {events:#?}"));
+    assert_eq!(last["seen"], files.len(), "{last:#}");
+    assert_eq!(last["submitted"], files.len(), "{last:#}");
+    assert_eq!(last["waiting"], 0, "{last:#}");
+    assert_eq!(last["refused"], 0, "{last:#}");
+    assert_eq!(last["failed"], 0, "{last:#}");
+    let in_flight = last["inFlight"].as_u64().unwrap();
+    assert!(in_flight <= files.len() as u64, "{last:#}");
+    let stopping = events.last().unwrap();
+    assert_eq!(stopping["event"], "stopping", "{events:#?}");
+    assert_eq!(stopping["signal"], "SIGTERM", "{stopping:#}");
+    assert_eq!(stopping["submittedInRun"], files.len(), "{stopping:#}");
+    // status agrees with the log on every job.
+    let status = w.status_json();
+    for event in submitted {
+        let file = event["file"].as_str().unwrap();
+        assert_eq!(entry(&status, file)["job"], event["job"], "{status:#}");
+    }
+    c.assert_node_not_drained();
+}
+
+#[test]
+#[ignore = "bt-submit watch: scripts/test-all.sh runs it in the watch pass (--ignored)"]
+fn a_remote_submission_that_cannot_start_is_logged_once_not_at_every_poll() {
+    let c = cluster();
+    let sshd = c.sshd();
+    let bt = c.start_beamtime(&BeamtimeSpec::fresh("bttest878"));
+    // The beamtime's key as the facility leaves it: in shared/, readable by its group.
+    let key = bt.current_dir.join("shared/id_rsa");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+    sshd.authorize(&bt.account, &key.with_extension("pub"));
+    let computer = "bttest879";
+    c.ensure_unix_user(computer, &[bt.account.as_str()]);
+    sshd.beamline_computer(computer, &[(NODE, sshd.port)], true);
+    let work = c.workdir(&bt.account, "watch-key");
+    let (data, out) = (work.join("raw"), work.join("out"));
+    fs::create_dir(&data).unwrap();
+    fs::create_dir(&out).unwrap();
+    let u = UnixUser::get(&bt.account);
+    chown(&out, Some(u.uid), Some(u.gid)).unwrap();
+    let script = work.join("analyse.sh");
+    fs::write(&script, SCRIPT).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let own = c.workdir(computer, "watch-key-state");
+    let log = own.join("watch.log");
+    let watch = c
+        .as_user(computer, bt_submit())
+        .env_remove("SLURM_CONF")
+        .arg("watch")
+        .arg("--metadata")
+        .arg(&bt.metadata_path)
+        .args(["--remote", "--node", NODE, "--format", "json"])
+        .args(["--settle", "0.5", "--poll-interval", "0.5"])
+        .arg("--state")
+        .arg(own.join("state.json"))
+        .arg("--map")
+        .arg(format!("{0}={0}", data.display()))
+        .arg(&data)
+        .arg("--")
+        .arg("-o")
+        .arg(out.join("out-%j.txt"))
+        .arg(&script)
+        .arg("{}")
+        .cwd(&own)
+        .spawn_apart(&log, &own.join("watch.stderr"));
+    let wait_for = |name: &str, file: &str| {
+        scenarios::wait::poll(Duration::from_secs(60), || {
+            let events = json_events(&log);
+            let found = named(&events, name).iter().any(|e| e["file"] == file);
+            if found {
+                Ok(())
+            } else {
+                Err(events)
+            }
+        })
+        .unwrap_or_else(|events| panic!("no {name} event for {file}: {events:#?}"))
+    };
+    scenarios::wait::poll(Duration::from_secs(30), || {
+        let events = json_events(&log);
+        if events.is_empty() {
+            Err(())
+        } else {
+            Ok(())
+        }
+    })
+    .unwrap_or_else(|()| panic!("the watch did not start"));
+    // The key can no longer be read by the beamline computer's user: every ssh, the
+    // submission's and each poll's question whether it made a job, stops before it starts.
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(data.join("frame.h5"), b"frame").unwrap();
+    wait_for("unresolved", "frame.h5");
+    // Ten polls and more, all asking in vain.
+    thread::sleep(Duration::from_secs(6));
+    let unresolved = named(&json_events(&log), "unresolved").len();
+    assert_eq!(unresolved, 1, "{:#?}", json_events(&log));
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+    wait_for("submitted", "frame.h5");
+    watch.signal(libc::SIGTERM);
+    let status = watch.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status}: {:#?}", json_events(&log));
+    let events = json_events(&log);
+    let unresolved = named(&events, "unresolved");
+    assert_eq!(unresolved.len(), 1, "{events:#?}");
+    let error = unresolved[0]["error"].as_str().unwrap();
+    assert!(error.contains("cannot be read"), "{error}");
+    let submitted = named(&events, "submitted");
+    assert_eq!(submitted.len(), 1, "{events:#?}");
+    let job = submitted[0]["job"].as_u64().unwrap() as u32;
+    c.wait_job(job, Duration::from_secs(120))
+        .assert_completed_ok();
+    let said = fs::read_to_string(out.join(format!("out-{job}.txt"))).unwrap();
+    assert_eq!(said, format!("{}\n", data.join("frame.h5").display()));
+    c.assert_node_not_drained();
 }

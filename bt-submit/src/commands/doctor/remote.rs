@@ -98,7 +98,7 @@ pub fn examine(
             return checks.report(beamtime);
         }
     };
-    let login = match remote.run("true", &[]) {
+    let login = match remote.run("true", &[]).map_err(Failure::from) {
         Ok(_) => Check::pass(
             "login",
             format!(
@@ -239,7 +239,10 @@ fn reach<'n>(names: &[(&'n str, KnownHostsName)]) -> PerNode<'n> {
 }
 
 fn sbatch(remote: &Remote, node: &str) -> Check {
-    match remote.run("sbatch", &["--version".into()]) {
+    match remote
+        .run("sbatch", &["--version".into()])
+        .map_err(Failure::from)
+    {
         Ok((_, output)) if output.status.success() => Check::pass(
             "sbatch",
             format!("{node}: {}", String::from_utf8_lossy(&output.stdout).trim()),
@@ -264,7 +267,7 @@ fn node_view(remote: &Remote, node: &str, id: &str) -> Check {
         .into_iter()
         .map(OsString::from)
         .collect();
-    let output = match remote.run("bt-submit", &args) {
+    let output = match remote.run("bt-submit", &args).map_err(Failure::from) {
         Ok((_, output)) => output,
         Err(Failure {
             status: Status::NotFound,

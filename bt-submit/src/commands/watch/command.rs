@@ -90,6 +90,7 @@ pub fn run(args: WatchArgs, settings: &Settings) -> Result<ExitCode, Failure> {
         inotify: !args.no_inotify,
         skip_existing: args.skip_existing,
         give_up_after: args.give_up_after,
+        format: args.format,
     };
     let beamtime = CommandLine {
         folder: &options.folder,

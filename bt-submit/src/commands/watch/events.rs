@@ -43,7 +43,10 @@ impl Watch<'_> {
         }
         for (rel, why) in found.unusable {
             if self.told_unusable.insert(rel.clone()) {
-                log(&format!("{}: not submitted: {why}", named(&rel)));
+                self.say(LogEvent::Unusable {
+                    file: &rel,
+                    why: &why,
+                });
             }
         }
         if let Some(inotify) = &self.inotify {
@@ -57,10 +60,13 @@ impl Watch<'_> {
                     Ok(wd) => {
                         self.watched.insert(wd, folder.clone());
                     }
-                    Err(error) => log(&format!(
-                        "{}: no inotify watch ({error}); its files are found by looking only",
-                        named(&folder)
-                    )),
+                    Err(error) => log(
+                        self.options.format,
+                        &LogEvent::NoInotifyWatch {
+                            folder: &folder,
+                            error: error.to_string(),
+                        },
+                    ),
                 }
                 self.watched_folders.insert(folder);
             }

@@ -58,46 +58,43 @@ impl Watch<'_> {
         }
         self.follow.next_read = now + REREAD_EVERY.as_millis() as u64;
         if asked {
-            log("SIGHUP: reading the beamtime's metadata again");
+            self.say(LogEvent::RereadRequested);
         }
         let metadata = match self.beamtime.metadata() {
             Ok(metadata) => metadata,
             Err(failure) => {
-                let said = failure.problem.to_string();
-                if self.follow.last_problem.as_deref() != Some(said.as_str()) {
-                    log(&format!(
-                        "cannot read the beamtime's metadata again ({said}); still submitting with {}",
-                        self.plan.summary
-                    ));
-                    self.follow.last_problem = Some(said);
+                let error = failure.problem.to_string();
+                if self.follow.told.is_news(error.clone()) {
+                    self.say(LogEvent::MetadataUnreadable {
+                        error,
+                        plan: &self.plan.summary,
+                    });
                 }
                 return Ok(());
             }
         };
         if metadata == self.follow.metadata {
-            self.follow.last_problem = None;
+            self.follow.told.over();
             return Ok(());
         }
         match self.beamtime.plan(&metadata) {
             Ok(plan) => {
-                log(&format!(
-                    "the beamtime's metadata changed: plan {} -> {}",
-                    self.plan.summary, plan.summary
-                ));
+                self.say(LogEvent::PlanChanged {
+                    old: &self.plan.summary,
+                    new: &plan.summary,
+                });
                 self.follow.metadata = metadata;
-                self.follow.last_problem = None;
+                self.follow.told.over();
                 self.plan = plan;
                 self.try_failed_again()?;
             }
             Err(failure) => {
-                let said = failure.problem.to_string();
-                if self.follow.last_problem.as_deref() != Some(said.as_str()) {
-                    log(&format!(
-                        "the beamtime's metadata changed, but no plan can be made from it \
-                         ({said}); still submitting with {}",
-                        self.plan.summary
-                    ));
-                    self.follow.last_problem = Some(said);
+                let error = failure.problem.to_string();
+                if self.follow.told.is_news(error.clone()) {
+                    self.say(LogEvent::NoPlan {
+                        error,
+                        plan: &self.plan.summary,
+                    });
                 }
             }
         }
@@ -114,11 +111,10 @@ impl Watch<'_> {
             .map(|(file, _)| file.clone())
             .collect();
         if !again.is_empty() {
-            log(&format!(
-                "{} failed {} tried again with the new plan",
-                again.len(),
-                self.options.each.plural()
-            ));
+            self.say(LogEvent::FailedTriedAgain {
+                each: self.options.each,
+                count: again.len(),
+            });
         }
         for file in again {
             // On a full disk the file stays failed with its old plan, and
@@ -132,13 +128,15 @@ impl Watch<'_> {
         Ok(())
     }
 
-    /// Counts a refusal of `rel`; returns whether the file is now failed
-    /// (recorded in the state, so that it stays failed across a restart).
+    /// Counts a refusal of `rel`, its `attempt`-th across restarts; returns
+    /// whether the file is now failed (recorded in the state, so that it
+    /// stays failed across a restart).
     pub(super) fn refused(
         &mut self,
         rel: &str,
         refusal: Refusal,
         reason: &str,
+        attempt: u64,
         now: u64,
     ) -> Result<bool, Failure> {
         let retry = self.retries.entry(rel.to_owned()).or_insert(Retry {
@@ -177,24 +175,22 @@ impl Watch<'_> {
             // On a full disk it is not failed yet: tried again after the delay.
             if self.recorded(fail)? {
                 self.retries.remove(rel);
-                log(&format!(
-                    "{}: failed: {reason}; refused {permanent} times in a way no retry can \
-                     fix, so it is not tried again until the beamtime's plan changes \
-                     (or 'bt-submit watch resubmit')",
-                    named(rel)
-                ));
+                self.say(LogEvent::Failed {
+                    file: rel,
+                    error: reason,
+                    refusals: permanent,
+                });
                 return Ok(true);
             }
         }
-        let kind = match refusal {
-            Refusal::Permanent => "refused for good unless something changes",
-            Refusal::Transient => "perhaps passing",
-        };
-        log(&format!(
-            "{}: not submitted: {reason} ({kind}); trying again in {} s (failure {failures})",
-            named(rel),
-            delay.as_secs(),
-        ));
+        self.say(LogEvent::Refused {
+            file: rel,
+            error: reason,
+            permanent: refusal == Refusal::Permanent,
+            retry_in: delay,
+            failures,
+            attempt,
+        });
         Ok(false)
     }
 
@@ -230,5 +226,5 @@ pub(super) struct Following {
     pub metadata: Metadata,
     pub next_read: u64,
     /// The last problem said, so that it is said once, not every 10 s.
-    pub last_problem: Option<String>,
+    pub told: Told,
 }

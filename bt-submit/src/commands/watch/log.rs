@@ -1,17 +1,48 @@
-//! The watch's log: one line per event on stdout, with the time in UTC.
+//! The watch's log: one line per event on stdout, with the time in UTC. Each
+//! event is a [`LogEvent`] (event.rs), written as a human line (the default)
+//! or, with `--format json`, as one JSON object per line for the programs
+//! around the watch.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::cli::Format;
+
+mod event;
+pub(super) use event::{Counters, LogEvent};
 
 pub(super) fn secs(duration: Duration) -> String {
     format!("{}", duration.as_secs_f64())
 }
 
-/// One line on stdout, with the time in UTC. A stdout that is gone is no
-/// reason to stop watching.
-pub(super) fn log(line: &str) {
+/// Writes `event` on stdout as one line in `format`, with the time in UTC.
+/// A stdout that is gone is no reason to stop watching.
+pub(super) fn log(format: Format, event: &LogEvent) {
+    let line = event.line(format, &utc_now());
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{} {line}", utc_now()).and_then(|()| out.flush());
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// A situation the watch tells of when it begins or changes, not again at
+/// every look while it lasts: a problem met at each poll would otherwise
+/// fill the log with the same line.
+#[derive(Debug, Default)]
+pub(super) struct Told(Option<String>);
+
+impl Told {
+    /// Whether `situation` is news: not the one told last. It is told from now on.
+    pub(super) fn is_news(&mut self, situation: String) -> bool {
+        if self.0.as_ref() == Some(&situation) {
+            return false;
+        }
+        self.0 = Some(situation);
+        true
+    }
+
+    /// The situation is over: the next one is news, even if it is the same again.
+    pub(super) fn over(&mut self) {
+        self.0 = None;
+    }
 }
 
 /// A file or folder below the watched one as a log line shows it: as it is

@@ -55,10 +55,11 @@ use state::{Change, Record, StateError, StateFile};
 
 // Defined with the command line (a leaf that xtask renders); what it means is here.
 pub use crate::cli::Each;
+use crate::cli::Format;
 use crate::failure::{Failure, Status};
 use crate::slurm::host::{Host, SubmitError};
 pub use follow::{Beamtime, Plan};
-use log::{log, named, secs};
+use log::{log, named, secs, Counters, LogEvent, Told};
 pub use options::{default_state_file, retry_delay, Options};
 pub use paths::{arguments_for, on_nodes, parse_map, OnNodes, SiteView};
 pub use pattern::Patterns;
@@ -106,19 +107,17 @@ pub fn run(options: &Options, beamtime: &dyn Beamtime) -> Result<(), Failure> {
     let following = follow::Following {
         metadata,
         next_read: follow::REREAD_EVERY.as_millis() as u64,
-        last_problem: None,
+        told: Told::default(),
     };
     let mut watch = Watch::new(options, beamtime, plan, following, state, record);
     // Files a watch failed with another plan are tried again; those failed
     // with this one stay so until the plan changes or `watch resubmit`.
     watch.try_failed_again()?;
     if !watch.record.failed.is_empty() {
-        log(&format!(
-            "{} {} failed with this plan before, not tried again until it changes \
-             ('bt-submit watch status' names them, 'bt-submit watch resubmit' tries them again)",
-            watch.record.failed.len(),
-            options.each.plural()
-        ));
+        watch.say(LogEvent::FailedBefore {
+            each: options.each,
+            count: watch.record.failed.len(),
+        });
     }
     watch.run()
 }
@@ -168,6 +167,8 @@ struct InFlight {
     submitted_since: usize,
     asked_at: Option<u64>,
     waiting_told: bool,
+    /// Why Slurm could not be asked last, so that it is said once, not at every poll.
+    unanswered: Told,
 }
 
 struct Watch<'a> {
@@ -192,6 +193,8 @@ struct Watch<'a> {
     submitted: usize,
     /// When the intent left by a failed or interrupted submission is next resolved.
     resolve_at: u64,
+    /// Why the last resolving failed, so that it is said once, not at every poll.
+    unresolved_told: Told,
     /// While the state's disk is full: when to try writing it again.
     state_full_until: Option<u64>,
 }
@@ -209,10 +212,14 @@ impl<'a> Watch<'a> {
             match Inotify::new() {
                 Ok(inotify) => Some(inotify),
                 Err(error) => {
-                    log(&format!(
-                        "inotify is not available ({error}); looking every {} s only",
-                        secs(options.poll_interval)
-                    ));
+                    log(
+                        options.format,
+                        &LogEvent::NoInotify {
+                            error: error.to_string(),
+                            at_start: true,
+                            poll_interval: options.poll_interval,
+                        },
+                    );
                     None
                 }
             }
@@ -240,9 +247,11 @@ impl<'a> Watch<'a> {
                 submitted_since: 0,
                 asked_at: None,
                 waiting_told: false,
+                unanswered: Told::default(),
             },
             submitted: 0,
             resolve_at: 0,
+            unresolved_told: Told::default(),
             state_full_until: None,
         }
     }
@@ -260,20 +269,20 @@ impl<'a> Watch<'a> {
         match self.state.record(&mut self.record, change) {
             Ok(()) => {
                 if self.state_full_until.take().is_some() {
-                    log("the state can be written again; going on");
+                    self.say(LogEvent::StateWritable);
                 }
                 if let Some(failure) = self.state.take_compaction_failure() {
-                    log(&format!(
-                        "cannot fold the state's journal into the state file ({failure}); every change stays in the journal, and folding is tried again"
-                    ));
+                    self.say(LogEvent::JournalNotFolded {
+                        error: failure.to_string(),
+                    });
                 }
                 Ok(true)
             }
             Err(error) if error.disk_full() => {
                 if self.state_full_until.is_none() {
-                    log(&format!(
-                        "{error}: the state's disk is full, so nothing is submitted until it can be recorded; make room there, the watch goes on by itself"
-                    ));
+                    self.say(LogEvent::WaitingForDisk {
+                        error: error.to_string(),
+                    });
                 }
                 self.state_full_until = Some(now + self.options.poll_interval.as_millis() as u64);
                 Ok(false)
@@ -304,50 +313,37 @@ impl<'a> Watch<'a> {
     fn forget_gone(&mut self, rel: &str) {
         self.candidates.remove(rel);
         self.retries.remove(rel);
-        log(&format!(
-            "{}: not submitted: it disappeared before it was complete",
-            named(rel)
-        ));
+        self.say(LogEvent::Disappeared { file: rel });
     }
 
     fn run(&mut self) -> Result<(), Failure> {
         let o = self.options;
-        let what = match (o.each, &o.done_file) {
-            (Each::File, _) => format!("files {}", o.patterns),
-            (Each::Folder, None) => format!("scan folders {}", o.patterns),
-            (Each::Folder, Some(name)) => {
-                format!(
-                    "scan folders {}, each complete once it holds {name}",
-                    o.patterns
-                )
-            }
-        };
-        let settle = match self.settle_ms() {
-            Some(_) => format!("settle {} s, ", secs(o.settle)),
-            None => String::new(),
-        };
-        log(&format!(
-            "watching {} for {what} ({settle}looking every {} s{}{}), state {}: {} {} submitted before; plan {}",
-            o.folder.display(),
-            secs(o.poll_interval),
-            if self.inotify.is_some() { ", inotify" } else { "" },
-            o.max_in_flight.map(|n| format!(", at most {n} jobs in flight")).unwrap_or_default(),
-            self.state.path().display(),
-            self.record.submitted.len(),
-            o.each.plural(),
-            self.plan.summary
-        ));
+        self.say(LogEvent::Watching {
+            folder: &o.folder,
+            each: o.each,
+            patterns: &o.patterns,
+            done_file: o.done_file.as_deref(),
+            settle: self.settle_ms().map(|_| o.settle),
+            poll_interval: o.poll_interval,
+            inotify: self.inotify.is_some(),
+            max_in_flight: o.max_in_flight,
+            state: self.state.path(),
+            submitted_before: self.record.submitted.len(),
+            plan: &self.plan.summary,
+        });
         let poll_ms = o.poll_interval.as_millis() as u64;
         let mut next_walk = 0;
         let mut next_counters = COUNTERS_EVERY_MS;
         loop {
             if let Some(signal) = os::stop_requested() {
-                log(&format!(
-                    "stopping on {signal}: {} {} submitted in this run, {} waiting to be complete",
-                    self.submitted,
-                    o.each.plural(),
-                    self.candidates.len()
-                ));
+                // The last counters, for whoever sums up the watch's run.
+                self.log_counters();
+                self.say(LogEvent::Stopping {
+                    signal,
+                    each: o.each,
+                    submitted_in_run: self.submitted,
+                    waiting: self.candidates.len(),
+                });
                 return Ok(());
             }
             let now = self.now();
@@ -370,10 +366,11 @@ impl<'a> Watch<'a> {
                 Some(inotify) => match inotify.wait(timeout) {
                     Ok(events) => self.handle(events),
                     Err(error) => {
-                        log(&format!(
-                            "inotify failed ({error}); looking every {} s only",
-                            secs(o.poll_interval)
-                        ));
+                        self.say(LogEvent::NoInotify {
+                            error: error.to_string(),
+                            at_start: false,
+                            poll_interval: o.poll_interval,
+                        });
                         self.inotify = None;
                     }
                 },
@@ -382,28 +379,36 @@ impl<'a> Watch<'a> {
         }
     }
 
-    /// One line of counters, for whoever keeps an eye on a long watch: what
-    /// it knows of (submitted, or waiting to be complete), what it submitted,
-    /// the jobs in flight as Slurm last counted them (with --max-in-flight,
-    /// the one time it asks), and the files sbatch refused, not yet submitted.
+    /// Writes `event` to the log, in the watch's `--format`.
+    fn say(&self, event: LogEvent) {
+        log(self.options.format, &event);
+    }
+
+    /// The counters, for whoever keeps an eye on a long watch: what it knows
+    /// of (submitted, or waiting to be complete), what it submitted, the jobs
+    /// in flight as Slurm last counted them (with --max-in-flight, the one
+    /// time it asks), the files sbatch refused, not yet submitted, and of
+    /// those the failed ones.
     fn log_counters(&self) {
         let waiting = self.candidates.len();
         let submitted = self.record.submitted.len();
-        let in_flight = match self.options.max_in_flight {
-            Some(_) => (self.in_flight.counted + self.in_flight.submitted_since).to_string(),
-            None => "not counted (no --max-in-flight)".to_owned(),
-        };
         let refused = self
             .record
             .refused
             .keys()
             .filter(|file| !self.record.submitted.contains_key(*file))
             .count();
-        log(&format!(
-            "counters: seen {}, waiting to be complete {waiting}, submitted {submitted}, \
-             in flight {in_flight}, refused and not yet submitted {refused}",
-            submitted + waiting
-        ));
+        self.say(LogEvent::Counters(Counters {
+            seen: submitted + waiting,
+            waiting,
+            submitted,
+            in_flight: self
+                .options
+                .max_in_flight
+                .map(|_| self.in_flight.counted + self.in_flight.submitted_since),
+            refused,
+            failed: self.record.failed.len(),
+        }));
     }
 
     /// The earliest time something is due: a settle time up, a retry, an in-flight recount.

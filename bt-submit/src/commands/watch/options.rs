@@ -25,6 +25,8 @@ pub struct Options {
     pub skip_existing: bool,
     /// How long every submission may be refused for good before the watch stops.
     pub give_up_after: Duration,
+    /// How the log is written: human lines, or one JSON object per event.
+    pub format: Format,
 }
 
 /// The wait before trying a failed submission again: 2 s, doubling, at most 5 minutes.

@@ -42,6 +42,11 @@ impl Patterns {
         })
     }
 
+    /// The patterns as given.
+    pub fn texts(&self) -> &[String] {
+        &self.texts
+    }
+
     /// Whether `name` matches one of the patterns. A name beginning with `.`
     /// only matches a pattern that begins with `.` too, so a detector's hidden
     /// temporary file is submitted under its final name only, after its

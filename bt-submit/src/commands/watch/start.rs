@@ -39,12 +39,14 @@ pub(super) fn skip_existing(
     state
         .record(record, Change::Skip { files: present })
         .map_err(state_failure)?;
-    log(&format!(
-        "--skip-existing: {count} {} already there recorded as skipped, never submitted \
-         ({} skipped in all)",
-        options.each.plural(),
-        record.skipped.len()
-    ));
+    log(
+        options.format,
+        &LogEvent::SkippedExisting {
+            each: options.each,
+            count,
+            skipped_in_all: record.skipped.len(),
+        },
+    );
     Ok(())
 }
 

@@ -253,14 +253,13 @@ fn rows<'a>(record: &'a Record, states: &'a BTreeMap<u64, JobState>) -> Vec<Row<
             } else {
                 Standing::Resubmit
             };
-            let jobs = earlier.len() as u64 + u64::from(job.is_some());
             Row {
                 file,
                 standing,
                 job,
                 state: job.and_then(|job| states.get(&job)),
                 earlier,
-                attempts: jobs + refused.map_or(0, |r| u64::from(r.attempts)),
+                attempts: record.attempts(file),
                 last_error: refused.map(|r| r.error.as_str()),
             }
         })

@@ -75,21 +75,27 @@ impl Watch<'_> {
                 let ours: HashSet<u64> = self.record.submitted.values().map(|s| s.job).collect();
                 self.in_flight.counted = queued.iter().filter(|id| ours.contains(id)).count();
                 self.in_flight.submitted_since = 0;
+                self.in_flight.unanswered.over();
             }
             Err(error) => {
-                log(&format!(
-                    "cannot count this watch's jobs in Slurm ({}); waiting",
-                    error.problem.what
-                ));
+                if self
+                    .in_flight
+                    .unanswered
+                    .is_news(error.problem.what.clone())
+                {
+                    self.say(LogEvent::CannotCountJobs {
+                        error: error.problem.what,
+                    });
+                }
                 return false;
             }
         }
         let room = self.in_flight.counted < max;
         if !room && !self.in_flight.waiting_told {
-            log(&format!(
-                "waiting: {} of this watch's jobs are pending or running (--max-in-flight {max})",
-                self.in_flight.counted
-            ));
+            self.say(LogEvent::WaitingForRoom {
+                in_flight: self.in_flight.counted,
+                max,
+            });
         }
         self.in_flight.waiting_told = !room;
         room
@@ -130,10 +136,7 @@ impl Watch<'_> {
                 if !self.recorded(finish)? {
                     // The submission stays under way in the state: once
                     // there is room, Slurm is asked for its job by comment.
-                    log(&format!(
-                        "{}: job {job} made, not yet recorded (the state's disk is full)",
-                        named(rel)
-                    ));
+                    self.say(LogEvent::SubmittedNotRecorded { file: rel, job });
                     return Ok(());
                 }
                 self.candidates.remove(rel);
@@ -141,11 +144,23 @@ impl Watch<'_> {
                 self.refused_for_good = None;
                 self.submitted += 1;
                 self.in_flight.submitted_since += 1;
-                let node = submitted
-                    .node
-                    .map(|node| format!(" on {node}"))
-                    .unwrap_or_default();
-                log(&format!("{} -> job {job}{node} ({why})", named(rel)));
+                self.say(LogEvent::Submitted {
+                    file: rel,
+                    job,
+                    node: submitted.node.as_deref(),
+                    why: why.to_string(),
+                    attempt: self.record.attempts(rel),
+                });
+            }
+            Err(SubmitError::AnswerLost(failure)) => {
+                // No refusal: the submission under way (recorded before
+                // sbatch) is looked up in Slurm at once, and either recorded
+                // with its job or submitted again.
+                self.resolve_at = 0;
+                self.say(LogEvent::AnswerLost {
+                    file: rel,
+                    error: &failure.problem.what,
+                });
             }
             Err(error) => {
                 let refusal = error.refusal();
@@ -155,9 +170,12 @@ impl Watch<'_> {
                         said_no.exit_byte(),
                         said_no.reason()
                     ),
-                    SubmitError::Failed(failure) => failure.problem.what,
+                    SubmitError::Failed(failure) | SubmitError::AnswerLost(failure) => {
+                        failure.problem.what
+                    }
                 };
-                self.refused(rel, refusal, &reason, now)?;
+                let attempt = self.record.attempts(rel) + 1;
+                self.refused(rel, refusal, &reason, attempt, now)?;
                 self.resolve_at = 0;
                 // Counted across restarts, for `watch status`.
                 let refused = Change::Refused {
@@ -186,13 +204,18 @@ impl Watch<'_> {
         match self.plan.submitter.with_comment(&intent.marker) {
             Err(error) => {
                 self.resolve_at = now + self.options.poll_interval.as_millis() as u64;
-                log(&format!(
-                    "{}: cannot tell whether its last submission made a job ({}); nothing is submitted until Slurm answers",
-                    named(&intent.file), error.problem.what
-                ));
+                // Asked again at every poll: said when it begins or changes.
+                let situation = format!("{}\n{}", intent.file, error.problem.what);
+                if self.unresolved_told.is_news(situation) {
+                    self.say(LogEvent::Unresolved {
+                        file: &intent.file,
+                        error: error.problem.what,
+                    });
+                }
                 Ok(false)
             }
             Ok(jobs) => {
+                self.unresolved_told.over();
                 let Some(job) = jobs.first().copied() else {
                     return self.recorded(Change::Abandon { file: intent.file });
                 };
@@ -211,10 +234,13 @@ impl Watch<'_> {
                 }
                 self.candidates.remove(&intent.file);
                 self.retries.remove(&intent.file);
-                log(&format!(
-                    "{} -> job {job} (its submission was interrupted; Slurm has the job)",
-                    named(&intent.file)
-                ));
+                self.say(LogEvent::Submitted {
+                    file: &intent.file,
+                    job,
+                    node: None,
+                    why: "its submission was interrupted; Slurm has the job".to_owned(),
+                    attempt: self.record.attempts(&intent.file),
+                });
                 Ok(true)
             }
         }

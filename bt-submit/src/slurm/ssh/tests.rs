@@ -141,6 +141,16 @@ fn ssh_failures_are_told_apart() {
 }
 
 #[test]
+fn a_silent_255_after_the_start_is_the_connection_lost_not_the_programs_answer() {
+    assert!(connection_lost_after_start(Some(255), b""));
+    assert!(connection_lost_after_start(Some(255), b"\n"));
+    let refused = b"sbatch: error: Batch job submission failed: Invalid partition name specified\n";
+    assert!(!connection_lost_after_start(Some(255), refused));
+    assert!(!connection_lost_after_start(Some(1), b""));
+    assert!(!connection_lost_after_start(Some(0), b""));
+}
+
+#[test]
 fn a_key_is_checked_as_ssh_will_take_it() {
     let dir = tempfile::Builder::new()
         .prefix("bt-submit-key-")

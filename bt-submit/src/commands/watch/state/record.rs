@@ -265,6 +265,15 @@ impl Record {
         }
     }
 
+    /// How often `file` was tried across restarts: its jobs (earlier ones
+    /// included) and sbatch's refusals.
+    pub fn attempts(&self, file: &str) -> u64 {
+        let earlier = self.earlier_jobs.get(file).map_or(0, Vec::len) as u64;
+        let job = u64::from(self.submitted.contains_key(file));
+        let refusals = self.refused.get(file).map_or(0, |r| u64::from(r.attempts));
+        earlier + job + refusals
+    }
+
     /// The start of every comment this watch's jobs carry.
     pub fn marker_prefix(&self) -> String {
         format!("bt-submit-watch:{}:", self.watch_id)
