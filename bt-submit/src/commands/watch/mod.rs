@@ -348,6 +348,14 @@ impl<'a> Watch<'a> {
             }
             let now = self.now();
             if now >= next_counters {
+                // Jobs leave the queue without the watch noticing until it
+                // asks: the periodic line counts them afresh (one squeue a
+                // minute), so it never shows jobs long ended as in flight.
+                if self.options.max_in_flight.is_some()
+                    && self.in_flight.counted + self.in_flight.submitted_since > 0
+                {
+                    self.count_in_flight();
+                }
                 self.log_counters();
                 next_counters = now + COUNTERS_EVERY_MS;
             }
@@ -386,8 +394,9 @@ impl<'a> Watch<'a> {
 
     /// The counters, for whoever keeps an eye on a long watch: what it knows
     /// of (submitted, or waiting to be complete), what it submitted, the jobs
-    /// in flight as Slurm last counted them (with --max-in-flight, the one
-    /// time it asks), the files sbatch refused, not yet submitted, and of
+    /// in flight as Slurm last counted them plus those submitted since (with
+    /// --max-in-flight: the watch asks when the cap is reached and before each
+    /// periodic line), the files sbatch refused, not yet submitted, and of
     /// those the failed ones.
     fn log_counters(&self) {
         let waiting = self.candidates.len();

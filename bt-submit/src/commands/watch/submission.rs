@@ -63,6 +63,23 @@ impl Watch<'_> {
         if self.in_flight.counted + self.in_flight.submitted_since < max {
             return true;
         }
+        if !self.count_in_flight() {
+            return false;
+        }
+        let room = self.in_flight.counted < max;
+        if !room && !self.in_flight.waiting_told {
+            self.say(LogEvent::WaitingForRoom {
+                in_flight: self.in_flight.counted,
+                max,
+            });
+        }
+        self.in_flight.waiting_told = !room;
+        room
+    }
+
+    /// Asks Slurm how many of this watch's jobs are still pending or running,
+    /// at most once per poll interval. Whether the count is Slurm's answer.
+    pub(super) fn count_in_flight(&mut self) -> bool {
         let now = self.now();
         let poll_ms = self.options.poll_interval.as_millis() as u64;
         if self.in_flight.asked_at.is_some_and(|at| now < at + poll_ms) {
@@ -76,6 +93,7 @@ impl Watch<'_> {
                 self.in_flight.counted = queued.iter().filter(|id| ours.contains(id)).count();
                 self.in_flight.submitted_since = 0;
                 self.in_flight.unanswered.over();
+                true
             }
             Err(error) => {
                 if self
@@ -87,18 +105,9 @@ impl Watch<'_> {
                         error: error.problem.what,
                     });
                 }
-                return false;
+                false
             }
         }
-        let room = self.in_flight.counted < max;
-        if !room && !self.in_flight.waiting_told {
-            self.say(LogEvent::WaitingForRoom {
-                in_flight: self.in_flight.counted,
-                max,
-            });
-        }
-        self.in_flight.waiting_told = !room;
-        room
     }
 
     pub(super) fn submit(&mut self, rel: &str, why: Why) -> Result<(), Failure> {
