@@ -219,6 +219,18 @@ fn write(path: &Path, bytes: usize) {
     fs::write(path, vec![b'x'; bytes]).unwrap();
 }
 
+/// A detector writing `count` files into `data`, one every 0.3 s (file n has n + 1 bytes),
+/// while a test breaks something under the watch.
+fn detector(data: &Path, count: usize) -> std::thread::JoinHandle<()> {
+    let data = data.to_owned();
+    std::thread::spawn(move || {
+        for n in 0..count {
+            write(&data.join(format!("f{n:02}.h5")), n + 1);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    })
+}
+
 /// Whether `pid`, just sent SIGSTOP, is stopped: one that was already on its way out
 /// (exiting, or a zombie) is not held, and the test waits for the next.
 fn held(pid: u32) -> bool {
@@ -593,15 +605,7 @@ fn a_slurmctld_restart_in_the_middle_of_a_burst_loses_and_doubles_nothing() {
     let watch = w.start(&[&map, "--max-in-flight", "0"]);
     let count = 40;
     // The detector keeps writing while the controller is down.
-    let detector = {
-        let data = w.data.clone();
-        std::thread::spawn(move || {
-            for n in 0..count {
-                write(&data.join(format!("f{n:02}.h5")), n + 1);
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        })
-    };
+    let detector = detector(&w.data, count);
     w.wait_for_submissions(10);
     c.cmd(scenarios::Cluster::repo_root().join("tests/cluster/cluster.sh"))
         .arg("restart-slurmctld")
@@ -728,15 +732,7 @@ fn an_sshd_killed_during_a_remote_burst_loses_and_doubles_nothing() {
     let watch = watch.spawn(&w.log);
     let count = 40;
     // The detector keeps writing while the node's sshd is down.
-    let detector = {
-        let data = w.data.clone();
-        std::thread::spawn(move || {
-            for n in 0..count {
-                write(&data.join(format!("f{n:02}.h5")), n + 1);
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        })
-    };
+    let detector = detector(&w.data, count);
     w.wait_for_submissions(10);
     let harness = |command: &str| {
         c.cmd(scenarios::Cluster::repo_root().join("tests/cluster/cluster.sh"))
