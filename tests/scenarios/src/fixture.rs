@@ -55,7 +55,7 @@ impl BeamtimeSpec {
     /// [`fresh_names`]), in partition `all` (slurm.conf has `ponline_<beamline>` partitions
     /// only for the beamlines it names).
     pub fn fresh(account: &str) -> Self {
-        let (id, beamline) = fresh_names();
+        let (id, beamline) = fresh_names(account);
         BeamtimeSpec::new(&id, &beamline, account).partition("all")
     }
 
@@ -142,32 +142,49 @@ fn then<'a>(options: &'a [String], more: &[&'a str]) -> Vec<&'a str> {
         .collect()
 }
 
-/// A beamtime id and a beamline name that no other test uses: a counter keeps the tests of
-/// one binary apart, a number from the binary's name the binaries. The same binary gets the
-/// same names at every run, so that running it again on one cluster takes its beamlines
-/// and reservations over (as beamtime-start.sh --replace does) instead of reserving more
-/// of the node's cores each time. The ids begin with 2 and have ten digits, so that they
-/// never meet the hand-picked ids (110…) that tests needing a particular beamline use.
-fn fresh_names() -> (String, String) {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    static BINARY: OnceLock<u32> = OnceLock::new();
-    let binary = *BINARY.get_or_init(|| {
+/// A beamtime id and a beamline name that no other test uses, made from the binary's name,
+/// the test's name (its thread's, as cargo's test runner names it), the beamtime's account
+/// and how many the test took before. The same test gets the same names at every run,
+/// whatever order the tests run in, so that running it again on one cluster takes its
+/// beamline and reservation over (as beamtime-start.sh --replace does) instead of reserving
+/// more of the node's cores, and never meets another test's beamtime of an earlier run
+/// (whose folders another account owns). Nine digits of a hash: two of a run's few hundred names meet with a chance of
+/// about 1 in 10,000; a meeting within one binary fails the test at once. The ids begin
+/// with 2 and have ten digits, so that they never meet the hand-picked ids (110…) that
+/// tests needing a particular beamline use.
+fn fresh_names(account: &str) -> (String, String) {
+    static BINARY: OnceLock<String> = OnceLock::new();
+    static TAKEN: Mutex<BTreeMap<u64, String>> = Mutex::new(BTreeMap::new());
+    static IN_MAIN_THREAD: AtomicU32 = AtomicU32::new(0);
+    thread_local! {
+        static TAKEN_BY_THIS_TEST: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    let binary = BINARY.get_or_init(|| {
         let exe = std::env::current_exe().expect("the test binary's path");
         let stem = exe.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
         // cargo names a test binary <file>-<hash of the build>: the file part stays.
-        let name = stem.rsplit_once('-').map_or(stem, |(name, _)| name);
-        // FNV-1a: a fixed function, so the number does not change between builds.
-        let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
-            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-        });
-        hash % 1_000_000
+        stem.rsplit_once('-')
+            .map_or(stem, |(name, _)| name)
+            .to_owned()
     });
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    assert!(
-        n < 1000,
-        "more than 1000 fresh beamtimes in one test binary"
-    );
-    (format!("2{binary:06}{n:03}"), format!("f{binary:06}{n:03}"))
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("main");
+    // With one test thread the runner may run the tests in its main thread, one after
+    // another in a fixed order: then a count across them keeps them apart.
+    let nth = if test == "main" {
+        IN_MAIN_THREAD.fetch_add(1, Ordering::Relaxed)
+    } else {
+        TAKEN_BY_THIS_TEST.with(|n| n.replace(n.get() + 1))
+    };
+    let key = format!("{binary}/{test}/{account}/{nth}");
+    // FNV-1a: a fixed function, so the names do not change between builds.
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    }) % 1_000_000_000;
+    if let Some(other) = TAKEN.lock().unwrap().insert(hash, key.clone()) {
+        panic!("{key} and {other} got the same fresh beamtime: change one test's name");
+    }
+    (format!("2{hash:09}"), format!("f{hash:09}"))
 }
 
 /// A started beamtime.
