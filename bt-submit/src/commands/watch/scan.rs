@@ -145,27 +145,47 @@ impl ScanSeen {
     }
 
     /// Takes in a new listing: what was seen of the entries still there is
-    /// kept, new ones are to be stat'ed. Whether an entry came or went.
+    /// kept, new ones are to be stat'ed. Whether an entry came or went. A
+    /// scan being written is listed again at nearly every look (each new
+    /// frame changes its folder's mtime), so the records are kept in place
+    /// and only a listing that lacks some of them is looked through again.
     fn relisted(&mut self, entries: Vec<(OsString, Kind)>) -> bool {
-        let mut old_frames = std::mem::take(&mut self.frames);
-        let mut old_folders = std::mem::take(&mut self.folders);
+        let (frames_before, folders_before) = (self.frames.len(), self.folders.len());
+        let (mut frames_kept, mut folders_kept) = (0, 0);
         let mut came = false;
-        for (name, kind) in entries {
+        for (name, kind) in &entries {
             match kind {
+                Kind::File if self.frames.contains_key(name) => frames_kept += 1,
                 Kind::File => {
-                    let seen = old_frames.remove(&name).flatten();
-                    came |= seen.is_none();
-                    self.frames.insert(name, seen);
+                    self.frames.insert(name.clone(), None);
+                    came = true;
                 }
+                Kind::Folder if self.folders.contains_key(name) => folders_kept += 1,
                 Kind::Folder => {
-                    let seen = old_folders.remove(&name);
-                    came |= seen.is_none();
-                    self.folders.insert(name, seen.unwrap_or_default());
+                    self.folders.insert(name.clone(), ScanSeen::default());
+                    came = true;
                 }
                 Kind::Other => {}
             }
         }
-        came || !old_frames.is_empty() || !old_folders.is_empty()
+        // Names are unique in a listing: fewer kept than there were means
+        // some went (or became another kind of entry).
+        let went = frames_kept < frames_before || folders_kept < folders_before;
+        if went {
+            let listed = |wanted: Kind| -> HashSet<&OsStr> {
+                entries
+                    .iter()
+                    .filter(|(_, kind)| *kind == wanted)
+                    .map(|(name, _)| name.as_os_str())
+                    .collect()
+            };
+            let (files, folders) = (listed(Kind::File), listed(Kind::Folder));
+            self.frames
+                .retain(|name, _| files.contains(name.as_os_str()));
+            self.folders
+                .retain(|name, _| folders.contains(name.as_os_str()));
+        }
+        came || went
     }
 }
 

@@ -223,4 +223,18 @@ fn frames_and_folders_that_come_or_go_are_changes() {
     assert!(looked.changed);
     assert_eq!(looked.look.files, 2);
     assert_eq!(looked.look.size, size_on_disk(&scan));
+    // A frame swapped for a folder of the same name, holding a file.
+    fs::remove_file(scan.join("frame_002.cbf")).unwrap();
+    fs::create_dir(scan.join("frame_002.cbf")).unwrap();
+    fs::write(scan.join("frame_002.cbf/inside.cbf"), b"inside").unwrap();
+    let looked = look_at(1800);
+    assert!(looked.changed);
+    assert_eq!(looked.look.files, 2);
+    let inside = fs::metadata(scan.join("frame_002.cbf/inside.cbf"))
+        .unwrap()
+        .len();
+    assert_eq!(
+        looked.look.size,
+        fs::metadata(scan.join("frame_000.cbf")).unwrap().len() + inside
+    );
 }
