@@ -28,12 +28,14 @@ ONLY=${2:-}
 WATCH_IDLE_FILES=10000
 WATCH_IDLE_SECONDS=60
 # #22's sizes (section 8): a burst over ssh, the frames of one scan folder still being written
-# (looked at for as many seconds, one look a second), the files there at a first start, and
-# the files recorded when one more submission is.
+# (looked at for as many seconds, one look a second, once they stood still for the watch's
+# settle time), the files there at a first start, and the files recorded when one more
+# submission is.
 SSH_BURST_FILES=200
 SSH_BURST_ROUNDS=5
 SCAN_FRAMES=10000
 SCAN_LOOK_SECONDS=30
+SCAN_SETTLE_SECONDS=10
 FIRST_START_FILES=20000
 RECORDED_FILES=100000
 CLUSTER=$REPO/tests/cluster/cluster.sh
@@ -242,7 +244,7 @@ for i in range(n):
 FRAMES
     chown -R bttest01 "$dir"
     watch_as_bttest01 --each folder --done-file scan.done --no-inotify --poll-interval 1 \
-        --state "$dir/scans.json" "$dir/scans" -- -o /dev/null "$dir/job.sh" {}
+        --settle "$SCAN_SETTLE_SECONDS" --state "$dir/scans.json" "$dir/scans" -- -o /dev/null "$dir/job.sh" {}
     pid=$!
     # The detector's writer (root here: python3 may be a shim only root can run).
     python3 - "$dir/scans/scan_00001" "$SCAN_FRAMES" <<'WRITER' &
@@ -255,9 +257,10 @@ while True:
     time.sleep(2)
 WRITER
     local writer=$!
-    # The first looks read every frame from the disk cache; the measured ones are the steady
-    # state of a long scan.
-    sleep 5
+    # The first looks stat every frame (new to the watch, then not yet seen unchanged for the
+    # settle time) and read them from the disk cache; the measured ones are the steady state
+    # of a long scan, whose earlier frames stand still.
+    sleep $((SCAN_SETTLE_SECONDS + 5))
     local start_ticks end_ticks
     start_ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     sleep "$SCAN_LOOK_SECONDS"
@@ -265,7 +268,7 @@ WRITER
     kill -TERM "$writer"
     wait "$writer" || true
     echo "$SCAN_FRAMES $SCAN_LOOK_SECONDS 1 $((end_ticks - start_ticks)) $(getconf CLK_TCK)" \
-        "$(find "$dir/scans/scan_00001" -type f | wc -l)" >"$OUT/watch-scan-looks"
+        "$(find "$dir/scans/scan_00001" -type f | wc -l) $SCAN_SETTLE_SECONDS" >"$OUT/watch-scan-looks"
     kill -TERM "$pid"
     wait "$pid" || die "bt-submit watch did not end cleanly on SIGTERM (see $OUT/watch.log)"
 

@@ -12,7 +12,7 @@
 //! mtime comes from the writing host's clock, and a clock that lags would
 //! make a file still being written look settled.
 //!
-//! A scan folder is looked at as a whole (tree.rs sums it up): complete when
+//! A scan folder is looked at as a whole (scan.rs sums it up): complete when
 //! nothing in it changed for the settle time, or, with `--done-file`, only
 //! once that file is in it and nothing changed since it was seen.
 
@@ -60,14 +60,62 @@ pub enum Verdict {
     AwaitReport,
 }
 
-/// A file not submitted yet, as the watch has seen it.
+/// How a file (a scan folder, a frame in one) was seen: as it is now since
+/// when, and when last. The settle rule counts only what was seen: two
+/// looks some time apart that found it the same, not the time since the
+/// last look.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
+pub struct Seen {
     look: Look,
     /// When it was first seen as `look`.
     unchanged_since: u64,
     /// When it was last seen (as `look`).
     last_looked: u64,
+}
+
+impl Seen {
+    pub fn first(look: Look, now: u64) -> Seen {
+        Seen {
+            look,
+            unchanged_since: now,
+            last_looked: now,
+        }
+    }
+
+    /// A new look; whether it found a change, which restarts the time it
+    /// has been unchanged.
+    pub fn looked(&mut self, look: Look, now: u64) -> bool {
+        let changed = look != self.look;
+        if changed {
+            self.look = look;
+            self.unchanged_since = now;
+        }
+        self.last_looked = now;
+        changed
+    }
+
+    /// A new look that found a change the look itself may not show (a
+    /// scan's frames changed so that their sums stayed the same).
+    pub fn changed(&mut self, look: Look, now: u64) {
+        self.look = look;
+        self.unchanged_since = now;
+        self.last_looked = now;
+    }
+
+    pub fn look(&self) -> Look {
+        self.look
+    }
+
+    /// How long looks have found it unchanged.
+    pub fn unchanged_for(&self) -> u64 {
+        self.last_looked.saturating_sub(self.unchanged_since)
+    }
+}
+
+/// A file not submitted yet, as the watch has seen it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    seen: Seen,
     /// What inotify reported and how the file looked right after.
     event: Option<(Why, Look)>,
 }
@@ -75,9 +123,7 @@ pub struct Candidate {
 impl Candidate {
     pub fn first_seen(look: Look, now: u64) -> Candidate {
         Candidate {
-            look,
-            unchanged_since: now,
-            last_looked: now,
+            seen: Seen::first(look, now),
             event: None,
         }
     }
@@ -85,14 +131,17 @@ impl Candidate {
     /// A new look at the file; a change restarts the settle time and voids
     /// an earlier event (the file was written again after it).
     pub fn looked(&mut self, look: Look, now: u64) {
-        if look != self.look {
-            self.look = look;
-            self.unchanged_since = now;
-        }
-        self.last_looked = now;
+        self.seen.looked(look, now);
         if matches!(self.event, Some((_, seen)) if seen != look) {
             self.event = None;
         }
+    }
+
+    /// A new look that found a change the look may not show (see
+    /// [`Seen::changed`]): the settle time restarts and an earlier event is void.
+    pub fn changed(&mut self, look: Look, now: u64) {
+        self.seen.changed(look, now);
+        self.event = None;
     }
 
     /// inotify reported the file closed after writing or renamed into
@@ -103,9 +152,7 @@ impl Candidate {
         self.event = Some((why, look));
     }
 
-    /// Settled counts only what was seen: two looks `settle_ms` apart that
-    /// found the file the same, not the time since the last look. Without a
-    /// settle time only a report makes it complete.
+    /// Without a settle time only a report makes it complete.
     pub fn verdict(&self, settle_ms: Option<u64>) -> Verdict {
         if let Some((why, _)) = self.event {
             return Verdict::Complete(why);
@@ -113,11 +160,11 @@ impl Candidate {
         let Some(settle_ms) = settle_ms else {
             return Verdict::AwaitReport;
         };
-        let unchanged_for = self.last_looked.saturating_sub(self.unchanged_since);
+        let unchanged_for = self.seen.unchanged_for();
         if unchanged_for >= settle_ms {
             Verdict::Complete(Why::Settled(unchanged_for))
         } else {
-            Verdict::LookAgainAt(self.unchanged_since + settle_ms)
+            Verdict::LookAgainAt(self.seen.unchanged_since + settle_ms)
         }
     }
 }
@@ -232,6 +279,19 @@ mod tests {
         assert_eq!(scan.verdict(None), Verdict::Complete(Why::DoneFileFound));
         // Written to after the done file was seen: it waits for the next finding.
         scan.looked(folder(5, 900), 1_000_200);
+        assert_eq!(scan.verdict(None), Verdict::AwaitReport);
+    }
+
+    #[test]
+    fn a_change_the_sums_do_not_show_restarts_the_settle_time_and_voids_a_finding() {
+        let mut scan = Candidate::first_seen(folder(3, 300), 0);
+        scan.looked(folder(3, 300), 2000);
+        assert_eq!(scan.verdict(SETTLE), Verdict::Complete(Why::Settled(2000)));
+        // One frame grew as another shrank: the same sums, yet a change.
+        scan.changed(folder(3, 300), 2100);
+        assert_eq!(scan.verdict(SETTLE), Verdict::LookAgainAt(4100));
+        scan.reported(Why::DoneFileFound, folder(3, 300), 2200);
+        scan.changed(folder(3, 300), 2300);
         assert_eq!(scan.verdict(None), Verdict::AwaitReport);
     }
 }

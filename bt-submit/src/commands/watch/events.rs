@@ -13,9 +13,15 @@ impl Watch<'_> {
             Each::File => self.walk_files(now),
             Each::Folder => {
                 let record = &self.record;
-                tree::walk_scan_folders(&self.options.folder, &self.options.patterns, &|rel| {
-                    record.is_done(rel)
-                })
+                let stand_still_ms = self.frames_stand_still_ms();
+                scan::walk_scan_folders(
+                    &self.options.folder,
+                    &self.options.patterns,
+                    &|rel| record.is_done(rel),
+                    &mut self.scans,
+                    stand_still_ms,
+                    now,
+                )
             }
         };
         let mut present = HashSet::with_capacity(found.files.len());
@@ -24,9 +30,13 @@ impl Watch<'_> {
                 .candidates
                 .entry(rel.clone())
                 .or_insert_with(|| Candidate::first_seen(look, now));
-            candidate.looked(look, now);
+            if found.changed.contains(&rel) {
+                candidate.changed(look, now);
+            } else {
+                candidate.looked(look, now);
+            }
             if let Some(done_file) = &self.options.done_file {
-                if tree::holds_file(&self.options.folder, &rel, done_file) {
+                if scan::holds_file(&self.options.folder, &rel, done_file) {
                     candidate.reported(Why::DoneFileFound, look, now);
                 }
             }
@@ -207,7 +217,7 @@ impl Watch<'_> {
                 continue;
             }
             let folder = folder.clone();
-            match self.look_again(&folder) {
+            match self.look_again(&folder, scan::Pass::Quick) {
                 Some(look) => {
                     if let Some(candidate) = self.candidates.get_mut(&folder) {
                         candidate.reported(Why::DoneFileFound, look, now);

@@ -9,7 +9,8 @@
 //! into [`Options`] (options.rs), events.rs takes in the walk and inotify's
 //! events, complete.rs decides when a file is complete, submission.rs submits
 //! while the queue has room and resolves what a crash left open, state.rs
-//! keeps what was submitted, tree.rs walks the folder, os.rs holds the system
+//! keeps what was submitted, tree.rs walks the folder (scan.rs a scan
+//! folder, without a stat per frame per look), os.rs holds the system
 //! calls, log.rs writes the log; jobs are submitted and Slurm is asked through
 //! the [`Host`] that `bt-submit --remote` uses too, on this host or on a
 //! reserved node over ssh.
@@ -24,6 +25,7 @@ mod options;
 mod os;
 mod paths;
 mod pattern;
+mod scan;
 mod start;
 mod state;
 pub mod status;
@@ -188,6 +190,8 @@ struct Watch<'a> {
     watched_folders: HashSet<String>,
     /// What each folder's last listing saw (tree.rs).
     listings: HashMap<String, tree::Listing>,
+    /// What was seen of each scan folder not submitted yet, frame by frame (scan.rs).
+    scans: HashMap<String, scan::ScanSeen>,
     clock: Instant,
     in_flight: InFlight,
     submitted: usize,
@@ -241,6 +245,7 @@ impl<'a> Watch<'a> {
             watched: HashMap::new(),
             watched_folders: HashSet::new(),
             listings: HashMap::new(),
+            scans: HashMap::new(),
             clock: Instant::now(),
             in_flight: InFlight {
                 counted: 0,
@@ -300,13 +305,38 @@ impl<'a> Watch<'a> {
         }
     }
 
-    /// A new look at a file or scan folder; `None` when it is gone (or, a
-    /// folder, cannot be read).
-    fn look_again(&self, rel: &str) -> Option<complete::Look> {
-        match self.options.each {
-            Each::File => tree::look(&self.options.folder, rel),
-            Each::Folder => tree::look_folder(&self.options.folder, rel),
+    /// How long looks must find a frame of a scan unchanged before the
+    /// quick looks stop stat'ing it: the settle time, also with
+    /// `--done-file` (where it completes nothing).
+    fn frames_stand_still_ms(&self) -> u64 {
+        self.options.settle.as_millis() as u64
+    }
+
+    /// A new look at a file or scan folder, given to its candidate if there
+    /// is one; `None` when it is gone (or, a folder, cannot be read). A scan
+    /// folder's `pass` says which frames are stat'ed (scan.rs): with
+    /// [`scan::Pass::Whole`] every one, and a change found in any makes the
+    /// scan not complete even where its sums stay the same.
+    fn look_again(&mut self, rel: &str, pass: scan::Pass) -> Option<complete::Look> {
+        let now = self.now();
+        let (look, changed) = match self.options.each {
+            Each::File => (tree::look(&self.options.folder, rel)?, false),
+            Each::Folder => {
+                let stand_still_ms = self.frames_stand_still_ms();
+                let seen = self.scans.entry(rel.to_owned()).or_default();
+                let looked =
+                    scan::look_folder(&self.options.folder, rel, seen, pass, stand_still_ms, now)?;
+                (looked.look, looked.changed)
+            }
+        };
+        if let Some(candidate) = self.candidates.get_mut(rel) {
+            if changed {
+                candidate.changed(look, now);
+            } else {
+                candidate.looked(look, now);
+            }
         }
+        Some(look)
     }
 
     /// Logs that `rel` will not be submitted: gone before it was complete.

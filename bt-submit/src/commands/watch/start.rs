@@ -21,7 +21,14 @@ fn not_done_yet(options: &Options, record: &Record) -> Vec<String> {
             &mut HashMap::new(),
             0,
         ),
-        Each::Folder => tree::walk_scan_folders(&options.folder, &options.patterns, &done),
+        Each::Folder => scan::walk_scan_folders(
+            &options.folder,
+            &options.patterns,
+            &done,
+            &mut HashMap::new(),
+            options.settle.as_millis() as u64,
+            0,
+        ),
     };
     let mut rels: Vec<String> = found.files.into_iter().map(|(rel, _)| rel).collect();
     rels.sort();

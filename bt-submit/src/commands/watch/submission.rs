@@ -22,13 +22,8 @@ impl Watch<'_> {
             .map(|(rel, _)| rel.clone())
             .collect();
         for rel in due {
-            match self.look_again(&rel) {
-                Some(look) => {
-                    if let Some(c) = self.candidates.get_mut(&rel) {
-                        c.looked(look, now);
-                    }
-                }
-                None => self.forget_gone(&rel),
+            if self.look_again(&rel, scan::Pass::Quick).is_none() {
+                self.forget_gone(&rel);
             }
         }
         let complete: Vec<(String, Why)> = self
@@ -112,14 +107,14 @@ impl Watch<'_> {
 
     pub(super) fn submit(&mut self, rel: &str, why: Why) -> Result<(), Failure> {
         let now = self.now();
-        // One last look right before sbatch: a file changed since is not complete.
-        let Some(look) = self.look_again(rel) else {
+        // One last look right before sbatch, at every frame of a scan: a
+        // file (a frame) changed since is not complete.
+        let Some(look) = self.look_again(rel, scan::Pass::Whole) else {
             self.forget_gone(rel);
             return Ok(());
         };
         let settle = self.settle_ms();
-        if let Some(candidate) = self.candidates.get_mut(rel) {
-            candidate.looked(look, now);
+        if let Some(candidate) = self.candidates.get(rel) {
             if !matches!(candidate.verdict(settle), Verdict::Complete(_)) {
                 return Ok(());
             }
@@ -228,11 +223,13 @@ impl Watch<'_> {
                 let Some(job) = jobs.first().copied() else {
                     return self.recorded(Change::Abandon { file: intent.file });
                 };
-                let look = self.look_again(&intent.file).unwrap_or(complete::Look {
-                    size: 0,
-                    mtime_ns: 0,
-                    files: 0,
-                });
+                let look =
+                    self.look_again(&intent.file, scan::Pass::Whole)
+                        .unwrap_or(complete::Look {
+                            size: 0,
+                            mtime_ns: 0,
+                            files: 0,
+                        });
                 let finish = Change::Finish {
                     file: intent.file.clone(),
                     job,

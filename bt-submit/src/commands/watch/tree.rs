@@ -1,8 +1,7 @@
 //! Looking through the watched folder: every folder below it, and the files
-//! whose names match the pattern that are not submitted yet — or, watching
-//! scan folders, the folders directly below it whose names match, each
-//! summed up as one look. Read-only: the watch never changes or deletes
-//! anything there.
+//! whose names match the pattern that are not submitted yet (scan folders,
+//! each summed up as one look: scan.rs). Read-only: the watch never changes
+//! or deletes anything there.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -18,22 +17,24 @@ pub struct Found {
     pub files: Vec<(String, Look)>,
     /// Every folder below the watched one (relative, "" for itself).
     pub folders: Vec<String>,
+    /// Scan folders whose look found a frame changed, come or gone, which
+    /// their sums alone may not show (scan.rs).
+    pub changed: HashSet<String>,
     /// Entries that cannot be watched (by their path below the folder, "" for
     /// itself, not yet escaped), with the reason.
     pub unusable: Vec<(String, String)>,
 }
 
-/// What the last listing of a folder saw, so that a folder nothing was
-/// added to since costs one stat instead of a listing: creating, renaming
-/// into or deleting an entry changes the folder's mtime.
-#[derive(Debug, Clone)]
-pub struct Listing {
+/// When a folder was last listed, and its mtime then, so that a folder
+/// nothing was added to since costs one stat instead of a listing:
+/// creating, renaming into or deleting an entry changes the folder's mtime.
+#[derive(Debug, Clone, Copy)]
+pub struct Listed {
     mtime_ns: i128,
     /// When this mtime was first seen (the watch's clock, ms).
     mtime_seen_at: u64,
     /// When the folder was last listed.
     listed_at: u64,
-    subfolders: Vec<String>,
 }
 
 /// How long an mtime must have been seen before a listing proves that no
@@ -46,22 +47,43 @@ pub const MTIME_STANDS_MS: u64 = 1000;
 /// a filesystem keeps a folder's mtime from other hosts' changes for a while.
 pub const RELIST_MS: u64 = 60_000;
 
-/// Whether the folder needs no listing now: its mtime is the one of its last
-/// listing, that listing came after the mtime had stood for
-/// [`MTIME_STANDS_MS`], and it is less than [`RELIST_MS`] old.
-pub fn may_skip(last: Option<&Listing>, mtime_ns: i128, now: u64) -> bool {
-    last.is_some_and(|last| {
-        last.mtime_ns == mtime_ns
-            && last.listed_at >= last.mtime_seen_at + MTIME_STANDS_MS
-            && now < last.listed_at + RELIST_MS
-    })
+impl Listed {
+    /// A listing made `now` of a folder whose mtime is `mtime_ns`, `last`
+    /// being the one before it.
+    pub fn now(last: Option<&Listed>, mtime_ns: i128, now: u64) -> Listed {
+        let mtime_seen_at = match last {
+            Some(last) if last.mtime_ns == mtime_ns => last.mtime_seen_at,
+            _ => now,
+        };
+        Listed {
+            mtime_ns,
+            mtime_seen_at,
+            listed_at: now,
+        }
+    }
+
+    /// Whether the folder needs no listing now: its mtime is the one of
+    /// this listing, which came after the mtime had stood for
+    /// [`MTIME_STANDS_MS`], and is less than [`RELIST_MS`] old.
+    pub fn may_skip(&self, mtime_ns: i128, now: u64) -> bool {
+        self.mtime_ns == mtime_ns
+            && self.listed_at >= self.mtime_seen_at + MTIME_STANDS_MS
+            && now < self.listed_at + RELIST_MS
+    }
+}
+
+/// What the last listing of a folder saw.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    listed: Listed,
+    subfolders: Vec<String>,
 }
 
 /// Walks `root` from a handle on it, never through a symbolic link (see
 /// beneath.rs); `skip(rel)` tells which
 /// files need no look (already submitted), so they cost no stat. Folders in
 /// `busy` (holding files not submitted yet) are always listed; the others
-/// only when [`may_skip`] says they may have changed.
+/// only when [`Listed::may_skip`] says they may have changed.
 pub fn walk(
     root: &Path,
     patterns: &Patterns,
@@ -100,15 +122,14 @@ pub fn walk(
         };
         visited.insert(folder.clone());
         let last = listings.get(&folder);
-        if !busy.contains(&folder) && may_skip(last, mtime_ns, now) {
-            pending.extend(last.map(|l| l.subfolders.clone()).unwrap_or_default());
+        if let Some(last) =
+            last.filter(|last| !busy.contains(&folder) && last.listed.may_skip(mtime_ns, now))
+        {
+            pending.extend(last.subfolders.iter().cloned());
             found.folders.push(folder);
             continue;
         }
-        let mtime_seen_at = match last {
-            Some(last) if last.mtime_ns == mtime_ns => last.mtime_seen_at,
-            _ => now,
-        };
+        let listed = Listed::now(last.map(|last| &last.listed), mtime_ns, now);
         let entries = match dir.entries() {
             Ok(entries) => entries,
             Err(error) => {
@@ -144,122 +165,12 @@ pub fn walk(
             }
         }
         pending.extend(subfolders.iter().cloned());
-        listings.insert(
-            folder.clone(),
-            Listing {
-                mtime_ns,
-                mtime_seen_at,
-                listed_at: now,
-                subfolders,
-            },
-        );
+        listings.insert(folder.clone(), Listing { listed, subfolders });
         found.folders.push(folder);
     }
     // Folders that are gone are forgotten.
     listings.retain(|folder, _| visited.contains(folder));
     found
-}
-
-/// Watching scan folders: the folders directly below `root` whose names
-/// match and that `skip` does not rule out, each with the look of
-/// everything below it. Files directly in `root` are no scan and left
-/// alone. Every such folder is summed up at every walk, file by file: a file
-/// being written changes its size, not its folder's mtime.
-pub fn walk_scan_folders(root: &Path, patterns: &Patterns, skip: &dyn Fn(&str) -> bool) -> Found {
-    let mut found = Found::default();
-    let entries = match Folder::open_root(root).and_then(|top| Ok((top.entries()?, top))) {
-        Ok(entries) => entries,
-        Err(error) => {
-            found
-                .unusable
-                .push((String::new(), format!("cannot read the folder: {error}")));
-            return found;
-        }
-    };
-    let (entries, top) = entries;
-    found.folders.push(String::new());
-    for (name, kind) in entries {
-        let name = match name.into_string() {
-            Ok(name) => name,
-            Err(name) => {
-                found.unusable.push((
-                    name.to_string_lossy().into_owned(),
-                    "its name is not UTF-8".to_owned(),
-                ));
-                continue;
-            }
-        };
-        if kind != Kind::Folder || !patterns.matches(&name) || skip(&name) {
-            continue;
-        }
-        match top.folder(&name).map_err(unreadable).and_then(sum_up) {
-            Ok(look) => {
-                found.files.push((name.clone(), look));
-                found.folders.push(name);
-            }
-            Err(why) => found.unusable.push((name, why)),
-        }
-    }
-    found
-}
-
-/// A new look at one scan folder; `None` when it is gone, no longer a real
-/// folder below `root`, or cannot be read.
-pub fn look_folder(root: &Path, rel: &str) -> Option<Look> {
-    let folder = Folder::open_root(root).ok()?.folder(rel).ok()?;
-    sum_up(folder).ok()
-}
-
-/// Whether the scan folder `rel` holds a plain file `name`.
-pub fn holds_file(root: &Path, rel: &str, name: &str) -> bool {
-    Folder::open_root(root)
-        .and_then(|top| top.stat_beneath(&join(rel, name)))
-        .is_ok_and(|stat| stat.kind == Kind::File)
-}
-
-fn unreadable(error: std::io::Error) -> String {
-    format!("cannot read the folder: {error}")
-}
-
-/// Every plain file below `folder` (hidden ones too: a detector's temporary
-/// file is part of a scan still being written), each subfolder opened from
-/// the one above it without following links: how many, their total size,
-/// and the latest mtime of them and of the folders.
-fn sum_up(folder: Folder) -> Result<Look, String> {
-    let mut look = Look {
-        size: 0,
-        mtime_ns: folder.stat().map_err(unreadable)?.mtime_ns,
-        files: 0,
-    };
-    let mut pending = vec![(String::new(), folder)];
-    while let Some((rel, dir)) = pending.pop() {
-        let entries = dir
-            .entries()
-            .map_err(|error| format!("cannot read {}: {error}", shown(&rel)))?;
-        for (name, kind) in entries {
-            let stat = match kind {
-                Kind::Folder => match dir.child(&name) {
-                    Ok(child) => {
-                        let stat = child.stat();
-                        pending.push((join(&rel, &name.to_string_lossy()), child));
-                        stat
-                    }
-                    Err(_) => continue,
-                },
-                Kind::File => dir.stat_entry(&name),
-                Kind::Other => continue,
-            };
-            let Ok(stat) = stat else {
-                continue;
-            };
-            if stat.kind == Kind::File {
-                look.files += 1;
-                look.size += stat.size;
-            }
-            look.mtime_ns = look.mtime_ns.max(stat.mtime_ns);
-        }
-    }
-    Ok(look)
 }
 
 /// A new look at one file; `None` when it is gone, no longer a plain file,
@@ -282,16 +193,6 @@ pub fn join(folder: &str, name: &str) -> String {
         name.to_owned()
     } else {
         format!("{folder}/{name}")
-    }
-}
-
-/// A folder inside a scan folder, as an error message shows it (escaped:
-/// its name is anyone's).
-fn shown(rel: &str) -> String {
-    if rel.is_empty() {
-        ".".to_owned()
-    } else {
-        beamtime::untrusted::shown_token(rel)
     }
 }
 
@@ -346,21 +247,23 @@ mod tests {
 
     #[test]
     fn a_folder_is_listed_again_unless_its_mtime_has_stood_since_a_listing() {
-        let listing = |mtime_ns, mtime_seen_at, listed_at| Listing {
+        let listed = |mtime_ns, mtime_seen_at, listed_at| Listed {
             mtime_ns,
             mtime_seen_at,
             listed_at,
-            subfolders: Vec::new(),
         };
-        // Never listed, or changed since: listed.
-        assert!(!may_skip(None, 5, 10_000));
-        assert!(!may_skip(Some(&listing(5, 0, 2000)), 6, 3000));
+        // Changed since: listed.
+        assert!(!listed(5, 0, 2000).may_skip(6, 3000));
         // Listed when its mtime was new: an entry in the same tick could hide.
-        assert!(!may_skip(Some(&listing(5, 1000, 1500)), 5, 3000));
+        assert!(!listed(5, 1000, 1500).may_skip(5, 3000));
         // Listed after the mtime had stood for a second: nothing came since.
-        assert!(may_skip(Some(&listing(5, 1000, 2000)), 5, 3000));
+        assert!(listed(5, 1000, 2000).may_skip(5, 3000));
         // But at least once a minute.
-        assert!(!may_skip(Some(&listing(5, 1000, 2000)), 5, 62_000));
+        assert!(!listed(5, 1000, 2000).may_skip(5, 62_000));
+        // A listing after one with the same mtime keeps when it was first seen.
+        let again = Listed::now(Some(&listed(5, 1000, 1500)), 5, 2000);
+        assert!(again.may_skip(5, 3000));
+        assert!(!Listed::now(Some(&again), 6, 2500).may_skip(6, 3000));
     }
 
     #[test]
@@ -389,51 +292,10 @@ mod tests {
         assert!(walk_at(&mut listings, 0).is_empty());
         assert!(walk_at(&mut listings, 1500).is_empty());
         // Now the folders may be skipped: one stat each.
-        assert!(may_skip(
-            listings.get("scan"),
-            listings["scan"].mtime_ns,
-            2000
-        ));
+        let scan = listings["scan"].listed;
+        assert!(scan.may_skip(scan.mtime_ns, 2000));
         fs::write(root.join("scan/b.h5"), b"b").unwrap();
         assert_eq!(walk_at(&mut listings, 2000), ["scan/b.h5"]);
-        fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn scan_folders_are_summed_up_whole_and_only_the_new_matching_ones() {
-        let root =
-            std::env::temp_dir().join(format!("bt-submit-watch-scans-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        for folder in [
-            "scan_1/frames",
-            "scan_2",
-            "scan_old",
-            "calib",
-            ".hidden_scan",
-        ] {
-            fs::create_dir_all(root.join(folder)).unwrap();
-        }
-        fs::write(root.join("scan_1/frames/a.h5"), b"12345").unwrap();
-        fs::write(root.join("scan_1/.b.h5.part"), b"123").unwrap();
-        fs::write(root.join("scan_1/master.h5"), b"1").unwrap();
-        fs::write(root.join("scan_3.h5"), b"not a folder").unwrap();
-        std::os::unix::fs::symlink(root.join("scan_1"), root.join("scan_link")).unwrap();
-        let found = walk_scan_folders(&root, &pattern("scan_*"), &|rel| rel == "scan_old");
-        let mut scans: Vec<(&str, u64, u64)> = found
-            .files
-            .iter()
-            .map(|(rel, look)| (rel.as_str(), look.files, look.size))
-            .collect();
-        scans.sort();
-        assert_eq!(scans, [("scan_1", 3, 9), ("scan_2", 0, 0)]);
-        assert!(found.unusable.is_empty(), "{:?}", found.unusable);
-        let before = look_folder(&root, "scan_2").unwrap();
-        fs::write(root.join("scan_2/a.h5"), b"").unwrap();
-        let after = look_folder(&root, "scan_2").unwrap();
-        assert_ne!(before, after, "an empty file added is a change");
-        assert!(holds_file(&root, "scan_1", "master.h5"));
-        assert!(!holds_file(&root, "scan_1", "frames"));
-        assert_eq!(look_folder(&root, "gone"), None);
         fs::remove_dir_all(&root).unwrap();
     }
 }
