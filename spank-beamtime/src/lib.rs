@@ -58,14 +58,17 @@ macro_rules! export_hooks {
             argc: std::os::raw::c_int,
             argv: *const *const std::os::raw::c_char,
         ) -> std::os::raw::c_int {
-            // The crate's wrapper catches panics and maps Err to -1; the plugin
-            // installs no tracing subscriber, so its first-call setup flag is unused.
+            // The crate's wrapper maps Err to -1; the plugin installs no tracing
+            // subscriber, so its first-call setup flag is unused.
             let rc = slurm_spank::spank_callback_with_globals::<dispatch::Beamtime, _>(
                 |plugin, options, _first_call| {
-                    let mut handle = slurm_spank::init_spank_handle(spank, argc, argv, options);
-                    plugin.$method(&mut handle).map_err(|error| {
-                        plugin.report_error(&mut handle, error.as_ref());
-                        error
+                    without_unwinding(|| {
+                        let mut handle =
+                            slurm_spank::init_spank_handle(spank, argc, argv, options);
+                        plugin.$method(&mut handle).map_err(|error| {
+                            plugin.report_error(&mut handle, error.as_ref());
+                            error
+                        })
                     })
                 },
             );
@@ -78,6 +81,47 @@ macro_rules! export_hooks {
             }
         }
     )*};
+}
+
+/// Runs a hook's body and turns a panic into a logged error before it unwinds
+/// into slurm-spank's wrapper. That wrapper catches it too, but only after its
+/// option and plugin mutexes were poisoned on the way out; its option callback,
+/// which Slurm calls with no catch around it, locks them with `expect`, so the
+/// next `--beamtime` option would abort srun or slurmstepd (never panic across
+/// FFI).
+fn without_unwinding(
+    body: impl FnOnce() -> Result<(), Box<dyn std::error::Error>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+        let error = panic_error(payload.as_ref());
+        slurm_spank::spank_log_error!("{PLUGIN}: {error}");
+        Err(error.into())
+    })
+}
+
+/// What a caught panic said, as the error the hook fails with.
+fn panic_error(payload: &(dyn std::any::Any + Send)) -> String {
+    let said = payload
+        .downcast_ref::<&str>()
+        .map(|said| (*said).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    format!("internal error, please report it: the plugin panicked ({said})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_error;
+
+    #[test]
+    fn a_caught_panic_becomes_an_error_that_says_what_it_said() {
+        let caught = |body: fn()| std::panic::catch_unwind(body).unwrap_err();
+        assert!(panic_error(caught(|| panic!("static text")).as_ref()).ends_with("(static text)"));
+        let formatted = caught(|| panic!("job {}", 42));
+        assert!(panic_error(formatted.as_ref()).ends_with("(job 42)"));
+        let opaque = caught(|| std::panic::panic_any(7_u8));
+        assert!(panic_error(opaque.as_ref()).ends_with("(no message)"));
+    }
 }
 
 export_hooks! {
