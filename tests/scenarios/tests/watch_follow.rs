@@ -231,6 +231,18 @@ fn detector(data: &Path, count: usize) -> std::thread::JoinHandle<()> {
     })
 }
 
+/// The node's sshd, killed by a test: started again when this goes, also when the test
+/// fails, so that the other tests' logins work.
+struct SshdDown<'a> {
+    harness: &'a dyn Fn(&str),
+}
+
+impl Drop for SshdDown<'_> {
+    fn drop(&mut self) {
+        (self.harness)("start-sshd");
+    }
+}
+
 /// Whether `pid`, just sent SIGSTOP, is stopped: one that was already on its way out
 /// (exiting, or a zombie) is not held, and the test waits for the next.
 fn held(pid: u32) -> bool {
@@ -756,8 +768,12 @@ fn an_sshd_killed_during_a_remote_burst_loses_and_doubles_nothing() {
             .ok_or(())
     })
     .unwrap_or_else(|()| panic!("no submission caught running:\n{}", w.log_text()));
-    harness("kill-sshd");
+    // Measured before the kill: the watch may log the outage (once) while the harness is
+    // still killing.
     let killed_at = w.log_text().len();
+    harness("kill-sshd");
+    // Whatever fails below, the next tests find sshd up again.
+    let sshd_down = SshdDown { harness: &harness };
     assert!(
         !detector.is_finished(),
         "the burst ended before sshd was killed:\n{}",
@@ -773,7 +789,7 @@ fn an_sshd_killed_during_a_remote_burst_loses_and_doubles_nothing() {
     .unwrap_or_else(|()| panic!("no {outage:?} after the kill:\n{}", w.log_text()));
     // Down a few seconds more: several files come complete meanwhile.
     std::thread::sleep(Duration::from_secs(3));
-    harness("start-sshd");
+    drop(sshd_down);
     detector.join().unwrap();
 
     let jobs = once_each(&w, &w.wait_for_submissions(count));
